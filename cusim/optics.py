@@ -110,18 +110,16 @@ def psf_to_otf(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Full-plane OTF on ``shape`` of a centred PSF array (validated, normalised to unit sum).
 
     The PSF is embedded with its centre pixel at element [0, 0] (circular wrap, the ``ifftshift``
-    of DESIGN section 1) and transformed.
+    of DESIGN section 1) and transformed. A PSF larger than the grid is wrapped (summed modulo the
+    grid), which is what circular convolution on that grid means.
     """
     p = validate_psf(psf)
-    if p.shape[0] > shape[0] or p.shape[1] > shape[1]:
-        raise ValueError(
-            f"psf: shape {p.shape} is larger than the (padded) fine grid {tuple(shape)}; crop the PSF"
-        )
     full = np.zeros(shape, dtype=np.float64)
     cy, cx = p.shape[0] // 2, p.shape[1] // 2
     rows = (np.arange(p.shape[0]) - cy) % shape[0]
     cols = (np.arange(p.shape[1]) - cx) % shape[1]
-    full[np.ix_(rows, cols)] = p
+    # add, not assign: a PSF larger than the grid wraps onto it, which is exactly circular convolution
+    np.add.at(full, np.ix_(rows, cols), p)
     return np.fft.fft2(full)
 
 

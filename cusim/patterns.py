@@ -1,0 +1,256 @@
+"""Illumination pattern families on the fine grid (DESIGN section 1).
+
+Every generator returns a float array (K, H, W) >= 0 that :class:`cusim.SIMOperator` takes as is.
+Sinusoidal families are described by :class:`SinusoidParams`, the in-memory twin of the HDF5 group
+``/pattern_params``; its :meth:`SinusoidParams.render` is the one implementation of the pattern formula
+
+    I_k(r) = 1 + m_k cos(2 pi k_k . r + phi_k) + sum_j m_k c_kj cos(2 pi (j+2) k_k . r + (j+2) phi_k)
+
+with r = (row, column) the integer fine-grid index and k in cycles per fine-grid pixel.
+
+Frequencies are given either in cycles per fine pixel (``k``, ``period_px``) or physically
+(``period_nm`` with ``pixel_size_nm`` and ``upsample``: camera pixel / upsample is the fine pixel).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special
+
+__all__ = [
+    "SinusoidParams", "linear", "linear_params", "nonlinear", "nonlinear_params", "saturated_harmonics",
+    "lattice", "speckle", "from_array", "period_to_k",
+]
+
+
+def period_to_k(period_px: float | None = None, *, period_nm: float | None = None,
+                pixel_size_nm: float | None = None, upsample: int = 1) -> float:
+    """Spatial frequency |k| in cycles per fine pixel from a period in fine pixels or in nm.
+
+    With ``period_nm``, ``pixel_size_nm`` is the CAMERA pixel and ``upsample`` the fine-grid factor.
+    """
+    if (period_px is None) == (period_nm is None):
+        raise ValueError("period: give exactly one of period_px or period_nm")
+    if period_nm is not None:
+        if pixel_size_nm is None or not pixel_size_nm > 0:
+            raise ValueError("pixel_size_nm: required (camera pixel, > 0) when the period is given in nm")
+        period_px = period_nm / (pixel_size_nm / upsample)
+    if not (np.isfinite(period_px) and period_px >= 2):
+        raise ValueError(f"period: expected at least 2 fine pixels (the Nyquist limit), got {period_px:.4g}")
+    return 1.0 / period_px
+
+
+@dataclass(frozen=True)
+class SinusoidParams:
+    """Parametric sinusoidal patterns: carriers ``k`` (K, 2) as (ky, kx) in cycles per fine pixel,
+    ``phase`` (K,) in radians, ``modulation`` (K,) in 0..1 and optional ``harmonics`` (K, M), the
+    relative amplitudes of orders 2..M+1."""
+
+    k: np.ndarray
+    phase: np.ndarray
+    modulation: np.ndarray
+    harmonics: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        k = np.asarray(self.k, dtype=np.float64)
+        K = k.shape[0] if k.ndim == 2 else -1
+        if k.ndim != 2 or k.shape[1] != 2 or K == 0:
+            raise ValueError(f"k: expected shape (K, 2) of (ky, kx) in cycles per fine pixel, got {k.shape}")
+        phase = np.asarray(self.phase, dtype=np.float64)
+        mod = np.asarray(self.modulation, dtype=np.float64)
+        if phase.shape != (K,):
+            raise ValueError(f"phase: expected shape ({K},), got {phase.shape}")
+        if mod.shape != (K,):
+            raise ValueError(f"modulation: expected shape ({K},), got {mod.shape}")
+        arrays = [k, phase, mod]
+        harm = self.harmonics
+        if harm is not None:
+            harm = np.asarray(harm, dtype=np.float64)
+            if harm.ndim != 2 or harm.shape[0] != K:
+                raise ValueError(f"harmonics: expected shape ({K}, M), got {harm.shape}")
+            arrays.append(harm)
+        if not all(np.all(np.isfinite(a)) for a in arrays):
+            raise ValueError("pattern parameters: contain NaN or Inf")
+        if mod.min() < 0 or mod.max() > 1:
+            raise ValueError(f"modulation: expected values in 0..1, got {mod.min():.3g}..{mod.max():.3g}")
+        if np.abs(k).max() > 0.5:
+            raise ValueError(f"k: carrier above the fine-grid Nyquist limit 0.5 cycles/px: {np.abs(k).max():.4g}")
+        object.__setattr__(self, "k", k)
+        object.__setattr__(self, "phase", phase)
+        object.__setattr__(self, "modulation", mod)
+        object.__setattr__(self, "harmonics", harm)
+
+    @property
+    def K(self) -> int:
+        return self.k.shape[0]
+
+    def normalised(self) -> "SinusoidParams":
+        """The same patterns with the sign convention of DESIGN section 2: kx > 0, or ky > 0 if kx = 0.
+
+        (k, phi) and (-k, -phi) describe the same pattern; phases are wrapped to (-pi, pi].
+        """
+        flip = (self.k[:, 1] < 0) | ((self.k[:, 1] == 0) & (self.k[:, 0] < 0))
+        sign = np.where(flip, -1.0, 1.0)
+        phase = np.angle(np.exp(1j * sign * self.phase))
+        return SinusoidParams(self.k * sign[:, None], phase, self.modulation, self.harmonics)
+
+    def render(self, shape: tuple[int, int], dtype=np.float32) -> np.ndarray:
+        """The patterns (K, H, W) on a fine grid of ``shape`` (the formula in the module docstring)."""
+        H, W = shape
+        rows = np.arange(H, dtype=np.float64)[:, None]
+        cols = np.arange(W, dtype=np.float64)[None, :]
+        out = np.empty((self.K, H, W), dtype=dtype)
+        M = 0 if self.harmonics is None else self.harmonics.shape[1]
+        for i in range(self.K):
+            theta = 2 * np.pi * (self.k[i, 0] * rows + self.k[i, 1] * cols) + self.phase[i]
+            img = 1.0 + self.modulation[i] * np.cos(theta)
+            for j in range(M):
+                img += self.modulation[i] * self.harmonics[i, j] * np.cos((j + 2) * theta)
+            out[i] = img
+        return out
+
+
+def _angles_phases(n_angles: int, n_phases: int, angle_offset_deg: float):
+    for name, v in (("n_angles", n_angles), ("n_phases", n_phases)):
+        if not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+    angles = np.deg2rad(angle_offset_deg) + np.pi * np.arange(n_angles) / n_angles
+    phases = 2 * np.pi * np.arange(n_phases) / n_phases
+    # Frame order is angle-major: frames 0..n_phases-1 are angle 0 at each phase.
+    ang = np.repeat(angles, n_phases)
+    ph = np.tile(phases, n_angles)
+    return ang, ph
+
+
+def linear_params(*, period_px: float | None = None, period_nm: float | None = None,
+                  pixel_size_nm: float | None = None, upsample: int = 1, n_angles: int = 3,
+                  n_phases: int = 3, modulation: float = 1.0, angle_offset_deg: float = 0.0) -> SinusoidParams:
+    """Linear SIM: ``n_angles`` orientations evenly over 180 degrees x ``n_phases`` equidistant phases."""
+    kmag = period_to_k(period_px, period_nm=period_nm, pixel_size_nm=pixel_size_nm, upsample=upsample)
+    ang, ph = _angles_phases(n_angles, n_phases, angle_offset_deg)
+    k = kmag * np.stack([np.sin(ang), np.cos(ang)], axis=1)
+    K = len(ang)
+    return SinusoidParams(k, ph, np.full(K, float(modulation))).normalised()
+
+
+def linear(shape: tuple[int, int], **kwargs) -> np.ndarray:
+    """Linear SIM patterns (K, H, W); keyword arguments as :func:`linear_params`."""
+    return linear_params(**kwargs).render(shape)
+
+
+def saturated_harmonics(saturation: float, tol: float = 1e-7, max_orders: int = 16) -> tuple[float, np.ndarray]:
+    """Fourier series of the saturated emission ``1 - exp(-a (1 + cos t) / 2)``, normalised to mean 1.
+
+    ``a = saturation`` is the peak excitation in units of the saturation intensity. Returns the
+    modulation ``m`` (first order) and the relative amplitudes of orders 2.. (``c_j`` with the order
+    amplitude ``m c_j``) until they fall below ``tol``. From ``exp(z cos t) = I0(z) + 2 sum I_n(z) cos nt``.
+    """
+    if not (np.isfinite(saturation) and saturation > 0):
+        raise ValueError(f"saturation: expected a positive number, got {saturation!r}")
+    z = saturation / 2.0
+    # scaled Bessel functions ive(n, z) = I_n(z) exp(-z) keep everything finite at strong saturation
+    c0 = 1.0 - special.ive(0, z)
+    orders = [2.0 * (-1.0) ** (n + 1) * special.ive(n, z) / c0 for n in range(1, max_orders + 1)]
+    m = orders[0]
+    rel = []
+    for c in orders[1:]:
+        if abs(c) < tol:
+            break
+        rel.append(c / m)
+    return float(m), np.asarray(rel)
+
+
+def nonlinear_params(*, saturation: float = 3.0, period_px: float | None = None, period_nm: float | None = None,
+                     pixel_size_nm: float | None = None, upsample: int = 1, n_angles: int = 5,
+                     n_phases: int = 5, angle_offset_deg: float = 0.0) -> SinusoidParams:
+    """Saturated (nonlinear) SIM: a sinusoidal excitation through ``1 - exp(-excitation)``, giving harmonics.
+
+    Default 5 angles x 5 phases. The number of phases should exceed twice the number of orders that
+    matter for separating them; the emitted pattern itself is represented to 1e-7.
+    """
+    m, rel = saturated_harmonics(saturation)
+    base = linear_params(period_px=period_px, period_nm=period_nm, pixel_size_nm=pixel_size_nm,
+                         upsample=upsample, n_angles=n_angles, n_phases=n_phases,
+                         angle_offset_deg=angle_offset_deg)
+    harm = np.tile(rel, (base.K, 1)) if rel.size else None
+    return SinusoidParams(base.k, base.phase, np.full(base.K, m), harm)
+
+
+def nonlinear(shape: tuple[int, int], **kwargs) -> np.ndarray:
+    """Saturated SIM patterns (K, H, W), clipped at 0 where the 1e-7 series truncation dips below it."""
+    return np.maximum(nonlinear_params(**kwargs).render(shape), 0)
+
+
+def lattice(shape: tuple[int, int], *, period_px: float, n_shifts: int = 5, sharpness: float = 2.0,
+            angle_offset_deg: float = 0.0) -> np.ndarray:
+    """Hexagonal spot lattice (localized-plasmonic-SIM-like) shifted over its unit cell.
+
+    The intensity of three interfering plane waves at 120 degrees, raised to ``sharpness`` to narrow the
+    spots, normalised to mean 1; ``period_px`` is the spot spacing. Frames are the ``n_shifts**2`` shifts
+    on an even grid over the unit cell (K = n_shifts**2).
+    """
+    if not (period_px >= 2):
+        raise ValueError(f"period_px: expected at least 2 fine pixels, got {period_px}")
+    if not isinstance(n_shifts, (int, np.integer)) or n_shifts < 1:
+        raise ValueError(f"n_shifts: expected a positive integer, got {n_shifts!r}")
+    if not sharpness > 0:
+        raise ValueError(f"sharpness: expected a positive number, got {sharpness}")
+    H, W = shape
+    rows = np.arange(H, dtype=np.float64)[:, None]
+    cols = np.arange(W, dtype=np.float64)[None, :]
+    # Lattice vectors a1, a2 (spot spacing = period); the waves' differences are the reciprocal vectors.
+    th = np.deg2rad(angle_offset_deg)
+    a1 = period_px * np.array([np.sin(th), np.cos(th)])
+    a2 = period_px * np.array([np.sin(th + np.pi / 3), np.cos(th + np.pi / 3)])
+    kmag = 2 / (np.sqrt(3) * period_px)  # |reciprocal vector| of a hexagonal lattice of spacing period
+    # three difference vectors at 120 degrees to each other, summing to zero
+    ks = [kmag * np.array([np.sin(th + np.pi / 6 + j * 2 * np.pi / 3), np.cos(th + np.pi / 6 + j * 2 * np.pi / 3)])
+          for j in range(3)]
+    out = np.empty((n_shifts * n_shifts, H, W), dtype=np.float32)
+    for i in range(n_shifts):
+        for j in range(n_shifts):
+            d = (i / n_shifts) * a1 + (j / n_shifts) * a2
+            field = sum(np.cos(2 * np.pi * (kk[0] * (rows - d[0]) + kk[1] * (cols - d[1]))) for kk in ks)
+            inten = (3.0 + 2.0 * field) / 9.0  # |e1 + e2 + e3|^2 / 9 in 0..1, written with cosines
+            inten = np.maximum(inten, 0) ** sharpness
+            out[i * n_shifts + j] = inten / inten.mean()
+    return out
+
+
+def speckle(shape: tuple[int, int], n_frames: int, *, grain_px: float = 4.0, seed: int = 0) -> np.ndarray:
+    """Fully developed speckle (blind-SIM style), seeded: the intensity of a circular-pupil filtered
+    random complex field, mean 1 per frame. ``grain_px`` is the speckle size (1 / pupil cut-off)."""
+    if not isinstance(n_frames, (int, np.integer)) or n_frames < 1:
+        raise ValueError(f"n_frames: expected a positive integer, got {n_frames!r}")
+    if not grain_px >= 2:
+        raise ValueError(f"grain_px: expected at least 2 fine pixels, got {grain_px}")
+    H, W = shape
+    rng = np.random.default_rng(seed)
+    fy = np.fft.fftfreq(H)[:, None]
+    fx = np.fft.fftfreq(W)[None, :]
+    pupil = np.hypot(fy, fx) <= 0.5 / grain_px
+    out = np.empty((n_frames, H, W), dtype=np.float32)
+    for i in range(n_frames):
+        field = rng.standard_normal((H, W)) + 1j * rng.standard_normal((H, W))
+        inten = np.abs(np.fft.ifft2(np.fft.fft2(field) * pupil)) ** 2
+        out[i] = inten / inten.mean()
+    return out
+
+
+def from_array(patterns, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Validate an arbitrary pattern stack (K, H, W): finite, non-negative, the expected fine grid."""
+    a = np.asarray(patterns)
+    if a.ndim != 3 or 0 in a.shape:
+        raise ValueError(f"patterns: expected a non-empty array of shape (K, H, W), got {a.shape}")
+    if shape is not None and a.shape[1:] != tuple(shape):
+        raise ValueError(f"patterns: expected fine grid {tuple(shape)}, got {a.shape[1:]}")
+    if not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
+        raise ValueError(f"patterns: expected real numbers, got dtype {a.dtype}")
+    a = a.astype(np.float32)
+    if not np.all(np.isfinite(a)):
+        raise ValueError("patterns: contains NaN or Inf")
+    if a.min() < 0:
+        raise ValueError(f"patterns: illumination must be non-negative, minimum is {a.min():.3g}")
+    return a

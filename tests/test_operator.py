@@ -1,0 +1,201 @@
+"""SIMOperator: exact adjoint, forward against a direct real-space model, batching, validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.signal import convolve2d
+
+import cusim
+from cusim import optics, patterns
+from cusim.operators import SIMOperator, dottest
+
+FAMILIES = ["linear", "nonlinear", "lattice", "speckle", "array"]
+
+
+def make_patterns(family: str, shape, rng) -> np.ndarray:
+    if family == "linear":
+        return patterns.linear(shape, period_px=5.3, angle_offset_deg=7)
+    if family == "nonlinear":
+        return patterns.nonlinear(shape, period_px=7.1, n_angles=3, n_phases=5, saturation=4)
+    if family == "lattice":
+        return patterns.lattice(shape, period_px=6.5, n_shifts=2)
+    if family == "speckle":
+        return patterns.speckle(shape, 4, grain_px=3, seed=int(rng.integers(1 << 30)))
+    return rng.random((3, *shape)).astype(np.float32)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("s", [1, 2, 3, 4])
+@pytest.mark.parametrize("pad", [0, 5])
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 1e-5)])
+def test_adjoint_matches_forward_for_every_family_upsample_and_pad(family, s, pad, dtype, tol):
+    rng = np.random.default_rng(s * 10 + pad)
+    H, W = s * 7, s * 9  # non-square, odd camera sides
+    pats = make_patterns(family, (H, W), rng)
+    op = SIMOperator(pats, optics.gaussian_psf(1.3 * s, size=2 * s + 3), s, pad=pad, dtype=dtype, device="cpu")
+    assert dottest(op, seed=1) < tol
+    assert dottest(op, batch=3, seed=2) < tol
+
+
+@pytest.mark.parametrize("shape,s", [((16, 16), 2), ((15, 21), 3), ((8, 12), 4)])
+def test_adjoint_holds_for_even_odd_and_non_square_grids(shape, s):
+    rng = np.random.default_rng(0)
+    op = SIMOperator(rng.random((5, *shape)), rng.random((3, 5)), s, dtype="float64", device="cpu")
+    assert dottest(op) < 1e-12
+
+
+def direct_model(x, pats, psf, s, pad):
+    """DESIGN section 1 written plainly: pattern product, real-space convolution, s x s block mean."""
+    p = psf / psf.sum()
+    out = []
+    for pat in pats:
+        u = pat * x
+        if pad:
+            z = convolve2d(u, p, mode="same")  # zero outside the field: what the margin models
+        else:
+            z = np.real(np.fft.ifft2(np.fft.fft2(u) * optics.psf_to_otf(psf, u.shape)))
+        out.append(z.reshape(u.shape[0] // s, s, u.shape[1] // s, s).mean(axis=(1, 3)))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("s,pad", [(1, 0), (2, 0), (3, 4), (4, 6), (4, 0)])
+def test_forward_equals_convolve_then_block_mean(s, pad):
+    rng = np.random.default_rng(s + pad)
+    H, W = 8 * s, 5 * s
+    pats = rng.random((4, H, W))
+    psf = rng.random((5, 7))
+    x = rng.random((H, W))
+    op = SIMOperator(pats, psf, s, pad=pad, dtype="float64", device="cpu")
+    ref = direct_model(x, pats, psf, s, pad)
+    np.testing.assert_allclose(op.forward(x), ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+
+
+def test_camera_integrates_rather_than_decimates():
+    # A bright fine pixel anywhere inside a camera pixel's block lands in that camera pixel (mean, not pick).
+    s = 4
+    op = SIMOperator(np.ones((1, 16, 16)), np.ones((1, 1)), s, dtype="float64", device="cpu")
+    x = np.zeros((16, 16))
+    x[7, 6] = 16.0
+    y = op.forward(x)[0]
+    assert y[1, 1] == pytest.approx(1.0)
+    assert np.abs(y).sum() == pytest.approx(1.0)
+
+
+def test_batch_axis_gives_the_same_as_single_images():
+    rng = np.random.default_rng(3)
+    op = SIMOperator(patterns.linear((24, 24), period_px=6), optics.gaussian_psf(2.0), 2, pad=3, device="cpu")
+    xb = rng.random((3, 24, 24)).astype(np.float32)
+    yb = op.forward(xb)
+    assert yb.shape == (3, 9, 12, 12)
+    for b in range(3):
+        np.testing.assert_allclose(yb[b], op.forward(xb[b]), rtol=1e-6, atol=1e-7)
+    ab = op.adjoint(yb)
+    np.testing.assert_allclose(ab[1], op.adjoint(yb[1]), rtol=1e-6, atol=1e-6)
+
+
+def test_psf_larger_than_the_grid_wraps_as_circular_convolution():
+    rng = np.random.default_rng(6)
+    pats, x = rng.random((2, 6, 6)), rng.random((6, 6))
+    big = rng.random((9, 9))
+    wrapped = np.zeros((6, 6))
+    for i in range(9):
+        for j in range(9):
+            wrapped[(i - 4) % 6, (j - 4) % 6] += big[i, j]
+    a = SIMOperator(pats, big, 2, dtype="float64", device="cpu").forward(x)
+    z = [np.real(np.fft.ifft2(np.fft.fft2(p * x) * np.fft.fft2(wrapped / big.sum()))) for p in pats]
+    ref = np.array([zz.reshape(3, 2, 3, 2).mean(axis=(1, 3)) for zz in z])
+    np.testing.assert_allclose(a, ref, rtol=1e-12)
+
+
+def test_psf_scale_does_not_change_the_operator():
+    rng = np.random.default_rng(4)
+    pats, psf, x = rng.random((2, 12, 12)), rng.random((5, 5)), rng.random((12, 12))
+    a = SIMOperator(pats, psf, 2, dtype="float64", device="cpu").forward(x)
+    b = SIMOperator(pats, 7.5 * psf, 2, dtype="float64", device="cpu").forward(x)
+    np.testing.assert_allclose(a, b, rtol=1e-13)
+
+
+def test_uniform_illumination_of_uniform_object_gives_uniform_frames():
+    op = SIMOperator(np.full((2, 40, 40), 2.0), optics.gaussian_psf(1.0, size=7), 4, pad=4, device="cpu")
+    y = op.forward(np.full((40, 40), 3.0, dtype=np.float32))
+    # interior camera pixels see the whole PSF: 2 * 3 = 6 (PSF sums to 1); border pixels see the zero margin
+    assert y[:, 1:-1, 1:-1] == pytest.approx(np.full((2, 8, 8), 6.0), rel=1e-5)
+    assert np.all(y[:, 0, :] < 6.0 - 0.1)
+
+
+def test_widefield_optics_uses_the_analytic_otf():
+    wf = optics.Widefield(na=1.2, wavelength_nm=520, pixel_size_nm=100)
+    s = 2
+    op = SIMOperator(np.ones((1, 64, 64)), wf, s, dtype="float64", device="cpu")
+    # A single fine-grid cosine below the cut-off passes with the OTF gain (times the box factor).
+    f = 5 / 64
+    x = 1 + np.cos(2 * np.pi * f * np.arange(64))[None, :] * np.ones((64, 1))
+    y = op.forward(x)[0]
+    gain = 2 * abs(np.fft.fft(y[0])[5]) / y.shape[1]  # amplitude of the cosine on the camera grid
+    otf = wf.otf((64, 64), s)[0, 5].real
+    box = abs(np.exp(2j * np.pi * f * np.arange(s)).mean())
+    assert gain == pytest.approx(otf * box, rel=1e-6)
+    assert dottest(op) < 1e-12
+
+
+def test_norm_estimate_matches_the_largest_singular_value():
+    rng = np.random.default_rng(5)
+    op = SIMOperator(rng.random((3, 8, 8)), rng.random((3, 3)), 2, dtype="float64", device="cpu")
+    dense = np.stack([op.forward(e.reshape(8, 8)).ravel() for e in np.eye(64)], axis=1)
+    assert op.norm_estimate(n_iter=500, rtol=1e-12) == pytest.approx(np.linalg.norm(dense, 2), rel=1e-6)
+
+
+def test_public_api_names_are_exported():
+    assert cusim.SIMOperator is SIMOperator and cusim.dottest is dottest
+
+
+GOOD = dict(patterns=np.ones((3, 8, 8)), psf=np.ones((3, 3)), upsample=2)
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (dict(patterns=np.ones((8, 8))), r"patterns: expected a non-empty array of shape \(K, H, W\)"),
+        (dict(patterns=np.ones((3, 9, 8))), r"patterns: expected H and W divisible by upsample=2"),
+        (dict(patterns=np.full((3, 8, 8), np.nan)), r"patterns: contains NaN or Inf"),
+        (dict(patterns=-np.ones((3, 8, 8))), r"patterns: illumination must be non-negative"),
+        (dict(psf=np.ones((4, 3))), r"psf: expected odd sides"),
+        (dict(psf=-np.ones((3, 3))), r"psf: must be non-negative"),
+        (dict(psf=np.zeros((3, 3))), r"psf: all zero"),
+        (dict(psf=np.array([[np.inf]])), r"psf: contains NaN or Inf"),
+        (dict(upsample=0), r"upsample: expected an integer in 1\.\.8, got 0"),
+        (dict(upsample=2.0), r"upsample: expected an integer"),
+    ],
+)
+def test_bad_construction_raises_one_clear_value_error(change, match):
+    kwargs = {**GOOD, **change}
+    with pytest.raises(ValueError, match=match):
+        SIMOperator(kwargs["patterns"], kwargs["psf"], kwargs["upsample"], device="cpu")
+
+
+def test_bad_call_inputs_name_the_argument_and_expected_shape():
+    op = SIMOperator(**GOOD, device="cpu")
+    with pytest.raises(ValueError, match=r"x: expected shape \(8, 8\) or \(B, \*\(8, 8\)\), got \(8, 6\)"):
+        op.forward(np.ones((8, 6)))
+    with pytest.raises(ValueError, match=r"y: expected shape \(3, 4, 4\) or \(B, \*\(3, 4, 4\)\), got \(9, 4, 4\)"):
+        op.adjoint(np.ones((9, 4, 4)))
+
+
+def test_cuda_without_a_gpu_is_a_clear_value_error(monkeypatch):
+    from cusim import backend
+
+    monkeypatch.setattr(backend, "gpu_available", lambda: False)
+    with pytest.raises(ValueError, match=r"device='cuda': no usable CUDA GPU"):
+        SIMOperator(**GOOD, device="cuda")
+    with pytest.raises(ValueError, match=r"device: expected one of"):
+        SIMOperator(**GOOD, device="gpu")
+
+
+def test_dtype_is_float32_by_default_and_float64_on_request():
+    op = SIMOperator(**GOOD, device="cpu")
+    assert op.forward(np.ones((8, 8))).dtype == np.float32
+    op64 = SIMOperator(**GOOD, device="cpu", dtype="float64")
+    assert op64.adjoint(np.ones((3, 4, 4))).dtype == np.float64
+    with pytest.raises(ValueError, match="dtype: expected 'float32' or 'float64'"):
+        SIMOperator(**GOOD, dtype="float16")

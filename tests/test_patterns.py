@@ -1,0 +1,97 @@
+"""Pattern families: the parametric formula, sign convention, harmonics, lattice, speckle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import special
+
+from cusim import patterns
+
+
+def test_render_follows_the_design_formula_at_integer_pixel_indices():
+    p = patterns.SinusoidParams(k=[[0.05, 0.1]], phase=[0.3], modulation=[0.8], harmonics=[[0.25]])
+    img = p.render((7, 9), dtype=np.float64)[0]
+    r, c = 4, 6
+    theta = 2 * np.pi * (0.05 * r + 0.1 * c) + 0.3
+    assert img[r, c] == pytest.approx(1 + 0.8 * np.cos(theta) + 0.8 * 0.25 * np.cos(2 * theta))
+
+
+def test_linear_patterns_are_angle_major_with_the_requested_period_and_phases():
+    p = patterns.linear_params(period_px=12, n_angles=3, n_phases=3)
+    assert p.K == 9
+    np.testing.assert_allclose(np.hypot(p.k[:, 0], p.k[:, 1]), 1 / 12)
+    # frames 0..2 share the first angle, and their phases step by 2 pi / 3
+    np.testing.assert_allclose(p.k[0], p.k[2])
+    steps = np.angle(np.exp(1j * np.diff(p.phase[:3])))
+    np.testing.assert_allclose(np.abs(steps), 2 * np.pi / 3)
+    angles = np.rad2deg(np.arctan2(p.k[::3, 0], p.k[::3, 1])) % 180
+    np.testing.assert_allclose(np.sort(angles), [0, 60, 120], atol=1e-9)
+
+
+def test_period_in_nm_uses_the_fine_pixel():
+    assert patterns.period_to_k(period_nm=240, pixel_size_nm=80, upsample=2) == pytest.approx(1 / 6)
+    with pytest.raises(ValueError, match="Nyquist"):
+        patterns.period_to_k(1.5)
+
+
+def test_normalised_flips_k_and_phase_together_and_keeps_the_pattern():
+    p = patterns.SinusoidParams(k=[[0.03, -0.07], [-0.1, 0.0]], phase=[1.0, -2.0], modulation=[1, 1])
+    q = p.normalised()
+    assert q.k[0, 1] > 0 and q.k[1, 0] > 0
+    np.testing.assert_allclose(p.render((16, 16)), q.render((16, 16)), atol=1e-5)
+
+
+def test_saturated_series_reproduces_the_saturating_response():
+    a = 5.0
+    t = np.linspace(0, 2 * np.pi, 257)
+    m, rel = patterns.saturated_harmonics(a)
+    series = 1 + m * np.cos(t) + sum(m * c * np.cos((j + 2) * t) for j, c in enumerate(rel))
+    exact = (1 - np.exp(-a * (1 + np.cos(t)) / 2)) / (1 - special.ive(0, a / 2))
+    np.testing.assert_allclose(series, exact, atol=1e-6)
+    assert len(rel) >= 3  # strong saturation has real harmonics
+
+
+def test_nonlinear_patterns_have_harmonics_and_stay_non_negative():
+    pats = patterns.nonlinear((60, 60), period_px=12, saturation=4)
+    assert pats.shape == (25, 60, 60) and pats.min() >= 0
+    spec = np.abs(np.fft.fft2(pats[0]))
+    p = patterns.nonlinear_params(period_px=12, saturation=4)
+    ky, kx = p.k[0] * 60
+    assert spec[int(round(2 * ky)) % 60, int(round(2 * kx)) % 60] > 0.05 * spec[0, 0]
+
+
+def test_lattice_is_a_periodic_spot_pattern_shifted_over_the_cell():
+    pats = patterns.lattice((48, 48), period_px=12, n_shifts=3)
+    assert pats.shape == (9, 48, 48) and pats.min() >= 0
+    np.testing.assert_allclose(pats[0], np.roll(pats[0], 12, axis=1), atol=1e-4)
+    np.testing.assert_allclose(pats.mean(axis=(1, 2)), 1.0, rtol=1e-5)
+    # the shifts tile the cell: the sum over frames is far flatter than one frame
+    assert pats.sum(0).std() / pats.sum(0).mean() < 0.2 * pats[0].std() / pats[0].mean()
+
+
+def test_speckle_is_seeded_and_has_unit_mean():
+    a = patterns.speckle((32, 32), 3, seed=7)
+    b = patterns.speckle((32, 32), 3, seed=7)
+    c = patterns.speckle((32, 32), 3, seed=8)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+    np.testing.assert_allclose(a.mean(axis=(1, 2)), 1.0, rtol=1e-5)
+    # fully developed speckle: intensity contrast std/mean close to 1
+    assert 0.7 < a.std() / a.mean() < 1.3
+
+
+@pytest.mark.parametrize(
+    "arr,match",
+    [(np.ones((4, 4)), r"\(K, H, W\)"), (-np.ones((1, 2, 2)), "non-negative"), (np.full((1, 2, 2), np.inf), "NaN")],
+)
+def test_from_array_validates(arr, match):
+    with pytest.raises(ValueError, match=match):
+        patterns.from_array(arr)
+
+
+def test_sinusoid_params_validate_shapes_and_ranges():
+    with pytest.raises(ValueError, match=r"phase: expected shape \(2,\)"):
+        patterns.SinusoidParams(k=np.zeros((2, 2)), phase=[0.0], modulation=[1, 1])
+    with pytest.raises(ValueError, match="modulation: expected values in 0..1"):
+        patterns.SinusoidParams(k=np.zeros((1, 2)), phase=[0.0], modulation=[1.5])
