@@ -1,0 +1,384 @@
+"""HDF5 datasets, format ``cusim-sim`` version 1 (DESIGN section 2).
+
+``load(path) -> Dataset`` validates everything before returning; ``save(dataset, path)`` and
+``add_recon(path, ...)`` never leave a half-written file: they write a temporary file in the same folder
+and rename it over the target (an atomic step on POSIX file systems).
+
+Every problem is a :class:`DatasetError` (a ValueError) whose message names the file, the path inside
+it and what was expected, in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .optics import Widefield, validate_psf
+from .patterns import SinusoidParams
+
+FORMAT, FORMAT_VERSION = "cusim-sim", 1
+RAW_DTYPES = (np.uint8, np.uint16, np.float32)
+OPTICS_ATTRS = ("na", "wavelength_nm", "pixel_size_nm")
+
+
+class DatasetError(ValueError):
+    """A dataset that does not follow the format; the message names the file and the path inside it."""
+
+
+@dataclass
+class Recon:
+    """One reconstruction: ``image`` (H, W) or (T, H, W), provenance ``attrs``, optional ``loss`` history."""
+
+    image: np.ndarray
+    attrs: dict = field(default_factory=dict)
+    loss: np.ndarray | None = None
+
+
+@dataclass
+class Dataset:
+    """One raw SIM acquisition with what is known about it. Fields mirror the file's paths."""
+
+    raw: np.ndarray
+    upsample: int
+    patterns: np.ndarray | None = None
+    pattern_params: SinusoidParams | None = None
+    pattern_kind: str | None = None
+    psf: np.ndarray | None = None
+    na: float | None = None
+    wavelength_nm: float | None = None
+    pixel_size_nm: float | None = None
+    ground_truth: np.ndarray | None = None
+    recons: dict[str, Recon] = field(default_factory=dict)
+    attrs: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    # -- derived shapes -------------------------------------------------------------------------
+    @property
+    def is_series(self) -> bool:
+        return self.raw.ndim == 4
+
+    @property
+    def T(self) -> int:
+        return self.raw.shape[0] if self.is_series else 1
+
+    @property
+    def K(self) -> int:
+        return self.raw.shape[-3]
+
+    @property
+    def camera_shape(self) -> tuple[int, int]:
+        return tuple(self.raw.shape[-2:])
+
+    @property
+    def fine_shape(self) -> tuple[int, int]:
+        h, w = self.camera_shape
+        return (h * self.upsample, w * self.upsample)
+
+    def frames(self, t: int = 0) -> np.ndarray:
+        """The raw frames (K, h, w) of time point ``t``, as float32."""
+        return np.asarray(self.raw[t] if self.is_series else self.raw, dtype=np.float32)
+
+    # -- what the operators need -----------------------------------------------------------------
+    def has_patterns(self) -> bool:
+        return self.patterns is not None or self.pattern_params is not None
+
+    def get_patterns(self) -> np.ndarray:
+        """(K, H, W) float32: the stored patterns, or those generated from ``/pattern_params``."""
+        if self.patterns is not None:
+            return np.asarray(self.patterns, dtype=np.float32)
+        if self.pattern_params is not None:
+            return np.maximum(self.pattern_params.render(self.fine_shape), 0)
+        raise DatasetError(f"{self._name()}: no /patterns and no /pattern_params; estimate them first "
+                           "(cusim estimate) or import the file with a pattern stack")
+
+    def optics(self):
+        """The PSF array, or :class:`~cusim.optics.Widefield` from the optics attributes."""
+        if self.psf is not None:
+            return self.psf
+        if all(getattr(self, a) is not None for a in OPTICS_ATTRS):
+            return Widefield(self.na, self.wavelength_nm, self.pixel_size_nm)
+        raise DatasetError(f"{self._name()}: no /psf and no optics attributes {OPTICS_ATTRS}; "
+                           "re-import with --psf or --na/--wavelength-nm/--pixel-size-nm")
+
+    def operator(self, *, pad: int | None = None, device: str = "auto", dtype: str = "float32"):
+        """The :class:`~cusim.SIMOperator` of this acquisition (``pad`` defaults to the PSF half-size)."""
+        from .operators import SIMOperator  # noqa: PLC0415
+
+        optics = self.optics()
+        if pad is None:
+            pad = optics.shape[0] // 2 if isinstance(optics, np.ndarray) else 4 * self.upsample
+        return SIMOperator(self.get_patterns(), optics, self.upsample, pad=pad, device=device, dtype=dtype)
+
+    def _name(self) -> str:
+        return str(self.path) if self.path is not None else "dataset"
+
+    # -- validation ------------------------------------------------------------------------------
+    def validate(self) -> "Dataset":
+        """Check every field against the format; raises DatasetError naming the path."""
+        n = self._name()
+        raw = self.raw
+        _check_array(n, "/raw", raw)
+        if raw.ndim not in (3, 4):
+            raise DatasetError(f"{n}: /raw: expected shape (K, h, w) or (T, K, h, w), got {raw.shape}")
+        if isinstance(self.upsample, bool) or not isinstance(self.upsample, (int, np.integer)) \
+                or not 1 <= self.upsample <= 8:
+            raise DatasetError(f"{n}: attribute upsample: expected an integer 1..8, got {self.upsample!r}")
+        K, (H, W) = self.K, self.fine_shape
+        if self.patterns is not None:
+            _check_array(n, "/patterns", self.patterns)
+            if self.patterns.shape != (K, H, W):
+                raise DatasetError(f"{n}: /patterns: expected shape (K, H, W) = ({K}, {H}, {W}) from /raw "
+                                   f"{raw.shape} and upsample {self.upsample}, got {self.patterns.shape}")
+            if float(np.min(self.patterns)) < 0:
+                raise DatasetError(f"{n}: /patterns: illumination must be non-negative")
+        if self.pattern_params is not None and self.pattern_params.K != K:
+            raise DatasetError(f"{n}: /pattern_params/k: expected {K} frames as in /raw, "
+                               f"got {self.pattern_params.K}")
+        if self.psf is not None:
+            _check_array(n, "/psf", self.psf)
+            try:
+                validate_psf(self.psf)
+            except ValueError as e:
+                raise DatasetError(f"{n}: /{e}") from None
+        for a in OPTICS_ATTRS:
+            v = getattr(self, a)
+            if v is not None and not (np.isfinite(v) and v > 0):
+                raise DatasetError(f"{n}: attribute {a}: expected a positive number, got {v!r}")
+        if self.ground_truth is not None:
+            _check_array(n, "/ground_truth", self.ground_truth)
+            want = (H, W) if not self.is_series else (self.T, H, W)
+            if self.ground_truth.shape not in (want, (H, W)):
+                raise DatasetError(f"{n}: /ground_truth: expected shape {want}, got {self.ground_truth.shape}")
+        for name, rec in self.recons.items():
+            _check_array(n, f"/recon/{name}", rec.image, finite=False)
+            if rec.image.shape[-2:] != (H, W):
+                raise DatasetError(f"{n}: /recon/{name}: expected fine grid {(H, W)}, got {rec.image.shape}")
+        return self
+
+
+def _check_array(n: str, where: str, a, finite: bool = True) -> None:
+    a = np.asarray(a)
+    if a.size == 0:
+        raise DatasetError(f"{n}: {where}: empty array (shape {a.shape})")
+    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise DatasetError(f"{n}: {where}: expected a numeric (integer or float) dtype, got {a.dtype}")
+    if finite and np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
+        raise DatasetError(f"{n}: {where}: contains NaN or Inf")
+
+
+# -- reading ---------------------------------------------------------------------------------------
+def _open(path: Path, mode: str = "r"):
+    import h5py  # noqa: PLC0415
+
+    if not path.exists():
+        raise DatasetError(f"{path}: no such file")
+    if path.is_dir():
+        raise DatasetError(f"{path}: is a folder, expected an HDF5 file")
+    if not os.access(path, os.R_OK):
+        raise DatasetError(f"{path}: not readable (permission denied)")
+    try:
+        if not h5py.is_hdf5(path):
+            raise DatasetError(f"{path}: not an HDF5 file (expected format {FORMAT!r})")
+        return h5py.File(path, mode)
+    except DatasetError:
+        raise
+    except OSError as e:
+        raise DatasetError(f"{path}: unreadable HDF5 file (truncated or corrupt): {str(e).splitlines()[0]}") from None
+
+
+def _read(f, n: str, where: str, required: bool = False):
+    import h5py  # noqa: PLC0415
+
+    if where not in f:
+        if required:
+            raise DatasetError(f"{n}: {where}: missing (required)")
+        return None
+    obj = f[where]
+    if not isinstance(obj, h5py.Dataset):
+        raise DatasetError(f"{n}: {where}: expected an array, found a group")
+    try:
+        return obj[()]
+    except (OSError, TypeError, ValueError) as e:
+        raise DatasetError(f"{n}: {where}: could not be read: {str(e).splitlines()[0]}") from None
+
+
+def _attr(f, name):
+    v = f.attrs.get(name)
+    if v is None:
+        return None
+    v = v.item() if isinstance(v, np.generic) else v
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def load(path) -> Dataset:
+    """Read and validate a ``cusim-sim`` v1 file. Raises :class:`DatasetError` with one clear line."""
+    path = Path(path)
+    n = str(path)
+    try:
+        with _open(path) as f:
+            fmt, ver = _attr(f, "format"), _attr(f, "format_version")
+            if fmt != FORMAT:
+                raise DatasetError(f"{n}: attribute format: expected {FORMAT!r}, got {fmt!r}")
+            if ver != FORMAT_VERSION:
+                raise DatasetError(f"{n}: attribute format_version: expected {FORMAT_VERSION}, got {ver!r}")
+            if "upsample" not in f.attrs:
+                raise DatasetError(f"{n}: attribute upsample: missing (required)")
+            ds = Dataset(raw=_read(f, n, "/raw", required=True), upsample=_attr(f, "upsample"), path=path,
+                         patterns=_read(f, n, "/patterns"), psf=_read(f, n, "/psf"),
+                         ground_truth=_read(f, n, "/ground_truth"),
+                         **{a: _attr(f, a) for a in OPTICS_ATTRS})
+            if "pattern_params" in f:
+                ds.pattern_params, ds.pattern_kind = _read_params(f, n)
+            ds.attrs = {k: _attr(f, k) for k in f.attrs
+                        if k not in ("format", "format_version", "upsample", *OPTICS_ATTRS)}
+            ds.recons = _read_recons(f, n)
+    except DatasetError:
+        raise
+    except (OSError, KeyError, RuntimeError) as e:  # damaged internals found while reading
+        raise DatasetError(f"{n}: unreadable HDF5 content: {str(e).splitlines()[0]}") from None
+    return ds.validate()
+
+
+def _read_params(f, n: str):
+    g = f["pattern_params"]
+    arrays = {k: _read(g, n, k, required=k != "harmonics") for k in ("k", "phase", "modulation", "harmonics")}
+    for k in ("k", "phase", "modulation"):
+        arrays[k] = _numeric(n, f"/pattern_params/{k}", arrays[k])
+    try:
+        params = SinusoidParams(**arrays)
+    except ValueError as e:
+        raise DatasetError(f"{n}: /pattern_params/{e}") from None
+    return params, _attr(g, "kind")
+
+
+def _numeric(n, where, a):
+    _check_array(n, where, a)
+    return a
+
+
+def _read_recons(f, n: str) -> dict[str, Recon]:
+    out = {}
+    if "recon" not in f:
+        return out
+    g = f["recon"]
+    for name in g:
+        if name.endswith("_loss"):
+            continue
+        img = _read(g, n, name)
+        attrs = {k: _attr(g[name], k) for k in g[name].attrs}
+        if isinstance(attrs.get("params"), str):
+            attrs["params"] = json.loads(attrs["params"])
+        out[name] = Recon(np.asarray(img), attrs, _read(g, n, f"{name}_loss"))
+    return out
+
+
+# -- writing ---------------------------------------------------------------------------------------
+def _write_recon(g, name: str, rec: Recon) -> None:
+    d = g.create_dataset(name, data=np.asarray(rec.image, dtype=np.float32))
+    for k, v in rec.attrs.items():
+        d.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
+    if rec.loss is not None:
+        g.create_dataset(f"{name}_loss", data=np.asarray(rec.loss, dtype=np.float64))
+
+
+def _write(f, ds: Dataset) -> None:
+    f.attrs["format"] = FORMAT
+    f.attrs["format_version"] = FORMAT_VERSION
+    f.attrs["upsample"] = int(ds.upsample)
+    for a in OPTICS_ATTRS:
+        if getattr(ds, a) is not None:
+            f.attrs[a] = float(getattr(ds, a))
+    for k, v in ds.attrs.items():
+        f.attrs[k] = v
+    raw = np.asarray(ds.raw)
+    if raw.dtype not in RAW_DTYPES:
+        raw = raw.astype(np.float32)
+    f.create_dataset("raw", data=raw, chunks=True, compression="gzip", compression_opts=1)
+    if ds.patterns is not None:
+        f.create_dataset("patterns", data=np.asarray(ds.patterns, dtype=np.float32), chunks=True,
+                         compression="gzip", compression_opts=1)
+    if ds.pattern_params is not None:
+        g = f.create_group("pattern_params")
+        g.attrs["kind"] = ds.pattern_kind or "sinusoidal"
+        p = ds.pattern_params
+        g.create_dataset("k", data=p.k)
+        g.create_dataset("phase", data=p.phase)
+        g.create_dataset("modulation", data=p.modulation)
+        if p.harmonics is not None:
+            g.create_dataset("harmonics", data=p.harmonics)
+    if ds.psf is not None:
+        f.create_dataset("psf", data=np.asarray(ds.psf, dtype=np.float32))
+    if ds.ground_truth is not None:
+        f.create_dataset("ground_truth", data=np.asarray(ds.ground_truth, dtype=np.float32))
+    if ds.recons:
+        g = f.create_group("recon")
+        for name, rec in ds.recons.items():
+            _write_recon(g, name, rec)
+
+
+def _atomic(path: Path, fill, *, copy_from: Path | None = None) -> None:
+    """Run ``fill(h5file)`` on a temporary file beside ``path`` and rename it over ``path``."""
+    import h5py  # noqa: PLC0415
+
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise DatasetError(f"{path}: folder {folder} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        if copy_from is not None:
+            shutil.copyfile(copy_from, tmp)
+        with h5py.File(tmp, "a" if copy_from is not None else "w") as f:
+            fill(f)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        if path.exists():
+            shutil.copymode(path, tmp)
+        else:  # mkstemp makes 0600; a new file gets the usual umask-governed mode
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(ds: Dataset, path) -> Path:
+    """Write ``ds`` to ``path`` atomically (temporary file + rename); validates first."""
+    path = Path(path)
+    ds.validate()
+    _atomic(path, lambda f: _write(f, ds))
+    return path
+
+
+def add_recon(path, name: str, rec: Recon, *, force: bool = False) -> None:
+    """Add ``/recon/<name>`` to an existing file without ever exposing a half-written file.
+
+    An existing reconstruction of that name is kept unless ``force``.
+    """
+    path = Path(path)
+    if not name or "/" in name or name.endswith("_loss"):
+        raise DatasetError(f"{path}: /recon/{name}: invalid name (no '/', not ending in '_loss')")
+    existing = load(path)
+    if name in existing.recons and not force:
+        raise DatasetError(f"{path}: /recon/{name}: exists already; use --force to overwrite it")
+    H, W = existing.fine_shape
+    if np.asarray(rec.image).shape[-2:] != (H, W):
+        raise DatasetError(f"{path}: /recon/{name}: expected fine grid {(H, W)}, got {np.asarray(rec.image).shape}")
+
+    def fill(f):
+        g = f.require_group("recon")
+        for key in (name, f"{name}_loss"):
+            if key in g:
+                del g[key]
+        _write_recon(g, name, rec)
+
+    _atomic(path, fill, copy_from=path)

@@ -1,0 +1,165 @@
+"""Image quality and resolution metrics, with explicit normalisation and border crop.
+
+Every comparison metric takes ``(image, reference)`` and the keyword choices
+
+- ``norm``: ``"minmax"`` maps each image to [0, 1] by its own min and max; ``"lstsq"`` maps the
+  reference to [0, 1] by min-max and the image onto it by the least-squares scale and offset;
+  ``"none"`` compares raw values (``data_range`` then defaults to the reference's span);
+- ``crop``: pixels left out at every border before anything is computed.
+
+SSIM is scikit-image's Gaussian-window SSIM (sigma 1.5, population covariance, K1 0.01, K2 0.03),
+the common definition of Wang et al. 2004.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+NORMS = ("minmax", "lstsq", "none")
+
+
+def crop_border(img: np.ndarray, crop: int) -> np.ndarray:
+    if crop < 0:
+        raise ValueError(f"crop: expected >= 0, got {crop}")
+    if crop == 0:
+        return img
+    if 2 * crop >= min(img.shape[-2:]):
+        raise ValueError(f"crop: {crop} px leaves nothing of an image of shape {img.shape}")
+    return img[..., crop:-crop, crop:-crop]
+
+
+def _minmax(a: np.ndarray) -> np.ndarray:
+    lo, hi = float(a.min()), float(a.max())
+    return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+
+
+def normalise(image, reference, norm: str = "minmax", crop: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The (image, reference) pair after crop and normalisation, as float64."""
+    img = np.asarray(image, dtype=np.float64)
+    ref = np.asarray(reference, dtype=np.float64)
+    if img.shape != ref.shape:
+        raise ValueError(f"image: shape {img.shape} does not match the reference {ref.shape}")
+    if norm not in NORMS:
+        raise ValueError(f"norm: expected one of {NORMS}, got {norm!r}")
+    img, ref = crop_border(img, crop), crop_border(ref, crop)
+    if norm == "none":
+        return img, ref
+    ref = _minmax(ref)
+    if norm == "minmax":
+        return _minmax(img), ref
+    A = np.stack([img.ravel(), np.ones(img.size)], axis=1)
+    coef, *_ = np.linalg.lstsq(A, ref.ravel(), rcond=None)
+    return (A @ coef).reshape(img.shape), ref
+
+
+def _range(ref: np.ndarray, norm: str, data_range: float | None) -> float:
+    if data_range is not None:
+        return float(data_range)
+    return 1.0 if norm != "none" else float(ref.max() - ref.min())
+
+
+def psnr(image, reference, *, norm: str = "minmax", crop: int = 0, data_range: float | None = None) -> float:
+    """Peak signal-to-noise ratio in dB."""
+    img, ref = normalise(image, reference, norm, crop)
+    mse = float(np.mean((img - ref) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(_range(ref, norm, data_range) ** 2 / mse)
+
+
+def nrmse(image, reference, *, norm: str = "minmax", crop: int = 0) -> float:
+    """Root-mean-square error divided by the reference's root-mean-square (after normalisation)."""
+    img, ref = normalise(image, reference, norm, crop)
+    return float(np.sqrt(np.mean((img - ref) ** 2)) / np.sqrt(np.mean(ref**2)))
+
+
+def ssim(image, reference, *, norm: str = "minmax", crop: int = 0, data_range: float | None = None) -> float:
+    """Gaussian-window structural similarity (scikit-image)."""
+    from skimage.metrics import structural_similarity  # noqa: PLC0415
+
+    img, ref = normalise(image, reference, norm, crop)
+    return float(structural_similarity(img, ref, data_range=_range(ref, norm, data_range), gaussian_weights=True,
+                                       sigma=1.5, use_sample_covariance=False))
+
+
+@dataclass(frozen=True)
+class FRCResult:
+    """Fourier ring correlation: ``frequency`` (cycles per pixel, ring centres) and ``frc`` values;
+    ``resolution`` is the first crossing of ``threshold`` as a frequency, ``None`` if never crossed
+    (the curve stays above it up to Nyquist)."""
+
+    frequency: np.ndarray
+    frc: np.ndarray
+    threshold: float
+    cutoff: float | None
+    pixel_size_nm: float | None = None
+
+    @property
+    def resolution_nm(self) -> float | None:
+        """Resolution as a period (1 / cut-off) in nm, when the pixel size is known."""
+        if self.cutoff is None or self.pixel_size_nm is None:
+            return None
+        return self.pixel_size_nm / self.cutoff
+
+
+def _hann2(shape) -> np.ndarray:
+    return np.outer(np.hanning(shape[0]), np.hanning(shape[1]))
+
+
+def frc(image_a, image_b, *, threshold: float | str = "1/7", pixel_size_nm: float | None = None,
+        crop: int = 0, ring_width: float = 1.0, smooth: int = 3) -> FRCResult:
+    """Fourier ring correlation between two images of the same field.
+
+    ``threshold`` is a number or ``"1/7"`` / ``"0.5"`` (or ``"half"``). Both images are mean-subtracted
+    and Hann-windowed (non-periodic fields), rings are ``ring_width`` frequency bins wide, the curve is
+    smoothed by a ``smooth``-ring running mean before the first crossing is located by linear
+    interpolation. Frequencies are in cycles per pixel of the given images.
+    """
+    thr = {"1/7": 1 / 7, "0.5": 0.5, "half": 0.5}.get(threshold, threshold) if isinstance(threshold, str) \
+        else float(threshold)
+    if not isinstance(thr, float) or not 0 < thr < 1:
+        raise ValueError(f"threshold: expected '1/7', '0.5' or a number in (0, 1), got {threshold!r}")
+    a = crop_border(np.asarray(image_a, dtype=np.float64), crop)
+    b = crop_border(np.asarray(image_b, dtype=np.float64), crop)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"image_b: expected the 2-D shape of image_a {a.shape}, got {b.shape}")
+    win = _hann2(a.shape)
+    Fa = np.fft.fft2((a - a.mean()) * win)
+    Fb = np.fft.fft2((b - b.mean()) * win)
+    fy = np.fft.fftfreq(a.shape[0])[:, None]
+    fx = np.fft.fftfreq(a.shape[1])[None, :]
+    n = min(a.shape)
+    ring = np.floor(np.hypot(fy, fx) * n / ring_width).astype(int).ravel()
+    n_rings = int(n / 2 / ring_width)
+    keep = ring < n_rings
+    num = np.bincount(ring[keep], (Fa * np.conj(Fb)).real.ravel()[keep], n_rings)
+    da = np.bincount(ring[keep], (np.abs(Fa) ** 2).ravel()[keep], n_rings)
+    db = np.bincount(ring[keep], (np.abs(Fb) ** 2).ravel()[keep], n_rings)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        curve = np.where(da * db > 0, num / np.sqrt(da * db), 0.0)
+    if smooth > 1:
+        curve = np.convolve(np.pad(curve, smooth // 2, mode="edge"), np.ones(smooth) / smooth, mode="valid")
+    freq = (np.arange(n_rings) + 0.5) * ring_width / n
+    cutoff = None
+    below = np.nonzero(curve[1:] < thr)[0]  # ring 0 (DC neighbourhood) is not a resolution
+    if below.size:
+        i = below[0] + 1
+        f0, f1, c0, c1 = freq[i - 1], freq[i], curve[i - 1], curve[i]
+        cutoff = float(f0 + (c0 - thr) * (f1 - f0) / (c0 - c1)) if c0 != c1 else float(f1)
+    return FRCResult(freq, curve, thr, cutoff, pixel_size_nm)
+
+
+def resolution_gain(recon, widefield, reference, *, threshold: float | str = "1/7", crop: int = 0) -> float:
+    """Ratio of FRC cut-offs (reconstruction vs reference) over (widefield vs reference)."""
+    r = frc(recon, reference, threshold=threshold, crop=crop).cutoff
+    w = frc(widefield, reference, threshold=threshold, crop=crop).cutoff
+    if r is None or w is None:
+        raise ValueError("resolution_gain: an FRC curve never crossed the threshold; no finite cut-off")
+    return r / w
+
+
+def compare(image, reference, *, norm: str = "minmax", crop: int = 0) -> dict[str, float]:
+    """PSNR, SSIM and NRMSE of ``image`` against ``reference`` in one dict."""
+    return {"psnr_db": psnr(image, reference, norm=norm, crop=crop),
+            "ssim": ssim(image, reference, norm=norm, crop=crop),
+            "nrmse": nrmse(image, reference, norm=norm, crop=crop)}
