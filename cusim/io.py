@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ._files import atomic_target
 from .optics import Widefield, validate_psf
 from .patterns import SinusoidParams
 
@@ -322,33 +321,15 @@ def _write(f, ds: Dataset) -> None:
             _write_recon(g, name, rec)
 
 
-def _atomic(path: Path, fill, *, copy_from: Path | None = None) -> None:
+def _atomic(path: Path, fill, *, append: bool = False) -> None:
     """Run ``fill(h5file)`` on a temporary file beside ``path`` and rename it over ``path``."""
     import h5py  # noqa: PLC0415
 
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise DatasetError(f"{path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
     try:
-        if copy_from is not None:
-            shutil.copyfile(copy_from, tmp)
-        with h5py.File(tmp, "a" if copy_from is not None else "w") as f:
+        with atomic_target(path, copy_existing=append) as tmp, h5py.File(tmp, "a" if append else "w") as f:
             fill(f)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        if path.exists():
-            shutil.copymode(path, tmp)
-        else:  # mkstemp makes 0600; a new file gets the usual umask-governed mode
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except FileNotFoundError as e:
+        raise DatasetError(str(e)) from None
 
 
 def save(ds: Dataset, path) -> Path:
@@ -381,4 +362,4 @@ def add_recon(path, name: str, rec: Recon, *, force: bool = False) -> None:
                 del g[key]
         _write_recon(g, name, rec)
 
-    _atomic(path, fill, copy_from=path)
+    _atomic(path, fill, append=True)

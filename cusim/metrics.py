@@ -5,7 +5,8 @@ Every comparison metric takes ``(image, reference)`` and the keyword choices
 - ``norm``: ``"minmax"`` maps each image to [0, 1] by its own min and max; ``"lstsq"`` maps the
   reference to [0, 1] by min-max and the image onto it by the least-squares scale and offset;
   ``"none"`` compares raw values (``data_range`` then defaults to the reference's span);
-- ``crop``: pixels left out at every border before anything is computed.
+- ``crop``: pixels left out at every border (after min-max normalisation of the whole image, before
+  the least-squares fit and the metric).
 
 SSIM is scikit-image's Gaussian-window SSIM (sigma 1.5, population covariance, K1 0.01, K2 0.03),
 the common definition of Wang et al. 2004.
@@ -36,19 +37,23 @@ def _minmax(a: np.ndarray) -> np.ndarray:
 
 
 def normalise(image, reference, norm: str = "minmax", crop: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The (image, reference) pair after crop and normalisation, as float64."""
+    """The (image, reference) pair after normalisation and crop, as float64.
+
+    Min-max normalisation uses the WHOLE image (then the border is cropped); the least-squares scale
+    and offset are fitted on the cropped region that is compared.
+    """
     img = np.asarray(image, dtype=np.float64)
     ref = np.asarray(reference, dtype=np.float64)
     if img.shape != ref.shape:
         raise ValueError(f"image: shape {img.shape} does not match the reference {ref.shape}")
     if norm not in NORMS:
         raise ValueError(f"norm: expected one of {NORMS}, got {norm!r}")
-    img, ref = crop_border(img, crop), crop_border(ref, crop)
     if norm == "none":
-        return img, ref
-    ref = _minmax(ref)
+        return crop_border(img, crop), crop_border(ref, crop)
+    ref = crop_border(_minmax(ref), crop)
     if norm == "minmax":
-        return _minmax(img), ref
+        return crop_border(_minmax(img), crop), ref
+    img = crop_border(img, crop)
     A = np.stack([img.ravel(), np.ones(img.size)], axis=1)
     coef, *_ = np.linalg.lstsq(A, ref.ravel(), rcond=None)
     return (A @ coef).reshape(img.shape), ref
@@ -64,7 +69,7 @@ def psnr(image, reference, *, norm: str = "minmax", crop: int = 0, data_range: f
     """Peak signal-to-noise ratio in dB."""
     img, ref = normalise(image, reference, norm, crop)
     mse = float(np.mean((img - ref) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(_range(ref, norm, data_range) ** 2 / mse)
+    return float("inf") if mse == 0 else float(10 * np.log10(_range(ref, norm, data_range) ** 2 / mse))
 
 
 def nrmse(image, reference, *, norm: str = "minmax", crop: int = 0) -> float:

@@ -1,0 +1,147 @@
+"""What the CLI shows and writes besides the HDF5 file: summaries, metric tables, TIFF and PNG output.
+
+Files are written to a temporary name beside the target and renamed, so a crash never leaves a
+half-written image.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from rich.table import Table
+
+from . import metrics
+from ._files import atomic_target
+from .io import OPTICS_ATTRS, Dataset
+
+
+def _atomic_write(path: Path, write) -> Path:
+    with atomic_target(path) as tmp:
+        write(tmp)
+    return Path(path)
+
+
+def save_tiff(path: Path, image: np.ndarray) -> Path:
+    import tifffile  # noqa: PLC0415
+
+    return _atomic_write(path, lambda tmp: tifffile.imwrite(tmp, np.asarray(image, dtype=np.float32)))
+
+
+def _fine_pixel_nm(ds: Dataset) -> float | None:
+    return ds.pixel_size_nm / ds.upsample if ds.pixel_size_nm else None
+
+
+def image_metrics(ds: Dataset, image: np.ndarray, crop: int, norm: str = "minmax") -> dict | None:
+    """PSNR/SSIM/NRMSE and FRC cut-off against the ground truth, averaged over time points; None without GT."""
+    if ds.ground_truth is None:
+        return None
+    imgs = image if image.ndim == 3 else image[None]
+    gts = ds.ground_truth if ds.ground_truth.ndim == 3 else np.broadcast_to(ds.ground_truth, imgs.shape)
+    rows = []
+    for img, gt in zip(imgs, gts):
+        m = metrics.compare(img, gt, norm=norm, crop=crop)
+        m["frc_cutoff"] = metrics.frc(img, gt, crop=crop, pixel_size_nm=_fine_pixel_nm(ds)).cutoff
+        rows.append(m)
+    out = {k: float(np.mean([r[k] for r in rows])) for k in ("psnr_db", "ssim", "nrmse")}
+    cut = [r["frc_cutoff"] for r in rows]
+    out["frc_cutoff_cycles_per_px"] = None if None in cut else float(np.mean(cut))
+    out.update(norm=norm, crop=crop)
+    return out
+
+
+def metrics_table(ds: Dataset, image: np.ndarray, name: str, crop: int, norm: str = "minmax"):
+    """A rich table comparing ``image`` and the widefield image with the ground truth, plus the dict
+    of ``image``'s metrics; ``(None, None)`` without ground truth."""
+    from .recon.widefield import reconstruct as widefield  # noqa: PLC0415
+
+    mine = image_metrics(ds, image, crop, norm)
+    if mine is None:
+        return None, None
+    wf = np.stack([widefield(ds, t)[0] for t in range(ds.T)]) if ds.is_series else widefield(ds)[0]
+    rows = [(name, mine)] if name == "widefield" else [(name, mine), ("widefield", image_metrics(ds, wf, crop, norm))]
+    px = _fine_pixel_nm(ds)
+    table = Table(title=f"against /ground_truth ({norm} normalised, {crop} px border left out)")
+    for col in ("image", "PSNR dB", "SSIM", "NRMSE", "FRC 1/7 cut-off"):
+        table.add_column(col, justify="right" if col != "image" else "left")
+    for label, m in rows:
+        c = m["frc_cutoff_cycles_per_px"]
+        res = "beyond Nyquist" if c is None else f"{c:.3f} cyc/px" + (f" ({px / c:.0f} nm)" if px else "")
+        table.add_row(label, f"{m['psnr_db']:.2f}", f"{m['ssim']:.3f}", f"{m['nrmse']:.3f}", res)
+    return table, mine
+
+
+def dataset_summary(ds: Dataset, crop: int = 20) -> Table:
+    """A two-column table describing ``ds`` and its reconstructions."""
+    t = Table(title=str(ds.path or "dataset"), show_header=False)
+    t.add_column("field", style="bold")
+    t.add_column("value")
+    t.add_row("raw", f"{ds.raw.shape} {ds.raw.dtype}" + (f", {ds.T} time points" if ds.is_series else ""))
+    t.add_row("frames K", str(ds.K))
+    t.add_row("grid", f"camera {ds.camera_shape[0]}x{ds.camera_shape[1]}, upsample {ds.upsample}, "
+                      f"fine {ds.fine_shape[0]}x{ds.fine_shape[1]}")
+    optics = ", ".join(f"{a} {getattr(ds, a):g}" for a in OPTICS_ATTRS if getattr(ds, a) is not None)
+    t.add_row("optics", (optics or "not given") + (f"; PSF {ds.psf.shape}" if ds.psf is not None else ""))
+    if ds.pattern_params is not None:
+        p = ds.pattern_params
+        kmag = np.hypot(p.k[:, 0], p.k[:, 1])
+        pat = (f"parametric ({ds.pattern_kind}), |k| {kmag.min():.4f}..{kmag.max():.4f} cyc/px, "
+               f"modulation {p.modulation.min():.2f}..{p.modulation.max():.2f}"
+               + (f", {p.harmonics.shape[1]} harmonics" if p.harmonics is not None else ""))
+    elif ds.patterns is not None:
+        pat = f"array {ds.patterns.shape}"
+    else:
+        pat = "none (estimate them: cusim estimate)"
+    t.add_row("patterns", pat)
+    t.add_row("ground truth", "yes" if ds.ground_truth is not None else "no")
+    for key, v in ds.attrs.items():
+        t.add_row(key, str(v))
+    for name, rec in ds.recons.items():
+        a = rec.attrs
+        line = f"{a.get('method', '?')} on {a.get('device', '?')}, {a.get('runtime_s', float('nan')):.2f} s, " \
+               f"{a.get('created', '?')}"
+        m = image_metrics(ds, rec.image, crop)
+        if m is not None:
+            line += f"; PSNR {m['psnr_db']:.2f} dB, SSIM {m['ssim']:.3f} (min-max, {crop} px border)"
+        t.add_row(f"/recon/{name}", line)
+    return t
+
+
+def _logspec(img: np.ndarray) -> np.ndarray:
+    return np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(img - img.mean()))))
+
+
+def save_figure(path: Path, ds: Dataset, image: np.ndarray, name: str, loss=None) -> Path:
+    """PNG: mean raw frame | reconstruction | ground truth (if any) | log spectra | loss curve (if any)."""
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    img = image[0] if image.ndim == 3 else image
+    panels = [("mean raw frame (camera)", ds.frames(0).mean(axis=0), "gray"), (name, img, "gray")]
+    if ds.ground_truth is not None:
+        gt = ds.ground_truth[0] if ds.ground_truth.ndim == 3 else ds.ground_truth
+        panels.append(("ground truth", gt, "gray"))
+    panels.append((f"log |FFT| {name}", _logspec(img), "viridis"))
+    if ds.ground_truth is not None:
+        panels.append(("log |FFT| ground truth", _logspec(gt), "viridis"))
+    n = len(panels) + (loss is not None)
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.9))
+    for ax, (title, im, cmap) in zip(axes, panels):
+        ax.imshow(im, cmap=cmap)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    if loss is not None:
+        axes[-1].semilogy(np.asarray(loss))
+        axes[-1].set_title("loss", fontsize=9)
+        axes[-1].set_xlabel("step")
+    fig.tight_layout()
+
+    def write(tmp):
+        fig.savefig(tmp, dpi=80, format="png")
+        plt.close(fig)
+
+    return _atomic_write(path, write)

@@ -1,0 +1,209 @@
+"""HDF5 format cusim-sim v1: round trip, validation of malformed files through the CLI, atomic writes."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cusim import io, patterns
+from cusim.cli import app
+
+
+def full_dataset(series: bool = False) -> io.Dataset:
+    """A dataset that uses every field of the format."""
+    rng = np.random.default_rng(0)
+    raw_shape = (3, 9, 8, 10) if series else (9, 8, 10)
+    gt_shape = (3, 16, 20) if series else (16, 20)
+    p = patterns.nonlinear_params(period_px=5, n_angles=3, n_phases=3, saturation=2)
+    return io.Dataset(
+        raw=rng.integers(0, 4000, raw_shape).astype(np.uint16), upsample=2,
+        patterns=rng.random((9, 16, 20)).astype(np.float32), pattern_params=p, pattern_kind="nonlinear",
+        psf=rng.random((5, 5)).astype(np.float32), na=1.2, wavelength_nm=520.0, pixel_size_nm=100.0,
+        ground_truth=rng.random(gt_shape).astype(np.float32),
+        recons={"pinn": io.Recon(rng.random(gt_shape).astype(np.float32),
+                                 {"method": "pinn", "params": {"lr": 0.001, "steps": 10}, "device": "cpu",
+                                  "runtime_s": 1.5, "final_loss": 0.25},
+                                 np.linspace(1, 0.25, 10))},
+        attrs={"source": "unit test"},
+    )
+
+
+@pytest.mark.parametrize("series", [False, True])
+def test_save_then_load_gives_identical_arrays_and_attributes(tmp_path, series):
+    ds = full_dataset(series)
+    path = io.save(ds, tmp_path / "a.h5")
+    back = io.load(path)
+    for name in ("raw", "patterns", "psf", "ground_truth"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(ds, name))
+        assert getattr(back, name).dtype == getattr(ds, name).dtype
+    for name in ("k", "phase", "modulation", "harmonics"):
+        np.testing.assert_array_equal(getattr(back.pattern_params, name), getattr(ds.pattern_params, name))
+    assert (back.upsample, back.na, back.wavelength_nm, back.pixel_size_nm) == (2, 1.2, 520.0, 100.0)
+    assert back.pattern_kind == "nonlinear" and back.attrs == {"source": "unit test"}
+    rec, orig = back.recons["pinn"], ds.recons["pinn"]
+    np.testing.assert_array_equal(rec.image, orig.image)
+    np.testing.assert_array_equal(rec.loss, orig.loss)
+    assert rec.attrs == orig.attrs
+    with h5py.File(path) as f:
+        assert f.attrs["format"] == "cusim-sim" and f.attrs["format_version"] == 1
+
+
+def test_parametric_patterns_are_generated_on_load(tmp_path):
+    p = patterns.linear_params(period_px=6)
+    ds = io.Dataset(raw=np.ones((9, 8, 8), np.float32), upsample=3, pattern_params=p, pattern_kind="linear",
+                    na=1.1, wavelength_nm=600.0, pixel_size_nm=90.0)
+    back = io.load(io.save(ds, tmp_path / "p.h5"))
+    np.testing.assert_allclose(back.get_patterns(), p.render((24, 24)), atol=1e-6)
+    assert back.operator(device="cpu").K == 9
+
+
+def test_add_recon_keeps_an_existing_one_unless_forced(tmp_path):
+    path = io.save(full_dataset(), tmp_path / "a.h5")
+    new = io.Recon(np.zeros((16, 20), np.float32), {"method": "widefield"})
+    with pytest.raises(io.DatasetError, match=r"/recon/pinn: exists already; use --force"):
+        io.add_recon(path, "pinn", new)
+    assert io.load(path).recons["pinn"].attrs["method"] == "pinn"
+    io.add_recon(path, "pinn", new, force=True)
+    back = io.load(path)
+    assert back.recons["pinn"].attrs == {"method": "widefield"} and back.recons["pinn"].loss is None
+
+
+# ---- malformed files: each makes `cusim run` and `cusim info` exit 1 with one line --------------
+
+def _good(f):
+    f.attrs.update(format="cusim-sim", format_version=1, upsample=2)
+    f["raw"] = np.ones((9, 8, 8), np.float32)
+    f["psf"] = np.ones((3, 3), np.float32)
+
+
+def _write(path, edit):
+    with h5py.File(path, "w") as f:
+        _good(f)
+        edit(f)
+
+
+def _replace(name, value):
+    def edit(f):
+        del f[name]
+        f[name] = value
+    return edit
+
+
+def _truncated(path):
+    _write(path, lambda f: f.create_dataset("big", data=np.random.default_rng(0).random(50000)))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+MALFORMED = {
+    "missing /raw": (lambda p: _write(p, lambda f: f.__delitem__("raw")), "/raw: missing"),
+    "raw of rank 2": (lambda p: _write(p, _replace("raw", np.ones((8, 8), np.float32))), "/raw: expected shape"),
+    "K of patterns": (lambda p: _write(p, lambda f: f.create_dataset("patterns", data=np.ones((8, 16, 16)))),
+                      r"/patterns: expected shape \(K, H, W\) = \(9, 16, 16\)"),
+    "H != upsample*h": (lambda p: _write(p, lambda f: f.create_dataset("patterns", data=np.ones((9, 15, 16)))),
+                        r"/patterns: expected shape \(K, H, W\) = \(9, 16, 16\)"),
+    "ground truth grid": (lambda p: _write(p, lambda f: f.create_dataset("ground_truth", data=np.ones((8, 8)))),
+                          "/ground_truth: expected shape"),
+    "NaN in raw": (lambda p: _write(p, _replace("raw", np.full((9, 8, 8), np.nan, np.float32))),
+                   "/raw: contains NaN or Inf"),
+    "negative PSF": (lambda p: _write(p, _replace("psf", -np.ones((3, 3), np.float32))),
+                     "/psf: must be non-negative"),
+    "even PSF": (lambda p: _write(p, _replace("psf", np.ones((4, 4), np.float32))), "/psf: expected odd sides"),
+    "truncated file": (_truncated, "truncated or corrupt"),
+    "not HDF5": (lambda p: p.write_text("raw,frames\n1,2\n"), "not an HDF5 file"),
+    "wrong format_version": (lambda p: _write(p, lambda f: f.attrs.__setitem__("format_version", 2)),
+                             "attribute format_version: expected 1, got 2"),
+    "wrong format": (lambda p: _write(p, lambda f: f.attrs.__setitem__("format", "other")),
+                     "attribute format: expected 'cusim-sim'"),
+    "missing upsample": (lambda p: _write(p, lambda f: f.attrs.__delitem__("upsample")),
+                         "attribute upsample: missing"),
+    "upsample 0": (lambda p: _write(p, lambda f: f.attrs.__setitem__("upsample", 0)),
+                   "attribute upsample: expected an integer 1..8"),
+    "empty raw": (lambda p: _write(p, _replace("raw", np.ones((0, 8, 8), np.float32))), "/raw: empty array"),
+    "non-numeric raw": (lambda p: _write(p, _replace("raw", np.array([[[b"a"]]]))),
+                        "/raw: expected a numeric"),
+    "pattern params K": (lambda p: _write(p, lambda f: (f.create_group("pattern_params"),
+                                                       f["pattern_params"].create_dataset("k", data=np.zeros((3, 2))),
+                                                       f["pattern_params"].create_dataset("phase", data=np.zeros(3)),
+                                                       f["pattern_params"].create_dataset("modulation", data=np.ones(3)))),
+                         "/pattern_params/k: expected 9 frames"),
+}
+
+
+def _invoke(args):
+    res = CliRunner().invoke(app, args)
+    text = res.output + (res.stderr if hasattr(res, "stderr") and res.stderr not in res.output else "")
+    return res, text
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_file_exits_1_with_one_line_and_stays_unchanged(tmp_path, case):
+    make, message = MALFORMED[case]
+    path = tmp_path / "bad.h5"
+    make(path)
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    for verb in (["run", str(path), "--method", "widefield"], ["info", str(path)]):
+        res, text = _invoke(verb)
+        assert res.exit_code == 1, (case, text)
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        assert len(lines) == 1, (case, text)
+        assert str(path) in lines[0]
+        assert pytest.importorskip("re").search(message, lines[0]), (case, lines[0])
+        assert "Traceback" not in text
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.h5"]  # no temporary files left behind
+
+
+@pytest.mark.parametrize("target", ["missing.h5", "."])
+def test_unreadable_paths_exit_1_with_one_line(tmp_path, target):
+    path = tmp_path / target if target != "." else tmp_path
+    for verb in (["run", str(path)], ["info", str(path)]):
+        res, text = _invoke(verb)
+        assert res.exit_code == 1 and len(text.strip().splitlines()) == 1, text
+        assert ("no such file" in text) or ("is a folder" in text)
+
+
+# ---- interrupted writes ----------------------------------------------------------------------
+
+KILL_MID_WRITE = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    from cusim import io
+    real = io._write_recon if sys.argv[2] == "recon" else io._write
+    def slow(*args):
+        real(*args)          # half of the new content is in the temporary file ...
+        print("writing", flush=True)
+        time.sleep(60)       # ... when the parent kills us
+    if sys.argv[2] == "recon":
+        io._write_recon = slow
+        io.add_recon(sys.argv[1], "new", io.Recon(np.zeros((16, 20), np.float32), {"method": "x"}))
+    else:
+        io._write = slow
+        ds = io.load(sys.argv[1])
+        ds.raw = ds.raw * 0
+        io.save(ds, sys.argv[1])
+""")
+
+
+@pytest.mark.parametrize("kind", ["save", "recon"])
+def test_killed_write_leaves_the_previous_file_intact(tmp_path, kind):
+    path = io.save(full_dataset(), tmp_path / "a.h5")
+    before = path.read_bytes()
+    proc = subprocess.Popen([sys.executable, "-c", KILL_MID_WRITE, str(path), kind], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+    finally:
+        proc.kill()
+        proc.wait()
+    assert path.read_bytes() == before
+    back = io.load(path)
+    np.testing.assert_array_equal(back.raw, full_dataset().raw)
+    assert "new" not in back.recons

@@ -1,0 +1,97 @@
+"""Metrics: normalisation conventions, PSNR/SSIM/NRMSE, Fourier ring correlation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage.metrics import structural_similarity
+
+from cusim import metrics
+
+
+@pytest.fixture
+def images():
+    rng = np.random.default_rng(0)
+    ref = rng.random((64, 64))
+    return ref, ref + 0.05 * rng.standard_normal((64, 64))
+
+
+def test_minmax_psnr_ignores_gain_and_offset(images):
+    ref, img = images
+    a = metrics.psnr(img, ref, norm="minmax")
+    b = metrics.psnr(3.0 * img + 7.0, ref, norm="minmax")
+    assert a == pytest.approx(b, rel=1e-12)
+
+
+def test_lstsq_fits_scale_and_offset_exactly():
+    rng = np.random.default_rng(1)
+    ref = rng.random((32, 32))
+    assert metrics.psnr(-2.0 * ref + 5.0, ref, norm="lstsq") > 250  # a perfect linear map
+    assert metrics.nrmse(4 * ref, ref, norm="lstsq") < 1e-12
+
+
+def test_psnr_matches_the_textbook_formula_without_normalisation():
+    ref = np.zeros((10, 10))
+    img = np.full((10, 10), 0.1)
+    assert metrics.psnr(img, ref, norm="none", data_range=1.0) == pytest.approx(20.0)
+
+
+def test_minmax_normalises_the_whole_image_before_cropping_the_border():
+    ref = np.zeros((20, 20))
+    ref[10, 10] = 1.0
+    img = ref.copy()
+    img[0, 0] = 10.0  # a hot pixel in the border still sets the image's range
+    inner_img, inner_ref = metrics.normalise(img, ref, "minmax", crop=2)
+    assert inner_img.max() == pytest.approx(0.1) and inner_ref.max() == 1.0
+
+
+def test_ssim_is_the_gaussian_window_definition(images):
+    ref, img = images
+    n_img, n_ref = metrics.normalise(img, ref, "minmax", crop=4)
+    expected = structural_similarity(n_img, n_ref, data_range=1.0, gaussian_weights=True, sigma=1.5,
+                                     use_sample_covariance=False)
+    assert metrics.ssim(img, ref, crop=4) == pytest.approx(expected)
+    assert metrics.ssim(ref, ref) == pytest.approx(1.0)
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="norm: expected one of"):
+        metrics.psnr(np.ones((4, 4)), np.ones((4, 4)), norm="zscore")
+    with pytest.raises(ValueError, match=r"image: shape \(4, 4\) does not match"):
+        metrics.ssim(np.ones((4, 4)), np.ones((5, 5)))
+    with pytest.raises(ValueError, match="crop: 3 px leaves nothing"):
+        metrics.psnr(np.ones((6, 6)), np.ones((6, 6)), crop=3)
+    with pytest.raises(ValueError, match="threshold"):
+        metrics.frc(np.ones((8, 8)), np.ones((8, 8)), threshold="1/3")
+
+
+def _lowpass(img, fmax):
+    n = img.shape[0]
+    f = np.hypot(*np.meshgrid(np.fft.fftfreq(n), np.fft.fftfreq(n), indexing="ij"))
+    return np.real(np.fft.ifft2(np.fft.fft2(img) * (f < fmax)))
+
+
+def test_frc_finds_the_band_limit_of_two_noisy_copies():
+    rng = np.random.default_rng(2)
+    n, fmax = 256, 0.2
+    signal = _lowpass(rng.standard_normal((n, n)), fmax)
+    noise = 0.02 * signal.std()
+    a = signal + noise * rng.standard_normal((n, n))
+    b = signal + noise * rng.standard_normal((n, n))
+    res = metrics.frc(a, b, threshold="1/7", pixel_size_nm=40.0)
+    # the Hann window and the 3-ring smoothing blur the edge by a few rings (1 ring = 1/n)
+    assert abs(res.cutoff - fmax) < 4 / n
+    assert res.resolution_nm == pytest.approx(40.0 / res.cutoff)
+    assert metrics.frc(a, b, threshold="0.5").cutoff <= res.cutoff
+
+
+def test_frc_of_identical_images_never_crosses():
+    img = np.random.default_rng(3).random((64, 64))
+    assert metrics.frc(img, img).cutoff is None
+
+
+def test_resolution_gain_is_the_ratio_of_cutoffs():
+    rng = np.random.default_rng(4)
+    truth = rng.standard_normal((128, 128))
+    sharp, blurry = _lowpass(truth, 0.3), _lowpass(truth, 0.15)
+    assert metrics.resolution_gain(sharp, blurry, truth) == pytest.approx(2.0, rel=0.1)
