@@ -1,0 +1,316 @@
+"""Importers behind ``cusim import``: foreign layouts in, validated :class:`~cusim.io.Dataset` out.
+
+Two sources (docs/data.md gives the commands for every shared data set):
+
+* :func:`import_paper` -- one sample of a set of the PINN-for-SIM paper's layout (``input_frames/N.tif``,
+  ``patterns/1..K.png``, ``psf.png``, ``ground_truth/N.png``; upsample 4).
+* :func:`import_stack` -- a generic raw stack (TIFF or MRC) of ``angles x phases`` frames per time point,
+  in angle-major or phase-major order, with the optics given as arguments and optional pattern, PSF and
+  ground-truth files. Frames are stored in the canonical angle-major order: frame ``a * phases + p``.
+
+Every problem is a :class:`~cusim.io.DatasetError` (a ValueError) with one line that names the file.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .io import RAW_DTYPES, Dataset, DatasetError, save
+
+PAPER_UPSAMPLE = 4
+ORDERS = ("angle-major", "phase-major")
+RAW_SUFFIXES = (".tif", ".tiff", ".mrc", ".mrcs")
+PATTERN_SUFFIXES = (*RAW_SUFFIXES, ".npy")
+IMAGE_SUFFIXES = (*PATTERN_SUFFIXES, ".png")
+
+
+# -- reading single files ----------------------------------------------------------------------------
+def _fail(path, message: str) -> DatasetError:
+    return DatasetError(f"{path}: {message}")
+
+
+def read_array(path, what: str = "array", suffixes=IMAGE_SUFFIXES, *, real: bool = True) -> np.ndarray:
+    """Read a TIFF (tifffile), MRC (mrcfile), NumPy ``.npy`` or PNG (Pillow) file into an array.
+
+    ``what`` names the role in messages; ``suffixes`` are the accepted endings for that role; ``real``
+    rejects complex and non-numeric arrays.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in suffixes:
+        raise _fail(path, f"unsupported {what} file type {path.suffix or '(none)'!r}; "
+                          f"expected one of {', '.join(suffixes)}")
+    if not path.is_file():
+        raise _fail(path, f"no such {what} file" if not path.exists() else f"is not a file ({what} expected)")
+    try:
+        a = _READERS[suffix](path)
+    except Exception as e:  # noqa: BLE001 -- any reader failure is one clear line
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise _fail(path, f"unreadable {what} file: {first}") from None
+    if a is None or a.size == 0:
+        raise _fail(path, f"{what} file holds no image data (empty or unreadable)")
+    if real and not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise _fail(path, f"{what}: expected real numbers, got dtype {a.dtype}")
+    return a
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    import tifffile  # noqa: PLC0415
+
+    return np.asarray(tifffile.imread(path))
+
+
+def _read_mrc(path: Path) -> np.ndarray:
+    import mrcfile  # noqa: PLC0415
+
+    with mrcfile.open(path, mode="r", permissive=True) as m:
+        return None if m.data is None else np.array(m.data)
+
+
+def _read_png(path: Path) -> np.ndarray:
+    from PIL import Image  # noqa: PLC0415
+
+    with Image.open(path) as im:
+        a = np.asarray(im)
+    if a.ndim != 2:
+        raise ValueError(f"expected a single-channel (grayscale) image, got shape {a.shape}")
+    return a
+
+
+_READERS = {".tif": _read_tiff, ".tiff": _read_tiff, ".mrc": _read_mrc, ".mrcs": _read_mrc,
+            ".npy": lambda p: np.load(p, allow_pickle=False), ".png": _read_png}
+
+
+def _unit_scale(a: np.ndarray) -> np.ndarray:
+    """Integer images to float32 in [0, 1] (value / dtype maximum); floats unchanged."""
+    if np.issubdtype(a.dtype, np.integer):
+        return (a / np.iinfo(a.dtype).max).astype(np.float32)
+    return a.astype(np.float32)
+
+
+# -- the PINN-paper layout -----------------------------------------------------------------------------
+def _numbered(folder: Path, suffix: str) -> dict[int, Path]:
+    return {int(p.stem): p for p in folder.glob(f"*{suffix}") if re.fullmatch(r"\d+", p.stem)}
+
+
+def _paper_root(set_dir) -> Path:
+    root = Path(set_dir)
+    if not root.is_dir():
+        raise _fail(root, "no such folder (expected a PINN-paper set such as .../pinn-sim-paper/SIM/microtubules)")
+    for sub in ("input_frames", "patterns", "ground_truth"):
+        if not (root / sub).is_dir():
+            raise _fail(root, f"missing folder {sub}/ of the PINN-paper layout "
+                              "(input_frames/, patterns/, ground_truth/, psf.png)")
+    if not (root / "psf.png").is_file():
+        raise _fail(root, "missing psf.png of the PINN-paper layout")
+    return root
+
+
+def paper_set_name(set_dir) -> str:
+    """``group/set`` from the last two folder names, e.g. ``NL_SIM/ccp``."""
+    root = Path(set_dir).resolve()
+    return f"{root.parent.name}/{root.name}"
+
+
+def paper_samples(set_dir) -> list[int]:
+    """The sample numbers N with an ``input_frames/N.tif`` in the set, ascending."""
+    return sorted(_numbered(_paper_root(set_dir) / "input_frames", ".tif"))
+
+
+def paper_filename(set_dir, sample: int) -> str:
+    """File name for ``--all``: ``<group>_<set>_<N>.h5``, e.g. ``NL_SIM_ccp_3.h5``."""
+    return f"{paper_set_name(set_dir).replace('/', '_')}_{sample}.h5"
+
+
+def _paper_patterns(root: Path, K: int) -> np.ndarray:
+    files = _numbered(root / "patterns", ".png")
+    missing = [k for k in range(1, K + 1) if k not in files]
+    extra = sorted(k for k in files if not 1 <= k <= K)
+    if missing or extra:
+        raise _fail(root / "patterns", f"expected 1.png..{K}.png for the K = {K} raw frames, "
+                                       f"found {len(files)} numbered PNGs (missing {missing}, extra {extra})")
+    pats = [_unit_scale(read_array(files[k], "pattern", (".png",))) for k in range(1, K + 1)]
+    shapes = {p.shape for p in pats}
+    if len(shapes) != 1:
+        raise _fail(root / "patterns", f"patterns differ in shape: {sorted(shapes)}")
+    return np.stack(pats)
+
+
+def import_paper(set_dir, sample: int) -> Dataset:
+    """Sample ``sample`` of a PINN-paper set as a validated Dataset (upsample 4, no optics attributes).
+
+    raw (K, 120, 120) uint8; patterns (K, 480, 480) float32 in [0, 1] from ``patterns/1..K.png`` in
+    numeric order; psf float32 as stored (the operator normalises it); ground truth float32 in [0, 1].
+    """
+    root = _paper_root(set_dir)
+    samples = sorted(_numbered(root / "input_frames", ".tif"))
+    if sample not in samples:
+        raise _fail(root, f"no sample {sample} (input_frames/{sample}.tif); available samples: "
+                          f"{', '.join(map(str, samples)) or 'none'}")
+    raw_path = root / "input_frames" / f"{sample}.tif"
+    raw = read_array(raw_path, "raw", (".tif",))
+    if raw.ndim == 2:
+        raw = raw[None]
+    if raw.ndim != 3:
+        raise _fail(raw_path, f"expected a (K, h, w) stack, got shape {raw.shape}")
+    gt_path = root / "ground_truth" / f"{sample}.png"
+    if not gt_path.is_file():
+        raise _fail(gt_path, f"missing ground truth of sample {sample}")
+    ds = Dataset(raw=raw if raw.dtype in RAW_DTYPES else raw.astype(np.float32), upsample=PAPER_UPSAMPLE,
+                 patterns=_paper_patterns(root, raw.shape[0]),
+                 psf=read_array(root / "psf.png", "psf", (".png",)).astype(np.float32),
+                 ground_truth=_unit_scale(read_array(gt_path, "ground truth", (".png",))))
+    ds.attrs = {"source": "pinn-sim-paper", "source_dir": str(root.resolve()), "set": paper_set_name(root),
+                "sample": int(sample), "has_low_res": (root / "low_res" / f"{sample}.png").is_file()}
+    return _validated(ds, raw_path)
+
+
+def import_paper_all(set_dir, out_dir) -> list[Path]:
+    """Import every sample of a set and save each as ``out_dir/<group>_<set>_<N>.h5`` (folder created)."""
+    samples = paper_samples(set_dir)
+    if not samples:
+        raise _fail(set_dir, "no samples (input_frames/*.tif)")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise _fail(out, "exists and is not a folder (--all writes one file per sample into a folder)")
+    out.mkdir(parents=True, exist_ok=True)
+    return [save(import_paper(set_dir, n), out / paper_filename(set_dir, n)) for n in samples]
+
+
+def _validated(ds: Dataset, source) -> Dataset:
+    try:
+        return ds.validate()
+    except DatasetError as e:  # name the imported file, not the not-yet-written dataset
+        msg = str(e)
+        raise _fail(source, msg.split(": ", 1)[1] if msg.startswith("dataset: ") else msg) from None
+
+
+# -- generic raw stacks ----------------------------------------------------------------------------------
+def to_angle_major(frames, angles: int, phases: int) -> np.ndarray:
+    """Reorder phase-major frames (index ``p * angles + a`` on axis -3) to angle-major (``a * phases + p``)."""
+    a = np.asarray(frames)
+    lead, (K, h, w) = a.shape[:-3], a.shape[-3:]
+    if K != angles * phases:
+        raise ValueError(f"to_angle_major: {K} frames, expected angles*phases = {angles * phases}")
+    return a.reshape(*lead, phases, angles, h, w).swapaxes(-4, -3).reshape(*lead, K, h, w)
+
+
+def _positive_int(name: str, v, allow_none: bool = False) -> None:
+    if v is None and allow_none:
+        return
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise DatasetError(f"{name}: expected a positive integer, got {v!r}")
+
+
+def _group_frames(raw: np.ndarray, path, K: int, time_points: int | None) -> np.ndarray:
+    """(N, h, w) frames in file order -> (K, h, w) or (T, K, h, w), T = N / K frames per time point."""
+    if raw.ndim < 2:
+        raise _fail(path, f"expected a stack of 2-D frames, got shape {raw.shape}")
+    frames = raw.reshape(-1, *raw.shape[-2:])  # leading axes (e.g. an ImageJ hyperstack) in file order
+    n = frames.shape[0]
+    if time_points is not None and n != time_points * K:
+        raise _fail(path, f"{n} frames, expected time_points*angles*phases = {time_points}*{K} = {time_points * K}")
+    if n % K:
+        raise _fail(path, f"{n} frames, expected a multiple of angles*phases = {K}")
+    T = n // K
+    return frames if T == 1 else frames.reshape(T, K, *frames.shape[-2:])
+
+
+def bin_frames(raw: np.ndarray, binning: int, path="raw") -> np.ndarray:
+    """Mean over ``binning x binning`` pixel blocks of the last two axes (float32)."""
+    h, w = raw.shape[-2:]
+    if h % binning or w % binning:
+        raise _fail(path, f"frames of {h} x {w} pixels are not divisible by binning {binning}")
+    b = raw.reshape(*raw.shape[:-2], h // binning, binning, w // binning, binning)
+    return b.mean(axis=(-3, -1), dtype=np.float64).astype(np.float32)
+
+
+def _stack_patterns(path, K: int, angles: int, phases: int, order: str) -> np.ndarray:
+    p = read_array(path, "patterns", PATTERN_SUFFIXES)
+    if p.ndim != 3 or p.shape[0] != K:
+        raise _fail(path, f"patterns: expected a (K, H, W) stack with K = angles*phases = {K}, got shape {p.shape}")
+    p = p.astype(np.float32)
+    return to_angle_major(p, angles, phases) if order == "phase-major" else p
+
+
+def _plane(path, what: str) -> np.ndarray:
+    a = read_array(path, what).astype(np.float32)
+    while a.ndim > 2 and a.shape[0] == 1:
+        a = a[0]
+    return a
+
+
+def import_stack(path, *, angles: int, phases: int, order: str = "angle-major", upsample: int,
+                 na: float | None = None, wavelength_nm: float | None = None,
+                 pixel_size_nm: float | None = None, patterns=None, psf=None, ground_truth=None,
+                 time_points: int | None = None, binning: int = 1) -> Dataset:
+    """A raw TIFF/MRC stack of ``angles x phases`` frames (per time point) as a validated Dataset.
+
+    ``order`` is the file's frame order: ``angle-major`` (frame ``a * phases + p``, stored as is) or
+    ``phase-major`` (frame ``p * angles + a``, reordered to angle-major). A file of T*K frames becomes
+    (T, K, h, w), frames grouped per time point; ``time_points`` (optional) checks T. ``patterns`` is a
+    (K, H, W) TIFF/MRC/NPY stack on the fine grid in the SAME frame order as the raw (reordered alongside);
+    ``psf`` an odd 2-D PSF on the fine grid (TIFF/NPY/PNG/MRC); ``ground_truth`` (H, W) or (T, H, W).
+    ``binning`` > 1 mean-bins the raw frames first (for stacks interpolated up from the camera grid);
+    ``pixel_size_nm`` is then the pixel after binning. Raw uint8/uint16/float32 is kept, other dtypes
+    become float32 (binned frames are float32).
+    """
+    path = Path(path)
+    for name, v in (("angles", angles), ("phases", phases), ("upsample", upsample), ("binning", binning)):
+        _positive_int(name, v)
+    _positive_int("time_points", time_points, allow_none=True)
+    if order not in ORDERS:
+        raise DatasetError(f"order: expected one of {', '.join(ORDERS)}, got {order!r}")
+    K = angles * phases
+    raw = _group_frames(read_array(path, "raw", RAW_SUFFIXES), path, K, time_points)
+    source_dtype = str(raw.dtype)
+    if order == "phase-major":
+        raw = to_angle_major(raw, angles, phases)
+    if binning > 1:
+        raw = bin_frames(raw, binning, path)
+    if raw.dtype not in RAW_DTYPES:
+        raw = raw.astype(np.float32)
+    ds = Dataset(raw=np.ascontiguousarray(raw), upsample=upsample, na=na, wavelength_nm=wavelength_nm,
+                 pixel_size_nm=pixel_size_nm)
+    if patterns is not None:
+        ds.patterns = _stack_patterns(patterns, K, angles, phases, order)
+    if psf is not None:
+        ds.psf = _plane(psf, "psf")
+    if ground_truth is not None:
+        ds.ground_truth = _plane(ground_truth, "ground truth")
+    ds.attrs = {"source": "stack", "source_file": str(path.resolve()), "angles": int(angles),
+                "phases": int(phases), "source_order": order, "source_dtype": source_dtype,
+                "binning": int(binning)}
+    return _validated(ds, path)
+
+
+# -- a measured radial OTF -----------------------------------------------------------------------------
+def psf_from_radial_otf(otf_radial, step_per_um: float, pixel_size_nm: float, upsample: int,
+                        size: int | None = None) -> np.ndarray:
+    """An odd (size, size) float32 PSF on the fine grid from a radially sampled OTF.
+
+    ``otf_radial`` (array or ``.npy`` path): sample j at spatial frequency ``j * step_per_um`` cycles/um
+    (its real part is used, normalised to 1 at zero). The fine pixel is ``pixel_size_nm / upsample``.
+    ``size`` defaults to four first-zero radii across; negative ringing is clipped, the sum is 1.
+    """
+    otf = otf_radial if not isinstance(otf_radial, (str, Path)) else read_array(otf_radial, "OTF", (".npy",), real=False)
+    otf = np.real(np.asarray(otf)).astype(np.float64).ravel()
+    if otf.size < 2 or not np.all(np.isfinite(otf)) or otf[0] <= 0:
+        raise ValueError("otf_radial: expected a finite 1-D profile with a positive zero-frequency value")
+    otf = otf / otf[0]
+    fine_um = pixel_size_nm / upsample / 1000.0
+    if size is None:
+        support = step_per_um * max(1, np.nonzero(np.abs(otf) >= 0.01)[0].max())  # cycles/um
+        size = 2 * int(np.ceil(4 * 1.22 / support / fine_um)) + 1
+    if size % 2 == 0 or size < 3:
+        raise ValueError(f"size: expected an odd PSF side >= 3, got {size}")
+    n = 4 * size + 1  # odd grid, large enough that the periodic PSF does not wrap into the crop
+    f = np.hypot(*np.meshgrid(np.fft.fftfreq(n), np.fft.fftfreq(n), indexing="ij")) / fine_um
+    otf2 = np.interp(f, np.arange(otf.size) * step_per_um, otf, right=0.0)
+    psf = np.fft.fftshift(np.real(np.fft.ifft2(otf2)))
+    c, h = n // 2, size // 2
+    psf = np.clip(psf[c - h:c + h + 1, c - h:c + h + 1], 0, None)
+    return (psf / psf.sum()).astype(np.float32)

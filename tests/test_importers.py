@@ -1,0 +1,234 @@
+"""Importers: the PINN-paper layout, generic TIFF/MRC stacks, both real sets with the options of docs/data.md."""
+
+from __future__ import annotations
+
+import mrcfile
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from cusim.importers import (import_paper, import_paper_all, import_stack, paper_filename, paper_samples,
+                             psf_from_radial_otf, to_angle_major)
+from cusim.io import DatasetError, load, save
+from cusim.optics import airy_psf
+
+PAPER_K = {"SIM/microtubules": 9, "NL_SIM/ccp": 25, "NL_SIM/er": 25, "NL_SIM/factin": 25,
+           "NL_SIM/microtubules": 25, "LPSIM/microtubules": 24}
+# the documented options (docs/data.md), shared with the tests so that they cannot drift apart
+DLSIM = dict(angles=3, phases=5, order="angle-major", upsample=2, binning=2,
+             na=1.49, wavelength_nm=525.0, pixel_size_nm=44.0)
+RDLSIM = dict(angles=3, phases=3, order="angle-major", upsample=2, na=1.3, wavelength_nm=525.0, pixel_size_nm=62.6)
+
+
+def _one_line_naming(err: pytest.ExceptionInfo, name: str) -> str:
+    msg = str(err.value)
+    assert "\n" not in msg and name in msg, msg
+    return msg
+
+
+# -- the PINN-paper layout --------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(PAPER_K))
+def test_paper_sample_1_of_each_set(shared_data, name):
+    ds = import_paper(shared_data / "pinn-sim-paper" / name, 1)
+    K = PAPER_K[name]
+    assert ds.raw.shape == (K, 120, 120) and ds.raw.dtype == np.uint8
+    assert ds.patterns.shape == (K, 480, 480) and ds.patterns.dtype == np.float32
+    assert 0 <= ds.patterns.min() and ds.patterns.max() <= 1
+    assert ds.ground_truth.shape == (480, 480) and ds.ground_truth.dtype == np.float32
+    assert ds.ground_truth.max() <= 1 and ds.psf.dtype == np.float32 and ds.psf.shape[0] % 2 == 1
+    assert ds.upsample == 4 and ds.na is None and ds.wavelength_nm is None and ds.pixel_size_nm is None
+    assert ds.attrs["set"] == name and ds.attrs["sample"] == 1 and ds.attrs["has_low_res"]
+
+
+def test_paper_patterns_are_in_numeric_order(shared_data):
+    root = shared_data / "pinn-sim-paper" / "NL_SIM" / "ccp"
+    ds = import_paper(root, 1)
+    for k in (2, 10, 25):  # lexicographic order would put 10.png second
+        want = np.asarray(Image.open(root / "patterns" / f"{k}.png"), dtype=np.float32) / 255
+        np.testing.assert_array_equal(ds.patterns[k - 1], want)
+    assert not np.array_equal(ds.patterns[1], ds.patterns[9])
+
+
+def test_paper_sample_round_trips_through_hdf5(shared_data, tmp_path):
+    ds = import_paper(shared_data / "pinn-sim-paper" / "SIM" / "microtubules", 3)
+    back = load(save(ds, tmp_path / "s3.h5"))
+    for f in ("raw", "patterns", "psf", "ground_truth"):
+        np.testing.assert_array_equal(getattr(back, f), getattr(ds, f))
+    assert back.raw.dtype == np.uint8 and back.upsample == 4
+    assert back.attrs["sample"] == 3 and back.attrs["set"] == "SIM/microtubules" and back.attrs["has_low_res"]
+
+
+def test_paper_samples_and_missing_sample(shared_data):
+    root = shared_data / "pinn-sim-paper" / "LPSIM" / "microtubules"
+    assert paper_samples(root) == list(range(1, 11))
+    with pytest.raises(ValueError) as e:
+        import_paper(root, 11)
+    assert "no sample 11" in _one_line_naming(e, "LPSIM/microtubules") and "1, 2, 3" in str(e.value)
+
+
+def _tiny_paper_set(root, samples=(1, 2), K=4, n_patterns=None):
+    rng = np.random.default_rng(0)
+    for sub in ("input_frames", "patterns", "ground_truth", "low_res"):
+        (root / sub).mkdir(parents=True)
+    for n in samples:
+        tifffile.imwrite(root / "input_frames" / f"{n}.tif", rng.integers(0, 255, (K, 8, 8), dtype=np.uint8),
+                         photometric="minisblack")
+        Image.fromarray(rng.integers(0, 255, (32, 32), dtype=np.uint8)).save(root / "ground_truth" / f"{n}.png")
+    for k in range(1, (n_patterns or K) + 1):
+        Image.fromarray(np.full((32, 32), 20 * k, np.uint8)).save(root / "patterns" / f"{k}.png")
+    Image.fromarray(np.pad(np.full((1, 1), 255, np.uint8), 2)).save(root / "psf.png")
+    return root
+
+
+def test_paper_all_writes_one_file_per_sample(tmp_path):
+    root = _tiny_paper_set(tmp_path / "GRP" / "cells")
+    paths = import_paper_all(root, tmp_path / "out")
+    assert [p.name for p in paths] == ["GRP_cells_1.h5", "GRP_cells_2.h5"] == [paper_filename(root, n) for n in (1, 2)]
+    ds = load(paths[1])
+    assert ds.raw.shape == (4, 8, 8) and ds.attrs["sample"] == 2 and not ds.attrs["has_low_res"]
+    np.testing.assert_allclose(ds.patterns[:, 0, 0], np.array([20, 40, 60, 80]) / 255, rtol=1e-6)
+
+
+def test_paper_layout_errors(tmp_path):
+    root = _tiny_paper_set(tmp_path / "GRP" / "few", n_patterns=3)
+    with pytest.raises(ValueError) as e:
+        import_paper(root, 1)
+    assert "expected 1.png..4.png" in _one_line_naming(e, "patterns") and "missing [4]" in str(e.value)
+    (root / "psf.png").unlink()
+    with pytest.raises(ValueError) as e:
+        import_paper(root, 1)
+    assert "psf.png" in _one_line_naming(e, "few")
+    with pytest.raises(ValueError) as e:
+        import_paper(tmp_path / "nowhere", 1)
+    assert "no such folder" in _one_line_naming(e, "nowhere")
+
+
+# -- the real sets, with the documented options --------------------------------------------------------
+def _carrier_direction(frame: np.ndarray) -> float:
+    """Direction (degrees mod 180) of the strongest off-centre spectral peak."""
+    n = frame.shape[-1]
+    w = np.outer(np.hanning(n), np.hanning(n))
+    F = np.abs(np.fft.fft2((frame - frame.mean()) * w))
+    fy, fx = np.fft.fftfreq(n)[:, None], np.fft.fftfreq(n)[None, :]
+    F[np.hypot(fy, fx) < 0.05] = 0
+    i, j = np.unravel_index(F.argmax(), F.shape)
+    return float(np.degrees(np.arctan2(fy[i, 0], fx[0, j])) % 180)
+
+
+def test_dlsim_imports_with_documented_options(shared_data, tmp_path):
+    ds = import_stack(shared_data / "real" / "dlsim-microtubules" / "raw_normal_light.tif", **DLSIM)
+    assert ds.raw.shape == (15, 128, 128) and ds.raw.dtype == np.float32 and ds.fine_shape == (256, 256)
+    assert ds.K == 15 and ds.attrs["angles"] == 3 and ds.attrs["phases"] == 5 and not ds.has_patterns()
+    f = ds.frames()
+    dirs = [[_carrier_direction(f[5 * a] - f[5 * a + j]) for j in (1, 4)] for a in range(3)]
+    for a in range(3):  # angle-major: the five frames of one angle share one carrier direction
+        assert abs(dirs[a][0] - dirs[a][1]) < 2, dirs
+    assert min(abs(dirs[0][0] - dirs[1][0]), abs(dirs[1][0] - dirs[2][0])) > 30, dirs
+    back = load(save(ds, tmp_path / "dlsim.h5"))
+    assert back.optics().cutoff() == pytest.approx(0.25, abs=0.01)  # the measured widefield support
+
+
+def test_rdlsim_imports_with_documented_options(shared_data):
+    ds = import_stack(shared_data / "real" / "rdlsim-tirf-microtubules" / "raw.tif", **RDLSIM)
+    assert ds.raw.shape == (9, 256, 256) and ds.raw.dtype == np.uint16 and ds.fine_shape == (512, 512)
+    assert (ds.na, ds.wavelength_nm, ds.pixel_size_nm) == (1.3, 525.0, 62.6)
+
+
+def test_psf_from_the_measured_radial_otf(shared_data):
+    psf = psf_from_radial_otf(shared_data / "real" / "rdlsim-tirf-microtubules" / "otf_radial_488.npy",
+                              0.0312, 62.6, 2)
+    c = psf.shape[0] // 2
+    assert psf.shape[0] % 2 == 1 and psf.sum() == pytest.approx(1, abs=1e-5) and psf.argmax() == c * psf.shape[1] + c
+    # an ideal OTF profile gives back the Airy PSF
+    step, fine_nm = 0.0312, 31.3
+    f_per_px = np.arange(257) * step * fine_nm / 1000
+    profile = _radial_ideal(f_per_px, 1.3, 525, fine_nm)
+    mine, airy = psf_from_radial_otf(profile, step, 62.6, 2, size=31), airy_psf(1.3, 525, fine_nm, 31)
+    assert np.corrcoef(mine.ravel(), airy.ravel())[0, 1] > 0.995
+
+
+def _radial_ideal(f_per_px, na, wavelength_nm, pixel_nm):
+    q = np.minimum(f_per_px / (2 * na * pixel_nm / wavelength_nm), 1)
+    return (2 / np.pi) * (np.arccos(q) - q * np.sqrt(1 - q**2))
+
+
+# -- generic stacks on small synthetic files -------------------------------------------------------------
+def _coded_stack(angles, phases, T=1, h=4, order="phase-major", dtype=np.uint16):
+    """Frames whose value encodes (t, angle, phase) = 100 t + 10 a + p, written in ``order``."""
+    out = []
+    for t in range(T):
+        idx = [(a, p) for p in range(phases) for a in range(angles)] if order == "phase-major" else \
+              [(a, p) for a in range(angles) for p in range(phases)]
+        out += [np.full((h, h), 100 * t + 10 * a + p, dtype) for a, p in idx]
+    return np.stack(out)
+
+
+def _expected(angles, phases, T=1):
+    return np.array([[100 * t + 10 * (k // phases) + k % phases for k in range(angles * phases)] for t in range(T)])
+
+
+def test_phase_major_tiff_is_reordered_with_its_patterns(tmp_path):
+    tifffile.imwrite(tmp_path / "raw.tif", _coded_stack(3, 5))
+    np.save(tmp_path / "pat.npy", _coded_stack(3, 5, h=8, dtype=np.float32))
+    ds = import_stack(tmp_path / "raw.tif", angles=3, phases=5, order="phase-major", upsample=2,
+                      patterns=tmp_path / "pat.npy")
+    assert ds.raw.dtype == np.uint16 and ds.raw.shape == (15, 4, 4)
+    np.testing.assert_array_equal(ds.raw[:, 0, 0], _expected(3, 5)[0])
+    np.testing.assert_array_equal(ds.patterns[:, 0, 0], _expected(3, 5)[0])
+    assert ds.attrs["source_order"] == "phase-major"
+
+
+def test_time_series_and_angle_major(tmp_path):
+    tifffile.imwrite(tmp_path / "series.tiff", _coded_stack(2, 3, T=3, order="angle-major"))
+    ds = import_stack(tmp_path / "series.tiff", angles=2, phases=3, upsample=1, time_points=3)
+    assert ds.raw.shape == (3, 6, 4, 4) and ds.T == 3
+    np.testing.assert_array_equal(ds.raw[:, :, 0, 0], _expected(2, 3, T=3))
+    series = import_stack(tmp_path / "series.tiff", angles=2, phases=3, order="phase-major", upsample=1)
+    np.testing.assert_array_equal(series.raw, to_angle_major(ds.raw, 2, 3))
+
+
+def test_mrc_stack_and_dtypes(tmp_path):
+    with mrcfile.new(tmp_path / "raw.mrc") as m:
+        m.set_data(_coded_stack(3, 3, order="angle-major", dtype=np.int16))
+    ds = import_stack(tmp_path / "raw.mrc", angles=3, phases=3, upsample=2, na=1.2, wavelength_nm=600,
+                      pixel_size_nm=100)
+    assert ds.raw.dtype == np.float32 and ds.raw.shape == (9, 4, 4)  # int16 is not a format dtype
+    np.testing.assert_array_equal(ds.raw[:, 0, 0], _expected(3, 3)[0])
+    with mrcfile.new(tmp_path / "f.mrc") as m:
+        m.set_data(np.ones((9, 4, 4), np.float32))
+    assert import_stack(tmp_path / "f.mrc", angles=3, phases=3, upsample=2).raw.dtype == np.float32
+
+
+def test_psf_and_ground_truth_files(tmp_path):
+    tifffile.imwrite(tmp_path / "raw.tif", np.ones((9, 4, 4), np.uint8))
+    np.save(tmp_path / "psf.npy", np.pad(np.ones((1, 1), np.float32), 2))
+    tifffile.imwrite(tmp_path / "gt.tif", np.ones((8, 8), np.float32))
+    ds = import_stack(tmp_path / "raw.tif", angles=3, phases=3, upsample=2, psf=tmp_path / "psf.npy",
+                      ground_truth=tmp_path / "gt.tif")
+    assert ds.raw.dtype == np.uint8 and ds.psf.shape == (5, 5) and ds.ground_truth.shape == (8, 8)
+    np.save(tmp_path / "even.npy", np.ones((4, 4), np.float32))
+    with pytest.raises(ValueError) as e:
+        import_stack(tmp_path / "raw.tif", angles=3, phases=3, upsample=2, psf=tmp_path / "even.npy")
+    assert "odd" in _one_line_naming(e, "raw.tif")
+
+
+def test_bad_stacks_fail_with_one_line_naming_the_file(tmp_path):
+    tifffile.imwrite(tmp_path / "raw.tif", np.zeros((14, 4, 4), np.uint16))
+    cases = [
+        (dict(path=tmp_path / "raw.tif"), "raw.tif: 14 frames, expected a multiple of angles*phases = 15"),
+        (dict(path=tmp_path / "raw.png"), "unsupported raw file type '.png'"),
+        (dict(path=tmp_path / "gone.tif"), "no such raw file"),
+        (dict(path=tmp_path / "raw.tif", patterns=tmp_path / "p.txt", angles=2, phases=7), "unsupported patterns"),
+    ]
+    (tmp_path / "junk.mrc").write_bytes(b"not an mrc file at all")
+    cases.append((dict(path=tmp_path / "junk.mrc"), "unreadable raw file"))
+    for kwargs, want in cases:
+        args = dict(angles=3, phases=5, upsample=2) | kwargs
+        with pytest.raises(ValueError) as e:
+            import_stack(args.pop("path"), **args)
+        assert want in _one_line_naming(e, args.get("patterns", kwargs["path"]).name), str(e.value)
+    with pytest.raises(DatasetError, match="time_points"):
+        import_stack(tmp_path / "raw.tif", angles=7, phases=2, upsample=2, time_points=2)
+    with pytest.raises(DatasetError, match="order: expected one of angle-major, phase-major"):
+        import_stack(tmp_path / "raw.tif", angles=7, phases=2, upsample=2, order="phase_major")
