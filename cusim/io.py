@@ -261,6 +261,16 @@ def _numeric(n, where, a):
     return a
 
 
+def _json_or_value(v):
+    """Dict and list attributes are stored as JSON text (``params``, ``metrics``); decode them."""
+    if isinstance(v, str) and v[:1] in "{[":
+        try:
+            return json.loads(v)
+        except json.JSONDecodeError:
+            return v
+    return v
+
+
 def _read_recons(f, n: str) -> dict[str, Recon]:
     out = {}
     if "recon" not in f:
@@ -270,9 +280,7 @@ def _read_recons(f, n: str) -> dict[str, Recon]:
         if name.endswith("_loss"):
             continue
         img = _read(g, n, name)
-        attrs = {k: _attr(g[name], k) for k in g[name].attrs}
-        if isinstance(attrs.get("params"), str):
-            attrs["params"] = json.loads(attrs["params"])
+        attrs = {k: _json_or_value(_attr(g[name], k)) for k in g[name].attrs}
         out[name] = Recon(np.asarray(img), attrs, _read(g, n, f"{name}_loss"))
     return out
 

@@ -1,0 +1,95 @@
+"""The data verbs end to end: import, simulate, run --method widefield, info."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+from typer.testing import CliRunner
+
+from cusim import io, metrics
+from cusim.cli import app
+from cusim.optics import Widefield
+
+
+def cli(*args):
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    return res, res.output  # Typer's runner puts stderr into the output too
+
+
+def test_widefield_on_paper_sample_1_scores_the_bicubic_baseline(shared_data, tmp_path):
+    h5 = tmp_path / "mt1.h5"
+    res, text = cli("import", "paper", shared_data / "pinn-sim-paper" / "SIM" / "microtubules", "--sample", 1, "-o", h5)
+    assert res.exit_code == 0, text
+    res, text = cli("run", h5, "--method", "widefield", "--tiff", tmp_path / "wf.tif", "--figure", tmp_path / "wf.png")
+    assert res.exit_code == 0, text
+    assert "PSNR" in text and "widefield" in text
+    rec = io.load(h5).recons["widefield"]
+    m = rec.attrs["metrics"]
+    assert (m["norm"], m["crop"]) == ("minmax", 20)
+    assert m["psnr_db"] == pytest.approx(13.8, abs=0.6)
+    assert m["ssim"] == pytest.approx(0.55, abs=0.04)
+    for key in ("method", "params", "cusim_version", "created", "device", "runtime_s"):
+        assert key in rec.attrs
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "wf.tif"), rec.image)
+    assert (tmp_path / "wf.png").read_bytes()[:4] == b"\x89PNG"
+    # a second run keeps the first unless --force
+    res, text = cli("run", h5, "--method", "widefield")
+    assert res.exit_code == 1 and "exists already; use --force" in text
+    assert cli("run", h5, "--method", "widefield", "--force")[0].exit_code == 0
+    res, text = cli("info", h5)
+    assert res.exit_code == 0 and "/recon/widefield" in text and "PSNR" in text
+
+
+def test_widefield_frc_resolution_matches_the_simulated_otf_cutoff(tmp_path):
+    h5 = tmp_path / "sim.h5"
+    res, text = cli("simulate", "-o", h5, "--size", 256, "--upsample", 2, "--snr", 50, "--seed", 3)
+    assert res.exit_code == 0, text
+    ds = io.load(h5)
+    assert cli("run", h5, "--method", "widefield")[0].exit_code == 0
+    image = io.load(h5).recons["widefield"].image
+    cutoff = Widefield(ds.na, ds.wavelength_nm, ds.pixel_size_nm).cutoff(ds.upsample)
+    measured = metrics.frc(image, ds.ground_truth, threshold="1/7").cutoff
+    assert measured == pytest.approx(cutoff, rel=0.10)
+
+
+def test_simulate_writes_a_complete_dataset_and_refuses_to_overwrite(tmp_path):
+    h5 = tmp_path / "s.h5"
+    assert cli("simulate", "-o", h5, "--size", 64, "--family", "nonlinear", "--upsample", 4)[0].exit_code == 0
+    ds = io.load(h5)
+    assert ds.K == 25 and ds.ground_truth.shape == (64, 64) and ds.pattern_params.harmonics is not None
+    res, text = cli("simulate", "-o", h5, "--size", 64)
+    assert res.exit_code == 1 and "exists already" in text
+
+
+@pytest.mark.parametrize("args,message", [
+    (["simulate", "--size", 63, "--upsample", 2], "divisible"),
+    (["simulate", "--family", "moire"], "family"),
+    (["simulate", "--snr", -3], "snr"),
+    (["import", "stack", "RAW", "--angles", 3, "--phases", 3, "--upsample", 2], "no such raw file"),
+    (["import", "paper", "/nonexistent/set", "--sample", 1], "nonexistent"),
+    (["import", "paper", "/nonexistent/set"], "exactly one of --sample N or --all"),
+])
+def test_data_verbs_exit_1_with_one_line_on_bad_input(tmp_path, args, message):
+    args = [a if a != "RAW" else tmp_path / "missing.tif" for a in args]
+    res, text = cli(*args, "-o", tmp_path / "out.h5")
+    assert res.exit_code == 1, text
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    assert len(lines) == 1 and message in lines[0], text
+    assert not (tmp_path / "out.h5").exists()
+
+
+@pytest.mark.parametrize("name,args", [
+    ("dlsim-microtubules/raw_normal_light.tif",
+     ["--angles", 3, "--phases", 5, "--binning", 2, "--upsample", 2, "--na", 1.49, "--wavelength-nm", 525,
+      "--pixel-size-nm", 44]),
+    ("rdlsim-tirf-microtubules/raw.tif",
+     ["--angles", 3, "--phases", 3, "--upsample", 2, "--na", 1.3, "--wavelength-nm", 525, "--pixel-size-nm", 62.6]),
+])
+def test_real_sets_import_with_the_documented_options(shared_data, tmp_path, name, args):
+    h5 = tmp_path / "real.h5"
+    res, text = cli("import", "stack", shared_data / "real" / name, *args, "-o", h5)
+    assert res.exit_code == 0, text
+    ds = io.load(h5)
+    assert not ds.has_patterns() and ds.na is not None
+    assert cli("run", h5, "--method", "widefield")[0].exit_code == 0
