@@ -10,6 +10,7 @@ it and what was expected, in one line.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -113,6 +114,37 @@ class Dataset:
         if pad is None:
             pad = optics.shape[0] // 2 if isinstance(optics, np.ndarray) else 4 * self.upsample
         return SIMOperator(self.get_patterns(), optics, self.upsample, pad=pad, device=device, dtype=dtype)
+
+    def crop(self, top: int, left: int, height: int, width: int) -> "Dataset":
+        """The sub-field of fine-grid rows ``top..top+height`` and columns ``left..left+width``.
+
+        All four must be multiples of ``upsample`` (the camera pixels are cropped with them). Patterns,
+        pattern parameters (the phase moves with the origin) and ground truth follow; reconstructions
+        are dropped. The result is no longer periodic: use the operator's ``pad``.
+        """
+        s = self.upsample
+        H, W = self.fine_shape
+        if any(v % s for v in (top, left, height, width)) or min(top, left) < 0 or height < s or width < s \
+                or top + height > H or left + width > W:
+            raise DatasetError(f"{self._name()}: crop ({top}, {left}, {height}, {width}): expected multiples of "
+                               f"upsample {s} inside the fine grid {H}x{W}")
+        fine = (..., slice(top, top + height), slice(left, left + width))
+        cam = (..., slice(top // s, (top + height) // s), slice(left // s, (left + width) // s))
+        params = self.pattern_params
+        if params is not None:
+            shift = 2 * np.pi * (params.k[:, 0] * top + params.k[:, 1] * left)
+            params = SinusoidParams(params.k, params.phase + shift, params.modulation, params.harmonics)
+        return dataclasses.replace(
+            self, raw=np.ascontiguousarray(self.raw[cam]), pattern_params=params, recons={},
+            patterns=None if self.patterns is None else np.ascontiguousarray(self.patterns[fine]),
+            ground_truth=None if self.ground_truth is None else np.ascontiguousarray(self.ground_truth[fine]),
+            attrs={**self.attrs, "crop": [top, left, height, width]})
+
+    def crop_center(self, size: int) -> "Dataset":
+        """The central ``size`` x ``size`` fine-pixel crop (``size`` a multiple of ``upsample``)."""
+        H, W = self.fine_shape
+        s = self.upsample
+        return self.crop((H - size) // 2 // s * s, (W - size) // 2 // s * s, size, size)
 
     def _name(self) -> str:
         return str(self.path) if self.path is not None else "dataset"

@@ -213,6 +213,27 @@ class SIMOperator:
 
     __call__ = forward
 
+    def passband(self, rel: float = 1e-3) -> np.ndarray:
+        """Boolean (h, w) mask in ``fft2`` layout of the camera frequencies the model can reach.
+
+        A camera frequency is in the passband when the transfer function, summed in magnitude over
+        the fine-grid tiles that fold onto it, exceeds ``rel`` times its maximum. Outside it, raw
+        frames hold nothing but noise (used to estimate the noise level).
+        """
+        g = self.geometry
+        T = self._T.get() if self._xp is not np else self._T
+        mag = np.abs(T)[None].astype(np.complex128)  # fold magnitudes: no cancellation between tiles
+        folded = np.abs(_twins.fold_transfer(mag, np.ones_like(mag[0]), g.s, (g.Hp, g.Wp))[0])
+        full = np.zeros((g.hp, g.wp))
+        full[:, : folded.shape[1]] = folded
+        cols = np.arange(g.wp // 2 + 1, g.wp)  # Hermitian mirror of the half spectrum
+        full[:, cols] = folded[(-np.arange(g.hp)) % g.hp][:, g.wp - cols]
+        # sample on the unpadded camera grid by frequency
+        ri = np.rint(np.fft.fftfreq(g.h) * g.hp).astype(int) % g.hp
+        ci = np.rint(np.fft.fftfreq(g.w) * g.wp).astype(int) % g.wp
+        band = full[np.ix_(ri, ci)]
+        return band > rel * band.max()
+
     def norm_estimate(self, n_iter: int = 50, seed: int = 0, rtol: float = 1e-6) -> float:
         """Spectral norm ``||A||_2`` by power iteration on ``A^T A`` (cached; seeded, deterministic).
 

@@ -54,12 +54,12 @@ def image_metrics(ds: Dataset, image: np.ndarray, crop: int, norm: str = "minmax
 def metrics_table(ds: Dataset, image: np.ndarray, name: str, crop: int, norm: str = "minmax"):
     """A rich table comparing ``image`` and the widefield image with the ground truth, plus the dict
     of ``image``'s metrics; ``(None, None)`` without ground truth."""
-    from .recon.widefield import reconstruct as widefield  # noqa: PLC0415
+    from .recon.widefield import image as widefield  # noqa: PLC0415
 
     mine = image_metrics(ds, image, crop, norm)
     if mine is None:
         return None, None
-    wf = np.stack([widefield(ds, t)[0] for t in range(ds.T)]) if ds.is_series else widefield(ds)[0]
+    wf = np.stack([widefield(ds, t) for t in range(ds.T)]) if ds.is_series else widefield(ds)
     rows = [(name, mine)] if name == "widefield" else [(name, mine), ("widefield", image_metrics(ds, wf, crop, norm))]
     px = _fine_pixel_nm(ds)
     table = Table(title=f"against /ground_truth ({norm} normalised, {crop} px border left out)")

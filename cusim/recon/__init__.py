@@ -1,24 +1,25 @@
-"""Reconstructions: one function per method, all behind :func:`reconstruct`.
+"""Reconstructions: one module per method, all behind :func:`reconstruct`.
 
-Each method module provides ``reconstruct(dataset, t, *, device, **params) -> (image, info)`` for one
-time point; this module loops over time points, times the work and records provenance in a
-:class:`Result`.
+Each method module provides ``reconstruct(dataset, *, device, **params) -> (image, info)`` for all
+time points of a dataset ((H, W) or (T, H, W)); this module times the work and records provenance in a
+:class:`Result`. Methods are imported on use, so that torch loads only for the PINN.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import importlib
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from .. import __version__
 from ..backend import device_name, resolve_device
 from ..io import Dataset, Recon
-from . import widefield
 
-METHODS = {"widefield": widefield.reconstruct}
+METHODS = ("widefield", "pinn")
 
 
 @dataclass
@@ -48,19 +49,18 @@ class Result:
 
 
 def reconstruct(dataset: Dataset, method: str = "widefield", *, device: str = "auto", **params) -> Result:
-    """Reconstruct every time point of ``dataset`` with ``method``; returns a :class:`Result`."""
+    """Reconstruct every time point of ``dataset`` with ``method``; returns a :class:`Result`.
+
+    ``params`` go to the method (see ``cusim.recon.<method>.reconstruct``), e.g. ``steps=500`` for the PINN.
+    """
     if method not in METHODS:
-        raise ValueError(f"method: expected one of {sorted(METHODS)}, got {method!r}")
+        raise ValueError(f"method: expected one of {list(METHODS)}, got {method!r}")
     dev = resolve_device(device)
-    fn = METHODS[method]
+    fn = importlib.import_module(f"{__name__}.{method}").reconstruct
     t0 = time.perf_counter()
-    images, losses = [], []
-    for t in range(dataset.T):
-        img, info = fn(dataset, t, device=dev, **params)
-        images.append(np.asarray(img, dtype=np.float32))
-        if info.get("loss") is not None:
-            losses.append(np.asarray(info["loss"]))
+    image, info = fn(dataset, device=dev, **params)
     runtime = time.perf_counter() - t0
-    image = np.stack(images) if dataset.is_series else images[0]
-    loss = np.concatenate(losses) if losses else None
-    return Result(image, method, dict(params), device_name(dev), runtime, loss)
+    recorded = {k: (str(v) if isinstance(v, Path) else v) for k, v in params.items() if k != "callback"}
+    extra = {k: v for k, v in info.items() if k != "loss"}
+    return Result(np.asarray(image, dtype=np.float32), method, recorded, device_name(dev), runtime,
+                  info.get("loss"), extra)

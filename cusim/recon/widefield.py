@@ -15,6 +15,12 @@ def upsample_cubic(img: np.ndarray, s: int) -> np.ndarray:
                         mode="grid-mirror").astype(np.float32)
 
 
-def reconstruct(dataset, t: int = 0, *, device: str = "cpu") -> tuple[np.ndarray, dict]:
+def image(dataset, t: int = 0) -> np.ndarray:
     """Mean over the K frames of time point ``t``, upsampled to the fine grid (H, W)."""
-    return upsample_cubic(dataset.frames(t).mean(axis=0), dataset.upsample), {}
+    return upsample_cubic(dataset.frames(t).mean(axis=0), dataset.upsample)
+
+
+def reconstruct(dataset, *, device: str = "cpu") -> tuple[np.ndarray, dict]:
+    """The widefield image of every time point: (H, W) or (T, H, W)."""
+    imgs = [image(dataset, t) for t in range(dataset.T)]
+    return (np.stack(imgs) if dataset.is_series else imgs[0]), {}
