@@ -1,0 +1,400 @@
+"""Reconstruction quality on the PINN-paper data: widefield, the paper's PINN and cusim's PINN.
+
+    python -m benchmarks.quality [--sets SIM/microtubules ...] [--samples 1 2 3] [--crop 240]
+        [--steps 1000] [--seed 0] [--methods widefield paper cusim [iterative]] [--device auto|cpu|cuda]
+        [--pinn-param key=value ...] [--out benchmarks/results/quality-<device>.json]
+        [--markdown docs/quality.md] [--resume] [--quick] [--threads N]
+
+Protocol. For every set of ``../shared/data/pinn-sim-paper`` and every sample (1-3 by default), the
+central ``--crop`` fine-pixel crop (``Dataset.crop_center``) is reconstructed by
+
+- ``widefield``: ``cusim.reconstruct(ds, "widefield")``;
+- ``paper``: the reimplementation of Burns & Liu's PINN (:mod:`benchmarks.peers.paper_pinn`), ``--steps``
+  steps with ``--seed``;
+- ``cusim``: ``cusim.reconstruct(ds, "pinn", device=..., steps=..., seed=..., **pinn_params)``, otherwise
+  cusim's defaults (its stopping rule may end the run before ``--steps``);
+- ``iterative``: ``cusim.reconstruct(ds, "iterative", device=...)`` when ``cusim.recon.METHODS`` lists it
+  (skipped with a note otherwise).
+
+Quality: the ground truth min-max normalised to [0, 1] and the reconstruction mapped onto it by the
+least-squares scale and offset (``cusim.metrics``, ``norm="lstsq"``), PSNR and SSIM with a 10 px
+border left out; the FRC cut-off (threshold 0.5, 10 px border) of each reconstruction against the
+ground truth, in cycles per fine pixel (0.5 = Nyquist when the curve never drops below 0.5). Per
+sample and per set (mean): PSNR, SSIM, FRC cut-off, runtime, steps run (and cusim's stop reason).
+
+The JSON is rewritten after every sample (an interrupted run keeps what it finished; ``--resume``
+skips the samples and methods already in it, if the settings are the same). A table per set is
+printed as it goes, then PASS/MISS lines for the bars, and a markdown summary goes to ``--markdown``.
+``--quick`` (a smoke test, not a quality result): sample 1, crop 120, 30 steps unless given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import _common as C
+
+NAME = "quality"
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "pinn-sim-paper"
+SETS = ["SIM/microtubules", "NL_SIM/ccp", "NL_SIM/er", "NL_SIM/factin", "NL_SIM/microtubules",
+        "LPSIM/microtubules"]
+METHODS = ["widefield", "paper", "cusim", "iterative"]
+DEFAULT_METHODS = ["widefield", "paper", "cusim"]
+BORDER = 10  # px left out at every border for PSNR, SSIM and FRC
+# The issue's bars, per set (means over the samples)
+BAR_PAPER_PSNR, BAR_PAPER_SSIM, BAR_WF_PSNR, BAR_FRC = 1.0, 0.03, 3.0, 0.13
+FRC_SETS = ("SIM/microtubules", "NL_SIM/ccp", "NL_SIM/er", "NL_SIM/factin", "NL_SIM/microtubules")
+QUICK = {"samples": [1], "crop": 120, "steps": 30}
+FULL = {"samples": [1, 2, 3], "crop": 240, "steps": 1000}
+
+
+# -- arguments ------------------------------------------------------------------------------------
+def _param_value(text: str):
+    """``--pinn-param`` values: JSON (numbers, true/false, lists) when it parses, else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=DATA, help="the pinn-sim-paper folder")
+    ap.add_argument("--sets", nargs="+", default=SETS, metavar="GROUP/SET")
+    ap.add_argument("--samples", nargs="+", type=int, default=None, help="default 1 2 3 (quick: 1)")
+    ap.add_argument("--crop", type=int, default=None, help="central fine-pixel crop; default 240 (quick: 120)")
+    ap.add_argument("--steps", type=int, default=None, help="PINN steps; default 1000 (quick: 30)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=METHODS)
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--pinn-param", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra cusim PINN parameter (repeatable), e.g. --pinn-param stop=max")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads for the paper peer (default: all cores, as cusim's PINN uses)")
+    ap.add_argument("--out", type=Path, default=None, help="JSON; default benchmarks/results/quality-<device>.json")
+    ap.add_argument("--markdown", type=Path, default=None, help="write the markdown summary here")
+    ap.add_argument("--resume", action="store_true", help="keep the samples already in --out and skip them")
+    ap.add_argument("--quick", action="store_true", help="smoke test: sample 1, crop 120, 30 steps")
+    args = ap.parse_args(argv)
+    base = QUICK if args.quick else FULL
+    for key, v in base.items():
+        if getattr(args, key) is None:
+            setattr(args, key, v)
+    if args.crop < 1 or args.steps < 1 or any(s < 1 for s in args.samples):
+        ap.error("--crop, --steps and --samples must be positive")
+    params = {}
+    for item in args.pinn_param:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            ap.error(f"--pinn-param: expected KEY=VALUE, got {item!r}")
+        params[key.strip()] = _param_value(value.strip())
+    for key in ("steps", "seed"):
+        if key in params:
+            ap.error(f"--pinn-param {key}=...: use --{key} (the paper peer uses the same value)")
+    args.pinn_params = params
+    args.methods = list(dict.fromkeys(args.methods))
+    return args
+
+
+# -- metrics --------------------------------------------------------------------------------------
+def quality(image: np.ndarray, truth: np.ndarray) -> dict:
+    from cusim import metrics  # noqa: PLC0415
+
+    f = metrics.frc(image, truth, threshold="0.5", crop=BORDER)
+    if f.cutoff is None:  # the curve stays above 0.5 up to Nyquist
+        cutoff, note = 0.5, "never below 0.5 (Nyquist)"
+    elif f.frc[0] < f.threshold:  # below 0.5 from the first ring on: no resolution; metrics.frc would
+        cutoff, note = 0.0, "below 0.5 from the first ring"  # extrapolate rings 0-1 into nonsense
+    else:
+        cutoff, note = min(max(f.cutoff, 0.0), 0.5), None
+    out = {"psnr_db": metrics.psnr(image, truth, norm="lstsq", crop=BORDER),
+           "ssim": metrics.ssim(image, truth, norm="lstsq", crop=BORDER), "frc05": cutoff}
+    if note:
+        out["frc05_note"] = note
+    return out
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        import torch  # noqa: PLC0415
+
+        torch.cuda.synchronize()
+
+
+def run_method(method: str, ds, args, device: str) -> dict:
+    """One reconstruction of ``ds`` with its quality against the ground truth and its cost."""
+    import cusim  # noqa: PLC0415
+
+    if method == "paper":
+        import torch  # noqa: PLC0415
+
+        from benchmarks.peers.paper_pinn import paper_pinn  # noqa: PLC0415
+
+        torch.set_num_threads(args.threads or C.cpu_count())  # cusim's PINN resets the thread count
+        _sync(device)
+        t0 = time.perf_counter()
+        image, loss = paper_pinn(ds, steps=args.steps, seed=args.seed, device=device)
+        _sync(device)
+        runtime = time.perf_counter() - t0
+        rec = {"runtime_s": runtime, "steps_run": int(len(loss)), "final_loss": float(loss[-1])}
+    elif method == "cusim":
+        res = cusim.reconstruct(ds, "pinn", device=device, steps=args.steps, seed=args.seed, **args.pinn_params)
+        image = res.image
+        steps_run = res.extra.get("steps_run", 0 if res.loss is None else len(res.loss))
+        rec = {"runtime_s": res.runtime_s, "steps_run": int(steps_run), "stop_reason": res.extra.get("stop_reason"),
+               "final_loss": res.final_loss}
+    else:  # widefield, iterative: cusim's defaults
+        res = cusim.reconstruct(ds, method, device=device)
+        image = res.image
+        rec = {"runtime_s": res.runtime_s, "steps_run": int(res.extra.get("steps_run", 0) or 0)}
+        if res.extra.get("stop_reason"):
+            rec["stop_reason"] = res.extra["stop_reason"]
+    return {**quality(np.asarray(image, dtype=np.float64), ds.ground_truth), **rec}
+
+
+# -- bookkeeping ----------------------------------------------------------------------------------
+def settings_of(args, device: str) -> dict:
+    return {"crop": args.crop, "steps": args.steps, "seed": args.seed, "device": device,
+            "pinn_params": args.pinn_params, "border_px": BORDER, "norm": "lstsq", "frc_threshold": 0.5,
+            "quick": bool(args.quick)}
+
+
+def _mean(values):
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return float(np.mean(vals)) if vals else None
+
+
+def summarise(records: list[dict], sets: list[str], methods: list[str]) -> dict:
+    """Per set and method: the means over the samples and their count."""
+    out = {}
+    for name in sets:
+        rows = [r for r in records if r["set"] == name]
+        if not rows:
+            continue
+        out[name] = {"samples": sorted(r["sample"] for r in rows)}
+        for m in methods:
+            got = [r["methods"][m] for r in rows if m in r["methods"] and "psnr_db" in r["methods"][m]]
+            if not got:
+                continue
+            out[name][m] = {k: _mean([g[k] for g in got]) for k in ("psnr_db", "ssim", "frc05", "runtime_s",
+                                                                      "steps_run")}
+            out[name][m]["n"] = len(got)
+            if m == "cusim":
+                out[name][m]["stop_reasons"] = sorted({g.get("stop_reason") or "" for g in got})
+    return out
+
+
+def bars(summary: dict) -> list[dict]:
+    """The issue's bars per set, each with PASS / MISS / NOT MEASURED."""
+    out = []
+
+    def add(name, text, value, want, unit):
+        status = "NOT MEASURED" if value is None else ("PASS" if value >= want else "MISS")
+        out.append({"set": name, "bar": text, "value": value, "want": want, "unit": unit, "status": status})
+
+    for name, s in summary.items():
+        c, p, w = s.get("cusim"), s.get("paper"), s.get("widefield")
+        add(name, f"cusim - paper PSNR >= {BAR_PAPER_PSNR:g} dB",
+            None if not (c and p) else c["psnr_db"] - p["psnr_db"], BAR_PAPER_PSNR, "dB")
+        add(name, f"cusim - paper SSIM >= {BAR_PAPER_SSIM:g}",
+            None if not (c and p) else c["ssim"] - p["ssim"], BAR_PAPER_SSIM, "")
+        add(name, f"cusim - widefield PSNR >= {BAR_WF_PSNR:g} dB",
+            None if not (c and w) else c["psnr_db"] - w["psnr_db"], BAR_WF_PSNR, "dB")
+        if name in FRC_SETS:
+            add(name, f"cusim FRC 0.5 cut-off >= {BAR_FRC:g} cycles/px", c["frc05"] if c else None, BAR_FRC,
+                " cycles/px")
+    return out
+
+
+def bar_line(b: dict) -> str:
+    if b["value"] is None:
+        return f"{b['status']}  {b['set']}: {b['bar']} (method not run)"
+    sign = "+" if " - " in b["bar"] else ""
+    return f"{b['status']}  {b['set']}: {b['bar']}: measured {b['value']:{sign}.3f}{b['unit']}"
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def _fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def print_set_table(name: str, records: list[dict], summary: dict, methods: list[str]) -> None:
+    def cell(d):
+        if not d or "psnr_db" not in d:
+            return "failed" if d else "-"
+        return f"{d['psnr_db']:.2f} / {d['ssim']:.3f} / {d['frc05']:.3f} / {d['runtime_s']:.1f}"
+
+    stop = "cusim" in methods
+    cols = ["sample"] + list(methods) + (["cusim steps, stop"] if stop else [])
+    rows = []
+    for r in sorted((r for r in records if r["set"] == name), key=lambda r: r["sample"]):
+        row = [str(r["sample"])] + [cell(r["methods"].get(m)) for m in methods]
+        if stop:
+            c = r["methods"].get("cusim", {})
+            row.append(f"{c.get('steps_run', '-')}, {c.get('stop_reason') or '-'}")
+        rows.append(row)
+    s = summary.get(name, {})
+    rows.append(["mean"] + [cell(s.get(m)) for m in methods] + ([""] if stop else []))
+    C.print_table(f"{name}: PSNR dB / SSIM / FRC 0.5 cut-off cycles/px / runtime s "
+                  f"(lstsq fit, {BORDER} px border)", cols, rows)
+
+
+def markdown(payload: dict) -> str:
+    s, env, summary = payload["settings"], payload["environment"], payload["sets"]
+    methods = payload["methods"]
+    extra = [m for m in methods if m not in ("widefield", "paper", "cusim")]
+
+    def pair(d, m):
+        x = d.get(m)
+        return "-" if not x else f"{x['psnr_db']:.2f} / {x['ssim']:.3f}"
+
+    def diff(d, a, b):
+        x, y = d.get(a), d.get(b)
+        return "-" if not (x and y) else f"{x['psnr_db'] - y['psnr_db']:+.2f} dB / {x['ssim'] - y['ssim']:+.3f}"
+
+    per_set = ", ".join(f"{k}: {v['samples']}" for k, v in summary.items())
+    lines = ["# Reconstruction quality on the PINN-paper data", ""]
+    if s.get("quick"):
+        lines += ["**Smoke test (`--quick`): tiny crop and few steps; these are NOT quality results.**", ""]
+    lines += [
+        f"- device: {env.get('device')} ({env.get('device_name')}), torch {env.get('torch')}, "
+        f"{env.get('cpu_count')} CPU cores",
+        f"- date: {env.get('date')}, commit {env.get('git_commit')}",
+        f"- command: `{payload['command']}`",
+        f"- settings: central {s['crop']} x {s['crop']} fine-pixel crop, {s['steps']} steps, seed {s['seed']}, "
+        f"cusim PINN params {json.dumps(s['pinn_params'])} (otherwise defaults); paper peer: "
+        "benchmarks/peers/paper_pinn.py",
+        f"- metrics: ground truth min-max normalised, reconstruction fitted by least-squares scale and offset; "
+        f"PSNR (dB) and SSIM with a {s['border_px']} px border left out; FRC 0.5 cut-off against the ground "
+        "truth in cycles per fine pixel (0.5 = never crossed)",
+        f"- samples per set: {per_set or 'none'}",
+    ]
+    lines += [f"- note: {n}" for n in payload.get("notes", [])]
+    head = ["set", "widefield PSNR/SSIM", "paper PSNR/SSIM", "cusim PSNR/SSIM"] + \
+        [f"{m} PSNR/SSIM" for m in extra] + ["cusim - paper", "cusim - widefield",
+                                              "FRC 0.5 widefield / paper / cusim", "cusim steps, stop"]
+    lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, d in summary.items():
+        frc = " / ".join("-" if m not in d else f"{d[m]['frc05']:.3f}" for m in ("widefield", "paper", "cusim"))
+        stop = "-" if "cusim" not in d else \
+            f"{d['cusim']['steps_run']:.0f}, {'; '.join(d['cusim']['stop_reasons'])}"
+        row = [name, pair(d, "widefield"), pair(d, "paper"), pair(d, "cusim")] + [pair(d, m) for m in extra] + \
+            [diff(d, "cusim", "paper"), diff(d, "cusim", "widefield"), frc, stop]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "Runtime per sample (s, mean): " + "; ".join(
+        f"{name}: " + ", ".join(f"{m} {d[m]['runtime_s']:.1f}" for m in methods if m in d)
+        for name, d in summary.items()), "", "## Bars", ""]
+    lines += [f"- {bar_line(b)}" for b in payload["bars"]]
+    return "\n".join(lines) + "\n"
+
+
+# -- main -----------------------------------------------------------------------------------------
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from cusim.backend import resolve_device  # noqa: PLC0415
+    from cusim.importers import import_paper  # noqa: PLC0415
+    from cusim.recon import METHODS as RECON_METHODS  # noqa: PLC0415
+
+    device = resolve_device(args.device)
+    if device == "cuda":
+        import torch  # noqa: PLC0415
+
+        if not torch.cuda.is_available():
+            print("quality: CuPy sees a GPU but torch does not; the PINNs need torch with CUDA", file=sys.stderr)
+            return 2
+    if args.threads:
+        import torch  # noqa: PLC0415
+
+        torch.set_num_threads(args.threads)
+    notes, methods = [], list(args.methods)
+    if "iterative" in methods and "iterative" not in RECON_METHODS:
+        notes.append(f"iterative skipped: cusim.recon lists {list(RECON_METHODS)}, no 'iterative' yet")
+        methods.remove("iterative")
+    for n in notes:
+        print(f"NOTE {n}")
+    out = args.out or C.RESULTS / f"{NAME}-{C.device_tag(device)}.json"
+    settings = settings_of(args, device)
+    records: list[dict] = []
+    if args.resume and out.exists():
+        old = json.loads(out.read_text())
+        if old.get("settings") != settings:
+            print(f"quality: {out} was made with other settings {old.get('settings')}; run without --resume or "
+                  "with another --out", file=sys.stderr)
+            return 2
+        records = old.get("samples", [])  # all of them, also sets and samples not asked for this time
+        print(f"resuming from {out}: {len(records)} sample(s) already there")
+    command = "python -m benchmarks.quality " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None
+                                                                                  else argv))
+    payload = {"benchmark": NAME, "command": command, "settings": settings, "methods": methods,
+               "environment": C.environment(device, "float32"), "notes": notes}
+
+    def save():
+        present = {m for r in records for m in r["methods"]} | set(methods)
+        payload["methods"] = [m for m in METHODS if m in present]
+        sets = sorted(set(args.sets) | {r["set"] for r in records},
+                      key=lambda n: (SETS.index(n) if n in SETS else len(SETS), n))
+        payload["samples"] = records
+        payload["sets"] = summarise(records, sets, payload["methods"])
+        payload["bars"] = bars(payload["sets"])
+        payload["environment"]["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        write_json_atomic(out, payload)
+
+    for name in args.sets:
+        set_dir = args.data / name
+        for sample in args.samples:
+            rec = next((r for r in records if r["set"] == name and r["sample"] == sample), None)
+            todo = [m for m in methods if rec is None or m not in rec["methods"]]
+            if not todo:
+                continue
+            ds = import_paper(set_dir, sample).crop_center(args.crop)
+            if rec is None:
+                rec = {"set": name, "sample": sample, "crop": args.crop, "K": ds.K,
+                       "fine_shape": list(ds.fine_shape), "methods": {}}
+                records.append(rec)
+            for m in todo:
+                try:
+                    rec["methods"][m] = run_method(m, ds, args, device)
+                except Exception as exc:  # noqa: BLE001 -- record and go on; a long run keeps the rest
+                    rec["methods"][m] = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+                d = rec["methods"][m]
+                msg = (f"{d['psnr_db']:.2f} dB, SSIM {d['ssim']:.3f}, FRC {d['frc05']:.3f}, {d['runtime_s']:.1f} s"
+                       if "psnr_db" in d else d["reason"])
+                print(f"{name} #{sample} {m}: {msg}", flush=True)
+            save()
+        save()
+        print_set_table(name, records, payload["sets"], payload["methods"])
+    save()
+    print()
+    for b in payload["bars"]:
+        print(bar_line(b))
+    print(f"\nJSON: {out}")
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(markdown(payload))
+        print(f"markdown: {args.markdown}")
+    failed = [(r["set"], r["sample"], m) for r in records for m, d in r["methods"].items() if "psnr_db" not in d]
+    if failed:
+        print(f"quality: {len(failed)} reconstruction(s) failed: {failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The paper's PINN peer (benchmarks/peers/paper_pinn.py) computes the paper's model, learns, is
+deterministic and refuses data it cannot use; the quality benchmark's smoke mode runs end to end."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from scipy.signal import convolve2d
+
+from benchmarks.peers import paper_pinn as P
+from conftest import ROOT
+from cusim.importers import import_paper
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: these tiny problems run faster so on a busy 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny(shared_data):
+    return import_paper(shared_data / "pinn-sim-paper" / "SIM" / "microtubules", 1).crop_center(40)
+
+
+def test_forward_model_is_a_same_size_real_space_convolution_with_the_unit_sum_psf():
+    rng = np.random.default_rng(0)
+    x, patterns = rng.random((12, 15)), rng.random((3, 12, 15))
+    psf = rng.random((5, 7))  # asymmetric and non-square: a correlation instead of a convolution would fail
+    got = P.forward_model(torch.from_numpy(x), torch.from_numpy(patterns), P.normalised_psf(psf)).numpy()
+    want = np.stack([convolve2d(x * p, psf / psf.sum(), mode="same") for p in patterns])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    assert P.normalised_psf(3 * psf).sum().item() == pytest.approx(1.0)
+
+
+def test_ssim_is_the_gaussian_window_ssim_of_tf_and_skimage():
+    from skimage.metrics import structural_similarity
+
+    rng = np.random.default_rng(1)
+    a = rng.random((2, 30, 34))
+    b = np.clip(a + 0.2 * rng.standard_normal(a.shape), 0, 1)
+    got = P.ssim_per_frame(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+    want = [structural_similarity(u, v, data_range=1.0, gaussian_weights=True, sigma=1.5,
+                                  use_sample_covariance=False) for u, v in zip(a, b)]
+    np.testing.assert_allclose(got, want, atol=1e-10)
+
+
+def test_loss_decreases_on_a_tiny_crop(tiny, one_thread):
+    image, loss = P.paper_pinn(tiny, steps=10, seed=0)
+    assert image.shape == (40, 40) and image.dtype == np.float32 and np.all(image >= 0)
+    assert loss.shape == (10,) and np.all(np.isfinite(loss))
+    assert loss[-1] < loss[0] - 0.1, loss
+
+
+def test_same_seed_same_image_and_step_fn_is_the_same_optimisation(tiny, one_thread):
+    a, la = P.paper_pinn(tiny, steps=3, seed=5)
+    b, lb = P.paper_pinn(tiny, steps=3, seed=5)
+    assert np.array_equal(a, b) and np.array_equal(la, lb)
+    step = P.step_fn(tiny, "cpu", seed=5)
+    losses = [step() for _ in range(3)]
+    np.testing.assert_array_equal(losses, la)
+    assert np.array_equal(step.pinn.image(), a)
+    c, _ = P.paper_pinn(tiny, steps=3, seed=6)
+    assert not np.array_equal(a, c)
+
+
+def test_missing_psf_or_patterns_is_a_value_error(tiny):
+    with pytest.raises(ValueError, match="PSF"):
+        P.paper_pinn(dataclasses.replace(tiny, psf=None), steps=1)
+    with pytest.raises(ValueError, match="patterns"):
+        P.paper_pinn(dataclasses.replace(tiny, patterns=None, pattern_params=None), steps=1)
+    with pytest.raises(ValueError, match="steps"):
+        P.paper_pinn(tiny, steps=0)
+
+
+def test_quality_quick_smoke_writes_json_and_markdown(tmp_path, shared_data):
+    out, md = tmp_path / "q.json", tmp_path / "q.md"
+    res = subprocess.run([sys.executable, "-m", "benchmarks.quality", "--quick", "--sets", "SIM/microtubules",
+                          "--methods", "widefield", "paper", "--steps", "3", "--threads", "1",
+                          "--out", str(out), "--markdown", str(md)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    data = json.loads(out.read_text())
+    (rec,) = data["samples"]
+    assert rec["set"] == "SIM/microtubules" and rec["sample"] == 1 and rec["fine_shape"] == [120, 120]
+    assert rec["methods"]["paper"]["steps_run"] == 3
+    for m in ("widefield", "paper"):
+        assert np.isfinite(rec["methods"][m]["psnr_db"]) and 0 < rec["methods"][m]["ssim"] <= 1
+    text = md.read_text()
+    assert "Smoke test" in text and "| SIM/microtubules |" in text
