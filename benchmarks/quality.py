@@ -122,6 +122,10 @@ def quality(image: np.ndarray, truth: np.ndarray) -> dict:
            "ssim": metrics.ssim(image, truth, norm="lstsq", crop=BORDER), "frc05": cutoff}
     if note:
         out["frc05_note"] = note
+    # the least-squares scale of the fit: a negative one means the metrics scored an inverted image
+    img, ref = metrics.crop_border(image, BORDER), metrics.crop_border(truth, BORDER)
+    A = np.stack([img.ravel(), np.ones(img.size)], axis=1)
+    out["lstsq_scale_sign"] = int(np.sign(np.linalg.lstsq(A, ref.ravel().astype(np.float64), rcond=None)[0][0]))
     return out
 
 
@@ -287,6 +291,11 @@ def markdown(payload: dict) -> str:
         f"- samples per set: {per_set or 'none'}",
     ]
     lines += [f"- note: {n}" for n in payload.get("notes", [])]
+    inverted = [f"{r['set']} #{r['sample']} {m}" for r in payload["samples"] for m, d in r["methods"].items()
+                if d.get("lstsq_scale_sign", 1) < 0]
+    if inverted:
+        lines.append(f"- WARNING: negative least-squares scale (the image is anti-correlated with the ground truth "
+                     f"and was scored inverted): {', '.join(inverted)}")
     head = ["set", "widefield PSNR/SSIM", "paper PSNR/SSIM", "cusim PSNR/SSIM"] + \
         [f"{m} PSNR/SSIM" for m in extra] + ["cusim - paper", "cusim - widefield",
                                               "FRC 0.5 widefield / paper / cusim", "cusim steps, stop"]
@@ -375,7 +384,8 @@ def main(argv=None) -> int:
                     rec["methods"][m] = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
                 d = rec["methods"][m]
                 msg = (f"{d['psnr_db']:.2f} dB, SSIM {d['ssim']:.3f}, FRC {d['frc05']:.3f}, {d['runtime_s']:.1f} s"
-                       if "psnr_db" in d else d["reason"])
+                       + (" (NEGATIVE lstsq scale: an inverted image was scored)" if d.get("lstsq_scale_sign", 1) < 0
+                          else "") if "psnr_db" in d else d["reason"])
                 print(f"{name} #{sample} {m}: {msg}", flush=True)
             save()
         save()
