@@ -89,44 +89,96 @@ def info(file: Path = typer.Argument(..., help="A cusim-sim HDF5 file.")) -> Non
     console.print(dataset_summary(_load(file)))
 
 
+def _rate_column():
+    from rich.progress import ProgressColumn  # noqa: PLC0415
+    from rich.text import Text  # noqa: PLC0415
+
+    class Rate(ProgressColumn):
+        def render(self, task):
+            return Text(f"{task.speed:.2f} steps/s" if task.speed else "")
+
+    return Rate()
+
+
+def _progress_callback(progress, task):
+    def cb(step, total, loss, mse):
+        progress.update(task, completed=step, total=total, loss=loss, mse=mse)
+    return cb
+
+
 @app.command()
 def run(
     file: Path = typer.Argument(..., help="A cusim-sim HDF5 file; the result is added as /recon/<name>."),
-    method: str = typer.Option("widefield", "--method", "-m", help="widefield"),
+    method: str = typer.Option("widefield", "--method", "-m", help="widefield | pinn"),
     name: str = typer.Option(None, help="Name under /recon (default: the method)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing /recon/<name>."),
     tiff: Path = typer.Option(None, "--tiff", help="Also write the image as a float32 TIFF."),
     figure: Path = typer.Option(None, "--figure", help="Also write a PNG comparison figure."),
     crop: int = typer.Option(20, help="Border (fine px) left out of the metrics."),
+    steps: int = typer.Option(1000, help="pinn: optimisation steps (first time point)."),
+    lr: float = typer.Option(1e-3, help="pinn: Adam learning rate (x0.9 every 50 steps)."),
+    loss: str = typer.Option("mse", help="pinn: mse | ssim | pg | a weighted sum like mse+0.5*ssim."),
+    stop: str = typer.Option("discrepancy", help="pinn: max | plateau | discrepancy."),
+    tau: float = typer.Option(1.0, help="pinn: discrepancy stop at residual <= tau * sigma^2."),
+    seed: int = typer.Option(0, help="pinn: seed of the network's weights."),
+    warm_start_steps: int = typer.Option(200, help="pinn: steps for each later time point (warm start)."),
+    checkpoint_every: int = typer.Option(50, help="pinn: write a checkpoint every this many steps."),
+    resume: bool = typer.Option(False, "--resume", help="pinn: continue an interrupted run from its checkpoint."),
 ) -> None:
     """Reconstruct a dataset and store the result with its provenance.
 
-    Example: cusim run sample1.h5 --method widefield --figure wf.png
+    Example: cusim run sample1.h5 --method pinn --steps 1000 --figure pinn.png
     """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
+
     from . import recon  # noqa: PLC0415
+    from .backend import resolve_device  # noqa: PLC0415
     from .io import DatasetError, add_recon  # noqa: PLC0415
     from .report import metrics_table, save_figure, save_tiff  # noqa: PLC0415
 
     ds = _load(file)
     name = name or method
+    try:
+        device = resolve_device(device)
+    except ValueError as e:
+        fail(str(e))
     if method not in recon.METHODS:
-        fail(f"--method: expected one of {sorted(recon.METHODS)}, got {method!r}")
+        fail(f"--method: expected one of {list(recon.METHODS)}, got {method!r}")
     if name in ds.recons and not force:
         fail(f"{file}: /recon/{name}: exists already; use --force to overwrite it")
     for opt, target in (("--tiff", tiff), ("--figure", figure)):
         if target is not None and not target.parent.resolve().is_dir():
             fail(f"{opt}: folder {target.parent} does not exist")
+    params = {}
+    if method == "pinn":
+        if not ds.has_patterns():
+            fail(f"{file}: no /patterns and no /pattern_params; estimate them first: cusim estimate {file}")
+        params = dict(steps=steps, lr=lr, loss=loss, stop=stop, tau=tau, seed=seed,
+                      warm_start_steps=warm_start_steps)
+    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TextColumn("loss {task.fields[loss]:.4g}  residual {task.fields[mse]:.3g} sigma^2"),
+               _rate_column(), TimeRemainingColumn()]
     try:
-        res = recon.reconstruct(ds, method, device=device)
+        if method == "pinn":
+            ckpt = file.with_name(f".{file.name}.{name}.ckpt")
+            with Progress(*columns, console=console, transient=False) as progress:
+                task = progress.add_task(f"pinn {file.name}", total=steps, loss=float("nan"), mse=float("nan"))
+                res = recon.reconstruct(ds, method, device=device, checkpoint=ckpt, resume=resume,
+                                        checkpoint_every=checkpoint_every,
+                                        callback=_progress_callback(progress, task), **params)
+        else:
+            res = recon.reconstruct(ds, method, device=device)
     except ValueError as e:
         fail(str(e))
     table, metrics = metrics_table(ds, res.image, name, crop)
+    extra = {k: v for k, v in res.extra.items() if isinstance(v, (int, float, str))}
     try:
-        add_recon(file, name, res.to_recon(**({"metrics": metrics} if metrics else {})), force=force)
+        add_recon(file, name, res.to_recon(**extra, **({"metrics": metrics} if metrics else {})), force=force)
     except DatasetError as e:
         fail(str(e))
-    console.print(f"{method} on {res.device}: {res.runtime_s:.2f} s -> {file}:/recon/{name}")
+    stopped = f", {res.extra['steps_run']} steps, stopped by {res.extra['stop_reason']}" if "stop_reason" in res.extra else ""
+    console.print(f"{method} on {res.device}: {res.runtime_s:.2f} s{stopped} -> {file}:/recon/{name}")
     if table is not None:
         console.print(table)
     if tiff is not None:

@@ -11,7 +11,6 @@ import datetime as _dt
 import importlib
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -20,6 +19,8 @@ from ..backend import device_name, resolve_device
 from ..io import Dataset, Recon
 
 METHODS = ("widefield", "pinn")
+# keyword arguments that steer a run but do not change its result: not recorded as parameters
+_OPERATIONAL = ("callback", "checkpoint", "checkpoint_every", "resume")
 
 
 @dataclass
@@ -60,7 +61,7 @@ def reconstruct(dataset: Dataset, method: str = "widefield", *, device: str = "a
     t0 = time.perf_counter()
     image, info = fn(dataset, device=dev, **params)
     runtime = time.perf_counter() - t0
-    recorded = {k: (str(v) if isinstance(v, Path) else v) for k, v in params.items() if k != "callback"}
+    recorded = {k: v for k, v in params.items() if k not in _OPERATIONAL}
     extra = {k: v for k, v in info.items() if k != "loss"}
     return Result(np.asarray(image, dtype=np.float32), method, recorded, device_name(dev), runtime,
                   info.get("loss"), extra)

@@ -1,0 +1,76 @@
+"""The U-Net of Burns & Liu (2023), configurable.
+
+Default: the paper's network. Input: the K raw frames resampled to the fine grid, one channel per
+frame. Three 2x2 max-pool levels with widths 32/64/128/256, two 3x3 convolutions with ReLU per
+level, skip connections by concatenation, nearest-neighbour upsampling followed by a convolution (as
+in the paper's code; ``up="transpose"`` gives the original U-Net's 2x2 up-convolution), a 1x1 head
+and a non-negative output (softplus).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def _double_conv(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True),
+                         nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU(inplace=True))
+
+
+class _Up(nn.Module):
+    def __init__(self, cin: int, cout: int, mode: str):
+        super().__init__()
+        self.mode = mode
+        self.up = (nn.ConvTranspose2d(cin, cout, 2, stride=2) if mode == "transpose"
+                   else nn.Conv2d(cin, cout, 3, padding=1))
+        self.conv = _double_conv(2 * cout, cout)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        if self.mode == "transpose":
+            x = self.up(x)
+        else:
+            x = F.relu(self.up(F.interpolate(x, scale_factor=2, mode="nearest")))
+        if x.shape[-2:] != skip.shape[-2:]:  # odd sizes: pad the upsampled map to the skip's size
+            x = F.pad(x, (0, skip.shape[-1] - x.shape[-1], 0, skip.shape[-2] - x.shape[-2]))
+        return self.conv(torch.cat([skip, x], dim=1))
+
+
+class UNet(nn.Module):
+    """U-Net mapping (B, in_channels, H, W) to a non-negative (B, 1, H, W) image.
+
+    ``width`` is the first level's channel count (doubling per level), ``depth`` the number of
+    pooling levels, ``up`` ``"nearest"`` (paper) or ``"transpose"``, ``output`` ``"softplus"`` or
+    ``"relu"``.
+    """
+
+    def __init__(self, in_channels: int, *, width: int = 32, depth: int = 3, up: str = "nearest",
+                 output: str = "softplus"):
+        super().__init__()
+        if in_channels < 1 or width < 1 or depth < 0:
+            raise ValueError(f"UNet: expected in_channels >= 1, width >= 1, depth >= 0; "
+                             f"got {in_channels}, {width}, {depth}")
+        if up not in ("nearest", "transpose"):
+            raise ValueError(f"up: expected 'nearest' or 'transpose', got {up!r}")
+        if output not in ("softplus", "relu"):
+            raise ValueError(f"output: expected 'softplus' or 'relu', got {output!r}")
+        widths = [width * 2**i for i in range(depth + 1)]
+        self.depth = depth
+        self.output = output
+        self.down = nn.ModuleList([_double_conv(in_channels, widths[0])] +
+                                  [_double_conv(widths[i], widths[i + 1]) for i in range(depth)])
+        self.ups = nn.ModuleList([_Up(widths[i + 1], widths[i], up) for i in reversed(range(depth))])
+        self.head = nn.Conv2d(widths[0], 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, block in enumerate(self.down):
+            if i > 0:
+                x = F.max_pool2d(x, 2)
+            x = block(x)
+            skips.append(x)
+        for up, skip in zip(self.ups, reversed(skips[:-1])):
+            x = up(x, skip)
+        x = self.head(x)
+        return F.softplus(x) if self.output == "softplus" else F.relu(x)

@@ -1,0 +1,128 @@
+"""Data-fidelity losses and image priors for the PINN, on torch tensors (camera grid, small).
+
+Every data loss compares the predicted frames ``p`` (K, h, w), after the per-frame gain and offset are
+fitted in closed form, with the measured frames ``y``. The fit is a variable projection: for fixed
+``p`` the least-squares gain and offset are explicit, and by the envelope theorem the gradient of the
+projected MSE needs no derivative through them, so they are detached.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch.nn import functional as F
+
+DATA_LOSSES = ("mse", "ssim", "pg")
+PRIORS = ("none", "tv", "hessian")
+
+
+def fit_gain_offset(p: torch.Tensor, y: torch.Tensor, mode: str = "frame") -> tuple[torch.Tensor, torch.Tensor]:
+    """Least-squares ``a``, ``b`` with ``a p + b ~ y``: one pair per frame (``"frame"``) or one in all
+    (``"global"``). Shapes broadcast against (K, h, w); detached."""
+    with torch.no_grad():
+        dims = (-2, -1) if mode == "frame" else (-3, -2, -1)
+        pm, ym = p.mean(dims, keepdim=True), y.mean(dims, keepdim=True)
+        pc = p - pm
+        a = (pc * (y - ym)).sum(dims, keepdim=True) / (pc * pc).sum(dims, keepdim=True).clamp_min(1e-30)
+        return a, ym - a * pm
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5, device=None, dtype=None) -> torch.Tensor:
+    c = torch.arange(size, device=device, dtype=dtype) - size // 2
+    g = torch.exp(-(c**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :])[None, None]
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Mean Gaussian-window SSIM of image stacks (K, h, w) (window 11, sigma 1.5, K1 0.01, K2 0.03)."""
+    w = _gaussian_window(device=a.device, dtype=a.dtype)
+    a4, b4 = a[:, None], b[:, None]
+    mu_a, mu_b = F.conv2d(a4, w), F.conv2d(b4, w)
+    saa = F.conv2d(a4 * a4, w) - mu_a**2
+    sbb = F.conv2d(b4 * b4, w) - mu_b**2
+    sab = F.conv2d(a4 * b4, w) - mu_a * mu_b
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    s = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (saa + sbb + c2))
+    return s.mean()
+
+
+def parse_loss(spec: str) -> dict[str, float]:
+    """``"mse"``, ``"ssim"``, ``"pg"`` or a weighted sum such as ``"mse+0.5*ssim"`` -> {name: weight}."""
+    terms = {}
+    for part in spec.replace(" ", "").split("+"):
+        m = re.fullmatch(r"(?:([0-9.eE-]+)\*)?([a-z]+)", part)
+        if not m or m.group(2) not in DATA_LOSSES:
+            raise ValueError(f"loss: expected terms from {DATA_LOSSES} as 'mse', 'ssim', 'pg' or a weighted sum "
+                             f"like 'mse+0.5*ssim', got {spec!r}")
+        terms[m.group(2)] = terms.get(m.group(2), 0.0) + float(m.group(1) or 1.0)
+    return terms
+
+
+class DataLoss:
+    """Weighted sum of data losses between predicted and measured frames.
+
+    ``y`` are the measured frames (K, h, w); ``sigma`` the noise level estimated from them (same units).
+    ``mse`` is normalised by ``sigma**2``, so the discrepancy principle stops at ``mse <= tau``; ``pg``
+    is the Gaussian approximation of the Poisson-Gaussian negative log-likelihood with variance
+    ``c0 + c1 * mean`` fitted to the data (constant part dropped); ``ssim`` is ``1 - SSIM`` on frames
+    scaled to the measured range.
+    """
+
+    def __init__(self, spec: str, y: torch.Tensor, sigma: float, gain: str = "frame"):
+        if gain not in ("frame", "global"):
+            raise ValueError(f"gain: expected 'frame' or 'global', got {gain!r}")
+        self.terms = parse_loss(spec)
+        self.y, self.sigma2, self.gain = y, float(sigma) ** 2, gain
+        self.range = float(y.max() - y.min()) or 1.0
+        self._pg = _poisson_gaussian_fit(y, self.sigma2) if "pg" in self.terms else None
+
+    def __call__(self, p: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """The loss to minimise, and the residual MSE in units of sigma^2 (for the stopping rule)."""
+        a, b = fit_gain_offset(p, self.y, self.gain)
+        q = a * p + b
+        r2 = (q - self.y) ** 2
+        mse = r2.mean() / self.sigma2
+        total = torch.zeros((), dtype=p.dtype, device=p.device)
+        for name, weight in self.terms.items():
+            if name == "mse":
+                total = total + weight * mse
+            elif name == "ssim":
+                total = total + weight * (1 - ssim(q / self.range, self.y / self.range))
+            else:
+                c0, c1 = self._pg
+                var = (c0 + c1 * q.detach()).clamp_min(0.1 * self.sigma2)
+                total = total + weight * 0.5 * (r2 / var).mean()
+        return total, float(mse.detach())
+
+
+def _poisson_gaussian_fit(y: torch.Tensor, sigma2: float) -> tuple[float, float]:
+    """Variance model ``c0 + c1 * mean``: shot noise grows with the signal above the camera offset.
+
+    With only the mean variance ``sigma2`` known, the split assumes the darkest 1% of pixels are read
+    noise limited: ``c1 (mean - dark) + c0`` averages to ``sigma2`` with ``c0`` a tenth of it at least.
+    """
+    dark = float(torch.quantile(y.flatten()[:: max(1, y.numel() // 100000)], 0.01))
+    excess = float(y.mean()) - dark
+    c0 = 0.1 * sigma2
+    c1 = (sigma2 - c0) / excess if excess > 0 else 0.0
+    return c0 - c1 * dark, c1
+
+
+def prior(x: torch.Tensor, kind: str, eps: float = 1e-3) -> torch.Tensor:
+    """Smoothed isotropic total variation or Hessian (Frobenius) norm of an image (H, W), per pixel,
+    relative to the image's mean (so the weight does not depend on units)."""
+    if kind == "none":
+        return torch.zeros((), dtype=x.dtype, device=x.device)
+    scale = x.mean().detach().clamp_min(1e-12)
+    if kind == "tv":
+        dx = x[:, 1:] - x[:, :-1]
+        dy = x[1:, :] - x[:-1, :]
+        return torch.sqrt(dx[:-1] ** 2 + dy[:, :-1] ** 2 + (eps * scale) ** 2).mean() / scale
+    if kind == "hessian":
+        dxx = x[:, 2:] - 2 * x[:, 1:-1] + x[:, :-2]
+        dyy = x[2:, :] - 2 * x[1:-1, :] + x[:-2, :]
+        dxy = x[1:, 1:] - x[1:, :-1] - x[:-1, 1:] + x[:-1, :-1]
+        return torch.sqrt(dxx[1:-1] ** 2 + dyy[:, 1:-1] ** 2 + 2 * dxy[:-1, :-1] ** 2 + (eps * scale) ** 2).mean() / scale
+    raise ValueError(f"reg: expected one of {PRIORS}, got {kind!r}")

@@ -1,0 +1,220 @@
+"""The untrained physics-informed U-Net (Burns & Liu 2023), done with the toolkit's operator.
+
+A U-Net maps the raw frames (resampled to the fine grid) to an object ``x >= 0``; its weights are
+optimised on ONE acquisition so that ``A x`` reproduces the raw frames, with ``A`` the SIMOperator
+through :mod:`cusim.torch_ops` (its gradient is the hand-written adjoint; autograd never traces the
+FFTs). Per-frame gain and offset are fitted in closed form inside the loss, so arbitrary units and
+camera offsets do not matter. Stopping: a step budget, a loss plateau, or the discrepancy principle
+(stop once the residual reaches the noise level estimated from the frames themselves).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._files import atomic_target
+from ..noise import estimate_sigma
+from ..torch_ops import sim_forward
+from .losses import DataLoss, parse_loss, prior
+from .widefield import upsample_cubic
+
+STOPS = ("max", "plateau", "discrepancy")
+INPUTS = ("upsampled", "widefield")
+
+
+@dataclass(frozen=True)
+class PINNConfig:
+    """Settings of one PINN reconstruction; defaults follow the paper's schedule."""
+
+    steps: int = 1000
+    lr: float = 1e-3
+    lr_decay: float = 0.9  # multiply the learning rate by this ...
+    lr_every: int = 50  # ... every this many steps
+    loss: str = "mse"  # "mse" | "ssim" | "pg" | a weighted sum "mse+0.5*ssim"
+    gain: str = "frame"  # closed-form gain and offset per "frame" or one "global" pair
+    reg: str = "none"  # "none" | "tv" | "hessian"
+    reg_weight: float = 0.0
+    stop: str = "discrepancy"  # "max" | "plateau" | "discrepancy"
+    tau: float = 1.0  # discrepancy: stop when the residual mean square <= tau * sigma^2
+    patience: int = 100  # plateau: stop when the loss fell by less than min_delta (relative) ...
+    min_delta: float = 1e-3  # ... over this many steps
+    width: int = 32
+    depth: int = 3
+    up: str = "nearest"
+    input: str = "upsampled"  # "upsampled" (K channels) | "widefield" (1 channel)
+    seed: int = 0
+    warm_start_steps: int = 200  # time series: steps for frames after the first
+
+    def __post_init__(self):
+        ints = {"steps": 1, "lr_every": 1, "patience": 1, "width": 1, "depth": 0, "warm_start_steps": 1}
+        for name, lo in ints.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ValueError(f"{name}: expected an integer >= {lo}, got {v!r}")
+        for name in ("lr", "lr_decay", "tau"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: expected a positive number, got {getattr(self, name)!r}")
+        if self.reg_weight < 0:
+            raise ValueError(f"reg_weight: expected >= 0, got {self.reg_weight}")
+        parse_loss(self.loss)
+        for name, allowed in (("stop", STOPS), ("input", INPUTS), ("gain", ("frame", "global")),
+                              ("reg", ("none", "tv", "hessian")), ("up", ("nearest", "transpose"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}: expected one of {allowed}, got {getattr(self, name)!r}")
+
+    @classmethod
+    def from_params(cls, params: dict) -> "PINNConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(params) - names)
+        if unknown:
+            raise ValueError(f"pinn: unknown parameter(s) {unknown}; expected some of {sorted(names)}")
+        return cls(**params)
+
+
+@dataclass
+class PINNRun:
+    """Result of one optimisation: the image, histories, why it stopped, and the weights."""
+
+    image: np.ndarray
+    loss: np.ndarray
+    mse: np.ndarray  # residual mean square in units of the estimated sigma^2, per step
+    steps: int
+    stop_reason: str
+    sigma: float
+    state: dict = field(repr=False, default_factory=dict)
+
+
+def network_input(frames: np.ndarray, upsample: int, kind: str) -> np.ndarray:
+    """(C, H, W) float32 input: the raw frames (or their mean) interpolated to the fine grid, in [0, 1]."""
+    stack = frames if kind == "upsampled" else frames.mean(axis=0, keepdims=True)
+    up = np.stack([upsample_cubic(f, upsample) for f in stack])
+    lo, hi = float(up.min()), float(up.max())
+    return ((up - lo) / (hi - lo if hi > lo else 1.0)).astype(np.float32)
+
+
+class _Stopper:
+    """The stopping rule, as state that a checkpoint can carry."""
+
+    def __init__(self, cfg: PINNConfig):
+        self.cfg = cfg
+        self.best = float("inf")
+        self.best_step = 0
+
+    def __call__(self, step: int, loss: float, mse: float) -> str | None:
+        cfg = self.cfg
+        if cfg.stop == "discrepancy" and mse <= cfg.tau:
+            return f"discrepancy: residual {mse:.3f} sigma^2 <= tau {cfg.tau:g}"
+        if cfg.stop == "plateau":
+            if loss < self.best * (1 - cfg.min_delta):
+                self.best, self.best_step = loss, step
+            elif step - self.best_step >= cfg.patience:
+                return f"plateau: loss improved by < {cfg.min_delta:g} over {cfg.patience} steps"
+        return None
+
+
+def _torch_device(op) -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if op.device == "cuda" else torch.device("cpu")
+
+
+def _save_checkpoint(path: Path, payload: dict) -> None:
+    with atomic_target(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def optimise(frames: np.ndarray, op, cfg: PINNConfig, *, steps: int | None = None, init_state: dict | None = None,
+             checkpoint: Path | None = None, checkpoint_every: int = 100, resume: bool = False,
+             callback=None) -> PINNRun:
+    """Fit the U-Net to ``frames`` (K, h, w) through ``op``; ``steps`` overrides ``cfg.steps``.
+
+    ``init_state`` warm-starts the weights. With ``checkpoint`` the full optimiser state is written
+    there every ``checkpoint_every`` steps; ``resume`` continues from it (same settings required) and
+    ends with the result of an uninterrupted run. ``callback(step, total, loss, mse)`` reports progress.
+    """
+    from ..models import UNet  # noqa: PLC0415
+
+    steps = cfg.steps if steps is None else steps
+    dev = _torch_device(op)
+    sigma, _ = estimate_sigma(frames, op)
+    torch.manual_seed(cfg.seed)
+    inp = torch.from_numpy(network_input(frames, op.upsample, cfg.input))[None].to(dev)
+    y = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).to(dev)
+    net = UNet(inp.shape[1], width=cfg.width, depth=cfg.depth, up=cfg.up).to(dev)
+    if init_state:
+        net.load_state_dict(init_state)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_every, gamma=cfg.lr_decay)
+    data_loss, stopper = DataLoss(cfg.loss, y, sigma, cfg.gain), _Stopper(cfg)
+    losses, mses, start, reason = [], [], 0, None
+    settings = {**dataclasses.asdict(cfg), "steps": steps}
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        ck = torch.load(checkpoint, map_location=dev, weights_only=False)
+        if ck["settings"] != settings:
+            raise ValueError(f"{checkpoint}: checkpoint was made with other settings; remove it or run without --resume")
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        sched.load_state_dict(ck["sched"])
+        losses, mses, start = ck["loss"], ck["mse"], ck["step"]
+        stopper.best, stopper.best_step = ck["stopper"]
+        torch.set_rng_state(ck["rng"])
+    x = None
+    for step in range(start, steps):
+        opt.zero_grad(set_to_none=True)
+        x = net(inp)[0, 0]
+        loss, mse = data_loss(sim_forward(x, op))
+        if cfg.reg != "none" and cfg.reg_weight > 0:
+            loss = loss + cfg.reg_weight * prior(x, cfg.reg)
+        losses.append(float(loss.detach()))
+        mses.append(mse)
+        reason = stopper(step, losses[-1], mse)
+        if reason:
+            break
+        loss.backward()
+        opt.step()
+        sched.step()
+        if callback is not None:
+            callback(step + 1, steps, losses[-1], mse)
+        if checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            _save_checkpoint(Path(checkpoint), {
+                "settings": settings, "model": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                "loss": losses, "mse": mses, "step": step + 1, "stopper": (stopper.best, stopper.best_step),
+                "rng": torch.get_rng_state()})
+    if reason is None:
+        with torch.no_grad():  # the image after the last update
+            x = net(inp)[0, 0]
+        reason = f"max steps ({steps})"
+    if checkpoint is not None:
+        Path(checkpoint).unlink(missing_ok=True)
+    image = x.detach().cpu().numpy().astype(np.float32)
+    return PINNRun(image, np.asarray(losses), np.asarray(mses), len(losses), reason, sigma,
+                   {k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
+
+
+def reconstruct(dataset, *, device: str = "cpu", pad: int | None = None, checkpoint: Path | None = None,
+                checkpoint_every: int = 100, resume: bool = False, callback=None, **params):
+    """PINN reconstruction of every time point of ``dataset``; later frames warm-start from the
+    previous one's weights with ``warm_start_steps`` steps. Returns ``(image, info)``."""
+    cfg = PINNConfig.from_params(params)
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
+    op = dataset.operator(pad=pad, device=device)
+    images, losses, reasons, state = [], [], [], None
+    total = cfg.steps + (dataset.T - 1) * cfg.warm_start_steps
+    done = 0
+    for t in range(dataset.T):
+        steps = cfg.steps if t == 0 else cfg.warm_start_steps
+        cb = None if callback is None else (lambda s, _n, l, m, d=done: callback(d + s, total, l, m))
+        run = optimise(dataset.frames(t), op, cfg, steps=steps, init_state=state, callback=cb,
+                       checkpoint=checkpoint if t == 0 else None, checkpoint_every=checkpoint_every,
+                       resume=resume and t == 0)
+        images.append(run.image)
+        losses.append(run.loss)
+        reasons.append(run.stop_reason)
+        state, done = run.state, done + steps
+    image = np.stack(images) if dataset.is_series else images[0]
+    return image, {"loss": np.concatenate(losses), "stop_reason": "; ".join(reasons), "sigma": run.sigma,
+                   "steps_run": int(sum(len(v) for v in losses))}
