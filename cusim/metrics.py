@@ -150,7 +150,10 @@ def frc(image_a, image_b, *, threshold: float | str = "1/7", pixel_size_nm: floa
     if below.size:
         i = below[0] + 1
         f0, f1, c0, c1 = freq[i - 1], freq[i], curve[i - 1], curve[i]
-        cutoff = float(f0 + (c0 - thr) * (f1 - f0) / (c0 - c1)) if c0 != c1 else float(f1)
+        if c0 < thr:  # below the threshold from the first rings on: no resolved frequency at all
+            cutoff = 0.0
+        else:  # linear interpolation between the last ring above and the first below
+            cutoff = float(f0 + (c0 - thr) * (f1 - f0) / (c0 - c1))
     return FRCResult(freq, curve, thr, cutoff, pixel_size_nm)
 
 

@@ -95,3 +95,9 @@ def test_resolution_gain_is_the_ratio_of_cutoffs():
     truth = rng.standard_normal((128, 128))
     sharp, blurry = _lowpass(truth, 0.3), _lowpass(truth, 0.15)
     assert metrics.resolution_gain(sharp, blurry, truth) == pytest.approx(2.0, rel=0.1)
+
+
+def test_frc_of_unrelated_images_has_zero_cutoff_not_an_extrapolation():
+    rng = np.random.default_rng(6)
+    res = metrics.frc(rng.random((64, 64)), -_lowpass(rng.random((64, 64)), 0.05))
+    assert res.cutoff is not None and 0.0 <= res.cutoff <= 0.5

@@ -1,9 +1,8 @@
 """Data-fidelity losses and image priors for the PINN, on torch tensors (camera grid, small).
 
-Every data loss compares the predicted frames ``p`` (K, h, w), after the per-frame gain and offset are
-fitted in closed form, with the measured frames ``y``. The fit is a variable projection: for fixed
-``p`` the least-squares gain and offset are explicit, and by the envelope theorem the gradient of the
-projected MSE needs no derivative through them, so they are detached.
+Every data loss compares the predicted frames ``p`` (K, h, w), after a per-frame gain and offset
+fitted in closed form, with the measured frames ``y``: so arbitrary units and camera offsets do not
+matter (see :class:`DataLoss` for which fit serves the loss and which the stopping rule).
 """
 
 from __future__ import annotations
@@ -79,22 +78,34 @@ class DataLoss:
         self._pg = _poisson_gaussian_fit(y, self.sigma2) if "pg" in self.terms else None
 
     def __call__(self, p: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """The loss to minimise, and the residual MSE in units of sigma^2 (for the stopping rule)."""
-        a, b = fit_gain_offset(p, self.y, self.gain)
-        q = a * p + b
+        """The loss to minimise, and the residual MSE in units of sigma^2 (for the stopping rule).
+
+        The loss maps the prediction onto the data by MOMENT matching (gain = std(y) / std(p), which
+        is positive by construction, with the gradient flowing through it): a least-squares gain may
+        turn negative for an early, random network output and the optimisation would then settle on
+        an inverted image. The moment-matched squared error equals ``2 var(y) (1 - corr(p, y))``, so
+        it is a per-frame correlation loss. The stopping rule uses the least-squares residual.
+        """
+        with torch.no_grad():
+            a, b = fit_gain_offset(p, self.y, self.gain)
+            mse = float(((a * p + b - self.y) ** 2).mean()) / self.sigma2
+        dims = (-2, -1) if self.gain == "frame" else (-3, -2, -1)
+        pm, ym = p.mean(dims, keepdim=True), self.y.mean(dims, keepdim=True)
+        ps = (p - pm).square().mean(dims, keepdim=True).clamp_min(1e-30).sqrt()
+        ys = (self.y - ym).square().mean(dims, keepdim=True).sqrt()
+        q = (p - pm) * (ys / ps) + ym
         r2 = (q - self.y) ** 2
-        mse = r2.mean() / self.sigma2
         total = torch.zeros((), dtype=p.dtype, device=p.device)
         for name, weight in self.terms.items():
             if name == "mse":
-                total = total + weight * mse
+                total = total + weight * r2.mean() / self.sigma2
             elif name == "ssim":
                 total = total + weight * (1 - ssim(q / self.range, self.y / self.range))
             else:
                 c0, c1 = self._pg
                 var = (c0 + c1 * q.detach()).clamp_min(0.1 * self.sigma2)
                 total = total + weight * 0.5 * (r2 / var).mean()
-        return total, float(mse.detach())
+        return total, mse
 
 
 def _poisson_gaussian_fit(y: torch.Tensor, sigma2: float) -> tuple[float, float]:

@@ -11,7 +11,6 @@ camera offsets do not matter. Stopping: a step budget, a loss plateau, or the di
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,7 +199,6 @@ def reconstruct(dataset, *, device: str = "cpu", pad: int | None = None, checkpo
     """PINN reconstruction of every time point of ``dataset``; later frames warm-start from the
     previous one's weights with ``warm_start_steps`` steps. Returns ``(image, info)``."""
     cfg = PINNConfig.from_params(params)
-    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
     op = dataset.operator(pad=pad, device=device)
     images, losses, reasons, state = [], [], [], None
     total = cfg.steps + (dataset.T - 1) * cfg.warm_start_steps
