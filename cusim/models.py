@@ -4,7 +4,7 @@ Default: the paper's network. Input: the K raw frames resampled to the fine grid
 frame. Three 2x2 max-pool levels with widths 32/64/128/256, two 3x3 convolutions with ReLU per
 level, skip connections by concatenation, nearest-neighbour upsampling followed by a convolution (as
 in the paper's code; ``up="transpose"`` gives the original U-Net's 2x2 up-convolution), a 1x1 head
-and a non-negative output (softplus).
+and a non-negative output (softplus). ``norm="batch"`` adds batch normalisation (cusim's PINN default).
 """
 
 from __future__ import annotations
@@ -14,18 +14,26 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def _double_conv(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True),
-                         nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU(inplace=True))
+NORMS = ("none", "batch")
+
+
+def _double_conv(cin: int, cout: int, norm: str = "none") -> nn.Sequential:
+    layers = []
+    for a, b in ((cin, cout), (cout, cout)):
+        layers.append(nn.Conv2d(a, b, 3, padding=1))
+        if norm == "batch":
+            layers.append(nn.BatchNorm2d(b))
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
 
 
 class _Up(nn.Module):
-    def __init__(self, cin: int, cout: int, mode: str):
+    def __init__(self, cin: int, cout: int, mode: str, norm: str):
         super().__init__()
         self.mode = mode
         self.up = (nn.ConvTranspose2d(cin, cout, 2, stride=2) if mode == "transpose"
                    else nn.Conv2d(cin, cout, 3, padding=1))
-        self.conv = _double_conv(2 * cout, cout)
+        self.conv = _double_conv(2 * cout, cout, norm)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         if self.mode == "transpose":
@@ -42,11 +50,14 @@ class UNet(nn.Module):
 
     ``width`` is the first level's channel count (doubling per level), ``depth`` the number of
     pooling levels, ``up`` ``"nearest"`` (paper) or ``"transpose"``, ``output`` ``"softplus"`` or
-    ``"relu"``.
+    ``"relu"``, ``norm`` ``"none"`` (paper) or ``"batch"`` (batch normalisation after every
+    convolution; with one image per batch it normalises over the image, and it makes the untrained
+    network fit a SIM stack several times faster). Keep the module in training mode: the statistics
+    of the image itself are the normalisation.
     """
 
     def __init__(self, in_channels: int, *, width: int = 32, depth: int = 3, up: str = "nearest",
-                 output: str = "softplus"):
+                 output: str = "softplus", norm: str = "none"):
         super().__init__()
         if in_channels < 1 or width < 1 or depth < 0:
             raise ValueError(f"UNet: expected in_channels >= 1, width >= 1, depth >= 0; "
@@ -55,12 +66,14 @@ class UNet(nn.Module):
             raise ValueError(f"up: expected 'nearest' or 'transpose', got {up!r}")
         if output not in ("softplus", "relu"):
             raise ValueError(f"output: expected 'softplus' or 'relu', got {output!r}")
+        if norm not in NORMS:
+            raise ValueError(f"norm: expected one of {NORMS}, got {norm!r}")
         widths = [width * 2**i for i in range(depth + 1)]
         self.depth = depth
         self.output = output
-        self.down = nn.ModuleList([_double_conv(in_channels, widths[0])] +
-                                  [_double_conv(widths[i], widths[i + 1]) for i in range(depth)])
-        self.ups = nn.ModuleList([_Up(widths[i + 1], widths[i], up) for i in reversed(range(depth))])
+        self.down = nn.ModuleList([_double_conv(in_channels, widths[0], norm)] +
+                                  [_double_conv(widths[i], widths[i + 1], norm) for i in range(depth)])
+        self.ups = nn.ModuleList([_Up(widths[i + 1], widths[i], up, norm) for i in reversed(range(depth))])
         self.head = nn.Conv2d(widths[0], 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

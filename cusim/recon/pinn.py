@@ -46,6 +46,7 @@ class PINNConfig:
     width: int = 32
     depth: int = 3
     up: str = "nearest"
+    norm: str = "batch"  # "batch" (fits several times faster) | "none" (the paper's network)
     input: str = "upsampled"  # "upsampled" (K channels) | "widefield" (1 channel)
     seed: int = 0
     warm_start_steps: int = 200  # time series: steps for frames after the first
@@ -63,7 +64,8 @@ class PINNConfig:
             raise ValueError(f"reg_weight: expected >= 0, got {self.reg_weight}")
         parse_loss(self.loss)
         for name, allowed in (("stop", STOPS), ("input", INPUTS), ("gain", ("frame", "global")),
-                              ("reg", ("none", "tv", "hessian")), ("up", ("nearest", "transpose"))):
+                              ("reg", ("none", "tv", "hessian")), ("up", ("nearest", "transpose")),
+                              ("norm", ("none", "batch"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}: expected one of {allowed}, got {getattr(self, name)!r}")
 
@@ -143,7 +145,7 @@ def optimise(frames: np.ndarray, op, cfg: PINNConfig, *, steps: int | None = Non
     torch.manual_seed(cfg.seed)
     inp = torch.from_numpy(network_input(frames, op.upsample, cfg.input))[None].to(dev)
     y = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).to(dev)
-    net = UNet(inp.shape[1], width=cfg.width, depth=cfg.depth, up=cfg.up).to(dev)
+    net = UNet(inp.shape[1], width=cfg.width, depth=cfg.depth, up=cfg.up, norm=cfg.norm).to(dev)
     if init_state:
         net.load_state_dict(init_state)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
