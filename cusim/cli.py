@@ -120,7 +120,7 @@ def run(
     lr: float = typer.Option(1e-3, help="pinn: Adam learning rate (x0.9 every 50 steps)."),
     loss: str = typer.Option("mse", help="pinn: mse | ssim | pg | a weighted sum like mse+0.5*ssim."),
     stop: str = typer.Option("discrepancy", help="pinn: max | plateau | discrepancy."),
-    tau: float = typer.Option(1.0, help="pinn: discrepancy stop at residual <= tau * sigma^2."),
+    tau: float = typer.Option(1.2, help="pinn: discrepancy stop at residual <= tau * sigma^2."),
     seed: int = typer.Option(0, help="pinn: seed of the network's weights."),
     warm_start_steps: int = typer.Option(200, help="pinn: steps for each later time point (warm start)."),
     checkpoint_every: int = typer.Option(50, help="pinn: write a checkpoint every this many steps."),

@@ -10,15 +10,15 @@ from cusim import noise, optics, patterns
 from cusim.operators import SIMOperator
 
 
-@pytest.mark.parametrize("snr", [5, 20, 50])
-def test_noise_sigma_is_estimated_from_the_out_of_band_spectrum(snr):
+@pytest.mark.parametrize("snr,tol", [(5, 0.10), (20, 0.10), (50, 0.15)])
+def test_noise_sigma_is_estimated_from_the_out_of_band_spectrum(snr, tol):
     ds = cusim.simulate(shape=(128, 128), snr=snr, seed=snr)
     op = ds.operator(device="cpu")
     clean = op.forward(ds.ground_truth) * ds.attrs["sim_gain"] + ds.attrs["sim_offset"]
     true = float((ds.raw - clean).std())
     sigma, how = noise.estimate_sigma(ds.frames(), op)
     assert how == "spectral"
-    assert sigma == pytest.approx(true, rel=0.10)
+    assert sigma == pytest.approx(true, rel=tol)  # leakage of the cropped field grows with the SNR
 
 
 def test_immerkaer_fallback_measures_white_noise():

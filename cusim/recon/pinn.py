@@ -40,7 +40,7 @@ class PINNConfig:
     reg: str = "none"  # "none" | "tv" | "hessian"
     reg_weight: float = 0.0
     stop: str = "discrepancy"  # "max" | "plateau" | "discrepancy"
-    tau: float = 1.0  # discrepancy: stop when the residual mean square <= tau * sigma^2
+    tau: float = 1.2  # discrepancy: stop when the residual mean square <= tau * sigma^2 (see docs)
     patience: int = 100  # plateau: stop when the loss fell by less than min_delta (relative) ...
     min_delta: float = 1e-3  # ... over this many steps
     width: int = 32
