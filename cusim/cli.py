@@ -5,10 +5,9 @@ Exit codes: 0 success, 1 bad input (one clear line, no traceback), 2 usage (Type
 
 from __future__ import annotations
 
-import time
+import contextlib
 from pathlib import Path
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -55,11 +54,10 @@ def demo(
 
     Example: cusim demo --out cusim-demo
     """
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
 
     from .backend import resolve_device  # noqa: PLC0415
-    from .demo import pinn_demo  # noqa: PLC0415  (keeps `cusim --help` fast)
+    from .demo import CROP, pinn_demo  # noqa: PLC0415  (keeps `cusim --help` fast)
 
     if size < 32 or size % 2:
         fail(f"--size: expected an even number >= 32, got {size}")
@@ -67,16 +65,12 @@ def demo(
         device = resolve_device(device)
         if out.exists() and not out.is_dir():
             fail(f"--out: {out} exists and is not a folder")
-        columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                   TextColumn("residual {task.fields[mse]:.2f} sigma^2"), _rate_column(), TimeElapsedColumn()]
-        with Progress(*columns, console=console) as progress:
-            task = progress.add_task("pinn", total=steps, loss=float("nan"), mse=float("nan"))
-            res = pinn_demo(out, size=size, seed=seed, device=device, steps=steps,
-                            callback=_progress_callback(progress, task))
+        with _pinn_progress("pinn", steps) as callback:
+            res = pinn_demo(out, size=size, seed=seed, device=device, steps=steps, callback=callback)
     except ValueError as e:
         fail(str(e))
     table = Table(title=f"{size}x{size} filaments, linear SIM 3x3, SNR 20, against the ground truth "
-                        f"(least-squares fit, {10} px border)")
+                        f"(least-squares fit, {CROP} px border)")
     for col in ("image", "PSNR dB", "SSIM", "FRC 0.5 resolution"):
         table.add_column(col, justify="left" if col == "image" else "right")
     for name, sc in res["scores"].items():
@@ -111,21 +105,26 @@ def info(file: Path = typer.Argument(..., help="A cusim-sim HDF5 file.")) -> Non
     console.print(dataset_summary(_load(file)))
 
 
-def _rate_column():
-    from rich.progress import ProgressColumn  # noqa: PLC0415
+@contextlib.contextmanager
+def _pinn_progress(description: str, total: int):
+    """A rich progress bar for PINN steps (step, loss, residual, steps/s, ETA); yields the callback."""
+    from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn  # noqa: PLC0415
     from rich.text import Text  # noqa: PLC0415
 
     class Rate(ProgressColumn):
         def render(self, task):
             return Text(f"{task.speed:.2f} steps/s" if task.speed else "")
 
-    return Rate()
+    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TextColumn("loss {task.fields[loss]:.4g}  residual {task.fields[mse]:.3g} sigma^2"), Rate(),
+               TimeRemainingColumn()]
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(description, total=total, loss=float("nan"), mse=float("nan"))
 
+        def callback(step, n, loss, mse):
+            progress.update(task, completed=step, total=n, loss=loss, mse=mse)
 
-def _progress_callback(progress, task):
-    def cb(step, total, loss, mse):
-        progress.update(task, completed=step, total=total, loss=loss, mse=mse)
-    return cb
+        yield callback
 
 
 @app.command()
@@ -152,11 +151,10 @@ def run(
 
     Example: cusim run sample1.h5 --method pinn --steps 1000 --figure pinn.png
     """
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
-
     from . import recon  # noqa: PLC0415
     from .backend import resolve_device  # noqa: PLC0415
     from .io import DatasetError, add_recon  # noqa: PLC0415
+    from .recon.pinn import PINNConfig  # noqa: PLC0415
     from .report import metrics_table, save_figure, save_tiff  # noqa: PLC0415
 
     ds = _load(file)
@@ -173,22 +171,17 @@ def run(
         if target is not None and not target.parent.resolve().is_dir():
             fail(f"{opt}: folder {target.parent} does not exist")
     params = {}
-    if method == "pinn":
-        if not ds.has_patterns():
-            fail(f"{file}: no /patterns and no /pattern_params; estimate them first: cusim estimate {file}")
-        params = dict(steps=steps, lr=lr, loss=loss, stop=stop, tau=tau, seed=seed,
-                      warm_start_steps=warm_start_steps)
-    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TextColumn("loss {task.fields[loss]:.4g}  residual {task.fields[mse]:.3g} sigma^2"),
-               _rate_column(), TimeRemainingColumn()]
     try:
         if method == "pinn":
+            if not ds.has_patterns():
+                fail(f"{file}: no /patterns and no /pattern_params; estimate them first: cusim estimate {file}")
+            params = dict(steps=steps, lr=lr, loss=loss, stop=stop, tau=tau, seed=seed,
+                          warm_start_steps=warm_start_steps)
+            PINNConfig.from_params(params)  # bad settings fail here, before any work
             ckpt = file.with_name(f".{file.name}.{name}.ckpt")
-            with Progress(*columns, console=console, transient=False) as progress:
-                task = progress.add_task(f"pinn {file.name}", total=steps, loss=float("nan"), mse=float("nan"))
+            with _pinn_progress(f"pinn {file.name}", steps) as callback:
                 res = recon.reconstruct(ds, method, device=device, checkpoint=ckpt, resume=resume,
-                                        checkpoint_every=checkpoint_every,
-                                        callback=_progress_callback(progress, task), **params)
+                                        checkpoint_every=checkpoint_every, callback=callback, **params)
         else:
             res = recon.reconstruct(ds, method, device=device)
     except ValueError as e:
