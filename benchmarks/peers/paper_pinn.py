@@ -144,13 +144,7 @@ class PaperPINN:
 
     def step(self) -> float:
         """One Adam step (forward, loss, backward, update, schedule); returns the loss before the update."""
-        self.opt.zero_grad(set_to_none=True)
-        loss = self.loss()
-        loss.backward()
-        self.opt.step()
-        self.sched.step()
-        self.steps_done += 1
-        return float(loss.detach())
+        return float(self.step_async())
 
     def step_async(self) -> torch.Tensor:
         """As :meth:`step` but returns the loss tensor without a host sync (for GPU timing)."""
