@@ -165,3 +165,11 @@ def test_cli_resume_after_killing_the_process_matches_an_uninterrupted_run(tmp_p
     assert res.exit_code == 0, text
     ia, ib = io.load(a).recons["pinn"].image, io.load(b).recons["pinn"].image
     np.testing.assert_allclose(ib, ia, rtol=0, atol=1e-5 * float(ia.max()))
+
+
+def test_discrepancy_also_stops_where_the_residual_stalls_above_tau():
+    stop = pinn._Stopper(pinn.PINNConfig(tau=1.2, stall=0.03, patience=10))
+    reasons = [stop(step, 0.0, mse) for step, mse in enumerate([3.0, 2.0, 1.6, 1.5] + [1.49] * 20)]
+    first = next(i for i, r in enumerate(reasons) if r)
+    assert first == 3 + 10 and "above tau 1.2" in reasons[first]  # 10 steps after the last 3% gain
+    assert pinn._Stopper(pinn.PINNConfig(tau=1.2))(0, 0.0, 1.1).startswith("discrepancy: residual 1.100")

@@ -40,7 +40,8 @@ class PINNConfig:
     reg: str = "none"  # "none" | "tv" | "hessian"
     reg_weight: float = 0.0
     stop: str = "discrepancy"  # "max" | "plateau" | "discrepancy"
-    tau: float = 1.2  # discrepancy: stop when the residual mean square <= tau * sigma^2 (see docs)
+    tau: float = 1.2  # discrepancy: stop when the residual mean square <= tau * sigma^2 (see docs) ...
+    stall: float = 0.03  # ... or when it fell by less than this fraction over `patience` steps (a floor)
     patience: int = 100  # plateau: stop when the loss fell by less than min_delta (relative) ...
     min_delta: float = 1e-3  # ... over this many steps
     width: int = 32
@@ -57,7 +58,7 @@ class PINNConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ValueError(f"{name}: expected an integer >= {lo}, got {v!r}")
-        for name in ("lr", "lr_decay", "tau"):
+        for name in ("lr", "lr_decay", "tau", "stall"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: expected a positive number, got {getattr(self, name)!r}")
         if self.reg_weight < 0:
@@ -108,14 +109,19 @@ class _Stopper:
         self.best_step = 0
 
     def __call__(self, step: int, loss: float, mse: float) -> str | None:
+        """``discrepancy`` stops at the noise level, or where the residual stalls above it: model
+        mismatch (8-bit data, pattern errors) can put its floor above ``tau``, and from there on the
+        network only fits noise. ``plateau`` stops when the loss stalls."""
         cfg = self.cfg
         if cfg.stop == "discrepancy" and mse <= cfg.tau:
             return f"discrepancy: residual {mse:.3f} sigma^2 <= tau {cfg.tau:g}"
-        if cfg.stop == "plateau":
-            if loss < self.best * (1 - cfg.min_delta):
-                self.best, self.best_step = loss, step
+        if cfg.stop in ("plateau", "discrepancy"):
+            watched, delta = (loss, cfg.min_delta) if cfg.stop == "plateau" else (mse, cfg.stall)
+            if watched < self.best * (1 - delta):
+                self.best, self.best_step = watched, step
             elif step - self.best_step >= cfg.patience:
-                return f"plateau: loss improved by < {cfg.min_delta:g} over {cfg.patience} steps"
+                what = "loss" if cfg.stop == "plateau" else f"residual ({mse:.3f} sigma^2, above tau {cfg.tau:g})"
+                return f"{cfg.stop}: {what} improved by < {delta:g} over {cfg.patience} steps"
         return None
 
 
