@@ -326,6 +326,18 @@ def _write_recon(g, name: str, rec: Recon) -> None:
         g.create_dataset(f"{name}_loss", data=np.asarray(rec.loss, dtype=np.float64))
 
 
+def _write_params(f, p: SinusoidParams, kind: str, attrs: dict | None = None) -> None:
+    g = f.create_group("pattern_params")
+    g.attrs["kind"] = kind
+    for k, v in (attrs or {}).items():
+        g.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
+    g.create_dataset("k", data=p.k)
+    g.create_dataset("phase", data=p.phase)
+    g.create_dataset("modulation", data=p.modulation)
+    if p.harmonics is not None:
+        g.create_dataset("harmonics", data=p.harmonics)
+
+
 def _write(f, ds: Dataset) -> None:
     f.attrs["format"] = FORMAT
     f.attrs["format_version"] = FORMAT_VERSION
@@ -343,14 +355,7 @@ def _write(f, ds: Dataset) -> None:
         f.create_dataset("patterns", data=np.asarray(ds.patterns, dtype=np.float32), chunks=True,
                          compression="gzip", compression_opts=1)
     if ds.pattern_params is not None:
-        g = f.create_group("pattern_params")
-        g.attrs["kind"] = ds.pattern_kind or "sinusoidal"
-        p = ds.pattern_params
-        g.create_dataset("k", data=p.k)
-        g.create_dataset("phase", data=p.phase)
-        g.create_dataset("modulation", data=p.modulation)
-        if p.harmonics is not None:
-            g.create_dataset("harmonics", data=p.harmonics)
+        _write_params(f, ds.pattern_params, ds.pattern_kind or "sinusoidal")
     if ds.psf is not None:
         f.create_dataset("psf", data=np.asarray(ds.psf, dtype=np.float32))
     if ds.ground_truth is not None:
@@ -401,5 +406,26 @@ def add_recon(path, name: str, rec: Recon, *, force: bool = False) -> None:
             if key in g:
                 del g[key]
         _write_recon(g, name, rec)
+
+    _atomic(path, fill, append=True)
+
+
+def set_pattern_params(path, params: SinusoidParams, *, kind: str = "estimated", attrs: dict | None = None,
+                       force: bool = False) -> None:
+    """Store ``/pattern_params`` in an existing file (atomically), e.g. the result of ``cusim estimate``.
+
+    Existing parameters are kept unless ``force``. ``attrs`` (provenance) go on the group.
+    """
+    path = Path(path)
+    existing = load(path)
+    if existing.pattern_params is not None and not force:
+        raise DatasetError(f"{path}: /pattern_params: exists already; use --force to replace it")
+    if params.K != existing.K:
+        raise DatasetError(f"{path}: /pattern_params/k: expected {existing.K} frames as in /raw, got {params.K}")
+
+    def fill(f):
+        if "pattern_params" in f:
+            del f["pattern_params"]
+        _write_params(f, params, kind, attrs)
 
     _atomic(path, fill, append=True)
