@@ -1,0 +1,458 @@
+"""Generalised Wiener reconstruction of sinusoidal SIM (Gustafsson 2000; Gustafsson et al. 2008; the
+practical recipe of fairSIM, Mueller et al. 2016).
+
+Frame k of angle group a sees ``Y_k(f) = T(f) sum_m c_km X(f - m k_a)``: T is the OTF times the camera's
+s x s block mean, and ``c_km`` the order coefficients of its pattern (``c_k0 = 1``,
+``c_k(+-1) = m_k / 2 exp(+-i phi_k)``, harmonics ``m_k h_kj / 2 exp(+-i j phi_k)`` for nonlinear SIM; or
+measured from the pattern arrays when a dataset has them). The steps, all in fine-grid coordinates
+where the pattern phases of :class:`~cusim.patterns.SinusoidParams` are exact:
+
+1. the raw frames are mirror-padded and tapered (non-periodic fields), then put on the fine grid by
+   Fourier zero-padding with the half-pixel shift of the camera pixel centres (fine coordinate
+   ``s i + (s - 1) / 2``);
+2. per angle the orders ``m = -M..M`` are separated by the pseudo-inverse of the mixing matrix
+   ``c_km`` (any distinct phases, 3 or more; ``M <= (n_phases - 1) / 2``, unseparable higher orders leak);
+3. band m is moved to its true place by ``exp(-2 pi i m k . r)`` in real space (sub-pixel exact);
+4. the bands are combined by ``S = sum conj(O_m) D_m / (sum |O_m|^2 + w^2) . A`` with
+   ``O_m(f) = a_m T(f + m k)``; ``a_m`` is the band's amplitude, scaled so that every weighted band
+   carries the same noise, and A the apodisation (cosine bell or triangle over the extended support).
+
+The result is the real part, NOT clipped at zero, in arbitrary units with an arbitrary offset (the
+camera offset); compare it after a least-squares scale and offset (``metrics`` ``norm="lstsq"``).
+Per-frame gains are modelled only through pattern arrays; with parameters alone all frames are
+assumed equally bright.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft
+from scipy import optimize
+
+from ..backend import to_numpy, xp_for
+from ..optics import Widefield, validate_psf
+from ..patterns import SinusoidParams
+
+__all__ = ["APODISATIONS", "W_DEFAULT", "bands", "fit_residual", "params_for", "reconstruct", "wiener"]
+
+# Defaults tuned on SIM/microtubules samples 1-3 of the PINN-paper data (SNR ~ 20); the optimum is flat
+# (+-0.1 dB over w 0.1..0.2, cut-off 1.0..1.5, bend 0.25..0.75, cosine or triangle).
+W_DEFAULT = 0.15
+APODISATIONS = ("triangle", "cosine", None)
+_DEFAULT_GROUPS = {9: (3, 3), 15: (3, 5), 25: (5, 5)}
+_MAX_FIT_RESIDUAL = 0.25  # relative rms residual above which patterns are not "n_angles sinusoids"
+
+
+# -- geometry ----------------------------------------------------------------------------------------
+def _grouping(K: int, n_angles: int | None, n_phases: int | None) -> tuple[int, int]:
+    if n_angles is None and n_phases is None:
+        if K not in _DEFAULT_GROUPS:
+            raise ValueError(f"n_angles, n_phases: no default for K = {K} frames (defaults: 9 -> 3x3, 15 -> 3x5, "
+                             "25 -> 5x5); give n_angles and n_phases")
+        return _DEFAULT_GROUPS[K]
+    if n_angles is None:
+        n_angles = K // n_phases if n_phases else 0
+    if n_phases is None:
+        n_phases = K // n_angles if n_angles else 0
+    if n_angles < 1 or n_phases < 3 or n_angles * n_phases != K:
+        raise ValueError(f"n_angles, n_phases: expected n_angles x n_phases = K = {K} frames with at least "
+                         f"3 phases per angle, got {n_angles} x {n_phases}")
+    return int(n_angles), int(n_phases)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything that does not depend on the frames: grids, unmixing, shifted OTFs, filter."""
+
+    shape: tuple[int, int]       # fine grid (H, W) of the result
+    s: int
+    pad_c: int                   # margin in camera pixels on every side
+    padded: tuple[int, int]      # padded camera grid (hp, wp)
+    unmix: list                  # per angle: (2M+1, n_phases) complex, unit bands from frames
+    carriers: np.ndarray         # (n_angles, 2) group carriers, cycles per fine pixel
+    orders: int                  # M
+    weights: list                # per angle: (2M+1,) band amplitudes a_m
+    numer: list                  # per angle: (2M+1, Hp, Wp) complex, a_m conj(O_m), O_m = a_m T(f + m k)
+    filt: object                 # A / (sum |O|^2 + w^2), (Hp, Wp)
+    taper: object                # (hp, wp) edge taper on the padded camera grid
+
+
+def _box(f: np.ndarray, s: int) -> np.ndarray:
+    """Transfer of the centred s-pixel mean at ``f`` cycles per fine pixel: sin(pi s f) / (s sin(pi f))."""
+    num, den = np.sin(np.pi * s * f), s * np.sin(np.pi * f)
+    return np.where(np.abs(den) > 1e-12, num / np.where(den == 0, 1, den), 1.0)
+
+
+def _freqs(n: int) -> np.ndarray:
+    return np.fft.fftfreq(n)
+
+
+def _shifted_transfer(optics, s: int, shape, shift) -> np.ndarray:
+    """T(f + shift) on the FFT grid of ``shape`` (fine pixels): OTF x block mean x camera passband."""
+    fy = _freqs(shape[0])[:, None] + shift[0]
+    fx = _freqs(shape[1])[None, :] + shift[1]
+    if isinstance(optics, Widefield):
+        q = np.minimum(np.hypot(fy, fx) / optics.cutoff(s), 1.0)
+        otf = (2.0 / np.pi) * (np.arccos(q) - q * np.sqrt(1.0 - q**2))
+    else:  # FFT of the centred PSF modulated by exp(-2 pi i shift . r): its OTF at f + shift
+        p = optics
+        ry = (np.arange(p.shape[0]) - p.shape[0] // 2)[:, None]
+        rx = (np.arange(p.shape[1]) - p.shape[1] // 2)[None, :]
+        full = np.zeros(shape, dtype=np.complex128)
+        np.add.at(full, np.ix_(ry[:, 0] % shape[0], rx[0] % shape[1]),
+                  p * np.exp(-2j * np.pi * (shift[0] * ry + shift[1] * rx)))
+        otf = scipy.fft.fft2(full)
+    nyq = 0.5 / s
+    band = (np.abs(fy) <= nyq) & (np.abs(fx) <= nyq)  # what the camera samples without aliasing
+    return otf * _box(fy, s) * _box(fx, s) * band
+
+
+def _otf_cutoff(optics, s: int, shape) -> float:
+    """Widefield cut-off in cycles per fine pixel (analytic, or where |OTF| drops below 1 %)."""
+    if isinstance(optics, Widefield):
+        return optics.cutoff(s)
+    otf = np.abs(_shifted_transfer(optics, 1, shape, (0.0, 0.0)))
+    f = np.hypot(_freqs(shape[0])[:, None], _freqs(shape[1])[None, :])
+    return float(f[otf >= 0.01 * otf.max()].max())
+
+
+def _apodisation(kind, shape, f_ext: float, bend: float) -> np.ndarray:
+    f = np.hypot(_freqs(shape[0])[:, None], _freqs(shape[1])[None, :]) / f_ext
+    if kind is None:
+        return np.ones(shape)
+    if kind == "triangle":
+        return np.clip(1.0 - f, 0.0, None) ** bend
+    return np.where(f < 1.0, np.cos(0.5 * np.pi * np.minimum(f, 1.0)), 0.0) ** bend
+
+
+# -- the plan ----------------------------------------------------------------------------------------
+def _check_optics(otf_or_psf):
+    if isinstance(otf_or_psf, Widefield):
+        return otf_or_psf
+    try:
+        return validate_psf(otf_or_psf, "otf_or_psf")
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{e} (give a PSF array on the fine grid or a cusim.optics.Widefield)") from None
+
+
+def _order_coefficients(params: SinusoidParams, n_angles: int, n_phases: int, shape, patterns=None):
+    """Group carriers (n_angles, 2) and the complex order coefficients (n_angles, n_phases, M + 1): the
+    pattern of frame k is ``sum_j c_kj exp(2 pi i j k_a . r) + conj.`` (j = 0 counted once).
+
+    From ``params``: ``c_k0 = 1``, ``c_k1 = m_k / 2 exp(i phi_k)``, ``c_kj = m_k h_kj / 2 exp(i j phi_k)``.
+    From pattern arrays (``patterns`` (K, H, W)): measured at the carriers of ``params`` (Hann-windowed
+    Fourier coefficients over the mean of all frames), which keeps per-frame intensity, depths above 1
+    and harmonic phases that ``SinusoidParams`` cannot hold; orders below 1 % of the first are dropped.
+    """
+    k = params.k.reshape(n_angles, n_phases, 2)
+    phase = params.phase.reshape(n_angles, n_phases)
+    # a frame may report (-k, -phi) for (k, phi): align every frame with the first of its group
+    flip = np.einsum("apj,aj->ap", k, k[:, 0]) < 0
+    k = np.where(flip[..., None], -k, k)
+    phase = np.where(flip, -phase, phase)
+    carriers = k.mean(axis=1)
+    spread = np.abs(k - carriers[:, None]).max(axis=(1, 2)) * max(shape)
+    if spread.max() > 0.25:
+        raise ValueError(f"params: carriers within an angle group differ by {spread.max():.3g} cycles over the "
+                         f"field; frames must be angle-major ({n_angles} angles x {n_phases} phases)")
+    if patterns is None:
+        harm = params.harmonics if params.harmonics is not None else np.zeros((params.K, 0))
+        amps = np.concatenate([np.ones((params.K, 1)), 0.5 * params.modulation[:, None],
+                               0.5 * params.modulation[:, None] * harm], axis=1).reshape(n_angles, n_phases, -1)
+        return carriers, amps * np.exp(1j * phase[..., None] * np.arange(amps.shape[-1]))
+    pats = np.asarray(patterns)
+    if pats.shape != (params.K, *shape):
+        raise ValueError(f"patterns: expected shape {(params.K, *shape)} (K frames on the fine grid), got {pats.shape}")
+    win = np.outer(np.hanning(shape[0]), np.hanning(shape[1]))
+    pw = pats.reshape(n_angles, n_phases, *shape).astype(np.float64) * win
+    c0 = pw.sum(axis=(-2, -1))
+    M = (n_phases - 1) // 2
+    coef = np.empty((n_angles, n_phases, M + 1), dtype=np.complex128)
+    coef[..., 0] = c0 / c0.mean()
+    for a in range(n_angles):
+        for j in range(1, M + 1):
+            coef[a, :, j] = _coefficients(pw[a], c0.mean(), carriers[a], j)
+    rel = np.abs(coef[..., 1:]).max(axis=(0, 1)) / max(np.abs(coef[..., 1]).max(), 1e-30)
+    return carriers, coef[..., :1 + int(np.sum(np.cumprod(rel > 1e-2)))]
+
+
+def _plan(params: SinusoidParams, otf_or_psf, s: int, cam_shape, *, n_angles=None, n_phases=None,
+          w: float = W_DEFAULT, apodisation="cosine", apo_cutoff: float = 1.2, apo_bend: float = 0.5,
+          pad: int | None = None, orders: int | None = None, patterns=None, xp=np) -> _Plan:
+    if apodisation not in APODISATIONS:
+        raise ValueError(f"apodisation: expected one of {APODISATIONS}, got {apodisation!r}")
+    if not (np.isfinite(w) and w > 0):
+        raise ValueError(f"w: expected a positive Wiener parameter, got {w!r}")
+    optics = _check_optics(otf_or_psf)
+    n_angles, n_phases = _grouping(params.K, n_angles, n_phases)
+    h, w_cam = cam_shape
+    H, W = h * s, w_cam * s
+    if pad is None:  # about two PSF widths, at least 8 camera pixels
+        psf_half = 4 * s if isinstance(optics, Widefield) else optics.shape[0] // 2
+        pad = max(8, -(-2 * psf_half // s))
+    hp = scipy.fft.next_fast_len(h + 2 * pad, real=True)
+    wp = scipy.fft.next_fast_len(w_cam + 2 * pad, real=True)
+    Hp, Wp = hp * s, wp * s
+    off = pad * s  # fine index rp = r + off
+
+    carriers, coef = _order_coefficients(params, n_angles, n_phases, (H, W), patterns)
+    M_have = coef.shape[-1] - 1
+    M = min(M_have, (n_phases - 1) // 2) if orders is None else int(orders)
+    if not 1 <= M <= (n_phases - 1) // 2:
+        raise ValueError(f"orders: expected 1..{(n_phases - 1) // 2} for {n_phases} phases, got {orders}")
+    M = min(M, M_have)
+    ms = np.arange(-M, M + 1)
+    unmix, weights, numer = [], [], []
+    denom = np.zeros((Hp, Wp))
+    for a in range(n_angles):
+        c = coef[a][:, np.abs(ms)]
+        mix = np.where(ms < 0, np.conj(c), c)
+        # in padded coordinates the origin moves by -off fine pixels
+        mix = mix * np.exp(-2j * np.pi * off * carriers[a].sum() * ms)
+        if np.linalg.cond(mix) > 1e6:
+            raise ValueError(f"params: the {n_phases} phases of angle {a} cannot separate {2 * M + 1} orders; need "
+                             "distinct phases and non-zero modulation")
+        pinv = np.linalg.pinv(mix)
+        amp = 1.0 / (np.sqrt(n_phases) * np.linalg.norm(pinv, axis=1))  # equal noise in every a_m band
+        o = np.stack([amp[i] * _shifted_transfer(optics, s, (Hp, Wp), m * carriers[a]) for i, m in enumerate(ms)])
+        denom += (np.abs(o) ** 2).sum(axis=0)
+        unmix.append(xp.asarray(pinv))
+        weights.append(amp)
+        numer.append(xp.asarray(amp[:, None, None] * np.conj(o)))
+    f_c = _otf_cutoff(optics, s, (Hp, Wp))
+    f_ext = apo_cutoff * (f_c + M * np.hypot(*carriers.T).max())
+    filt = _apodisation(apodisation, (Hp, Wp), f_ext, apo_bend) / (denom + w**2)
+    taper = np.outer(_taper(h, hp, pad), _taper(w_cam, wp, pad))
+    return _Plan((H, W), s, pad, (hp, wp), unmix, carriers, M, weights, numer, xp.asarray(filt), xp.asarray(taper))
+
+
+def _taper(n: int, n_pad: int, pad: int) -> np.ndarray:
+    """1 over the field, a cosine fade to 0 over the margins (which meet across the periodic wrap)."""
+    t = np.ones(n_pad)
+    m_lo, m_hi = pad, n_pad - n - pad
+    t[:m_lo] = 0.5 - 0.5 * np.cos(np.pi * (np.arange(m_lo) + 0.5) / m_lo)
+    t[n_pad - m_hi:] = 0.5 + 0.5 * np.cos(np.pi * (np.arange(m_hi) + 0.5) / m_hi)
+    return t
+
+
+# -- applying it -------------------------------------------------------------------------------------
+def _to_fine(frames, plan: _Plan, xp):
+    """(K, h, w) camera frames -> (K, Hp, Wp) on the padded fine grid: mirror pad, taper towards the
+    mean, Fourier zero-padding with the camera pixel centres at fine coordinates s i + (s - 1) / 2."""
+    fft = _fft(xp)
+    s, pad, (hp, wp) = plan.s, plan.pad_c, plan.padded
+    h, w = frames.shape[-2:]
+    mean = frames.mean(axis=(-2, -1), keepdims=True)
+    y = xp.pad(frames - mean, ((0, 0), (pad, hp - h - pad), (pad, wp - w - pad)), mode="symmetric")
+    Y = fft.rfft2(y * plan.taper + mean)
+    Hp, Wp = hp * s, wp * s
+    Y[..., :, wp // 2] *= 0.5 if wp % 2 == 0 else 1.0  # Nyquist column: half here, half implied at -wp/2
+    big = xp.zeros((y.shape[0], Hp, Wp // 2 + 1), dtype=Y.dtype)
+    lo, hi = (hp + 1) // 2, hp // 2  # rows 0..lo-1 are frequencies >= 0, the last hi rows negative
+    big[:, :lo, :wp // 2 + 1] = Y[:, :lo]
+    big[:, Hp - hi:, :wp // 2 + 1] = Y[:, hp - hi:]
+    if hp % 2 == 0:  # Nyquist row: split between +hp/2 and -hp/2
+        big[:, hp // 2, :wp // 2 + 1] = 0.5 * Y[:, hp // 2]
+        big[:, Hp - hp // 2, :wp // 2 + 1] *= 0.5
+    d = (s - 1) / 2
+    ramp = np.exp(-2j * np.pi * d * (_freqs(Hp)[:, None] + np.fft.rfftfreq(Wp)[None, :]))
+    return fft.irfft2(big * xp.asarray(ramp), s=(Hp, Wp)) * (s * s)
+
+
+def _fft(xp):
+    return scipy.fft if xp is np else importlib.import_module("cupyx.scipy.fft")
+
+
+def _shifted_bands(fine, plan: _Plan, a: int, xp):
+    """Unit bands m = -M..M of angle ``a`` moved to their true place: (2M+1, Hp, Wp) complex, real space.
+    Band m equals x convolved with the PSF (and block mean) modulated by exp(-2 pi i m k . r)."""
+    n_p = plan.unmix[a].shape[1]
+    y = fine[a * n_p:(a + 1) * n_p]
+    Hp, Wp = y.shape[-2:]
+    k = plan.carriers[a]
+    ey = np.exp(-2j * np.pi * k[0] * np.arange(Hp))
+    ex = np.exp(-2j * np.pi * k[1] * np.arange(Wp))
+    out = xp.tensordot(plan.unmix[a], y, axes=(1, 0))
+    for i, m in enumerate(range(-plan.orders, plan.orders + 1)):
+        out[i] *= xp.asarray(np.outer(ey**m, ex**m))
+    return out
+
+
+def _apply(frames, plan: _Plan, xp) -> np.ndarray:
+    fft = _fft(xp)
+    fine = _to_fine(xp.asarray(frames, dtype=xp.float64), plan, xp)
+    num = 0
+    for a in range(len(plan.unmix)):
+        bands = fft.fft2(_shifted_bands(fine, plan, a, xp), axes=(-2, -1))
+        num = num + (plan.numer[a] * bands).sum(axis=0)
+    img = fft.ifft2(num * plan.filt).real
+    off = plan.pad_c * plan.s
+    H, W = plan.shape
+    return to_numpy(img[off:off + H, off:off + W]).astype(np.float32)
+
+
+def _check_params(params) -> SinusoidParams:
+    if params is None:
+        raise ValueError("params: no pattern parameters; run `cusim estimate` to fit them from the data or from "
+                         "pattern arrays")
+    if not isinstance(params, SinusoidParams):
+        raise TypeError(f"params: expected cusim.patterns.SinusoidParams, got {type(params).__name__}")
+    return params
+
+
+def _check_frames(frames, K: int) -> np.ndarray:
+    f = np.asarray(frames)
+    if f.ndim != 3 or f.shape[0] != K or min(f.shape[1:]) < 4:
+        raise ValueError(f"frames: expected (K, h, w) with K = {K} frames as in params and h, w >= 4, got {f.shape}")
+    if not np.all(np.isfinite(f)):
+        raise ValueError("frames: contain NaN or Inf")
+    return f
+
+
+def wiener(frames, params: SinusoidParams, otf_or_psf, upsample: int, *, n_angles: int | None = None,
+           n_phases: int | None = None, w: float = W_DEFAULT, apodisation: str | None = "cosine",
+           apo_cutoff: float = 1.2, apo_bend: float = 0.5, orders: int | None = None, pad: int | None = None,
+           patterns=None, device: str = "cpu") -> np.ndarray:
+    """Generalised Wiener SIM reconstruction (H, W) of one raw stack (K, h, w); see the module docstring.
+
+    ``params``: the patterns of the K frames, angle-major (``n_angles`` x ``n_phases``; defaults from K:
+    9 -> 3x3, 15 -> 3x5, 25 -> 5x5). ``otf_or_psf``: a PSF array on the fine grid or a
+    :class:`~cusim.optics.Widefield`. ``w``: Wiener parameter, relative to an OTF of 1 at zero frequency
+    (the default suits SNR ~ 20; lower it for cleaner data). ``apodisation``: "triangle", "cosine" (bell)
+    or None, reaching zero at ``apo_cutoff`` x (OTF cut-off + M |k|), raised to ``apo_bend``. ``orders``:
+    highest order M used (default: all in params that ``n_phases`` can separate; higher harmonics alias
+    into the separated bands). ``pad``: edge margin in camera pixels (default about two PSF radii).
+    ``patterns``: the pattern arrays (K, H, W), optional; when given, the order coefficients of every
+    frame (intensity, depth, harmonic amplitude and phase) are measured from them at the carriers of
+    ``params`` instead of taken from the ideal formula. ``device``: "cpu" (NumPy) or "cuda" (CuPy).
+    Returns the real part, unclipped, float32.
+    """
+    _check_params(params)
+    f = _check_frames(frames, params.K)
+    xp = xp_for(device)
+    plan = _plan(params, otf_or_psf, int(upsample), f.shape[1:], n_angles=n_angles, n_phases=n_phases, w=w,
+                 apodisation=apodisation, apo_cutoff=apo_cutoff, apo_bend=apo_bend, pad=pad, orders=orders,
+                 patterns=patterns, xp=xp)
+    return _apply(f, plan, xp)
+
+
+def bands(frames, params: SinusoidParams, otf_or_psf, upsample: int, *, n_angles: int | None = None,
+          n_phases: int | None = None, orders: int | None = None, patterns=None) -> np.ndarray:
+    """The separated unit bands moved to their true place, (n_angles, 2M+1, H, W) complex, real space.
+
+    Band m of angle a is ``IFFT[T(f + m k_a) X(f)]``: the object convolved with the effective PSF (PSF
+    and block mean) modulated by ``exp(-2 pi i m k_a . r)``. For diagnostics and tests.
+    """
+    f = _check_frames(frames, params.K)
+    plan = _plan(params, otf_or_psf, int(upsample), f.shape[1:], n_angles=n_angles, n_phases=n_phases,
+                 orders=orders, patterns=patterns)
+    fine = _to_fine(f.astype(np.float64), plan, np)
+    off, (H, W) = plan.pad_c * plan.s, plan.shape
+    out = [_shifted_bands(fine, plan, a, np)[:, off:off + H, off:off + W] for a in range(len(plan.unmix))]
+    return np.stack(out)
+
+
+# -- pattern parameters ------------------------------------------------------------------------------
+def fit_residual(patterns: np.ndarray, params: SinusoidParams) -> np.ndarray:
+    """Per frame, the rms of ``pattern - (scale * render + offset)`` (least squares) over the rms of the
+    pattern's variation: near 0 for sinusoids, large for lattices or speckle."""
+    model = params.render(patterns.shape[1:], dtype=np.float64)
+    out = np.empty(patterns.shape[0])
+    for i, (p, r) in enumerate(zip(patterns.astype(np.float64), model, strict=True)):
+        A = np.stack([r.ravel(), np.ones(r.size)], axis=1)
+        coef, *_ = np.linalg.lstsq(A, p.ravel(), rcond=None)
+        out[i] = np.std(p.ravel() - A @ coef) / max(np.std(p), 1e-30)
+    return out
+
+
+def _coefficients(pw: np.ndarray, c0: np.ndarray, k, j: int = 1) -> np.ndarray:
+    """Windowed Fourier coefficients at ``j k`` of the frames ``pw`` (n, H, W), relative to their means."""
+    ey = np.exp(-2j * np.pi * j * k[0] * np.arange(pw.shape[1]))
+    ex = np.exp(-2j * np.pi * j * k[1] * np.arange(pw.shape[2]))
+    return np.einsum("y,kyx,x->k", ey, pw, ex) / c0
+
+
+def _neg_power(k, pw, c0) -> float:
+    return -float(np.sum(np.abs(_coefficients(pw, c0, k)) ** 2))
+
+
+def _fit_params(patterns: np.ndarray, *, n_angles: int, n_phases: int, max_order: int = 4) -> SinusoidParams:
+    """Sinusoid fit of known pattern arrays (fallback while ``cusim.estimate`` is absent): per angle one
+    carrier, the Hann-windowed spectral peak refined to maximise the summed first-order power; per frame
+    phase, modulation and the harmonic amplitudes (projected on ``exp(i j phi)``, kept above 1 %)."""
+    H, W = patterns.shape[1:]
+    win = np.outer(np.hanning(H), np.hanning(W))
+    ks, phases, mods, harms = [], [], [], []
+    for a in range(n_angles):
+        pw = patterns[a * n_phases:(a + 1) * n_phases].astype(np.float64) * win
+        c0 = pw.sum(axis=(1, 2))
+        spec = (np.abs(scipy.fft.fft2(pw - (c0 / win.sum())[:, None, None] * win)) ** 2).sum(axis=0)
+        spec[0, 0] = 0
+        iy, ix = np.unravel_index(np.argmax(spec), spec.shape)
+        k0 = np.array([_freqs(H)[iy], _freqs(W)[ix]])
+        simplex = k0 + np.array([[0, 0], [0.5 / H, 0], [0, 0.5 / W]])
+        k = optimize.minimize(_neg_power, k0, args=(pw, c0), method="Nelder-Mead",
+                              options={"xatol": 1e-8, "fatol": 1e-14, "initial_simplex": simplex}).x
+        c1 = _coefficients(pw, c0, k)
+        phi = np.angle(c1)
+        orders = [(_coefficients(pw, c0, k, j) * np.exp(-1j * j * phi)).real / np.abs(c1)
+                  if j * np.abs(k).max() < 0.5 else np.zeros(n_phases) for j in range(2, max_order + 1)]
+        ks.append(np.tile(k, (n_phases, 1)))
+        phases.append(phi)
+        mods.append(np.minimum(2 * np.abs(c1), 1.0))
+        harms.append(np.stack(orders, axis=1) if orders else np.zeros((n_phases, 0)))
+    harm = np.concatenate(harms)
+    big = np.nonzero(np.abs(harm).max(axis=0) > 1e-2)[0] if harm.size else []
+    harm = harm[:, :big.max() + 1] if len(big) else None
+    return SinusoidParams(np.concatenate(ks), np.concatenate(phases), np.concatenate(mods), harm).normalised()
+
+
+def params_for(dataset, params=None, *, n_angles=None, n_phases=None) -> tuple[SinusoidParams, dict]:
+    """Pattern parameters of ``dataset``: given, stored, or fitted to its ``/patterns`` arrays (checked to
+    be sums of n_angles sinusoids). Returns them with a dict saying where they came from."""
+    if params is not None:
+        return _check_params(params), {"params_source": "argument"}
+    if dataset.pattern_params is not None:
+        return dataset.pattern_params, {"params_source": "dataset"}
+    if dataset.patterns is None:
+        raise ValueError("params: the dataset has no /pattern_params and no /patterns; run `cusim estimate` "
+                         "first to fit sinusoidal pattern parameters")
+    n_a, n_p = _grouping(dataset.K, n_angles, n_phases)
+    pats = np.asarray(dataset.patterns)
+    refusal = (f"patterns: not {n_a} angles x {n_p} phases of sinusoids ({{}}); the Wiener method needs "
+               "sinusoidal SIM, use an iterative method")
+    try:  # the shared estimator where it exists, else this module's own fit
+        fit, source = importlib.import_module("cusim.estimate").params_from_patterns, "cusim.estimate"
+    except (ImportError, AttributeError):
+        fit, source = _fit_params, "wiener._fit_params"
+    try:
+        p = fit(pats, n_angles=n_a, n_phases=n_p)
+    except ValueError as e:
+        raise ValueError(refusal.format(e)) from None
+    resid = fit_residual(pats, p)
+    if resid.max() > _MAX_FIT_RESIDUAL:
+        raise ValueError(refusal.format(f"worst relative fit residual {resid.max():.2f} > {_MAX_FIT_RESIDUAL}, "
+                                        "e.g. a lattice or speckle"))
+    return p, {"params_source": source, "params_fit_residual": float(resid.max())}
+
+
+def reconstruct(dataset, *, device: str = "cpu", w: float = W_DEFAULT, params: SinusoidParams | None = None,
+                apodisation: str | None = "cosine", apo_cutoff: float = 1.2, apo_bend: float = 0.5,
+                n_angles: int | None = None, n_phases: int | None = None,
+                orders: int | None = None) -> tuple[np.ndarray, dict]:
+    """Wiener reconstruction of every time point of ``dataset``: (H, W) or (T, H, W), and an info dict."""
+    p, info = params_for(dataset, params, n_angles=n_angles, n_phases=n_phases)
+    if p.K != dataset.K:
+        raise ValueError(f"params: {p.K} frames, the dataset has K = {dataset.K}")
+    xp = xp_for(device)
+    plan = _plan(p, dataset.optics(), dataset.upsample, dataset.camera_shape, n_angles=n_angles,
+                 n_phases=n_phases, w=w, apodisation=apodisation, apo_cutoff=apo_cutoff, apo_bend=apo_bend,
+                 orders=orders, patterns=dataset.patterns, xp=xp)
+    imgs = [_apply(_check_frames(dataset.frames(t), p.K), plan, xp) for t in range(dataset.T)]
+    info.update(coefficients="measured from /patterns" if dataset.patterns is not None else "from params",
+                orders=plan.orders, n_angles=len(plan.unmix), n_phases=plan.unmix[0].shape[1],
+                carriers=plan.carriers.tolist(), band_weights=[wt.tolist() for wt in plan.weights])
+    return (np.stack(imgs) if dataset.is_series else imgs[0]), info

@@ -1,0 +1,146 @@
+"""Generalised Wiener SIM (cusim.recon.wiener): exact band separation, resolution beyond the widefield
+cut-off, the quality bar on the PINN-paper microtubules, refusal of non-sinusoidal patterns, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cusim import patterns, simulate
+from cusim.importers import import_paper
+from cusim.io import Dataset
+from cusim.metrics import compare
+from cusim.recon import widefield
+from cusim.recon import wiener as W
+
+SIM_MT = ("pinn-sim-paper", "SIM", "microtubules")
+
+
+def _sim(**kw):
+    args = {"shape": (128, 128), "upsample": 2, "noise": False, "seed": 3, "device": "cpu"}
+    return simulate(**{**args, **kw})
+
+
+def _radial(shape):
+    return np.hypot(np.fft.fftfreq(shape[0])[:, None], np.fft.fftfreq(shape[1])[None, :])
+
+
+def test_wiener_recovers_frequencies_beyond_the_widefield_cutoff():
+    ds = _sim(pattern_freq=0.9)
+    gt = ds.ground_truth
+    fc = ds.optics().cutoff(ds.upsample)
+    kmag = np.hypot(*ds.pattern_params.k[0])
+    rec = W.wiener(ds.frames(), ds.pattern_params, ds.optics(), ds.upsample, w=0.02)
+    wf = widefield.image(ds)
+    ring = (_radial(gt.shape) > 1.15 * fc) & (_radial(gt.shape) < 0.85 * (fc + kmag))
+    G = np.fft.fft2(gt - gt.mean())[ring]
+
+    def correlation(img):  # spectral correlation with the truth in the ring the widefield cannot pass
+        F = np.fft.fft2(img - img.mean())[ring]
+        return float(np.real(np.vdot(G, F)) / np.sqrt(np.vdot(G, G).real * np.vdot(F, F).real))
+
+    assert correlation(rec) > 0.8
+    assert abs(correlation(wf)) < 0.3
+    gain = compare(rec, gt, norm="lstsq", crop=8)["psnr_db"] - compare(wf, gt, norm="lstsq", crop=8)["psnr_db"]
+    assert gain > 3.0
+
+
+def _params_cases():
+    lin = patterns.linear_params(period_px=5.2, n_angles=3, n_phases=3, angle_offset_deg=7.0)
+    rng = np.random.default_rng(1)
+    five = patterns.linear_params(period_px=5.2, n_angles=3, n_phases=5, angle_offset_deg=7.0, modulation=0.8)
+    five = patterns.SinusoidParams(five.k, five.phase + rng.uniform(-0.4, 0.4, 15), five.modulation)
+    nl = patterns.linear_params(period_px=9.0, n_angles=2, n_phases=5, angle_offset_deg=20.0, modulation=0.7)
+    nl = patterns.SinusoidParams(nl.k, nl.phase, nl.modulation, np.full((10, 1), 0.4))
+    return {"linear 3x3": (lin, 3, 3), "linear 3x5 unequal phases": (five, 3, 5), "harmonic 2x5": (nl, 2, 5)}
+
+
+@pytest.mark.parametrize("case", [*_params_cases(), "pattern arrays with frame gains"])
+def test_separated_bands_match_bands_computed_from_the_ground_truth(case):
+    ds = _sim()
+    H, Wd = ds.fine_shape
+    pats, tol = None, 2e-4  # what is left: the Airy tails at the field edges
+    if case == "pattern arrays with frame gains":  # per-frame intensity: only the arrays know it
+        params, n_a, n_p = _params_cases()["harmonic 2x5"]
+        pats = params.render((H, Wd), dtype=np.float64) * np.linspace(0.9, 1.1, params.K)[:, None, None]
+        tol = 5e-4  # and the windowed measurement of the order coefficients
+    else:
+        params, n_a, n_p = _params_cases()[case]
+    x = np.zeros((H, Wd))
+    x[24:-24, 24:-24] = ds.ground_truth[24:-24, 24:-24]  # zero near the edges: no boundary effects
+    ds = Dataset(raw=ds.raw, upsample=ds.upsample, patterns=pats, pattern_params=params, na=ds.na,
+                 wavelength_nm=ds.wavelength_nm, pixel_size_nm=ds.pixel_size_nm)
+    # a wide zero margin, so that the Airy PSF's tails do not wrap around in the forward model
+    frames = ds.operator(pad=64, device="cpu", dtype="float64").forward(x)
+    b = W.bands(frames, params, ds.optics(), ds.upsample, n_angles=n_a, n_phases=n_p, patterns=pats)
+    M = b.shape[1] // 2
+    assert M == (1 if case.startswith("linear") else 2)
+    big = np.zeros((2 * H, 2 * Wd))
+    big[H // 2:H // 2 + H, Wd // 2:Wd // 2 + Wd] = x
+    X = np.fft.fft2(big)
+    k = params.k.reshape(n_a, n_p, 2)[:, 0]
+    inner = (slice(16, -16), slice(16, -16))
+    for a in range(n_a):
+        for i, m in enumerate(range(-M, M + 1)):
+            T = W._shifted_transfer(ds.optics(), ds.upsample, big.shape, m * k[a])
+            # x convolved with the effective PSF modulated by exp(-2 pi i m k.r): no origin dependence
+            direct = np.fft.ifft2(T * X)[H // 2:H // 2 + H, Wd // 2:Wd // 2 + Wd]
+            err = np.linalg.norm((b[a, i] - direct)[inner]) / np.linalg.norm(direct[inner])
+            assert err < tol, (a, m, err)
+
+
+def test_pattern_fit_recovers_linear_and_nonlinear_parameters():
+    for p in (patterns.linear_params(period_px=6.3, angle_offset_deg=11.0, modulation=0.9),
+              patterns.nonlinear_params(saturation=2.0, period_px=8.5, n_angles=3, n_phases=5, angle_offset_deg=5.0)):
+        n_p = p.K // 3
+        pats = np.maximum(p.render((128, 128)), 0)
+        fit = W._fit_params(pats, n_angles=3, n_phases=n_p)
+        np.testing.assert_allclose(fit.k, p.k, atol=2e-5)
+        np.testing.assert_allclose(np.angle(np.exp(1j * (fit.phase - p.phase))), 0, atol=5e-3)
+        np.testing.assert_allclose(fit.modulation, p.modulation, atol=5e-3)
+        assert W.fit_residual(pats, fit).max() < 0.05
+
+
+def test_sim_microtubules_sample1_beats_widefield_by_3db(shared_data):
+    ds = import_paper(shared_data.joinpath(*SIM_MT), 1)
+    img, info = W.reconstruct(ds)
+    assert img.shape == ds.fine_shape and info["orders"] == 1
+    rec = compare(img, ds.ground_truth, norm="lstsq", crop=20)
+    wf = compare(widefield.image(ds), ds.ground_truth, norm="lstsq", crop=20)
+    assert rec["psnr_db"] >= wf["psnr_db"] + 3.0, (rec, wf)
+    assert rec["ssim"] > wf["ssim"] + 0.1
+
+
+def test_lattice_patterns_are_refused_as_not_sinusoidal():
+    ds = _sim(family="lattice")  # K = 25: the 5 x 5 default grouping applies, the sinusoid fit does not
+    with pytest.raises(ValueError, match="not 5 angles x 5 phases of sinusoids"):
+        W.reconstruct(ds)
+
+
+def test_bad_input_raises_one_clear_error():
+    ds = _sim()
+    bare = Dataset(raw=ds.raw, upsample=ds.upsample, na=ds.na, wavelength_nm=ds.wavelength_nm,
+                   pixel_size_nm=ds.pixel_size_nm)
+    with pytest.raises(ValueError, match="cusim estimate"):
+        W.reconstruct(bare)
+    with pytest.raises(ValueError, match=r"frames: expected \(K, h, w\) with K = 9"):
+        W.wiener(ds.frames()[:8], ds.pattern_params, ds.optics(), ds.upsample)
+    with pytest.raises(ValueError, match="params: 9 frames, the dataset has K = 8"):
+        W.reconstruct(Dataset(raw=ds.raw[:8], upsample=2, psf=ds.optics().psf(2)), params=ds.pattern_params)
+    with pytest.raises(ValueError, match="no default for K = 8"):
+        W.reconstruct(Dataset(raw=ds.raw[:8], upsample=2, patterns=ds.get_patterns()[:8], psf=ds.optics().psf(2)))
+    with pytest.raises(ValueError, match="cusim estimate"):
+        W.wiener(ds.frames(), None, ds.optics(), ds.upsample)
+    with pytest.raises(TypeError, match="params: expected cusim.patterns.SinusoidParams"):
+        W.wiener(ds.frames(), ds.get_patterns(), ds.optics(), ds.upsample)
+    with pytest.raises(ValueError, match="apodisation"):
+        W.wiener(ds.frames(), ds.pattern_params, ds.optics(), ds.upsample, apodisation="hann")
+
+
+def test_time_series_returns_one_image_per_time_point(device):
+    ds = _sim(T=2, noise=True, snr=30)
+    img, info = W.reconstruct(ds, device=device)
+    assert img.shape == (2, *ds.fine_shape) and img.dtype == np.float32
+    one = W.wiener(ds.frames(1), ds.pattern_params, ds.optics(), ds.upsample)
+    np.testing.assert_allclose(img[1], one, rtol=1e-5, atol=1e-5 * np.abs(one).max())
+    assert info["params_source"] == "dataset"
