@@ -106,14 +106,14 @@ def info(file: Path = typer.Argument(..., help="A cusim-sim HDF5 file.")) -> Non
 
 
 @contextlib.contextmanager
-def _pinn_progress(description: str, total: int):
-    """A rich progress bar for PINN steps (step, loss, residual, steps/s, ETA); yields the callback."""
+def _pinn_progress(description: str, total: int, unit: str = "steps"):
+    """A rich progress bar for optimisation steps (step, loss, residual, steps/s, ETA); yields the callback."""
     from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn  # noqa: PLC0415
     from rich.text import Text  # noqa: PLC0415
 
     class Rate(ProgressColumn):
         def render(self, task):
-            return Text(f"{task.speed:.2f} steps/s" if task.speed else "")
+            return Text(f"{task.speed:.2f} {unit}/s" if task.speed else "")
 
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("loss {task.fields[loss]:.4g}  residual {task.fields[mse]:.3g} sigma^2"), Rate(),
@@ -127,25 +127,64 @@ def _pinn_progress(description: str, total: int):
         yield callback
 
 
+def _method_params(method: str, *, steps, lr, loss, stop, tau, seed, warm_start_steps, refine_patterns, iterations,
+                   algorithm, prior, reg, wiener_w) -> dict:
+    """The method's parameters from the CLI options, validated before any work (ValueError if bad)."""
+    if refine_patterns and method != "pinn":
+        raise ValueError("--refine-patterns: only for --method pinn")
+    if method == "pinn":
+        from .recon.pinn import PINNConfig  # noqa: PLC0415
+
+        params = dict(steps=steps, lr=lr, loss=loss, stop=stop, seed=seed, warm_start_steps=warm_start_steps,
+                      tau=1.2 if tau is None else tau, refine_patterns=refine_patterns)
+        PINNConfig.from_params(params)
+        return params
+    if method == "iterative":
+        from .recon.iterative import check_params  # noqa: PLC0415
+
+        if prior is None:
+            prior = "tv" if algorithm == "fista" else "none"
+        params = dict(algorithm=algorithm, prior=prior, reg=reg, n_iter=iterations, stop=stop,
+                      tau=1.0 if tau is None else tau)
+        check_params(**params)
+        return params
+    if method == "wiener":
+        if wiener_w is None:
+            return {}
+        if not wiener_w > 0:
+            raise ValueError(f"--wiener-w: expected a positive number, got {wiener_w}")
+        return {"w": wiener_w}
+    return {}
+
+
 @app.command()
 def run(
     file: Path = typer.Argument(..., help="A cusim-sim HDF5 file; the result is added as /recon/<name>."),
-    method: str = typer.Option("widefield", "--method", "-m", help="widefield | pinn"),
+    method: str = typer.Option("widefield", "--method", "-m", help="widefield | wiener | iterative | pinn"),
     name: str = typer.Option(None, help="Name under /recon (default: the method)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing /recon/<name>."),
     tiff: Path = typer.Option(None, "--tiff", help="Also write the image as a float32 TIFF."),
     figure: Path = typer.Option(None, "--figure", help="Also write a PNG comparison figure."),
     crop: int = typer.Option(20, help="Border (fine px) left out of the metrics."),
+    estimate_patterns: bool = typer.Option(False, "--estimate-patterns",
+                                           help="wiener/iterative/pinn: estimate the sinusoidal patterns from the frames first."),
     steps: int = typer.Option(1000, help="pinn: optimisation steps (first time point)."),
     lr: float = typer.Option(1e-3, help="pinn: Adam learning rate (x0.9 every 50 steps)."),
     loss: str = typer.Option("mse", help="pinn: mse | ssim | pg | a weighted sum like mse+0.5*ssim."),
-    stop: str = typer.Option("discrepancy", help="pinn: max | plateau | discrepancy."),
-    tau: float = typer.Option(1.2, help="pinn: discrepancy stop at residual <= tau * sigma^2."),
+    stop: str = typer.Option("discrepancy", help="pinn: max | plateau | discrepancy; iterative: max | tol | discrepancy."),
+    tau: float = typer.Option(None, help="Discrepancy stop at residual <= tau * sigma^2 (pinn 1.2, iterative 1.0)."),
     seed: int = typer.Option(0, help="pinn: seed of the network's weights."),
     warm_start_steps: int = typer.Option(200, help="pinn: steps for each later time point (warm start)."),
+    refine_patterns: bool = typer.Option(False, "--refine-patterns",
+                                         help="pinn: learn the pattern phases, carriers and modulation too."),
     checkpoint_every: int = typer.Option(50, help="pinn: write a checkpoint every this many steps."),
     resume: bool = typer.Option(False, "--resume", help="pinn: continue an interrupted run from its checkpoint."),
+    iterations: int = typer.Option(100, help="iterative: most iterations."),
+    algorithm: str = typer.Option("fista", help="iterative: fista | rl (Richardson-Lucy)."),
+    prior: str = typer.Option(None, help="iterative: none | tv | hessian (default tv for fista, none for rl)."),
+    reg: float = typer.Option(0.002, help="iterative: prior weight relative to sigma * K."),
+    wiener_w: float = typer.Option(None, "--wiener-w", help="wiener: the Wiener parameter (default 0.15)."),
 ) -> None:
     """Reconstruct a dataset and store the result with its provenance.
 
@@ -154,7 +193,6 @@ def run(
     from . import recon  # noqa: PLC0415
     from .backend import resolve_device  # noqa: PLC0415
     from .io import DatasetError, add_recon  # noqa: PLC0415
-    from .recon.pinn import PINNConfig  # noqa: PLC0415
     from .report import metrics_table, save_figure, save_tiff  # noqa: PLC0415
 
     ds = _load(file)
@@ -170,24 +208,31 @@ def run(
     for opt, target in (("--tiff", tiff), ("--figure", figure)):
         if target is not None and not target.parent.resolve().is_dir():
             fail(f"{opt}: folder {target.parent} does not exist")
-    params = {}
+    if estimate_patterns and method not in recon.PATTERN_METHODS:
+        fail(f"--estimate-patterns: method {method!r} uses no patterns")
+    if method in recon.PATTERN_METHODS and not ds.has_patterns() and not estimate_patterns:
+        fail(f"{file}: no /patterns and no /pattern_params; estimate them first: cusim estimate {file} "
+             f"(or add --estimate-patterns)")
     try:
+        params = _method_params(method, steps=steps, lr=lr, loss=loss, stop=stop, tau=tau, seed=seed,
+                                warm_start_steps=warm_start_steps, refine_patterns=refine_patterns,
+                                iterations=iterations, algorithm=algorithm, prior=prior, reg=reg, wiener_w=wiener_w)
+        if estimate_patterns:
+            params["estimate_patterns"] = True
         if method == "pinn":
-            if not ds.has_patterns():
-                fail(f"{file}: no /patterns and no /pattern_params; estimate them first: cusim estimate {file}")
-            params = dict(steps=steps, lr=lr, loss=loss, stop=stop, tau=tau, seed=seed,
-                          warm_start_steps=warm_start_steps)
-            PINNConfig.from_params(params)  # bad settings fail here, before any work
             ckpt = file.with_name(f".{file.name}.{name}.ckpt")
             with _pinn_progress(f"pinn {file.name}", steps) as callback:
                 res = recon.reconstruct(ds, method, device=device, checkpoint=ckpt, resume=resume,
                                         checkpoint_every=checkpoint_every, callback=callback, **params)
+        elif method == "iterative":
+            with _pinn_progress(f"{params['algorithm']} {file.name}", iterations, unit="it") as callback:
+                res = recon.reconstruct(ds, method, device=device, callback=callback, **params)
         else:
-            res = recon.reconstruct(ds, method, device=device)
+            res = recon.reconstruct(ds, method, device=device, **params)
     except ValueError as e:
         fail(str(e))
     table, metrics = metrics_table(ds, res.image, name, crop)
-    extra = {k: v for k, v in res.extra.items() if isinstance(v, (int, float, str))}
+    extra = {k: v for k, v in res.extra.items() if isinstance(v, (int, float, str)) or k == "pattern_params"}
     try:
         add_recon(file, name, res.to_recon(**extra, **({"metrics": metrics} if metrics else {})), force=force)
     except DatasetError as e:

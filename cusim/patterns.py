@@ -112,6 +112,14 @@ class SinusoidParams:
         return out
 
 
+def params_record(p: SinusoidParams) -> dict:
+    """The parameters as plain lists (JSON), e.g. for the provenance of a reconstruction."""
+    rec = {"k": p.k.tolist(), "phase": p.phase.tolist(), "modulation": p.modulation.tolist()}
+    if p.harmonics is not None:
+        rec["harmonics"] = p.harmonics.tolist()
+    return rec
+
+
 def _angles_phases(n_angles: int, n_phases: int, angle_offset_deg: float):
     for name, v in (("n_angles", n_angles), ("n_phases", n_phases)):
         if not isinstance(v, (int, np.integer)) or v < 1:

@@ -51,9 +51,12 @@ def image_metrics(ds: Dataset, image: np.ndarray, crop: int, norm: str = "minmax
     return out
 
 
-def metrics_table(ds: Dataset, image: np.ndarray, name: str, crop: int, norm: str = "minmax"):
+def metrics_table(ds: Dataset, image: np.ndarray, name: str, crop: int, norm: str = "lstsq"):
     """A rich table comparing ``image`` and the widefield image with the ground truth, plus the dict
-    of ``image``'s metrics; ``(None, None)`` without ground truth."""
+    of ``image``'s metrics; ``(None, None)`` without ground truth. The default ``lstsq`` maps each image
+    to the min-max normalised truth by its least-squares scale and offset (the project's quality
+    convention): reconstructions come in arbitrary units, and a Wiener image's ringing would skew a
+    min-max normalisation of the image itself."""
     from .recon.widefield import image as widefield  # noqa: PLC0415
 
     mine = image_metrics(ds, image, crop, norm)
@@ -62,7 +65,8 @@ def metrics_table(ds: Dataset, image: np.ndarray, name: str, crop: int, norm: st
     wf = np.stack([widefield(ds, t) for t in range(ds.T)]) if ds.is_series else widefield(ds)
     rows = [(name, mine)] if name == "widefield" else [(name, mine), ("widefield", image_metrics(ds, wf, crop, norm))]
     px = _fine_pixel_nm(ds)
-    table = Table(title=f"against /ground_truth ({norm} normalised, {crop} px border left out)")
+    how = "least-squares fit to the min-max normalised truth" if norm == "lstsq" else f"{norm} normalised"
+    table = Table(title=f"against /ground_truth ({how}, {crop} px border left out)")
     for col in ("image", "PSNR dB", "SSIM", "NRMSE", "FRC 1/7 cut-off"):
         table.add_column(col, justify="right" if col != "image" else "left")
     for label, m in rows:

@@ -7,6 +7,7 @@ time points of a dataset ((H, W) or (T, H, W)); this module times the work and r
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import importlib
 import time
@@ -17,8 +18,11 @@ import numpy as np
 from .. import __version__
 from ..backend import device_name, resolve_device
 from ..io import Dataset, Recon
+from ..patterns import params_record
 
-METHODS = ("widefield", "pinn")
+METHODS = ("widefield", "wiener", "iterative", "pinn")
+# methods that use the illumination patterns (and can have them estimated first)
+PATTERN_METHODS = ("wiener", "iterative", "pinn")
 # keyword arguments that steer a run but do not change its result: not recorded as parameters
 _OPERATIONAL = ("callback", "checkpoint", "checkpoint_every", "resume")
 
@@ -49,19 +53,40 @@ class Result:
         return Recon(np.asarray(self.image, dtype=np.float32), attrs, self.loss)
 
 
-def reconstruct(dataset: Dataset, method: str = "widefield", *, device: str = "auto", **params) -> Result:
+def with_estimated_patterns(dataset: Dataset, **options) -> tuple[Dataset, object]:
+    """A copy of ``dataset`` whose patterns are the sinusoidal parameters estimated from its frames
+    (:func:`cusim.estimate.estimate_dataset`), and the estimate itself."""
+    from ..estimate import estimate_dataset  # noqa: PLC0415
+
+    est = estimate_dataset(dataset, **options)
+    return dataclasses.replace(dataset, patterns=None, pattern_params=est.params, pattern_kind="estimated"), est
+
+
+def reconstruct(dataset: Dataset, method: str = "widefield", *, device: str = "auto",
+                estimate_patterns: bool = False, **params) -> Result:
     """Reconstruct every time point of ``dataset`` with ``method``; returns a :class:`Result`.
 
     ``params`` go to the method (see ``cusim.recon.<method>.reconstruct``), e.g. ``steps=500`` for the PINN.
+    ``estimate_patterns`` first replaces the dataset's patterns by those estimated from its frames.
     """
     if method not in METHODS:
         raise ValueError(f"method: expected one of {list(METHODS)}, got {method!r}")
+    if estimate_patterns and method not in PATTERN_METHODS:
+        raise ValueError(f"estimate_patterns: method {method!r} uses no patterns")
     dev = resolve_device(device)
     fn = importlib.import_module(f"{__name__}.{method}").reconstruct
     t0 = time.perf_counter()
+    estimated = None
+    if estimate_patterns:
+        dataset, est = with_estimated_patterns(dataset)
+        estimated = params_record(est.params)
     image, info = fn(dataset, device=dev, **params)
     runtime = time.perf_counter() - t0
     recorded = {k: v for k, v in params.items() if k not in _OPERATIONAL}
+    if estimate_patterns:
+        recorded["estimate_patterns"] = True
     extra = {k: v for k, v in info.items() if k != "loss"}
+    if estimated is not None:
+        extra.setdefault("pattern_params", estimated)
     return Result(np.asarray(image, dtype=np.float32), method, recorded, device_name(dev), runtime,
                   info.get("loss"), extra)

@@ -19,6 +19,7 @@ import torch
 
 from .._files import atomic_target
 from ..noise import estimate_sigma
+from ..patterns import SinusoidParams, params_record
 from ..torch_ops import sim_forward
 from .losses import DataLoss, parse_loss, prior
 from .widefield import upsample_cubic
@@ -51,14 +52,18 @@ class PINNConfig:
     input: str = "upsampled"  # "upsampled" (K channels) | "widefield" (1 channel)
     seed: int = 0
     warm_start_steps: int = 200  # time series: steps for frames after the first
+    refine_patterns: bool = False  # learn k (per carrier), phase (per frame), modulation (per carrier)
+    refine_start: int = 100  # ... from this step on (the object must take shape first)
+    pattern_lr: float = 3e-3  # Adam rate of the pattern corrections (radians; 1e-3 cycles/px for k)
 
     def __post_init__(self):
-        ints = {"steps": 1, "lr_every": 1, "patience": 1, "width": 1, "depth": 0, "warm_start_steps": 1}
+        ints = {"steps": 1, "lr_every": 1, "patience": 1, "width": 1, "depth": 0, "warm_start_steps": 1,
+                "refine_start": 0}
         for name, lo in ints.items():
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ValueError(f"{name}: expected an integer >= {lo}, got {v!r}")
-        for name in ("lr", "lr_decay", "tau", "stall"):
+        for name in ("lr", "lr_decay", "tau", "stall", "pattern_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: expected a positive number, got {getattr(self, name)!r}")
         if self.reg_weight < 0:
@@ -90,6 +95,7 @@ class PINNRun:
     stop_reason: str
     sigma: float
     state: dict = field(repr=False, default_factory=dict)
+    pattern_params: SinusoidParams | None = None  # the refined patterns (``refine_patterns``)
 
 
 def network_input(frames: np.ndarray, upsample: int, kind: str) -> np.ndarray:
@@ -136,8 +142,12 @@ def _save_checkpoint(path: Path, payload: dict) -> None:
 
 def optimise(frames: np.ndarray, op, cfg: PINNConfig, *, steps: int | None = None, init_state: dict | None = None,
              checkpoint: Path | None = None, checkpoint_every: int = 100, resume: bool = False,
-             callback=None) -> PINNRun:
+             callback=None, pattern_params: SinusoidParams | None = None, blur=None) -> PINNRun:
     """Fit the U-Net to ``frames`` (K, h, w) through ``op``; ``steps`` overrides ``cfg.steps``.
+
+    With ``cfg.refine_patterns`` the frames are modelled as ``blur(I_k . x)`` with learnable sinusoidal
+    patterns starting from ``pattern_params``; ``blur`` is the one-frame operator of ones (PSF and
+    binning only, same grid and pad as ``op``).
 
     ``init_state`` warm-starts the weights. With ``checkpoint`` the full optimiser state is written
     there every ``checkpoint_every`` steps; ``resume`` continues from it (same settings required) and
@@ -157,6 +167,14 @@ def optimise(frames: np.ndarray, op, cfg: PINNConfig, *, steps: int | None = Non
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_every, gamma=cfg.lr_decay)
     data_loss, stopper = DataLoss(cfg.loss, y, sigma, cfg.gain), _Stopper(cfg)
+    pmodel = popt = None
+    if cfg.refine_patterns:
+        from ._pinn_patterns import PatternModel  # noqa: PLC0415
+
+        if pattern_params is None or blur is None:
+            raise ValueError("refine_patterns: needs sinusoidal pattern parameters and the blur operator")
+        pmodel = PatternModel(pattern_params, op.shape, dev)
+        popt = torch.optim.Adam(pmodel.parameters(), lr=cfg.pattern_lr)
     losses, mses, start, reason = [], [], 0, None
     settings = {**dataclasses.asdict(cfg), "steps": steps}
     if resume and checkpoint is not None and Path(checkpoint).exists():
@@ -167,13 +185,21 @@ def optimise(frames: np.ndarray, op, cfg: PINNConfig, *, steps: int | None = Non
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
         losses, mses, start = ck["loss"], ck["mse"], ck["step"]
+        if pmodel is not None:
+            pmodel.load_state_dict(ck["patterns"])
+            popt.load_state_dict(ck["popt"])
         stopper.best, stopper.best_step = ck["stopper"]
         torch.set_rng_state(ck["rng"])
     x = None
     for step in range(start, steps):
         opt.zero_grad(set_to_none=True)
         x = net(inp)[0, 0]
-        loss, mse = data_loss(sim_forward(x, op))
+        if pmodel is None:
+            pred = sim_forward(x, op)
+        else:
+            popt.zero_grad(set_to_none=True)
+            pred = sim_forward(pmodel() * x, blur)[:, 0]
+        loss, mse = data_loss(pred)
         if cfg.reg != "none" and cfg.reg_weight > 0:
             loss = loss + cfg.reg_weight * prior(x, cfg.reg)
         losses.append(float(loss.detach()))
@@ -184,13 +210,16 @@ def optimise(frames: np.ndarray, op, cfg: PINNConfig, *, steps: int | None = Non
         loss.backward()
         opt.step()
         sched.step()
+        if pmodel is not None and step >= cfg.refine_start:
+            popt.step()
         if callback is not None:
             callback(step + 1, steps, losses[-1], mse)
         if checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             _save_checkpoint(Path(checkpoint), {
                 "settings": settings, "model": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                 "loss": losses, "mse": mses, "step": step + 1, "stopper": (stopper.best, stopper.best_step),
-                "rng": torch.get_rng_state()})
+                "rng": torch.get_rng_state(),
+                **({} if pmodel is None else {"patterns": pmodel.state_dict(), "popt": popt.state_dict()})})
     if reason is None:
         with torch.no_grad():  # the image after the last update
             x = net(inp)[0, 0]
@@ -199,15 +228,31 @@ def optimise(frames: np.ndarray, op, cfg: PINNConfig, *, steps: int | None = Non
         Path(checkpoint).unlink(missing_ok=True)
     image = x.detach().cpu().numpy().astype(np.float32)
     return PINNRun(image, np.asarray(losses), np.asarray(mses), len(losses), reason, sigma,
-                   {k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
+                   {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+                   None if pmodel is None else pmodel.params())
+
+
+def _refine_setup(dataset, op):
+    """Starting parameters (stored, or fitted to stored pattern arrays) and the blur operator."""
+    params = dataset.pattern_params
+    if params is None:
+        from ..estimate import params_from_patterns  # noqa: PLC0415
+
+        params = params_from_patterns(dataset.get_patterns())
+    from ..operators import SIMOperator  # noqa: PLC0415
+
+    blur = SIMOperator(np.ones((1, *dataset.fine_shape), np.float32), dataset.optics(), dataset.upsample,
+                       pad=op.pad, device=op.device)
+    return params, blur
 
 
 def reconstruct(dataset, *, device: str = "cpu", pad: int | None = None, checkpoint: Path | None = None,
                 checkpoint_every: int = 100, resume: bool = False, callback=None, **params):
     """PINN reconstruction of every time point of ``dataset``; later frames warm-start from the
-    previous one's weights with ``warm_start_steps`` steps. Returns ``(image, info)``."""
+    previous one's weights (and refined patterns) with ``warm_start_steps`` steps. Returns ``(image, info)``."""
     cfg = PINNConfig.from_params(params)
     op = dataset.operator(pad=pad, device=device)
+    pparams, blur = _refine_setup(dataset, op) if cfg.refine_patterns else (None, None)
     images, losses, reasons, state = [], [], [], None
     total = cfg.steps + (dataset.T - 1) * cfg.warm_start_steps
     done = 0
@@ -216,11 +261,15 @@ def reconstruct(dataset, *, device: str = "cpu", pad: int | None = None, checkpo
         cb = None if callback is None else (lambda s, _n, l, m, d=done: callback(d + s, total, l, m))
         run = optimise(dataset.frames(t), op, cfg, steps=steps, init_state=state, callback=cb,
                        checkpoint=checkpoint if t == 0 else None, checkpoint_every=checkpoint_every,
-                       resume=resume and t == 0)
+                       resume=resume and t == 0, pattern_params=pparams, blur=blur)
         images.append(run.image)
         losses.append(run.loss)
         reasons.append(run.stop_reason)
         state, done = run.state, done + steps
+        pparams = run.pattern_params or pparams
     image = np.stack(images) if dataset.is_series else images[0]
-    return image, {"loss": np.concatenate(losses), "stop_reason": "; ".join(reasons), "sigma": run.sigma,
-                   "steps_run": int(sum(len(v) for v in losses))}
+    info = {"loss": np.concatenate(losses), "stop_reason": "; ".join(reasons), "sigma": run.sigma,
+            "steps_run": int(sum(len(v) for v in losses))}
+    if pparams is not None:
+        info["pattern_params"] = params_record(pparams)
+    return image, info

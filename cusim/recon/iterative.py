@@ -1,0 +1,108 @@
+"""Iterative reconstruction with the toolkit's autodiff-free solvers (:mod:`cusim.optim`) on the SIM operator.
+
+``fista`` (default) solves non-negative least squares with an optional TV or Hessian prior and refits
+per-frame gain and offset as it goes (real frames come in arbitrary units with a camera offset);
+``rl`` is multi-frame Richardson-Lucy on the frames with gain and offset removed (both taken from 20
+FISTA steps of non-negative least squares, since a percentile of a crowded field is no offset).
+
+Stopping matters more than the prior: run to convergence, least squares fits the noise (on the paper's
+SIM/microtubules sample 1 the PSNR peaks at 32.7 dB after ~25 FISTA steps and falls to 30.8 dB by 100).
+The default stop is the discrepancy principle: the first iterate whose residual mean square reaches
+``tau`` times the noise variance, estimated from the frames' out-of-band spectrum (:mod:`cusim.noise`).
+The prior's weight ``reg`` is relative: ``lam = reg * sigma * K``, so it follows the data's units.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import to_numpy, xp_for
+from ..noise import estimate_sigma
+from ..optim import fista, hessian_norm, richardson_lucy, tv
+
+ALGORITHMS = ("fista", "rl")
+PRIORS = ("none", "tv", "hessian")
+STOPS = ("max", "tol", "discrepancy")
+
+
+def check_params(algorithm: str = "fista", prior: str = "tv", reg: float = 0.002, n_iter: int = 100,
+                 stop: str = "discrepancy", tau: float = 1.0, tol: float = 1e-5) -> None:
+    """Raise one clear ValueError for a bad setting (before any work)."""
+    for name, v, allowed in (("algorithm", algorithm, ALGORITHMS), ("prior", prior, PRIORS), ("stop", stop, STOPS)):
+        if v not in allowed:
+            raise ValueError(f"iterative: {name}: expected one of {allowed}, got {v!r}")
+    if isinstance(n_iter, bool) or not isinstance(n_iter, (int, np.integer)) or n_iter < 1:
+        raise ValueError(f"iterative: n_iter: expected an integer >= 1, got {n_iter!r}")
+    for name, v in (("reg", reg), ("tau", tau), ("tol", tol)):
+        if not (np.isfinite(v) and v >= 0):
+            raise ValueError(f"iterative: {name}: expected a number >= 0, got {v!r}")
+    if algorithm == "rl" and prior != "none":
+        raise ValueError("iterative: algorithm 'rl' has no prior; use --prior none or algorithm fista")
+
+
+def solve(frames: np.ndarray, op, *, algorithm: str = "fista", prior: str = "tv", reg: float = 0.002,
+          n_iter: int = 100, stop: str = "discrepancy", tau: float = 1.0, tol: float = 1e-5,
+          callback=None) -> dict:
+    """Reconstruct one stack ``frames`` (K, h, w) with ``op``; returns the image and what happened.
+
+    ``callback(i, n_iter, loss, residual)`` reports progress (residual in units of sigma^2).
+    """
+    check_params(algorithm, prior, reg, n_iter, stop, tau, tol)
+    frames = np.asarray(frames, dtype=np.float32)
+    sigma, how = estimate_sigma(frames, op)
+    xp = xp_for(op.device)
+    y = xp.asarray(frames)
+    K, N = frames.shape[0], frames.size
+    lam = reg * sigma * K if prior != "none" else 0.0
+    penalty = {"tv": tv, "hessian": hessian_norm}.get(prior)
+    gain = offset = None
+    if algorithm == "rl":  # RL needs the camera offset removed: take gains and offsets from a short NNLS fit
+        pre = fista(op, y, n_iter=20, fit_gain_offset=True, refit_every=5, tol=0.0)
+        gain, offset = pre.gain, pre.offset
+        a = xp.asarray(gain, dtype=y.dtype)[:, None, None]
+        b = xp.asarray(offset, dtype=y.dtype)[:, None, None]
+    residuals: list[float] = []
+    state = {"reason": None}
+
+    def watch(i, x, loss):
+        if algorithm == "fista":
+            data = loss - (lam * float(penalty(x)) if penalty is not None and lam > 0 else 0.0)
+            res = 2 * data / N / sigma**2
+        else:  # the I-divergence is not a residual: one extra forward pass
+            r = a * op.forward(x) + b - y
+            res = float(xp.mean(r * r)) / sigma**2
+        residuals.append(res)
+        if callback is not None:
+            callback(i + 1, n_iter, float(loss), res)
+        if stop == "discrepancy" and res <= tau:
+            state["reason"] = f"discrepancy: residual {res:.3f} sigma^2 <= tau {tau:g}"
+            return True
+        return False
+
+    tol_used = tol if stop == "tol" else 0.0
+    if algorithm == "fista":
+        out = fista(op, y, n_iter=n_iter, prior=None if prior == "none" else prior, lam=lam,
+                    fit_gain_offset=True, tol=tol_used, callback=watch)
+    else:
+        out = richardson_lucy(op, (y - b) / a, n_iter=n_iter, tol=tol_used, callback=watch)
+    reason = state["reason"] or {"max_iter": f"max iterations ({n_iter})", "tol": f"relative change < {tol:g}",
+                                 "callback": "callback"}.get(out.stop, out.stop)
+    return {"image": to_numpy(out.x).astype(np.float32), "loss": np.asarray(out.loss), "residual": np.asarray(residuals),
+            "stop_reason": reason, "steps_run": int(out.n_iter), "sigma": sigma, "sigma_method": how,
+            "gain": np.asarray(out.gain if gain is None else gain),
+            "offset": np.asarray(out.offset if offset is None else offset)}
+
+
+def reconstruct(dataset, *, device: str = "cpu", pad: int | None = None, callback=None, **params):
+    """Every time point of ``dataset`` by :func:`solve`; returns ``(image, info)``.
+
+    Parameters: ``algorithm`` fista | rl, ``prior`` none | tv | hessian, ``reg`` (relative prior
+    weight), ``n_iter``, ``stop`` max | tol | discrepancy, ``tau``, ``tol``.
+    """
+    check_params(**params)
+    op = dataset.operator(pad=pad, device=device)
+    runs = [solve(dataset.frames(t), op, callback=callback, **params) for t in range(dataset.T)]
+    image = np.stack([r["image"] for r in runs]) if dataset.is_series else runs[0]["image"]
+    return image, {"loss": np.concatenate([r["loss"] for r in runs]),
+                   "stop_reason": "; ".join(r["stop_reason"] for r in runs),
+                   "steps_run": int(sum(r["steps_run"] for r in runs)), "sigma": runs[-1]["sigma"]}
