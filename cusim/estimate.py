@@ -1,0 +1,649 @@
+"""Parameter estimation of sinusoidal SIM illumination from the raw frames (or from pattern arrays).
+
+Real microscopes never give the patterns exactly: the carrier ``k`` of every angle, the phase of every
+frame and the modulation depth are measured from the data. Per angle (frames angle-major):
+
+1. **Band separation.** Frame ``p`` is ``s0 + sum_m exp(i m psi_p) b_m`` (orders m = +-1, +-2, ...);
+   the bands are separated over the phase axis with equidistant steps ``psi_p = 2 pi p / P`` (a DFT,
+   Gustafsson 2000), or by least squares with measured steps when these clearly differ (see 4).
+2. **Carrier search.** The cross-correlation map of the +1 band with the 0 band, both filtered by
+   ``H / (H^2 + 0.01)`` of the OTF ``H``, ``|FT[(F * b1) (F * s0)]|^2``, peaks at ``q = k``, also beyond
+   the detection OTF (TIRF). Its 20 strongest local maxima over the noise floor are candidates; the one
+   whose bands fit a carrier best (step 3's criterion) is taken if its significance ``|<B, A>| / std``
+   under noise alone reaches ``min_peak_snr``, else :class:`EstimationError` (pure noise gives 1-4).
+3. **Sub-pixel refinement.** Noise-free, the shifted band and the 0 band obey
+   ``A = H(f) B1(f + k) = c H(f + k) S0(f) = c B`` exactly (both are ``c H(f) H(f + k) X(f)``; the
+   OTF-weighted band comparison of Gustafsson 2000, Wicker et al. 2013, fairSIM). The two sides are
+   filtered in Fourier space, compared in real space on the interior of the field (no window, no
+   wrap-around) and their normalised correlation ``|<B, A>|^2 / (|A|^2 |B|^2)`` is maximised over
+   ``k`` (Nelder-Mead). The noise power that the correlation and the norms pick up is subtracted
+   (noise from the spectrum outside the OTF, :mod:`cusim.noise`); without that step noise biases
+   ``|k|`` low. The shift is a phase ramp on the CAMERA pixel centres ``s i + (s - 1) / 2``, so ``k``
+   and the phases come out in the FINE-grid convention of DESIGN section 2.
+4. **Phases, depth, harmonics.** ``c = (m / 2) exp(i phi)`` is the least-squares ratio of ``A`` to
+   ``B`` for the separated +1 band: ``phi`` is the absolute phase, ``2 |c|`` the modulation (clipped to
+   0..1); the other frames follow from the (nominal or measured) steps. Each frame's own correlation
+   with ``s0`` measures the steps; unequal steps (beyond 0.2 rad) trigger a re-separation. With
+   ``order=2`` the +2 band against the +1 band at the shift ``k`` gives the 2nd-harmonic amplitude.
+
+Without an OTF the cut-off is measured from the widefield spectrum (where it meets the noise floor)
+and the ideal widefield OTF of that cut-off stands in: carriers stay good, phases and depths are rougher.
+
+:func:`params_from_patterns` fits ``a + sum_j A_j cos(2 pi j k.r + psi_j)`` to known pattern arrays.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage, optimize
+from scipy.signal import windows
+
+from ._files import atomic_target
+from .io import DatasetError
+from .noise import immerkaer_sigma, spectral_sigma
+from .optics import Widefield, validate_psf
+from .patterns import SinusoidParams
+
+__all__ = ["EstimateResult", "EstimationError", "estimate_dataset", "estimate_params", "params_from_patterns"]
+
+DEFAULT_COUNTS = {9: (3, 3), 15: (3, 5), 25: (5, 5)}
+MIN_PEAK_SNR = 10.0
+MIN_FIT = 0.1
+PHASE_STEP_TOL = 0.2
+
+
+class EstimationError(ValueError):
+    """The illumination could not be estimated; the message says what was wrong and what was expected."""
+
+
+# -- small helpers ---------------------------------------------------------------------------------------
+def _counts(K: int, n_angles, n_phases) -> tuple[int, int]:
+    if n_angles is None and n_phases is None:
+        if K not in DEFAULT_COUNTS:
+            raise EstimationError(f"frames: {K} frames; give n_angles and n_phases (defaults exist only for "
+                                  f"K = {', '.join(f'{k} ({a} x {p})' for k, (a, p) in DEFAULT_COUNTS.items())})")
+        return DEFAULT_COUNTS[K]
+    if n_angles is None:
+        n_angles = K // n_phases if n_phases else 0
+    if n_phases is None:
+        n_phases = K // n_angles if n_angles else 0
+    if n_angles < 1 or n_phases < 1 or n_angles * n_phases != K:
+        raise EstimationError(f"frames: {K} frames, expected n_angles * n_phases = {n_angles} * {n_phases}")
+    return int(n_angles), int(n_phases)
+
+
+def _stack(frames, name: str = "frames") -> np.ndarray:
+    a = np.asarray(frames)
+    if a.ndim != 3 or min(a.shape) < 1:
+        raise EstimationError(f"{name}: expected an array (K, h, w), got shape {a.shape}")
+    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise EstimationError(f"{name}: expected real numbers, got dtype {a.dtype}")
+    a = a.astype(np.float64)
+    if not np.all(np.isfinite(a)):
+        raise EstimationError(f"{name}: contains NaN or Inf")
+    return a
+
+
+def _box(f: np.ndarray, s: int) -> np.ndarray:
+    """Transfer function of the mean over ``s`` fine pixels at frequency ``f`` (cycles per fine pixel)."""
+    out = np.ones_like(f)
+    nz = np.abs(np.sin(np.pi * f)) > 1e-12
+    out[nz] = np.sin(np.pi * s * f[nz]) / (s * np.sin(np.pi * f[nz]))
+    return out
+
+
+def _abs2(z: np.ndarray) -> np.ndarray:
+    return z.real ** 2 + z.imag ** 2
+
+
+def _dot(x: np.ndarray, y: np.ndarray) -> complex:
+    """``sum(conj(x) y)`` (np.vdot goes through BLAS, which is needlessly slow on small arrays)."""
+    return complex((np.conj(x) * y).sum())
+
+
+def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` in row blocks small enough for single-threaded BLAS: these products are tiny, and a
+    multithreaded BLAS on a busy machine makes them a hundred times slower."""
+    rows = max(1, 32768 // max(a.shape[-1] * b.shape[-1], 1))
+    if a.shape[0] <= rows:
+        return a @ b
+    return np.concatenate([a[i:i + rows] @ b for i in range(0, a.shape[0], rows)])
+
+
+def _wrap(a):
+    return np.angle(np.exp(1j * np.asarray(a)))
+
+
+class _Transfer:
+    """OTF x camera-pixel box on the camera DFT grid, shifted by ``k`` (cycles per fine pixel).
+
+    Camera frequency ``f`` (cycles per camera pixel) is fine frequency ``f / s``. ``otf`` is a fine-grid
+    PSF array, a :class:`~cusim.optics.Widefield`, or a cut-off in cycles per fine pixel (ideal OTF).
+    """
+
+    def __init__(self, otf, s: int, shape: tuple[int, int]):
+        self.s = s
+        self.fy, self.fx = np.fft.fftfreq(shape[0]) / s, np.fft.fftfreq(shape[1]) / s
+        self.psf = None
+        if isinstance(otf, Widefield):
+            self.cutoff = otf.cutoff(s)
+        elif np.ndim(otf) == 0:
+            self.cutoff = float(otf)
+        else:
+            try:
+                self.psf = validate_psf(otf, "otf")
+            except ValueError as e:
+                raise EstimationError(str(e)) from None
+            n, m = self.psf.shape
+            self.cy, self.cx = np.arange(n) - n // 2, np.arange(m) - m // 2
+        if self.psf is not None:  # cut-off in cycles per camera pixel: where the OTF falls below 1 %
+            r = np.hypot(*np.meshgrid(np.fft.fftfreq(shape[0]), np.fft.fftfreq(shape[1]), indexing="ij"))
+            self.cutoff_cam = float(r[np.abs(self()) > 0.01].max())
+        else:
+            self.cutoff_cam = self.cutoff * s
+        # interior margin (camera pixels) beyond which the circular filtering cannot reach
+        if self.psf is not None:
+            self.margin = int(np.ceil(max(self.psf.shape) // 2 / s)) + 1
+        else:  # three Airy radii 1.22 / cutoff
+            self.margin = int(np.ceil(3 * 1.22 / (self.cutoff * s))) + 1
+
+    def __call__(self, k=(0.0, 0.0)) -> np.ndarray:
+        fy, fx = self.fy + k[0], self.fx + k[1]
+        box = np.outer(_box(fy, self.s), _box(fx, self.s))
+        if self.psf is None:
+            q = np.minimum(np.hypot(fy[:, None], fx[None, :]) / self.cutoff, 1.0)
+            return (2 / np.pi) * (np.arccos(q) - q * np.sqrt(1 - q * q)) * box
+        ey = np.exp(-2j * np.pi * np.outer(fy, self.cy))
+        ex = np.exp(-2j * np.pi * np.outer(self.cx, fx))
+        return _mm(_mm(ey, self.psf), ex) * box
+
+
+def _cutoff_from_spectrum(img: np.ndarray, s: int) -> float:
+    """OTF cut-off (cycles per fine pixel) where the radial power spectrum of ``img`` meets its noise floor."""
+    h, w = img.shape
+    win = np.outer(windows.tukey(h, 0.25), windows.tukey(w, 0.25))
+    p = np.abs(np.fft.fft2((img - img.mean()) * win)) ** 2
+    r = np.hypot(np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :])
+    edges = np.linspace(0, 0.5, 65)
+    idx = np.digitize(r, edges) - 1
+    prof = np.array([np.median(p[idx == i]) if np.any(idx == i) else np.nan for i in range(64)])
+    floor = np.nanmedian(prof[-8:])
+    above = np.nonzero(prof > 3 * floor)[0]
+    fc = edges[above.max() + 1] if above.size else 0.5
+    return float(np.clip(fc, 0.05, 0.5)) / s
+
+
+def _noise_var(frames: np.ndarray, T0: np.ndarray) -> float:
+    sigma = spectral_sigma(frames, np.abs(T0) > 1e-3)
+    if sigma is None:
+        sigma = immerkaer_sigma(frames)
+    return float(sigma) ** 2
+
+
+def _tukey2(shape, alpha=0.25):
+    return np.outer(windows.tukey(shape[0], alpha), windows.tukey(shape[1], alpha))
+
+
+# -- the band correlation ----------------------------------------------------------------------------------
+class _Correlator:
+    """Compares the +j band shifted by ``k`` with the 0 band: ``A = H(f) Bj(f + k)``, ``B = H(f + k) S0(f)``.
+
+    Both sides are taken back to real space, cropped to the interior (``margin`` camera pixels from
+    the edges, where the circular filtering is exact) and their means removed. ``var_b`` and ``var_0``
+    are the per-pixel noise variances of the band and of ``s0``.
+    """
+
+    def __init__(self, band, s0, T: _Transfer, var_b: float, var_0: float):
+        h, w = s0.shape
+        s, m = T.s, min(T.margin, min(h, w) // 4)
+        self.band, self.S0, self.T, self.T0 = band, np.fft.fft2(s0), T, T()
+        self.T02 = _abs2(self.T0)
+        self.yc, self.xc = s * np.arange(h) + (s - 1) / 2, s * np.arange(w) + (s - 1) / 2
+        self.crop = (slice(m, h - m), slice(m, w - m))
+        self.var_b, self.var_0 = var_b, var_0
+
+    def sides(self, k):
+        ramp = np.outer(np.exp(-2j * np.pi * k[0] * self.yc), np.exp(-2j * np.pi * k[1] * self.xc))
+        Tk = self.T(k)
+        A = np.fft.ifft2(np.fft.fft2(self.band * ramp) * self.T0)[self.crop]
+        B = np.fft.ifft2(self.S0 * Tk)[self.crop]
+        return A - A.mean(), B - B.mean(), _abs2(Tk)
+
+    def _noise(self, A, B, Tk2) -> float:
+        """Variance of ``<B, A>`` from the noise of the band (in ``A``) and of ``s0`` (in ``B``)."""
+        def power(X, filt2):
+            full = np.zeros(filt2.shape, complex)
+            full[self.crop] = X
+            return float((filt2 * _abs2(np.fft.fft2(full))).sum()) / full.size
+        return self.var_b * power(B, self.T02) + self.var_0 * power(A, Tk2)
+
+    def zscore(self, k) -> float:
+        """``|<B, A>|`` over its standard deviation under noise alone: the significance of the carrier."""
+        A, B, Tk2 = self.sides(k)
+        return float(abs(_dot(B, A)) / np.sqrt(max(self._noise(A, B, Tk2), 1e-300)))
+
+    def score(self, k) -> float:
+        """Squared normalised correlation of the two sides with the noise they pick up removed from the
+        correlation and from the norms (at most 90 % of a norm): about 1 at the carrier at any SNR."""
+        A, B, Tk2 = self.sides(k)
+        num = abs(_dot(B, A)) ** 2 - self._noise(A, B, Tk2)
+        aa, bb = _abs2(A).sum(), _abs2(B).sum()
+        na = max(aa - self.var_b * A.size * self.T02.mean(), 0.1 * aa)
+        nb = max(bb - self.var_0 * B.size * Tk2.mean(), 0.1 * bb)
+        return num / max(na * nb, 1e-300)
+
+    def factor(self, k) -> complex:
+        """Least-squares ``c`` in ``A = c B``; the noise power is removed from ``|B|^2``, but at most half."""
+        A, B, Tk2 = self.sides(k)
+        bb = _abs2(B).sum()
+        nb = bb - self.var_0 * B.size * Tk2.mean()
+        return complex(_dot(B, A) / max(nb, 0.5 * bb, 1e-300))
+
+    def refine(self, k0, step: float) -> np.ndarray:
+        k0 = np.asarray(k0, float)
+        simplex = [k0, k0 + [step, 0.0], k0 + [0.0, step]]
+        res = optimize.minimize(lambda k: -self.score(k), k0, method="Nelder-Mead",
+                                options={"initial_simplex": simplex, "xatol": step * 1e-3, "fatol": np.inf})
+        return res.x
+
+
+def _candidates(band, s0, T: _Transfer, var_b: float, k_guess, n: int = 20):
+    """Up to ``n`` carrier candidates (cycles per fine pixel), the strongest local maxima of the band /
+    0-band cross-correlation map ``|FT[(F * b1) (F * s0) window]|^2`` over its noise floor, and that map
+    (fftshifted, for the figure). ``F = H / (H^2 + 0.01)`` inside the OTF support; the mean of ``s0``
+    is left out (it only adds the band's noise where ``k`` lies beyond the OTF)."""
+    h, w = s0.shape
+    s = T.s
+    H = np.abs(T())
+    F = np.where(H > 1e-3, H / (H * H + 0.01), 0.0)
+    fs0 = np.real(np.fft.ifft2(np.fft.fft2(s0 - s0.mean()) * F)) * _tukey2((h, w))
+    M = _abs2(np.fft.fft2(np.fft.ifft2(np.fft.fft2(band) * F) * fs0, s=(2 * h, 2 * w)))
+    Z = M / max(var_b * np.mean(F * F) * np.sum(fs0 * fs0), 1e-300)
+    fy, fx = np.fft.fftfreq(2 * h)[:, None], np.fft.fftfreq(2 * w)[None, :]
+    r = np.hypot(fy, fx)
+    allowed = (r > max(4.0 / min(h, w), 0.02, 0.15 * T.cutoff_cam)) & (r < 0.5)
+    if k_guess is not None:
+        kg = np.asarray(k_guess, float) * s
+        radius = max(3.0 / min(h, w), 0.1 * np.hypot(*kg))
+        allowed &= (np.hypot(fy - kg[0], fx - kg[1]) <= radius) | (np.hypot(fy + kg[0], fx + kg[1]) <= radius)
+    Z = np.where(allowed, Z, 0)
+    peaks = np.nonzero((Z == ndimage.maximum_filter(Z, 7, mode="wrap")) & (Z > 0))
+    if not peaks[0].size:
+        where = "near k_guess (cycles per fine pixel)" if k_guess is not None else "in the frames"
+        raise EstimationError(f"frames: nothing to take for a carrier {where}; expected structured-illumination "
+                              "frames with carriers below the camera Nyquist limit")
+    best = np.argsort(Z[peaks])[::-1][:n]
+    cands = [np.array([fy[peaks[0][i], 0], fx[0, peaks[1][i]]]) / s for i in best]
+    return cands, np.fft.fftshift(M).astype(np.float32)
+
+
+def _choose(corr: _Correlator, cands, min_peak_snr: float, label: str):
+    """The candidate that fits a carrier best: of those significant above the noise (z >= min_peak_snr),
+    the best band fit if any fits at least MIN_FIT; else, in the noise-dominated regime where the fit
+    is itself noise, the most significant one, unless it is so significant that its poor fit means
+    it is not a carrier (e.g. widefield frames with intensity changes)."""
+    z = np.array([corr.zscore(c) for c in cands])
+    fit = np.array([corr.score(c) for c in cands])
+    ok = z >= min_peak_snr
+    if ok.any() and (fit[ok] >= MIN_FIT).any():
+        i = int(np.argmax(np.where(ok & (fit >= MIN_FIT), fit, -np.inf)))
+    else:
+        i = int(np.argmax(z))
+    if not ok[i] or (fit[i] < MIN_FIT and z[i] >= 3 * min_peak_snr):
+        raise EstimationError(
+            f"{label}: no carrier peak stands out of the noise (the best candidate, at "
+            f"{np.hypot(*cands[i]) * corr.T.s:.3f} cycles per camera pixel, has significance {z[i]:.1f} and "
+            f"band fit {fit[i]:.2f}; expected significance >= {min_peak_snr:g}, and a fit >= {MIN_FIT:g} when "
+            f"it is >= {3 * min_peak_snr:g}); are these structured-illumination frames in angle-major order?")
+    return cands[i]
+
+
+def _circle_phases(z: np.ndarray):
+    """Angles of the points ``z`` seen from the centre of the circle through them (least squares), or
+    None when they are nearly collinear."""
+    A = np.stack([2 * z.real, 2 * z.imag, np.ones(len(z))], 1)
+    if np.linalg.cond(A) > 1e6:
+        return None
+    cx, cy, _ = np.linalg.lstsq(A, np.abs(z) ** 2, rcond=None)[0]
+    return np.angle(z - (cx + 1j * cy))
+
+
+def _mixing(psi: np.ndarray, n_orders: int) -> np.ndarray:
+    """Separation matrix W (2 n_orders + 1, P): bands [0, +1, .., +n, -1, .., -n] = W @ frames."""
+    orders = np.r_[0, np.arange(1, n_orders + 1), -np.arange(1, n_orders + 1)]
+    return np.linalg.pinv(np.exp(1j * np.outer(psi, orders)))
+
+
+def _frame_factors(dev: np.ndarray, bands: list) -> np.ndarray:
+    """Least squares ``dev_p = 2 Re(sum_j a_pj b_j)``; returns ``a`` (P, len(bands))."""
+    cols = []
+    for b in bands:
+        cols += [2 * b.real.ravel(), -2 * b.imag.ravel()]
+    A = np.stack(cols)  # normal equations with einsum: no multithreaded BLAS on these long, thin products
+    sol = np.linalg.solve(np.einsum("in,jn->ij", A, A), np.einsum("in,pn->ip", A, dev.reshape(len(dev), -1)))
+    return (sol[0::2] + 1j * sol[1::2]).T
+
+
+@dataclass
+class _Angle:
+    k: np.ndarray
+    phase: np.ndarray
+    modulation: float
+    peak_snr: float
+    harmonic: float
+    corr_map: np.ndarray
+    band_map: np.ndarray
+
+
+def _estimate_angle(d, T: _Transfer, var: float, order: int, k_guess, min_peak_snr: float, label: str) -> _Angle:
+    P, h, w = d.shape
+    mean = d.mean(axis=(1, 2), keepdims=True)
+    if np.all(mean > 0):  # equal frame intensities: flicker and bleaching would leak the 0 band into the others
+        d = d * (mean.mean() / mean)
+    nominal = 2 * np.pi * np.arange(P) / P
+    step = 0.3 / (T.s * min(h, w))
+    n_sep = max(order, (P - 1) // 2)  # separate every order the phases allow
+    var_b = var * np.sum(np.abs(_mixing(nominal, n_sep)[1]) ** 2)
+
+    def separate(psi):
+        W = _mixing(psi, n_sep)
+        bands = np.einsum("mp,pn->mn", W, d.reshape(P, -1)).reshape(-1, h, w)
+        s0 = bands[0].real
+        corr = _Correlator(bands[1], s0, T, var_b, var * np.sum(np.abs(W[0]) ** 2))
+        return W, s0, list(bands[1:1 + n_sep]), corr
+
+    W, s0, b, corr = separate(nominal)
+    cands, cmap = _candidates(b[0], s0, T, var_b, k_guess)
+    k = corr.refine(_choose(corr, cands, min_peak_snr, label), step)
+    # The phase steps. Frame p minus s0, shifted by k, against s0 gives C (u_p - lam): its +1 component
+    # u_p = exp(i psi_p) less the part lam = mean(u) that s0 took up (s0 is the plain mean of the frames
+    # when separated with equidistant steps). These points lie on a circle of radius |C| centred at
+    # -C lam; a circle fit gives psi_p, up to an error from the object's own correlation at 2 k (0.02 -
+    # 0.14 rad seen with equidistant steps) and the noise. So the nominal steps are kept unless the fitted
+    # ones differ by more than PHASE_STEP_TOL and 4 x their noise; then the bands are separated again.
+    frames = [_Correlator(d[p] - s0, s0, T, var, corr.var_0) for p in range(P)]
+    cp = np.array([c.factor(k) for c in frames])
+    tol = max(PHASE_STEP_TOL, 4 / max(min(c.zscore(k) for c in frames), 1e-3))
+    psi = _circle_phases(cp)
+    if psi is not None:
+        off = _wrap(psi - nominal)
+        if np.abs(_wrap(off - np.angle(np.exp(1j * off).mean()))).max() >= tol:
+            W, s0, b, corr = separate(psi)
+            k = corr.refine(k, step)
+    snr = corr.zscore(k)
+    a = _frame_factors(d - s0, b)
+    c1 = corr.factor(k)
+    harmonic = np.nan
+    if order == 2:  # band 2 against band 1 at the shift k: their ratio c2 / c1 = h2 exp(i phi_ref)
+        ratio = _Correlator(b[1], b[0], T, var * np.sum(np.abs(W[2]) ** 2), corr.var_b).factor(k)
+        harmonic = float(np.real(ratio * np.exp(-1j * np.angle(c1))))
+    band_map = np.fft.fftshift(np.abs(np.fft.fft2(b[0] * _tukey2((h, w)))) ** 2).astype(np.float32)
+    return _Angle(k, _wrap(np.angle(c1) + np.angle(a[:, 0])), float(np.clip(2 * abs(c1), 0, 1)), snr,
+                  harmonic, cmap, band_map)
+
+
+@dataclass
+class EstimateResult:
+    """Estimated illumination of one raw stack.
+
+    ``params`` holds all K frames (normalised: kx > 0, or ky > 0 if kx = 0). Per angle: ``k_camera``
+    (n_angles, 2) as (ky, kx) in cycles per CAMERA pixel, ``angle_deg`` (atan2(ky, kx), -90..90],
+    ``period_px`` in FINE pixels, ``modulation``, ``peak_snr`` (significance of the carrier: the band
+    correlation at ``k`` over its standard deviation under noise alone; pure noise gives 1-4) and
+    ``harmonic`` (relative 2nd-harmonic amplitude, NaN unless ``order=2``). ``phase`` (K,) are the
+    frame phases of the fine-grid formula, in radians. ``maps`` holds per angle the band
+    cross-correlation map and the +1 band power spectrum (fftshifted, for :meth:`figure`).
+    """
+
+    params: SinusoidParams
+    k_camera: np.ndarray
+    angle_deg: np.ndarray
+    period_px: np.ndarray
+    modulation: np.ndarray
+    peak_snr: np.ndarray
+    phase: np.ndarray
+    n_angles: int
+    n_phases: int
+    upsample: int
+    harmonic: np.ndarray
+    otf_source: str = ""
+    maps: list = field(default_factory=list, repr=False)
+
+    def summary(self) -> str:
+        """A short table: one line per angle, then the frame phases."""
+        lines = [f"{self.n_angles} angles x {self.n_phases} phases, upsample {self.upsample}, OTF: {self.otf_source}",
+                 "angle  ky (1/cam px)  kx (1/cam px)  period (fine px)  angle (deg)  modulation  peak SNR"
+                 + ("  2nd harmonic" if np.isfinite(self.harmonic).any() else "")]
+        for a in range(self.n_angles):
+            ky, kx = self.k_camera[a]
+            line = (f"{a + 1:5d}  {ky:13.5f}  {kx:13.5f}  {self.period_px[a]:16.3f}  {self.angle_deg[a]:11.3f}  "
+                    f"{self.modulation[a]:10.3f}  {self.peak_snr[a]:8.1f}")
+            if np.isfinite(self.harmonic[a]):
+                line += f"  {self.harmonic[a]:13.3f}"
+            lines.append(line)
+        ph = self.phase.reshape(self.n_angles, self.n_phases)
+        lines.append("phases (rad): " + "; ".join(" ".join(f"{v:+.3f}" for v in row) for row in ph))
+        return "\n".join(lines)
+
+    def figure(self, path) -> str:
+        """PNG per angle: log band cross-correlation map and log +1-band spectrum, carriers circled."""
+        os.environ.setdefault("MPLBACKEND", "Agg")
+        import matplotlib  # noqa: PLC0415, RUF100
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415, RUF100
+
+        n = self.n_angles
+        fig, axes = plt.subplots(2, n, figsize=(3.4 * n, 6.8), squeeze=False)
+        for a, (cmap, bmap) in enumerate(self.maps):
+            ky, kx = self.k_camera[a]
+            for row, (img, title) in enumerate(((cmap, "band x widefield correlation"), (bmap, "+1 band spectrum"))):
+                ax = axes[row, a]
+                ax.imshow(np.log10(img + img.max() * 1e-12), cmap="magma", extent=(-0.5, 0.5, 0.5, -0.5))
+                for sign in (1, -1):
+                    ax.add_patch(matplotlib.patches.Circle((sign * kx, sign * ky), 0.03, fill=False, color="cyan"))
+                ax.set_title(f"angle {a + 1}: {title}\n{self.angle_deg[a]:.2f} deg, period {self.period_px[a]:.2f} px, "
+                             f"m {self.modulation[a]:.2f}, SNR {self.peak_snr[a]:.0f}", fontsize=7)
+                ax.set_xlabel("kx (cycles / camera px)", fontsize=7)
+                ax.set_ylabel("ky", fontsize=7)
+                ax.tick_params(labelsize=6)
+        fig.tight_layout()
+        with atomic_target(path) as tmp:
+            fig.savefig(tmp, dpi=80, format="png")
+        plt.close(fig)
+        return str(path)
+
+
+# -- public entry points -----------------------------------------------------------------------------------
+def estimate_params(frames, *, upsample: int, n_angles: int | None = None, n_phases: int | None = None,
+                    otf=None, order: int = 1, k_guess=None, min_peak_snr: float = MIN_PEAK_SNR) -> EstimateResult:
+    """Estimate carriers, phases and modulation of sinusoidal SIM patterns from raw frames.
+
+    Parameters
+    ----------
+    frames : array (K, h, w)
+        Raw frames on the camera grid, angle-major (frames ``a * n_phases .. a * n_phases + n_phases - 1``
+        are angle ``a``); any gain and a common offset are allowed.
+    upsample : int
+        Fine-grid factor ``s`` of the reconstruction; results are in cycles per FINE pixel.
+    n_angles, n_phases : int, optional
+        Default from K: 9 -> 3 x 3, 15 -> 3 x 5, 25 -> 5 x 5; otherwise required.
+    otf : ndarray or Widefield, optional
+        Fine-grid PSF array or :class:`~cusim.optics.Widefield`. Without it the cut-off is measured from
+        the widefield spectrum and an ideal OTF of that cut-off is used (modulation then approximate).
+    order : {1, 2}
+        2 also estimates the relative amplitude of the 2nd harmonic (saturated / nonlinear SIM, needs
+        ``n_phases >= 5``); it is stored as ``params.harmonics`` (K, 1).
+    k_guess : array (n_angles, 2) or (2,), optional
+        Approximate carriers (ky, kx) in cycles per fine pixel; the search stays within 10 % (at least
+        3 frequency bins) of +-k_guess. In so small a region pure noise stays below about 4, so a lower
+        ``min_peak_snr`` is safe there.
+    min_peak_snr : float
+        Minimum significance of every carrier (``EstimateResult.peak_snr``; pure noise gives 1-4). A
+        candidate that is very significant (3 x this) but fits a carrier poorly is refused too.
+
+    Returns
+    -------
+    EstimateResult
+
+    Raises
+    ------
+    EstimationError
+        Bad shapes or counts, or no carrier peak stands out of the noise for some angle.
+    """
+    d = _stack(frames)
+    K, h, w = d.shape
+    if isinstance(upsample, bool) or not isinstance(upsample, (int, np.integer)) or not 1 <= upsample <= 8:
+        raise EstimationError(f"upsample: expected an integer 1..8, got {upsample!r}")
+    s = int(upsample)
+    nA, nP = _counts(K, n_angles, n_phases)
+    if order not in (1, 2):
+        raise EstimationError(f"order: expected 1 (linear SIM) or 2 (with a 2nd harmonic), got {order!r}")
+    if nP < 2 * order + 1:
+        raise EstimationError(f"n_phases: {nP} phases cannot separate the orders up to {order}; "
+                              f"expected at least {2 * order + 1}")
+    if min(h, w) < 16:
+        raise EstimationError(f"frames: {h} x {w} pixels is too small to find a carrier; expected at least 16 x 16")
+    if k_guess is not None:
+        k_guess = np.broadcast_to(np.asarray(k_guess, dtype=np.float64), (nA, 2))
+    if otf is None:
+        T = _Transfer(_cutoff_from_spectrum(d.mean(axis=0), s), s, (h, w))
+        source = f"ideal, cut-off {T.cutoff * s:.3f} cycles/camera px measured from the widefield spectrum"
+    else:
+        T = _Transfer(otf, s, (h, w))
+        source = "PSF array" if T.psf is not None else f"ideal widefield, cut-off {T.cutoff * s:.3f} cycles/camera px"
+    d /= max(float(np.abs(d).mean()), 1e-30)  # unit scale keeps the correlation sums finite
+    var = _noise_var(d, T())
+    angles = [_estimate_angle(d[a * nP:(a + 1) * nP], T, var, order,
+                              None if k_guess is None else k_guess[a], min_peak_snr, f"angle {a + 1} of {nA}")
+              for a in range(nA)]
+    k = np.repeat([r.k for r in angles], nP, axis=0)
+    mod = np.array([r.modulation for r in angles])
+    harm = np.array([r.harmonic for r in angles])
+    params = SinusoidParams(k, np.concatenate([r.phase for r in angles]), np.repeat(np.minimum(mod, 1), nP),
+                            None if order == 1 else np.repeat(harm, nP)[:, None]).normalised()
+    kn = params.k[::nP]
+    return EstimateResult(params=params, k_camera=kn * s, angle_deg=np.degrees(np.arctan2(kn[:, 0], kn[:, 1])),
+                          period_px=1 / np.hypot(kn[:, 0], kn[:, 1]), modulation=mod,
+                          peak_snr=np.array([r.peak_snr for r in angles]), phase=params.phase, n_angles=nA,
+                          n_phases=nP, upsample=s, harmonic=harm, otf_source=source,
+                          maps=[(r.corr_map, r.band_map) for r in angles])
+
+
+def estimate_dataset(ds, t: int = 0, **kw) -> EstimateResult:
+    """:func:`estimate_params` on time point ``t`` of a :class:`~cusim.io.Dataset`.
+
+    ``upsample`` and the OTF (``ds.optics()``, if the dataset has a PSF or optics attributes) come from
+    the dataset, and so do ``n_angles`` / ``n_phases`` when it records ``angles`` / ``phases``
+    (``cusim import stack``); keywords override them.
+    """
+    if not 0 <= t < ds.T:
+        raise EstimationError(f"t: time point {t} out of range 0..{ds.T - 1}")
+    kw.setdefault("upsample", ds.upsample)
+    if "otf" not in kw:
+        try:
+            kw["otf"] = ds.optics()
+        except DatasetError:
+            kw["otf"] = None
+    if "n_angles" not in kw and "n_phases" not in kw and "angles" in ds.attrs and "phases" in ds.attrs:
+        kw["n_angles"], kw["n_phases"] = int(ds.attrs["angles"]), int(ds.attrs["phases"])
+    return estimate_params(ds.frames(t), **kw)
+
+
+# -- known patterns ----------------------------------------------------------------------------------------
+def _periodogram_peak(q: np.ndarray, k0, n_iter: int = 30) -> np.ndarray:
+    """Newton ascent of ``sum_n |sum_r q_n(r) exp(-2 pi i k.r)|^2`` from ``k0`` (r the integer pixel index)."""
+    n, H, W = q.shape
+    y, x = np.arange(H, dtype=np.float64), np.arange(W, dtype=np.float64)
+    ay, ax = -2j * np.pi * y, -2j * np.pi * x
+    k = np.asarray(k0, dtype=np.float64).copy()
+    max_step = 0.5 / max(H, W)
+    for _ in range(n_iter):
+        ey, ex = np.exp(ay * k[0]), np.exp(ax * k[1])
+        Ey, Ex = np.stack([ey, ay * ey, ay * ay * ey]), np.stack([ex, ax * ex, ax * ax * ex])
+        qx = _mm(q.reshape(n * H, W), Ex.T).reshape(n, H, 3)
+        m = np.einsum("ah,nhb->nab", Ey, qx)  # m[:, a, b] = d^a/dky^a d^b/dkx^b of the sum
+        F, G = m[:, 0, 0], np.stack([m[:, 1, 0], m[:, 0, 1]], 1)
+        Hf = np.stack([np.stack([m[:, 2, 0], m[:, 1, 1]], 1), np.stack([m[:, 1, 1], m[:, 0, 2]], 1)], 1)
+        g = 2 * np.real(np.conj(F)[:, None] * G).sum(0)
+        hess = 2 * np.real(np.conj(G)[:, :, None] * G[:, None, :] + np.conj(F)[:, None, None] * Hf).sum(0)
+        ev = np.linalg.eigvalsh(hess)
+        step = -np.linalg.solve(hess, g) if ev.max() < 0 else g / max(np.abs(ev).max(), 1e-300)
+        size = np.hypot(*step)
+        if size > max_step:
+            step *= max_step / size
+        k += step
+        if size < 1e-12:
+            break
+    return k
+
+
+def _fit_orders(p: np.ndarray, k, J: int) -> np.ndarray:
+    """Least squares ``p = sum_{j=-J..J} z_j exp(i j 2 pi k.r)`` (separable sums); returns z_0..z_J."""
+    H, W = p.shape
+    y, x = np.arange(H), np.arange(W)
+    js = np.arange(-J, J + 1)
+    ey = np.exp(2j * np.pi * k[0] * np.outer(js, y))  # (2J+1, H)
+    ex = np.exp(2j * np.pi * k[1] * np.outer(js, x))
+    rhs = np.einsum("jh,hw,jw->j", np.conj(ey), p, np.conj(ex))
+    d = js[None, :] - js[:, None]  # Gram <e_j, e_l> = sum exp(i (l - j) theta)
+    gy = np.exp(2j * np.pi * k[0] * np.multiply.outer(d, y)).sum(-1)
+    gx = np.exp(2j * np.pi * k[1] * np.multiply.outer(d, x)).sum(-1)
+    z = np.linalg.solve(gy * gx, rhs)
+    return z[J:]
+
+
+def params_from_patterns(patterns, *, n_angles: int | None = None, n_phases: int | None = None,
+                         max_harmonics: int = 8, harmonic_tol: float = 0.01) -> SinusoidParams:
+    """Fit the sinusoidal parameters (DESIGN section 2) to known patterns on the fine grid.
+
+    Parameters
+    ----------
+    patterns : array (K, H, W)
+        Illumination patterns, any offset and scale (e.g. 8-bit PNGs, min-max scaled).
+    n_angles, n_phases : int, optional
+        Frames of one angle (angle-major) share one carrier, fitted to all of them; defaults from K as in
+        :func:`estimate_params`, and each frame on its own for other K.
+    max_harmonics : int
+        Highest harmonic order fitted is ``max_harmonics + 1`` (and below the Nyquist limit).
+    harmonic_tol : float
+        Harmonics are reported up to the highest order whose relative amplitude exceeds this in any frame;
+        ``harmonics`` is None when none does.
+
+    Returns
+    -------
+    SinusoidParams
+        Normalised (kx > 0, or ky > 0 if kx = 0). Per frame ``a + sum_j A_j cos(j theta + psi_j)`` gives
+        ``modulation = A_1 / a`` clipped to 1 and ``harmonics[:, j-2] = A_j cos(psi_j - j phi) / A_1``.
+    """
+    p = _stack(patterns, "patterns")
+    K, H, W = p.shape
+    if min(H, W) < 8:
+        raise EstimationError(f"patterns: {H} x {W} pixels is too small; expected at least 8 x 8")
+    if n_angles is None and n_phases is None and K not in DEFAULT_COUNTS:
+        nA, nP = K, 1
+    else:
+        nA, nP = _counts(K, n_angles, n_phases)
+    win = np.outer(windows.blackmanharris(H, sym=False), windows.blackmanharris(W, sym=False))
+    q = (p - p.mean(axis=(1, 2), keepdims=True)) * win
+    ks = []
+    for a in range(nA):
+        group = q[a * nP:(a + 1) * nP]
+        spec = np.abs(np.fft.rfft2(group[0]))
+        spec[0, 0] = 0
+        i, j = np.unravel_index(np.argmax(spec), spec.shape)
+        if spec[i, j] <= 1e-6 * max(np.abs(group[0]).sum(), 1e-300):
+            raise EstimationError(f"patterns: frame {a * nP + 1} is flat; expected a sinusoidal pattern")
+        ks.append(_periodogram_peak(group, [np.fft.fftfreq(H)[i], j / W]))
+    k = np.repeat(ks, nP, axis=0)
+    J = int(np.clip(np.floor(0.49 / np.abs(k).max()), 1, max_harmonics + 1))  # orders below Nyquist
+    z = np.array([_fit_orders(p[i], k[i], J) for i in range(K)])  # (K, J+1)
+    phase = np.angle(z[:, 1])
+    mod = 2 * np.abs(z[:, 1]) / np.abs(z[:, 0].real)
+    rel = np.real(z[:, 2:] * np.exp(-1j * np.arange(2, J + 1) * phase[:, None])) / np.abs(z[:, 1])[:, None]
+    big = np.nonzero((np.abs(rel) > harmonic_tol).any(axis=0))[0]
+    harm = rel[:, :big.max() + 1] if big.size else None
+    return SinusoidParams(k, phase, np.minimum(mod, 1.0), harm).normalised()
