@@ -247,6 +247,54 @@ def run(
         console.print(f"figure: {save_figure(figure, ds, res.image, name, res.loss)}")
 
 
+@app.command()
+def estimate(
+    file: Path = typer.Argument(..., help="A cusim-sim HDF5 file with sinusoidal SIM frames."),
+    angles: int = typer.Option(None, help="Pattern orientations (default: recorded by import, or from K: 9, 15 -> 3; 25 -> 5)."),
+    phases: int = typer.Option(None, help="Phases per orientation (default as --angles)."),
+    order: int = typer.Option(1, help="1: linear SIM; 2: also the 2nd harmonic (saturated SIM, >= 5 phases)."),
+    t: int = typer.Option(0, "--t", help="Time point to estimate from."),
+    figure: Path = typer.Option(None, "--figure", help="Write a PNG of the detected carrier peaks."),
+    write: bool = typer.Option(True, "--write/--no-write", help="Store the result as /pattern_params."),
+    force: bool = typer.Option(False, "--force", help="Replace existing /pattern_params."),
+) -> None:
+    """Estimate the illumination (carrier per angle, phase per frame, modulation) from the raw frames and
+    store it as /pattern_params, which the reconstructions then use.
+
+    Example: cusim estimate data.h5 --figure peaks.png
+    """
+    from .estimate import estimate_dataset  # noqa: PLC0415
+    from .io import set_pattern_params  # noqa: PLC0415
+
+    ds = _load(file)
+    if figure is not None and not figure.parent.resolve().is_dir():
+        fail(f"--figure: folder {figure.parent} does not exist")
+    if write and ds.pattern_params is not None and not force:
+        fail(f"{file}: /pattern_params: exists already; use --force to replace it (or --no-write)")
+    kw = {"order": order}
+    if angles is not None or phases is not None:
+        kw.update(n_angles=angles, n_phases=phases)
+    try:
+        est = estimate_dataset(ds, t=t, **kw)
+    except ValueError as e:  # EstimationError: no carrier, bad counts, ...
+        fail(f"{file}: {e}")
+    console.print(est.summary(), highlight=False)
+    if figure is not None:
+        console.print(f"figure: {est.figure(figure)}")
+    if not write:
+        return
+    attrs = {"source": "cusim estimate", "time_point": t, "order": order, "peak_snr": est.peak_snr.tolist(),
+             "n_angles": est.n_angles, "n_phases": est.n_phases}
+    try:
+        set_pattern_params(file, est.params, kind="estimated", attrs=attrs, force=force)
+    except ValueError as e:
+        fail(str(e))
+    console.print(f"-> {file}:/pattern_params")
+    if ds.patterns is not None:
+        console.print("note: the file also has /patterns, which reconstructions use first; "
+                      "to reconstruct with the estimate, run with --estimate-patterns")
+
+
 import_app = typer.Typer(no_args_is_help=True, help="Import raw SIM data into a cusim-sim HDF5 file.")
 app.add_typer(import_app, name="import")
 

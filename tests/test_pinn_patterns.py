@@ -62,3 +62,9 @@ def test_refining_wrong_phases_and_modulation_recovers_them_and_the_image():
         compare(fixed, ds.ground_truth, norm="lstsq", crop=6)["psnr_db"]
     assert gain > 0.25  # measured 0.5 dB at this size and step count
 
+
+
+def test_refinement_needs_sinusoidal_patterns():
+    ds = cusim.simulate(shape=(32, 32), family="speckle", seed=0)
+    with pytest.raises(ValueError):
+        pinn.reconstruct(ds, steps=2, refine_patterns=True)

@@ -25,6 +25,7 @@ from .losses import DataLoss, parse_loss, prior
 from .widefield import upsample_cubic
 
 STOPS = ("max", "plateau", "discrepancy")
+REFINE_MAX_FIT_RESIDUAL = 0.25  # relative residual of a sinusoid fit above which patterns are not sinusoidal
 INPUTS = ("upsampled", "widefield")
 
 
@@ -238,7 +239,15 @@ def _refine_setup(dataset, op):
     if params is None:
         from ..estimate import params_from_patterns  # noqa: PLC0415
 
-        params = params_from_patterns(dataset.get_patterns())
+        stored = dataset.get_patterns()
+        params = params_from_patterns(stored)
+        fit = params.render(dataset.fine_shape)
+        scale = (fit * stored).sum(axis=(1, 2)) / (fit * fit).sum(axis=(1, 2))  # stored patterns' units
+        dev = stored - stored.mean(axis=(1, 2), keepdims=True)
+        rel = float(np.linalg.norm(stored - scale[:, None, None] * fit) / np.linalg.norm(dev))
+        if rel > REFINE_MAX_FIT_RESIDUAL:
+            raise ValueError(f"refine_patterns: the stored patterns are not sinusoidal (a sinusoid fit leaves "
+                             f"{rel:.0%} of their variation); refinement needs sinusoidal SIM patterns")
     from ..operators import SIMOperator  # noqa: PLC0415
 
     blur = SIMOperator(np.ones((1, *dataset.fine_shape), np.float32), dataset.optics(), dataset.upsample,
