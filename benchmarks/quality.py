@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "pinn-sim-paper"
 SETS = ["SIM/microtubules", "NL_SIM/ccp", "NL_SIM/er", "NL_SIM/factin", "NL_SIM/microtubules",
         "LPSIM/microtubules"]
-METHODS = ["widefield", "paper", "cusim", "iterative"]
+METHODS = ["widefield", "paper", "cusim", "iterative", "wiener"]
 DEFAULT_METHODS = ["widefield", "paper", "cusim"]
 BORDER = 10  # px left out at every border for PSNR, SSIM and FRC
 # The bars, per set (means over the samples)
