@@ -167,6 +167,8 @@ def run(
     tiff: Path = typer.Option(None, "--tiff", help="Also write the image as a float32 TIFF."),
     figure: Path = typer.Option(None, "--figure", help="Also write a PNG comparison figure."),
     crop: int = typer.Option(20, help="Border (fine px) left out of the metrics."),
+    norm: str = typer.Option("lstsq", help="Metrics normalisation: lstsq (scale and offset fitted to the "
+                                           "min-max normalised truth) | minmax (both images min-max normalised)."),
     estimate_patterns: bool = typer.Option(False, "--estimate-patterns",
                                            help="wiener/iterative/pinn: estimate the sinusoidal patterns from the frames first."),
     steps: int = typer.Option(1000, help="pinn: optimisation steps (first time point)."),
@@ -208,6 +210,8 @@ def run(
     for opt, target in (("--tiff", tiff), ("--figure", figure)):
         if target is not None and not target.parent.resolve().is_dir():
             fail(f"{opt}: folder {target.parent} does not exist")
+    if norm not in ("lstsq", "minmax"):
+        fail(f"--norm: expected lstsq or minmax, got {norm!r}")
     if estimate_patterns and method not in recon.PATTERN_METHODS:
         fail(f"--estimate-patterns: method {method!r} uses no patterns")
     if method in recon.PATTERN_METHODS and not ds.has_patterns() and not estimate_patterns:
@@ -231,7 +235,7 @@ def run(
             res = recon.reconstruct(ds, method, device=device, **params)
     except ValueError as e:
         fail(str(e))
-    table, metrics = metrics_table(ds, res.image, name, crop)
+    table, metrics = metrics_table(ds, res.image, name, crop, norm)
     extra = {k: v for k, v in res.extra.items() if isinstance(v, (int, float, str)) or k == "pattern_params"}
     try:
         add_recon(file, name, res.to_recon(**extra, **({"metrics": metrics} if metrics else {})), force=force)

@@ -21,7 +21,8 @@ def test_widefield_on_paper_sample_1_scores_the_bicubic_baseline(shared_data, tm
     h5 = tmp_path / "mt1.h5"
     res, text = cli("import", "paper", shared_data / "pinn-sim-paper" / "SIM" / "microtubules", "--sample", 1, "-o", h5)
     assert res.exit_code == 0, text
-    res, text = cli("run", h5, "--method", "widefield", "--tiff", tmp_path / "wf.tif", "--figure", tmp_path / "wf.png")
+    res, text = cli("run", h5, "--method", "widefield", "--norm", "minmax", "--tiff", tmp_path / "wf.tif",
+                    "--figure", tmp_path / "wf.png")
     assert res.exit_code == 0, text
     assert "PSNR" in text and "widefield" in text
     rec = io.load(h5).recons["widefield"]
