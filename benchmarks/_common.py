@@ -221,3 +221,71 @@ def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     for r in rows:
         table.add_row(*(str(v) for v in r))
     Console(width=max(150, len(title))).print(table)
+
+
+def target_max_line(text: str, value, limit: float, unit: str = "") -> str:
+    """``TARGET <text>: measured <value> -> PASS|MISS`` for an upper bound (PASS when value <= limit)."""
+    if value is None:
+        return f"TARGET {text}: NOT MEASURED (see the table; no PASS/MISS without a number)"
+    return f"TARGET {text}: measured {value:.2f}{unit} -> {'PASS' if value <= limit else 'MISS'}"
+
+
+def markdown_table(title: str, columns: list[str], rows: list[list[str]]) -> str:
+    """A GitHub markdown table with a bold title line."""
+    esc = [[str(v).replace("|", "\\|") for v in r] for r in rows]
+    lines = [f"**{title}**", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in esc]) + "\n"
+
+
+def write_markdown(name: str, device: str, text: str) -> Path:
+    """Write ``text`` to ``benchmarks/results/<name>-<device_tag>.md`` and return the path."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}-{device_tag(device)}.md"
+    path.write_text(text)
+    return path
+
+
+def time_interleaved(fns: dict, repeats: int, warmup: int = 1, device: str = "cpu", budget_s: float | None = None,
+                     on_error=failed) -> dict:
+    """Time several callables round-robin (a, b, c, a, b, c, ...): on a shared machine a change of load
+    then hits every implementation alike. Each gets ``warmup`` untimed calls first; on ``cuda`` each call
+    is timed between ``torch.cuda.Event`` records, on the CPU by the wall clock. An implementation stops
+    being timed once its timed calls sum past ``budget_s`` (3 repeats at least). ``on_error(exc)`` is the
+    result of one that raises (it leaves the rotation). Returns ``{name: summary}``."""
+    cuda = device == "cuda"
+    if cuda:
+        import torch  # noqa: PLC0415
+    out, live, times = {}, dict(fns), {k: [] for k in fns}
+    for name, fn in list(live.items()):
+        try:
+            for _ in range(warmup):
+                fn()
+        except Exception as exc:  # noqa: BLE001
+            out[name] = on_error(exc)
+            del live[name]
+    for _ in range(repeats):
+        for name, fn in list(live.items()):
+            try:
+                if cuda:
+                    torch.cuda.synchronize()
+                    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    start.record()
+                    fn()
+                    end.record()
+                    end.synchronize()
+                    times[name].append(start.elapsed_time(end) / 1e3)
+                else:
+                    t0 = time.perf_counter()
+                    fn()
+                    times[name].append(time.perf_counter() - t0)
+            except Exception as exc:  # noqa: BLE001
+                out[name] = on_error(exc)
+                del live[name]
+                continue
+            if budget_s is not None and len(times[name]) >= 3 and sum(times[name]) > budget_s:
+                del live[name]
+    clock = "torch.cuda.Event, interleaved" if cuda else "time.perf_counter, interleaved"
+    for name in fns:
+        if name not in out:
+            out[name] = {"status": "ok", **_summary(times[name], clock)}
+    return out

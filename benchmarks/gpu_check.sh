@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one prepared script for a lent GPU machine (DESIGN section 5): environment, the `gpu` tests,
-# the GPU benchmarks in quick mode; logs and JSON go to $OUT when it is set. Installs nothing.
+# the GPU benchmarks in quick mode (operators, then `python -m benchmarks --quick --device cuda`); logs,
+# JSON and markdown tables go to $OUT when it is set. Installs nothing. Finishes inside 8 minutes.
 # Fails fast, with one clear line, where there is no GPU or no CuPy.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -24,10 +25,29 @@ print("device:", device_name("cuda"))
 PY
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 status=0
-echo "== gpu tests"
-timeout 240 $PY -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tail -n 30 || status=1
-echo "== operator benchmark (quick)"
-timeout 180 $PY -m benchmarks.bench_operators --quick --device cuda || status=1
-cp benchmarks/results/*.json "$OUT"/ 2>/dev/null || true
-echo "== done, status $status"
+# Budget: every part has its own timeout; the whole script stays under 8 minutes (480 s).
+part() {  # part NAME SECONDS CMD...: run CMD under a timeout, log to $OUT/NAME.log, note a failure
+  local name=$1 limit=$2; shift 2
+  echo "== $name (timeout ${limit} s, at ${SECONDS} s)"
+  timeout "$limit" "$@" > >(tee "$OUT/$name.log") 2>&1
+  local rc=$?
+  [ $rc -eq 124 ] && echo "gpu_check: $name hit its ${limit} s timeout"
+  [ $rc -ne 0 ] && status=1
+  return 0
+}
+part gpu_tests 200 $PY -m pytest -q -m gpu -p no:cacheprovider tests
+# forward+adjoint at 480 and 2048 (K=9, K=25), with the fraction of the bandwidth bound at 2048x2048 K=9
+part bench_operators 90 $PY -m benchmarks.bench_operators --quick --device cuda
+# PINN step at 480x480 K=9 and K=25 (cusim vs peers a and b), full 1000-step reconstruction
+part bench_pinn 120 $PY -m benchmarks --quick --device cuda --only pinn_step pinn_full --results "$OUT"
+left=$((450 - SECONDS))
+if [ $left -ge 30 ]; then  # what time is left: iterative, Wiener, scaling 256..4096
+  part bench_more $left $PY -m benchmarks --quick --device cuda --only iterative wiener scaling --results "$OUT"
+else
+  echo "== scaling, iterative, wiener: skipped (only ${left} s of the budget left)"
+fi
+cp benchmarks/results/bench_operators-cuda-*.json "$OUT"/ 2>/dev/null || true
+echo "== targets"
+grep -h "^TARGET" "$OUT"/bench_*.log 2>/dev/null || true
+echo "== done after ${SECONDS} s, status $status"
 exit $status

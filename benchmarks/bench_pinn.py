@@ -1,0 +1,404 @@
+"""PINN benchmarks: one optimisation step, a full reconstruction, and scaling (run by ``python -m benchmarks``).
+
+Implementations, all in one process on the same data, float32:
+
+- ``cusim``: one step exactly as the loop of :func:`cusim.recon.pinn.optimise` with its defaults (U-Net
+  forward, physics through ``sim_forward`` with the hand-written adjoint, :class:`DataLoss` with the
+  closed-form gain/offset, backward, Adam, learning-rate schedule, the loss read back to the host);
+- ``paper_pinn``: peer (a), the paper's method as published (:mod:`benchmarks.peers.paper_pinn`);
+- ``torch_fft_pinn``: peer (b), the same step with the physics in plain ``torch.fft`` and its gradient
+  by autograd (:mod:`benchmarks.peers.torch_fft_pinn`): it differs from ``cusim`` only in the physics.
+
+The implementations are timed round-robin (a, b, c, a, b, c, ...) so that the load of a shared machine
+hits them alike. CPU times are wall-clock medians (``time.perf_counter``); GPU times come from
+``torch.cuda.Event`` records around every call.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks import _common as C
+from benchmarks.peers import paper_pinn
+from benchmarks.peers.torch_fft_pinn import TorchFFTPhysics, check_against
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pinn-sim-paper"
+CASES = [("SIM/microtubules", 1), ("NL_SIM/microtubules", 1)]  # K = 9 and K = 25, 480 x 480 fine grid
+IMPLS = {"cusim": "cusim", "paper_pinn": "peer (a) paper PINN", "torch_fft_pinn": "peer (b) torch.fft autograd"}
+# Issue targets: CPU (480x480, K=9): >= 2x peer (a), >= 1.3x peer (b); H100: <= 6 / 8 ms, >= 3x peer (b)
+CPU_STEP_TARGETS = {"paper_pinn": 2.0, "torch_fft_pinn": 1.3}
+GPU_STEP_MS = {9: 6.0, 25: 8.0}
+GPU_STEP_PEER_B, GPU_FULL_S, FULL_STEPS_GPU = 3.0, 8.0, 1000
+
+
+def load_case(set_name: str, sample: int, data: Path = DATA, size: int | None = None):
+    from cusim.importers import import_paper  # noqa: PLC0415
+
+    ds = import_paper(Path(data) / set_name, sample)
+    return ds.crop_center(size) if size else ds
+
+
+def torch_device(device: str) -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if device == "cuda" else torch.device("cpu")
+
+
+def timer(device: str):
+    """``(fn, repeats, warmup) -> summary``: the wall clock on the CPU, CUDA events on the GPU."""
+    return C.time_cpu if device == "cpu" else C.time_torch_cuda
+
+
+def free_gpu(device: str) -> None:
+    if device != "cuda":
+        return
+    torch.cuda.empty_cache()
+    try:
+        import cupy  # noqa: PLC0415
+
+        cupy.get_default_memory_pool().free_all_blocks()
+    except ImportError:
+        pass
+
+
+class PINNStep:
+    """One step of :func:`cusim.recon.pinn.optimise` (default :class:`PINNConfig`), physics pluggable.
+
+    ``physics="cusim"``: ``sim_forward(x, op)`` (the hand-written adjoint); ``"torch_fft"``: peer (b)
+    on the same padded grid. Set-up follows ``optimise`` line by line (seed, network input, U-Net,
+    Adam, StepLR, DataLoss with the noise level estimated from the frames).
+    """
+
+    def __init__(self, ds, device: str = "cpu", physics: str = "cusim", cfg=None):
+        from cusim.models import UNet  # noqa: PLC0415
+        from cusim.noise import estimate_sigma  # noqa: PLC0415
+        from cusim.recon.losses import DataLoss  # noqa: PLC0415
+        from cusim.recon.pinn import PINNConfig, network_input  # noqa: PLC0415
+        from cusim.torch_ops import sim_forward  # noqa: PLC0415
+
+        cfg = cfg or PINNConfig()
+        frames = ds.frames()
+        self.op = op = ds.operator(device=device)
+        dev = torch_device(device)
+        sigma, _ = estimate_sigma(frames, op)
+        torch.manual_seed(cfg.seed)
+        self.inp = torch.from_numpy(network_input(frames, op.upsample, cfg.input))[None].to(dev)
+        y = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).to(dev)
+        self.net = UNet(self.inp.shape[1], width=cfg.width, depth=cfg.depth, up=cfg.up, norm=cfg.norm).to(dev)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=cfg.lr_every, gamma=cfg.lr_decay)
+        self.data_loss = DataLoss(cfg.loss, y, sigma, cfg.gain)
+        if physics == "cusim":
+            self.physics = lambda x: sim_forward(x, op)
+        elif physics == "torch_fft":
+            self.physics = TorchFFTPhysics.like(op, ds.get_patterns(), ds.optics())
+        else:
+            raise ValueError(f"physics: expected 'cusim' or 'torch_fft', got {physics!r}")
+        self.losses: list[float] = []
+
+    def __call__(self) -> float:
+        self.opt.zero_grad(set_to_none=True)
+        x = self.net(self.inp)[0, 0]
+        loss, _mse = self.data_loss(self.physics(x))
+        self.losses.append(float(loss.detach()))
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        return self.losses[-1]
+
+    def breakdown(self, repeats: int, device: str) -> dict:
+        """Median ms per stage of a step (CUDA events on the GPU), and the physics' backward alone."""
+        stages = ["unet_forward", "physics_forward", "loss", "backward", "adam"]
+        rows = {k: [] for k in [*stages, "physics_backward"]}
+        for _ in range(repeats):
+            w = _Stopwatch(device)
+            self.opt.zero_grad(set_to_none=True)
+            w.mark()
+            x = self.net(self.inp)[0, 0]
+            w.mark()
+            pred = self.physics(x)
+            w.mark()
+            loss, _ = self.data_loss(pred)
+            float(loss.detach())
+            w.mark()
+            loss.backward()
+            w.mark()
+            self.opt.step()
+            self.sched.step()
+            w.mark()
+            xd = x.detach().requires_grad_(True)
+            p = self.physics(xd)
+            g = torch.ones_like(p)
+            w.mark()
+            torch.autograd.grad(p, xd, grad_outputs=g)
+            w.mark()
+            t = w.elapsed_ms()
+            for k, v in zip(stages, t[:5]):
+                rows[k].append(v)
+            rows["physics_backward"].append(t[6])
+        out = {k: float(np.median(v)) for k, v in rows.items()}
+        out["unet_backward_approx"] = max(out["backward"] - out["physics_backward"], 0.0)
+        out["step_sum"] = sum(out[k] for k in stages)
+        return out
+
+
+class _Stopwatch:
+    """Stage marks: ``time.perf_counter`` on the CPU, ``torch.cuda.Event`` on the GPU."""
+
+    def __init__(self, device: str):
+        self.cuda = device == "cuda"
+        self.marks = []
+
+    def mark(self) -> None:
+        if self.cuda:
+            e = torch.cuda.Event(enable_timing=True)
+            e.record()
+            self.marks.append(e)
+        else:
+            self.marks.append(time.perf_counter())
+
+    def elapsed_ms(self) -> list[float]:
+        if self.cuda:
+            torch.cuda.synchronize()
+            return [a.elapsed_time(b) for a, b in zip(self.marks, self.marks[1:])]
+        return [(b - a) * 1e3 for a, b in zip(self.marks, self.marks[1:])]
+
+
+def _status(exc: BaseException) -> dict:
+    """Out-of-memory is 'skipped' (a size too large for the device), anything else 'failed'."""
+    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or "OutOfMemory" in type(exc).__name__:
+        return C.skipped(f"out of memory: {str(exc).splitlines()[0][:120]}")
+    return C.failed(exc)
+
+
+def _guarded(fn):
+    """Run ``fn()``; an exception becomes a status (:func:`_status`), never a number."""
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001
+        return _status(exc)
+
+
+def ratio(results: dict, peer: str, base: str = "cusim"):
+    a, b = results.get(base, {}), results.get(peer, {})
+    if a.get("status") == "ok" and b.get("status") == "ok":
+        return b["median_ms"] / a["median_ms"]
+    return None
+
+
+def _fmt(res: dict, key: str = "median_ms", scale: float = 1.0, digits: int = 1) -> str:
+    return f"{res[key] * scale:.{digits}f}" if res.get("status") == "ok" else res.get("status", "")
+
+
+# -- one step ------------------------------------------------------------------------------------
+def bench_step_case(ds, device: str, repeats: int, warmup: int, paper: bool = True,
+                    budget_s: float | None = None) -> dict:
+    """cusim's step, peer (b)'s and (with ``paper``) peer (a)'s on ``ds``, each with a fresh network,
+    timed round-robin (:func:`C.time_interleaved`); then the per-stage breakdown of cusim and peer (b)."""
+    makers = {"cusim": lambda: PINNStep(ds, device, "cusim"), "torch_fft_pinn": lambda: PINNStep(ds, device, "torch_fft")}
+    if paper:
+        makers["paper_pinn"] = lambda: paper_pinn.step_fn(ds, device)
+    steps, out = {}, {}
+    for impl, make in makers.items():
+        try:
+            steps[impl] = make()
+        except Exception as exc:  # noqa: BLE001
+            out[impl] = _status(exc)
+    out.update(C.time_interleaved(steps, repeats, warmup, device, budget_s, on_error=_status))
+    if out.get("torch_fft_pinn", {}).get("status") == "ok":
+        out["torch_fft_pinn"]["self_check_rel_err"] = _guarded(
+            lambda: check_against(steps["torch_fft_pinn"].op, ds.get_patterns(), ds.optics()))
+    steps.pop("paper_pinn", None)
+    free_gpu(device)
+    breakdown = {}
+    for impl, step in steps.items():
+        if out[impl].get("status") == "ok":
+            b = _guarded(lambda step=step: step.breakdown(max(2, min(5, repeats)), device))
+            if "status" not in b:
+                breakdown[impl] = b
+    del steps
+    free_gpu(device)
+    return {"results": {k: out[k] for k in makers}, "breakdown": breakdown,
+            "ratios": {f"{p}/cusim": ratio(out, p) for p in makers if p != "cusim"}}
+
+
+def run_step(args) -> dict:
+    """The PINN step at 480 x 480 (camera 120 x 120, s = 4), K = 9 and K = 25."""
+    dev = args.device
+    repeats = args.repeats or {("cpu", False): 20, ("cpu", True): 3, ("cuda", False): 50, ("cuda", True): 20}[
+        dev, args.quick]
+    warmup = args.warmup if args.warmup is not None else (1 if dev == "cpu" else 5)
+    budget = None if dev == "cuda" else (60.0 if args.quick else 300.0)  # seconds per implementation
+    cases, rows, targets = [], [], []
+    for set_name, sample in CASES:
+        ds = load_case(set_name, sample, args.data, args.size)
+        op = ds.operator(device="cpu")
+        label = f"{ds.fine_shape[0]}x{ds.fine_shape[1]} K={ds.K}"
+        print(f"[{dev}] pinn_step {label} ({set_name} {sample}) ...", flush=True)
+        res = bench_step_case(ds, dev, repeats, warmup, budget_s=budget)
+        cases.append({"label": label, "set": set_name, "sample": sample, "fine": list(ds.fine_shape),
+                      "camera": list(ds.camera_shape), "K": ds.K, "upsample": ds.upsample, "pad": op.pad,
+                      "padded_fine": [op.geometry.Hp, op.geometry.Wp], **res})
+        for impl, name in IMPLS.items():
+            r = res["results"][impl]
+            rr = ratio(res["results"], impl) if impl != "cusim" else None
+            rows.append([label, name, _fmt(r), _fmt(r, "min_ms"), str(r.get("repeats", "")),
+                         f"{rr:.2f}x" if rr else "", r.get("reason", "")])
+        big = ds.fine_shape == (480, 480)
+        if dev == "cpu" and ds.K == 9:
+            for peer, want in CPU_STEP_TARGETS.items():
+                targets.append(C.target_line(f"CPU: cusim step >= {want:g}x faster than {IMPLS[peer]} at {label}",
+                                             res["ratios"][f"{peer}/cusim"] if big else None, want))
+        if dev == "cuda":
+            ms = res["results"]["cusim"].get("median_ms") if big else None
+            targets.append(C.target_max_line(f"GPU: cusim step <= {GPU_STEP_MS[ds.K]:g} ms at {label}", ms,
+                                             GPU_STEP_MS[ds.K], " ms"))
+            targets.append(C.target_line(f"GPU: cusim step >= {GPU_STEP_PEER_B:g}x faster than peer (b) at {label}",
+                                         res["ratios"]["torch_fft_pinn/cusim"] if big else None, GPU_STEP_PEER_B))
+    brows = [[c["label"], IMPLS[impl], *(f"{b[k]:.1f}" for k in
+              ("unet_forward", "physics_forward", "loss", "backward", "physics_backward", "unet_backward_approx",
+               "adam", "step_sum"))] for c in cases for impl, b in c["breakdown"].items()]
+    return {"name": "pinn_step", "unit": "one optimisation step, float32, ms", "cases": cases, "targets": targets,
+            "args": {"repeats": repeats, "warmup": warmup, "size": args.size, "budget_s_per_implementation": budget},
+            "tables": [(f"PINN step, float32, median ms ({dev})",
+                        ["case", "implementation", "median ms", "min ms", "n", "peer/cusim", "note"], rows),
+                       (f"where a step's time goes, median ms ({dev})",
+                        ["case", "implementation", "U-Net fwd", "physics fwd", "loss", "backward",
+                         "(physics bwd)", "(U-Net bwd)", "Adam", "sum"], brows)]}
+
+
+# -- a full reconstruction -----------------------------------------------------------------------
+def run_full(args) -> dict:
+    """``cusim.reconstruct(ds, "pinn", steps=N, stop="max")`` vs the paper's PINN for N steps, K = 9.
+
+    On a GPU N = 1000 (the paper's schedule) and cusim's default stopping rule is timed too; on the
+    CPU N is small (a 480 x 480 step takes seconds) and the 1000-step time is extrapolated, labelled so.
+    """
+    import cusim  # noqa: PLC0415
+
+    dev = args.device
+    steps = args.steps or (FULL_STEPS_GPU if dev == "cuda" else (3 if args.quick else 20))
+    ds = load_case(*CASES[0], args.data, args.size)
+    label = f"{ds.fine_shape[0]}x{ds.fine_shape[1]} K={ds.K}"
+    print(f"[{dev}] pinn_full {label}, {steps} steps ...", flush=True)
+    timed = timer(dev)
+    info = {}
+
+    def cusim_run(n, **kw):
+        def fn():
+            info.update(cusim.reconstruct(ds, "pinn", device=dev, steps=n, **kw).extra)
+        return fn
+
+    cusim_run(2, stop="max")()  # warm-up: kernels compiled, cuDNN initialised
+    out = {"cusim": _guarded(lambda: {"status": "ok", **timed(cusim_run(steps, stop="max"), 1, 0),
+                                      "steps": steps})}
+    out["paper_pinn"] = _guarded(lambda: {"status": "ok", **timed(lambda: paper_pinn.paper_pinn(
+        ds, steps=steps, device=dev), 1, 0), "steps": steps})
+    if dev == "cuda":
+        out["cusim_default_stop"] = _guarded(lambda: {"status": "ok", **timed(cusim_run(FULL_STEPS_GPU), 1, 0),
+                                                      "steps": info.get("steps_run"),
+                                                      "stop_reason": info.get("stop_reason")})
+    else:
+        out["cusim_default_stop"] = C.skipped("CPU: cusim's default stop takes ~150-250 steps of seconds each; "
+                                              "run `cusim reconstruct --method pinn` to time it")
+    extrap = {k: v["median_ms"] / v["steps"] * FULL_STEPS_GPU / 1e3 for k, v in out.items()
+              if v.get("status") == "ok" and k != "cusim_default_stop" and steps != FULL_STEPS_GPU}
+    rows = []
+    for k, v in out.items():
+        rows.append([label, {"cusim_default_stop": "cusim, default stop (discrepancy)"}.get(k, IMPLS.get(k, k)),
+                     str(v.get("steps", "")), _fmt(v, scale=1e-3, digits=2),
+                     f"{extrap[k]:.0f} (extrapolated)" if k in extrap else "",
+                     f"{ratio(out, k):.2f}x" if k == "paper_pinn" and ratio(out, k) else "",
+                     v.get("stop_reason") or v.get("reason", "")])
+    targets = []
+    if dev == "cuda":
+        s = out["cusim"].get("median_ms") if steps == FULL_STEPS_GPU and ds.fine_shape == (480, 480) else None
+        targets.append(C.target_max_line(f"GPU: cusim full {FULL_STEPS_GPU}-step reconstruction < {GPU_FULL_S:g} s "
+                                         f"at {label}", None if s is None else s / 1e3, GPU_FULL_S, " s"))
+    return {"name": "pinn_full", "unit": "one reconstruction, float32", "targets": targets,
+            "args": {"steps": steps, "size": args.size},
+            "cases": [{"label": label, "set": CASES[0][0], "sample": CASES[0][1], "fine": list(ds.fine_shape),
+                       "K": ds.K, "steps": steps, "results": out, "extrapolated_1000_steps_s": extrap,
+                       "ratios": {"paper_pinn/cusim": ratio(out, "paper_pinn")}}],
+            "tables": [(f"full PINN reconstruction, float32 ({dev})",
+                        ["case", "implementation", "steps", "time s", "1000 steps s", "peer/cusim", "note"], rows)]}
+
+
+# -- scaling with image size and frame count -----------------------------------------------------
+SCALING = {  # (operator sizes, PINN-step sizes) per device and mode; the CPU caps are said in the output
+    ("cpu", False): ([256, 512, 1024, 2048], [256, 512]), ("cpu", True): ([256, 512, 1024], [256]),
+    ("cuda", False): ([256, 512, 1024, 2048, 4096], [256, 512, 1024, 2048, 4096]),
+    ("cuda", True): ([256, 512, 1024, 2048, 4096], [256, 512, 1024, 2048]),
+}
+
+
+def synthetic_case(n: int, K: int, s: int = 4, seed: int = 0):
+    """A seeded synthetic dataset on an n x n fine grid: random patterns and frames (their content does
+    not change the work of a step), 29 x 29 Gaussian PSF."""
+    from cusim import optics  # noqa: PLC0415
+    from cusim.io import Dataset  # noqa: PLC0415
+
+    rng = np.random.default_rng(seed)
+    pat = rng.random((K, n, n), dtype=np.float32)
+    psf = optics.gaussian_psf(3.0, size=29).astype(np.float32)
+    frames = rng.random((K, n // s, n // s), dtype=np.float32)
+    return Dataset(raw=frames, upsample=s, patterns=pat, psf=psf)
+
+
+def _op_pair(ds, device: str, repeats: int, warmup: int) -> dict:
+    """Forward + adjoint (vector-Jacobian product for the peer) of one image, cusim vs peer (b)."""
+    op = ds.operator(device=device)
+    peer = TorchFFTPhysics.like(op, ds.get_patterns(), ds.optics())
+    dev = torch_device(device)
+    rng = np.random.default_rng(1)
+    xt = torch.from_numpy(rng.random(ds.fine_shape, dtype=np.float32)).to(dev)
+    rt = torch.from_numpy(rng.standard_normal((ds.K, *ds.camera_shape), dtype=np.float32)).to(dev)
+    from cusim.torch_ops import sim_adjoint, sim_forward  # noqa: PLC0415
+
+    def peer_fa():
+        x = xt.detach().requires_grad_(True)
+        torch.autograd.grad(peer(x), x, grad_outputs=rt)
+
+    return C.time_interleaved({"cusim": lambda: (sim_forward(xt, op), sim_adjoint(rt, op)), "torch_fft_pinn": peer_fa},
+                              repeats, warmup, device, on_error=_status)
+
+
+def run_scaling(args) -> dict:
+    dev = args.device
+    op_sizes, step_sizes = SCALING[dev, args.quick]
+    if args.size:
+        op_sizes, step_sizes = [args.size, 2 * args.size], [args.size]
+    rep_op = args.repeats or (3 if dev == "cpu" else 20)
+    rep_step = args.repeats or (2 if dev == "cpu" else 10)
+    warmup = args.warmup if args.warmup is not None else (1 if dev == "cpu" else 3)
+    cases, rows = [], []
+    for what, sizes, rep in (("operator", op_sizes, rep_op), ("pinn_step", step_sizes, rep_step)):
+        for n in sizes:
+            for K in (9, 25):
+                print(f"[{dev}] scaling {what} {n}x{n} K={K} ...", flush=True)
+                ds = synthetic_case(n, K)
+                res = _guarded(lambda: _op_pair(ds, dev, rep, warmup)) if what == "operator" else \
+                    bench_step_case(ds, dev, rep, warmup, paper=False)["results"]  # the physics: peer (b)
+                if "status" in res:  # the set-up itself failed (e.g. out of memory)
+                    res = {"cusim": res, "torch_fft_pinn": res}
+                free_gpu(dev)
+                r = ratio(res, "torch_fft_pinn")
+                cases.append({"what": what, "fine": [n, n], "K": K, "upsample": 4, "results": res,
+                              "ratios": {"torch_fft_pinn/cusim": r}})
+                rows.append([what, f"{n}x{n}", str(K), _fmt(res["cusim"], digits=2),
+                             _fmt(res["torch_fft_pinn"], digits=2), f"{r:.2f}x" if r else "",
+                             res["cusim"].get("reason", "") or res["torch_fft_pinn"].get("reason", "")])
+    all_op, all_step = SCALING[dev, False]
+    caps = [] if dev == "cuda" else [
+        f"CPU cap: operator sizes above {max(all_op)} and PINN-step sizes above {max(all_step)} are not run on the "
+        f"CPU (a {max(all_step) * 2}^2 U-Net step takes tens of seconds; {max(all_op) * 2}^2 K=25 buffers are GBs)."]
+    if args.quick and not args.size:
+        caps.append(f"--quick: operator sizes {op_sizes}, PINN-step sizes {step_sizes}.")
+    return {"name": "scaling", "unit": "ms; operator = forward+adjoint of one image; pinn_step = one step",
+            "cases": cases, "targets": [], "notes": caps,
+            "args": {"operator_sizes": op_sizes, "step_sizes": step_sizes, "repeats_operator": rep_op,
+                     "repeats_step": rep_step, "warmup": warmup},
+            "tables": [(f"scaling with image size and frame count, float32, median ms ({dev})",
+                        ["benchmark", "fine grid", "K", "cusim ms", "peer (b) ms", "peer/cusim", "note"], rows)]}

@@ -1,0 +1,118 @@
+"""The benchmark suite (``python -m benchmarks``) runs every benchmark on tiny crops and writes JSON with
+device, versions, dtype, shapes, per-implementation results and ratios; its PINN peers compute what cusim
+computes. Smoke tests only: no timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from benchmarks import __main__ as suite  # noqa: E402
+from benchmarks import _common as C  # noqa: E402
+from benchmarks.bench_pinn import PINNStep, load_case  # noqa: E402
+from benchmarks.peers import torch_fft_pinn  # noqa: E402
+from conftest import ROOT  # noqa: E402
+from cusim.recon.pinn import PINNConfig, optimise  # noqa: E402
+
+TINY = ["--quick", "--device", "cpu", "--threads", "1", "--repeats", "1", "--warmup", "0"]
+ENV_KEYS = {"device", "device_name", "cpu_count", "torch", "numpy", "dtype", "torch_threads", "date"}
+
+
+@pytest.fixture(scope="module")
+def crop(shared_data):
+    return load_case("SIM/microtubules", 1, shared_data / "pinn-sim-paper", 32)
+
+
+def _payload(folder, name):
+    data = json.loads((folder / f"{name}-cpu.json").read_text())
+    assert (folder / f"{name}-cpu.md").read_text().count("|") > 10  # the markdown table
+    assert ENV_KEYS <= set(data["environment"]) and data["environment"]["dtype"] == "float32"
+    assert data["environment"]["device"] == "cpu" and data["targets"] is not None
+    return data
+
+
+def _ok(res):
+    assert res["status"] == "ok", res
+    assert res["median_ms"] > 0 and res["repeats"] >= 1 and res["clock"].startswith("time.perf_counter")
+
+
+def test_entry_point_times_the_pinn_step_of_cusim_and_both_peers(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "benchmarks", *TINY, "--size", "32", "--only", "pinn_step",
+                          "--results", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "peer/cusim" in res.stdout and "TARGET CPU: cusim step >= 2x" in res.stdout
+    data = _payload(tmp_path, "pinn_step")
+    assert [c["K"] for c in data["cases"]] == [9, 25]
+    for case in data["cases"]:
+        assert case["fine"] == [32, 32] and case["camera"] == [8, 8] and case["upsample"] == 4
+        for impl in ("cusim", "paper_pinn", "torch_fft_pinn"):
+            _ok(case["results"][impl])
+        assert case["results"]["torch_fft_pinn"]["self_check_rel_err"] < 1e-4
+        assert set(case["ratios"]) == {"paper_pinn/cusim", "torch_fft_pinn/cusim"}
+        assert all(r > 0 for r in case["ratios"].values())
+        assert {"unet_forward", "physics_forward", "backward", "physics_backward", "adam"} <= set(
+            case["breakdown"]["cusim"])
+
+
+@pytest.mark.parametrize("name, size, impls", [
+    ("pinn_full", 32, ("cusim", "paper_pinn")),
+    ("iterative", 32, ("cusim", "torch_fft_autograd")),
+    ("wiener", 64, ("cusim",)),  # the Wiener parameter fit needs a few periods of the pattern
+    ("scaling", 32, ("cusim", "torch_fft_pinn")),
+])
+def test_each_benchmark_runs_on_a_tiny_size_and_writes_results(tmp_path, name, size, impls):
+    args = [*TINY, "--size", str(size), "--only", name, "--results", str(tmp_path), "--steps", "2"]
+    assert suite.main(args) == 0
+    data = _payload(tmp_path, name)
+    assert data["cases"]
+    for case in data["cases"]:
+        for impl in impls:
+            _ok(case["results"][impl])
+        assert case["ratios"]
+    if name == "iterative":
+        assert all(c["results"]["torch_fft_autograd"]["self_check_rel_err"] < 1e-4 for c in data["cases"])
+    if name == "scaling":
+        assert {(c["what"], c["fine"][0], c["K"]) for c in data["cases"]} == {
+            (w, n, K) for w, n in (("operator", 32), ("operator", 64), ("pinn_step", 32)) for K in (9, 25)}
+    assert C.RESULTS == ROOT / "benchmarks" / "results"  # --results does not leak
+
+
+def test_operators_benchmark_runs_through_the_suite(tmp_path):
+    assert suite.main([*TINY, "--size", "32", "--only", "operators", "--results", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "bench_operators-cpu.json").read_text())
+    assert [c["fine"] for c in data["cases"]] == [[32, 32]]
+    assert (tmp_path / "operators-cpu.md").exists()
+
+
+def test_cuda_without_a_gpu_is_a_usage_error(capsys):
+    if suite.resolve("cuda") is not None:
+        pytest.skip("a GPU is present")
+    assert suite.main(["--device", "cuda", "--only", "pinn_step"]) == 2
+    assert "no usable CUDA GPU" in capsys.readouterr().err
+
+
+def test_peer_b_physics_equals_the_operator_forward_and_adjoint(crop):
+    for pad, dtype in ((None, "float32"), (0, "float32"), (None, "float64")):
+        op = crop.operator(device="cpu", pad=pad, dtype=dtype)
+        err = torch_fft_pinn.check_against(op, crop.get_patterns(), crop.psf)
+        assert err < (1e-4 if dtype == "float32" else 1e-10)
+
+
+def test_benchmarked_step_is_the_step_of_optimise_and_peer_b_follows_it(crop):
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cusim_step, peer_step = PINNStep(crop), PINNStep(crop, physics="torch_fft")
+        for _ in range(3):
+            cusim_step(), peer_step()
+        run = optimise(crop.frames(), crop.operator(device="cpu"), PINNConfig(steps=3, stop="max"))
+    finally:
+        torch.set_num_threads(n)
+    np.testing.assert_allclose(cusim_step.losses, run.loss, rtol=1e-6)
+    np.testing.assert_allclose(peer_step.losses, run.loss, rtol=1e-3)
