@@ -1,7 +1,7 @@
 """The benchmark suite of cusim: every benchmark times cusim and its peer in one process (DESIGN section 5).
 
     python -m benchmarks [--quick] [--device cpu|cuda|auto] [--only NAME ...] [--threads N]
-                         [--repeats N] [--warmup N] [--steps N] [--results DIR]
+                         [--repeats N] [--warmup N] [--steps N] [--default-stop] [--results DIR]
 
 Benchmarks (``--only``): operators (forward+adjoint, :mod:`benchmarks.bench_operators`), pinn_step,
 pinn_full, scaling (:mod:`benchmarks.bench_pinn`), wiener, iterative (:mod:`benchmarks.bench_recon`).
@@ -124,6 +124,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=None, help="timed repeats (defaults per benchmark)")
     p.add_argument("--warmup", type=int, default=None, help="untimed calls first (defaults per benchmark)")
     p.add_argument("--steps", type=int, default=None, help="pinn_full steps (default 1000 GPU, 20 CPU, 3 --quick)")
+    p.add_argument("--default-stop", action="store_true", help="pinn_full on the CPU: also time cusim's default "
+                   "stopping rule (minutes; always done on a GPU)")
     p.add_argument("--size", type=int, default=None, help=argparse.SUPPRESS)  # testing: central N x N crop
     p.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--results", type=Path, default=None, help="results folder (default benchmarks/results)")

@@ -197,7 +197,8 @@ def bench_step_case(ds, device: str, repeats: int, warmup: int, paper: bool = Tr
                     budget_s: float | None = None) -> dict:
     """cusim's step, peer (b)'s and (with ``paper``) peer (a)'s on ``ds``, each with a fresh network,
     timed round-robin (:func:`C.time_interleaved`); then the per-stage breakdown of cusim and peer (b)."""
-    makers = {"cusim": lambda: PINNStep(ds, device, "cusim"), "torch_fft_pinn": lambda: PINNStep(ds, device, "torch_fft")}
+    makers = {"cusim": lambda: PINNStep(ds, device, "cusim"),
+              "torch_fft_pinn": lambda: PINNStep(ds, device, "torch_fft")}
     if paper:
         makers["paper_pinn"] = lambda: paper_pinn.step_fn(ds, device)
     steps, out = {}, {}
@@ -273,8 +274,9 @@ def run_step(args) -> dict:
 def run_full(args) -> dict:
     """``cusim.reconstruct(ds, "pinn", steps=N, stop="max")`` vs the paper's PINN for N steps, K = 9.
 
-    On a GPU N = 1000 (the paper's schedule) and cusim's default stopping rule is timed too; on the
-    CPU N is small (a 480 x 480 step takes seconds) and the 1000-step time is extrapolated, labelled so.
+    On a GPU N = 1000 (the paper's schedule) and cusim's default stopping rule is timed too (on the
+    CPU with ``--default-stop``); on the CPU N is small (a 480 x 480 step takes a second or more) and
+    the 1000-step time is extrapolated, labelled so.
     """
     import cusim  # noqa: PLC0415
 
@@ -291,18 +293,19 @@ def run_full(args) -> dict:
             info.update(cusim.reconstruct(ds, "pinn", device=dev, steps=n, **kw).extra)
         return fn
 
-    cusim_run(2, stop="max")()  # warm-up: kernels compiled, cuDNN initialised
+    _guarded(cusim_run(2, stop="max"))  # warm-ups: kernels compiled, cuDNN initialised
+    _guarded(lambda: paper_pinn.paper_pinn(ds, steps=2, device=dev))
     out = {"cusim": _guarded(lambda: {"status": "ok", **timed(cusim_run(steps, stop="max"), 1, 0),
                                       "steps": steps})}
     out["paper_pinn"] = _guarded(lambda: {"status": "ok", **timed(lambda: paper_pinn.paper_pinn(
         ds, steps=steps, device=dev), 1, 0), "steps": steps})
-    if dev == "cuda":
+    if dev == "cuda" or args.default_stop:
         out["cusim_default_stop"] = _guarded(lambda: {"status": "ok", **timed(cusim_run(FULL_STEPS_GPU), 1, 0),
                                                       "steps": info.get("steps_run"),
                                                       "stop_reason": info.get("stop_reason")})
     else:
-        out["cusim_default_stop"] = C.skipped("CPU: cusim's default stop takes ~150-250 steps of seconds each; "
-                                              "run `cusim reconstruct --method pinn` to time it")
+        out["cusim_default_stop"] = C.skipped("CPU: cusim's default stop takes ~150-500 steps of about a second "
+                                              "or more each; add --default-stop to time it")
     extrap = {k: v["median_ms"] / v["steps"] * FULL_STEPS_GPU / 1e3 for k, v in out.items()
               if v.get("status") == "ok" and k != "cusim_default_stop" and steps != FULL_STEPS_GPU}
     rows = []
@@ -393,7 +396,8 @@ def run_scaling(args) -> dict:
     all_op, all_step = SCALING[dev, False]
     caps = [] if dev == "cuda" else [
         f"CPU cap: operator sizes above {max(all_op)} and PINN-step sizes above {max(all_step)} are not run on the "
-        f"CPU (a {max(all_step) * 2}^2 U-Net step takes tens of seconds; {max(all_op) * 2}^2 K=25 buffers are GBs)."]
+        f"CPU (a U-Net step grows with the pixel count, ~5 s at {max(all_step) * 2}^2 on 2 idle cores and several "
+        f"times that under load; a {max(all_op) * 2}^2 K=25 operator moves GBs per call): `gpu_check.sh` runs them."]
     if args.quick and not args.size:
         caps.append(f"--quick: operator sizes {op_sizes}, PINN-step sizes {step_sizes}.")
     return {"name": "scaling", "unit": "ms; operator = forward+adjoint of one image; pinn_step = one step",
