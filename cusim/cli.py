@@ -128,15 +128,16 @@ def _pinn_progress(description: str, total: int, unit: str = "steps"):
 
 
 def _method_params(method: str, *, steps, lr, loss, stop, tau, seed, warm_start_steps, refine_patterns, iterations,
-                   algorithm, prior, reg, wiener_w) -> dict:
+                   algorithm, prior, reg, wiener_w, fast=False) -> dict:
     """The method's parameters from the CLI options, validated before any work (ValueError if bad)."""
-    if refine_patterns and method != "pinn":
-        raise ValueError("--refine-patterns: only for --method pinn")
+    for flag, on in (("--refine-patterns", refine_patterns), ("--fast", fast)):
+        if on and method != "pinn":
+            raise ValueError(f"{flag}: only for --method pinn")
     if method == "pinn":
-        from .recon.pinn import PINNConfig  # noqa: PLC0415
+        from .recon.pinn import FAST, PINNConfig  # noqa: PLC0415
 
         params = dict(steps=steps, lr=lr, loss=loss, stop=stop, seed=seed, warm_start_steps=warm_start_steps,
-                      tau=1.2 if tau is None else tau, refine_patterns=refine_patterns)
+                      tau=1.2 if tau is None else tau, refine_patterns=refine_patterns, **(FAST if fast else {}))
         PINNConfig.from_params(params)
         return params
     if method == "iterative":
@@ -178,6 +179,9 @@ def run(
     tau: float = typer.Option(None, help="Discrepancy stop at residual <= tau * sigma^2 (pinn 1.2, iterative 1.0)."),
     seed: int = typer.Option(0, help="pinn: seed of the network's weights."),
     warm_start_steps: int = typer.Option(200, help="pinn: steps for each later time point (warm start)."),
+    fast: bool = typer.Option(False, "--fast", help="pinn: the fast step: the U-Net in bfloat16 (autocast) with "
+                              "channels-last tensors, the loss read back every 10 steps (about 2x on a CPU with "
+                              "AVX-512 bf16; see docs/performance.md)."),
     refine_patterns: bool = typer.Option(False, "--refine-patterns",
                                          help="pinn: learn the pattern phases, carriers and modulation too."),
     checkpoint_every: int = typer.Option(50, help="pinn: write a checkpoint every this many steps."),
@@ -217,9 +221,12 @@ def run(
     if method in recon.PATTERN_METHODS and not ds.has_patterns() and not estimate_patterns:
         fail(f"{file}: no /patterns and no /pattern_params; estimate them first: cusim estimate {file} "
              f"(or add --estimate-patterns)")
+    if ds.ground_truth is not None and not 0 <= 2 * crop < min(ds.fine_shape):
+        fail(f"--crop: a {crop} px border leaves nothing of the {ds.fine_shape[0]}x{ds.fine_shape[1]} image to "
+             f"compare with /ground_truth; expected 0 <= crop < {(min(ds.fine_shape) + 1) // 2}")
     try:
         params = _method_params(method, steps=steps, lr=lr, loss=loss, stop=stop, tau=tau, seed=seed,
-                                warm_start_steps=warm_start_steps, refine_patterns=refine_patterns,
+                                warm_start_steps=warm_start_steps, refine_patterns=refine_patterns, fast=fast,
                                 iterations=iterations, algorithm=algorithm, prior=prior, reg=reg, wiener_w=wiener_w)
         if estimate_patterns:
             params["estimate_patterns"] = True

@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 
 from benchmarks import __main__ as suite  # noqa: E402
 from benchmarks import _common as C  # noqa: E402
-from benchmarks.bench_pinn import PINNStep, load_case  # noqa: E402
+from benchmarks.bench_pinn import load_case, pinn_step  # noqa: E402
 from benchmarks.peers import torch_fft_pinn  # noqa: E402
 from conftest import ROOT  # noqa: E402
 from cusim.recon.pinn import PINNConfig, optimise  # noqa: E402
@@ -46,15 +46,16 @@ def test_entry_point_times_the_pinn_step_of_cusim_and_both_peers(tmp_path):
     res = subprocess.run([sys.executable, "-m", "benchmarks", *TINY, "--size", "32", "--only", "pinn_step",
                           "--results", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    assert "peer/cusim" in res.stdout and "TARGET CPU: cusim step >= 2x" in res.stdout
+    assert "÷ cusim fast" in res.stdout and "TARGET CPU: cusim fast (--fast) step >= 2x" in res.stdout
     data = _payload(tmp_path, "pinn_step")
     assert [c["K"] for c in data["cases"]] == [9, 25]
     for case in data["cases"]:
         assert case["fine"] == [32, 32] and case["camera"] == [8, 8] and case["upsample"] == 4
-        for impl in ("cusim", "paper_pinn", "torch_fft_pinn"):
+        impls = ("cusim", "cusim_fast", "paper_pinn", "torch_fft_pinn")
+        for impl in impls:
             _ok(case["results"][impl])
         assert case["results"]["torch_fft_pinn"]["self_check_rel_err"] < 1e-4
-        assert set(case["ratios"]) == {"paper_pinn/cusim", "torch_fft_pinn/cusim"}
+        assert set(case["ratios"]) == {f"{p}/{b}" for b in ("cusim", "cusim_fast") for p in impls if p != b}
         assert all(r > 0 for r in case["ratios"].values())
         assert {"unet_forward", "physics_forward", "backward", "physics_backward", "adam"} <= set(
             case["breakdown"]["cusim"])
@@ -108,11 +109,10 @@ def test_benchmarked_step_is_the_step_of_optimise_and_peer_b_follows_it(crop):
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        cusim_step, peer_step = PINNStep(crop), PINNStep(crop, physics="torch_fft")
-        for _ in range(3):
-            cusim_step(), peer_step()
+        cusim_step, peer_step = pinn_step(crop), pinn_step(crop, physics="torch_fft")
+        cusim_losses, peer_losses = zip(*[(cusim_step(), peer_step()) for _ in range(3)])
         run = optimise(crop.frames(), crop.operator(device="cpu"), PINNConfig(steps=3, stop="max"))
     finally:
         torch.set_num_threads(n)
-    np.testing.assert_allclose(cusim_step.losses, run.loss, rtol=1e-6)
-    np.testing.assert_allclose(peer_step.losses, run.loss, rtol=1e-3)
+    np.testing.assert_allclose(cusim_losses, run.loss, rtol=1e-6)
+    np.testing.assert_allclose(peer_losses, run.loss, rtol=1e-3)

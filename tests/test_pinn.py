@@ -115,6 +115,65 @@ def test_discrepancy_principle_stops_at_the_noise_level(small):
     assert run.mse[-1] <= 8.0 < run.mse[-2]
 
 
+def test_reading_the_loss_back_in_blocks_changes_no_step_only_where_the_stop_acts(small):
+    op = small.operator(device="cpu")
+    base = dict(width=8, lr=1e-2, seed=1)
+    every = pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=12, stop="max", **base))
+    block = pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=12, stop="max", sync_every=5, **base))
+    np.testing.assert_array_equal(block.loss, every.loss)  # 5 + 5 + 2 steps, read back three times
+    np.testing.assert_array_equal(block.image, every.image)
+    cfg = dict(steps=300, tau=8.0, **base)
+    exact = pinn.optimise(small.frames(), op, pinn.PINNConfig(**cfg))
+    late = pinn.optimise(small.frames(), op, pinn.PINNConfig(sync_every=7, **cfg))
+    assert exact.stop_reason.startswith("discrepancy") and late.stop_reason.startswith("discrepancy")
+    assert late.steps % 7 == 0 and exact.steps <= late.steps < exact.steps + 7
+    np.testing.assert_array_equal(late.mse[:exact.steps], exact.mse)
+    if late.steps != exact.steps:
+        assert f"at step {exact.steps}; read back every 7 steps" in late.stop_reason
+
+
+def test_fast_step_bfloat16_channels_last_is_deterministic_and_close_to_float32(small):
+    op = small.operator(device="cpu")
+    truth = small.ground_truth
+    cfg = dict(steps=60, stop="max", width=8, lr=1e-2, seed=2)
+    ref = pinn.optimise(small.frames(), op, pinn.PINNConfig(**cfg))
+    fast = pinn.PINNConfig(**cfg, **pinn.FAST)
+    assert fast.fast and fast.precision == "bfloat16" and fast.channels_last and not pinn.PINNConfig().fast
+    a = pinn.optimise(small.frames(), op, fast)
+    b = pinn.optimise(small.frames(), op, fast)
+    np.testing.assert_array_equal(a.image, b.image)
+    assert a.image.dtype == np.float32 and a.steps == 60 and np.isfinite(a.loss).all()
+    psnr = {k: cusim.metrics.psnr(r.image, truth, norm="lstsq") for k, r in (("f32", ref), ("fast", a))}
+    # same fit to the data and the same quality, not the same bits: the U-Net runs in bfloat16
+    assert abs(psnr["fast"] - psnr["f32"]) < 1.0, psnr
+    assert a.mse[-1] < 1.5 * ref.mse[-1] and a.mse[-1] < 0.2 * a.mse[0]
+
+
+def test_fast_step_resumes_like_an_uninterrupted_run(small, tmp_path):
+    op = small.operator(device="cpu")
+    cfg = pinn.PINNConfig(steps=20, stop="max", width=4, **pinn.FAST)
+    ref = pinn.optimise(small.frames(), op, cfg)
+    ckpt = tmp_path / "fast.ckpt"
+
+    def interrupt(step, total, loss, mse):
+        if step == 13:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pinn.optimise(small.frames(), op, cfg, checkpoint=ckpt, checkpoint_every=10, callback=interrupt)
+    resumed = pinn.optimise(small.frames(), op, cfg, checkpoint=ckpt, checkpoint_every=10, resume=True)
+    np.testing.assert_allclose(resumed.image, ref.image, rtol=0, atol=1e-5 * float(ref.image.max()))
+
+
+def test_fast_settings_are_validated():
+    with pytest.raises(ValueError, match=r"precision: expected one of \('float32', 'bfloat16'\), got 'float16'"):
+        pinn.PINNConfig(precision="float16")
+    with pytest.raises(ValueError, match="sync_every: expected an integer >= 1, got 0"):
+        pinn.PINNConfig(sync_every=0)
+    with pytest.raises(ValueError, match="channels_last: expected true or false"):
+        pinn.PINNConfig(channels_last="yes")
+
+
 def test_time_series_warm_starts_each_frame_from_the_previous():
     ds = cusim.simulate(shape=(32, 32), snr=20, T=2, seed=2)
     res = cusim.reconstruct(ds, "pinn", device="cpu", steps=6, warm_start_steps=2, stop="max", width=4)
@@ -144,6 +203,18 @@ def test_cli_pinn_on_cuda_without_a_gpu_is_one_line(tmp_path, monkeypatch):
     path = io.save(cusim.simulate(shape=(32, 32), seed=0), tmp_path / "s.h5")
     res, text = _cli("run", path, "--method", "pinn", "--device", "cuda")
     assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and "no usable CUDA GPU" in text
+
+
+def test_cli_fast_records_its_settings_and_is_refused_for_other_methods(tmp_path):
+    path = io.save(cusim.simulate(shape=(32, 32), seed=0), tmp_path / "s.h5")
+    res, text = _cli("run", path, "--method", "wiener", "--fast", "--crop", "4")
+    assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and "--fast: only for --method pinn" in text
+    res, text = _cli("run", path, "--method", "pinn", "--fast", "--steps", "12", "--stop", "max")
+    assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and "--crop: a 20 px border leaves" in text
+    res, text = _cli("run", path, "--method", "pinn", "--fast", "--steps", "12", "--stop", "max", "--crop", "4")
+    assert res.exit_code == 0, text
+    params = io.load(path).recons["pinn"].attrs["params"]
+    assert (params["precision"], params["channels_last"], params["sync_every"]) == ("bfloat16", True, 10)
 
 
 def test_cli_resume_after_killing_the_process_matches_an_uninterrupted_run(tmp_path):

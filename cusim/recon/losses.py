@@ -77,8 +77,9 @@ class DataLoss:
         self.range = float(y.max() - y.min()) or 1.0
         self._pg = _poisson_gaussian_fit(y, self.sigma2) if "pg" in self.terms else None
 
-    def __call__(self, p: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """The loss to minimise, and the residual MSE in units of sigma^2 (for the stopping rule).
+    def __call__(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss to minimise, and the residual MSE in units of sigma^2 (for the stopping rule) as a
+        detached 0-d tensor on ``p``'s device (reading it back is the caller's choice: no host sync here).
 
         The loss maps the prediction onto the data by MOMENT matching (gain = std(y) / std(p), which
         is positive by construction, with the gradient flowing through it): a least-squares gain may
@@ -88,7 +89,7 @@ class DataLoss:
         """
         with torch.no_grad():
             a, b = fit_gain_offset(p, self.y, self.gain)
-            mse = float(((a * p + b - self.y) ** 2).mean()) / self.sigma2
+            mse = ((a * p + b - self.y) ** 2).mean() / self.sigma2
         dims = (-2, -1) if self.gain == "frame" else (-3, -2, -1)
         pm, ym = p.mean(dims, keepdim=True), self.y.mean(dims, keepdim=True)
         ps = (p - pm).square().mean(dims, keepdim=True).clamp_min(1e-30).sqrt()

@@ -25,6 +25,10 @@ from .losses import DataLoss, parse_loss, prior
 from .widefield import upsample_cubic
 
 STOPS = ("max", "plateau", "discrepancy")
+PRECISIONS = ("float32", "bfloat16")
+# The fast step (``cusim run --fast``): the U-Net in bfloat16 under autocast with channels-last tensors,
+# the loss read back to the host every 10 steps. Physics, loss, weights and Adam stay float32.
+FAST = {"precision": "bfloat16", "channels_last": True, "sync_every": 10}
 REFINE_MAX_FIT_RESIDUAL = 0.25  # relative residual of a sinusoid fit above which patterns are not sinusoidal
 INPUTS = ("upsampled", "widefield")
 
@@ -56,10 +60,13 @@ class PINNConfig:
     refine_patterns: bool = False  # learn k (per carrier), phase (per frame), modulation (per carrier)
     refine_start: int = 100  # ... from this step on (the object must take shape first)
     pattern_lr: float = 3e-3  # Adam rate of the pattern corrections (radians; 1e-3 cycles/px for k)
+    precision: str = "float32"  # "bfloat16": the U-Net under autocast (physics, loss, Adam stay float32)
+    channels_last: bool = False  # the U-Net's tensors in channels-last memory order
+    sync_every: int = 1  # read the loss back to the host every this many steps (the stop acts then)
 
     def __post_init__(self):
         ints = {"steps": 1, "lr_every": 1, "patience": 1, "width": 1, "depth": 0, "warm_start_steps": 1,
-                "refine_start": 0}
+                "refine_start": 0, "sync_every": 1}
         for name, lo in ints.items():
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
@@ -72,9 +79,16 @@ class PINNConfig:
         parse_loss(self.loss)
         for name, allowed in (("stop", STOPS), ("input", INPUTS), ("gain", ("frame", "global")),
                               ("reg", ("none", "tv", "hessian")), ("up", ("nearest", "transpose")),
-                              ("norm", ("none", "batch"))):
+                              ("norm", ("none", "batch")), ("precision", PRECISIONS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}: expected one of {allowed}, got {getattr(self, name)!r}")
+        if not isinstance(self.channels_last, bool):
+            raise ValueError(f"channels_last: expected true or false, got {self.channels_last!r}")
+
+    @property
+    def fast(self) -> bool:
+        """Whether the network runs in the fast mode (reduced precision or channels-last)."""
+        return self.precision != "float32" or self.channels_last
 
     @classmethod
     def from_params(cls, params: dict) -> "PINNConfig":
@@ -141,6 +155,108 @@ def _save_checkpoint(path: Path, payload: dict) -> None:
         torch.save(payload, tmp)
 
 
+class PINNStep:
+    """The optimisation state of one acquisition and its step, split where the stopping rule looks.
+
+    ``evaluate()`` runs the U-Net and the physics and returns the loss and the residual (in sigma^2)
+    as device scalars (no host synchronisation); ``update()`` back-propagates that loss and steps Adam,
+    the schedule and the pattern model. :func:`optimise` drives it; the benchmarks time exactly this.
+
+    ``cfg.precision == "bfloat16"`` runs the U-Net under autocast (its convolutions in bfloat16; its
+    output, the physics, the loss, the weights and Adam in float32); ``cfg.channels_last`` keeps the
+    U-Net's tensors channels-last. On CUDA the fast mode also turns on cuDNN autotuning for the
+    duration of the run (:meth:`close` restores it) and uses the fused Adam kernel.
+    """
+
+    def __init__(self, frames: np.ndarray, op, cfg: PINNConfig, *, init_state: dict | None = None,
+                 pattern_params: SinusoidParams | None = None, blur=None, physics=None):
+        from ..models import UNet  # noqa: PLC0415
+
+        self.cfg, self.op = cfg, op
+        self.device = dev = _torch_device(op)
+        self.sigma, _ = estimate_sigma(frames, op)
+        torch.manual_seed(cfg.seed)
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.inp = torch.from_numpy(network_input(frames, op.upsample, cfg.input))[None].to(dev).contiguous(
+            memory_format=self.memory_format)
+        y = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).to(dev)
+        self.net = UNet(self.inp.shape[1], width=cfg.width, depth=cfg.depth, up=cfg.up, norm=cfg.norm).to(dev)
+        if init_state:
+            self.net.load_state_dict(init_state)
+        self.net = self.net.to(memory_format=self.memory_format)
+        fused = dev.type == "cuda" and cfg.fast
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, **({"fused": True} if fused else {}))
+        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=cfg.lr_every, gamma=cfg.lr_decay)
+        self.data_loss = DataLoss(cfg.loss, y, self.sigma, cfg.gain)
+        self.physics = physics or (lambda x: sim_forward(x, op))
+        self.pmodel = self.popt = None
+        if cfg.refine_patterns:
+            from ._pinn_patterns import PatternModel  # noqa: PLC0415
+
+            if pattern_params is None or blur is None:
+                raise ValueError("refine_patterns: needs sinusoidal pattern parameters and the blur operator")
+            self.pmodel = PatternModel(pattern_params, op.shape, dev)
+            self.popt = torch.optim.Adam(self.pmodel.parameters(), lr=cfg.pattern_lr)
+            self.physics = lambda x: sim_forward(self.pmodel() * x, blur)[:, 0]
+        self._cudnn = None
+        if dev.type == "cuda" and cfg.fast:
+            self._cudnn = torch.backends.cudnn.benchmark
+            torch.backends.cudnn.benchmark = True
+        self.step_index = 0  # steps taken (Adam updates)
+        self._loss = None
+
+    def image(self) -> torch.Tensor:
+        """The U-Net's current output (H, W), float32 (with the graph when gradients are enabled)."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bfloat16"):
+            x = self.net(self.inp)
+        return x[0, 0].float().contiguous()
+
+    def evaluate(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Forward pass of a step: ``(x, loss, mse)``, the last two detached 0-d device tensors."""
+        self.opt.zero_grad(set_to_none=True)
+        if self.popt is not None:
+            self.popt.zero_grad(set_to_none=True)
+        x = self.image()
+        loss, mse = self.data_loss(self.physics(x))
+        if self.cfg.reg != "none" and self.cfg.reg_weight > 0:
+            loss = loss + self.cfg.reg_weight * prior(x, self.cfg.reg)
+        self._loss = loss
+        return x, loss.detach(), mse
+
+    def update(self) -> None:
+        """Back-propagate the last :meth:`evaluate`'s loss and take the optimiser steps."""
+        self._loss.backward()
+        self._loss = None
+        self.opt.step()
+        self.sched.step()
+        if self.pmodel is not None and self.step_index >= self.cfg.refine_start:
+            self.popt.step()
+        self.step_index += 1
+
+    def __call__(self) -> float | None:
+        """One whole step (the benchmarks' unit of work); the loss is read back to the host (and
+        returned) on every ``cfg.sync_every``-th step only, as in :func:`optimise`."""
+        _, loss, _ = self.evaluate()
+        self.update()
+        return float(loss) if self.step_index % self.cfg.sync_every == 0 else None
+
+    def close(self) -> None:
+        if self._cudnn is not None:
+            torch.backends.cudnn.benchmark, self._cudnn = self._cudnn, None
+
+    def state(self) -> dict:
+        return {"model": self.net.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
+                **({} if self.pmodel is None else {"patterns": self.pmodel.state_dict(), "popt": self.popt.state_dict()})}
+
+    def load(self, ck: dict) -> None:
+        self.net.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["opt"])
+        self.sched.load_state_dict(ck["sched"])
+        if self.pmodel is not None:
+            self.pmodel.load_state_dict(ck["patterns"])
+            self.popt.load_state_dict(ck["popt"])
+
+
 def optimise(frames: np.ndarray, op, cfg: PINNConfig, *, steps: int | None = None, init_state: dict | None = None,
              checkpoint: Path | None = None, checkpoint_every: int = 100, resume: bool = False,
              callback=None, pattern_params: SinusoidParams | None = None, blur=None) -> PINNRun:
@@ -153,84 +269,73 @@ def optimise(frames: np.ndarray, op, cfg: PINNConfig, *, steps: int | None = Non
     ``init_state`` warm-starts the weights. With ``checkpoint`` the full optimiser state is written
     there every ``checkpoint_every`` steps; ``resume`` continues from it (same settings required) and
     ends with the result of an uninterrupted run. ``callback(step, total, loss, mse)`` reports progress.
+
+    The loss and residual of every step are kept on the device and read back every ``cfg.sync_every``
+    steps (and at checkpoints and the last step); the stopping rule then looks at each of those steps
+    in order, and if it fires the run ends there, at the block's last step (the rule's step is named
+    in the stop reason). With ``sync_every=1`` the run stops exactly where the rule fires.
     """
-    from ..models import UNet  # noqa: PLC0415
-
     steps = cfg.steps if steps is None else steps
-    dev = _torch_device(op)
-    sigma, _ = estimate_sigma(frames, op)
-    torch.manual_seed(cfg.seed)
-    inp = torch.from_numpy(network_input(frames, op.upsample, cfg.input))[None].to(dev)
-    y = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).to(dev)
-    net = UNet(inp.shape[1], width=cfg.width, depth=cfg.depth, up=cfg.up, norm=cfg.norm).to(dev)
-    if init_state:
-        net.load_state_dict(init_state)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_every, gamma=cfg.lr_decay)
-    data_loss, stopper = DataLoss(cfg.loss, y, sigma, cfg.gain), _Stopper(cfg)
-    pmodel = popt = None
-    if cfg.refine_patterns:
-        from ._pinn_patterns import PatternModel  # noqa: PLC0415
+    fit = PINNStep(frames, op, cfg, init_state=init_state, pattern_params=pattern_params, blur=blur)
+    try:
+        return _optimise(fit, steps, checkpoint, checkpoint_every, resume, callback)
+    finally:
+        fit.close()
 
-        if pattern_params is None or blur is None:
-            raise ValueError("refine_patterns: needs sinusoidal pattern parameters and the blur operator")
-        pmodel = PatternModel(pattern_params, op.shape, dev)
-        popt = torch.optim.Adam(pmodel.parameters(), lr=cfg.pattern_lr)
+
+def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resume: bool, callback) -> PINNRun:
+    cfg = fit.cfg
+    stopper = _Stopper(cfg)
     losses, mses, start, reason = [], [], 0, None
     settings = {**dataclasses.asdict(cfg), "steps": steps}
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        ck = torch.load(checkpoint, map_location=dev, weights_only=False)
+        ck = torch.load(checkpoint, map_location=fit.device, weights_only=False)
         if ck["settings"] != settings:
             raise ValueError(f"{checkpoint}: checkpoint was made with other settings; remove it or run without --resume")
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        sched.load_state_dict(ck["sched"])
+        fit.load(ck)
         losses, mses, start = ck["loss"], ck["mse"], ck["step"]
-        if pmodel is not None:
-            pmodel.load_state_dict(ck["patterns"])
-            popt.load_state_dict(ck["popt"])
+        fit.step_index = start
         stopper.best, stopper.best_step = ck["stopper"]
         torch.set_rng_state(ck["rng"])
-    x = None
+    pending, x = [], None
     for step in range(start, steps):
-        opt.zero_grad(set_to_none=True)
-        x = net(inp)[0, 0]
-        if pmodel is None:
-            pred = sim_forward(x, op)
-        else:
-            popt.zero_grad(set_to_none=True)
-            pred = sim_forward(pmodel() * x, blur)[:, 0]
-        loss, mse = data_loss(pred)
-        if cfg.reg != "none" and cfg.reg_weight > 0:
-            loss = loss + cfg.reg_weight * prior(x, cfg.reg)
-        losses.append(float(loss.detach()))
-        mses.append(mse)
-        reason = stopper(step, losses[-1], mse)
+        x, loss, mse = fit.evaluate()
+        pending.append(torch.stack([loss, mse.to(loss.dtype)]))
+        ck_due = checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps
+        if len(pending) < cfg.sync_every and step + 1 < steps and not ck_due:
+            fit.update()
+            continue
+        first = step + 1 - len(pending)
+        values = torch.stack(pending).cpu().numpy().astype(float)  # the one host synchronisation
+        pending = []
+        for i, (lv, mv) in enumerate(values):
+            losses.append(float(lv))
+            mses.append(float(mv))
+            if reason is None:
+                reason = stopper(first + i, float(lv), float(mv))
+                if reason and first + i != step:
+                    reason += (f" (at step {first + i + 1}; read back every {cfg.sync_every} steps, "
+                               f"so the run ended at step {step + 1})")
         if reason:
             break
-        loss.backward()
-        opt.step()
-        sched.step()
-        if pmodel is not None and step >= cfg.refine_start:
-            popt.step()
+        fit.update()
         if callback is not None:
-            callback(step + 1, steps, losses[-1], mse)
-        if checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            for i, (lv, mv) in enumerate(values):
+                callback(first + i + 1, steps, float(lv), float(mv))
+        if ck_due:
             _save_checkpoint(Path(checkpoint), {
-                "settings": settings, "model": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                "loss": losses, "mse": mses, "step": step + 1, "stopper": (stopper.best, stopper.best_step),
-                "rng": torch.get_rng_state(),
-                **({} if pmodel is None else {"patterns": pmodel.state_dict(), "popt": popt.state_dict()})})
+                "settings": settings, **fit.state(), "loss": losses, "mse": mses, "step": step + 1,
+                "stopper": (stopper.best, stopper.best_step), "rng": torch.get_rng_state()})
     if reason is None:
         with torch.no_grad():  # the image after the last update
-            x = net(inp)[0, 0]
+            x = fit.image()
         reason = f"max steps ({steps})"
     if checkpoint is not None:
         Path(checkpoint).unlink(missing_ok=True)
     image = x.detach().cpu().numpy().astype(np.float32)
-    return PINNRun(image, np.asarray(losses), np.asarray(mses), len(losses), reason, sigma,
-                   {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
-                   None if pmodel is None else pmodel.params())
+    return PINNRun(image, np.asarray(losses), np.asarray(mses), len(losses), reason, fit.sigma,
+                   {k: v.detach().cpu().clone() for k, v in fit.net.state_dict().items()},
+                   None if fit.pmodel is None else fit.pmodel.params())
 
 
 def _refine_setup(dataset, op):
