@@ -62,7 +62,7 @@ def test_entry_point_times_the_pinn_step_of_cusim_and_both_peers(tmp_path):
 
 
 @pytest.mark.parametrize("name, size, impls", [
-    ("pinn_full", 32, ("cusim", "paper_pinn")),
+    ("pinn_full", 32, ("cusim", "cusim_fast", "paper_pinn")),
     ("iterative", 32, ("cusim", "torch_fft_autograd")),
     ("wiener", 64, ("cusim",)),  # the Wiener parameter fit needs a few periods of the pattern
     ("scaling", 32, ("cusim", "torch_fft_pinn")),
