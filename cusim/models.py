@@ -5,6 +5,8 @@ frame. Three 2x2 max-pool levels with widths 32/64/128/256, two 3x3 convolutions
 level, skip connections by concatenation, nearest-neighbour upsampling followed by a convolution (as
 in the paper's code; ``up="transpose"`` gives the original U-Net's 2x2 up-convolution), a 1x1 head
 and a non-negative output (softplus). ``norm="batch"`` adds batch normalisation (cusim's PINN default).
+Under ``torch.autocast`` (cusim's fast PINN step) the outer ``float32_levels`` levels (default 1: the
+full-resolution convolutions) and the head stay float32; the inner levels run in reduced precision.
 """
 
 from __future__ import annotations
@@ -53,11 +55,12 @@ class UNet(nn.Module):
     ``"relu"``, ``norm`` ``"none"`` (paper) or ``"batch"`` (batch normalisation after every
     convolution; with one image per batch it normalises over the image, and it makes the untrained
     network fit a SIM stack several times faster). Keep the module in training mode: the statistics
-    of the image itself are the normalisation.
+    of the image itself are the normalisation. ``float32_levels``: under autocast, this many outer
+    levels (and always the head) run in float32.
     """
 
     def __init__(self, in_channels: int, *, width: int = 32, depth: int = 3, up: str = "nearest",
-                 output: str = "softplus", norm: str = "none"):
+                 output: str = "softplus", norm: str = "none", float32_levels: int = 1):
         super().__init__()
         if in_channels < 1 or width < 1 or depth < 0:
             raise ValueError(f"UNet: expected in_channels >= 1, width >= 1, depth >= 0; "
@@ -68,6 +71,9 @@ class UNet(nn.Module):
             raise ValueError(f"output: expected 'softplus' or 'relu', got {output!r}")
         if norm not in NORMS:
             raise ValueError(f"norm: expected one of {NORMS}, got {norm!r}")
+        if float32_levels < 0:
+            raise ValueError(f"float32_levels: expected >= 0, got {float32_levels}")
+        self.float32_levels = float32_levels
         widths = [width * 2**i for i in range(depth + 1)]
         self.depth = depth
         self.output = output
@@ -76,14 +82,22 @@ class UNet(nn.Module):
         self.ups = nn.ModuleList([_Up(widths[i + 1], widths[i], up, norm) for i in reversed(range(depth))])
         self.head = nn.Conv2d(widths[0], 1, 1)
 
+    def _at(self, level: int, fn, *xs: torch.Tensor) -> torch.Tensor:
+        """``fn(*xs)``; under autocast, in float32 on the outer ``float32_levels`` levels."""
+        if level < self.float32_levels and torch.is_autocast_enabled(xs[0].device.type):
+            with torch.autocast(xs[0].device.type, enabled=False):
+                return fn(*(x.float() for x in xs))
+        return fn(*xs)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
         for i, block in enumerate(self.down):
             if i > 0:
                 x = F.max_pool2d(x, 2)
-            x = block(x)
+            x = self._at(i, block, x)
             skips.append(x)
-        for up, skip in zip(self.ups, reversed(skips[:-1])):
-            x = up(x, skip)
-        x = self.head(x)
-        return F.softplus(x) if self.output == "softplus" else F.relu(x)
+        for j, (up, skip) in enumerate(zip(self.ups, reversed(skips[:-1]))):
+            x = self._at(self.depth - 1 - j, up, x, skip)
+        with torch.autocast(x.device.type, enabled=False):  # the head always in float32: the image is
+            x = self.head(x.float())  # not rounded to bfloat16's 8-bit mantissa
+            return F.softplus(x) if self.output == "softplus" else F.relu(x)

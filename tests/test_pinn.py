@@ -38,6 +38,25 @@ def test_unet_is_non_negative_and_keeps_odd_shapes():
         UNet(3, norm="layer")
 
 
+def test_unet_under_autocast_keeps_its_outer_levels_and_head_in_float32():
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 32, 32)
+    for levels, outer in ((0, torch.bfloat16), (1, torch.float32), (3, torch.float32)):
+        net = UNet(3, width=4, norm="batch", float32_levels=levels)
+        seen = {}
+        net.down[0][0].register_forward_hook(lambda m, i, o: seen.__setitem__("first", o.dtype))
+        net.ups[-1].conv[0].register_forward_hook(lambda m, i, o: seen.__setitem__("last", o.dtype))
+        net.down[1][0].register_forward_hook(lambda m, i, o: seen.__setitem__("inner", o.dtype))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = net(x)
+        assert out.dtype == torch.float32 and seen["first"] == seen["last"] == outer
+        assert seen["inner"] == (torch.float32 if levels >= 2 else torch.bfloat16)
+        ref = net(x)  # no autocast: float32 throughout, and the same network
+        assert float((out - ref).abs().max().detach()) < 0.05 * float(ref.abs().max().detach())
+    with pytest.raises(ValueError, match="float32_levels: expected >= 0"):
+        UNet(3, float32_levels=-1)
+
+
 def test_closed_form_gain_and_offset_are_the_least_squares_fit():
     rng = np.random.default_rng(0)
     p = torch.from_numpy(rng.random((3, 8, 8)))
@@ -115,7 +134,7 @@ def test_discrepancy_principle_stops_at_the_noise_level(small):
     assert run.mse[-1] <= 8.0 < run.mse[-2]
 
 
-def test_reading_the_loss_back_in_blocks_changes_no_step_only_where_the_stop_acts(small):
+def test_reading_the_loss_back_in_blocks_changes_nothing_in_the_result(small):
     op = small.operator(device="cpu")
     base = dict(width=8, lr=1e-2, seed=1)
     every = pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=12, stop="max", **base))
@@ -125,11 +144,11 @@ def test_reading_the_loss_back_in_blocks_changes_no_step_only_where_the_stop_act
     cfg = dict(steps=300, tau=8.0, **base)
     exact = pinn.optimise(small.frames(), op, pinn.PINNConfig(**cfg))
     late = pinn.optimise(small.frames(), op, pinn.PINNConfig(sync_every=7, **cfg))
-    assert exact.stop_reason.startswith("discrepancy") and late.stop_reason.startswith("discrepancy")
-    assert late.steps % 7 == 0 and exact.steps <= late.steps < exact.steps + 7
-    np.testing.assert_array_equal(late.mse[:exact.steps], exact.mse)
-    if late.steps != exact.steps:
-        assert f"at step {exact.steps}; read back every 7 steps" in late.stop_reason
+    assert exact.stop_reason.startswith("discrepancy") and exact.steps < 300 and exact.steps % 7 != 0
+    # the rule fired inside a block: the run still ends with that step's image and histories
+    assert (late.steps, late.stop_reason) == (exact.steps, exact.stop_reason)
+    np.testing.assert_array_equal(late.mse, exact.mse)
+    np.testing.assert_array_equal(late.image, exact.image)
 
 
 def test_fast_step_bfloat16_channels_last_is_deterministic_and_close_to_float32(small):

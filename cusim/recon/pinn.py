@@ -26,8 +26,9 @@ from .widefield import upsample_cubic
 
 STOPS = ("max", "plateau", "discrepancy")
 PRECISIONS = ("float32", "bfloat16")
-# The fast step (``cusim run --fast``): the U-Net in bfloat16 under autocast with channels-last tensors,
-# the loss read back to the host every 10 steps. Physics, loss, weights and Adam stay float32.
+# The fast step (``cusim run --fast``): the U-Net's inner levels in bfloat16 under autocast (its
+# full-resolution level and head in float32) with channels-last tensors, the loss read back to the
+# host every 10 steps. Physics, loss, weights and Adam stay float32.
 FAST = {"precision": "bfloat16", "channels_last": True, "sync_every": 10}
 REFINE_MAX_FIT_RESIDUAL = 0.25  # relative residual of a sinusoid fit above which patterns are not sinusoidal
 INPUTS = ("upsampled", "widefield")
@@ -60,13 +61,15 @@ class PINNConfig:
     refine_patterns: bool = False  # learn k (per carrier), phase (per frame), modulation (per carrier)
     refine_start: int = 100  # ... from this step on (the object must take shape first)
     pattern_lr: float = 3e-3  # Adam rate of the pattern corrections (radians; 1e-3 cycles/px for k)
-    precision: str = "float32"  # "bfloat16": the U-Net under autocast (physics, loss, Adam stay float32)
+    precision: str = "float32"  # "bfloat16": the U-Net under autocast (physics, loss, Adam stay float32) ...
+    float32_levels: int = 1  # ... except this many outer levels and the head (models.UNet)
     channels_last: bool = False  # the U-Net's tensors in channels-last memory order
     sync_every: int = 1  # read the loss back to the host every this many steps (the stop acts then)
 
     def __post_init__(self):
         ints = {"steps": 1, "lr_every": 1, "patience": 1, "width": 1, "depth": 0, "warm_start_steps": 1,
-                "refine_start": 0, "sync_every": 1}
+                "refine_start": 0, "sync_every": 1,
+                "float32_levels": 0}
         for name, lo in ints.items():
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
@@ -180,7 +183,8 @@ class PINNStep:
         self.inp = torch.from_numpy(network_input(frames, op.upsample, cfg.input))[None].to(dev).contiguous(
             memory_format=self.memory_format)
         y = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).to(dev)
-        self.net = UNet(self.inp.shape[1], width=cfg.width, depth=cfg.depth, up=cfg.up, norm=cfg.norm).to(dev)
+        self.net = UNet(self.inp.shape[1], width=cfg.width, depth=cfg.depth, up=cfg.up, norm=cfg.norm,
+                        float32_levels=cfg.float32_levels).to(dev)
         if init_state:
             self.net.load_state_dict(init_state)
         self.net = self.net.to(memory_format=self.memory_format)
@@ -271,9 +275,10 @@ def optimise(frames: np.ndarray, op, cfg: PINNConfig, *, steps: int | None = Non
     ends with the result of an uninterrupted run. ``callback(step, total, loss, mse)`` reports progress.
 
     The loss and residual of every step are kept on the device and read back every ``cfg.sync_every``
-    steps (and at checkpoints and the last step); the stopping rule then looks at each of those steps
-    in order, and if it fires the run ends there, at the block's last step (the rule's step is named
-    in the stop reason). With ``sync_every=1`` the run stops exactly where the rule fires.
+    steps (and at checkpoints and the last step), together with the block's images; the stopping rule
+    then looks at each of those steps in order, and where it fires the run ends with that step's image
+    and histories, as with ``sync_every=1``. Only the returned weights (``state``, the warm start of a
+    time series) are those after the block's last update.
     """
     steps = cfg.steps if steps is None else steps
     fit = PINNStep(frames, op, cfg, init_state=init_state, pattern_params=pattern_params, blur=blur)
@@ -297,25 +302,25 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
         fit.step_index = start
         stopper.best, stopper.best_step = ck["stopper"]
         torch.set_rng_state(ck["rng"])
-    pending, x = [], None
+    pending, images, x = [], [], None
     for step in range(start, steps):
         x, loss, mse = fit.evaluate()
         pending.append(torch.stack([loss, mse.to(loss.dtype)]))
+        images.append(x.detach())  # the image of every step of the block, for an exact stop
         ck_due = checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps
         if len(pending) < cfg.sync_every and step + 1 < steps and not ck_due:
             fit.update()
             continue
         first = step + 1 - len(pending)
         values = torch.stack(pending).cpu().numpy().astype(float)  # the one host synchronisation
-        pending = []
+        block, pending, images = images, [], []
         for i, (lv, mv) in enumerate(values):
             losses.append(float(lv))
             mses.append(float(mv))
-            if reason is None:
-                reason = stopper(first + i, float(lv), float(mv))
-                if reason and first + i != step:
-                    reason += (f" (at step {first + i + 1}; read back every {cfg.sync_every} steps, "
-                               f"so the run ended at step {step + 1})")
+            reason = stopper(first + i, float(lv), float(mv))
+            if reason:
+                x = block[i]
+                break
         if reason:
             break
         fit.update()
