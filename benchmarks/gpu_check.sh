@@ -38,8 +38,8 @@ part() {  # part NAME SECONDS CMD...: run CMD under a timeout, log to $OUT/NAME.
 part gpu_tests 200 $PY -m pytest -q -m gpu -p no:cacheprovider tests
 # forward+adjoint at 480 and 2048 (K=9, K=25), with the fraction of the bandwidth bound at 2048x2048 K=9
 part bench_operators 90 $PY -m benchmarks.bench_operators --quick --device cuda
-# PINN step at 480x480 K=9 and K=25 (cusim vs peers a and b), full 1000-step reconstruction
-part bench_pinn 120 $PY -m benchmarks --quick --device cuda --only pinn_step pinn_full --results "$OUT"
+# PINN step at 480x480 K=9 and K=25 (cusim float32 and --fast vs peers a and b), full 1000-step reconstructions
+part bench_pinn 150 $PY -m benchmarks --quick --device cuda --only pinn_step pinn_full --results "$OUT"
 left=$((450 - SECONDS))
 if [ $left -ge 30 ]; then  # what time is left: iterative, Wiener, scaling 256..4096
   part bench_more $left $PY -m benchmarks --quick --device cuda --only iterative wiener scaling --results "$OUT"
