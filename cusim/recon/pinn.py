@@ -64,7 +64,7 @@ class PINNConfig:
     precision: str = "float32"  # "bfloat16": the U-Net under autocast (physics, loss, Adam stay float32) ...
     float32_levels: int = 1  # ... except this many outer levels and the head (models.UNet)
     channels_last: bool = False  # the U-Net's tensors in channels-last memory order
-    sync_every: int = 1  # read the loss back to the host every this many steps (the stop acts then)
+    sync_every: int = 1  # read the loss back to the host every this many steps (the stop stays exact)
 
     def __post_init__(self):
         ints = {"steps": 1, "lr_every": 1, "patience": 1, "width": 1, "depth": 0, "warm_start_steps": 1,
