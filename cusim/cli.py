@@ -221,15 +221,15 @@ def run(
     if method in recon.PATTERN_METHODS and not ds.has_patterns() and not estimate_patterns:
         fail(f"{file}: no /patterns and no /pattern_params; estimate them first: cusim estimate {file} "
              f"(or add --estimate-patterns)")
-    if ds.ground_truth is not None and not 0 <= 2 * crop < min(ds.fine_shape):
-        fail(f"--crop: a {crop} px border leaves nothing of the {ds.fine_shape[0]}x{ds.fine_shape[1]} image to "
-             f"compare with /ground_truth; expected 0 <= crop < {(min(ds.fine_shape) + 1) // 2}")
     try:
         params = _method_params(method, steps=steps, lr=lr, loss=loss, stop=stop, tau=tau, seed=seed,
                                 warm_start_steps=warm_start_steps, refine_patterns=refine_patterns, fast=fast,
                                 iterations=iterations, algorithm=algorithm, prior=prior, reg=reg, wiener_w=wiener_w)
         if estimate_patterns:
             params["estimate_patterns"] = True
+        if ds.ground_truth is not None and not 0 <= 2 * crop < min(ds.fine_shape):
+            fail(f"--crop: a {crop} px border leaves nothing of the {ds.fine_shape[0]}x{ds.fine_shape[1]} image to "
+                 f"compare with /ground_truth; expected 0 <= crop < {(min(ds.fine_shape) + 1) // 2}")
         if method == "pinn":
             ckpt = file.with_name(f".{file.name}.{name}.ckpt")
             with _pinn_progress(f"pinn {file.name}", steps) as callback:
