@@ -304,6 +304,14 @@ def _default_x0(op, y, a, b, nonneg, xp):
     return ones * (level / max(float(op.forward(ones).mean()), 1e-30))
 
 
+def _ended(callback, i: int, x, loss: float, rel: float, tol: float) -> str | None:
+    """Why an iteration loop ends after iteration ``i``: ``"callback"`` (it returned true), ``"tol"``
+    (relative change below ``tol``), or None to go on. Shared by FISTA and Richardson-Lucy."""
+    if callback is not None and callback(i, x, loss):
+        return "callback"
+    return "tol" if rel < tol else None
+
+
 def fista(op, y, *, x0=None, n_iter: int = 100, prior: str | None = None, lam: float = 0.0,
           nonneg: bool = True, fit_gain_offset: bool = False, refit_every: int = 10, step: float | None = None,
           tol: float = 1e-5, inner_iter: int = 20, restart: bool = True, callback=None,
@@ -409,11 +417,9 @@ def fista(op, y, *, x0=None, n_iter: int = 100, prior: str | None = None, lam: f
         z, az = x_new + beta * dx, ax_new + beta * (ax_new - ax)
         x, ax, t, prev = x_new, ax_new, t_new, loss
         losses.append(loss)
-        if callback is not None and callback(i, x, loss):
-            stop = "callback"
-            break
-        if rel < tol:
-            stop = "tol"
+        ended = _ended(callback, i, x, loss, rel, tol)
+        if ended:
+            stop = ended
             break
         if fit_gain_offset and (i + 1) % refit_every == 0 and i + 1 < n_iter:
             gain, offset, x, ax = refit(x, ax)
@@ -488,10 +494,8 @@ def richardson_lucy(op, y, *, x0=None, n_iter: int = 50, background=0.0, tol: fl
         rel = _rel_change(xp, x_new - x, x)
         x = x_new
         losses.append(loss)
-        if callback is not None and callback(i, x, loss):
-            stop = "callback"
-            break
-        if rel < tol:
-            stop = "tol"
+        ended = _ended(callback, i, x, loss, rel, tol)
+        if ended:
+            stop = ended
             break
     return OptimResult(x, np.ones(K), bg, np.asarray(losses, dtype=np.float64), len(losses), stop)
