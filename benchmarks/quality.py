@@ -1,7 +1,7 @@
 """Reconstruction quality on the PINN-paper data: widefield, the paper's PINN and cusim's PINN.
 
     python -m benchmarks.quality [--sets SIM/microtubules ...] [--samples 1 2 3] [--crop 240]
-        [--steps 1000] [--seed 0] [--methods widefield paper cusim [iterative]] [--device auto|cpu|cuda]
+        [--steps N] [--seed 0] [--paper-conv fft|direct] [--methods widefield paper cusim [iterative]] [--device auto|cpu|cuda]
         [--pinn-param key=value ...] [--out benchmarks/results/quality-<device>.json]
         [--markdown docs/quality.md] [--resume] [--quick] [--threads N]
 
@@ -10,9 +10,12 @@ central ``--crop`` fine-pixel crop (``Dataset.crop_center``) is reconstructed by
 
 - ``widefield``: ``cusim.reconstruct(ds, "widefield")``;
 - ``paper``: the reimplementation of Burns & Liu's PINN (:mod:`benchmarks.peers.paper_pinn`), ``--steps``
-  steps with ``--seed``;
+  steps with ``--seed``; its convolutions evaluated by FFTs (``--paper-conv fft``, the same functions
+  to float32 rounding, several times cheaper on a CPU for the large NL_SIM and LPSIM PSFs) unless
+  ``--paper-conv direct`` asks for the real-space ``conv2d`` of the notebooks;
 - ``cusim``: ``cusim.reconstruct(ds, "pinn", device=..., steps=..., seed=..., **pinn_params)``, otherwise
   cusim's defaults (its stopping rule may end the run before ``--steps``);
+- ``--steps`` defaults to the paper's: 1000, and 1500 for LPSIM (both PINNs get the same number);
 - ``iterative``: ``cusim.reconstruct(ds, "iterative", device=...)`` when ``cusim.recon.METHODS`` lists it
   (skipped with a note otherwise).
 
@@ -56,7 +59,8 @@ BORDER = 10  # px left out at every border for PSNR, SSIM and FRC
 BAR_PAPER_PSNR, BAR_PAPER_SSIM, BAR_WF_PSNR, BAR_FRC = 1.0, 0.03, 3.0, 0.13
 FRC_SETS = ("SIM/microtubules", "NL_SIM/ccp", "NL_SIM/er", "NL_SIM/factin", "NL_SIM/microtubules")
 QUICK = {"samples": [1], "crop": 120, "steps": 30}
-FULL = {"samples": [1, 2, 3], "crop": 240, "steps": 1000}
+FULL = {"samples": [1, 2, 3], "crop": 240, "steps": None}  # steps None: the paper's, per set (steps_for)
+PAPER_STEPS, PAPER_STEPS_PER_SET = 1000, {"LPSIM/microtubules": 1500}  # the notebooks' step counts
 
 
 # -- arguments ------------------------------------------------------------------------------------
@@ -74,7 +78,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--sets", nargs="+", default=SETS, metavar="GROUP/SET")
     ap.add_argument("--samples", nargs="+", type=int, default=None, help="default 1 2 3 (quick: 1)")
     ap.add_argument("--crop", type=int, default=None, help="central fine-pixel crop; default 240 (quick: 120)")
-    ap.add_argument("--steps", type=int, default=None, help="PINN steps; default 1000 (quick: 30)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="PINN steps; default the paper's: 1000, LPSIM 1500 (quick: 30)")
+    ap.add_argument("--paper-conv", default="fft", choices=["fft", "direct"],
+                    help="how the paper peer evaluates its convolutions (the same functions; default fft)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=METHODS)
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -91,7 +98,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     for key, v in base.items():
         if getattr(args, key) is None:
             setattr(args, key, v)
-    if args.crop < 1 or args.steps < 1 or any(s < 1 for s in args.samples):
+    if args.crop < 1 or (args.steps is not None and args.steps < 1) or any(s < 1 for s in args.samples):
         ap.error("--crop, --steps and --samples must be positive")
     params = {}
     for item in args.pinn_param:
@@ -136,7 +143,12 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def run_method(method: str, ds, args, device: str) -> dict:
+def steps_for(name: str, args) -> int:
+    """PINN steps for set ``name``: ``--steps``, else the paper's for that set."""
+    return args.steps or PAPER_STEPS_PER_SET.get(name, PAPER_STEPS)
+
+
+def run_method(method: str, ds, args, device: str, steps: int) -> dict:
     """One reconstruction of ``ds`` with its quality against the ground truth and its cost."""
     import cusim  # noqa: PLC0415
 
@@ -148,12 +160,12 @@ def run_method(method: str, ds, args, device: str) -> dict:
         torch.set_num_threads(args.threads or C.cpu_count())  # cusim's PINN resets the thread count
         _sync(device)
         t0 = time.perf_counter()
-        image, loss = paper_pinn(ds, steps=args.steps, seed=args.seed, device=device)
+        image, loss = paper_pinn(ds, steps=steps, seed=args.seed, device=device, conv=args.paper_conv)
         _sync(device)
         runtime = time.perf_counter() - t0
         rec = {"runtime_s": runtime, "steps_run": int(len(loss)), "final_loss": float(loss[-1])}
     elif method == "cusim":
-        res = cusim.reconstruct(ds, "pinn", device=device, steps=args.steps, seed=args.seed, **args.pinn_params)
+        res = cusim.reconstruct(ds, "pinn", device=device, steps=steps, seed=args.seed, **args.pinn_params)
         image = res.image
         steps_run = res.extra.get("steps_run", 0 if res.loss is None else len(res.loss))
         rec = {"runtime_s": res.runtime_s, "steps_run": int(steps_run), "stop_reason": res.extra.get("stop_reason"),
@@ -169,7 +181,8 @@ def run_method(method: str, ds, args, device: str) -> dict:
 
 # -- bookkeeping ----------------------------------------------------------------------------------
 def settings_of(args, device: str) -> dict:
-    return {"crop": args.crop, "steps": args.steps, "seed": args.seed, "device": device,
+    return {"crop": args.crop, "steps": args.steps or "paper", "paper_conv": args.paper_conv, "seed": args.seed,
+            "device": device,
             "pinn_params": args.pinn_params, "border_px": BORDER, "norm": "lstsq", "frc_threshold": 0.5,
             "quick": bool(args.quick)}
 
@@ -282,9 +295,10 @@ def markdown(payload: dict) -> str:
         f"{env.get('cpu_count')} CPU cores",
         f"- date: {env.get('date')}, commit {env.get('git_commit')}",
         f"- command: `{payload['command']}`",
-        f"- settings: central {s['crop']} x {s['crop']} fine-pixel crop, {s['steps']} steps, seed {s['seed']}, "
-        f"cusim PINN params {json.dumps(s['pinn_params'])} (otherwise defaults); paper peer: "
-        "benchmarks/peers/paper_pinn.py",
+        f"- settings: central {s['crop']} x {s['crop']} fine-pixel crop, "
+        + ("the paper's steps (1000, LPSIM 1500)" if s["steps"] == "paper" else f"{s['steps']} steps")
+        + f", seed {s['seed']}, cusim PINN params {json.dumps(s['pinn_params'])} (otherwise defaults); paper peer: "
+        f"benchmarks/peers/paper_pinn.py, convolutions {s.get('paper_conv', 'direct')}",
         f"- metrics: ground truth min-max normalised, reconstruction fitted by least-squares scale and offset; "
         f"PSNR (dB) and SSIM with a {s['border_px']} px border left out; FRC 0.5 cut-off against the ground "
         "truth in cycles per fine pixel (0.5 = never crossed)",
@@ -379,7 +393,7 @@ def main(argv=None) -> int:
                 records.append(rec)
             for m in todo:
                 try:
-                    rec["methods"][m] = run_method(m, ds, args, device)
+                    rec["methods"][m] = run_method(m, ds, args, device, steps_for(name, args))
                 except Exception as exc:  # noqa: BLE001 -- record and go on; a long run keeps the rest
                     rec["methods"][m] = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
                 d = rec["methods"][m]

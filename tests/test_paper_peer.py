@@ -42,6 +42,31 @@ def test_forward_model_is_a_same_size_real_space_convolution_with_the_unit_sum_p
     assert P.normalised_psf(3 * psf).sum().item() == pytest.approx(1.0)
 
 
+def test_fft_evaluation_is_the_same_convolution_with_the_same_gradient():
+    """conv="fft" (used by the quality runs) must be the paper's function, not a periodic one: a PSF
+    wider than half the image would wrap around if the padding were short."""
+    rng = np.random.default_rng(2)
+    x = torch.from_numpy(rng.random((14, 17))).requires_grad_()
+    patterns, psf = torch.from_numpy(rng.random((3, 14, 17))), P.normalised_psf(rng.random((9, 13)))
+    w = torch.from_numpy(rng.standard_normal((3, 14, 17)))
+    direct = P.forward_model(x, patterns, psf)
+    (gd,) = torch.autograd.grad((direct * w).sum(), x, retain_graph=True)
+    fft = P.forward_model(x, patterns, psf, "fft")
+    (gf,) = torch.autograd.grad((fft * w).sum(), x, retain_graph=True)
+    np.testing.assert_allclose(fft.detach().numpy(), direct.detach().numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(gf.numpy(), gd.numpy(), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="conv: expected"):
+        P.forward_model(x, patterns, psf, "fourier")
+    # the SSIM window, the loss's other convolution
+    target = torch.from_numpy(rng.random((3, 14, 17)))
+    ld = P.ssim_loss(direct, target)
+    (gd,) = torch.autograd.grad(ld, x)
+    lf = P.ssim_loss(fft, target, "fft")
+    (gf,) = torch.autograd.grad(lf, x)
+    assert lf.item() == pytest.approx(ld.item(), abs=1e-12) and 0.1 < ld.item() < 1.9
+    np.testing.assert_allclose(gf.numpy(), gd.numpy(), rtol=0, atol=1e-10 * float(gd.abs().max()))
+
+
 def test_ssim_is_the_gaussian_window_ssim_of_tf_and_skimage():
     from skimage.metrics import structural_similarity
 

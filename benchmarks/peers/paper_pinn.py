@@ -21,6 +21,14 @@ without improvements (it is the peer cusim's PINN is compared with):
 - Adam, learning rate 1e-3, multiplied by 0.9 every 50 steps, 1000 steps; autograd through
   everything (the convolution included).
 
+``conv="direct"`` (the default, and what the speed benchmarks time) evaluates both convolutions, the
+PSF's and the SSIM window's, in real space as the notebooks do. ``conv="fft"`` evaluates the very same
+functions through FFTs (the PSF convolution on zero-padded arrays, so nothing wraps; the 'valid' SSIM
+window positions never reach the border), equal to float32 rounding, with the same gradients; on a
+2-core CPU it makes a 240x240 step of the NL_SIM (43 px PSF) and LPSIM (73 px PSF) sets several times
+cheaper, which is what lets the quality protocol run the peer there. The optimisation is chaotic, so
+the two give slightly different images after hundreds of steps, as any change of summation order does.
+
 API: :func:`paper_pinn` (a full run), :class:`PaperPINN` / :func:`step_fn` (one optimisation step
 at a time, for speed benchmarks), :func:`forward_model` and :func:`ssim_loss` (the pieces).
 Deterministic for a given seed on the CPU.
@@ -33,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 LR, LR_DECAY, LR_EVERY, STEPS = 1e-3, 0.9, 50, 1000
+CONVS = ("direct", "fft")  # how the PSF convolution is evaluated (the same function; see forward_model)
 SSIM_SIZE, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03
 
 
@@ -46,15 +55,37 @@ def normalised_psf(psf) -> torch.Tensor:
     return p / p.sum()
 
 
-def forward_model(x: torch.Tensor, patterns: torch.Tensor, psf: torch.Tensor) -> torch.Tensor:
+def forward_model(x: torch.Tensor, patterns: torch.Tensor, psf: torch.Tensor, conv: str = "direct") -> torch.Tensor:
     """The paper's model: ``psf (*) (x * I_k)`` for every frame, (H, W) x (K, H, W) -> (K, H, W).
 
-    Real-space convolution with 'same' zero padding on the fine grid; ``psf`` is used as given
-    (pass :func:`normalised_psf`). ``conv2d`` correlates, so the kernel is flipped.
+    Linear convolution with 'same' zero padding on the fine grid; ``psf`` is used as given (pass
+    :func:`normalised_psf`). ``conv="direct"`` is the paper's real-space ``conv2d`` (which correlates,
+    so the kernel is flipped); ``conv="fft"`` evaluates the same linear convolution through FFTs of
+    the zero-padded arrays (no wrap-around), equal to float32 rounding and much cheaper for the large
+    PSFs of the NL_SIM (43 px) and LPSIM (73 px) sets. Autograd goes through either.
     """
-    ph, pw = psf.shape
-    kernel = torch.flip(psf, (0, 1))[None, None]
-    return F.conv2d((x * patterns)[:, None], kernel, padding=(ph // 2, pw // 2))[:, 0]
+    if conv == "direct":
+        ph, pw = psf.shape
+        kernel = torch.flip(psf, (0, 1))[None, None]
+        return F.conv2d((x * patterns)[:, None], kernel, padding=(ph // 2, pw // 2))[:, 0]
+    if conv == "fft":
+        return _FFTConv(psf, x.shape[-2:])(x * patterns)
+    raise ValueError(f"conv: expected 'direct' or 'fft', got {conv!r}")
+
+
+class _FFTConv:
+    """'Same'-size linear convolution with a fixed odd kernel through zero-padded real FFTs."""
+
+    def __init__(self, psf: torch.Tensor, shape):
+        (H, W), (ph, pw) = shape, psf.shape
+        self.H, self.W, self.oy, self.ox = H, W, ph // 2, pw // 2
+        # full linear convolution is (H + ph - 1, W + pw - 1); pad to that so nothing wraps
+        self.size = (H + ph - 1, W + pw - 1)
+        self.otf = torch.fft.rfft2(psf, s=self.size)
+
+    def __call__(self, y: torch.Tensor) -> torch.Tensor:
+        full = torch.fft.irfft2(torch.fft.rfft2(y, s=self.size) * self.otf, s=self.size)
+        return full[..., self.oy:self.oy + self.H, self.ox:self.ox + self.W]
 
 
 def _gaussian_window(dtype, device) -> torch.Tensor:
@@ -64,14 +95,29 @@ def _gaussian_window(dtype, device) -> torch.Tensor:
     return (g[:, None] * g[None, :])[None, None]
 
 
-def ssim_per_frame(a: torch.Tensor, b: torch.Tensor, max_val: float = 1.0) -> torch.Tensor:
-    """SSIM of each frame pair (K, H, W) x (K, H, W) -> (K,), as ``tf.image.ssim`` computes it."""
-    w = _gaussian_window(a.dtype, a.device)
+def _window_means(maps: torch.Tensor, conv: str) -> torch.Tensor:
+    """Gaussian-window means of (N, 1, H, W) maps at the 'valid' positions -> (N, 1, H - 10, W - 10)."""
+    w = _gaussian_window(maps.dtype, maps.device)
+    if conv == "direct":
+        return F.conv2d(maps, w)
+    # The same correlation through FFTs: a valid window never reaches the border, so the periodic
+    # correlation is exact there and the rest is cropped away.
+    H, W = maps.shape[-2:]
+    kernel = torch.fft.rfft2(w[0, 0], s=(H, W))
+    out = torch.fft.irfft2(torch.fft.rfft2(maps) * kernel.conj(), s=(H, W))
+    return out[..., :H - SSIM_SIZE + 1, :W - SSIM_SIZE + 1]
+
+
+def ssim_per_frame(a: torch.Tensor, b: torch.Tensor, max_val: float = 1.0, conv: str = "direct") -> torch.Tensor:
+    """SSIM of each frame pair (K, H, W) x (K, H, W) -> (K,), as ``tf.image.ssim`` computes it
+    (``conv``: the window by real-space ``conv2d`` or, equal to rounding, by FFTs)."""
+    K = a.shape[0]
     a, b = a[:, None], b[:, None]
-    mu_a, mu_b = F.conv2d(a, w), F.conv2d(b, w)
-    var_a = F.conv2d(a * a, w) - mu_a**2
-    var_b = F.conv2d(b * b, w) - mu_b**2
-    cov = F.conv2d(a * b, w) - mu_a * mu_b
+    means = _window_means(torch.cat([a, b, a * a, b * b, a * b]), conv)
+    mu_a, mu_b, m_aa, m_bb, m_ab = means.split(K)
+    var_a = m_aa - mu_a**2
+    var_b = m_bb - mu_b**2
+    cov = m_ab - mu_a * mu_b
     c1, c2 = (SSIM_K1 * max_val) ** 2, (SSIM_K2 * max_val) ** 2
     s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
     return s.mean(dim=(1, 2, 3))
@@ -84,9 +130,9 @@ def minmax_frames(y: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     return (y - lo) / (hi - lo + eps)
 
 
-def ssim_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def ssim_loss(pred: torch.Tensor, target: torch.Tensor, conv: str = "direct") -> torch.Tensor:
     """``1 - mean_k SSIM(minmax(pred_k), minmax(target_k))``."""
-    return 1 - ssim_per_frame(minmax_frames(pred), minmax_frames(target)).mean()
+    return 1 - ssim_per_frame(minmax_frames(pred), minmax_frames(target), conv=conv).mean()
 
 
 def upsampled_frames(frames: np.ndarray, upsample: int) -> torch.Tensor:
@@ -118,10 +164,12 @@ def _check(dataset) -> None:
 class PaperPINN:
     """The paper's optimisation, one step at a time: ``step() -> loss``, ``image() -> (H, W) array``."""
 
-    def __init__(self, dataset, *, seed: int = 0, device="cpu", t: int = 0):
+    def __init__(self, dataset, *, seed: int = 0, device="cpu", t: int = 0, conv: str = "direct"):
         from cusim.models import UNet  # noqa: PLC0415
 
         _check(dataset)
+        if conv not in CONVS:
+            raise ValueError(f"conv: expected one of {CONVS}, got {conv!r}")
         self.device = _torch_device(device)
         frames = dataset.frames(t)
         up = upsampled_frames(frames, dataset.upsample)
@@ -129,6 +177,7 @@ class PaperPINN:
         self.target = up.to(self.device)  # (K, H, W)
         self.patterns = torch.from_numpy(np.ascontiguousarray(dataset.get_patterns(), dtype=np.float32)).to(self.device)
         self.psf = normalised_psf(np.asarray(dataset.psf, dtype=np.float32)).to(self.device)
+        self.conv = conv
         if self.patterns.shape != self.target.shape:
             raise ValueError(f"paper_pinn: patterns {tuple(self.patterns.shape)} do not match the upsampled "
                              f"frames {tuple(self.target.shape)}")
@@ -140,7 +189,7 @@ class PaperPINN:
 
     def loss(self) -> torch.Tensor:
         x = self.net(self.input)[0, 0]
-        return ssim_loss(forward_model(x, self.patterns, self.psf), self.target)
+        return ssim_loss(forward_model(x, self.patterns, self.psf, self.conv), self.target, self.conv)
 
     def step(self) -> float:
         """One Adam step (forward, loss, backward, update, schedule); returns the loss before the update."""
@@ -178,16 +227,19 @@ def step_fn(dataset, device="cpu", *, seed: int = 0, sync: bool = True):
     return one_step
 
 
-def paper_pinn(dataset, *, steps: int = STEPS, seed: int = 0, device="cpu", callback=None, t: int = 0):
+def paper_pinn(dataset, *, steps: int = STEPS, seed: int = 0, device="cpu", callback=None, t: int = 0,
+               conv: str = "direct"):
     """Run the paper's PINN on time point ``t`` of ``dataset``.
 
     Returns ``(image, loss_history)``: the (H, W) float32 output of the network after the last update,
     and the (steps,) loss before each update. ``callback(step, steps, loss)`` after every step.
+    ``conv``: how the PSF convolution is evaluated (:func:`forward_model`); the speed benchmarks use
+    the paper's ``"direct"``.
     Raises ValueError when the dataset has no patterns or no PSF array.
     """
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
-    pinn = PaperPINN(dataset, seed=seed, device=device, t=t)
+    pinn = PaperPINN(dataset, seed=seed, device=device, t=t, conv=conv)
     losses = np.empty(int(steps), dtype=np.float64)
     for i in range(int(steps)):
         losses[i] = pinn.step()
