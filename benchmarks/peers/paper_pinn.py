@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 LR, LR_DECAY, LR_EVERY, STEPS = 1e-3, 0.9, 50, 1000
-CONVS = ("direct", "fft")  # how the PSF convolution is evaluated (the same function; see forward_model)
+CONVS = ("direct", "fft")  # how the PSF and SSIM-window convolutions are evaluated (the same functions)
 SSIM_SIZE, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03
 
 
@@ -111,13 +111,11 @@ def _window_means(maps: torch.Tensor, conv: str) -> torch.Tensor:
 def ssim_per_frame(a: torch.Tensor, b: torch.Tensor, max_val: float = 1.0, conv: str = "direct") -> torch.Tensor:
     """SSIM of each frame pair (K, H, W) x (K, H, W) -> (K,), as ``tf.image.ssim`` computes it
     (``conv``: the window by real-space ``conv2d`` or, equal to rounding, by FFTs)."""
-    K = a.shape[0]
     a, b = a[:, None], b[:, None]
-    means = _window_means(torch.cat([a, b, a * a, b * b, a * b]), conv)
-    mu_a, mu_b, m_aa, m_bb, m_ab = means.split(K)
-    var_a = m_aa - mu_a**2
-    var_b = m_bb - mu_b**2
-    cov = m_ab - mu_a * mu_b
+    mu_a, mu_b = _window_means(a, conv), _window_means(b, conv)
+    var_a = _window_means(a * a, conv) - mu_a**2
+    var_b = _window_means(b * b, conv) - mu_b**2
+    cov = _window_means(a * b, conv) - mu_a * mu_b
     c1, c2 = (SSIM_K1 * max_val) ** 2, (SSIM_K2 * max_val) ** 2
     s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
     return s.mean(dim=(1, 2, 3))
