@@ -122,3 +122,15 @@ def test_quality_quick_smoke_writes_json_and_markdown(tmp_path, shared_data):
         assert np.isfinite(rec["methods"][m]["psnr_db"]) and 0 < rec["methods"][m]["ssim"] <= 1
     text = md.read_text()
     assert "Smoke test" in text and "| SIM/microtubules |" in text
+
+
+def test_quality_protocol_gives_both_pinns_the_papers_steps_per_set():
+    from benchmarks import quality as Q
+
+    args = Q.parse_args([])
+    assert Q.steps_for("LPSIM/microtubules", args) == 1500  # the notebooks run plasmonic SIM longer
+    assert Q.steps_for("NL_SIM/er", args) == Q.steps_for("SIM/microtubules", args) == 1000
+    assert Q.settings_of(args, "cpu")["steps"] == "paper" and args.paper_conv == "fft"
+    given = Q.parse_args(["--steps", "40", "--paper-conv", "direct"])
+    assert Q.steps_for("LPSIM/microtubules", given) == 40 and Q.settings_of(given, "cpu")["paper_conv"] == "direct"
+    assert Q.steps_for("LPSIM/microtubules", Q.parse_args(["--quick"])) == 30
