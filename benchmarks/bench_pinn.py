@@ -191,8 +191,6 @@ def bench_step_case(ds, device: str, repeats: int, warmup: int, paper: bool = Tr
     if out.get("torch_fft_pinn", {}).get("status") == "ok":
         out["torch_fft_pinn"]["self_check_rel_err"] = _guarded(
             lambda: check_against(steps["torch_fft_pinn"].op, ds.get_patterns(), ds.optics()))
-    for step in steps.values():
-        getattr(step, "close", lambda: None)()
     steps.pop("paper_pinn", None)
     free_gpu(device)
     stages = {}
@@ -201,6 +199,8 @@ def bench_step_case(ds, device: str, repeats: int, warmup: int, paper: bool = Tr
             b = _guarded(lambda step=step: breakdown(step, max(2, min(5, repeats)), device))
             if "status" not in b:
                 stages[impl] = b
+    for step in steps.values():  # after the breakdown: the fast step's cuDNN autotuning stays on for it
+        step.close()
     del steps
     free_gpu(device)
     return {"results": {k: out[k] for k in makers}, "breakdown": stages,
