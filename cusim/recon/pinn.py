@@ -68,8 +68,7 @@ class PINNConfig:
 
     def __post_init__(self):
         ints = {"steps": 1, "lr_every": 1, "patience": 1, "width": 1, "depth": 0, "warm_start_steps": 1,
-                "refine_start": 0, "sync_every": 1,
-                "float32_levels": 0}
+                "refine_start": 0, "sync_every": 1, "float32_levels": 0}
         for name, lo in ints.items():
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
