@@ -249,20 +249,25 @@ def time_interleaved(fns: dict, repeats: int, warmup: int = 1, device: str = "cp
                      on_error=failed) -> dict:
     """Time several callables round-robin (a, b, c, a, b, c, ...): on a shared machine a change of load
     then hits every implementation alike. Each gets ``warmup`` untimed calls first; on ``cuda`` each call
-    is timed between ``torch.cuda.Event`` records, on the CPU by the wall clock. An implementation stops
+    is timed between ``torch.cuda.Event`` records, on the CPU by the wall clock (the warm-up's wall time,
+compilation and cuDNN autotuning included, is kept as ``warmup_s``). An implementation stops
     being timed once its timed calls sum past ``budget_s`` (3 repeats at least). ``on_error(exc)`` is the
     result of one that raises (it leaves the rotation). Returns ``{name: summary}``."""
     cuda = device == "cuda"
     if cuda:
         import torch  # noqa: PLC0415
-    out, live, times = {}, dict(fns), {k: [] for k in fns}
+    out, live, times, warm_s = {}, dict(fns), {k: [] for k in fns}, {}
     for name, fn in list(live.items()):
+        t0 = time.perf_counter()
         try:
             for _ in range(warmup):
                 fn()
+            if cuda:
+                torch.cuda.synchronize()
         except Exception as exc:  # noqa: BLE001
             out[name] = on_error(exc)
             del live[name]
+        warm_s[name] = time.perf_counter() - t0
     for _ in range(repeats):
         for name, fn in list(live.items()):
             try:
@@ -287,5 +292,5 @@ def time_interleaved(fns: dict, repeats: int, warmup: int = 1, device: str = "cp
     clock = "torch.cuda.Event, interleaved" if cuda else "time.perf_counter, interleaved"
     for name in fns:
         if name not in out:
-            out[name] = {"status": "ok", **_summary(times[name], clock)}
+            out[name] = {"status": "ok", **_summary(times[name], clock), "warmup_s": warm_s.get(name, 0.0)}
     return out

@@ -188,6 +188,10 @@ def bench_step_case(ds, device: str, repeats: int, warmup: int, paper: bool = Tr
         except Exception as exc:  # noqa: BLE001
             out[impl] = _status(exc)
     out.update(C.time_interleaved(steps, repeats, warmup, device, budget_s, on_error=_status))
+    for impl in makers:  # at once: a part cut short by its timeout still leaves these lines in its log
+        r = out[impl]
+        print(f"  {impl}: " + (f"median {r['median_ms']:.2f} ms, n {r['repeats']}, warm-up {r['warmup_s']:.1f} s"
+                               if r.get("status") == "ok" else f"{r.get('status')}: {r.get('reason', '')}"), flush=True)
     if out.get("torch_fft_pinn", {}).get("status") == "ok":
         out["torch_fft_pinn"]["self_check_rel_err"] = _guarded(
             lambda: check_against(steps["torch_fft_pinn"].op, ds.get_patterns(), ds.optics()))
@@ -213,7 +217,7 @@ def run_step(args) -> dict:
     repeats = args.repeats or {("cpu", False): 20, ("cpu", True): 3, ("cuda", False): 50, ("cuda", True): 20}[
         dev, args.quick]
     warmup = args.warmup if args.warmup is not None else (1 if dev == "cpu" else 5)
-    budget = None if dev == "cuda" else (60.0 if args.quick else 300.0)  # seconds per implementation
+    budget = (15.0 if args.quick else 60.0) if dev == "cuda" else (60.0 if args.quick else 300.0)  # s per implementation
     cases, rows, targets = [], [], []
     for set_name, sample in CASES:
         ds = load_case(set_name, sample, args.data, args.size)
@@ -285,19 +289,26 @@ def run_full(args) -> dict:
     _guarded(cusim_run(2, stop="max"))  # warm-ups: kernels compiled, cuDNN initialised
     _guarded(lambda: paper_pinn.paper_pinn(ds, steps=2, device=dev))
     _guarded(cusim_run(2, stop="max", **FAST))
-    out = {"cusim": _guarded(lambda: {"status": "ok", **timed(cusim_run(steps, stop="max"), 1, 0),
-                                      "steps": steps}),
-           FASTEST: _guarded(lambda: {"status": "ok", **timed(cusim_run(steps, stop="max", **FAST), 1, 0),
-                                      "steps": steps})}
-    out["paper_pinn"] = _guarded(lambda: {"status": "ok", **timed(lambda: paper_pinn.paper_pinn(
-        ds, steps=steps, device=dev), 1, 0), "steps": steps})
-    if dev == "cuda" or args.default_stop:
-        out["cusim_default_stop"] = _guarded(lambda: {"status": "ok", **timed(cusim_run(FULL_STEPS_GPU), 1, 0),
-                                                      "steps": info.get("steps_run"),
-                                                      "stop_reason": info.get("stop_reason")})
+
+    def note(name, res):  # at once: a part cut short by its timeout still leaves these lines in its log
+        print(f"  {name}: " + (f"{res['median_ms'] / 1e3:.2f} s, {res.get('steps')} steps" if res.get("status") == "ok"
+                               else f"{res.get('status')}: {res.get('reason', '')}"), flush=True)
+        return res
+
+    out = {"cusim": note("cusim", _guarded(lambda: {"status": "ok", **timed(cusim_run(steps, stop="max"), 1, 0),
+                                                    "steps": steps})),
+           FASTEST: note(FASTEST, _guarded(lambda: {"status": "ok", **timed(cusim_run(steps, stop="max", **FAST), 1, 0),
+                                                    "steps": steps}))}
+    if dev == "cuda" or args.default_stop:  # before the paper's method: the slowest run goes last
+        out["cusim_default_stop"] = note("cusim_default_stop", _guarded(lambda: {
+            "status": "ok", **timed(cusim_run(FULL_STEPS_GPU), 1, 0), "steps": info.get("steps_run"),
+            "stop_reason": info.get("stop_reason")}))
     else:
         out["cusim_default_stop"] = C.skipped("CPU: cusim's default stop takes ~150-500 steps of about a second "
                                               "or more each; add --default-stop to time it")
+    out["paper_pinn"] = note("paper_pinn", _guarded(lambda: {"status": "ok", **timed(lambda: paper_pinn.paper_pinn(
+        ds, steps=steps, device=dev), 1, 0), "steps": steps}))
+    out = {k: out[k] for k in ("cusim", FASTEST, "paper_pinn", "cusim_default_stop")}  # the table's order
     extrap = {k: v["median_ms"] / v["steps"] * FULL_STEPS_GPU / 1e3 for k, v in out.items()
               if v.get("status") == "ok" and k != "cusim_default_stop" and steps != FULL_STEPS_GPU}
     rows = []

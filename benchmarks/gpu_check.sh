@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
 # The one prepared script for a lent GPU machine (DESIGN section 5): environment, the `gpu` tests,
 # the GPU benchmarks in quick mode (operators, then `python -m benchmarks --quick --device cuda`); logs,
-# JSON and markdown tables go to $OUT when it is set. Installs nothing. Finishes inside 8 minutes.
-# Fails fast, with one clear line, where there is no GPU or no CuPy.
+# JSON and markdown tables go to $OUT when it is set. Installs nothing. Fails fast, with one clear line,
+# where there is no GPU or no CuPy.
+#   bash benchmarks/gpu_check.sh [PART ...]     PART: tests operators pinn more quality
+# Default: tests operators pinn more (inside 8 minutes). `quality` (the fast path's quality at 480x480,
+# then cusim's PINN and the paper's method on the whole 480x480 SIM/microtubules samples 1-3) takes the
+# time that is left. GPU_CHECK_BUDGET (seconds, default 450) bounds the whole script.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results}
 mkdir -p "$OUT"
 PY=${PYTHON:-python}
 [ -x .venv/bin/python ] && PY=.venv/bin/python
+command -v "$PY" >/dev/null || PY=python3
+PARTS=" ${*:-tests operators pinn more} "
+BUDGET=${GPU_CHECK_BUDGET:-450}
+for p in $PARTS; do
+  case $p in tests|operators|pinn|more|quality) ;; *) echo "gpu_check: unknown part '$p'; expected some of: tests operators pinn more quality"; exit 1;; esac
+done
 log="$OUT/gpu_check.log"
 exec > >(tee "$log") 2>&1
 
@@ -28,6 +38,7 @@ status=0
 # Budget: every part has its own timeout; the whole script stays under 8 minutes (480 s).
 part() {  # part NAME SECONDS CMD...: run CMD under a timeout, log to $OUT/NAME.log, note a failure
   local name=$1 limit=$2; shift 2
+  [ "$limit" -lt 1 ] && { echo "== $name: skipped, the ${BUDGET} s budget is spent"; return 0; }
   echo "== $name (timeout ${limit} s, at ${SECONDS} s)"
   timeout "$limit" "$@" > >(tee "$OUT/$name.log") 2>&1
   local rc=$?
@@ -35,16 +46,30 @@ part() {  # part NAME SECONDS CMD...: run CMD under a timeout, log to $OUT/NAME.
   [ $rc -ne 0 ] && status=1
   return 0
 }
-part gpu_tests 200 $PY -m pytest -q -m gpu -p no:cacheprovider tests
+want() { [[ $PARTS == *" $1 "* ]]; }
+cap() { local left=$((BUDGET - SECONDS)); echo $(( $1 < left ? $1 : left )); }  # a part's limit within the budget
+want tests && part gpu_tests "$(cap 200)" $PY -m pytest -q -m gpu -p no:cacheprovider tests
 # forward+adjoint at 480 and 2048 (K=9, K=25), with the fraction of the bandwidth bound at 2048x2048 K=9
-part bench_operators 90 $PY -m benchmarks.bench_operators --quick --device cuda
-# PINN step at 480x480 K=9 and K=25 (cusim float32 and --fast vs peers a and b), full 1000-step reconstructions
-part bench_pinn 150 $PY -m benchmarks --quick --device cuda --only pinn_step pinn_full --results "$OUT"
-left=$((450 - SECONDS))
-if [ $left -ge 30 ]; then  # what time is left: iterative, Wiener, scaling 256..4096
-  part bench_more $left $PY -m benchmarks --quick --device cuda --only iterative wiener scaling --results "$OUT"
-else
-  echo "== scaling, iterative, wiener: skipped (only ${left} s of the budget left)"
+want operators && part bench_operators "$(cap 90)" $PY -m benchmarks.bench_operators --quick --device cuda
+# PINN step at 480x480 K=9 and K=25 (cusim float32 and --fast vs peers a and b; each implementation's timed
+# steps stop after 15 s), then the full 1000-step reconstructions (the paper's method last)
+want pinn && part bench_pinn_step "$(cap 120)" $PY -m benchmarks --quick --device cuda --only pinn_step --results "$OUT"
+want pinn && part bench_pinn_full "$(cap 150)" $PY -m benchmarks --quick --device cuda --only pinn_full --results "$OUT"
+if want more; then  # what time is left: iterative, Wiener, scaling 256..4096
+  left=$(cap 9999)
+  if [ "$left" -ge 30 ]; then
+    part bench_more "$left" $PY -m benchmarks --quick --device cuda --only iterative wiener scaling --results "$OUT"
+  else
+    echo "== scaling, iterative, wiener: skipped (only ${left} s of the budget left)"
+  fi
+fi
+if want quality; then  # issue 6's fast-path quality bar on the whole samples, then issue 4's protocol on them
+  part fast_quality "$(cap 150)" $PY -m benchmarks.fast_quality --device cuda --crop 480
+  left=$(cap 9999)
+  [ "$left" -ge 30 ] && part quality "$left" $PY -m benchmarks.quality --device cuda --crop 480 \
+    --sets SIM/microtubules --samples 1 2 3 --methods widefield paper cusim --out "$OUT/quality-cuda.json" \
+    --markdown "$OUT/quality-cuda.md"
+  cp benchmarks/results/fast_quality-cuda.* "$OUT"/ 2>/dev/null || true
 fi
 cp benchmarks/results/bench_operators-cuda-*.json "$OUT"/ 2>/dev/null || true
 echo "== targets"

@@ -248,3 +248,35 @@ def test_discrepancy_also_stops_where_the_residual_stalls_above_tau():
     first = next(i for i, r in enumerate(reasons) if r)
     assert first == 3 + 10 and "above tau 1.2" in reasons[first]  # 10 steps after the last 3% gain
     assert pinn._Stopper(pinn.PINNConfig(tau=1.2))(0, 0.0, 1.1).startswith("discrepancy: residual 1.100")
+
+
+@pytest.mark.gpu
+def test_pinn_on_cuda_fits_like_the_cpu(small):
+    """The same seeded U-Net and physics on the GPU: the same first loss (cuDNN's TF32 convolutions change
+    the rounding, not the function) and after 60 steps the same fit and quality; the fast step too."""
+    cfg = dict(steps=60, stop="max", width=8, lr=1e-2, seed=2)
+    runs = {"cpu": pinn.optimise(small.frames(), small.operator(device="cpu"), pinn.PINNConfig(**cfg)),
+            "cuda": pinn.optimise(small.frames(), small.operator(device="cuda"), pinn.PINNConfig(**cfg)),
+            "fast": pinn.optimise(small.frames(), small.operator(device="cuda"), pinn.PINNConfig(**cfg, **pinn.FAST))}
+    for name, r in runs.items():
+        assert r.steps == 60 and r.image.dtype == np.float32 and np.isfinite(r.loss).all(), name
+        assert len(r.mse) == 60 and float(r.image.min()) >= 0, name
+    np.testing.assert_allclose(runs["cuda"].mse[0], runs["cpu"].mse[0], rtol=1e-2)
+    np.testing.assert_allclose(runs["fast"].mse[0], runs["cpu"].mse[0], rtol=5e-2)
+    psnr = {k: cusim.metrics.psnr(r.image, small.ground_truth, norm="lstsq") for k, r in runs.items()}
+    assert abs(psnr["cuda"] - psnr["cpu"]) < 1.0 and abs(psnr["fast"] - psnr["cpu"]) < 1.0, psnr
+    for k in ("cuda", "fast"):
+        assert runs[k].mse[-1] < 1.5 * runs["cpu"].mse[-1] and runs[k].mse[-1] < 0.2 * runs[k].mse[0], k
+
+
+@pytest.mark.gpu
+def test_cli_runs_every_method_on_cuda_and_records_the_gpu(tmp_path):
+    path = io.save(cusim.simulate(shape=(64, 64), snr=20, seed=0), tmp_path / "s.h5")
+    for method, extra in (("pinn", ["--steps", "20", "--stop", "max"]), ("pinn", ["--steps", "20", "--fast",
+                          "--crop", "4", "--name", "fast"]), ("iterative", ["--iterations", "20"]), ("wiener", [])):
+        res, text = _cli("run", path, "--method", method, "--device", "cuda", *extra)
+        assert res.exit_code == 0, text
+    recons = io.load(path).recons
+    gpu = cusim.backend.device_name("cuda")
+    for name in ("pinn", "fast", "iterative", "wiener"):
+        assert recons[name].attrs["device"] == gpu and np.isfinite(recons[name].image).all(), name
