@@ -242,6 +242,19 @@ def test_cli_resume_after_killing_the_process_matches_an_uninterrupted_run(tmp_p
     np.testing.assert_allclose(ib, ia, rtol=0, atol=1e-5 * float(ia.max()))
 
 
+def test_tau_follows_the_frames_per_fine_pixel_unless_given(small):
+    # fewer frames than fine pixels per camera pixel: stop at 1.2 sigma^2; as many or more: at sigma^2
+    assert (pinn.auto_tau(9, 4), pinn.auto_tau(15, 4), pinn.auto_tau(16, 4), pinn.auto_tau(25, 4)) == (1.2, 1.2, 1.0, 1.0)
+    assert pinn.auto_tau(9, 2) == 1.0 and pinn.PINNConfig().tau is None
+    op = small.operator(device="cpu")  # 9 frames at 2x
+    assert pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=2, width=4)).tau == 1.0
+    run = pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=300, tau=8.0, width=4))
+    assert run.tau == 8.0 and run.stop_reason.endswith("<= tau 8") and run.mse[-1] <= 8.0 < run.mse[-2]
+    for bad in (0, -1.0, True, "1.2"):
+        with pytest.raises(ValueError, match="tau: expected a positive number"):
+            pinn.PINNConfig(tau=bad)
+
+
 def test_discrepancy_also_stops_where_the_residual_stalls_above_tau():
     stop = pinn._Stopper(pinn.PINNConfig(tau=1.2, stall=0.03, patience=10))
     reasons = [stop(step, 0.0, mse) for step, mse in enumerate([3.0, 2.0, 1.6, 1.5] + [1.49] * 20)]

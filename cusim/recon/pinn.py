@@ -47,7 +47,8 @@ class PINNConfig:
     reg: str = "none"  # "none" | "tv" | "hessian"
     reg_weight: float = 0.0
     stop: str = "discrepancy"  # "max" | "plateau" | "discrepancy"
-    tau: float = 1.2  # discrepancy: stop when the residual mean square <= tau * sigma^2 (see docs) ...
+    tau: float | None = None  # discrepancy: stop when the residual mean square <= tau * sigma^2 (None:
+    # auto_tau, from the frames per fine pixel; see docs/quality.md) ...
     stall: float = 0.03  # ... or when it fell by less than this fraction over `patience` steps (a floor)
     patience: int = 100  # plateau: stop when the loss fell by less than min_delta (relative) ...
     min_delta: float = 1e-3  # ... over this many steps
@@ -74,7 +75,10 @@ class PINNConfig:
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ValueError(f"{name}: expected an integer >= {lo}, got {v!r}")
         for name in ("lr", "lr_decay", "tau", "stall", "pattern_lr"):
-            if not getattr(self, name) > 0:
+            if name == "tau" and self.tau is None:
+                continue
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
                 raise ValueError(f"{name}: expected a positive number, got {getattr(self, name)!r}")
         if self.reg_weight < 0:
             raise ValueError(f"reg_weight: expected >= 0, got {self.reg_weight}")
@@ -113,6 +117,7 @@ class PINNRun:
     sigma: float
     state: dict = field(repr=False, default_factory=dict)
     pattern_params: SinusoidParams | None = None  # the refined patterns (``refine_patterns``)
+    tau: float | None = None  # the discrepancy threshold used (``cfg.tau``, or :func:`auto_tau`'s)
 
 
 def network_input(frames: np.ndarray, upsample: int, kind: str) -> np.ndarray:
@@ -123,11 +128,27 @@ def network_input(frames: np.ndarray, upsample: int, kind: str) -> np.ndarray:
     return ((up - lo) / (hi - lo if hi > lo else 1.0)).astype(np.float32)
 
 
-class _Stopper:
-    """The stopping rule, as state that a checkpoint can carry."""
+def auto_tau(n_frames: int, upsample: int) -> float:
+    """The discrepancy threshold for ``n_frames`` camera frames at ``upsample`` fine pixels per camera pixel.
 
-    def __init__(self, cfg: PINNConfig):
+    With fewer measurements than unknowns (``n_frames < upsample**2``: linear SIM, 9 frames at 4x) the
+    network can fit noise before the residual reaches sigma^2 and the image degrades from about
+    1.15 sigma^2 on (measured on the paper's SIM data): stop at 1.2. With at least as many (25 frames
+    at 4x, 9 at 2x) the frames hold the fit back and the image keeps improving down to sigma^2 (the
+    paper's NL_SIM data at 480x480: 29.3 dB at 1.2 sigma^2, 33.6 dB at 1.0): stop at 1.0, the level the
+    true object itself leaves.
+    """
+    return 1.2 if n_frames < upsample * upsample else 1.0
+
+
+class _Stopper:
+    """The stopping rule, as state that a checkpoint can carry; ``tau`` resolves ``cfg.tau = None``."""
+
+    def __init__(self, cfg: PINNConfig, tau: float | None = None):
         self.cfg = cfg
+        self.tau = cfg.tau if tau is None else tau
+        if self.tau is None:
+            raise ValueError("tau: cfg.tau is None (auto) and no resolved tau was given")
         self.best = float("inf")
         self.best_step = 0
 
@@ -136,14 +157,14 @@ class _Stopper:
         mismatch (8-bit data, pattern errors) can put its floor above ``tau``, and from there on the
         network only fits noise. ``plateau`` stops when the loss stalls."""
         cfg = self.cfg
-        if cfg.stop == "discrepancy" and mse <= cfg.tau:
-            return f"discrepancy: residual {mse:.3f} sigma^2 <= tau {cfg.tau:g}"
+        if cfg.stop == "discrepancy" and mse <= self.tau:
+            return f"discrepancy: residual {mse:.3f} sigma^2 <= tau {self.tau:g}"
         if cfg.stop in ("plateau", "discrepancy"):
             watched, delta = (loss, cfg.min_delta) if cfg.stop == "plateau" else (mse, cfg.stall)
             if watched < self.best * (1 - delta):
                 self.best, self.best_step = watched, step
             elif step - self.best_step >= cfg.patience:
-                what = "loss" if cfg.stop == "plateau" else f"residual ({mse:.3f} sigma^2, above tau {cfg.tau:g})"
+                what = "loss" if cfg.stop == "plateau" else f"residual ({mse:.3f} sigma^2, above tau {self.tau:g})"
                 return f"{cfg.stop}: {what} improved by < {delta:g} over {cfg.patience} steps"
         return None
 
@@ -177,6 +198,7 @@ class PINNStep:
         self.cfg, self.op = cfg, op
         self.device = dev = _torch_device(op)
         self.sigma, _ = estimate_sigma(frames, op)
+        self.tau = cfg.tau if cfg.tau is not None else auto_tau(len(frames), op.upsample)
         torch.manual_seed(cfg.seed)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.inp = torch.from_numpy(network_input(frames, op.upsample, cfg.input))[None].to(dev).contiguous(
@@ -289,7 +311,7 @@ def optimise(frames: np.ndarray, op, cfg: PINNConfig, *, steps: int | None = Non
 
 def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resume: bool, callback) -> PINNRun:
     cfg = fit.cfg
-    stopper = _Stopper(cfg)
+    stopper = _Stopper(cfg, fit.tau)
     losses, mses, start, reason = [], [], 0, None
     settings = {**dataclasses.asdict(cfg), "steps": steps}
     if resume and checkpoint is not None and Path(checkpoint).exists():
@@ -339,7 +361,7 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
     image = x.detach().cpu().numpy().astype(np.float32)
     return PINNRun(image, np.asarray(losses), np.asarray(mses), len(losses), reason, fit.sigma,
                    {k: v.detach().cpu().clone() for k, v in fit.net.state_dict().items()},
-                   None if fit.pmodel is None else fit.pmodel.params())
+                   None if fit.pmodel is None else fit.pmodel.params(), tau=fit.tau)
 
 
 def _refine_setup(dataset, op):
@@ -386,7 +408,7 @@ def reconstruct(dataset, *, device: str = "cpu", pad: int | None = None, checkpo
         state, done = run.state, done + steps
         pparams = run.pattern_params or pparams
     image = np.stack(images) if dataset.is_series else images[0]
-    info = {"loss": np.concatenate(losses), "stop_reason": "; ".join(reasons), "sigma": run.sigma,
+    info = {"loss": np.concatenate(losses), "stop_reason": "; ".join(reasons), "sigma": run.sigma, "tau": run.tau,
             "steps_run": int(sum(len(v) for v in losses))}
     if pparams is not None:
         info["pattern_params"] = params_record(pparams)
