@@ -250,7 +250,7 @@ def time_interleaved(fns: dict, repeats: int, warmup: int = 1, device: str = "cp
     """Time several callables round-robin (a, b, c, a, b, c, ...): on a shared machine a change of load
     then hits every implementation alike. Each gets ``warmup`` untimed calls first; on ``cuda`` each call
     is timed between ``torch.cuda.Event`` records, on the CPU by the wall clock (the warm-up's wall time,
-compilation and cuDNN autotuning included, is kept as ``warmup_s``). An implementation stops
+    compilation and cuDNN autotuning included, is kept as ``warmup_s``). An implementation stops
     being timed once its timed calls sum past ``budget_s`` (3 repeats at least). ``on_error(exc)`` is the
     result of one that raises (it leaves the rotation). Returns ``{name: summary}``."""
     cuda = device == "cuda"

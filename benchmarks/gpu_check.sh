@@ -35,7 +35,7 @@ print("device:", device_name("cuda"))
 PY
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 status=0
-# Budget: every part has its own timeout; the whole script stays under 8 minutes (480 s).
+# Budget: every part has its own timeout, cut to what is left of GPU_CHECK_BUDGET (default 450 s).
 part() {  # part NAME SECONDS CMD...: run CMD under a timeout, log to $OUT/NAME.log, note a failure
   local name=$1 limit=$2; shift 2
   [ "$limit" -lt 1 ] && { echo "== $name: skipped, the ${BUDGET} s budget is spent"; return 0; }
