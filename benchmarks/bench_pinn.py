@@ -150,6 +150,14 @@ def _status(exc: BaseException) -> dict:
     return C.failed(exc)
 
 
+def _report(name: str, res: dict, ok) -> dict:
+    """Print one result line at once (``ok(res)`` for a timed one, else its status and reason) and return
+    ``res``: a part cut short by its timeout still leaves these lines in its log."""
+    print(f"  {name}: " + (ok(res) if res.get("status") == "ok" else f"{res.get('status')}: {res.get('reason', '')}"),
+          flush=True)
+    return res
+
+
 def _guarded(fn):
     """Run ``fn()``; an exception becomes a status (:func:`_status`), never a number."""
     try:
@@ -188,10 +196,9 @@ def bench_step_case(ds, device: str, repeats: int, warmup: int, paper: bool = Tr
         except Exception as exc:  # noqa: BLE001
             out[impl] = _status(exc)
     out.update(C.time_interleaved(steps, repeats, warmup, device, budget_s, on_error=_status))
-    for impl in makers:  # at once: a part cut short by its timeout still leaves these lines in its log
-        r = out[impl]
-        print(f"  {impl}: " + (f"median {r['median_ms']:.2f} ms, n {r['repeats']}, warm-up {r['warmup_s']:.1f} s"
-                               if r.get("status") == "ok" else f"{r.get('status')}: {r.get('reason', '')}"), flush=True)
+    for impl in makers:
+        _report(impl, out[impl], lambda r: f"median {r['median_ms']:.2f} ms, n {r['repeats']}, "
+                                           f"warm-up {r['warmup_s']:.1f} s")
     if out.get("torch_fft_pinn", {}).get("status") == "ok":
         out["torch_fft_pinn"]["self_check_rel_err"] = _guarded(
             lambda: check_against(steps["torch_fft_pinn"].op, ds.get_patterns(), ds.optics()))
@@ -290,10 +297,8 @@ def run_full(args) -> dict:
     _guarded(lambda: paper_pinn.paper_pinn(ds, steps=2, device=dev))
     _guarded(cusim_run(2, stop="max", **FAST))
 
-    def note(name, res):  # at once: a part cut short by its timeout still leaves these lines in its log
-        print(f"  {name}: " + (f"{res['median_ms'] / 1e3:.2f} s, {res.get('steps')} steps" if res.get("status") == "ok"
-                               else f"{res.get('status')}: {res.get('reason', '')}"), flush=True)
-        return res
+    def note(name, res):
+        return _report(name, res, lambda r: f"{r['median_ms'] / 1e3:.2f} s, {r.get('steps')} steps")
 
     out = {"cusim": note("cusim", _guarded(lambda: {"status": "ok", **timed(cusim_run(steps, stop="max"), 1, 0),
                                                     "steps": steps})),
