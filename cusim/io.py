@@ -57,6 +57,9 @@ class Dataset:
     recons: dict[str, Recon] = field(default_factory=dict)
     attrs: dict = field(default_factory=dict)
     path: Path | None = None
+    # In memory only (not in the file): the stored patterns of the field this one was cropped from and
+    # the crop's fine-pixel origin in it, so that a crop's patterns extend past it (``margin``).
+    pattern_context: tuple | None = field(default=None, repr=False, compare=False)
 
     # -- derived shapes -------------------------------------------------------------------------
     @property
@@ -88,14 +91,51 @@ class Dataset:
     def has_patterns(self) -> bool:
         return self.patterns is not None or self.pattern_params is not None
 
-    def get_patterns(self) -> np.ndarray:
-        """(K, H, W) float32: the stored patterns, or those generated from ``/pattern_params``."""
+    def _field_patterns(self) -> np.ndarray:
         if self.patterns is not None:
             return np.asarray(self.patterns, dtype=np.float32)
         if self.pattern_params is not None:
             return np.maximum(self.pattern_params.render(self.fine_shape), 0)
         raise DatasetError(f"{self._name()}: no /patterns and no /pattern_params; estimate them first "
                            "(cusim estimate) or import the file with a pattern stack")
+
+    def margin_reach(self) -> int:
+        """Camera pixels of the PSF's reach: how far outside the field structure still blurs into it."""
+        optics = self.optics()
+        reach = optics.shape[0] // 2 if isinstance(optics, np.ndarray) else 4 * self.upsample
+        return -(-reach // self.upsample)
+
+    def margin_available(self) -> int | None:
+        """Camera pixels by which the patterns are known past the field on every side: None (any
+        number) for pattern parameters, the room left in the parent field for a crop of stored
+        patterns (:meth:`crop`), else 0."""
+        if self.patterns is None:
+            return None if self.pattern_params is not None else 0
+        if self.pattern_context is None:
+            return 0
+        parent, top, left = self.pattern_context
+        H, W = self.fine_shape
+        room = min(top, left, parent.shape[-2] - top - H, parent.shape[-1] - left - W)
+        return room // self.upsample
+
+    def get_patterns(self, margin: int = 0) -> np.ndarray:
+        """(K, H, W) float32: the stored patterns, or those generated from ``/pattern_params``; with
+        ``margin`` (camera pixels) on the grid extended by ``margin * upsample`` fine pixels on every side."""
+        if isinstance(margin, bool) or not isinstance(margin, (int, np.integer)) or margin < 0:
+            raise DatasetError(f"{self._name()}: margin: expected an integer >= 0 (camera pixels), got {margin!r}")
+        if margin == 0:
+            return self._field_patterns()
+        avail = self.margin_available()
+        if avail is not None and margin > avail:
+            raise DatasetError(f"{self._name()}: margin {margin}: the patterns are known only {avail} camera "
+                               "pixels past the field (stored /patterns without /pattern_params); use a smaller "
+                               "margin, or estimate pattern parameters (cusim estimate)")
+        e = margin * self.upsample
+        H, W = self.fine_shape
+        if self.patterns is not None:
+            parent, top, left = self.pattern_context
+            return np.asarray(parent[:, top - e : top + H + e, left - e : left + W + e], dtype=np.float32)
+        return np.maximum(self.pattern_params.moved(-e, -e).render((H + 2 * e, W + 2 * e)), 0)
 
     def optics(self):
         """The PSF array, or :class:`~cusim.optics.Widefield` from the optics attributes."""
@@ -106,21 +146,24 @@ class Dataset:
         raise DatasetError(f"{self._name()}: no /psf and no optics attributes {OPTICS_ATTRS}; "
                            "re-import with --psf or --na/--wavelength-nm/--pixel-size-nm")
 
-    def operator(self, *, pad: int | None = None, device: str = "auto", dtype: str = "float32"):
-        """The :class:`~cusim.SIMOperator` of this acquisition (``pad`` defaults to the PSF half-size)."""
+    def operator(self, *, pad: int | None = None, margin: int = 0, device: str = "auto", dtype: str = "float32"):
+        """The :class:`~cusim.SIMOperator` of this acquisition (``pad`` defaults to the PSF half-size);
+        with ``margin`` its object extends that many camera pixels past the field (:meth:`get_patterns`)."""
         from .operators import SIMOperator  # noqa: PLC0415
 
         optics = self.optics()
         if pad is None:
             pad = optics.shape[0] // 2 if isinstance(optics, np.ndarray) else 4 * self.upsample
-        return SIMOperator(self.get_patterns(), optics, self.upsample, pad=pad, device=device, dtype=dtype)
+        return SIMOperator(self.get_patterns(margin), optics, self.upsample, pad=pad, margin=margin, device=device,
+                           dtype=dtype)
 
     def crop(self, top: int, left: int, height: int, width: int) -> "Dataset":
         """The sub-field of fine-grid rows ``top..top+height`` and columns ``left..left+width``.
 
         All four must be multiples of ``upsample`` (the camera pixels are cropped with them). Patterns,
         pattern parameters (the phase moves with the origin) and ground truth follow; reconstructions
-        are dropped. The result is no longer periodic: use the operator's ``pad``.
+        are dropped. The result is no longer periodic: use the operator's ``pad``, and its ``margin``
+        (the crop keeps a reference to the whole field's patterns for that, in memory).
         """
         s = self.upsample
         H, W = self.fine_shape
@@ -130,15 +173,16 @@ class Dataset:
                                f"upsample {s} inside the fine grid {H}x{W}")
         fine = (..., slice(top, top + height), slice(left, left + width))
         cam = (..., slice(top // s, (top + height) // s), slice(left // s, (left + width) // s))
-        params = self.pattern_params
-        if params is not None:
-            shift = 2 * np.pi * (params.k[:, 0] * top + params.k[:, 1] * left)
-            params = SinusoidParams(params.k, params.phase + shift, params.modulation, params.harmonics)
+        params = None if self.pattern_params is None else self.pattern_params.moved(top, left)
+        context = None
+        if self.patterns is not None:
+            parent, t0, l0 = self.pattern_context or (self.patterns, 0, 0)
+            context = (parent, t0 + top, l0 + left)
         return dataclasses.replace(
             self, raw=np.ascontiguousarray(self.raw[cam]), pattern_params=params, recons={},
             patterns=None if self.patterns is None else np.ascontiguousarray(self.patterns[fine]),
             ground_truth=None if self.ground_truth is None else np.ascontiguousarray(self.ground_truth[fine]),
-            attrs={**self.attrs, "crop": [top, left, height, width]})
+            attrs={**self.attrs, "crop": [top, left, height, width]}, pattern_context=context)
 
     def crop_center(self, size: int) -> "Dataset":
         """The central ``size`` x ``size`` fine-pixel crop (``size`` a multiple of ``upsample``)."""

@@ -31,7 +31,9 @@ _NEGATIVE_PATTERN_TOL = 1e-6
 
 @dataclass(frozen=True)
 class Geometry:
-    """Grid sizes of one operator. ``off`` is the zero margin (fine pixels, a multiple of ``s``)."""
+    """Grid sizes of one operator. ``off`` is the zero margin (fine pixels, a multiple of ``s``);
+    ``margin`` the camera pixels by which the object grid (H, W) extends past the frames' field on each
+    side (the field is the central ``fh`` x ``fw`` camera window)."""
 
     K: int
     H: int
@@ -40,6 +42,7 @@ class Geometry:
     off: int
     Hp: int
     Wp: int
+    margin: int = 0
 
     @property
     def h(self) -> int:
@@ -48,6 +51,14 @@ class Geometry:
     @property
     def w(self) -> int:
         return self.W // self.s
+
+    @property
+    def fh(self) -> int:
+        return self.h - 2 * self.margin
+
+    @property
+    def fw(self) -> int:
+        return self.w - 2 * self.margin
 
     @property
     def hp(self) -> int:
@@ -62,13 +73,13 @@ class Geometry:
         return self.off // self.s
 
 
-def _geometry(K: int, H: int, W: int, s: int, pad: int) -> Geometry:
+def _geometry(K: int, H: int, W: int, s: int, pad: int, margin: int = 0) -> Geometry:
     if pad == 0:
-        return Geometry(K, H, W, s, 0, H, W)
+        return Geometry(K, H, W, s, 0, H, W, margin)
     offc = -(-pad // s)  # the margin in camera pixels, rounded up so that crops commute with binning
     hp = scipy.fft.next_fast_len(H // s + 2 * offc, real=True)
     wp = scipy.fft.next_fast_len(W // s + 2 * offc, real=True)
-    return Geometry(K, H, W, s, offc * s, hp * s, wp * s)
+    return Geometry(K, H, W, s, offc * s, hp * s, wp * s, margin)
 
 
 def _box_factor(n: int, s: int) -> np.ndarray:
@@ -82,8 +93,8 @@ def _check_int(name: str, value, lo: int, hi: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name}: expected an integer, got {value!r}")
     if value < lo or (hi is not None and value > hi):
-        rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-        raise ValueError(f"{name}: expected an integer in {rng}, got {value}")
+        rng = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
+        raise ValueError(f"{name}: expected an integer {rng}, got {value}")
     return int(value)
 
 
@@ -113,7 +124,7 @@ class SIMOperator:
     Parameters
     ----------
     patterns : array (K, H, W)
-        Illumination of each frame on the fine grid, non-negative.
+        Illumination of each frame on the fine grid of the object, non-negative.
     psf : array (p, q) with odd sides, or :class:`cusim.optics.Widefield`
         PSF on the fine grid (normalised to unit sum here) or ideal optics (analytic OTF).
     upsample : int
@@ -121,24 +132,34 @@ class SIMOperator:
     pad : int
         Zero margin in fine pixels against wrap-around of non-periodic fields (rounded up to a
         multiple of ``upsample``, and the padded grid to an FFT-friendly size); 0 = periodic model.
+    margin : int
+        Camera pixels by which the object (and the patterns) extend past the frames' field on each
+        side: the frames are the central ``(H / s - 2 margin, W / s - 2 margin)`` window of the model's
+        output, so light that structure just outside the field blurs into it is modelled (a crop of a
+        larger field; real data, where the sample goes on). 0: the object fills the field.
     device : "auto" | "cpu" | "cuda"
     dtype : "float32" | "float64"
 
-    ``forward`` maps (H, W) or (B, H, W) to (K, h, w) or (B, K, h, w); ``adjoint`` the reverse.
+    ``forward`` maps (H, W) or (B, H, W) to (K, h, w) or (B, K, h, w), ``(h, w) = camera_shape`` (the
+    field); ``adjoint`` the reverse.
     The operator is immutable: new patterns mean a new operator (construction is cheap).
     """
 
-    def __init__(self, patterns, psf, upsample: int, *, pad: int = 0, device: str = "auto",
+    def __init__(self, patterns, psf, upsample: int, *, pad: int = 0, margin: int = 0, device: str = "auto",
                  dtype: str = "float32"):
         s = _check_int("upsample", upsample, 1, 8)
         pad = _check_int("pad", pad, 0)
+        margin = _check_int("margin", margin, 0)
         if str(dtype) not in _DTYPES:
             raise ValueError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
         self.dtype = np.dtype(str(dtype))
         rdt, cdt = _DTYPES[str(dtype)]
         _validate_patterns(patterns, s)
         K, H, W = patterns.shape
-        geo = _geometry(K, H, W, s, pad)
+        if 2 * margin >= min(H, W) // s:
+            raise ValueError(f"margin: {margin} camera pixels on each side leaves no field of the {H // s}x{W // s} "
+                             f"camera grid of patterns of shape {patterns.shape}")
+        geo = _geometry(K, H, W, s, pad, margin)
         if isinstance(psf, Widefield):
             otf = psf.otf((geo.Hp, geo.Wp), s)
         else:
@@ -151,9 +172,10 @@ class SIMOperator:
         self.geometry = geo
         self.upsample = s
         self.pad = geo.off
+        self.margin = margin
         self.K = K
         self.shape = (H, W)
-        self.camera_shape = (geo.h, geo.w)
+        self.camera_shape = (geo.fh, geo.fw)
         self._xp = xp
         self._rdt, self._cdt = rdt, cdt
         self.patterns = xp.ascontiguousarray(xp.asarray(patterns, dtype=rdt))
@@ -186,19 +208,21 @@ class SIMOperator:
         U = ops.rfft2(u.reshape(B * g.K, g.Hp, g.Wp))
         Y = ops.fold_transfer(U, self._T, g.s, (g.Hp, g.Wp))
         z = ops.irfft2(Y, (g.hp, g.wp))
-        y = z.reshape(B, g.K, g.hp, g.wp)[:, :, g.offc : g.offc + g.h, g.offc : g.offc + g.w]
+        r0 = g.offc + g.margin
+        y = z.reshape(B, g.K, g.hp, g.wp)[:, :, r0 : r0 + g.fh, r0 : r0 + g.fw]
         y = self._xp.ascontiguousarray(y)
         return y[0] if single else y
 
     def adjoint(self, y):
         """``A^T y``: (K, h, w) -> (H, W), or (B, K, h, w) -> (B, H, W)."""
         g = self.geometry
-        y4, single = self._check_input(y, "y", (g.K, g.h, g.w))
+        y4, single = self._check_input(y, "y", (g.K, g.fh, g.fw))
         ops, xp = self._ops, self._xp
         B = y4.shape[0]
-        if g.off:
+        if g.off or g.margin:
+            r0 = g.offc + g.margin
             yp = xp.zeros((B, g.K, g.hp, g.wp), dtype=self._rdt)
-            yp[:, :, g.offc : g.offc + g.h, g.offc : g.offc + g.w] = y4
+            yp[:, :, r0 : r0 + g.fh, r0 : r0 + g.fw] = y4
         else:
             yp = y4
         R = ops.rfft2(yp.reshape(B * g.K, g.hp, g.wp))
@@ -214,7 +238,7 @@ class SIMOperator:
     __call__ = forward
 
     def passband(self, rel: float = 1e-3) -> np.ndarray:
-        """Boolean (h, w) mask in ``fft2`` layout of the camera frequencies the model can reach.
+        """Boolean ``camera_shape`` mask in ``fft2`` layout of the camera frequencies the model can reach.
 
         A camera frequency is in the passband when the transfer function, summed in magnitude over
         the fine-grid tiles that fold onto it, exceeds ``rel`` times its maximum. Outside it, raw
@@ -228,9 +252,9 @@ class SIMOperator:
         full[:, : folded.shape[1]] = folded
         cols = np.arange(g.wp // 2 + 1, g.wp)  # Hermitian mirror of the half spectrum
         full[:, cols] = folded[(-np.arange(g.hp)) % g.hp][:, g.wp - cols]
-        # sample on the unpadded camera grid by frequency
-        ri = np.rint(np.fft.fftfreq(g.h) * g.hp).astype(int) % g.hp
-        ci = np.rint(np.fft.fftfreq(g.w) * g.wp).astype(int) % g.wp
+        # sample on the field's camera grid by frequency
+        ri = np.rint(np.fft.fftfreq(g.fh) * g.hp).astype(int) % g.hp
+        ci = np.rint(np.fft.fftfreq(g.fw) * g.wp).astype(int) % g.wp
         band = full[np.ix_(ri, ci)]
         return band > rel * band.max()
 
@@ -258,8 +282,9 @@ class SIMOperator:
 
     def __repr__(self) -> str:
         g = self.geometry
-        return (f"SIMOperator(K={g.K}, fine={g.H}x{g.W}, camera={g.h}x{g.w}, upsample={g.s}, "
-                f"pad={g.off}, device={self.device!r}, dtype={self.dtype.name!r})")
+        field = f", margin={g.margin}" if g.margin else ""
+        return (f"SIMOperator(K={g.K}, fine={g.H}x{g.W}, camera={g.fh}x{g.fw}, upsample={g.s}, "
+                f"pad={g.off}{field}, device={self.device!r}, dtype={self.dtype.name!r})")
 
 
 def dottest(op, *, batch: int | None = None, seed: int = 0) -> float:

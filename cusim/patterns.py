@@ -96,6 +96,12 @@ class SinusoidParams:
         phase = np.angle(np.exp(1j * sign * self.phase))
         return SinusoidParams(self.k * sign[:, None], phase, self.modulation, self.harmonics)
 
+    def moved(self, top: float, left: float) -> "SinusoidParams":
+        """The same patterns on a grid whose origin is fine pixel (``top``, ``left``) of this one's
+        (negative: a grid that starts before this one, e.g. extended by a margin)."""
+        shift = 2 * np.pi * (self.k[:, 0] * top + self.k[:, 1] * left)
+        return SinusoidParams(self.k, self.phase + shift, self.modulation, self.harmonics)
+
     def render(self, shape: tuple[int, int], dtype=np.float32) -> np.ndarray:
         """The patterns (K, H, W) on a fine grid of ``shape`` (the formula in the module docstring)."""
         H, W = shape

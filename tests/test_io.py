@@ -64,6 +64,32 @@ def test_parametric_patterns_are_generated_on_load(tmp_path):
     assert back.operator(device="cpu").K == 9
 
 
+def test_patterns_past_the_field_come_from_parameters_or_the_field_a_crop_was_cut_from(tmp_path):
+    p = patterns.linear_params(period_px=5.3, angle_offset_deg=7)
+    whole = io.Dataset(raw=np.ones((9, 20, 24), np.float32), upsample=2, pattern_params=p, psf=np.ones((7, 7)))
+    crop = whole.crop(8, 12, 20, 24)  # fine rows 8..28, columns 12..36
+    window = (slice(None), slice(8 - 4, 28 + 4), slice(12 - 4, 36 + 4))  # margin 2 camera px = 4 fine px
+    assert crop.margin_available() is None and crop.margin_reach() == 2  # PSF 7: reach 3 fine px
+    np.testing.assert_allclose(crop.get_patterns(2), whole.get_patterns()[window], atol=2e-5)
+    op = crop.operator(margin=2, device="cpu")
+    assert op.shape == (28, 32) and op.camera_shape == crop.camera_shape
+
+    stored = io.Dataset(raw=np.ones((9, 20, 24), np.float32), upsample=2, patterns=whole.get_patterns(),
+                        psf=np.ones((7, 7)))
+    inner = stored.crop(8, 12, 20, 24).crop(2, 2, 14, 16)  # a crop of a crop: fine rows 10..24, cols 14..30
+    assert inner.margin_available() == 5  # the least room is above it: 10 fine rows = 5 camera px
+    np.testing.assert_array_equal(inner.get_patterns(3), stored.patterns[:, 10 - 6 : 24 + 6, 14 - 6 : 30 + 6])
+    with pytest.raises(io.DatasetError, match=r"margin 6: the patterns are known only 5 camera pixels past the field"):
+        inner.get_patterns(6)
+    assert stored.margin_available() == 0  # stored patterns of a whole field: nothing known past it
+    with pytest.raises(io.DatasetError, match=r"margin 1: the patterns are known only 0 camera pixels"):
+        stored.operator(margin=1, device="cpu")
+    with pytest.raises(io.DatasetError, match=r"margin: expected an integer >= 0 \(camera pixels\), got -1"):
+        stored.get_patterns(-1)
+    back = io.load(io.save(inner, tmp_path / "c.h5"))  # the context stays in memory: a file holds its field
+    assert back.margin_available() == 0 and back.pattern_context is None
+
+
 def test_add_recon_keeps_an_existing_one_unless_forced(tmp_path):
     path = io.save(full_dataset(), tmp_path / "a.h5")
     new = io.Recon(np.zeros((16, 20), np.float32), {"method": "widefield"})

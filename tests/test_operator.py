@@ -71,6 +71,43 @@ def test_forward_equals_convolve_then_block_mean(s, pad):
     np.testing.assert_allclose(op.forward(x), ref, rtol=0, atol=1e-12 * np.abs(ref).max())
 
 
+@pytest.mark.parametrize("s,pad,margin", [(1, 0, 2), (2, 5, 1), (3, 4, 2), (4, 6, 3)])
+def test_margin_frames_are_the_field_window_and_the_adjoint_holds(s, pad, margin):
+    rng = np.random.default_rng(s + margin)
+    H, W = 10 * s, 12 * s
+    pats, psf, x = rng.random((4, H, W)), rng.random((5, 7)), rng.random((H, W))
+    op = SIMOperator(pats, psf, s, pad=pad, margin=margin, dtype="float64", device="cpu")
+    whole = SIMOperator(pats, psf, s, pad=pad, dtype="float64", device="cpu")
+    assert op.shape == (H, W) and op.camera_shape == (H // s - 2 * margin, W // s - 2 * margin)
+    m = margin
+    np.testing.assert_allclose(op.forward(x), whole.forward(x)[:, m:-m, m:-m], rtol=0, atol=1e-13)
+    assert op.passband().shape == op.camera_shape
+    assert dottest(op) < 1e-12 and dottest(op, batch=2, seed=3) < 1e-12
+    f32 = SIMOperator(pats, psf, s, pad=pad, margin=margin, device="cpu")
+    assert dottest(f32) < 1e-5
+
+
+def test_a_crop_with_a_margin_reproduces_the_whole_fields_frames_there():
+    # The physics of a margin: the frames of a crop of a larger field hold light blurred in from
+    # structure outside the crop. A zero-padded model of the crop alone cannot explain them near its
+    # edge; the crop extended by the PSF's reach (and its patterns with it) does, exactly.
+    s, r = 2, 5  # PSF 11 x 11: reach 5 fine pixels = 3 camera pixels
+    rng = np.random.default_rng(4)
+    H = W = 40 * s
+    pats = patterns.linear((H, W), period_px=5.3, angle_offset_deg=7)
+    psf = optics.gaussian_psf(2.0, size=2 * r + 1)
+    x = rng.random((H, W))
+    frames = SIMOperator(pats, psf, s, pad=r, dtype="float64", device="cpu").forward(x)
+    top, size, m = 12 * s, 16 * s, -(-r // s)
+    crop = np.s_[top // s : (top + size) // s, top // s : (top + size) // s]
+    ext = np.s_[top - m * s : top + size + m * s]
+    op = SIMOperator(pats[:, ext, ext], psf, s, pad=r, margin=m, dtype="float64", device="cpu")
+    np.testing.assert_allclose(op.forward(x[ext, ext]), frames[(slice(None), *crop)], rtol=0, atol=1e-12)
+    alone = SIMOperator(pats[:, top : top + size, top : top + size], psf, s, pad=r, dtype="float64", device="cpu")
+    edge_error = np.abs(alone.forward(x[top : top + size, top : top + size]) - frames[(slice(None), *crop)])
+    assert edge_error[:, 0].mean() > 0.05 * frames.mean()  # what the margin is for
+
+
 def test_camera_integrates_rather_than_decimates():
     # A bright fine pixel anywhere inside a camera pixel's block lands in that camera pixel (mean, not pick).
     s = 4
@@ -166,12 +203,15 @@ GOOD = dict(patterns=np.ones((3, 8, 8)), psf=np.ones((3, 3)), upsample=2)
         (dict(psf=np.array([[np.inf]])), r"psf: contains NaN or Inf"),
         (dict(upsample=0), r"upsample: expected an integer in 1\.\.8, got 0"),
         (dict(upsample=2.0), r"upsample: expected an integer"),
+        (dict(margin=-1), r"margin: expected an integer >= 0, got -1"),
+        (dict(margin=2), r"margin: 2 camera pixels on each side leaves no field of the 4x4 camera grid"),
     ],
 )
 def test_bad_construction_raises_one_clear_value_error(change, match):
     kwargs = {**GOOD, **change}
     with pytest.raises(ValueError, match=match):
-        SIMOperator(kwargs["patterns"], kwargs["psf"], kwargs["upsample"], device="cpu")
+        SIMOperator(kwargs["patterns"], kwargs["psf"], kwargs["upsample"], margin=kwargs.get("margin", 0),
+                    device="cpu")
 
 
 def test_bad_call_inputs_name_the_argument_and_expected_shape():

@@ -59,7 +59,8 @@ def with_estimated_patterns(dataset: Dataset, **options) -> tuple[Dataset, objec
     from ..estimate import estimate_dataset  # noqa: PLC0415
 
     est = estimate_dataset(dataset, **options)
-    return dataclasses.replace(dataset, patterns=None, pattern_params=est.params, pattern_kind="estimated"), est
+    return dataclasses.replace(dataset, patterns=None, pattern_params=est.params, pattern_kind="estimated",
+                               pattern_context=None), est
 
 
 def reconstruct(dataset: Dataset, method: str = "widefield", *, device: str = "auto",
