@@ -14,7 +14,9 @@ central ``--crop`` fine-pixel crop (``Dataset.crop_center``) is reconstructed by
   to float32 rounding, several times cheaper on a CPU for the large NL_SIM and LPSIM PSFs) unless
   ``--paper-conv direct`` asks for the real-space ``conv2d`` of the notebooks;
 - ``cusim``: ``cusim.reconstruct(ds, "pinn", device=..., steps=..., seed=..., **pinn_params)``, otherwise
-  cusim's defaults (its stopping rule may end the run before ``--steps``);
+  cusim's defaults (its stopping rule may end the run before ``--steps``; its object extends past the
+  crop by the PSF's reach, ``margin``, with the patterns of the whole field there; the frames and the
+  scored image are the crop's);
 - ``--steps`` defaults to the paper's: 1000, and 1500 for LPSIM (both PINNs get the same number);
 - ``iterative``: ``cusim.reconstruct(ds, "iterative", device=...)`` when ``cusim.recon.METHODS`` lists it
   (skipped with a note otherwise).
@@ -169,7 +171,7 @@ def run_method(method: str, ds, args, device: str, steps: int) -> dict:
         image = res.image
         steps_run = res.extra.get("steps_run", 0 if res.loss is None else len(res.loss))
         rec = {"runtime_s": res.runtime_s, "steps_run": int(steps_run), "stop_reason": res.extra.get("stop_reason"),
-               "final_loss": res.final_loss}
+               "final_loss": res.final_loss, "margin": res.extra.get("margin")}
     else:  # widefield, iterative: cusim's defaults
         res = cusim.reconstruct(ds, method, device=device)
         image = res.image

@@ -128,9 +128,9 @@ def _pinn_progress(description: str, total: int, unit: str = "steps"):
 
 
 def _method_params(method: str, *, steps, lr, loss, stop, tau, seed, warm_start_steps, refine_patterns, iterations,
-                   algorithm, prior, reg, wiener_w, fast=False) -> dict:
+                   algorithm, prior, reg, wiener_w, fast=False, margin=None) -> dict:
     """The method's parameters from the CLI options, validated before any work (ValueError if bad)."""
-    for flag, on in (("--refine-patterns", refine_patterns), ("--fast", fast)):
+    for flag, on in (("--refine-patterns", refine_patterns), ("--fast", fast), ("--margin", margin is not None)):
         if on and method != "pinn":
             raise ValueError(f"{flag}: only for --method pinn")
     if method == "pinn":
@@ -139,6 +139,10 @@ def _method_params(method: str, *, steps, lr, loss, stop, tau, seed, warm_start_
         params = dict(steps=steps, lr=lr, loss=loss, stop=stop, seed=seed, warm_start_steps=warm_start_steps,
                       tau=tau, refine_patterns=refine_patterns, **(FAST if fast else {}))
         PINNConfig.from_params(params)
+        if margin is not None:
+            if margin < 0:
+                raise ValueError(f"--margin: expected an integer >= 0 (camera pixels), got {margin}")
+            params["margin"] = margin
         return params
     if method == "iterative":
         from .recon.iterative import check_params  # noqa: PLC0415
@@ -184,6 +188,9 @@ def run(
                               "AVX-512 bf16; see docs/performance.md)."),
     refine_patterns: bool = typer.Option(False, "--refine-patterns",
                                          help="pinn: learn the pattern phases, carriers and modulation too."),
+    margin: int = typer.Option(None, help="pinn: camera pixels by which the object extends past the field, so that "
+                               "light from structure just outside is explained there (default: the PSF's reach where "
+                               "the patterns are known that far, i.e. with /pattern_params; else 0)."),
     checkpoint_every: int = typer.Option(50, help="pinn: write a checkpoint every this many steps."),
     resume: bool = typer.Option(False, "--resume", help="pinn: continue an interrupted run from its checkpoint."),
     iterations: int = typer.Option(100, help="iterative: most iterations."),
@@ -224,7 +231,7 @@ def run(
     try:
         params = _method_params(method, steps=steps, lr=lr, loss=loss, stop=stop, tau=tau, seed=seed,
                                 warm_start_steps=warm_start_steps, refine_patterns=refine_patterns, fast=fast,
-                                iterations=iterations, algorithm=algorithm, prior=prior, reg=reg, wiener_w=wiener_w)
+                                margin=margin, iterations=iterations, algorithm=algorithm, prior=prior, reg=reg, wiener_w=wiener_w)
         if estimate_patterns:
             params["estimate_patterns"] = True
         if ds.ground_truth is not None and not 0 <= 2 * crop < min(ds.fine_shape):

@@ -67,13 +67,18 @@ class DataLoss:
     is the Gaussian approximation of the Poisson-Gaussian negative log-likelihood with variance
     ``c0 + c1 * mean`` fitted to the data (constant part dropped); ``ssim`` is ``1 - SSIM`` on frames
     scaled to the measured range.
+
+    ``watch`` (a pair of slices of the frames' rows and columns) restricts the residual ``mse`` to that
+    window; the loss always sees every pixel.
     """
 
-    def __init__(self, spec: str, y: torch.Tensor, sigma: float, gain: str = "frame"):
+    def __init__(self, spec: str, y: torch.Tensor, sigma: float, gain: str = "frame",
+                 watch: tuple[slice, slice] | None = None):
         if gain not in ("frame", "global"):
             raise ValueError(f"gain: expected 'frame' or 'global', got {gain!r}")
         self.terms = parse_loss(spec)
         self.y, self.sigma2, self.gain = y, float(sigma) ** 2, gain
+        self.watch = (Ellipsis, *watch) if watch is not None else (Ellipsis,)
         self.range = float(y.max() - y.min()) or 1.0
         self._pg = _poisson_gaussian_fit(y, self.sigma2) if "pg" in self.terms else None
 
@@ -89,7 +94,7 @@ class DataLoss:
         """
         with torch.no_grad():
             a, b = fit_gain_offset(p, self.y, self.gain)
-            mse = ((a * p + b - self.y) ** 2).mean() / self.sigma2
+            mse = ((a * p + b - self.y)[self.watch] ** 2).mean() / self.sigma2
         dims = (-2, -1) if self.gain == "frame" else (-3, -2, -1)
         pm, ym = p.mean(dims, keepdim=True), self.y.mean(dims, keepdim=True)
         ps = (p - pm).square().mean(dims, keepdim=True).clamp_min(1e-30).sqrt()
