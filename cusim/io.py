@@ -163,7 +163,8 @@ class Dataset:
         All four must be multiples of ``upsample`` (the camera pixels are cropped with them). Patterns,
         pattern parameters (the phase moves with the origin) and ground truth follow; reconstructions
         are dropped. The result is no longer periodic: use the operator's ``pad``, and its ``margin``
-        (the crop keeps a reference to the whole field's patterns for that, in memory).
+        (the crop keeps a reference to the whole field's patterns for that, in memory); nor isolated
+        (the attribute ``field_isolated`` is dropped: structure outside a crop blurs into it).
         """
         s = self.upsample
         H, W = self.fine_shape
@@ -182,7 +183,8 @@ class Dataset:
             self, raw=np.ascontiguousarray(self.raw[cam]), pattern_params=params, recons={},
             patterns=None if self.patterns is None else np.ascontiguousarray(self.patterns[fine]),
             ground_truth=None if self.ground_truth is None else np.ascontiguousarray(self.ground_truth[fine]),
-            attrs={**self.attrs, "crop": [top, left, height, width]}, pattern_context=context)
+            attrs={**{k: v for k, v in self.attrs.items() if k != "field_isolated"}, "crop": [top, left, height, width]},
+            pattern_context=context)
 
     def crop_center(self, size: int) -> "Dataset":
         """The central ``size`` x ``size`` fine-pixel crop (``size`` a multiple of ``upsample``)."""

@@ -235,6 +235,9 @@ def simulate(*, phantom: str = "filaments", shape: tuple[int, int] = (256, 256),
         "sim_angle_offset_deg": float(angle_offset_deg), "sim_pad": op.pad, "sim_T": T, **cam_attrs,
         "sim_model": "raw = Poisson(sim_gain * A(ground_truth)) + Normal(0, sim_read_noise^2) + sim_offset",
         "cusim_version": __version__,
+        # The frames hold no light from outside the field (the model above is zero-padded): the exact
+        # model of these frames has no margin (cusim.recon.pinn.auto_margin). A crop drops this.
+        "field_isolated": True,
     }
     if family == "nonlinear":
         ds.attrs["sim_saturation"] = float(saturation)

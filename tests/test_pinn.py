@@ -206,7 +206,9 @@ def test_a_margin_explains_the_light_from_outside_a_crop():
     # noise (measured: 12.4 and 13.1 sigma^2 after 150 steps, seeds 3 and 5); with the object
     # extended by the PSF's reach it falls to 3.6 and 4.0 and the image scores 0.9-1.1 dB higher.
     whole = cusim.simulate(shape=(128, 128), snr=20, seed=3)
+    assert pinn.auto_margin(whole) == 0  # a simulation: nothing outside its field (field_isolated)
     crop = whole.crop(32, 32, 64, 64)
+    assert "field_isolated" not in crop.attrs
     assert pinn.auto_margin(crop) == crop.margin_reach() == 4  # pattern parameters: known everywhere
     fewer = cusim.simulate(shape=(64, 64), upsample=4, seed=3).crop(16, 16, 32, 32)  # 9 frames at 4x
     assert fewer.margin_available() is None and pinn.auto_margin(fewer) == 0
