@@ -220,9 +220,9 @@ class PINNStep:
         fused = dev.type == "cuda" and cfg.fast
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, **({"fused": True} if fused else {}))
         self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=cfg.lr_every, gamma=cfg.lr_decay)
-        # With a margin the object there can fit the noise of the frames' edge band (light from the
-        # margin reaches ``margin`` camera pixels in), which would pull the residual below the noise
-        # level early: the stopping rule watches the interior, which the margin cannot reach.
+        # With a margin the object there can also fit the noise of the frames' edge band (its light
+        # reaches ``margin`` camera pixels in): the stopping rule watches the interior, which only
+        # the field's own object explains, as on a field with nothing outside it.
         m = getattr(op, "margin", 0)
         h, w = op.camera_shape
         watch = (slice(m, h - m), slice(m, w - m)) if m and min(h, w) > 4 * m else None
@@ -328,7 +328,7 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
     cfg = fit.cfg
     stopper = _Stopper(cfg, fit.tau)
     losses, mses, start, reason = [], [], 0, None
-    settings = {**dataclasses.asdict(cfg), "steps": steps}
+    settings = {**dataclasses.asdict(cfg), "steps": steps, "margin_px": fit.margin_px}
     if resume and checkpoint is not None and Path(checkpoint).exists():
         ck = torch.load(checkpoint, map_location=fit.device, weights_only=False)
         if ck["settings"] != settings:
@@ -431,7 +431,7 @@ def reconstruct(dataset, *, device: str = "cpu", pad: int | None = None, margin:
 
     ``margin`` (camera pixels; default :func:`auto_margin`) extends the object past the field, so that
     light blurred in from structure outside it is explained by structure there, not by artefacts
-    inside (docs/quality.md, "Crop boundaries"); the image returned is the field."""
+    inside (docs/quality.md, "The margin"); the image returned is the field."""
     cfg = PINNConfig.from_params(params)
     margin = auto_margin(dataset) if margin is None else margin
     op = dataset.operator(pad=pad, margin=margin, device=device)
