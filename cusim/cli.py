@@ -130,20 +130,21 @@ def _pinn_progress(description: str, total: int, unit: str = "steps"):
 def _method_params(method: str, *, steps, lr, loss, stop, tau, seed, warm_start_steps, refine_patterns, iterations,
                    algorithm, prior, reg, wiener_w, fast=False, margin=None) -> dict:
     """The method's parameters from the CLI options, validated before any work (ValueError if bad)."""
-    for flag, on in (("--refine-patterns", refine_patterns), ("--fast", fast), ("--margin", margin is not None)):
+    for flag, on in (("--refine-patterns", refine_patterns), ("--fast", fast)):
         if on and method != "pinn":
             raise ValueError(f"{flag}: only for --method pinn")
+    if margin is not None:
+        if method not in ("pinn", "iterative"):
+            raise ValueError("--margin: only for --method pinn or iterative")
+        if margin < 0:
+            raise ValueError(f"--margin: expected an integer >= 0 (camera pixels), got {margin}")
     if method == "pinn":
         from .recon.pinn import FAST, PINNConfig  # noqa: PLC0415
 
         params = dict(steps=steps, lr=lr, loss=loss, stop=stop, seed=seed, warm_start_steps=warm_start_steps,
                       tau=tau, refine_patterns=refine_patterns, **(FAST if fast else {}))
         PINNConfig.from_params(params)
-        if margin is not None:
-            if margin < 0:
-                raise ValueError(f"--margin: expected an integer >= 0 (camera pixels), got {margin}")
-            params["margin"] = margin
-        return params
+        return params if margin is None else {**params, "margin": margin}
     if method == "iterative":
         from .recon.iterative import check_params  # noqa: PLC0415
 
@@ -152,7 +153,7 @@ def _method_params(method: str, *, steps, lr, loss, stop, tau, seed, warm_start_
         params = dict(algorithm=algorithm, prior=prior, reg=reg, n_iter=iterations, stop=stop,
                       tau=1.0 if tau is None else tau)
         check_params(**params)
-        return params
+        return params if margin is None else {**params, "margin": margin}
     if method == "wiener":
         if wiener_w is None:
             return {}
@@ -188,9 +189,10 @@ def run(
                               "AVX-512 bf16; see docs/performance.md)."),
     refine_patterns: bool = typer.Option(False, "--refine-patterns",
                                          help="pinn: learn the pattern phases, carriers and modulation too."),
-    margin: int = typer.Option(None, help="pinn: camera pixels by which the object extends past the field, so that "
-                               "light from structure just outside is explained there (default: the PSF's reach where "
-                               "the patterns are known that far, i.e. with /pattern_params; else 0)."),
+    margin: int = typer.Option(None, help="pinn/iterative: camera pixels by which the object extends past the field, "
+                               "so that light from structure just outside is explained there (default: the PSF's reach "
+                               "where the patterns are known that far, i.e. with /pattern_params; else 0; pinn: 0 "
+                               "with fewer frames than fine pixels per camera pixel)."),
     checkpoint_every: int = typer.Option(50, help="pinn: write a checkpoint every this many steps."),
     resume: bool = typer.Option(False, "--resume", help="pinn: continue an interrupted run from its checkpoint."),
     iterations: int = typer.Option(100, help="iterative: most iterations."),

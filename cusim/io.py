@@ -118,6 +118,15 @@ class Dataset:
         room = min(top, left, parent.shape[-2] - top - H, parent.shape[-1] - left - W)
         return room // self.upsample
 
+    def default_margin(self) -> int:
+        """The margin a reconstruction uses unless told: the PSF's reach (:meth:`margin_reach`), as far
+        as the patterns are known past the field (:meth:`margin_available`); 0 for a field marked
+        ``field_isolated`` in its attributes (no light from outside it: ``cusim simulate``'s frames)."""
+        if self.attrs.get("field_isolated"):
+            return 0
+        avail, reach = self.margin_available(), self.margin_reach()
+        return reach if avail is None else min(reach, avail)
+
     def get_patterns(self, margin: int = 0) -> np.ndarray:
         """(K, H, W) float32: the stored patterns, or those generated from ``/pattern_params``; with
         ``margin`` (camera pixels) on the grid extended by ``margin * upsample`` fine pixels on every side."""

@@ -403,12 +403,11 @@ def _refine_setup(dataset, op):
 
 
 def auto_margin(dataset) -> int:
-    """The default ``margin``: the PSF's reach in camera pixels where the patterns are known that far
-    past the field (pattern parameters; a crop of a larger field), else as far as they are known;
-    0 where there are fewer frames than fine pixels per camera pixel (``K < s^2``), and where the
-    dataset says no light reaches the field from outside (attribute ``field_isolated``, which
-    ``cusim simulate`` sets: its frames come from a zero-padded model, which a margin only loosens;
-    measured on its 128x128 filaments, SNR 10 / 20 / 50: -0.6 / -1.1 / -1.8 dB with a margin).
+    """The PINN's default ``margin``: :meth:`Dataset.default_margin <cusim.io.Dataset.default_margin>`
+    (the PSF's reach where the patterns are known that far; 0 for ``field_isolated`` fields such as
+    ``cusim simulate``'s, whose frames come from a zero-padded model: there a margin of 4 cost
+    -0.6 / -1.1 / -1.8 dB at SNR 10 / 20 / 50 on its 128x128 filaments), but 0 where there are fewer
+    frames than fine pixels per camera pixel (``K < s^2``).
 
     Measured on the paper's 240x240 crops (docs/quality.md, "The margin"): with ``K >= s^2`` (NL_SIM,
     25 frames at 4x; LPSIM, 24) the margin removes the residual floor of the crop's edge and the image
@@ -416,11 +415,7 @@ def auto_margin(dataset) -> int:
     residual then reaches ``tau = 1.2`` after 33-67 steps with a half-formed image (-2.2 and -5.0 dB
     on samples 1 and 2): that threshold was set on runs that had the edge floor, and stays with it.
     """
-    if dataset.K < dataset.upsample**2 or dataset.attrs.get("field_isolated"):
-        return 0
-    avail = dataset.margin_available()
-    reach = dataset.margin_reach()
-    return reach if avail is None else min(reach, avail)
+    return 0 if dataset.K < dataset.upsample**2 else dataset.default_margin()
 
 
 def reconstruct(dataset, *, device: str = "cpu", pad: int | None = None, margin: int | None = None,
