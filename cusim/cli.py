@@ -181,7 +181,7 @@ def run(
     lr: float = typer.Option(1e-3, help="pinn: Adam learning rate (x0.9 every 50 steps)."),
     loss: str = typer.Option("mse", help="pinn: mse | ssim | pg | a weighted sum like mse+0.5*ssim."),
     stop: str = typer.Option("discrepancy", help="pinn: max | plateau | discrepancy; iterative: max | tol | discrepancy."),
-    tau: float = typer.Option(None, help="Discrepancy stop at residual <= tau * sigma^2 (pinn: 1.2 with fewer frames than fine pixels per camera pixel, else 1.0; iterative 1.0)."),
+    tau: float = typer.Option(None, help="Discrepancy stop at residual <= tau * sigma^2 (pinn: 1.0 with a margin; without one 1.2 with fewer frames than fine pixels per camera pixel, else 1.0; iterative 1.0)."),
     seed: int = typer.Option(0, help="pinn: seed of the network's weights."),
     warm_start_steps: int = typer.Option(200, help="pinn: steps for each later time point (warm start)."),
     fast: bool = typer.Option(False, "--fast", help="pinn: the fast step: the U-Net in bfloat16 (autocast) with "

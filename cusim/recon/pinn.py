@@ -130,11 +130,13 @@ def network_input(frames: np.ndarray, upsample: int, kind: str) -> np.ndarray:
 
 
 def auto_tau(n_frames: int, upsample: int) -> float:
-    """The discrepancy threshold for ``n_frames`` camera frames at ``upsample`` fine pixels per camera pixel.
+    """The discrepancy threshold for ``n_frames`` camera frames at ``upsample`` fine pixels per camera
+    pixel, for a run without a margin (with one, :class:`PINNStep` stops at 1.0: see :func:`auto_margin`).
 
     With fewer measurements than unknowns (``n_frames < upsample**2``: linear SIM, 9 frames at 4x) the
     network can fit noise before the residual reaches sigma^2 and the image degrades from about
-    1.15 sigma^2 on (measured on the paper's SIM data): stop at 1.2. With at least as many (25 frames
+    1.15 sigma^2 on (measured on the paper's SIM crops, whose residual then included the crop's
+    edge floor): stop at 1.2. With at least as many (25 frames
     at 4x, 9 at 2x) the frames hold the fit back and the image keeps improving down to sigma^2 (the
     paper's NL_SIM data at 480x480: 29.3 dB at 1.2 sigma^2, 33.6 dB at 1.0): stop at 1.0, the level the
     true object itself leaves.
@@ -199,7 +201,9 @@ class PINNStep:
         self.cfg, self.op = cfg, op
         self.device = dev = _torch_device(op)
         self.sigma, _ = estimate_sigma(frames, op)
-        self.tau = cfg.tau if cfg.tau is not None else auto_tau(len(frames), op.upsample)
+        # With a margin the residual the rule watches has no edge floor (see below): stop at sigma^2.
+        self.tau = cfg.tau if cfg.tau is not None else (1.0 if getattr(op, "margin", 0) else
+                                                        auto_tau(len(frames), op.upsample))
         torch.manual_seed(cfg.seed)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         # An operator with a margin has its object grid extend past the frames' field: the network's
@@ -403,19 +407,17 @@ def _refine_setup(dataset, op):
 
 
 def auto_margin(dataset) -> int:
-    """The PINN's default ``margin``: :meth:`Dataset.default_margin <cusim.io.Dataset.default_margin>`
-    (the PSF's reach where the patterns are known that far; 0 for ``field_isolated`` fields such as
+    """The PINN's default ``margin``: :meth:`Dataset.default_margin <cusim.io.Dataset.default_margin>`,
+    the PSF's reach where the patterns are known that far (0 for ``field_isolated`` fields such as
     ``cusim simulate``'s, whose frames come from a zero-padded model: there a margin of 4 cost
-    -0.6 / -1.1 / -1.8 dB at SNR 10 / 20 / 50 on its 128x128 filaments), but 0 where there are fewer
-    frames than fine pixels per camera pixel (``K < s^2``).
+    -0.6 / -1.1 / -1.8 dB at SNR 10 / 20 / 50 on its 128x128 filaments).
 
-    Measured on the paper's 240x240 crops (docs/quality.md, "The margin"): with ``K >= s^2`` (NL_SIM,
-    25 frames at 4x; LPSIM, 24) the margin removes the residual floor of the crop's edge and the image
-    gains 1.4-7.3 dB on every NL_SIM sample. With ``K < s^2`` (linear SIM, 9 frames at 4x) the
-    residual then reaches ``tau = 1.2`` after 33-67 steps with a half-formed image (-2.2 and -5.0 dB
-    on samples 1 and 2): that threshold was set on runs that had the edge floor, and stays with it.
+    Measured on the paper's 240x240 crops (docs/quality.md, "The margin"): the margin removes the
+    residual floor of the crop's edge; with it the stopping rule watches the frames' interior and
+    stops at sigma^2 (``tau`` 1.0 whatever ``auto_tau`` says), and the image gains 1.4-7.3 dB on every
+    NL_SIM sample and 0.7 dB on the linear-SIM mean.
     """
-    return 0 if dataset.K < dataset.upsample**2 else dataset.default_margin()
+    return dataset.default_margin()
 
 
 def reconstruct(dataset, *, device: str = "cpu", pad: int | None = None, margin: int | None = None,
