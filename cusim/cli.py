@@ -191,8 +191,7 @@ def run(
                                          help="pinn: learn the pattern phases, carriers and modulation too."),
     margin: int = typer.Option(None, help="pinn/iterative: camera pixels by which the object extends past the field, "
                                "so that light from structure just outside is explained there (default: the PSF's reach "
-                               "where the patterns are known that far, i.e. with /pattern_params; else 0; pinn: 0 "
-                               "with fewer frames than fine pixels per camera pixel)."),
+                               "where the patterns are known that far, i.e. with /pattern_params; else 0)."),
     checkpoint_every: int = typer.Option(50, help="pinn: write a checkpoint every this many steps."),
     resume: bool = typer.Option(False, "--resume", help="pinn: continue an interrupted run from its checkpoint."),
     iterations: int = typer.Option(100, help="iterative: most iterations."),
@@ -236,6 +235,8 @@ def run(
                                 margin=margin, iterations=iterations, algorithm=algorithm, prior=prior, reg=reg, wiener_w=wiener_w)
         if estimate_patterns:
             params["estimate_patterns"] = True
+        elif margin:
+            ds.get_patterns(margin)  # patterns not known that far past the field: one line, before any work
         if ds.ground_truth is not None and not 0 <= 2 * crop < min(ds.fine_shape):
             fail(f"--crop: a {crop} px border leaves nothing of the {ds.fine_shape[0]}x{ds.fine_shape[1]} image to "
                  f"compare with /ground_truth; expected 0 <= crop < {(min(ds.fine_shape) + 1) // 2}")

@@ -264,6 +264,11 @@ def test_cli_fast_records_its_settings_and_is_refused_for_other_methods(tmp_path
     path = io.save(cusim.simulate(shape=(32, 32), seed=0), tmp_path / "s.h5")
     res, text = _cli("run", path, "--method", "wiener", "--fast", "--crop", "4")
     assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and "--fast: only for --method pinn" in text
+    ds = io.load(path)
+    ds.patterns, ds.pattern_params = ds.get_patterns(), None  # stored patterns: nothing known past the field
+    stored = io.save(ds, path.with_name("stored.h5"))
+    res, text = _cli("run", stored, "--method", "iterative", "--margin", "1", "--crop", "4")
+    assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and "known only 0 camera pixels" in text
     res, text = _cli("run", path, "--method", "wiener", "--margin", "2", "--crop", "4")
     assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and "--margin: only for --method pinn or" in text
     res, text = _cli("run", path, "--method", "pinn", "--fast", "--steps", "12", "--stop", "max")
