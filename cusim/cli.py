@@ -236,7 +236,7 @@ def run(
         if estimate_patterns:
             params["estimate_patterns"] = True
         elif margin:
-            ds.get_patterns(margin)  # patterns not known that far past the field: one line, before any work
+            ds.check_margin(margin)  # patterns not known that far past the field: one line, before any work
         if ds.ground_truth is not None and not 0 <= 2 * crop < min(ds.fine_shape):
             fail(f"--crop: a {crop} px border leaves nothing of the {ds.fine_shape[0]}x{ds.fine_shape[1]} image to "
                  f"compare with /ground_truth; expected 0 <= crop < {(min(ds.fine_shape) + 1) // 2}")

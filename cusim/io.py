@@ -99,11 +99,13 @@ class Dataset:
         raise DatasetError(f"{self._name()}: no /patterns and no /pattern_params; estimate them first "
                            "(cusim estimate) or import the file with a pattern stack")
 
+    def _psf_reach_px(self, optics) -> int:
+        """Fine pixels of the PSF's reach: its half-size, or 4 camera pixels for ideal optics."""
+        return optics.shape[0] // 2 if isinstance(optics, np.ndarray) else 4 * self.upsample
+
     def margin_reach(self) -> int:
         """Camera pixels of the PSF's reach: how far outside the field structure still blurs into it."""
-        optics = self.optics()
-        reach = optics.shape[0] // 2 if isinstance(optics, np.ndarray) else 4 * self.upsample
-        return -(-reach // self.upsample)
+        return -(-self._psf_reach_px(self.optics()) // self.upsample)
 
     def margin_available(self) -> int | None:
         """Camera pixels by which the patterns are known past the field on every side: None (any
@@ -127,18 +129,22 @@ class Dataset:
         avail, reach = self.margin_available(), self.margin_reach()
         return reach if avail is None else min(reach, avail)
 
-    def get_patterns(self, margin: int = 0) -> np.ndarray:
-        """(K, H, W) float32: the stored patterns, or those generated from ``/pattern_params``; with
-        ``margin`` (camera pixels) on the grid extended by ``margin * upsample`` fine pixels on every side."""
+    def check_margin(self, margin: int) -> None:
+        """Raise one DatasetError unless ``margin`` is an integer >= 0 within what the patterns cover."""
         if isinstance(margin, bool) or not isinstance(margin, (int, np.integer)) or margin < 0:
             raise DatasetError(f"{self._name()}: margin: expected an integer >= 0 (camera pixels), got {margin!r}")
-        if margin == 0:
-            return self._field_patterns()
-        avail = self.margin_available()
+        avail = self.margin_available() if margin else None
         if avail is not None and margin > avail:
             raise DatasetError(f"{self._name()}: margin {margin}: the patterns are known only {avail} camera "
                                "pixels past the field (stored /patterns without /pattern_params); use a smaller "
                                "margin, or estimate pattern parameters (cusim estimate)")
+
+    def get_patterns(self, margin: int = 0) -> np.ndarray:
+        """(K, H, W) float32: the stored patterns, or those generated from ``/pattern_params``; with
+        ``margin`` (camera pixels) on the grid extended by ``margin * upsample`` fine pixels on every side."""
+        self.check_margin(margin)
+        if margin == 0:
+            return self._field_patterns()
         e = margin * self.upsample
         H, W = self.fine_shape
         if self.patterns is not None:
@@ -162,7 +168,7 @@ class Dataset:
 
         optics = self.optics()
         if pad is None:
-            pad = optics.shape[0] // 2 if isinstance(optics, np.ndarray) else 4 * self.upsample
+            pad = self._psf_reach_px(optics)
         return SIMOperator(self.get_patterns(margin), optics, self.upsample, pad=pad, margin=margin, device=device,
                            dtype=dtype)
 

@@ -237,6 +237,12 @@ class SIMOperator:
 
     __call__ = forward
 
+    @property
+    def field(self) -> tuple[slice, slice]:
+        """Slices of the object grid ``shape`` that the frames' field covers (all of it without a margin)."""
+        e = self.margin * self.upsample
+        return slice(e, self.shape[0] - e), slice(e, self.shape[1] - e)
+
     def passband(self, rel: float = 1e-3) -> np.ndarray:
         """Boolean ``camera_shape`` mask in ``fft2`` layout of the camera frequencies the model can reach.
 

@@ -79,6 +79,8 @@ def test_margin_frames_are_the_field_window_and_the_adjoint_holds(s, pad, margin
     op = SIMOperator(pats, psf, s, pad=pad, margin=margin, dtype="float64", device="cpu")
     whole = SIMOperator(pats, psf, s, pad=pad, dtype="float64", device="cpu")
     assert op.shape == (H, W) and op.camera_shape == (H // s - 2 * margin, W // s - 2 * margin)
+    e = margin * s
+    assert op.field == (slice(e, H - e), slice(e, W - e)) and whole.field == (slice(0, H), slice(0, W))
     m = margin
     np.testing.assert_allclose(op.forward(x), whole.forward(x)[:, m:-m, m:-m], rtol=0, atol=1e-13)
     assert op.passband().shape == op.camera_shape

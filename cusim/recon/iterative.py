@@ -107,8 +107,7 @@ def reconstruct(dataset, *, device: str = "cpu", pad: int | None = None, margin:
     check_params(**params)
     margin = dataset.default_margin() if margin is None else margin
     op = dataset.operator(pad=pad, margin=margin, device=device)
-    e = margin * dataset.upsample
-    field = (slice(e, op.shape[0] - e), slice(e, op.shape[1] - e))
+    field = op.field
     runs = [solve(dataset.frames(t), op, callback=callback, **params) for t in range(dataset.T)]
     image = np.stack([r["image"][field] for r in runs]) if dataset.is_series else runs[0]["image"][field]
     return image, {"loss": np.concatenate([r["loss"] for r in runs]),

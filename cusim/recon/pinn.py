@@ -201,16 +201,15 @@ class PINNStep:
         self.cfg, self.op = cfg, op
         self.device = dev = _torch_device(op)
         self.sigma, _ = estimate_sigma(frames, op)
+        m = getattr(op, "margin", 0)  # camera pixels past the field (peers' physics objects have none)
         # With a margin the residual the rule watches has no edge floor (see below): stop at sigma^2.
-        self.tau = cfg.tau if cfg.tau is not None else (1.0 if getattr(op, "margin", 0) else
-                                                        auto_tau(len(frames), op.upsample))
+        self.tau = cfg.tau if cfg.tau is not None else (1.0 if m else auto_tau(len(frames), op.upsample))
         torch.manual_seed(cfg.seed)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         # An operator with a margin has its object grid extend past the frames' field: the network's
         # input is mirrored out to it, and the image returned is the field (``field``).
-        e = getattr(op, "margin", 0) * op.upsample
-        self.margin_px = e
-        self.field = (slice(e, op.shape[0] - e), slice(e, op.shape[1] - e))
+        e = self.margin_px = m * op.upsample
+        self.field = op.field if m else (slice(None), slice(None))
         inp = network_input(frames, op.upsample, cfg.input)
         if e:
             inp = np.pad(inp, ((0, 0), (e, e), (e, e)), mode="reflect")
@@ -227,7 +226,6 @@ class PINNStep:
         # With a margin the object there can also fit the noise of the frames' edge band (its light
         # reaches ``margin`` camera pixels in): the stopping rule watches the interior, which only
         # the field's own object explains, as on a field with nothing outside it.
-        m = getattr(op, "margin", 0)
         h, w = op.camera_shape
         watch = (slice(m, h - m), slice(m, w - m)) if m and min(h, w) > 4 * m else None
         self.data_loss = DataLoss(cfg.loss, y, self.sigma, cfg.gain, watch=watch)
