@@ -3,10 +3,12 @@
 # the GPU benchmarks in quick mode (operators, then `python -m benchmarks --quick --device cuda`); logs,
 # JSON and markdown tables go to $OUT when it is set. Installs nothing. Fails fast, with one clear line,
 # where there is no GPU or no CuPy.
-#   bash benchmarks/gpu_check.sh [PART ...]     PART: tests operators pinn more quality
+#   bash benchmarks/gpu_check.sh [PART ...]     PART: tests operators pinn more quality protocol
 # Default: tests operators pinn more (inside 8 minutes). `quality` (the fast path's quality at 480x480,
 # then cusim's PINN and the paper's method on the whole 480x480 SIM/microtubules samples 1-3) takes the
-# time that is left. GPU_CHECK_BUDGET (seconds, default 450) bounds the whole script.
+# time that is left. `protocol`: issue 4's GPU protocol, the whole 480x480 samples 1-10 (PROTOCOL_SAMPLES)
+# of all six sets, in parallel pieces (benchmarks/protocol.sh; PROTOCOL_VARIANTS passes through); with
+# `tests` too, the tests run beside it. GPU_CHECK_BUDGET (seconds, default 450) bounds the whole script.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results}
@@ -17,7 +19,8 @@ command -v "$PY" >/dev/null || PY=python3
 PARTS=" ${*:-tests operators pinn more} "
 BUDGET=${GPU_CHECK_BUDGET:-450}
 for p in $PARTS; do
-  case $p in tests|operators|pinn|more|quality) ;; *) echo "gpu_check: unknown part '$p'; expected some of: tests operators pinn more quality"; exit 1;; esac
+  case $p in tests|operators|pinn|more|quality|protocol) ;;
+    *) echo "gpu_check: unknown part '$p'; expected some of: tests operators pinn more quality protocol"; exit 1;; esac
 done
 log="$OUT/gpu_check.log"
 exec > >(tee "$log") 2>&1
@@ -48,7 +51,24 @@ part() {  # part NAME SECONDS CMD...: run CMD under a timeout, log to $OUT/NAME.
 }
 want() { [[ $PARTS == *" $1 "* ]]; }
 cap() { local left=$((BUDGET - SECONDS)); echo $(( $1 < left ? $1 : left )); }  # a part's limit within the budget
-want tests && part gpu_tests "$(cap 200)" $PY -m pytest -q -m gpu -p no:cacheprovider tests
+if want tests && want protocol; then  # beside the protocol's pieces: the GPU has room, the lease has not
+  ( part gpu_tests "$(cap 300)" $PY -m pytest -q -m gpu -p no:cacheprovider tests; exit $status ) &
+  tests_pid=$!
+elif want tests; then
+  part gpu_tests "$(cap 200)" $PY -m pytest -q -m gpu -p no:cacheprovider tests
+fi
+if want protocol; then
+  data=../shared/data/pinn-sim-paper; [ -d "$data" ] || data=shared/data/pinn-sim-paper
+  limit=$(( $(cap 9999) - 20 ))  # the merge and the reports need a few seconds after the pieces stop
+  if [ "$limit" -ge 30 ]; then
+    # shellcheck disable=SC2086  # PROTOCOL_SAMPLES is a list
+    part protocol $((limit + 15)) bash benchmarks/protocol.sh "$OUT/protocol" "$limit" --data "$data" --device cuda \
+      --crop 480 --samples ${PROTOCOL_SAMPLES:-1 2 3 4 5 6 7 8 9 10}
+  else
+    echo "== protocol: skipped (only $limit s of the budget left)"
+  fi
+fi
+[ -n "${tests_pid:-}" ] && { wait "$tests_pid" || status=1; }
 # forward+adjoint at 480 and 2048 (K=9, K=25), with the fraction of the bandwidth bound at 2048x2048 K=9
 want operators && part bench_operators "$(cap 90)" $PY -m benchmarks.bench_operators --quick --device cuda
 # PINN step at 480x480 K=9 and K=25 (cusim float32 and --fast vs peers a and b; each implementation's timed

@@ -4,6 +4,7 @@
         [--steps N] [--seed 0] [--paper-conv fft|direct] [--methods widefield paper cusim [iterative]] [--device auto|cpu|cuda]
         [--pinn-param key=value ...] [--out benchmarks/results/quality-<device>.json]
         [--markdown docs/quality.md] [--resume] [--quick] [--threads N]
+    python -m benchmarks.quality --merge PIECE.json ... --out ALL.json [--markdown ALL.md]
 
 Protocol. For every set of ``../shared/data/pinn-sim-paper`` and every sample (1-3 by default), the
 central ``--crop`` fine-pixel crop (``Dataset.crop_center``) is reconstructed by
@@ -31,6 +32,12 @@ The JSON is rewritten after every sample (an interrupted run keeps what it finis
 skips the samples and methods already in it, if the settings are the same). A table per set is
 printed as it goes, then PASS/MISS lines for the bars, and a markdown summary goes to ``--markdown``.
 ``--quick`` (a smoke test, not a quality result): sample 1, crop 120, 30 steps unless given.
+
+The differences in the bars (cusim - paper, cusim - widefield) are means over the samples both methods
+finished, with their count. ``--merge`` runs nothing: it combines the JSONs of one protocol run in
+pieces (``benchmarks/protocol.sh`` runs a process per set and method group at once on one GPU) into
+``--out`` and reports as a run does; pieces made with other settings, or holding the same set, sample
+and method twice, are refused.
 """
 
 from __future__ import annotations
@@ -58,7 +65,7 @@ METHODS = ["widefield", "paper", "cusim", "iterative", "wiener"]
 DEFAULT_METHODS = ["widefield", "paper", "cusim"]
 BORDER = 10  # px left out at every border for PSNR, SSIM and FRC
 # The issue's bars, per set (means over the samples)
-BAR_PAPER_PSNR, BAR_PAPER_SSIM, BAR_WF_PSNR, BAR_FRC = 1.0, 0.03, 3.0, 0.13
+BAR_PAPER_PSNR, BAR_PAPER_SSIM, BAR_WF_PSNR, BAR_FRC, BAR_ITERATIVE = 1.0, 0.03, 3.0, 0.13, -1.0
 FRC_SETS = ("SIM/microtubules", "NL_SIM/ccp", "NL_SIM/er", "NL_SIM/factin", "NL_SIM/microtubules")
 QUICK = {"samples": [1], "crop": 120, "steps": 30}
 FULL = {"samples": [1, 2, 3], "crop": 240, "steps": None}  # steps None: the paper's, per set (steps_for)
@@ -95,7 +102,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--markdown", type=Path, default=None, help="write the markdown summary here")
     ap.add_argument("--resume", action="store_true", help="keep the samples already in --out and skip them")
     ap.add_argument("--quick", action="store_true", help="smoke test: sample 1, crop 120, 30 steps")
+    ap.add_argument("--merge", nargs="+", type=Path, default=None, metavar="JSON",
+                    help="run nothing: combine the JSONs of a protocol run in pieces (same settings; each "
+                         "set, sample and method in one of them) into --out, then print and write as a run does")
     args = ap.parse_args(argv)
+    if args.merge and not args.out:
+        ap.error("--merge needs --out (the combined JSON)")
     base = QUICK if args.quick else FULL
     for key, v in base.items():
         if getattr(args, key) is None:
@@ -214,25 +226,39 @@ def summarise(records: list[dict], sets: list[str], methods: list[str]) -> dict:
     return out
 
 
-def bars(summary: dict) -> list[dict]:
-    """The issue's bars per set, each with PASS / MISS / NOT MEASURED."""
+def paired(records: list[dict], name: str, a: str, b: str, key: str = "psnr_db") -> tuple[float | None, int]:
+    """Mean of ``a - b`` (``key``) over the samples of set ``name`` that both methods finished, and how many.
+
+    Bars compare methods on the same samples: a run cut short, or run in pieces (``--merge``), may hold
+    more samples of one method than of another, and means over different samples compare nothing."""
+    d = [r["methods"][a][key] - r["methods"][b][key] for r in records if r["set"] == name
+         and all(m in r["methods"] and "psnr_db" in r["methods"][m] for m in (a, b))]
+    return (float(np.mean(d)) if d else None), len(d)
+
+
+def bars(summary: dict, records: list[dict]) -> list[dict]:
+    """The issue's bars per set, each with PASS / MISS / NOT MEASURED (differences over common samples)."""
     out = []
 
-    def add(name, text, value, want, unit):
+    def add(name, text, value_n, want, unit):
+        value, n = value_n
         status = "NOT MEASURED" if value is None else ("PASS" if value >= want else "MISS")
-        out.append({"set": name, "bar": text, "value": value, "want": want, "unit": unit, "status": status})
+        out.append({"set": name, "bar": text, "value": value, "want": want, "unit": unit, "status": status, "n": n})
 
     for name, s in summary.items():
-        c, p, w = s.get("cusim"), s.get("paper"), s.get("widefield")
-        add(name, f"cusim - paper PSNR >= {BAR_PAPER_PSNR:g} dB",
-            None if not (c and p) else c["psnr_db"] - p["psnr_db"], BAR_PAPER_PSNR, "dB")
-        add(name, f"cusim - paper SSIM >= {BAR_PAPER_SSIM:g}",
-            None if not (c and p) else c["ssim"] - p["ssim"], BAR_PAPER_SSIM, "")
-        add(name, f"cusim - widefield PSNR >= {BAR_WF_PSNR:g} dB",
-            None if not (c and w) else c["psnr_db"] - w["psnr_db"], BAR_WF_PSNR, "dB")
+        c = s.get("cusim")
+        add(name, f"cusim - paper PSNR >= {BAR_PAPER_PSNR:g} dB", paired(records, name, "cusim", "paper"),
+            BAR_PAPER_PSNR, "dB")
+        add(name, f"cusim - paper SSIM >= {BAR_PAPER_SSIM:g}", paired(records, name, "cusim", "paper", "ssim"),
+            BAR_PAPER_SSIM, "")
+        add(name, f"cusim - widefield PSNR >= {BAR_WF_PSNR:g} dB", paired(records, name, "cusim", "widefield"),
+            BAR_WF_PSNR, "dB")
+        if "iterative" in s:  # the classical peer: within BAR_ITERATIVE dB of cusim's own FISTA+TV, or better
+            add(name, f"cusim - iterative PSNR >= {BAR_ITERATIVE:g} dB", paired(records, name, "cusim", "iterative"),
+                BAR_ITERATIVE, "dB")
         if name in FRC_SETS:
-            add(name, f"cusim FRC 0.5 cut-off >= {BAR_FRC:g} cycles/px", c["frc05"] if c else None, BAR_FRC,
-                " cycles/px")
+            add(name, f"cusim FRC 0.5 cut-off >= {BAR_FRC:g} cycles/px", (c["frc05"], c["n"]) if c else (None, 0),
+                BAR_FRC, " cycles/px")
     return out
 
 
@@ -240,7 +266,8 @@ def bar_line(b: dict) -> str:
     if b["value"] is None:
         return f"{b['status']}  {b['set']}: {b['bar']} (method not run)"
     sign = "+" if " - " in b["bar"] else ""
-    return f"{b['status']}  {b['set']}: {b['bar']}: measured {b['value']:{sign}.3f}{b['unit']}"
+    n = f" ({b['n']} samples)" if b.get("n") is not None else ""
+    return f"{b['status']}  {b['set']}: {b['bar']}: measured {b['value']:{sign}.3f}{b['unit']}{n}"
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
@@ -284,9 +311,10 @@ def markdown(payload: dict) -> str:
         x = d.get(m)
         return "-" if not x else f"{x['psnr_db']:.2f} / {x['ssim']:.3f}"
 
-    def diff(d, a, b):
-        x, y = d.get(a), d.get(b)
-        return "-" if not (x and y) else f"{x['psnr_db'] - y['psnr_db']:+.2f} dB / {x['ssim'] - y['ssim']:+.3f}"
+    def diff(name, a, b):  # over the samples both methods finished
+        (dp, n), (ds, _) = (paired(payload["samples"], name, a, b, k) for k in ("psnr_db", "ssim"))
+        common = f" ({n} common)" if dp is not None and n < len(summary[name]["samples"]) else ""
+        return "-" if dp is None else f"{dp:+.2f} dB / {ds:+.3f}{common}"
 
     per_set = ", ".join(f"{k}: {v['samples']}" for k, v in summary.items())
     lines = ["# Reconstruction quality on the PINN-paper data", ""]
@@ -321,7 +349,7 @@ def markdown(payload: dict) -> str:
         stop = "-" if "cusim" not in d else \
             f"{d['cusim']['steps_run']:.0f}, {'; '.join(d['cusim']['stop_reasons'])}"
         row = [name, pair(d, "widefield"), pair(d, "paper"), pair(d, "cusim")] + [pair(d, m) for m in extra] + \
-            [diff(d, "cusim", "paper"), diff(d, "cusim", "widefield"), frc, stop]
+            [diff(name, "cusim", "paper"), diff(name, "cusim", "widefield"), frc, stop]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "Runtime per sample (s, mean): " + "; ".join(
         f"{name}: " + ", ".join(f"{m} {d[m]['runtime_s']:.1f}" for m in methods if m in d)
@@ -330,9 +358,70 @@ def markdown(payload: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merge(paths: list[Path]) -> dict:
+    """One payload from the JSONs of a run made in pieces; ``ValueError`` (one line) where they disagree."""
+    payloads = []
+    for path in paths:
+        try:
+            payloads.append(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: not a readable quality JSON ({exc})") from None
+        if payloads[-1].get("benchmark") != NAME or "settings" not in payloads[-1]:
+            raise ValueError(f"{path}: not a benchmarks.quality JSON")
+    first = payloads[0]
+    records: dict[tuple, dict] = {}
+    for path, pl in zip(paths, payloads):
+        if pl["settings"] != first["settings"]:
+            raise ValueError(f"{path} was made with settings {pl['settings']}, {paths[0]} with "
+                             f"{first['settings']}: only pieces of one protocol merge")
+        for r in pl.get("samples", []):
+            rec = records.setdefault((r["set"], r["sample"]), {**r, "methods": {}})
+            for m, d in r["methods"].items():
+                if m in rec["methods"]:
+                    raise ValueError(f"{path}: {r['set']} #{r['sample']} {m} is in two of the pieces")
+                rec["methods"][m] = d
+    out = sorted(records.values(), key=lambda r: (SETS.index(r["set"]) if r["set"] in SETS else len(SETS),
+                                                  r["set"], r["sample"]))
+    methods = [m for m in METHODS if any(m in r["methods"] for r in out)]
+    sets = list(dict.fromkeys(r["set"] for r in out))
+    summary = summarise(out, sets, methods)
+    return {"benchmark": NAME, "command": "merged: " + " && ".join(pl["command"] for pl in payloads),
+            "settings": first["settings"], "methods": methods, "environment": first["environment"],
+            "notes": list(dict.fromkeys(n for pl in payloads for n in pl.get("notes", []))),
+            "merged_from": [str(p) for p in paths], "samples": out, "sets": summary, "bars": bars(summary, out)}
+
+
+def report(payload: dict, out: Path, markdown_path: Path | None) -> int:
+    """Print the bars, say where the JSON is, write the markdown; 1 if any reconstruction failed."""
+    print()
+    for b in payload["bars"]:
+        print(bar_line(b))
+    print(f"\nJSON: {out}")
+    if markdown_path:
+        markdown_path.parent.mkdir(parents=True, exist_ok=True)
+        markdown_path.write_text(markdown(payload))
+        print(f"markdown: {markdown_path}")
+    failed = [(r["set"], r["sample"], m) for r in payload["samples"] for m, d in r["methods"].items()
+              if "psnr_db" not in d]
+    if failed:
+        print(f"quality: {len(failed)} reconstruction(s) failed: {failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
 # -- main -----------------------------------------------------------------------------------------
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.merge:
+        try:
+            payload = merge(args.merge)
+        except ValueError as exc:
+            print(f"quality: {exc}", file=sys.stderr)
+            return 2
+        write_json_atomic(args.out, payload)
+        for name in payload["sets"]:
+            print_set_table(name, payload["samples"], payload["sets"], payload["methods"])
+        return report(payload, args.out, args.markdown)
     from cusim.backend import resolve_device  # noqa: PLC0415
     from cusim.importers import import_paper  # noqa: PLC0415
     from cusim.recon import METHODS as RECON_METHODS  # noqa: PLC0415
@@ -377,7 +466,7 @@ def main(argv=None) -> int:
                       key=lambda n: (SETS.index(n) if n in SETS else len(SETS), n))
         payload["samples"] = records
         payload["sets"] = summarise(records, sets, payload["methods"])
-        payload["bars"] = bars(payload["sets"])
+        payload["bars"] = bars(payload["sets"], records)
         payload["environment"]["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         write_json_atomic(out, payload)
 
@@ -407,19 +496,7 @@ def main(argv=None) -> int:
         save()
         print_set_table(name, records, payload["sets"], payload["methods"])
     save()
-    print()
-    for b in payload["bars"]:
-        print(bar_line(b))
-    print(f"\nJSON: {out}")
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(markdown(payload))
-        print(f"markdown: {args.markdown}")
-    failed = [(r["set"], r["sample"], m) for r in records for m, d in r["methods"].items() if "psnr_db" not in d]
-    if failed:
-        print(f"quality: {len(failed)} reconstruction(s) failed: {failed}", file=sys.stderr)
-        return 1
-    return 0
+    return report(payload, out, args.markdown)
 
 
 if __name__ == "__main__":
