@@ -100,7 +100,7 @@ def curve(ds, args, device: str) -> dict:
     stoppers = {}
     for name, rp in args.rules.items():
         rcfg = P.PINNConfig(**{**args.params, **rp, "steps": args.steps, "stop": "discrepancy"})
-        stoppers[name] = P._Stopper(rcfg, rcfg.tau if rcfg.tau is not None else fit.tau)
+        stoppers[name] = P._Stopper(rcfg)
     fired, points = {}, []
     t0 = time.perf_counter()
     try:
@@ -121,7 +121,7 @@ def curve(ds, args, device: str) -> dict:
     for name in stoppers:  # never fired: the run would have ended at --steps with the image after the last update
         fired.setdefault(name, {"step": None, "reason": f"max steps ({args.steps})", **last})
     best = max(points, key=lambda p: p["psnr_db"])
-    return {"margin": margin, "tau_auto": fit.tau, "runtime_s": time.perf_counter() - t0, "curve": points,
+    return {"margin": margin, "runtime_s": time.perf_counter() - t0, "curve": points,
             "rules": fired, "best_on_curve": {"step": best["step"], "psnr_db": best["psnr_db"], "ssim": best["ssim"]},
             "at_max": last}
 
@@ -138,7 +138,8 @@ def summary(records: list[dict], rules: list[str]) -> list[str]:
     lines = []
     for name in dict.fromkeys(r["set"] for r in records):
         rs = [r for r in records if r["set"] == name]
-        lines.append(f"{name} ({len(rs)} samples): best on curve {np.mean([r['best_on_curve']['psnr_db'] for r in rs]):.2f}"
+        best = np.mean([r["best_on_curve"]["psnr_db"] for r in rs])
+        lines.append(f"{name} ({len(rs)} samples): best on curve {best:.2f}"
                      f", at {rs[0]['steps']} steps {np.mean([r['at_max']['psnr_db'] for r in rs]):.2f}")
         for rule in rules:
             got = [r["rules"][rule] for r in rs]

@@ -142,7 +142,9 @@ def _method_params(method: str, *, steps, lr, loss, stop, tau, seed, warm_start_
         from .recon.pinn import FAST, PINNConfig  # noqa: PLC0415
 
         params = dict(steps=steps, lr=lr, loss=loss, stop=stop, seed=seed, warm_start_steps=warm_start_steps,
-                      tau=tau, refine_patterns=refine_patterns, **(FAST if fast else {}))
+                      refine_patterns=refine_patterns, **(FAST if fast else {}))
+        if tau is not None:  # else PINNConfig's
+            params["tau"] = tau
         PINNConfig.from_params(params)
         return params if margin is None else {**params, "margin": margin}
     if method == "iterative":
@@ -181,7 +183,7 @@ def run(
     lr: float = typer.Option(1e-3, help="pinn: Adam learning rate (x0.9 every 50 steps)."),
     loss: str = typer.Option("mse", help="pinn: mse | ssim | pg | a weighted sum like mse+0.5*ssim."),
     stop: str = typer.Option("discrepancy", help="pinn: max | plateau | discrepancy; iterative: max | tol | discrepancy."),
-    tau: float = typer.Option(None, help="Discrepancy stop at residual <= tau * sigma^2 (pinn: 1.0 with a margin; without one 1.2 with fewer frames than fine pixels per camera pixel, else 1.0; iterative 1.0)."),
+    tau: float = typer.Option(None, help="Discrepancy stop at residual <= tau * sigma^2 (default 1.0; pinn and iterative)."),
     seed: int = typer.Option(0, help="pinn: seed of the network's weights."),
     warm_start_steps: int = typer.Option(200, help="pinn: steps for each later time point (warm start)."),
     fast: bool = typer.Option(False, "--fast", help="pinn: the fast step: the U-Net in bfloat16 (autocast) with "

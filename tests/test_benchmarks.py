@@ -37,3 +37,31 @@ def test_gpu_check_fails_fast_with_one_clear_line_without_a_gpu(tmp_path):
     assert res.returncode == 1
     assert "gpu_check: no NVIDIA GPU here" in res.stdout
     assert (tmp_path / "gpu_check.log").exists()
+
+
+def test_pinn_curve_replays_the_default_stop_of_a_real_run(shared_data, tmp_path):
+    """The curve benchmark's replayed `default` rule stops where `cusim.reconstruct` stops, with the
+    same image quality (same seed, same trajectory); a looser tau stops earlier on the same run."""
+    import json
+    import sys
+
+    import torch
+
+    import cusim
+    from benchmarks.quality import quality
+    from cusim.importers import import_paper
+
+    out = tmp_path / "c.json"
+    res = subprocess.run([sys.executable, "-m", "benchmarks.pinn_curve", "--data", str(shared_data / "pinn-sim-paper"),
+                          "--items", "SIM/microtubules:1", "--crop", "64", "--steps", "60", "--every", "20",
+                          "--device", "cpu", "--threads", str(torch.get_num_threads()), "--rule", "default:",
+                          "--rule", "loose:tau=3", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    (rec,) = json.loads(out.read_text())["samples"]
+    assert [p["step"] for p in rec["curve"]] == [20, 40, 60]
+    ds = import_paper(shared_data / "pinn-sim-paper" / "SIM/microtubules", 1).crop_center(64)
+    run = cusim.reconstruct(ds, "pinn", device="cpu", steps=60)
+    assert rec["rules"]["default"]["step"] == run.extra["steps_run"] < 60
+    assert rec["rules"]["default"]["psnr_db"] == pytest.approx(quality(run.image.astype(np.float64),
+                                                                       ds.ground_truth)["psnr_db"], abs=1e-6)
+    assert rec["rules"]["loose"]["step"] < rec["rules"]["default"]["step"]

@@ -134,3 +134,40 @@ def test_quality_protocol_gives_both_pinns_the_papers_steps_per_set():
     given = Q.parse_args(["--steps", "40", "--paper-conv", "direct"])
     assert Q.steps_for("LPSIM/microtubules", given) == 40 and Q.settings_of(given, "cpu")["paper_conv"] == "direct"
     assert Q.steps_for("LPSIM/microtubules", Q.parse_args(["--quick"])) == 30
+
+
+def _piece(path, settings, records):
+    payload = {"benchmark": "quality", "command": f"python -m benchmarks.quality --out {path.name}",
+               "settings": settings, "environment": {"device": "cpu"}, "samples": records}
+    path.write_text(json.dumps(payload))
+    return path
+
+
+def _rec(name, sample, **methods):
+    return {"set": name, "sample": sample, "methods": {m: {"psnr_db": p, "ssim": p / 100, "frc05": 0.1,
+                                                           "runtime_s": 1.0, "steps_run": 1}
+                                                       for m, p in methods.items()}}
+
+
+def test_quality_merge_joins_pieces_and_compares_methods_on_common_samples(tmp_path, capsys):
+    from benchmarks import quality as Q
+
+    settings = Q.settings_of(Q.parse_args([]), "cuda")
+    a = _piece(tmp_path / "a.json", settings, [_rec("NL_SIM/er", s, widefield=20.0, cusim=30.0 + s) for s in (1, 2, 3)])
+    b = _piece(tmp_path / "b.json", settings, [_rec("NL_SIM/er", 1, paper=29.0)])  # the paper's piece was cut short
+    out, md = tmp_path / "all.json", tmp_path / "all.md"
+    assert Q.main(["--merge", str(a), str(b), "--out", str(out), "--markdown", str(md)]) == 0
+    merged = json.loads(out.read_text())
+    got = [sorted(r["methods"]) for r in merged["samples"]]
+    assert got == [["cusim", "paper", "widefield"], ["cusim", "widefield"], ["cusim", "widefield"]]
+    bar = next(b for b in merged["bars"] if b["bar"].startswith("cusim - paper PSNR"))
+    # over sample 1 only (31 - 29), not the mean of cusim's three samples (32) against the paper's one
+    assert bar["value"] == pytest.approx(2.0) and bar["n"] == 1 and bar["status"] == "PASS"
+    assert "(1 common)" in md.read_text()
+    # pieces of other protocols, or the same sample and method twice, are refused with one line
+    other = _piece(tmp_path / "c.json", {**settings, "crop": 480}, [_rec("NL_SIM/er", 2, paper=29.0)])
+    assert Q.main(["--merge", str(a), str(other), "--out", str(tmp_path / "x.json")]) == 2
+    assert Q.main(["--merge", str(a), str(a), "--out", str(tmp_path / "y.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "only pieces of one protocol merge" in err[0] and "is in two of the pieces" in err[1]
+    assert not (tmp_path / "x.json").exists() and not (tmp_path / "y.json").exists()

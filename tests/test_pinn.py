@@ -210,12 +210,8 @@ def test_a_margin_explains_the_light_from_outside_a_crop():
     crop = whole.crop(32, 32, 64, 64)
     assert "field_isolated" not in crop.attrs
     assert pinn.auto_margin(crop) == crop.margin_reach() == 4  # pattern parameters: known everywhere
-    # 9 frames at 4x: tau 1.2 without a margin, 1.0 with one (its residual has no edge floor)
-    fewer = cusim.simulate(shape=(64, 64), upsample=4, seed=3).crop(16, 16, 32, 32)
+    fewer = cusim.simulate(shape=(64, 64), upsample=4, seed=3).crop(16, 16, 32, 32)  # the reach scales with s
     assert fewer.margin_available() is None and pinn.auto_margin(fewer) == fewer.margin_reach() == 4
-    one = pinn.PINNConfig(steps=1, width=4, stop="max")
-    taus = [pinn.optimise(fewer.frames(), fewer.operator(margin=m, device="cpu"), one).tau for m in (0, 4)]
-    assert taus == [1.2, 1.0]
     cfg = pinn.PINNConfig(steps=150, stop="max", width=8)
     runs = [pinn.optimise(crop.frames(), crop.operator(margin=m, device="cpu"), cfg) for m in (0, 4)]
     assert all(r.image.shape == (64, 64) for r in runs)
@@ -300,17 +296,28 @@ def test_cli_resume_after_killing_the_process_matches_an_uninterrupted_run(tmp_p
     np.testing.assert_allclose(ib, ia, rtol=0, atol=1e-5 * float(ia.max()))
 
 
-def test_tau_follows_the_frames_per_fine_pixel_unless_given(small):
-    # fewer frames than fine pixels per camera pixel: stop at 1.2 sigma^2; as many or more: at sigma^2
-    assert (pinn.auto_tau(9, 4), pinn.auto_tau(15, 4), pinn.auto_tau(16, 4), pinn.auto_tau(25, 4)) == (1.2, 1.2, 1.0, 1.0)
-    assert pinn.auto_tau(9, 2) == 1.0 and pinn.PINNConfig().tau is None
-    op = small.operator(device="cpu")  # 9 frames at 2x
+def test_tau_is_sigma_squared_unless_given(small):
+    # the residual the true object leaves is sigma^2; on the paper's whole samples stopping there beat
+    # 1.2 by 2.2-3.1 dB on every linear-SIM sample (docs/quality.md)
+    assert pinn.PINNConfig().tau == 1.0
+    op = small.operator(device="cpu")
     assert pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=2, width=4)).tau == 1.0
     run = pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=300, tau=8.0, width=4))
     assert run.tau == 8.0 and run.stop_reason.endswith("<= tau 8") and run.mse[-1] <= 8.0 < run.mse[-2]
-    for bad in (0, -1.0, True, "1.2"):
+    for bad in (0, -1.0, True, "1.2", None):
         with pytest.raises(ValueError, match="tau: expected a positive number"):
             pinn.PINNConfig(tau=bad)
+
+
+def test_the_default_stall_lets_a_slow_descent_near_tau_go_on():
+    """1% over 100 steps: a residual still falling 2% per 100 steps above tau goes on (the image was
+    still improving there on the paper's NL_SIM and LPSIM samples); one falling 0.5% stops."""
+    def first_stop(rate):
+        stop = pinn._Stopper(pinn.PINNConfig())
+        mses = [1.2 * (1 - rate) ** (step / 100) for step in range(600)]
+        return next((step for step, mse in enumerate(mses) if stop(step, 0.0, mse)), None)
+
+    assert first_stop(0.02) is None and first_stop(0.005) == 100
 
 
 def test_discrepancy_also_stops_where_the_residual_stalls_above_tau():

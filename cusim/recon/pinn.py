@@ -47,9 +47,9 @@ class PINNConfig:
     reg: str = "none"  # "none" | "tv" | "hessian"
     reg_weight: float = 0.0
     stop: str = "discrepancy"  # "max" | "plateau" | "discrepancy"
-    tau: float | None = None  # discrepancy: stop when the residual mean square <= tau * sigma^2 (None:
-    # auto_tau, from the frames per fine pixel; see docs/quality.md) ...
-    stall: float = 0.03  # ... or when it fell by less than this fraction over `patience` steps (a floor)
+    tau: float = 1.0  # discrepancy: stop when the residual mean square <= tau * sigma^2 ...
+    stall: float = 0.01  # ... or when it fell by less than this fraction over `patience` steps (a floor;
+    # both measured on the paper's data: docs/quality.md, "The stopping rule on the whole samples")
     patience: int = 100  # plateau: stop when the loss fell by less than min_delta (relative) ...
     min_delta: float = 1e-3  # ... over this many steps
     width: int = 32
@@ -75,8 +75,6 @@ class PINNConfig:
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ValueError(f"{name}: expected an integer >= {lo}, got {v!r}")
         for name in ("lr", "lr_decay", "tau", "stall", "pattern_lr"):
-            if name == "tau" and self.tau is None:
-                continue
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
                 raise ValueError(f"{name}: expected a positive number, got {getattr(self, name)!r}")
@@ -118,7 +116,7 @@ class PINNRun:
     sigma: float
     state: dict = field(repr=False, default_factory=dict)
     pattern_params: SinusoidParams | None = None  # the refined patterns (``refine_patterns``)
-    tau: float | None = None  # the discrepancy threshold used (``cfg.tau``, or :func:`auto_tau`'s)
+    tau: float | None = None  # the discrepancy threshold used (``cfg.tau``)
 
 
 def network_input(frames: np.ndarray, upsample: int, kind: str) -> np.ndarray:
@@ -129,29 +127,12 @@ def network_input(frames: np.ndarray, upsample: int, kind: str) -> np.ndarray:
     return ((up - lo) / (hi - lo if hi > lo else 1.0)).astype(np.float32)
 
 
-def auto_tau(n_frames: int, upsample: int) -> float:
-    """The discrepancy threshold for ``n_frames`` camera frames at ``upsample`` fine pixels per camera
-    pixel, for a run without a margin (with one, :class:`PINNStep` stops at 1.0: see :func:`auto_margin`).
-
-    With fewer measurements than unknowns (``n_frames < upsample**2``: linear SIM, 9 frames at 4x) the
-    network can fit noise before the residual reaches sigma^2 and the image degrades from about
-    1.15 sigma^2 on (measured on the paper's SIM crops, whose residual then included the crop's
-    edge floor): stop at 1.2. With at least as many (25 frames
-    at 4x, 9 at 2x) the frames hold the fit back and the image keeps improving down to sigma^2 (the
-    paper's NL_SIM data at 480x480: 29.3 dB at 1.2 sigma^2, 33.6 dB at 1.0): stop at 1.0, the level the
-    true object itself leaves.
-    """
-    return 1.2 if n_frames < upsample * upsample else 1.0
-
-
 class _Stopper:
-    """The stopping rule, as state that a checkpoint can carry; ``tau`` resolves ``cfg.tau = None``."""
+    """The stopping rule, as state that a checkpoint can carry."""
 
-    def __init__(self, cfg: PINNConfig, tau: float | None = None):
+    def __init__(self, cfg: PINNConfig):
         self.cfg = cfg
-        self.tau = cfg.tau if tau is None else tau
-        if self.tau is None:
-            raise ValueError("tau: cfg.tau is None (auto) and no resolved tau was given")
+        self.tau = cfg.tau
         self.best = float("inf")
         self.best_step = 0
 
@@ -202,8 +183,7 @@ class PINNStep:
         self.device = dev = _torch_device(op)
         self.sigma, _ = estimate_sigma(frames, op)
         m = getattr(op, "margin", 0)  # camera pixels past the field (peers' physics objects have none)
-        # With a margin the residual the rule watches has no edge floor (see below): stop at sigma^2.
-        self.tau = cfg.tau if cfg.tau is not None else (1.0 if m else auto_tau(len(frames), op.upsample))
+        self.tau = cfg.tau
         torch.manual_seed(cfg.seed)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         # An operator with a margin has its object grid extend past the frames' field: the network's
@@ -328,7 +308,7 @@ def optimise(frames: np.ndarray, op, cfg: PINNConfig, *, steps: int | None = Non
 
 def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resume: bool, callback) -> PINNRun:
     cfg = fit.cfg
-    stopper = _Stopper(cfg, fit.tau)
+    stopper = _Stopper(cfg)
     losses, mses, start, reason = [], [], 0, None
     settings = {**dataclasses.asdict(cfg), "steps": steps, "margin_px": fit.margin_px}
     if resume and checkpoint is not None and Path(checkpoint).exists():
@@ -411,9 +391,8 @@ def auto_margin(dataset) -> int:
     -0.6 / -1.1 / -1.8 dB at SNR 10 / 20 / 50 on its 128x128 filaments).
 
     Measured on the paper's 240x240 crops (docs/quality.md, "The margin"): the margin removes the
-    residual floor of the crop's edge; with it the stopping rule watches the frames' interior and
-    stops at sigma^2 (``tau`` 1.0 whatever ``auto_tau`` says), and the image gains 1.4-7.3 dB on every
-    NL_SIM sample and 0.7 dB on the linear-SIM mean.
+    residual floor of the crop's edge; with it the stopping rule watches the frames' interior, and
+    the image gained 1.4-7.3 dB on every NL_SIM sample and 0.7 dB on the linear-SIM mean.
     """
     return dataset.default_margin()
 
