@@ -218,6 +218,13 @@ def test_a_margin_explains_the_light_from_outside_a_crop():
     assert runs[1].mse[-1] < 0.5 * runs[0].mse[-1]
     psnr = [cusim.metrics.psnr(r.image, crop.ground_truth, norm="lstsq", crop=4) for r in runs]
     assert psnr[1] > psnr[0] + 0.5
+    # Without a margin that edge light floors the residual of the frames' edge band: the stopping rule
+    # watches the interior, the PSF's reach in (reconstruct's default for a field not marked isolated).
+    # The watch changes the statistic the rule reads, not the fit.
+    assert (pinn.watch_inset(crop, 0), pinn.watch_inset(crop, 3), pinn.watch_inset(whole, 0)) == (4, 3, 0)
+    inner = pinn.optimise(crop.frames(), crop.operator(margin=0, device="cpu"), cfg, watch_inset=4)
+    np.testing.assert_array_equal(inner.image, runs[0].image)
+    assert inner.mse[-1] < 0.5 * runs[0].mse[-1]
 
 
 def test_margin_is_recorded_and_refined_patterns_come_back_in_the_fields_coordinates():
@@ -230,6 +237,7 @@ def test_margin_is_recorded_and_refined_patterns_come_back_in_the_fields_coordin
     np.testing.assert_allclose(np.angle(np.exp(1j * (got - crop.pattern_params.phase))), 0, atol=1e-5)
     res0 = cusim.reconstruct(crop, "pinn", device="cpu", steps=2, stop="max", width=4, margin=0)
     assert res0.image.shape == (32, 40) and res0.extra["margin"] == 0
+    assert res.extra["watch_inset"] == 4 and res0.extra["watch_inset"] == crop.margin_reach() == 4
 
 
 def _cli(*args):
