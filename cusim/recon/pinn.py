@@ -49,7 +49,7 @@ class PINNConfig:
     stop: str = "discrepancy"  # "max" | "plateau" | "discrepancy"
     tau: float = 1.0  # discrepancy: stop when the residual mean square <= tau * sigma^2 ...
     stall: float = 0.01  # ... or when it fell by less than this fraction over `patience` steps (a floor;
-    # both measured on the paper's data: docs/quality.md, "The stopping rule on the whole samples")
+    # both measured on the paper's data: docs/quality.md, "The whole samples on a GPU")
     patience: int = 100  # plateau: stop when the loss fell by less than min_delta (relative) ...
     min_delta: float = 1e-3  # ... over this many steps
     width: int = 32
