@@ -167,8 +167,8 @@ def main(argv=None) -> int:
                "environment": C.environment(device, "float32"), "samples": []}
     if args.workers > 1:  # split the items over processes, then merge what they wrote
         chunks = [args.parsed_items[i::args.workers] for i in range(args.workers)]
-        base = [a for a in (argv if argv is not None else sys.argv[1:])]
-        base = _strip(base, {"--items": None, "--workers": 1, "--deadline": 1, "--out": 1})
+        base = _strip(argv if argv is not None else sys.argv[1:],
+                      {"--items": None, "--workers": 1, "--deadline": 1, "--out": 1})
         procs = []
         for i, chunk in enumerate(c for c in chunks if c):
             part = out.with_name(f"{out.stem}.part{i}.json")

@@ -103,6 +103,12 @@ class Dataset:
         """Fine pixels of the PSF's reach: its half-size, or 4 camera pixels for ideal optics."""
         return optics.shape[0] // 2 if isinstance(optics, np.ndarray) else 4 * self.upsample
 
+    @property
+    def field_isolated(self) -> bool:
+        """Whether the attributes say no light from outside the field reaches the frames
+        (``field_isolated``: ``cusim simulate``'s zero-padded model; :meth:`crop` drops it)."""
+        return bool(self.attrs.get("field_isolated"))
+
     def margin_reach(self) -> int:
         """Camera pixels of the PSF's reach: how far outside the field structure still blurs into it."""
         return -(-self._psf_reach_px(self.optics()) // self.upsample)
@@ -124,7 +130,7 @@ class Dataset:
         """The margin a reconstruction uses unless told: the PSF's reach (:meth:`margin_reach`), as far
         as the patterns are known past the field (:meth:`margin_available`); 0 for a field marked
         ``field_isolated`` in its attributes (no light from outside it: ``cusim simulate``'s frames)."""
-        if self.attrs.get("field_isolated"):
+        if self.field_isolated:
             return 0
         avail, reach = self.margin_available(), self.margin_reach()
         return reach if avail is None else min(reach, avail)

@@ -132,7 +132,6 @@ class _Stopper:
 
     def __init__(self, cfg: PINNConfig):
         self.cfg = cfg
-        self.tau = cfg.tau
         self.best = float("inf")
         self.best_step = 0
 
@@ -141,14 +140,14 @@ class _Stopper:
         mismatch (8-bit data, pattern errors) can put its floor above ``tau``, and from there on the
         network only fits noise. ``plateau`` stops when the loss stalls."""
         cfg = self.cfg
-        if cfg.stop == "discrepancy" and mse <= self.tau:
-            return f"discrepancy: residual {mse:.3f} sigma^2 <= tau {self.tau:g}"
+        if cfg.stop == "discrepancy" and mse <= cfg.tau:
+            return f"discrepancy: residual {mse:.3f} sigma^2 <= tau {cfg.tau:g}"
         if cfg.stop in ("plateau", "discrepancy"):
             watched, delta = (loss, cfg.min_delta) if cfg.stop == "plateau" else (mse, cfg.stall)
             if watched < self.best * (1 - delta):
                 self.best, self.best_step = watched, step
             elif step - self.best_step >= cfg.patience:
-                what = "loss" if cfg.stop == "plateau" else f"residual ({mse:.3f} sigma^2, above tau {self.tau:g})"
+                what = "loss" if cfg.stop == "plateau" else f"residual ({mse:.3f} sigma^2, above tau {cfg.tau:g})"
                 return f"{cfg.stop}: {what} improved by < {delta:g} over {cfg.patience} steps"
         return None
 
@@ -184,7 +183,6 @@ class PINNStep:
         self.device = dev = _torch_device(op)
         self.sigma, _ = estimate_sigma(frames, op)
         m = getattr(op, "margin", 0)  # camera pixels past the field (peers' physics objects have none)
-        self.tau = cfg.tau
         torch.manual_seed(cfg.seed)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         # An operator with a margin has its object grid extend past the frames' field: the network's
@@ -369,7 +367,7 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
     e = fit.margin_px
     return PINNRun(image, np.asarray(losses), np.asarray(mses), len(losses), reason, fit.sigma,
                    {k: v.detach().cpu().clone() for k, v in fit.net.state_dict().items()},
-                   None if fit.pmodel is None else fit.pmodel.params().moved(e, e), tau=fit.tau)
+                   None if fit.pmodel is None else fit.pmodel.params().moved(e, e), tau=fit.cfg.tau)
 
 
 def _refine_setup(dataset, op):
@@ -405,7 +403,7 @@ def watch_inset(dataset, margin: int) -> int:
     stops at 180 steps with 28.47 dB, by the curve's best (28.45 dB at 200)."""
     if margin:
         return int(margin)
-    return 0 if dataset.attrs.get("field_isolated") else dataset.margin_reach()
+    return 0 if dataset.field_isolated else dataset.margin_reach()
 
 
 def auto_margin(dataset) -> int:
