@@ -128,9 +128,9 @@ def _pinn_progress(description: str, total: int, unit: str = "steps"):
 
 
 def _method_params(method: str, *, steps, lr, loss, stop, tau, seed, warm_start_steps, refine_patterns, iterations,
-                   algorithm, prior, reg, wiener_w, fast=False, margin=None) -> dict:
+                   algorithm, prior, reg, wiener_w, fast=False, margin=None, ensemble=1) -> dict:
     """The method's parameters from the CLI options, validated before any work (ValueError if bad)."""
-    for flag, on in (("--refine-patterns", refine_patterns), ("--fast", fast)):
+    for flag, on in (("--refine-patterns", refine_patterns), ("--fast", fast), ("--ensemble", ensemble != 1)):
         if on and method != "pinn":
             raise ValueError(f"{flag}: only for --method pinn")
     if margin is not None:
@@ -145,6 +145,8 @@ def _method_params(method: str, *, steps, lr, loss, stop, tau, seed, warm_start_
                       refine_patterns=refine_patterns, **(FAST if fast else {}))
         if tau is not None:  # else PINNConfig's
             params["tau"] = tau
+        if ensemble != 1:
+            params["ensemble"] = ensemble
         PINNConfig.from_params(params)
         return params if margin is None else {**params, "margin": margin}
     if method == "iterative":
@@ -185,6 +187,8 @@ def run(
     stop: str = typer.Option("discrepancy", help="pinn: max | plateau | discrepancy; iterative: max | tol | discrepancy."),
     tau: float = typer.Option(None, help="Discrepancy stop at residual <= tau * sigma^2 (default 1.0; pinn and iterative)."),
     seed: int = typer.Option(0, help="pinn: seed of the network's weights."),
+    ensemble: int = typer.Option(1, help="pinn: average the images of this many networks (seeds seed, seed+1, ...); "
+                                         "that many times the time."),
     warm_start_steps: int = typer.Option(200, help="pinn: steps for each later time point (warm start)."),
     fast: bool = typer.Option(False, "--fast", help="pinn: the fast step: the U-Net in bfloat16 (autocast) with "
                               "channels-last tensors, the loss read back every 10 steps (about 2x on a CPU with "
@@ -234,7 +238,7 @@ def run(
     try:
         params = _method_params(method, steps=steps, lr=lr, loss=loss, stop=stop, tau=tau, seed=seed,
                                 warm_start_steps=warm_start_steps, refine_patterns=refine_patterns, fast=fast,
-                                margin=margin, iterations=iterations, algorithm=algorithm, prior=prior, reg=reg, wiener_w=wiener_w)
+                                margin=margin, ensemble=ensemble, iterations=iterations, algorithm=algorithm, prior=prior, reg=reg, wiener_w=wiener_w)
         if estimate_patterns:
             params["estimate_patterns"] = True
         elif margin:

@@ -200,6 +200,43 @@ def test_time_series_warm_starts_each_frame_from_the_previous():
     assert res.extra["steps_run"] == 8 and len(res.loss) == 8
 
 
+def test_an_ensemble_is_the_mean_of_its_members_each_warm_started_through_the_series():
+    ds = cusim.simulate(shape=(32, 32), snr=20, T=2, seed=2)
+    kw = dict(steps=6, warm_start_steps=3, stop="max", width=4, lr=1e-2)
+    single = [cusim.reconstruct(ds, "pinn", device="cpu", seed=s, **kw) for s in (3, 4)]
+    assert not np.allclose(single[0].image, single[1].image, atol=1e-3)  # the members differ
+    ens = cusim.reconstruct(ds, "pinn", device="cpu", seed=3, ensemble=2, **kw)
+    mean = (single[0].image + single[1].image) / 2
+    np.testing.assert_allclose(ens.image, mean, rtol=0, atol=1e-6 * float(mean.max()))
+    assert ens.extra["ensemble"] == 2 and ens.extra["steps_run"] == 18 and len(ens.loss) == 18
+    # run order: time point 0 of both members, then time point 1 of both
+    np.testing.assert_allclose(ens.loss[6:12], single[1].loss[:6], rtol=1e-6)
+    np.testing.assert_allclose(ens.loss[15:], single[1].loss[6:], rtol=1e-6)
+    with pytest.raises(ValueError, match="ensemble: expected an integer >= 1, got 0"):
+        pinn.PINNConfig(ensemble=0)
+
+
+def test_an_interrupted_ensemble_resumes_with_the_member_that_was_running(small, tmp_path):
+    kw = dict(steps=8, stop="max", width=4, lr=1e-2, ensemble=2)
+    ref, _ = pinn.reconstruct(small, **kw)
+    ckpt = tmp_path / "run.ckpt"
+
+    def interrupt(step, total, loss, mse):
+        assert total == 16
+        if step == 13:  # member 1, its step 5: its checkpoint is from step 4, member 0 is done
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pinn.reconstruct(small, checkpoint=ckpt, checkpoint_every=2, callback=interrupt, **kw)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.ckpt.done", "run.ckpt.m1"]
+    seen = []
+    image, info = pinn.reconstruct(small, checkpoint=ckpt, checkpoint_every=2, resume=True,
+                                   callback=lambda s, n, lo, m: seen.append(s), **kw)
+    np.testing.assert_allclose(image, ref, rtol=0, atol=1e-5 * float(ref.max()))
+    assert seen == list(range(13, 17))  # member 0 was not run again, member 1 went on from step 4
+    assert info["steps_run"] == 16 and not list(tmp_path.iterdir())  # nothing left behind
+
+
 def test_a_margin_explains_the_light_from_outside_a_crop():
     # The frames of a crop hold light blurred in from structure outside it. Without a margin the
     # network can only fit that with artefacts at the edge, and the residual stays far above the
@@ -281,6 +318,19 @@ def test_cli_fast_records_its_settings_and_is_refused_for_other_methods(tmp_path
     assert res.exit_code == 0, text
     params = io.load(path).recons["pinn"].attrs["params"]
     assert (params["precision"], params["channels_last"], params["sync_every"]) == ("bfloat16", True, 10)
+
+
+def test_cli_ensemble_is_recorded_and_checked(tmp_path):
+    path = io.save(cusim.simulate(shape=(32, 32), seed=0), tmp_path / "s.h5")
+    res, text = _cli("run", path, "--method", "iterative", "--ensemble", "2", "--crop", "4")
+    assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and "--ensemble: only for --method pinn" in text
+    res, text = _cli("run", path, "--method", "pinn", "--ensemble", "0", "--crop", "4")
+    assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and "ensemble: expected an integer >= 1" in text
+    res, text = _cli("run", path, "--method", "pinn", "--ensemble", "2", "--steps", "5", "--stop", "max", "--crop", "4")
+    assert res.exit_code == 0, text
+    rec = io.load(path).recons["pinn"].attrs
+    assert rec["params"]["ensemble"] == 2 and rec["steps_run"] == 10 and rec["ensemble"] == 2
+    assert not [p for p in tmp_path.iterdir() if "ckpt" in p.name]  # no checkpoint or member result left
 
 
 def test_cli_resume_after_killing_the_process_matches_an_uninterrupted_run(tmp_path):

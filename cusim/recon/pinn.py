@@ -58,6 +58,8 @@ class PINNConfig:
     norm: str = "batch"  # "batch" (fits several times faster) | "none" (the paper's network)
     input: str = "upsampled"  # "upsampled" (K channels) | "widefield" (1 channel)
     seed: int = 0
+    ensemble: int = 1  # independent networks (seeds seed, seed + 1, ...) whose images are averaged: N x the time
+    # (measured on the paper's crops: docs/quality.md, "Ensembles")
     warm_start_steps: int = 200  # time series: steps for frames after the first
     refine_patterns: bool = False  # learn k (per carrier), phase (per frame), modulation (per carrier)
     refine_start: int = 100  # ... from this step on (the object must take shape first)
@@ -69,7 +71,7 @@ class PINNConfig:
 
     def __post_init__(self):
         ints = {"steps": 1, "lr_every": 1, "patience": 1, "width": 1, "depth": 0, "warm_start_steps": 1,
-                "refine_start": 0, "sync_every": 1, "float32_levels": 0}
+                "ensemble": 1, "refine_start": 0, "sync_every": 1, "float32_levels": 0}
         for name, lo in ints.items():
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
@@ -313,12 +315,16 @@ def optimise(frames: np.ndarray, op, cfg: PINNConfig, *, steps: int | None = Non
         fit.close()
 
 
+def _settings(cfg: PINNConfig, steps: int, margin_px: int, inset: int) -> dict:
+    """What a checkpoint must have been made with to be resumed."""
+    return {**dataclasses.asdict(cfg), "steps": steps, "margin_px": margin_px, "watch_inset": inset}
+
+
 def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resume: bool, callback) -> PINNRun:
     cfg = fit.cfg
     stopper = _Stopper(cfg)
     losses, mses, start, reason = [], [], 0, None
-    settings = {**dataclasses.asdict(cfg), "steps": steps, "margin_px": fit.margin_px,
-                "watch_inset": fit.watch_inset}
+    settings = _settings(cfg, steps, fit.margin_px, fit.watch_inset)
     if resume and checkpoint is not None and Path(checkpoint).exists():
         ck = torch.load(checkpoint, map_location=fit.device, weights_only=False)
         if ck["settings"] != settings:
@@ -419,6 +425,24 @@ def auto_margin(dataset) -> int:
     return dataset.default_margin()
 
 
+def _member_run(frames, op, cfg: PINNConfig, steps: int, checkpoint, done_file, resume: bool, **kw) -> PINNRun:
+    """One member of an ensemble at one time point. With ``done_file`` (ensembles with a checkpoint) a
+    finished member's run is kept there, and ``resume`` takes it from there instead of running again."""
+    if done_file is not None and resume and done_file.exists():
+        done = torch.load(done_file, map_location="cpu", weights_only=False)
+        want = _settings(cfg, steps, op.margin * op.upsample, kw["watch_inset"])
+        if done["settings"] != want:
+            raise ValueError(f"{done_file}: made with other settings; remove it or run without --resume")
+        return PINNRun(**done["run"])
+    run = optimise(frames, op, cfg, steps=steps, checkpoint=checkpoint, resume=resume, **kw)
+    if done_file is not None:
+        fields = {f.name: getattr(run, f.name) for f in dataclasses.fields(run)}
+        payload = {"settings": _settings(cfg, steps, op.margin * op.upsample, kw["watch_inset"]), "run": fields}
+        with atomic_target(done_file) as tmp:
+            torch.save(payload, tmp)
+    return run
+
+
 def reconstruct(dataset, *, device: str = "cpu", pad: int | None = None, margin: int | None = None,
                 checkpoint: Path | None = None, checkpoint_every: int = 100, resume: bool = False, callback=None,
                 **params):
@@ -427,29 +451,49 @@ def reconstruct(dataset, *, device: str = "cpu", pad: int | None = None, margin:
 
     ``margin`` (camera pixels; default :func:`auto_margin`) extends the object past the field, so that
     light blurred in from structure outside it is explained by structure there, not by artefacts
-    inside (docs/quality.md, "The margin"); the image returned is the field."""
+    inside (docs/quality.md, "The margin"); the image returned is the field.
+
+    ``ensemble = N`` fits N networks (seeds ``seed`` to ``seed + N - 1``, each its own chain of warm
+    starts through a time series) and returns the mean of their images; the losses and stop reasons
+    are those of every run in order, refined patterns those of the first network. With a checkpoint,
+    each member has its own (``<checkpoint>.m<j>``) and a finished member's result is kept beside it
+    until the whole reconstruction ends, so ``resume`` continues with the member that was interrupted."""
     cfg = PINNConfig.from_params(params)
     margin = auto_margin(dataset) if margin is None else margin
     op = dataset.operator(pad=pad, margin=margin, device=device)
     inset = watch_inset(dataset, margin)
     pparams, blur = _refine_setup(dataset, op) if cfg.refine_patterns else (None, None)
-    images, losses, reasons, state = [], [], [], None
-    total = cfg.steps + (dataset.T - 1) * cfg.warm_start_steps
+    members = [cfg if j == 0 else dataclasses.replace(cfg, seed=cfg.seed + j) for j in range(cfg.ensemble)]
+    checkpoint = None if checkpoint is None else Path(checkpoint)
+    ckpts = [checkpoint if checkpoint is None or j == 0 else checkpoint.with_name(f"{checkpoint.name}.m{j}")
+             for j in range(len(members))]
+    done_files = [None if c is None or len(members) == 1 else c.with_name(f"{c.name}.done") for c in ckpts]
+    images, losses, reasons = [], [], []
+    states, chains = [None] * len(members), [pparams] * len(members)
+    total = len(members) * (cfg.steps + (dataset.T - 1) * cfg.warm_start_steps)
     done = 0
     for t in range(dataset.T):
         steps = cfg.steps if t == 0 else cfg.warm_start_steps
-        cb = None if callback is None else (lambda s, _n, l, m, d=done: callback(d + s, total, l, m))
-        run = optimise(dataset.frames(t), op, cfg, steps=steps, init_state=state, callback=cb,
-                       checkpoint=checkpoint if t == 0 else None, checkpoint_every=checkpoint_every,
-                       resume=resume and t == 0, pattern_params=pparams, blur=blur, watch_inset=inset)
-        images.append(run.image)
-        losses.append(run.loss)
-        reasons.append(run.stop_reason)
-        state, done = run.state, done + steps
-        pparams = run.pattern_params or pparams
+        member_images = []
+        for j, mcfg in enumerate(members):
+            cb = None if callback is None else (lambda s, _n, l, m, d=done: callback(d + s, total, l, m))
+            run = _member_run(dataset.frames(t), op, mcfg, steps, ckpts[j] if t == 0 else None,
+                              done_files[j] if t == 0 else None, resume and t == 0, init_state=states[j],
+                              callback=cb, checkpoint_every=checkpoint_every, pattern_params=chains[j], blur=blur,
+                              watch_inset=inset)
+            member_images.append(run.image)
+            losses.append(run.loss)
+            reasons.append(run.stop_reason)
+            states[j], done = run.state, done + steps
+            chains[j] = run.pattern_params or chains[j]
+        images.append(member_images[0] if len(members) == 1 else np.mean(member_images, axis=0, dtype=np.float32))
+    for f in done_files:
+        if f is not None:
+            f.unlink(missing_ok=True)
     image = np.stack(images) if dataset.is_series else images[0]
     info = {"loss": np.concatenate(losses), "stop_reason": "; ".join(reasons), "sigma": run.sigma, "tau": run.tau,
-            "margin": margin, "watch_inset": inset, "steps_run": int(sum(len(v) for v in losses))}
-    if pparams is not None:
-        info["pattern_params"] = params_record(pparams)
+            "margin": margin, "watch_inset": inset, "ensemble": len(members),
+            "steps_run": int(sum(len(v) for v in losses))}
+    if chains[0] is not None:
+        info["pattern_params"] = params_record(chains[0])
     return image, info
