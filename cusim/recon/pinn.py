@@ -428,18 +428,15 @@ def auto_margin(dataset) -> int:
 def _member_run(frames, op, cfg: PINNConfig, steps: int, checkpoint, done_file, resume: bool, **kw) -> PINNRun:
     """One member of an ensemble at one time point. With ``done_file`` (ensembles with a checkpoint) a
     finished member's run is kept there, and ``resume`` takes it from there instead of running again."""
+    settings = _settings(cfg, steps, op.margin * op.upsample, kw["watch_inset"])
     if done_file is not None and resume and done_file.exists():
         done = torch.load(done_file, map_location="cpu", weights_only=False)
-        want = _settings(cfg, steps, op.margin * op.upsample, kw["watch_inset"])
-        if done["settings"] != want:
+        if done["settings"] != settings:
             raise ValueError(f"{done_file}: made with other settings; remove it or run without --resume")
         return PINNRun(**done["run"])
     run = optimise(frames, op, cfg, steps=steps, checkpoint=checkpoint, resume=resume, **kw)
     if done_file is not None:
-        fields = {f.name: getattr(run, f.name) for f in dataclasses.fields(run)}
-        payload = {"settings": _settings(cfg, steps, op.margin * op.upsample, kw["watch_inset"]), "run": fields}
-        with atomic_target(done_file) as tmp:
-            torch.save(payload, tmp)
+        _save_checkpoint(done_file, {"settings": settings, "run": vars(run)})
     return run
 
 
@@ -486,7 +483,7 @@ def reconstruct(dataset, *, device: str = "cpu", pad: int | None = None, margin:
             reasons.append(run.stop_reason)
             states[j], done = run.state, done + steps
             chains[j] = run.pattern_params or chains[j]
-        images.append(member_images[0] if len(members) == 1 else np.mean(member_images, axis=0, dtype=np.float32))
+        images.append(np.mean(member_images, axis=0, dtype=np.float32))
     for f in done_files:
         if f is not None:
             f.unlink(missing_ok=True)
