@@ -29,7 +29,8 @@ frame and the modulation depth are measured from the data. Per angle (frames ang
 Without an OTF the cut-off is measured from the widefield spectrum (where it meets the noise floor)
 and the ideal widefield OTF of that cut-off stands in: carriers stay good, phases and depths are rougher.
 
-:func:`params_from_patterns` fits ``a + sum_j A_j cos(2 pi j k.r + psi_j)`` to known pattern arrays.
+:func:`params_from_patterns` (from :mod:`cusim.pattern_fit`, re-exported here) fits the parameters to
+known pattern arrays instead.
 """
 
 from __future__ import annotations
@@ -42,59 +43,21 @@ from scipy import ndimage, optimize
 from scipy.signal import windows
 
 from ._files import atomic_target
+from ._validate import check_choice, check_int, check_positive
 from .io import DatasetError
 from .noise import immerkaer_sigma, spectral_sigma
-from .optics import Widefield, validate_psf
-from .patterns import SinusoidParams
+from .optics import Widefield, transfer, transfer_cutoff, validate_psf
+from .pattern_fit import EstimationError, _stack, params_from_patterns
+from .patterns import SinusoidParams, angle_phase_counts
 
 __all__ = ["EstimateResult", "EstimationError", "estimate_dataset", "estimate_params", "params_from_patterns"]
 
-DEFAULT_COUNTS = {9: (3, 3), 15: (3, 5), 25: (5, 5)}
 MIN_PEAK_SNR = 10.0
 MIN_FIT = 0.1
 PHASE_STEP_TOL = 0.2
 
 
-class EstimationError(ValueError):
-    """The illumination could not be estimated; the message says what was wrong and what was expected."""
-
-
 # -- small helpers ---------------------------------------------------------------------------------------
-def _counts(K: int, n_angles, n_phases) -> tuple[int, int]:
-    if n_angles is None and n_phases is None:
-        if K not in DEFAULT_COUNTS:
-            raise EstimationError(f"frames: {K} frames; give n_angles and n_phases (defaults exist only for "
-                                  f"K = {', '.join(f'{k} ({a} x {p})' for k, (a, p) in DEFAULT_COUNTS.items())})")
-        return DEFAULT_COUNTS[K]
-    if n_angles is None:
-        n_angles = K // n_phases if n_phases else 0
-    if n_phases is None:
-        n_phases = K // n_angles if n_angles else 0
-    if n_angles < 1 or n_phases < 1 or n_angles * n_phases != K:
-        raise EstimationError(f"frames: {K} frames, expected n_angles * n_phases = {n_angles} * {n_phases}")
-    return int(n_angles), int(n_phases)
-
-
-def _stack(frames, name: str = "frames") -> np.ndarray:
-    a = np.asarray(frames)
-    if a.ndim != 3 or min(a.shape) < 1:
-        raise EstimationError(f"{name}: expected an array (K, h, w), got shape {a.shape}")
-    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
-        raise EstimationError(f"{name}: expected real numbers, got dtype {a.dtype}")
-    a = a.astype(np.float64)
-    if not np.all(np.isfinite(a)):
-        raise EstimationError(f"{name}: contains NaN or Inf")
-    return a
-
-
-def _box(f: np.ndarray, s: int) -> np.ndarray:
-    """Transfer function of the mean over ``s`` fine pixels at frequency ``f`` (cycles per fine pixel)."""
-    out = np.ones_like(f)
-    nz = np.abs(np.sin(np.pi * f)) > 1e-12
-    out[nz] = np.sin(np.pi * s * f[nz]) / (s * np.sin(np.pi * f[nz]))
-    return out
-
-
 def _abs2(z: np.ndarray) -> np.ndarray:
     return z.real ** 2 + z.imag ** 2
 
@@ -104,15 +67,6 @@ def _dot(x: np.ndarray, y: np.ndarray) -> complex:
     return complex((np.conj(x) * y).sum())
 
 
-def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` in row blocks small enough for single-threaded BLAS: these products are tiny, and a
-    multithreaded BLAS on a busy machine makes them a hundred times slower."""
-    rows = max(1, 32768 // max(a.shape[-1] * b.shape[-1], 1))
-    if a.shape[0] <= rows:
-        return a @ b
-    return np.concatenate([a[i:i + rows] @ b for i in range(0, a.shape[0], rows)])
-
-
 def _wrap(a):
     return np.angle(np.exp(1j * np.asarray(a)))
 
@@ -120,30 +74,24 @@ def _wrap(a):
 class _Transfer:
     """OTF x camera-pixel box on the camera DFT grid, shifted by ``k`` (cycles per fine pixel).
 
-    Camera frequency ``f`` (cycles per camera pixel) is fine frequency ``f / s``. ``otf`` is a fine-grid
-    PSF array, a :class:`~cusim.optics.Widefield`, or a cut-off in cycles per fine pixel (ideal OTF).
+    Camera frequency ``f`` (cycles per camera pixel) is fine frequency ``f / s``. ``psf`` is a fine-grid
+    PSF array, a :class:`~cusim.optics.Widefield`, or a cut-off in cycles per fine pixel (ideal OTF);
+    the formula is :func:`cusim.optics.transfer`, evaluated at exactly these frequencies (small matrix
+    products, no fine-grid FFT).
     """
 
-    def __init__(self, otf, s: int, shape: tuple[int, int]):
+    def __init__(self, psf, s: int, shape: tuple[int, int]):
         self.s = s
         self.fy, self.fx = np.fft.fftfreq(shape[0]) / s, np.fft.fftfreq(shape[1]) / s
         self.psf = None
-        if isinstance(otf, Widefield):
-            self.cutoff = otf.cutoff(s)
-        elif np.ndim(otf) == 0:
-            self.cutoff = float(otf)
-        else:
+        if not (isinstance(psf, Widefield) or np.ndim(psf) == 0):
             try:
-                self.psf = validate_psf(otf, "otf")
+                psf = self.psf = validate_psf(psf, "psf")
             except ValueError as e:
                 raise EstimationError(str(e)) from None
-            n, m = self.psf.shape
-            self.cy, self.cx = np.arange(n) - n // 2, np.arange(m) - m // 2
-        if self.psf is not None:  # cut-off in cycles per camera pixel: where the OTF falls below 1 %
-            r = np.hypot(*np.meshgrid(np.fft.fftfreq(shape[0]), np.fft.fftfreq(shape[1]), indexing="ij"))
-            self.cutoff_cam = float(r[np.abs(self()) > 0.01].max())
-        else:
-            self.cutoff_cam = self.cutoff * s
+        self.optics = psf
+        self.cutoff = transfer_cutoff(psf, s, (shape[0] * s, shape[1] * s))  # cycles per fine pixel
+        self.cutoff_cam = self.cutoff * s
         # interior margin (camera pixels) beyond which the circular filtering cannot reach
         if self.psf is not None:
             self.margin = int(np.ceil(max(self.psf.shape) // 2 / s)) + 1
@@ -151,21 +99,13 @@ class _Transfer:
             self.margin = int(np.ceil(3 * 1.22 / (self.cutoff * s))) + 1
 
     def __call__(self, k=(0.0, 0.0)) -> np.ndarray:
-        fy, fx = self.fy + k[0], self.fx + k[1]
-        box = np.outer(_box(fy, self.s), _box(fx, self.s))
-        if self.psf is None:
-            q = np.minimum(np.hypot(fy[:, None], fx[None, :]) / self.cutoff, 1.0)
-            return (2 / np.pi) * (np.arccos(q) - q * np.sqrt(1 - q * q)) * box
-        ey = np.exp(-2j * np.pi * np.outer(fy, self.cy))
-        ex = np.exp(-2j * np.pi * np.outer(self.cx, fx))
-        return _mm(_mm(ey, self.psf), ex) * box
+        return transfer(self.optics, self.s, self.fy + k[0], self.fx + k[1])
 
 
 def _cutoff_from_spectrum(img: np.ndarray, s: int) -> float:
     """OTF cut-off (cycles per fine pixel) where the radial power spectrum of ``img`` meets its noise floor."""
     h, w = img.shape
-    win = np.outer(windows.tukey(h, 0.25), windows.tukey(w, 0.25))
-    p = np.abs(np.fft.fft2((img - img.mean()) * win)) ** 2
+    p = np.abs(np.fft.fft2((img - img.mean()) * _tukey2((h, w)))) ** 2
     r = np.hypot(np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :])
     edges = np.linspace(0, 0.5, 65)
     idx = np.digitize(r, edges) - 1
@@ -459,7 +399,7 @@ class EstimateResult:
 
 # -- public entry points -----------------------------------------------------------------------------------
 def estimate_params(frames, *, upsample: int, n_angles: int | None = None, n_phases: int | None = None,
-                    otf=None, order: int = 1, k_guess=None, min_peak_snr: float = MIN_PEAK_SNR) -> EstimateResult:
+                    psf=None, order: int = 1, k_guess=None, min_peak_snr: float = MIN_PEAK_SNR) -> EstimateResult:
     """Estimate carriers, phases and modulation of sinusoidal SIM patterns from raw frames.
 
     Parameters
@@ -471,7 +411,7 @@ def estimate_params(frames, *, upsample: int, n_angles: int | None = None, n_pha
         Fine-grid factor ``s`` of the reconstruction; results are in cycles per FINE pixel.
     n_angles, n_phases : int, optional
         Default from K: 9 -> 3 x 3, 15 -> 3 x 5, 25 -> 5 x 5; otherwise required.
-    otf : ndarray or Widefield, optional
+    psf : ndarray or Widefield, optional
         Fine-grid PSF array or :class:`~cusim.optics.Widefield`. Without it the cut-off is measured from
         the widefield spectrum and an ideal OTF of that cut-off is used (modulation then approximate).
     order : {1, 2}
@@ -496,12 +436,10 @@ def estimate_params(frames, *, upsample: int, n_angles: int | None = None, n_pha
     """
     d = _stack(frames)
     K, h, w = d.shape
-    if isinstance(upsample, bool) or not isinstance(upsample, (int, np.integer)) or not 1 <= upsample <= 8:
-        raise EstimationError(f"upsample: expected an integer 1..8, got {upsample!r}")
-    s = int(upsample)
-    nA, nP = _counts(K, n_angles, n_phases)
-    if order not in (1, 2):
-        raise EstimationError(f"order: expected 1 (linear SIM) or 2 (with a 2nd harmonic), got {order!r}")
+    s = check_int("upsample", upsample, 1, 8, error=EstimationError)
+    nA, nP = angle_phase_counts(K, n_angles, n_phases, error=EstimationError)
+    check_choice("order", order, (1, 2), error=EstimationError)  # linear SIM, or with a 2nd harmonic
+    check_positive("min_peak_snr", min_peak_snr, error=EstimationError)
     if nP < 2 * order + 1:
         raise EstimationError(f"n_phases: {nP} phases cannot separate the orders up to {order}; "
                               f"expected at least {2 * order + 1}")
@@ -509,11 +447,11 @@ def estimate_params(frames, *, upsample: int, n_angles: int | None = None, n_pha
         raise EstimationError(f"frames: {h} x {w} pixels is too small to find a carrier; expected at least 16 x 16")
     if k_guess is not None:
         k_guess = np.broadcast_to(np.asarray(k_guess, dtype=np.float64), (nA, 2))
-    if otf is None:
+    if psf is None:
         T = _Transfer(_cutoff_from_spectrum(d.mean(axis=0), s), s, (h, w))
         source = f"ideal, cut-off {T.cutoff * s:.3f} cycles/camera px measured from the widefield spectrum"
     else:
-        T = _Transfer(otf, s, (h, w))
+        T = _Transfer(psf, s, (h, w))
         source = "PSF array" if T.psf is not None else f"ideal widefield, cut-off {T.cutoff * s:.3f} cycles/camera px"
     d /= max(float(np.abs(d).mean()), 1e-30)  # unit scale keeps the correlation sums finite
     var = _noise_var(d, T())
@@ -540,110 +478,13 @@ def estimate_dataset(ds, t: int = 0, **kw) -> EstimateResult:
     the dataset, and so do ``n_angles`` / ``n_phases`` when it records ``angles`` / ``phases``
     (``cusim import stack``); keywords override them.
     """
-    if not 0 <= t < ds.T:
-        raise EstimationError(f"t: time point {t} out of range 0..{ds.T - 1}")
+    check_int("t", t, 0, ds.T - 1, error=EstimationError)
     kw.setdefault("upsample", ds.upsample)
-    if "otf" not in kw:
+    if "psf" not in kw:
         try:
-            kw["otf"] = ds.optics()
+            kw["psf"] = ds.optics()
         except DatasetError:
-            kw["otf"] = None
+            kw["psf"] = None
     if "n_angles" not in kw and "n_phases" not in kw and "angles" in ds.attrs and "phases" in ds.attrs:
         kw["n_angles"], kw["n_phases"] = int(ds.attrs["angles"]), int(ds.attrs["phases"])
     return estimate_params(ds.frames(t), **kw)
-
-
-# -- known patterns ----------------------------------------------------------------------------------------
-def _periodogram_peak(q: np.ndarray, k0, n_iter: int = 30) -> np.ndarray:
-    """Newton ascent of ``sum_n |sum_r q_n(r) exp(-2 pi i k.r)|^2`` from ``k0`` (r the integer pixel index)."""
-    n, H, W = q.shape
-    y, x = np.arange(H, dtype=np.float64), np.arange(W, dtype=np.float64)
-    ay, ax = -2j * np.pi * y, -2j * np.pi * x
-    k = np.asarray(k0, dtype=np.float64).copy()
-    max_step = 0.5 / max(H, W)
-    for _ in range(n_iter):
-        ey, ex = np.exp(ay * k[0]), np.exp(ax * k[1])
-        Ey, Ex = np.stack([ey, ay * ey, ay * ay * ey]), np.stack([ex, ax * ex, ax * ax * ex])
-        qx = _mm(q.reshape(n * H, W), Ex.T).reshape(n, H, 3)
-        m = np.einsum("ah,nhb->nab", Ey, qx)  # m[:, a, b] = d^a/dky^a d^b/dkx^b of the sum
-        F, G = m[:, 0, 0], np.stack([m[:, 1, 0], m[:, 0, 1]], 1)
-        Hf = np.stack([np.stack([m[:, 2, 0], m[:, 1, 1]], 1), np.stack([m[:, 1, 1], m[:, 0, 2]], 1)], 1)
-        g = 2 * np.real(np.conj(F)[:, None] * G).sum(0)
-        hess = 2 * np.real(np.conj(G)[:, :, None] * G[:, None, :] + np.conj(F)[:, None, None] * Hf).sum(0)
-        ev = np.linalg.eigvalsh(hess)
-        step = -np.linalg.solve(hess, g) if ev.max() < 0 else g / max(np.abs(ev).max(), 1e-300)
-        size = np.hypot(*step)
-        if size > max_step:
-            step *= max_step / size
-        k += step
-        if size < 1e-12:
-            break
-    return k
-
-
-def _fit_orders(p: np.ndarray, k, J: int) -> np.ndarray:
-    """Least squares ``p = sum_{j=-J..J} z_j exp(i j 2 pi k.r)`` (separable sums); returns z_0..z_J."""
-    H, W = p.shape
-    y, x = np.arange(H), np.arange(W)
-    js = np.arange(-J, J + 1)
-    ey = np.exp(2j * np.pi * k[0] * np.outer(js, y))  # (2J+1, H)
-    ex = np.exp(2j * np.pi * k[1] * np.outer(js, x))
-    rhs = np.einsum("jh,hw,jw->j", np.conj(ey), p, np.conj(ex))
-    d = js[None, :] - js[:, None]  # Gram <e_j, e_l> = sum exp(i (l - j) theta)
-    gy = np.exp(2j * np.pi * k[0] * np.multiply.outer(d, y)).sum(-1)
-    gx = np.exp(2j * np.pi * k[1] * np.multiply.outer(d, x)).sum(-1)
-    z = np.linalg.solve(gy * gx, rhs)
-    return z[J:]
-
-
-def params_from_patterns(patterns, *, n_angles: int | None = None, n_phases: int | None = None,
-                         max_harmonics: int = 8, harmonic_tol: float = 0.01) -> SinusoidParams:
-    """Fit the sinusoidal parameters (DESIGN section 2) to known patterns on the fine grid.
-
-    Parameters
-    ----------
-    patterns : array (K, H, W)
-        Illumination patterns, any offset and scale (e.g. 8-bit PNGs, min-max scaled).
-    n_angles, n_phases : int, optional
-        Frames of one angle (angle-major) share one carrier, fitted to all of them; defaults from K as in
-        :func:`estimate_params`, and each frame on its own for other K.
-    max_harmonics : int
-        Highest harmonic order fitted is ``max_harmonics + 1`` (and below the Nyquist limit).
-    harmonic_tol : float
-        Harmonics are reported up to the highest order whose relative amplitude exceeds this in any frame;
-        ``harmonics`` is None when none does.
-
-    Returns
-    -------
-    SinusoidParams
-        Normalised (kx > 0, or ky > 0 if kx = 0). Per frame ``a + sum_j A_j cos(j theta + psi_j)`` gives
-        ``modulation = A_1 / a`` clipped to 1 and ``harmonics[:, j-2] = A_j cos(psi_j - j phi) / A_1``.
-    """
-    p = _stack(patterns, "patterns")
-    K, H, W = p.shape
-    if min(H, W) < 8:
-        raise EstimationError(f"patterns: {H} x {W} pixels is too small; expected at least 8 x 8")
-    if n_angles is None and n_phases is None and K not in DEFAULT_COUNTS:
-        nA, nP = K, 1
-    else:
-        nA, nP = _counts(K, n_angles, n_phases)
-    win = np.outer(windows.blackmanharris(H, sym=False), windows.blackmanharris(W, sym=False))
-    q = (p - p.mean(axis=(1, 2), keepdims=True)) * win
-    ks = []
-    for a in range(nA):
-        group = q[a * nP:(a + 1) * nP]
-        spec = np.abs(np.fft.rfft2(group[0]))
-        spec[0, 0] = 0
-        i, j = np.unravel_index(np.argmax(spec), spec.shape)
-        if spec[i, j] <= 1e-6 * max(np.abs(group[0]).sum(), 1e-300):
-            raise EstimationError(f"patterns: frame {a * nP + 1} is flat; expected a sinusoidal pattern")
-        ks.append(_periodogram_peak(group, [np.fft.fftfreq(H)[i], j / W]))
-    k = np.repeat(ks, nP, axis=0)
-    J = int(np.clip(np.floor(0.49 / np.abs(k).max()), 1, max_harmonics + 1))  # orders below Nyquist
-    z = np.array([_fit_orders(p[i], k[i], J) for i in range(K)])  # (K, J+1)
-    phase = np.angle(z[:, 1])
-    mod = 2 * np.abs(z[:, 1]) / np.abs(z[:, 0].real)
-    rel = np.real(z[:, 2:] * np.exp(-1j * np.arange(2, J + 1) * phase[:, None])) / np.abs(z[:, 1])[:, None]
-    big = np.nonzero((np.abs(rel) > harmonic_tol).any(axis=0))[0]
-    harm = rel[:, :big.max() + 1] if big.size else None
-    return SinusoidParams(k, phase, np.minimum(mod, 1.0), harm).normalised()

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+from ._validate import check_int, check_number, check_positive
+
 
 def validate_psf(psf, name: str = "psf") -> np.ndarray:
     """Check a measured or computed PSF array and return it as float64 with unit sum.
@@ -48,11 +50,15 @@ def otf_cutoff(na: float, wavelength_nm: float, pixel_size_nm: float) -> float:
 
 
 def _check_optics(na: float, wavelength_nm: float, pixel_size_nm: float) -> None:
-    for name, v in (("na", na), ("wavelength_nm", wavelength_nm), ("pixel_size_nm", pixel_size_nm)):
-        if not (np.isfinite(v) and v > 0):
-            raise ValueError(f"{name}: expected a positive number, got {v!r}")
-    if na > 1.7:
-        raise ValueError(f"na: expected a numerical aperture up to ~1.7, got {na}")
+    check_number("na", na, lo=0.0, strict=True, hi=1.7)  # no immersion medium gives more than ~1.7
+    check_positive("wavelength_nm", wavelength_nm)
+    check_positive("pixel_size_nm", pixel_size_nm)
+
+
+def _check_size(size: int) -> int:
+    if check_int("size", size, 1) % 2 == 0:
+        raise ValueError(f"size: expected an odd positive integer, got {size!r}")
+    return int(size)
 
 
 def widefield_otf(shape: tuple[int, int], na: float, wavelength_nm: float, pixel_size_nm: float) -> np.ndarray:
@@ -62,11 +68,28 @@ def widefield_otf(shape: tuple[int, int], na: float, wavelength_nm: float, pixel
     ``(2/pi) (acos q - q sqrt(1 - q^2))`` with ``q = |f| / (2 NA / lambda)``; zero beyond the cut-off.
     """
     _check_optics(na, wavelength_nm, pixel_size_nm)
-    fc = otf_cutoff(na, wavelength_nm, pixel_size_nm)
     fy = np.fft.fftfreq(shape[0])[:, None]
     fx = np.fft.fftfreq(shape[1])[None, :]
-    q = np.minimum(np.sqrt(fy**2 + fx**2) / fc, 1.0)
+    return ideal_otf(np.sqrt(fy**2 + fx**2), otf_cutoff(na, wavelength_nm, pixel_size_nm))
+
+
+def ideal_otf(f_radius, cutoff: float) -> np.ndarray:
+    """The incoherent transfer formula ``(2/pi) (acos q - q sqrt(1 - q^2))``, ``q = f_radius / cutoff``
+    (clipped to 1: zero at and beyond the cut-off).
+
+    ``f_radius`` (any shape) and ``cutoff`` (2 NA / lambda) are in the same unit, e.g. cycles per fine pixel.
+    """
+    q = np.minimum(np.asarray(f_radius, dtype=np.float64) / cutoff, 1.0)
     return (2.0 / np.pi) * (np.arccos(q) - q * np.sqrt(1.0 - q**2))
+
+
+def pixel_box(f, s: int) -> np.ndarray:
+    """Transfer of the mean over ``s`` neighbouring fine pixels (one camera pixel along one axis) at ``f``
+    cycles per FINE pixel: ``sin(pi s f) / (s sin(pi f))``, 1 where ``sin(pi f) = 0``."""
+    f = np.asarray(f, dtype=np.float64)
+    den = s * np.sin(np.pi * f)
+    ok = np.abs(den) > 1e-12
+    return np.where(ok, np.sin(np.pi * s * f) / np.where(ok, den, 1.0), 1.0)
 
 
 def airy_psf(na: float, wavelength_nm: float, pixel_size_nm: float, size: int | None = None) -> np.ndarray:
@@ -76,10 +99,7 @@ def airy_psf(na: float, wavelength_nm: float, pixel_size_nm: float, size: int | 
     """
     _check_optics(na, wavelength_nm, pixel_size_nm)
     r0_px = 0.61 * wavelength_nm / na / pixel_size_nm
-    if size is None:
-        size = 2 * int(np.ceil(4 * r0_px)) + 1
-    if size < 1 or size % 2 == 0:
-        raise ValueError(f"size: expected an odd positive integer, got {size}")
+    size = _check_size(2 * int(np.ceil(4 * r0_px)) + 1 if size is None else size)
     c = np.arange(size) - size // 2
     r = np.hypot(c[:, None], c[None, :]) * pixel_size_nm
     v = 2 * np.pi * na * r / wavelength_nm
@@ -90,12 +110,8 @@ def airy_psf(na: float, wavelength_nm: float, pixel_size_nm: float, size: int | 
 
 def gaussian_psf(sigma_px: float, size: int | None = None) -> np.ndarray:
     """Gaussian PSF of standard deviation ``sigma_px`` pixels, unit sum, odd ``size`` (default 8 sigma)."""
-    if not (np.isfinite(sigma_px) and sigma_px > 0):
-        raise ValueError(f"sigma_px: expected a positive number, got {sigma_px!r}")
-    if size is None:
-        size = 2 * int(np.ceil(4 * sigma_px)) + 1
-    if size < 1 or size % 2 == 0:
-        raise ValueError(f"size: expected an odd positive integer, got {size}")
+    check_positive("sigma_px", sigma_px)
+    size = _check_size(2 * int(np.ceil(4 * sigma_px)) + 1 if size is None else size)
     c = np.arange(size) - size // 2
     g = np.exp(-(c[:, None] ** 2 + c[None, :] ** 2) / (2 * sigma_px**2))
     return g / g.sum()
@@ -113,11 +129,14 @@ def psf_to_otf(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     of DESIGN section 1) and transformed. A PSF larger than the grid is wrapped (summed modulo the
     grid), which is what circular convolution on that grid means.
     """
-    p = validate_psf(psf)
-    full = np.zeros(shape, dtype=np.float64)
-    cy, cx = p.shape[0] // 2, p.shape[1] // 2
-    rows = (np.arange(p.shape[0]) - cy) % shape[0]
-    cols = (np.arange(p.shape[1]) - cx) % shape[1]
+    return _centred_fft(validate_psf(psf), shape)
+
+
+def _centred_fft(p: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """FFT on ``shape`` of the (real or complex) centred array ``p``, its centre pixel put at [0, 0]."""
+    full = np.zeros(shape, dtype=np.result_type(p, np.float64))
+    rows = (np.arange(p.shape[0]) - p.shape[0] // 2) % shape[0]
+    cols = (np.arange(p.shape[1]) - p.shape[1] // 2) % shape[1]
     # add, not assign: a PSF larger than the grid wraps onto it, which is exactly circular convolution
     np.add.at(full, np.ix_(rows, cols), p)
     return np.fft.fft2(full)
@@ -148,3 +167,78 @@ class Widefield:
     def psf(self, upsample: int = 1, size: int | None = None) -> np.ndarray:
         """Airy PSF on the fine grid (camera pixel / ``upsample``)."""
         return airy_psf(self.na, self.wavelength_nm, self.pixel_size_nm / upsample, size)
+
+
+# -- the transfer of OTF and camera pixel together (estimation, Wiener) ----------------------------------
+def _is_ideal(psf) -> bool:
+    return isinstance(psf, Widefield) or np.ndim(psf) == 0
+
+
+def _ideal(psf, s: int, fy: np.ndarray, fx: np.ndarray) -> np.ndarray:
+    """Ideal OTF of a :class:`Widefield` (at ``upsample = s``) or of a cut-off number at (fy[i], fx[j])."""
+    cutoff = psf.cutoff(s) if isinstance(psf, Widefield) else float(psf)
+    return ideal_otf(np.hypot(fy[:, None], fx[None, :]), cutoff)
+
+
+def transfer(psf, s: int, fy, fx) -> np.ndarray:
+    """OTF times the camera pixel's block mean at the frequencies ``(fy[i], fx[j])``, cycles per FINE pixel.
+
+    ``psf``: a PSF array on the fine grid (its OTF is evaluated exactly at these frequencies, any ones, as
+    the DFT of the centred PSF by two small matrix products: cheap for few frequencies), a
+    :class:`Widefield` (ideal OTF of its cut-off at ``upsample = s``) or a number (the cut-off of an
+    ideal OTF, cycles per fine pixel). ``s``: fine pixels per camera pixel (``s = 1``: no block mean).
+    Returns an array (len(fy), len(fx)), real for the ideal OTF, complex for a PSF array.
+    """
+    fy, fx = np.asarray(fy, dtype=np.float64), np.asarray(fx, dtype=np.float64)
+    box = np.outer(pixel_box(fy, s), pixel_box(fx, s))
+    if _is_ideal(psf):
+        return _ideal(psf, s, fy, fx) * box
+    p = validate_psf(psf)
+    cy, cx = np.arange(p.shape[0]) - p.shape[0] // 2, np.arange(p.shape[1]) - p.shape[1] // 2
+    ey = np.exp(-2j * np.pi * np.outer(fy, cy))
+    ex = np.exp(-2j * np.pi * np.outer(cx, fx))
+    return _mm(_mm(ey, p), ex) * box
+
+
+def shifted_transfer(psf, s: int, shape: tuple[int, int], shift=(0.0, 0.0), *, camera_band: bool = False) -> np.ndarray:
+    """:func:`transfer` at ``f + shift`` for every frequency ``f`` of the FFT grid of ``shape`` FINE pixels.
+
+    ``shift`` (ky, kx) is in cycles per fine pixel. For a PSF array the OTF comes from one FFT (of the
+    PSF modulated by ``exp(-2 pi i shift . r)``, which is its OTF at ``f + shift``), the fast way for a
+    whole grid. ``camera_band`` zeroes the result where ``f + shift`` lies outside the band the camera
+    samples without aliasing (``|fy|, |fx| <= 0.5 / s``).
+    """
+    fy = np.fft.fftfreq(shape[0]) + shift[0]
+    fx = np.fft.fftfreq(shape[1]) + shift[1]
+    if _is_ideal(psf):
+        otf = _ideal(psf, s, fy, fx)
+    else:
+        p = validate_psf(psf)
+        ry = (np.arange(p.shape[0]) - p.shape[0] // 2)[:, None]
+        rx = (np.arange(p.shape[1]) - p.shape[1] // 2)[None, :]
+        otf = _centred_fft(p * np.exp(-2j * np.pi * (shift[0] * ry + shift[1] * rx)), shape)
+    out = otf * np.outer(pixel_box(fy, s), pixel_box(fx, s))
+    if camera_band:
+        nyq = 0.5 / s
+        out = out * np.outer(np.abs(fy) <= nyq, np.abs(fx) <= nyq)
+    return out
+
+
+def transfer_cutoff(psf, s: int, shape: tuple[int, int]) -> float:
+    """Widefield cut-off in cycles per FINE pixel: 2 NA / lambda for a :class:`Widefield`, the number
+    itself for a number, and for a PSF array the largest radius on the FFT grid of ``shape`` fine
+    pixels where its |OTF| (without the pixel's block mean) reaches 1 % of its peak."""
+    if _is_ideal(psf):
+        return psf.cutoff(s) if isinstance(psf, Widefield) else float(psf)
+    otf = np.abs(psf_to_otf(psf, shape))
+    f = np.hypot(np.fft.fftfreq(shape[0])[:, None], np.fft.fftfreq(shape[1])[None, :])
+    return float(f[otf >= 0.01 * otf.max()].max())
+
+
+def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` in row blocks small enough for single-threaded BLAS: these products are small, and a
+    multithreaded BLAS on a busy machine makes them a hundred times slower."""
+    rows = max(1, 32768 // max(a.shape[-1] * b.shape[-1], 1))
+    if a.shape[0] <= rows:
+        return a @ b
+    return np.concatenate([a[i:i + rows] @ b for i in range(0, a.shape[0], rows)])

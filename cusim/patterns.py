@@ -19,10 +19,44 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+from ._validate import check_int, check_number, check_positive
+
 __all__ = [
-    "SinusoidParams", "linear", "linear_params", "nonlinear", "nonlinear_params", "saturated_harmonics",
-    "lattice", "speckle", "from_array", "period_to_k",
+    "ANGLE_PHASE_DEFAULTS", "SinusoidParams", "angle_phase_counts", "linear", "linear_params", "nonlinear",
+    "nonlinear_params", "saturated_harmonics", "lattice", "speckle", "from_array", "period_to_k",
 ]
+
+# K frames -> (n_angles, n_phases) of the usual acquisitions: linear SIM 3 x 3 and 3 x 5, nonlinear 5 x 5
+ANGLE_PHASE_DEFAULTS = {9: (3, 3), 15: (3, 5), 25: (5, 5)}
+
+
+def angle_phase_counts(K: int, n_angles: int | None = None, n_phases: int | None = None, *, min_phases: int = 1,
+                       error=ValueError) -> tuple[int, int]:
+    """(n_angles, n_phases) of K angle-major sinusoidal frames: both from :data:`ANGLE_PHASE_DEFAULTS`
+    when neither is given, the missing one from K otherwise.
+
+    Raises ``error`` (a ValueError subclass of the caller's choice) when K has no default, when the
+    counts do not multiply to K, or when there are fewer than ``min_phases`` phases per angle (band
+    separation needs 3 for linear SIM).
+    """
+    K = check_int("K", K, 1, error=error)
+    if n_angles is None and n_phases is None:
+        if K not in ANGLE_PHASE_DEFAULTS:
+            known = ", ".join(f"{k} ({a} x {p})" for k, (a, p) in ANGLE_PHASE_DEFAULTS.items())
+            raise error(f"n_angles, n_phases: no default for K = {K} frames; give n_angles and n_phases "
+                        f"(defaults exist only for K = {known})")
+        n_angles, n_phases = ANGLE_PHASE_DEFAULTS[K]
+    if n_angles is not None:
+        n_angles = check_int("n_angles", n_angles, 1, error=error)
+    if n_phases is not None:
+        n_phases = check_int("n_phases", n_phases, 1, error=error)
+    n_angles = K // n_phases if n_angles is None else n_angles
+    n_phases = K // n_angles if n_phases is None else n_phases
+    if n_angles * n_phases != K or n_phases < min_phases:
+        least = f" with at least {min_phases} phases per angle" if min_phases > 1 else ""
+        raise error(f"n_angles, n_phases: {K} frames, expected n_angles * n_phases = {n_angles} * {n_phases} "
+                    f"to make {K}{least}")
+    return n_angles, n_phases
 
 
 def period_to_k(period_px: float | None = None, *, period_nm: float | None = None,
@@ -127,9 +161,8 @@ def params_record(p: SinusoidParams) -> dict:
 
 
 def _angles_phases(n_angles: int, n_phases: int, angle_offset_deg: float):
-    for name, v in (("n_angles", n_angles), ("n_phases", n_phases)):
-        if not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+    check_int("n_angles", n_angles, 1)
+    check_int("n_phases", n_phases, 1)
     angles = np.deg2rad(angle_offset_deg) + np.pi * np.arange(n_angles) / n_angles
     phases = 2 * np.pi * np.arange(n_phases) / n_phases
     # Frame order is angle-major: frames 0..n_phases-1 are angle 0 at each phase.
@@ -161,8 +194,7 @@ def saturated_harmonics(saturation: float, tol: float = 1e-7, max_orders: int = 
     modulation ``m`` (first order) and the relative amplitudes of orders 2.. (``c_j`` with the order
     amplitude ``m c_j``) until they fall below ``tol``. From ``exp(z cos t) = I0(z) + 2 sum I_n(z) cos nt``.
     """
-    if not (np.isfinite(saturation) and saturation > 0):
-        raise ValueError(f"saturation: expected a positive number, got {saturation!r}")
+    check_positive("saturation", saturation)
     z = saturation / 2.0
     # scaled Bessel functions ive(n, z) = I_n(z) exp(-z) keep everything finite at strong saturation
     c0 = 1.0 - special.ive(0, z)
@@ -205,12 +237,9 @@ def lattice(shape: tuple[int, int], *, period_px: float, n_shifts: int = 5, shar
     spots, normalised to mean 1; ``period_px`` is the spot spacing. Frames are the ``n_shifts**2`` shifts
     on an even grid over the unit cell (K = n_shifts**2).
     """
-    if not (period_px >= 2):
-        raise ValueError(f"period_px: expected at least 2 fine pixels, got {period_px}")
-    if not isinstance(n_shifts, (int, np.integer)) or n_shifts < 1:
-        raise ValueError(f"n_shifts: expected a positive integer, got {n_shifts!r}")
-    if not sharpness > 0:
-        raise ValueError(f"sharpness: expected a positive number, got {sharpness}")
+    check_number("period_px", period_px, lo=2.0)  # the Nyquist limit
+    check_int("n_shifts", n_shifts, 1)
+    check_positive("sharpness", sharpness)
     H, W = shape
     rows = np.arange(H, dtype=np.float64)[:, None]
     cols = np.arange(W, dtype=np.float64)[None, :]
@@ -236,10 +265,8 @@ def lattice(shape: tuple[int, int], *, period_px: float, n_shifts: int = 5, shar
 def speckle(shape: tuple[int, int], n_frames: int, *, grain_px: float = 4.0, seed: int = 0) -> np.ndarray:
     """Fully developed speckle (blind-SIM style), seeded: the intensity of a circular-pupil filtered
     random complex field, mean 1 per frame. ``grain_px`` is the speckle size (1 / pupil cut-off)."""
-    if not isinstance(n_frames, (int, np.integer)) or n_frames < 1:
-        raise ValueError(f"n_frames: expected a positive integer, got {n_frames!r}")
-    if not grain_px >= 2:
-        raise ValueError(f"grain_px: expected at least 2 fine pixels, got {grain_px}")
+    check_int("n_frames", n_frames, 1)
+    check_number("grain_px", grain_px, lo=2.0)  # the Nyquist limit
     H, W = shape
     rng = np.random.default_rng(seed)
     fy = np.fft.fftfreq(H)[:, None]

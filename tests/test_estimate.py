@@ -99,10 +99,10 @@ def test_unequal_phase_steps_are_measured_and_used():
     rng = np.random.default_rng(0)
     p0 = ds.pattern_params
     truth = SinusoidParams(p0.k, p0.phase + rng.uniform(-0.4, 0.4, p0.K), np.full(p0.K, 0.8))
-    op = SIMOperator(truth.render(ds.fine_shape), ds.optics(), ds.upsample, pad=8, device="cpu")
+    op = SIMOperator(truth.render(ds.fine_shape), ds.optics(), ds.upsample, pad_fine=8, device="cpu")
     clean = np.asarray(op.forward(ds.ground_truth))
     frames = rng.poisson(100 * clean / clean.mean()) + 10.0  # shot noise and a camera offset
-    res = estimate_params(frames, upsample=ds.upsample, otf=ds.optics())
+    res = estimate_params(frames, upsample=ds.upsample, psf=ds.optics())
     k, a, p = errors(res.params, truth)
     assert k < 0.05 and a < 0.05 and p < 0.2  # equidistant steps would be off by up to 0.5 rad
     np.testing.assert_allclose(res.modulation, 0.8, atol=0.05)
@@ -147,7 +147,7 @@ def test_pure_noise_and_widefield_frames_are_refused(shared_data):
              "drifting widefield": np.stack([np.roll(widefield, i, axis=1) for i in range(9)])}
     for name, frames in cases.items():
         with pytest.raises(EstimationError, match="no carrier peak stands out of the noise"):
-            estimate_params(frames, upsample=4, otf=ds.psf)
+            estimate_params(frames, upsample=4, psf=ds.psf)
             pytest.fail(f"{name}: accepted")
     flat = simulate(snr=20, modulation=0.0, seed=0, device="cpu")  # widefield through the real forward model
     with pytest.raises(EstimationError, match="angle 1 of 3"):
@@ -158,6 +158,9 @@ def test_pure_noise_and_widefield_frames_are_refused(shared_data):
     ({"upsample": 2, "n_angles": 3, "n_phases": 4}, r"9 frames, expected n_angles \* n_phases = 3 \* 4"),
     ({"upsample": 2, "order": 2}, "cannot separate the orders up to 2; expected at least 5"),
     ({"upsample": 0}, "upsample: expected an integer 1..8"),
+    ({"upsample": 2, "min_peak_snr": 0}, "min_peak_snr: expected a finite number > 0"),
+    ({"upsample": 2, "order": 3}, r"order: expected one of \[1, 2\], got 3"),
+    ({"upsample": 2, "n_angles": 0}, "n_angles: expected an integer >= 1, got 0"),
 ])
 def test_bad_arguments_raise_one_clear_error(kwargs, match):
     with pytest.raises(EstimationError, match=match):
@@ -173,6 +176,15 @@ def test_bad_frames_raise_one_clear_error():
         estimate_params(np.ones((9, 8, 8)), upsample=2)
     with pytest.raises(EstimationError, match=r"expected an array \(K, h, w\)"):
         params_from_patterns(np.ones((32, 32)))
+
+
+def test_pattern_fitting_is_reexported_with_the_same_error_type():
+    from cusim import pattern_fit  # noqa: PLC0415
+
+    assert params_from_patterns is pattern_fit.params_from_patterns
+    assert EstimationError is pattern_fit.EstimationError and issubclass(EstimationError, ValueError)
+    with pytest.raises(EstimationError, match=r"n_angles, n_phases: 9 frames, expected n_angles \* n_phases = 2 \* 4"):
+        params_from_patterns(np.ones((9, 16, 16)), n_angles=2, n_phases=4)
 
 
 # -- reporting ---------------------------------------------------------------------------------------------

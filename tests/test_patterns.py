@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-from cusim import patterns
+from cusim import pattern_fit, patterns
 
 
 def test_render_follows_the_design_formula_at_integer_pixel_indices():
@@ -95,3 +95,66 @@ def test_sinusoid_params_validate_shapes_and_ranges():
         patterns.SinusoidParams(k=np.zeros((2, 2)), phase=[0.0], modulation=[1, 1])
     with pytest.raises(ValueError, match="modulation: expected values in 0..1"):
         patterns.SinusoidParams(k=np.zeros((1, 2)), phase=[0.0], modulation=[1.5])
+
+
+# -- angle and phase counts ----------------------------------------------------------------------------
+def test_angle_phase_counts_defaults_and_the_missing_count_from_k():
+    assert patterns.angle_phase_counts(9) == (3, 3)
+    assert patterns.angle_phase_counts(15) == (3, 5)
+    assert patterns.angle_phase_counts(25) == (5, 5)
+    assert patterns.angle_phase_counts(15, n_phases=5) == (3, 5)
+    assert patterns.angle_phase_counts(12, n_angles=4) == (4, 3)
+    assert patterns.angle_phase_counts(np.int64(8), 2, 4) == (2, 4)
+    assert all(type(v) is int for v in patterns.angle_phase_counts(np.int64(8), np.int64(2), None))
+
+
+class _MyError(ValueError):
+    pass
+
+
+@pytest.mark.parametrize(("args", "kwargs", "match"), [
+    ((10,), {}, r"no default for K = 10 frames; give n_angles and n_phases"),
+    ((9, 3, 4), {}, r"9 frames, expected n_angles \* n_phases = 3 \* 4"),
+    ((9,), {"n_phases": 2}, r"n_angles \* n_phases = 4 \* 2"),
+    ((8, 4, 2), {"min_phases": 3}, "at least 3 phases per angle"),
+    ((9, 0), {}, r"n_angles: expected an integer >= 1, got 0"),
+    ((9, None, 1.5), {}, r"n_phases: expected an integer >= 1, got 1.5"),
+])
+def test_angle_phase_counts_refuses_with_the_callers_error(args, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        patterns.angle_phase_counts(*args, **kwargs)
+    with pytest.raises(_MyError, match=match):
+        patterns.angle_phase_counts(*args, **kwargs, error=_MyError)
+
+
+# -- fitting known pattern arrays (cusim.pattern_fit) --------------------------------------------------------
+def test_fit_sinusoids_recovers_linear_and_nonlinear_parameters():
+    for p in (patterns.linear_params(period_px=6.3, angle_offset_deg=11.0, modulation=0.9),
+              patterns.nonlinear_params(saturation=2.0, period_px=8.5, n_angles=3, n_phases=5, angle_offset_deg=5.0)):
+        pats = 7.0 * np.maximum(p.render((128, 128)), 0)  # any scale
+        fit, worst = pattern_fit.fit_sinusoids(pats, n_angles=3, n_phases=p.K // 3)
+        np.testing.assert_allclose(fit.k, p.k, atol=2e-5)
+        np.testing.assert_allclose(np.angle(np.exp(1j * (fit.phase - p.phase))), 0, atol=5e-3)
+        np.testing.assert_allclose(fit.modulation, p.modulation, atol=5e-3)
+        assert worst < 0.01
+        np.testing.assert_allclose(pattern_fit.fit_residual(pats, fit).max(), worst, rtol=1e-12)
+
+
+def test_fit_residual_is_the_unexplained_fraction_of_each_frame():
+    p = patterns.linear_params(period_px=7.0)
+    clean = p.render((64, 64), dtype=np.float64)
+    assert pattern_fit.fit_residual(5.0 * clean - 2.0, p).max() < 1e-10
+    noise = np.random.default_rng(0).standard_normal(clean.shape)
+    noise *= 0.3 * clean.std(axis=(1, 2), keepdims=True) / noise.std(axis=(1, 2), keepdims=True)
+    r = pattern_fit.fit_residual(clean + noise, p)  # rms 0.3 of the signal's: 0.3 / sqrt(1 + 0.09)
+    np.testing.assert_allclose(r, 0.3 / np.sqrt(1.09), rtol=0.03)
+
+
+def test_fit_sinusoids_refuses_lattices_and_speckle():
+    lat = patterns.lattice((64, 64), period_px=8.0)  # K = 25: 5 angles x 5 phases by default
+    with pytest.raises(pattern_fit.EstimationError,
+                       match=r"patterns: not 5 angles x 5 phases of sinusoids \(worst relative fit residual"):
+        pattern_fit.fit_sinusoids(lat)
+    with pytest.raises(ValueError, match=r"patterns: not 7 sinusoids \(worst relative fit residual [0-9.]+ > 0.25"):
+        pattern_fit.fit_sinusoids(patterns.speckle((64, 64), 7, seed=2))
+    assert pattern_fit.MAX_FIT_RESIDUAL == 0.25

@@ -65,6 +65,7 @@ def test_refining_wrong_phases_and_modulation_recovers_them_and_the_image():
 
 
 def test_refinement_needs_sinusoidal_patterns():
-    ds = cusim.simulate(shape=(32, 32), family="speckle", seed=0)
-    with pytest.raises(ValueError):
+    ds = cusim.simulate(shape=(32, 32), family="speckle", seed=0)  # K = 25: 5 x 5 by default
+    with pytest.raises(ValueError, match=r"refine_patterns: patterns: not 5 angles x 5 phases of sinusoids "
+                                         r"\(worst relative fit residual [0-9.]+ > 0.25"):
         pinn.reconstruct(ds, steps=2, refine_patterns=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cusim import patterns, simulate
+from cusim import optics, patterns, simulate
 from cusim.importers import import_paper
 from cusim.io import Dataset
 from cusim.metrics import compare
@@ -71,7 +71,7 @@ def test_separated_bands_match_bands_computed_from_the_ground_truth(case):
     ds = Dataset(raw=ds.raw, upsample=ds.upsample, patterns=pats, pattern_params=params, na=ds.na,
                  wavelength_nm=ds.wavelength_nm, pixel_size_nm=ds.pixel_size_nm)
     # a wide zero margin, so that the Airy PSF's tails do not wrap around in the forward model
-    frames = ds.operator(pad=64, device="cpu", dtype="float64").forward(x)
+    frames = ds.operator(pad_fine=64, device="cpu", dtype="float64").forward(x)
     b = W.bands(frames, params, ds.optics(), ds.upsample, n_angles=n_a, n_phases=n_p, patterns=pats)
     M = b.shape[1] // 2
     assert M == (1 if case.startswith("linear") else 2)
@@ -82,23 +82,11 @@ def test_separated_bands_match_bands_computed_from_the_ground_truth(case):
     inner = (slice(16, -16), slice(16, -16))
     for a in range(n_a):
         for i, m in enumerate(range(-M, M + 1)):
-            T = W._shifted_transfer(ds.optics(), ds.upsample, big.shape, m * k[a])
+            T = optics.shifted_transfer(ds.optics(), ds.upsample, big.shape, m * k[a], camera_band=True)
             # x convolved with the effective PSF modulated by exp(-2 pi i m k.r): no origin dependence
             direct = np.fft.ifft2(T * X)[H // 2:H // 2 + H, Wd // 2:Wd // 2 + Wd]
             err = np.linalg.norm((b[a, i] - direct)[inner]) / np.linalg.norm(direct[inner])
             assert err < tol, (a, m, err)
-
-
-def test_pattern_fit_recovers_linear_and_nonlinear_parameters():
-    for p in (patterns.linear_params(period_px=6.3, angle_offset_deg=11.0, modulation=0.9),
-              patterns.nonlinear_params(saturation=2.0, period_px=8.5, n_angles=3, n_phases=5, angle_offset_deg=5.0)):
-        n_p = p.K // 3
-        pats = np.maximum(p.render((128, 128)), 0)
-        fit = W._fit_params(pats, n_angles=3, n_phases=n_p)
-        np.testing.assert_allclose(fit.k, p.k, atol=2e-5)
-        np.testing.assert_allclose(np.angle(np.exp(1j * (fit.phase - p.phase))), 0, atol=5e-3)
-        np.testing.assert_allclose(fit.modulation, p.modulation, atol=5e-3)
-        assert W.fit_residual(pats, fit).max() < 0.05
 
 
 def test_sim_microtubules_sample1_beats_widefield_by_3db(shared_data):
@@ -144,3 +132,63 @@ def test_time_series_returns_one_image_per_time_point(device):
     one = W.wiener(ds.frames(1), ds.pattern_params, ds.optics(), ds.upsample)
     np.testing.assert_allclose(img[1], one, rtol=1e-5, atol=1e-5 * np.abs(one).max())
     assert info["params_source"] == "dataset"
+
+
+# -- settings --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("settings", "match"), [
+    ({"w": 0.0}, r"w: expected a finite number > 0, got 0.0"),
+    ({"w": float("nan")}, r"w: expected a finite number > 0"),
+    ({"apodisation": "hann"}, r"apodisation: expected one of \['triangle', 'cosine', None\], got 'hann'"),
+    ({"apo_cutoff": -1.0}, r"apo_cutoff: expected a finite number > 0"),
+    ({"apo_bend": 0}, r"apo_bend: expected a finite number > 0"),
+    ({"n_angles": 1.5}, r"n_angles: expected an integer >= 1, got 1.5"),
+    ({"n_phases": 2}, r"n_phases: expected an integer >= 3, got 2"),
+    ({"orders": 0}, r"orders: expected an integer >= 1, got 0"),
+])
+def test_wiener_config_refuses_bad_settings_by_name(settings, match):
+    with pytest.raises(ValueError, match=match):
+        W.WienerConfig(**settings)
+
+
+def test_wiener_config_from_params_refuses_unknown_keys_listing_the_valid_ones():
+    cfg = W.WienerConfig.from_params({"w": 0.05, "orders": 1})
+    assert (cfg.w, cfg.orders, cfg.apodisation, cfg.apo_cutoff, cfg.apo_bend) == (0.05, 1, "cosine", 1.2, 0.5)
+    assert W.WienerConfig().w == W.W_DEFAULT == 0.15
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['pad', 'wiener_w'\]; expected some of "
+                                         r"\['apo_bend', 'apo_cutoff', 'apodisation', 'n_angles', 'n_phases', "
+                                         r"'orders', 'w'\]"):
+        W.WienerConfig.from_params({"wiener_w": 0.1, "pad": 3})
+
+
+def test_reconstruct_checks_its_settings_before_any_work():
+    ds = _sim()
+    bare = Dataset(raw=ds.raw, upsample=ds.upsample, na=ds.na, wavelength_nm=ds.wavelength_nm,
+                   pixel_size_nm=ds.pixel_size_nm)  # no patterns at all: any work would fail differently
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['steps'\]"):
+        W.reconstruct(bare, steps=3)
+    with pytest.raises(ValueError, match="w: expected a finite number > 0"):
+        W.reconstruct(bare, w=-0.1)
+
+
+def test_orders_and_margin_are_checked_against_the_data():
+    ds = _sim()
+    with pytest.raises(ValueError, match=r"orders \(3 phases\): expected an integer (in )?1..1, got 2"):
+        W.wiener(ds.frames(), ds.pattern_params, ds.optics(), ds.upsample, orders=2)
+    with pytest.raises(ValueError, match=r"pad_camera: expected an integer >= 0, got -1"):
+        W.wiener(ds.frames(), ds.pattern_params, ds.optics(), ds.upsample, pad_camera=-1)
+    with pytest.raises(ValueError, match=r"upsample: expected an integer (in )?1..8, got 2.0"):
+        W.wiener(ds.frames(), ds.pattern_params, ds.optics(), 2.0)
+    # a wider camera-pixel margin changes only the edges
+    a = W.wiener(ds.frames(), ds.pattern_params, ds.optics(), ds.upsample)
+    b = W.wiener(ds.frames(), ds.pattern_params, ds.optics(), ds.upsample, pad_camera=24)
+    inner = (slice(32, -32), slice(32, -32))
+    assert np.abs(a - b)[inner].max() < 0.02 * np.abs(a[inner]).max()
+
+
+def test_a_psf_array_and_the_widefield_optics_give_the_same_image():
+    ds = _sim()
+    wf = ds.optics()
+    a = W.wiener(ds.frames(), ds.pattern_params, wf, ds.upsample)
+    b = W.wiener(ds.frames(), ds.pattern_params, wf.psf(ds.upsample, size=127), ds.upsample)
+    inner = (slice(16, -16), slice(16, -16))
+    assert np.abs(a - b)[inner].max() < 0.03 * np.abs(a[inner]).max()

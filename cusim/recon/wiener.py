@@ -30,38 +30,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
-from scipy import optimize
 
-from ..backend import to_numpy, xp_for
-from ..optics import Widefield, validate_psf
-from ..patterns import SinusoidParams
+from .._validate import check_int
+from ..backend import resolve_device, to_numpy, xp_for
+from ..optics import Widefield, shifted_transfer, transfer_cutoff, validate_psf
+from ..pattern_fit import fit_sinusoids
+from ..patterns import SinusoidParams, angle_phase_counts
+from .config import APODISATIONS, MIN_PHASES, W_DEFAULT, WienerConfig  # noqa: F401  (re-exported)
 
-__all__ = ["APODISATIONS", "W_DEFAULT", "bands", "fit_residual", "params_for", "reconstruct", "wiener"]
-
-# Defaults tuned on SIM/microtubules samples 1-3 of the PINN-paper data (SNR ~ 20); the optimum is flat
-# (+-0.1 dB over w 0.1..0.2, cut-off 1.0..1.5, bend 0.25..0.75, cosine or triangle).
-W_DEFAULT = 0.15
-APODISATIONS = ("triangle", "cosine", None)
-_DEFAULT_GROUPS = {9: (3, 3), 15: (3, 5), 25: (5, 5)}
-_MAX_FIT_RESIDUAL = 0.25  # relative rms residual above which patterns are not "n_angles sinusoids"
-
-
-# -- geometry ----------------------------------------------------------------------------------------
-def _grouping(K: int, n_angles: int | None, n_phases: int | None) -> tuple[int, int]:
-    if n_angles is None and n_phases is None:
-        if K not in _DEFAULT_GROUPS:
-            raise ValueError(f"n_angles, n_phases: no default for K = {K} frames (defaults: 9 -> 3x3, 15 -> 3x5, "
-                             "25 -> 5x5); give n_angles and n_phases")
-        return _DEFAULT_GROUPS[K]
-    if n_angles is None:
-        n_angles = K // n_phases if n_phases else 0
-    if n_phases is None:
-        n_phases = K // n_angles if n_angles else 0
-    if n_angles < 1 or n_phases < 3 or n_angles * n_phases != K:
-        raise ValueError(f"n_angles, n_phases: expected n_angles x n_phases = K = {K} frames with at least "
-                         f"3 phases per angle, got {n_angles} x {n_phases}")
-    return int(n_angles), int(n_phases)
-
+__all__ = ["APODISATIONS", "W_DEFAULT", "WienerConfig", "bands", "params_for", "reconstruct", "wiener"]
 
 @dataclass(frozen=True)
 class _Plan:
@@ -69,7 +46,7 @@ class _Plan:
 
     shape: tuple[int, int]       # fine grid (H, W) of the result
     s: int
-    pad_c: int                   # margin in camera pixels on every side
+    pad_camera: int              # margin in camera pixels on every side
     padded: tuple[int, int]      # padded camera grid (hp, wp)
     unmix: list                  # per angle: (2M+1, n_phases) complex, unit bands from frames
     carriers: np.ndarray         # (n_angles, 2) group carriers, cycles per fine pixel
@@ -80,43 +57,8 @@ class _Plan:
     taper: object                # (hp, wp) edge taper on the padded camera grid
 
 
-def _box(f: np.ndarray, s: int) -> np.ndarray:
-    """Transfer of the centred s-pixel mean at ``f`` cycles per fine pixel: sin(pi s f) / (s sin(pi f))."""
-    num, den = np.sin(np.pi * s * f), s * np.sin(np.pi * f)
-    return np.where(np.abs(den) > 1e-12, num / np.where(den == 0, 1, den), 1.0)
-
-
 def _freqs(n: int) -> np.ndarray:
     return np.fft.fftfreq(n)
-
-
-def _shifted_transfer(optics, s: int, shape, shift) -> np.ndarray:
-    """T(f + shift) on the FFT grid of ``shape`` (fine pixels): OTF x block mean x camera passband."""
-    fy = _freqs(shape[0])[:, None] + shift[0]
-    fx = _freqs(shape[1])[None, :] + shift[1]
-    if isinstance(optics, Widefield):
-        q = np.minimum(np.hypot(fy, fx) / optics.cutoff(s), 1.0)
-        otf = (2.0 / np.pi) * (np.arccos(q) - q * np.sqrt(1.0 - q**2))
-    else:  # FFT of the centred PSF modulated by exp(-2 pi i shift . r): its OTF at f + shift
-        p = optics
-        ry = (np.arange(p.shape[0]) - p.shape[0] // 2)[:, None]
-        rx = (np.arange(p.shape[1]) - p.shape[1] // 2)[None, :]
-        full = np.zeros(shape, dtype=np.complex128)
-        np.add.at(full, np.ix_(ry[:, 0] % shape[0], rx[0] % shape[1]),
-                  p * np.exp(-2j * np.pi * (shift[0] * ry + shift[1] * rx)))
-        otf = scipy.fft.fft2(full)
-    nyq = 0.5 / s
-    band = (np.abs(fy) <= nyq) & (np.abs(fx) <= nyq)  # what the camera samples without aliasing
-    return otf * _box(fy, s) * _box(fx, s) * band
-
-
-def _otf_cutoff(optics, s: int, shape) -> float:
-    """Widefield cut-off in cycles per fine pixel (analytic, or where |OTF| drops below 1 %)."""
-    if isinstance(optics, Widefield):
-        return optics.cutoff(s)
-    otf = np.abs(_shifted_transfer(optics, 1, shape, (0.0, 0.0)))
-    f = np.hypot(_freqs(shape[0])[:, None], _freqs(shape[1])[None, :])
-    return float(f[otf >= 0.01 * otf.max()].max())
 
 
 def _apodisation(kind, shape, f_ext: float, bend: float) -> np.ndarray:
@@ -129,11 +71,11 @@ def _apodisation(kind, shape, f_ext: float, bend: float) -> np.ndarray:
 
 
 # -- the plan ----------------------------------------------------------------------------------------
-def _check_optics(otf_or_psf):
-    if isinstance(otf_or_psf, Widefield):
-        return otf_or_psf
+def _check_optics(psf):
+    if isinstance(psf, Widefield):
+        return psf
     try:
-        return validate_psf(otf_or_psf, "otf_or_psf")
+        return validate_psf(psf, "psf")
     except (TypeError, ValueError) as e:
         raise ValueError(f"{e} (give a PSF array on the fine grid or a cusim.optics.Widefield)") from None
 
@@ -179,20 +121,18 @@ def _order_coefficients(params: SinusoidParams, n_angles: int, n_phases: int, sh
     return carriers, coef[..., :1 + int(np.sum(np.cumprod(rel > 1e-2)))]
 
 
-def _plan(params: SinusoidParams, otf_or_psf, s: int, cam_shape, *, n_angles=None, n_phases=None,
-          w: float = W_DEFAULT, apodisation="cosine", apo_cutoff: float = 1.2, apo_bend: float = 0.5,
-          pad: int | None = None, orders: int | None = None, patterns=None, xp=np) -> _Plan:
-    if apodisation not in APODISATIONS:
-        raise ValueError(f"apodisation: expected one of {APODISATIONS}, got {apodisation!r}")
-    if not (np.isfinite(w) and w > 0):
-        raise ValueError(f"w: expected a positive Wiener parameter, got {w!r}")
-    optics = _check_optics(otf_or_psf)
-    n_angles, n_phases = _grouping(params.K, n_angles, n_phases)
+def _plan(params: SinusoidParams, psf, s: int, cam_shape, cfg: WienerConfig, *, pad_camera: int | None = None,
+          patterns=None, xp=np) -> _Plan:
+    optics = _check_optics(psf)
+    s = check_int("upsample", s, 1, 8)
+    n_angles, n_phases = angle_phase_counts(params.K, cfg.n_angles, cfg.n_phases, min_phases=MIN_PHASES)
     h, w_cam = cam_shape
     H, W = h * s, w_cam * s
-    if pad is None:  # about two PSF widths, at least 8 camera pixels
+    if pad_camera is None:  # about two PSF widths, at least 8 camera pixels
         psf_half = 4 * s if isinstance(optics, Widefield) else optics.shape[0] // 2
         pad = max(8, -(-2 * psf_half // s))
+    else:
+        pad = check_int("pad_camera", pad_camera, 0)
     hp = scipy.fft.next_fast_len(h + 2 * pad, real=True)
     wp = scipy.fft.next_fast_len(w_cam + 2 * pad, real=True)
     Hp, Wp = hp * s, wp * s
@@ -200,10 +140,11 @@ def _plan(params: SinusoidParams, otf_or_psf, s: int, cam_shape, *, n_angles=Non
 
     carriers, coef = _order_coefficients(params, n_angles, n_phases, (H, W), patterns)
     M_have = coef.shape[-1] - 1
-    M = min(M_have, (n_phases - 1) // 2) if orders is None else int(orders)
-    if not 1 <= M <= (n_phases - 1) // 2:
-        raise ValueError(f"orders: expected 1..{(n_phases - 1) // 2} for {n_phases} phases, got {orders}")
-    M = min(M, M_have)
+    M_max = (n_phases - 1) // 2  # what n_phases phases can separate
+    M = min(M_have, M_max if cfg.orders is None else check_int(f"orders ({n_phases} phases)", cfg.orders, 1, M_max))
+    if M < 1:
+        raise ValueError("patterns: no first order at the carriers of params (all below 1 % of the mean); "
+                         "expected sinusoidal patterns with non-zero modulation")
     ms = np.arange(-M, M + 1)
     unmix, weights, numer = [], [], []
     denom = np.zeros((Hp, Wp))
@@ -217,14 +158,15 @@ def _plan(params: SinusoidParams, otf_or_psf, s: int, cam_shape, *, n_angles=Non
                              "distinct phases and non-zero modulation")
         pinv = np.linalg.pinv(mix)
         amp = 1.0 / (np.sqrt(n_phases) * np.linalg.norm(pinv, axis=1))  # equal noise in every a_m band
-        o = np.stack([amp[i] * _shifted_transfer(optics, s, (Hp, Wp), m * carriers[a]) for i, m in enumerate(ms)])
+        o = np.stack([amp[i] * shifted_transfer(optics, s, (Hp, Wp), m * carriers[a], camera_band=True)
+                      for i, m in enumerate(ms)])
         denom += (np.abs(o) ** 2).sum(axis=0)
         unmix.append(xp.asarray(pinv))
         weights.append(amp)
         numer.append(xp.asarray(amp[:, None, None] * np.conj(o)))
-    f_c = _otf_cutoff(optics, s, (Hp, Wp))
-    f_ext = apo_cutoff * (f_c + M * np.hypot(*carriers.T).max())
-    filt = _apodisation(apodisation, (Hp, Wp), f_ext, apo_bend) / (denom + w**2)
+    f_c = transfer_cutoff(optics, s, (Hp, Wp))
+    f_ext = cfg.apo_cutoff * (f_c + M * np.hypot(*carriers.T).max())
+    filt = _apodisation(cfg.apodisation, (Hp, Wp), f_ext, cfg.apo_bend) / (denom + cfg.w**2)
     taper = np.outer(_taper(h, hp, pad), _taper(w_cam, wp, pad))
     return _Plan((H, W), s, pad, (hp, wp), unmix, carriers, M, weights, numer, xp.asarray(filt), xp.asarray(taper))
 
@@ -243,7 +185,7 @@ def _to_fine(frames, plan: _Plan, xp):
     """(K, h, w) camera frames -> (K, Hp, Wp) on the padded fine grid: mirror pad, taper towards the
     mean, Fourier zero-padding with the camera pixel centres at fine coordinates s i + (s - 1) / 2."""
     fft = _fft(xp)
-    s, pad, (hp, wp) = plan.s, plan.pad_c, plan.padded
+    s, pad, (hp, wp) = plan.s, plan.pad_camera, plan.padded
     h, w = frames.shape[-2:]
     mean = frames.mean(axis=(-2, -1), keepdims=True)
     y = xp.pad(frames - mean, ((0, 0), (pad, hp - h - pad), (pad, wp - w - pad)), mode="symmetric")
@@ -289,7 +231,7 @@ def _apply(frames, plan: _Plan, xp) -> np.ndarray:
         bands = fft.fft2(_shifted_bands(fine, plan, a, xp), axes=(-2, -1))
         num = num + (plan.numer[a] * bands).sum(axis=0)
     img = fft.ifft2(num * plan.filt).real
-    off = plan.pad_c * plan.s
+    off = plan.pad_camera * plan.s
     H, W = plan.shape
     return to_numpy(img[off:off + H, off:off + W]).astype(np.float32)
 
@@ -312,62 +254,47 @@ def _check_frames(frames, K: int) -> np.ndarray:
     return f
 
 
-def wiener(frames, params: SinusoidParams, otf_or_psf, upsample: int, *, n_angles: int | None = None,
-           n_phases: int | None = None, w: float = W_DEFAULT, apodisation: str | None = "cosine",
-           apo_cutoff: float = 1.2, apo_bend: float = 0.5, orders: int | None = None, pad: int | None = None,
-           patterns=None, device: str = "cpu") -> np.ndarray:
+def wiener(frames, params: SinusoidParams, psf, upsample: int, *, pad_camera: int | None = None, patterns=None,
+           device: str = "auto", **settings) -> np.ndarray:
     """Generalised Wiener SIM reconstruction (H, W) of one raw stack (K, h, w); see the module docstring.
 
     ``params``: the patterns of the K frames, angle-major (``n_angles`` x ``n_phases``; defaults from K:
-    9 -> 3x3, 15 -> 3x5, 25 -> 5x5). ``otf_or_psf``: a PSF array on the fine grid or a
-    :class:`~cusim.optics.Widefield`. ``w``: Wiener parameter, relative to an OTF of 1 at zero frequency
-    (the default suits SNR ~ 20; lower it for cleaner data). ``apodisation``: "triangle", "cosine" (bell)
-    or None, reaching zero at ``apo_cutoff`` x (OTF cut-off + M |k|), raised to ``apo_bend``. ``orders``:
-    highest order M used (default: all in params that ``n_phases`` can separate; higher harmonics alias
-    into the separated bands). ``pad``: edge margin in camera pixels (default about two PSF radii).
-    ``patterns``: the pattern arrays (K, H, W), optional; when given, the order coefficients of every
-    frame (intensity, depth, harmonic amplitude and phase) are measured from them at the carriers of
-    ``params`` instead of taken from the ideal formula. ``device``: "cpu" (NumPy) or "cuda" (CuPy).
-    Returns the real part, unclipped, float32.
+    9 -> 3x3, 15 -> 3x5, 25 -> 5x5). ``psf``: a PSF array on the fine grid or a
+    :class:`~cusim.optics.Widefield`. ``settings``: the fields of :class:`WienerConfig`: ``w``, the Wiener
+    parameter, relative to an OTF of 1 at zero frequency (the default suits SNR ~ 20; lower it for cleaner
+    data); ``apodisation``: "triangle", "cosine" (bell) or None, reaching zero at ``apo_cutoff`` x (OTF
+    cut-off + M |k|), raised to ``apo_bend``; ``orders``: highest order M used (default: all in params that
+    ``n_phases`` can separate; higher harmonics alias into the separated bands). ``pad_camera``: edge margin
+    in CAMERA pixels (default about two PSF radii, at least 8). ``patterns``: the pattern arrays (K, H, W),
+    optional; when given, the order coefficients of every frame (intensity, depth, harmonic amplitude and
+    phase) are measured from them at the carriers of ``params`` instead of taken from the ideal formula.
+    ``device``: "auto", "cpu" (NumPy) or "cuda" (CuPy). Returns the real part, unclipped, float32.
     """
+    cfg = WienerConfig.from_params(settings)
     _check_params(params)
     f = _check_frames(frames, params.K)
-    xp = xp_for(device)
-    plan = _plan(params, otf_or_psf, int(upsample), f.shape[1:], n_angles=n_angles, n_phases=n_phases, w=w,
-                 apodisation=apodisation, apo_cutoff=apo_cutoff, apo_bend=apo_bend, pad=pad, orders=orders,
-                 patterns=patterns, xp=xp)
+    xp = xp_for(resolve_device(device))
+    plan = _plan(params, psf, upsample, f.shape[1:], cfg, pad_camera=pad_camera, patterns=patterns, xp=xp)
     return _apply(f, plan, xp)
 
 
-def bands(frames, params: SinusoidParams, otf_or_psf, upsample: int, *, n_angles: int | None = None,
-          n_phases: int | None = None, orders: int | None = None, patterns=None) -> np.ndarray:
+def bands(frames, params: SinusoidParams, psf, upsample: int, *, patterns=None, **settings) -> np.ndarray:
     """The separated unit bands moved to their true place, (n_angles, 2M+1, H, W) complex, real space.
 
     Band m of angle a is ``IFFT[T(f + m k_a) X(f)]``: the object convolved with the effective PSF (PSF
-    and block mean) modulated by ``exp(-2 pi i m k_a . r)``. For diagnostics and tests.
+    and block mean) modulated by ``exp(-2 pi i m k_a . r)``. Arguments as :func:`wiener` (of the
+    settings, ``n_angles``, ``n_phases`` and ``orders`` matter). For diagnostics and tests.
     """
-    f = _check_frames(frames, params.K)
-    plan = _plan(params, otf_or_psf, int(upsample), f.shape[1:], n_angles=n_angles, n_phases=n_phases,
-                 orders=orders, patterns=patterns)
+    cfg = WienerConfig.from_params(settings)
+    f = _check_frames(frames, _check_params(params).K)
+    plan = _plan(params, psf, upsample, f.shape[1:], cfg, patterns=patterns)
     fine = _to_fine(f.astype(np.float64), plan, np)
-    off, (H, W) = plan.pad_c * plan.s, plan.shape
+    off, (H, W) = plan.pad_camera * plan.s, plan.shape
     out = [_shifted_bands(fine, plan, a, np)[:, off:off + H, off:off + W] for a in range(len(plan.unmix))]
     return np.stack(out)
 
 
 # -- pattern parameters ------------------------------------------------------------------------------
-def fit_residual(patterns: np.ndarray, params: SinusoidParams) -> np.ndarray:
-    """Per frame, the rms of ``pattern - (scale * render + offset)`` (least squares) over the rms of the
-    pattern's variation: near 0 for sinusoids, large for lattices or speckle."""
-    model = params.render(patterns.shape[1:], dtype=np.float64)
-    out = np.empty(patterns.shape[0])
-    for i, (p, r) in enumerate(zip(patterns.astype(np.float64), model, strict=True)):
-        A = np.stack([r.ravel(), np.ones(r.size)], axis=1)
-        coef, *_ = np.linalg.lstsq(A, p.ravel(), rcond=None)
-        out[i] = np.std(p.ravel() - A @ coef) / max(np.std(p), 1e-30)
-    return out
-
-
 def _coefficients(pw: np.ndarray, c0: np.ndarray, k, j: int = 1) -> np.ndarray:
     """Windowed Fourier coefficients at ``j k`` of the frames ``pw`` (n, H, W), relative to their means."""
     ey = np.exp(-2j * np.pi * j * k[0] * np.arange(pw.shape[1]))
@@ -375,44 +302,10 @@ def _coefficients(pw: np.ndarray, c0: np.ndarray, k, j: int = 1) -> np.ndarray:
     return np.einsum("y,kyx,x->k", ey, pw, ex) / c0
 
 
-def _neg_power(k, pw, c0) -> float:
-    return -float(np.sum(np.abs(_coefficients(pw, c0, k)) ** 2))
-
-
-def _fit_params(patterns: np.ndarray, *, n_angles: int, n_phases: int, max_order: int = 4) -> SinusoidParams:
-    """Sinusoid fit of known pattern arrays (fallback while ``cusim.estimate`` is absent): per angle one
-    carrier, the Hann-windowed spectral peak refined to maximise the summed first-order power; per frame
-    phase, modulation and the harmonic amplitudes (projected on ``exp(i j phi)``, kept above 1 %)."""
-    H, W = patterns.shape[1:]
-    win = np.outer(np.hanning(H), np.hanning(W))
-    ks, phases, mods, harms = [], [], [], []
-    for a in range(n_angles):
-        pw = patterns[a * n_phases:(a + 1) * n_phases].astype(np.float64) * win
-        c0 = pw.sum(axis=(1, 2))
-        spec = (np.abs(scipy.fft.fft2(pw - (c0 / win.sum())[:, None, None] * win)) ** 2).sum(axis=0)
-        spec[0, 0] = 0
-        iy, ix = np.unravel_index(np.argmax(spec), spec.shape)
-        k0 = np.array([_freqs(H)[iy], _freqs(W)[ix]])
-        simplex = k0 + np.array([[0, 0], [0.5 / H, 0], [0, 0.5 / W]])
-        k = optimize.minimize(_neg_power, k0, args=(pw, c0), method="Nelder-Mead",
-                              options={"xatol": 1e-8, "fatol": 1e-14, "initial_simplex": simplex}).x
-        c1 = _coefficients(pw, c0, k)
-        phi = np.angle(c1)
-        orders = [(_coefficients(pw, c0, k, j) * np.exp(-1j * j * phi)).real / np.abs(c1)
-                  if j * np.abs(k).max() < 0.5 else np.zeros(n_phases) for j in range(2, max_order + 1)]
-        ks.append(np.tile(k, (n_phases, 1)))
-        phases.append(phi)
-        mods.append(np.minimum(2 * np.abs(c1), 1.0))
-        harms.append(np.stack(orders, axis=1) if orders else np.zeros((n_phases, 0)))
-    harm = np.concatenate(harms)
-    big = np.nonzero(np.abs(harm).max(axis=0) > 1e-2)[0] if harm.size else []
-    harm = harm[:, :big.max() + 1] if len(big) else None
-    return SinusoidParams(np.concatenate(ks), np.concatenate(phases), np.concatenate(mods), harm).normalised()
-
-
 def params_for(dataset, params=None, *, n_angles=None, n_phases=None) -> tuple[SinusoidParams, dict]:
     """Pattern parameters of ``dataset``: given, stored, or fitted to its ``/patterns`` arrays (checked to
-    be sums of n_angles sinusoids). Returns them with a dict saying where they came from."""
+    be sums of n_angles sinusoids, :func:`cusim.pattern_fit.fit_sinusoids`). Returns them with a dict
+    saying where they came from."""
     if params is not None:
         return _check_params(params), {"params_source": "argument"}
     if dataset.pattern_params is not None:
@@ -420,37 +313,27 @@ def params_for(dataset, params=None, *, n_angles=None, n_phases=None) -> tuple[S
     if dataset.patterns is None:
         raise ValueError("params: the dataset has no /pattern_params and no /patterns; run `cusim estimate` "
                          "first to fit sinusoidal pattern parameters")
-    n_a, n_p = _grouping(dataset.K, n_angles, n_phases)
-    pats = np.asarray(dataset.patterns)
-    refusal = (f"patterns: not {n_a} angles x {n_p} phases of sinusoids ({{}}); the Wiener method needs "
-               "sinusoidal SIM, use an iterative method")
-    try:  # the shared estimator where it exists, else this module's own fit
-        fit, source = importlib.import_module("cusim.estimate").params_from_patterns, "cusim.estimate"
-    except (ImportError, AttributeError):
-        fit, source = _fit_params, "wiener._fit_params"
+    n_a, n_p = angle_phase_counts(dataset.K, n_angles, n_phases, min_phases=MIN_PHASES)
     try:
-        p = fit(pats, n_angles=n_a, n_phases=n_p)
+        p, worst = fit_sinusoids(dataset.patterns, n_angles=n_a, n_phases=n_p)
     except ValueError as e:
-        raise ValueError(refusal.format(e)) from None
-    resid = fit_residual(pats, p)
-    if resid.max() > _MAX_FIT_RESIDUAL:
-        raise ValueError(refusal.format(f"worst relative fit residual {resid.max():.2f} > {_MAX_FIT_RESIDUAL}, "
-                                        "e.g. a lattice or speckle"))
-    return p, {"params_source": source, "params_fit_residual": float(resid.max())}
+        raise ValueError(f"{e}; the Wiener method needs sinusoidal SIM, use an iterative method") from None
+    return p, {"params_source": "cusim.pattern_fit", "params_fit_residual": worst}
 
 
-def reconstruct(dataset, *, device: str = "cpu", w: float = W_DEFAULT, params: SinusoidParams | None = None,
-                apodisation: str | None = "cosine", apo_cutoff: float = 1.2, apo_bend: float = 0.5,
-                n_angles: int | None = None, n_phases: int | None = None,
-                orders: int | None = None) -> tuple[np.ndarray, dict]:
-    """Wiener reconstruction of every time point of ``dataset``: (H, W) or (T, H, W), and an info dict."""
-    p, info = params_for(dataset, params, n_angles=n_angles, n_phases=n_phases)
+def reconstruct(dataset, *, device: str = "auto", params: SinusoidParams | None = None,
+                **settings) -> tuple[np.ndarray, dict]:
+    """Wiener reconstruction of every time point of ``dataset``: (H, W) or (T, H, W), and an info dict.
+
+    ``settings``: the fields of :class:`WienerConfig`, checked before any work; ``params`` as
+    :func:`params_for`.
+    """
+    cfg = WienerConfig.from_params(settings)
+    p, info = params_for(dataset, params, n_angles=cfg.n_angles, n_phases=cfg.n_phases)
     if p.K != dataset.K:
         raise ValueError(f"params: {p.K} frames, the dataset has K = {dataset.K}")
-    xp = xp_for(device)
-    plan = _plan(p, dataset.optics(), dataset.upsample, dataset.camera_shape, n_angles=n_angles,
-                 n_phases=n_phases, w=w, apodisation=apodisation, apo_cutoff=apo_cutoff, apo_bend=apo_bend,
-                 orders=orders, patterns=dataset.patterns, xp=xp)
+    xp = xp_for(resolve_device(device))
+    plan = _plan(p, dataset.optics(), dataset.upsample, dataset.camera_shape, cfg, patterns=dataset.patterns, xp=xp)
     imgs = [_apply(_check_frames(dataset.frames(t), p.K), plan, xp) for t in range(dataset.T)]
     info.update(coefficients="measured from /patterns" if dataset.patterns is not None else "from params",
                 orders=plan.orders, n_angles=len(plan.unmix), n_phases=plan.unmix[0].shape[1],
