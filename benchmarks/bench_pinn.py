@@ -233,7 +233,7 @@ def run_step(args) -> dict:
         print(f"[{dev}] pinn_step {label} ({set_name} {sample}) ...", flush=True)
         res = bench_step_case(ds, dev, repeats, warmup, budget_s=budget)
         cases.append({"label": label, "set": set_name, "sample": sample, "fine": list(ds.fine_shape),
-                      "camera": list(ds.camera_shape), "K": ds.K, "upsample": ds.upsample, "pad": op.pad,
+                      "camera": list(ds.camera_shape), "K": ds.K, "upsample": ds.upsample, "pad_fine": op.pad_fine,
                       "padded_fine": [op.geometry.Hp, op.geometry.Wp], **res})
         for impl, name in IMPLS.items():
             r = res["results"][impl]

@@ -80,9 +80,9 @@ def run_iterative(args) -> dict:
         frames = ds.frames()
         op = ds.operator(device=dev)
         peer = AutogradOperator(TorchFFTPhysics.like(op, ds.get_patterns(), ds.optics()), op)
-        kw = {"stop": "max", "n_iter": n}
-        out = C.time_interleaved({"cusim": lambda: iterative.solve(frames, op, **kw),
-                                  "torch_fft_autograd": lambda: iterative.solve(frames, peer, **kw)},
+        cfg = iterative.IterativeConfig(stop="max", n_iter=n)
+        out = C.time_interleaved({"cusim": lambda: iterative.solve(frames, op, cfg),
+                                  "torch_fft_autograd": lambda: iterative.solve(frames, peer, cfg)},
                                  repeats, warmup, dev, on_error=_status)
         for res in out.values():
             res["n_iter"] = n

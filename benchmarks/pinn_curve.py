@@ -1,10 +1,10 @@
 """PSNR-vs-step curves of cusim's PINN on the PINN-paper data, and where each stopping rule would stop.
 
     python -m benchmarks.pinn_curve [--items SET:SAMPLE ...] [--crop 480] [--steps 800] [--every 50]
-        [--device auto|cpu|cuda] [--margin N] [--pinn-param key=value ...] [--rule NAME:key=value,...]
+        [--device auto|cpu|cuda] [--margin-camera N] [--pinn-param key=value ...] [--rule NAME:key=value,...]
         [--workers N] [--deadline SECONDS] [--out benchmarks/results/pinn_curve-<device>.json]
 
-One run per item with ``stop="max"`` (otherwise cusim's defaults and its default margin or ``--margin``, as
+One run per item with ``stop="max"`` (otherwise cusim's defaults and its default margin or ``--margin-camera``, as
 ``cusim.reconstruct(ds, "pinn")``), the quality of the image every ``--every`` steps (the convention
 of ``benchmarks.quality``: least-squares fit, 10 px border, PSNR / SSIM / FRC 0.5 cut-off) with the
 residual (sigma^2) and loss; and, replayed on the same run, every ``--rule`` (a set of stopping
@@ -54,7 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--every", type=int, default=50)
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    ap.add_argument("--margin", type=int, default=None, help="camera pixels; default cusim's (auto_margin)")
+    ap.add_argument("--margin-camera", type=int, default=None, help="camera pixels; default cusim's (auto_margin)")
     ap.add_argument("--pinn-param", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--rule", action="append", default=None, metavar="NAME:KEY=VALUE,...",
                     help=f"a stopping rule to replay (repeat); default {' '.join(DEFAULT_RULES)}")
@@ -65,8 +65,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if min(args.crop, args.steps, args.every, args.workers) < 1:
         ap.error("--crop, --steps, --every and --workers must be positive")
-    if args.margin is not None and args.margin < 0:
-        ap.error("--margin: expected an integer >= 0 (camera pixels)")
+    if args.margin_camera is not None and args.margin_camera < 0:
+        ap.error("--margin-camera: expected an integer >= 0 (camera pixels)")
     args.parsed_items = []
     for it in args.items:
         name, sep, sample = it.rpartition(":")
@@ -92,9 +92,9 @@ def curve(ds, args, device: str) -> dict:
 
     from cusim.recon import pinn as P  # noqa: PLC0415
 
-    margin = P.auto_margin(ds) if args.margin is None else args.margin
+    margin = P.auto_margin(ds) if args.margin_camera is None else args.margin_camera
     cfg = P.PINNConfig(**{**args.params, "steps": args.steps, "stop": "max"})
-    fit = P.PINNStep(ds.frames(), ds.operator(margin=margin, device=device), cfg,
+    fit = P.PINNStep(ds.frames(), ds.operator(margin_camera=margin, device=device), cfg,
                      watch_inset=P.watch_inset(ds, margin))
     truth = ds.ground_truth
 
@@ -161,7 +161,7 @@ def main(argv=None) -> int:
     device = resolve_device(args.device)
     out = args.out or C.RESULTS / f"{NAME}-{C.device_tag(device)}.json"
     payload = {"benchmark": NAME, "command": "python -m benchmarks.pinn_curve " + " ".join(argv or sys.argv[1:]),
-               "settings": {"crop": args.crop, "steps": args.steps, "every": args.every, "margin": args.margin,
+               "settings": {"crop": args.crop, "steps": args.steps, "every": args.every, "margin": args.margin_camera,
                             "pinn_params": args.params,
                             "rules": args.rules, "device": device},
                "environment": C.environment(device, "float32"), "samples": []}

@@ -183,7 +183,7 @@ def run_method(method: str, ds, args, device: str, steps: int) -> dict:
         image = res.image
         steps_run = res.extra.get("steps_run", 0 if res.loss is None else len(res.loss))
         rec = {"runtime_s": res.runtime_s, "steps_run": int(steps_run), "stop_reason": res.extra.get("stop_reason"),
-               "final_loss": res.final_loss, "margin": res.extra.get("margin")}
+               "final_loss": res.final_loss, "margin": res.extra.get("margin_camera")}
     else:  # widefield, iterative: cusim's defaults
         res = cusim.reconstruct(ds, method, device=device)
         image = res.image

@@ -6,13 +6,12 @@ Public, stable names (DESIGN section 3): :class:`SIMOperator`, :func:`dottest`, 
 :mod:`cusim.torch_ops` (imports torch on use).
 """
 
-__version__ = "0.1.0"
-
-from . import metrics, optics, patterns, phantoms  # noqa: E402
-from .io import Dataset, DatasetError, load, save  # noqa: E402
-from .operators import SIMOperator, dottest  # noqa: E402
-from .recon import Result, reconstruct  # noqa: E402
-from .simulate import simulate  # noqa: E402
+from . import metrics, optics, patterns, phantoms
+from ._version import __version__
+from .io import Dataset, DatasetError, load, save
+from .operators import SIMOperator, dottest
+from .recon import Result, reconstruct
+from .simulate import simulate
 
 __all__ = ["SIMOperator", "dottest", "Dataset", "DatasetError", "load", "save", "reconstruct", "Result",
            "simulate", "optics", "patterns", "metrics", "phantoms", "__version__"]

@@ -12,7 +12,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from . import __version__
+from ._version import __version__
+from .recon.config import CONFIGS, FAST
+from .recon.config import IterativeConfig as _I
+from .recon.config import PINNConfig as _D  # the defaults the help texts name
+from .recon.config import WienerConfig as _W
 
 app = typer.Typer(
     add_completion=False,
@@ -27,6 +31,11 @@ def fail(message: str) -> None:
     """Print one line to stderr and exit with code 1 (bad input)."""
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=1)
+
+
+def note(message: str) -> None:
+    """Print one line to stderr that the user should read (the command goes on)."""
+    err.print(f"note: {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def _version(value: bool) -> None:
@@ -127,44 +136,59 @@ def _pinn_progress(description: str, total: int, unit: str = "steps"):
         yield callback
 
 
-def _method_params(method: str, *, steps, lr, loss, stop, tau, seed, warm_start_steps, refine_patterns, iterations,
-                   algorithm, prior, reg, wiener_w, fast=False, margin=None, ensemble=1) -> dict:
-    """The method's parameters from the CLI options, validated before any work (ValueError if bad)."""
-    for flag, on in (("--refine-patterns", refine_patterns), ("--fast", fast), ("--ensemble", ensemble != 1)):
-        if on and method != "pinn":
-            raise ValueError(f"{flag}: only for --method pinn")
-    if margin is not None:
-        if method not in ("pinn", "iterative"):
-            raise ValueError("--margin: only for --method pinn or iterative")
-        if margin < 0:
-            raise ValueError(f"--margin: expected an integer >= 0 (camera pixels), got {margin}")
-    if method == "pinn":
-        from .recon.pinn import FAST, PINNConfig  # noqa: PLC0415
+# Which methods each method-specific option of `cusim run` applies to; given for another method it is
+# refused (one line), not silently ignored.
+_METHOD_OPTIONS = {
+    "--steps": ("pinn",), "--lr": ("pinn",), "--loss": ("pinn",), "--seed": ("pinn",), "--ensemble": ("pinn",),
+    "--warm-start-steps": ("pinn",), "--fast": ("pinn",), "--refine-patterns": ("pinn",),
+    "--checkpoint-every": ("pinn",), "--resume": ("pinn",),
+    "--stop": ("pinn", "iterative"), "--tau": ("pinn", "iterative"), "--margin-camera": ("pinn", "iterative"),
+    "--prior": ("pinn", "iterative"), "--prior-weight": ("pinn", "iterative"),
+    "--iterations": ("iterative",), "--algorithm": ("iterative",),
+    "--wiener-w": ("wiener",),
+}
+# Old spellings kept for one release: (old flag, new flag)
+_DEPRECATED = (("--margin", "--margin-camera"), ("--reg", "--prior-weight"))
 
-        params = dict(steps=steps, lr=lr, loss=loss, stop=stop, seed=seed, warm_start_steps=warm_start_steps,
-                      refine_patterns=refine_patterns, **(FAST if fast else {}))
-        if tau is not None:  # else PINNConfig's
-            params["tau"] = tau
-        if ensemble != 1:
-            params["ensemble"] = ensemble
-        PINNConfig.from_params(params)
-        return params if margin is None else {**params, "margin": margin}
-    if method == "iterative":
-        from .recon.iterative import check_params  # noqa: PLC0415
 
-        if prior is None:
-            prior = "tv" if algorithm == "fista" else "none"
-        params = dict(algorithm=algorithm, prior=prior, reg=reg, n_iter=iterations, stop=stop,
-                      tau=1.0 if tau is None else tau)
-        check_params(**params)
-        return params if margin is None else {**params, "margin": margin}
-    if method == "wiener":
-        if wiener_w is None:
-            return {}
-        if not wiener_w > 0:
-            raise ValueError(f"--wiener-w: expected a positive number, got {wiener_w}")
-        return {"w": wiener_w}
-    return {}
+def _deprecated(old: str, new: str, old_value, new_value):
+    """The value of an option that also has an old spelling: the old one is taken with a one-line note."""
+    if old_value is None:
+        return new_value
+    if new_value is not None:
+        raise ValueError(f"{old}: deprecated spelling of {new}; give only {new}")
+    note(f"{old} is deprecated and will be removed in the next release; use {new}")
+    return old_value
+
+
+# option -> the setting it gives (the methods' configurations in cusim.recon.config say what is valid)
+_SETTING_OF = {"--steps": "steps", "--lr": "lr", "--loss": "loss", "--seed": "seed", "--ensemble": "ensemble",
+               "--warm-start-steps": "warm_start_steps", "--refine-patterns": "refine_patterns", "--stop": "stop",
+               "--tau": "tau", "--prior": "prior", "--prior-weight": "prior_weight", "--iterations": "n_iter",
+               "--algorithm": "algorithm", "--wiener-w": "w", "--checkpoint-every": "checkpoint_every",
+               "--margin-camera": "margin_camera"}
+_FLAG_OF = {v: k for k, v in _SETTING_OF.items()}
+
+
+def _as_option(message: str) -> str:
+    """A library message ``setting: ...`` about a setting that an option gives, as ``--option: ...``."""
+    head, sep, rest = message.partition(":")
+    return f"{_FLAG_OF[head]}:{rest}" if sep and head in _FLAG_OF else message
+
+
+def _method_settings(method: str, given: dict):
+    """The method's settings from the options given on the command line (None or False: not given) and
+    its validated configuration (None for widefield); ValueError before any work if one is bad."""
+    given = {f: v for f, v in given.items() if v is not None and v is not False}  # 0 is given, False is not
+    for flag in given:
+        if method not in _METHOD_OPTIONS[flag]:
+            raise ValueError(f"{flag}: only for --method {' or '.join(_METHOD_OPTIONS[flag])}, not {method}")
+    settings = {_SETTING_OF[f]: v for f, v in given.items() if f in _SETTING_OF}
+    if "--fast" in given:
+        settings.update(FAST)
+    operational = {k: settings.pop(k) for k in ("margin_camera", "checkpoint_every") if k in settings}
+    cfg = CONFIGS[method].from_params(settings) if method in CONFIGS else None
+    return {**settings, **operational}, cfg
 
 
 @app.command()
@@ -181,30 +205,41 @@ def run(
                                            "min-max normalised truth) | minmax (both images min-max normalised)."),
     estimate_patterns: bool = typer.Option(False, "--estimate-patterns",
                                            help="wiener/iterative/pinn: estimate the sinusoidal patterns from the frames first."),
-    steps: int = typer.Option(1000, help="pinn: optimisation steps (first time point)."),
-    lr: float = typer.Option(1e-3, help="pinn: Adam learning rate (x0.9 every 50 steps)."),
-    loss: str = typer.Option("mse", help="pinn: mse | ssim | pg | a weighted sum like mse+0.5*ssim."),
-    stop: str = typer.Option("discrepancy", help="pinn: max | plateau | discrepancy; iterative: max | tol | discrepancy."),
-    tau: float = typer.Option(None, help="Discrepancy stop at residual <= tau * sigma^2 (default 1.0; pinn and iterative)."),
-    seed: int = typer.Option(0, help="pinn: seed of the network's weights."),
-    ensemble: int = typer.Option(1, help="pinn: average the images of this many networks (seeds seed, seed+1, ...); "
-                                         "that many times the time."),
-    warm_start_steps: int = typer.Option(200, help="pinn: steps for each later time point (warm start)."),
+    steps: int = typer.Option(None, help=f"pinn: optimisation steps (first time point) (default {_D.steps})."),
+    lr: float = typer.Option(None, help=f"pinn: Adam learning rate (x{_D.lr_decay} every {_D.lr_every} steps) "
+                                        f"(default {_D.lr})."),
+    loss: str = typer.Option(None, help=f"pinn: mse | ssim | pg | a weighted sum like mse+0.5*ssim (default {_D.loss})."),
+    stop: str = typer.Option(None, help="pinn: max | plateau | discrepancy; iterative: max | tol | discrepancy "
+                                        "(default discrepancy)."),
+    tau: float = typer.Option(None, help=f"pinn/iterative: discrepancy stop at residual <= tau * sigma^2 "
+                                         f"(default {_D.tau})."),
+    prior: str = typer.Option(None, help="pinn/iterative: none | tv | hessian (default tv for --algorithm fista, "
+                                         "none for rl and the pinn)."),
+    prior_weight: float = typer.Option(None, "--prior-weight",
+                                       help="pinn/iterative: weight of --prior (iterative: relative to sigma * K "
+                                            f"(default {_I.prior_weight}); pinn: relative to the loss (default {_D.prior_weight}))."),
+    reg: float = typer.Option(None, "--reg", hidden=True, help="Deprecated spelling of --prior-weight."),
+    seed: int = typer.Option(None, help=f"pinn: seed of the network's weights (default {_D.seed})."),
+    ensemble: int = typer.Option(None, help="pinn: average the images of this many networks (seeds seed, seed+1, "
+                                            f"...); that many times the time (default {_D.ensemble})."),
+    warm_start_steps: int = typer.Option(None, help=f"pinn: steps for each later time point (warm start) "
+                                                    f"(default {_D.warm_start_steps})."),
     fast: bool = typer.Option(False, "--fast", help="pinn: the fast step: the U-Net in bfloat16 (autocast) with "
                               "channels-last tensors, the loss read back every 10 steps (about 2x on a CPU with "
                               "AVX-512 bf16; see docs/performance.md)."),
     refine_patterns: bool = typer.Option(False, "--refine-patterns",
                                          help="pinn: learn the pattern phases, carriers and modulation too."),
-    margin: int = typer.Option(None, help="pinn/iterative: camera pixels by which the object extends past the field, "
-                               "so that light from structure just outside is explained there (default: the PSF's reach "
-                               "where the patterns are known that far, i.e. with /pattern_params; else 0)."),
-    checkpoint_every: int = typer.Option(50, help="pinn: write a checkpoint every this many steps."),
+    margin_camera: int = typer.Option(None, "--margin-camera",
+                                      help="pinn/iterative: camera pixels by which the object extends past the field, "
+                                      "so that light from structure just outside is explained there (default: the "
+                                      "PSF's reach where the patterns are known that far, i.e. with /pattern_params; "
+                                      "else 0)."),
+    margin: int = typer.Option(None, "--margin", hidden=True, help="Deprecated spelling of --margin-camera."),
+    checkpoint_every: int = typer.Option(None, help="pinn: write a checkpoint every this many steps (default 50)."),
     resume: bool = typer.Option(False, "--resume", help="pinn: continue an interrupted run from its checkpoint."),
-    iterations: int = typer.Option(100, help="iterative: most iterations."),
-    algorithm: str = typer.Option("fista", help="iterative: fista | rl (Richardson-Lucy)."),
-    prior: str = typer.Option(None, help="iterative: none | tv | hessian (default tv for fista, none for rl)."),
-    reg: float = typer.Option(0.002, help="iterative: prior weight relative to sigma * K."),
-    wiener_w: float = typer.Option(None, "--wiener-w", help="wiener: the Wiener parameter (default 0.15)."),
+    iterations: int = typer.Option(None, help=f"iterative: most iterations (default {_I.n_iter})."),
+    algorithm: str = typer.Option(None, help=f"iterative: fista | rl (Richardson-Lucy) (default {_I.algorithm})."),
+    wiener_w: float = typer.Option(None, "--wiener-w", help=f"wiener: the Wiener parameter (default {_W.w})."),
 ) -> None:
     """Reconstruct a dataset and store the result with its provenance.
 
@@ -215,14 +250,22 @@ def run(
     from .io import DatasetError, add_recon  # noqa: PLC0415
     from .report import metrics_table, save_figure, save_tiff  # noqa: PLC0415
 
-    ds = _load(file)
-    name = name or method
-    try:
-        device = resolve_device(device)
-    except ValueError as e:
-        fail(str(e))
     if method not in recon.METHODS:
         fail(f"--method: expected one of {list(recon.METHODS)}, got {method!r}")
+    try:
+        margin_camera = _deprecated("--margin", "--margin-camera", margin, margin_camera)
+        prior_weight = _deprecated("--reg", "--prior-weight", reg, prior_weight)
+        given = {"--steps": steps, "--lr": lr, "--loss": loss, "--seed": seed, "--ensemble": ensemble,
+                 "--warm-start-steps": warm_start_steps, "--fast": fast, "--refine-patterns": refine_patterns,
+                 "--checkpoint-every": checkpoint_every, "--resume": resume, "--stop": stop, "--tau": tau,
+                 "--margin-camera": margin_camera, "--prior": prior, "--prior-weight": prior_weight,
+                 "--iterations": iterations, "--algorithm": algorithm, "--wiener-w": wiener_w}
+        params, cfg = _method_settings(method, given)
+        device = resolve_device(device)
+    except ValueError as e:
+        fail(_as_option(str(e)))
+    ds = _load(file)
+    name = name or method
     if name in ds.recons and not force:
         fail(f"{file}: /recon/{name}: exists already; use --force to overwrite it")
     for opt, target in (("--tiff", tiff), ("--figure", figure)):
@@ -235,29 +278,28 @@ def run(
     if method in recon.PATTERN_METHODS and not ds.has_patterns() and not estimate_patterns:
         fail(f"{file}: no /patterns and no /pattern_params; estimate them first: cusim estimate {file} "
              f"(or add --estimate-patterns)")
+    if margin_camera is not None and not estimate_patterns:
+        try:  # the patterns must be known that far past the field: one line before any work
+            ds.check_margin(margin_camera)
+        except ValueError as e:
+            fail(str(e))
+    if ds.ground_truth is not None and not 0 <= 2 * crop < min(ds.fine_shape):
+        fail(f"--crop: a {crop} px border leaves nothing of the {ds.fine_shape[0]}x{ds.fine_shape[1]} image to "
+             f"compare with /ground_truth; expected 0 <= crop < {(min(ds.fine_shape) + 1) // 2}")
     try:
-        params = _method_params(method, steps=steps, lr=lr, loss=loss, stop=stop, tau=tau, seed=seed,
-                                warm_start_steps=warm_start_steps, refine_patterns=refine_patterns, fast=fast,
-                                margin=margin, ensemble=ensemble, iterations=iterations, algorithm=algorithm, prior=prior, reg=reg, wiener_w=wiener_w)
-        if estimate_patterns:
-            params["estimate_patterns"] = True
-        elif margin:
-            ds.check_margin(margin)  # patterns not known that far past the field: one line, before any work
-        if ds.ground_truth is not None and not 0 <= 2 * crop < min(ds.fine_shape):
-            fail(f"--crop: a {crop} px border leaves nothing of the {ds.fine_shape[0]}x{ds.fine_shape[1]} image to "
-                 f"compare with /ground_truth; expected 0 <= crop < {(min(ds.fine_shape) + 1) // 2}")
         if method == "pinn":
             ckpt = file.with_name(f".{file.name}.{name}.ckpt")
-            with _pinn_progress(f"pinn {file.name}", steps) as callback:
-                res = recon.reconstruct(ds, method, device=device, checkpoint=ckpt, resume=resume,
-                                        checkpoint_every=checkpoint_every, callback=callback, **params)
+            with _pinn_progress(f"pinn {file.name}", cfg.steps) as callback:
+                res = recon.reconstruct(ds, method, device=device, estimate_patterns=estimate_patterns,
+                                        checkpoint=ckpt, resume=resume, callback=callback, **params)
         elif method == "iterative":
-            with _pinn_progress(f"{params['algorithm']} {file.name}", iterations, unit="it") as callback:
-                res = recon.reconstruct(ds, method, device=device, callback=callback, **params)
+            with _pinn_progress(f"{cfg.algorithm} {file.name}", cfg.n_iter, unit="it") as callback:
+                res = recon.reconstruct(ds, method, device=device, estimate_patterns=estimate_patterns,
+                                        callback=callback, **params)
         else:
-            res = recon.reconstruct(ds, method, device=device, **params)
-    except ValueError as e:
-        fail(str(e))
+            res = recon.reconstruct(ds, method, device=device, estimate_patterns=estimate_patterns, **params)
+    except (ValueError, ImportError) as e:
+        fail(_as_option(str(e)))
     table, metrics = metrics_table(ds, res.image, name, crop, norm)
     extra = {k: v for k, v in res.extra.items() if isinstance(v, (int, float, str)) or k == "pattern_params"}
     try:

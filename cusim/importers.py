@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._validate import check_int
 from .io import RAW_DTYPES, Dataset, DatasetError, save
 
 PAPER_UPSAMPLE = 4
@@ -198,13 +199,6 @@ def to_angle_major(frames, angles: int, phases: int) -> np.ndarray:
     return a.reshape(*lead, phases, angles, h, w).swapaxes(-4, -3).reshape(*lead, K, h, w)
 
 
-def _positive_int(name: str, v, allow_none: bool = False) -> None:
-    if v is None and allow_none:
-        return
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise DatasetError(f"{name}: expected a positive integer, got {v!r}")
-
-
 def _group_frames(raw: np.ndarray, path, K: int, time_points: int | None) -> np.ndarray:
     """(N, h, w) frames in file order -> (K, h, w) or (T, K, h, w), T = N / K frames per time point."""
     if raw.ndim < 2:
@@ -260,8 +254,9 @@ def import_stack(path, *, angles: int, phases: int, order: str = "angle-major", 
     """
     path = Path(path)
     for name, v in (("angles", angles), ("phases", phases), ("upsample", upsample), ("binning", binning)):
-        _positive_int(name, v)
-    _positive_int("time_points", time_points, allow_none=True)
+        check_int(name, v, 1, error=DatasetError)
+    if time_points is not None:
+        check_int("time_points", time_points, 1, error=DatasetError)
     if order not in ORDERS:
         raise DatasetError(f"order: expected one of {', '.join(ORDERS)}, got {order!r}")
     K = angles * phases

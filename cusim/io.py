@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ._files import atomic_target
+from ._validate import check_int, check_positive
 from .optics import Widefield, validate_psf
 from .patterns import SinusoidParams
 
@@ -58,7 +59,7 @@ class Dataset:
     attrs: dict = field(default_factory=dict)
     path: Path | None = None
     # In memory only (not in the file): the stored patterns of the field this one was cropped from and
-    # the crop's fine-pixel origin in it, so that a crop's patterns extend past it (``margin``).
+    # the crop's fine-pixel origin in it, so that a crop's patterns extend past it (``margin_camera``).
     pattern_context: tuple | None = field(default=None, repr=False, compare=False)
 
     # -- derived shapes -------------------------------------------------------------------------
@@ -127,7 +128,7 @@ class Dataset:
         return room // self.upsample
 
     def default_margin(self) -> int:
-        """The margin a reconstruction uses unless told: the PSF's reach (:meth:`margin_reach`), as far
+        """The margin (camera pixels) a reconstruction uses unless told: the PSF's reach (:meth:`margin_reach`), as far
         as the patterns are known past the field (:meth:`margin_available`); 0 for a field marked
         ``field_isolated`` in its attributes (no light from outside it: ``cusim simulate``'s frames)."""
         if self.field_isolated:
@@ -135,20 +136,23 @@ class Dataset:
         avail, reach = self.margin_available(), self.margin_reach()
         return reach if avail is None else min(reach, avail)
 
-    def check_margin(self, margin: int) -> None:
-        """Raise one DatasetError unless ``margin`` is an integer >= 0 within what the patterns cover."""
-        if isinstance(margin, bool) or not isinstance(margin, (int, np.integer)) or margin < 0:
-            raise DatasetError(f"{self._name()}: margin: expected an integer >= 0 (camera pixels), got {margin!r}")
+    def check_margin(self, margin_camera: int) -> None:
+        """Raise one DatasetError unless ``margin_camera`` (camera pixels) is an integer >= 0 within what
+        the patterns cover."""
+        margin = check_int("margin_camera", margin_camera, 0,
+                           error=lambda msg: DatasetError(f"{self._name()}: {msg} (camera pixels)"))
         avail = self.margin_available() if margin else None
         if avail is not None and margin > avail:
-            raise DatasetError(f"{self._name()}: margin {margin}: the patterns are known only {avail} camera "
+            raise DatasetError(f"{self._name()}: margin_camera {margin}: the patterns are known only {avail} camera "
                                "pixels past the field (stored /patterns without /pattern_params); use a smaller "
                                "margin, or estimate pattern parameters (cusim estimate)")
 
-    def get_patterns(self, margin: int = 0) -> np.ndarray:
+    def get_patterns(self, margin_camera: int = 0) -> np.ndarray:
         """(K, H, W) float32: the stored patterns, or those generated from ``/pattern_params``; with
-        ``margin`` (camera pixels) on the grid extended by ``margin * upsample`` fine pixels on every side."""
-        self.check_margin(margin)
+        ``margin_camera`` (camera pixels) on the grid extended by ``margin_camera * upsample`` fine pixels
+        on every side."""
+        self.check_margin(margin_camera)
+        margin = int(margin_camera)
         if margin == 0:
             return self._field_patterns()
         e = margin * self.upsample
@@ -167,24 +171,26 @@ class Dataset:
         raise DatasetError(f"{self._name()}: no /psf and no optics attributes {OPTICS_ATTRS}; "
                            "re-import with --psf or --na/--wavelength-nm/--pixel-size-nm")
 
-    def operator(self, *, pad: int | None = None, margin: int = 0, device: str = "auto", dtype: str = "float32"):
-        """The :class:`~cusim.SIMOperator` of this acquisition (``pad`` defaults to the PSF half-size);
-        with ``margin`` its object extends that many camera pixels past the field (:meth:`get_patterns`)."""
+    def operator(self, *, pad_fine: int | None = None, margin_camera: int = 0, device: str = "auto",
+                 dtype: str = "float32"):
+        """The :class:`~cusim.SIMOperator` of this acquisition: zero margin ``pad_fine`` fine pixels
+        (default the PSF's half-size); with ``margin_camera`` its object extends that many camera pixels
+        past the field (:meth:`get_patterns`)."""
         from .operators import SIMOperator  # noqa: PLC0415
 
         optics = self.optics()
-        if pad is None:
-            pad = self._psf_reach_px(optics)
-        return SIMOperator(self.get_patterns(margin), optics, self.upsample, pad=pad, margin=margin, device=device,
-                           dtype=dtype)
+        if pad_fine is None:
+            pad_fine = self._psf_reach_px(optics)
+        return SIMOperator(self.get_patterns(margin_camera), optics, self.upsample, pad_fine=pad_fine,
+                           margin_camera=margin_camera, device=device, dtype=dtype)
 
     def crop(self, top: int, left: int, height: int, width: int) -> "Dataset":
         """The sub-field of fine-grid rows ``top..top+height`` and columns ``left..left+width``.
 
         All four must be multiples of ``upsample`` (the camera pixels are cropped with them). Patterns,
         pattern parameters (the phase moves with the origin) and ground truth follow; reconstructions
-        are dropped. The result is no longer periodic: use the operator's ``pad``, and its ``margin``
-        (the crop keeps a reference to the whole field's patterns for that, in memory); nor isolated
+        are dropped. The result is no longer periodic: use the operator's ``pad_fine``, and its
+        ``margin_camera`` (the crop keeps a reference to the whole field's patterns for that, in memory); nor isolated
         (the attribute ``field_isolated`` is dropped: structure outside a crop blurs into it).
         """
         s = self.upsample
@@ -224,9 +230,7 @@ class Dataset:
         _check_array(n, "/raw", raw)
         if raw.ndim not in (3, 4):
             raise DatasetError(f"{n}: /raw: expected shape (K, h, w) or (T, K, h, w), got {raw.shape}")
-        if isinstance(self.upsample, bool) or not isinstance(self.upsample, (int, np.integer)) \
-                or not 1 <= self.upsample <= 8:
-            raise DatasetError(f"{n}: attribute upsample: expected an integer 1..8, got {self.upsample!r}")
+        check_int(f"{n}: attribute upsample", self.upsample, 1, 8, error=DatasetError)
         K, (H, W) = self.K, self.fine_shape
         if self.patterns is not None:
             _check_array(n, "/patterns", self.patterns)
@@ -246,8 +250,8 @@ class Dataset:
                 raise DatasetError(f"{n}: /{e}") from None
         for a in OPTICS_ATTRS:
             v = getattr(self, a)
-            if v is not None and not (np.isfinite(v) and v > 0):
-                raise DatasetError(f"{n}: attribute {a}: expected a positive number, got {v!r}")
+            if v is not None:
+                check_positive(f"{n}: attribute {a}", v, error=DatasetError)
         if self.ground_truth is not None:
             _check_array(n, "/ground_truth", self.ground_truth)
             want = (H, W) if not self.is_series else (self.T, H, W)

@@ -12,8 +12,9 @@ this module owns the precomputed state and the FFTs.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import os
+import warnings
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -21,6 +22,8 @@ import numpy as np
 import scipy.fft
 
 from . import _twins
+from ._threads import threads
+from ._validate import check_choice, check_int, check_number, check_positive
 from .backend import get_xp, resolve_device, xp_for
 from .optics import Widefield, psf_to_otf
 
@@ -43,43 +46,30 @@ class Geometry:
     Hp: int
     Wp: int
     margin: int = 0
+    # derived camera-grid sizes: object (h, w), field (fh, fw), padded (hp, wp), pad in camera px (offc)
+    h: int = dataclasses.field(init=False)
+    w: int = dataclasses.field(init=False)
+    fh: int = dataclasses.field(init=False)
+    fw: int = dataclasses.field(init=False)
+    hp: int = dataclasses.field(init=False)
+    wp: int = dataclasses.field(init=False)
+    offc: int = dataclasses.field(init=False)
 
-    @property
-    def h(self) -> int:
-        return self.H // self.s
-
-    @property
-    def w(self) -> int:
-        return self.W // self.s
-
-    @property
-    def fh(self) -> int:
-        return self.h - 2 * self.margin
-
-    @property
-    def fw(self) -> int:
-        return self.w - 2 * self.margin
-
-    @property
-    def hp(self) -> int:
-        return self.Hp // self.s
-
-    @property
-    def wp(self) -> int:
-        return self.Wp // self.s
-
-    @property
-    def offc(self) -> int:
-        return self.off // self.s
+    def __post_init__(self):
+        s, m = self.s, self.margin
+        derived = {"h": self.H // s, "w": self.W // s, "fh": self.H // s - 2 * m, "fw": self.W // s - 2 * m,
+                   "hp": self.Hp // s, "wp": self.Wp // s, "offc": self.off // s}
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
 
 
-def _geometry(K: int, H: int, W: int, s: int, pad: int, margin: int = 0) -> Geometry:
-    if pad == 0:
-        return Geometry(K, H, W, s, 0, H, W, margin)
-    offc = -(-pad // s)  # the margin in camera pixels, rounded up so that crops commute with binning
+def _geometry(K: int, H: int, W: int, s: int, pad_fine: int, margin_camera: int = 0) -> Geometry:
+    if pad_fine == 0:
+        return Geometry(K, H, W, s, 0, H, W, margin_camera)
+    offc = -(-pad_fine // s)  # the zero margin in camera pixels, rounded up so that crops commute with binning
     hp = scipy.fft.next_fast_len(H // s + 2 * offc, real=True)
     wp = scipy.fft.next_fast_len(W // s + 2 * offc, real=True)
-    return Geometry(K, H, W, s, offc * s, hp * s, wp * s, margin)
+    return Geometry(K, H, W, s, offc * s, hp * s, wp * s, margin_camera)
 
 
 def _box_factor(n: int, s: int) -> np.ndarray:
@@ -87,15 +77,6 @@ def _box_factor(n: int, s: int) -> np.ndarray:
     f = np.fft.fftfreq(n) * n
     a = np.arange(s)
     return np.exp(2j * np.pi * np.outer(f, a) / n).mean(axis=1)
-
-
-def _check_int(name: str, value, lo: int, hi: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name}: expected an integer, got {value!r}")
-    if value < lo or (hi is not None and value > hi):
-        rng = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
-        raise ValueError(f"{name}: expected an integer {rng}, got {value}")
-    return int(value)
 
 
 def _validate_patterns(patterns, s: int) -> np.ndarray:
@@ -129,37 +110,44 @@ class SIMOperator:
         PSF on the fine grid (normalised to unit sum here) or ideal optics (analytic OTF).
     upsample : int
         Fine-to-camera factor ``s`` (1..8): the camera grid is (H / s, W / s).
-    pad : int
-        Zero margin in fine pixels against wrap-around of non-periodic fields (rounded up to a
+    pad_fine : int
+        Zero margin in FINE pixels against wrap-around of non-periodic fields (rounded up to a
         multiple of ``upsample``, and the padded grid to an FFT-friendly size); 0 = periodic model.
-    margin : int
-        Camera pixels by which the object (and the patterns) extend past the frames' field on each
-        side: the frames are the central ``(H / s - 2 margin, W / s - 2 margin)`` window of the model's
+        ``pad=`` is its deprecated old name (one release; DeprecationWarning).
+    margin_camera : int
+        CAMERA pixels by which the object (and the patterns) extend past the frames' field on each
+        side: the frames are the central ``(H / s - 2 m, W / s - 2 m)`` window of the model's
         output, so light that structure just outside the field blurs into it is modelled (a crop of a
         larger field; real data, where the sample goes on). 0: the object fills the field.
     device : "auto" | "cpu" | "cuda"
     dtype : "float32" | "float64"
 
-    ``forward`` maps (H, W) or (B, H, W) to (K, h, w) or (B, K, h, w), ``(h, w) = camera_shape`` (the
-    field); ``adjoint`` the reverse.
+    Shapes as SciPy and PyLops give them: ``forward`` maps ``input_shape`` (H, W) to ``output_shape``
+    (K, h, w), ``(h, w) = camera_shape`` (the field), with an optional batch axis in front;
+    ``adjoint`` the reverse. ``pad_fine`` (the zero margin used, a multiple of ``upsample``) and
+    ``margin_camera`` are attributes too.
     The operator is immutable: new patterns mean a new operator (construction is cheap).
     """
 
-    def __init__(self, patterns, psf, upsample: int, *, pad: int = 0, margin: int = 0, device: str = "auto",
-                 dtype: str = "float32"):
-        s = _check_int("upsample", upsample, 1, 8)
-        pad = _check_int("pad", pad, 0)
-        margin = _check_int("margin", margin, 0)
-        if str(dtype) not in _DTYPES:
-            raise ValueError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
-        self.dtype = np.dtype(str(dtype))
-        rdt, cdt = _DTYPES[str(dtype)]
+    def __init__(self, patterns, psf, upsample: int, *, pad_fine: int = 0, margin_camera: int = 0,
+                 device: str = "auto", dtype: str = "float32", pad: int | None = None):
+        if pad is not None:
+            warnings.warn("pad= is deprecated; use pad_fine=", DeprecationWarning, stacklevel=2)
+            if pad_fine:
+                raise ValueError(f"pad: deprecated name of pad_fine; give pad_fine only (got pad={pad!r}, "
+                                 f"pad_fine={pad_fine!r})")
+            pad_fine = pad
+        s = check_int("upsample", upsample, 1, 8)
+        pad_fine = check_int("pad_fine", pad_fine, 0)
+        margin = check_int("margin_camera", margin_camera, 0)
+        rdt, cdt = _DTYPES[check_choice("dtype", str(dtype), tuple(_DTYPES))]
+        self.dtype = np.dtype(rdt)
         _validate_patterns(patterns, s)
         K, H, W = patterns.shape
         if 2 * margin >= min(H, W) // s:
-            raise ValueError(f"margin: {margin} camera pixels on each side leaves no field of the {H // s}x{W // s} "
-                             f"camera grid of patterns of shape {patterns.shape}")
-        geo = _geometry(K, H, W, s, pad, margin)
+            raise ValueError(f"margin_camera: {margin} camera pixels on each side leaves no field of the "
+                             f"{H // s}x{W // s} camera grid of patterns of shape {patterns.shape}")
+        geo = _geometry(K, H, W, s, pad_fine, margin)
         if isinstance(psf, Widefield):
             otf = psf.otf((geo.Hp, geo.Wp), s)
         else:
@@ -171,18 +159,19 @@ class SIMOperator:
         transfer = (otf * box)[:, : geo.Wp // 2 + 1]
         self.geometry = geo
         self.upsample = s
-        self.pad = geo.off
-        self.margin = margin
+        self.pad_fine = geo.off
+        self.margin_camera = margin
         self.K = K
-        self.shape = (H, W)
+        self.input_shape = (H, W)
         self.camera_shape = (geo.fh, geo.fw)
+        self.output_shape = (K, geo.fh, geo.fw)
         self._xp = xp
         self._rdt, self._cdt = rdt, cdt
         self.patterns = xp.ascontiguousarray(xp.asarray(patterns, dtype=rdt))
         # Forward: fold with T / s^2 (the decimation); adjoint: unfold with s^2 conj(T) / s^2.
         self._T = xp.asarray(transfer / s**2, dtype=cdt)
         self._Tadj = xp.asarray(np.conj(transfer), dtype=cdt)
-        self._norm = None
+        self._norms = {}
         self._ops = _cpu_engine() if xp is np else _gpu_engine()
 
     # -- shapes -------------------------------------------------------------------------------
@@ -201,7 +190,7 @@ class SIMOperator:
     def forward(self, x):
         """Noise-free camera frames ``A x``: (H, W) -> (K, h, w), or (B, H, W) -> (B, K, h, w)."""
         g = self.geometry
-        x3, single = self._check_input(x, "x", self.shape)
+        x3, single = self._check_input(x, "x", self.input_shape)
         ops = self._ops
         B = x3.shape[0]
         u = ops.pattern_multiply_pad(x3, self.patterns, (g.Hp, g.Wp), g.off)
@@ -216,7 +205,7 @@ class SIMOperator:
     def adjoint(self, y):
         """``A^T y``: (K, h, w) -> (H, W), or (B, K, h, w) -> (B, H, W)."""
         g = self.geometry
-        y4, single = self._check_input(y, "y", (g.K, g.fh, g.fw))
+        y4, single = self._check_input(y, "y", self.output_shape)
         ops, xp = self._ops, self._xp
         B = y4.shape[0]
         if g.off or g.margin:
@@ -239,9 +228,9 @@ class SIMOperator:
 
     @property
     def field(self) -> tuple[slice, slice]:
-        """Slices of the object grid ``shape`` that the frames' field covers (all of it without a margin)."""
-        e = self.margin * self.upsample
-        return slice(e, self.shape[0] - e), slice(e, self.shape[1] - e)
+        """Slices of the object grid ``input_shape`` that the frames' field covers (all of it without a margin)."""
+        e = self.margin_camera * self.upsample
+        return slice(e, self.input_shape[0] - e), slice(e, self.input_shape[1] - e)
 
     def passband(self, rel: float = 1e-3) -> np.ndarray:
         """Boolean ``camera_shape`` mask in ``fft2`` layout of the camera frequencies the model can reach.
@@ -265,65 +254,118 @@ class SIMOperator:
         return band > rel * band.max()
 
     def norm_estimate(self, n_iter: int = 50, seed: int = 0, rtol: float = 1e-6) -> float:
-        """Spectral norm ``||A||_2`` by power iteration on ``A^T A`` (cached; seeded, deterministic).
+        """Spectral norm ``||A||_2`` by :func:`power_norm` (cached per setting; seeded, deterministic).
 
         ``norm_estimate() ** 2`` is the Lipschitz constant of the gradient of ``||A x - y||^2 / 2``.
         """
-        if self._norm is None:
-            xp = self._xp
-            rng = np.random.default_rng(seed)
-            v = xp.asarray(rng.random(self.shape), dtype=self._rdt)
-            v /= xp.linalg.norm(v)
-            lam = 0.0
-            for _ in range(n_iter):
-                u = self.normal(v)
-                lam_new = float(xp.linalg.norm(u))
-                v = u / lam_new
-                if abs(lam_new - lam) <= rtol * lam_new:
-                    lam = lam_new
-                    break
-                lam = lam_new
-            self._norm = math.sqrt(lam)
-        return self._norm
+        key = (n_iter, seed, rtol)
+        if key not in self._norms:
+            self._norms[key] = power_norm(self, self.input_shape, n_iter=n_iter, rtol=rtol, seed=seed)
+        return self._norms[key]
 
     def __repr__(self) -> str:
         g = self.geometry
-        field = f", margin={g.margin}" if g.margin else ""
+        field = f", margin_camera={g.margin}" if g.margin else ""
         return (f"SIMOperator(K={g.K}, fine={g.H}x{g.W}, camera={g.fh}x{g.fw}, upsample={g.s}, "
-                f"pad={g.off}{field}, device={self.device!r}, dtype={self.dtype.name!r})")
+                f"pad_fine={g.off}{field}, device={self.device!r}, dtype={self.dtype.name!r})")
 
 
-def dottest(op, *, batch: int | None = None, seed: int = 0) -> float:
-    """Scale-free adjoint test of any operator with ``forward``/``adjoint`` and ``shape``/``K``.
+def _array_module(op):
+    """NumPy, or CuPy for an operator whose ``device`` is ``"cuda"`` (public attributes only)."""
+    return xp_for("cuda") if getattr(op, "device", "cpu") == "cuda" else np
 
-    Returns ``|<A x, r> - <x, A^T r>| / (||A x|| ||r||)`` for random ``x`` and ``r``; below ~1e-12 in
-    float64 and ~1e-5 in float32 for an exact adjoint.
+
+def _random(xp, rng, shape, dtype, kind: str):
+    a = rng.standard_normal(shape) if kind == "normal" else rng.random(shape)
+    return xp.asarray(a, dtype=dtype)
+
+
+def dottest(op, *, rtol: float | None = None, raise_error: bool = False, batch: int | None = None, seed: int = 0,
+            dtype=None) -> float:
+    """Scale-free adjoint test of any linear operator: ``|<A x, r> - <x, A^T r>| / (||A x|| ||r||)``.
+
+    Parameters
+    ----------
+    op : operator
+        Anything with ``forward``, ``adjoint`` and ``input_shape``. Arrays are CuPy when ``op.device``
+        is ``"cuda"``, else NumPy.
+    rtol : float, optional
+        Tolerance of ``raise_error``; default that of DESIGN section 1, 1e-12 in float64 and 1e-5 otherwise.
+    raise_error : bool
+        Raise :class:`AssertionError` (naming the error and ``rtol``) when the error exceeds ``rtol``.
+    batch : int, optional
+        Test with a batch axis of this length in front of ``input_shape``.
+    seed : int
+        Seed of the standard normal ``x`` and ``r``.
+    dtype : optional
+        Precision of ``x`` and ``r``; default ``op.dtype``, or float64 for an operator without one.
+
+    Returns
+    -------
+    float
+        The relative error (inner products in float64); 0 for an exact adjoint up to rounding.
     """
-    xp = op._xp if hasattr(op, "_xp") else np
-    rng = np.random.default_rng(seed)
-    lead = () if batch is None else (batch,)
-    x = xp.asarray(rng.standard_normal(lead + tuple(op.shape)), dtype=op.dtype)
+    seed = check_int("seed", seed, 0)
+    lead = () if batch is None else (check_int("batch", batch, 1),)
+    dt = np.dtype(dtype if dtype is not None else getattr(op, "dtype", np.float64))
+    rtol = (1e-12 if dt == np.float64 else 1e-5) if rtol is None else check_positive("rtol", rtol)
+    xp, rng = _array_module(op), np.random.default_rng(seed)
+    x = _random(xp, rng, lead + tuple(op.input_shape), dt, "normal")
     Ax = op.forward(x)
-    r = xp.asarray(rng.standard_normal(Ax.shape), dtype=op.dtype)
+    r = _random(xp, rng, Ax.shape, dt, "normal")
     ATr = op.adjoint(r)
-    lhs = float(xp.vdot(Ax.astype(np.float64).ravel(), r.astype(np.float64).ravel()))
-    rhs = float(xp.vdot(x.astype(np.float64).ravel(), ATr.astype(np.float64).ravel()))
-    scale = float(xp.linalg.norm(Ax.astype(np.float64))) * float(xp.linalg.norm(r.astype(np.float64)))
-    return abs(lhs - rhs) / scale
+    Ax, r, x, ATr = (a.astype(np.float64).ravel() for a in (Ax, r, x, ATr))
+    diff = abs(float(xp.vdot(Ax, r)) - float(xp.vdot(x, ATr)))
+    scale = float(xp.linalg.norm(Ax)) * float(xp.linalg.norm(r))
+    err = diff / scale if scale > 0 else (0.0 if diff == 0 else math.inf)
+    if raise_error and not err <= rtol:
+        raise AssertionError(f"dottest: relative error {err:.3g} of <A x, r> against <x, A^T r> exceeds "
+                             f"rtol {rtol:g} ({dt.name}); the adjoint does not match the forward model")
+    return err
 
 
-_WORKERS = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+def power_norm(op, like, *, n_iter: int = 50, rtol: float = 1e-6, seed: int = 0) -> float:
+    """Spectral norm ``||A||_2`` of any linear operator by a seeded power iteration on ``A^T A``.
+
+    ``like`` is an array on the input grid (its shape, array module and dtype are used) or the input
+    shape (array module as in :func:`dottest`, dtype ``op.dtype`` or float64). From a seeded uniform
+    random unit ``v``, ``v <- A^T A v / ||A^T A v||`` until ``||A^T A v||`` changes by at most ``rtol``
+    (relative) or ``n_iter`` steps ran; returns its square root, which approaches ``||A||_2`` from below.
+    """
+    n_iter, seed = check_int("n_iter", n_iter, 1), check_int("seed", seed, 0)
+    rtol = check_number("rtol", rtol, lo=0.0)
+    if isinstance(like, (tuple, list)):
+        xp, shape, dt = _array_module(op), tuple(like), np.dtype(getattr(op, "dtype", np.float64))
+    else:
+        xp, shape, dt = get_xp(like), like.shape, like.dtype
+    v = _random(xp, np.random.default_rng(seed), shape, dt, "uniform")
+    v /= xp.linalg.norm(v)
+    lam = 0.0
+    for _ in range(n_iter):
+        u = op.adjoint(op.forward(v))
+        lam_new = float(xp.linalg.norm(u))
+        if lam_new == 0.0:
+            return 0.0
+        v = u / lam_new
+        done = abs(lam_new - lam) <= rtol * lam_new
+        lam = lam_new
+        if done:
+            break
+    return math.sqrt(lam)
+
+
+_PRIMITIVES = ("pattern_multiply_pad", "pattern_multiply_sum", "fold_transfer", "unfold_transfer")
+
+
+def _engine(primitives, rfft2, irfft2) -> SimpleNamespace:
+    """The four fused primitives of ``primitives`` (the NumPy twins or the CUDA kernels) and the FFTs."""
+    return SimpleNamespace(**{name: getattr(primitives, name) for name in _PRIMITIVES}, rfft2=rfft2, irfft2=irfft2)
 
 
 def _cpu_engine() -> SimpleNamespace:
-    return SimpleNamespace(
-        pattern_multiply_pad=_twins.pattern_multiply_pad,
-        pattern_multiply_sum=_twins.pattern_multiply_sum,
-        fold_transfer=_twins.fold_transfer,
-        unfold_transfer=_twins.unfold_transfer,
-        rfft2=lambda a: scipy.fft.rfft2(a, workers=_WORKERS),
-        irfft2=lambda a, s: scipy.fft.irfft2(a, s=s, workers=_WORKERS),
-    )
+    # scipy.fft's workers follow cusim's thread setting (cusim._threads), read at every call
+    return _engine(_twins, lambda a: scipy.fft.rfft2(a, workers=threads()),
+                   lambda a, s: scipy.fft.irfft2(a, s=s, workers=threads()))
 
 
 def _gpu_engine() -> SimpleNamespace:
@@ -331,11 +373,4 @@ def _gpu_engine() -> SimpleNamespace:
 
     from . import _kernels  # noqa: PLC0415
 
-    return SimpleNamespace(
-        pattern_multiply_pad=_kernels.pattern_multiply_pad,
-        pattern_multiply_sum=_kernels.pattern_multiply_sum,
-        fold_transfer=_kernels.fold_transfer,
-        unfold_transfer=_kernels.unfold_transfer,
-        rfft2=cupy.fft.rfft2,
-        irfft2=lambda a, s: cupy.fft.irfft2(a, s=s),
-    )
+    return _engine(_kernels, cupy.fft.rfft2, lambda a, s: cupy.fft.irfft2(a, s=s))

@@ -3,15 +3,16 @@
 The problem: given frames ``y`` (K, h, w) and a linear operator ``A`` (x: (H, W) -> (K, h, w)),
 find the object ``x`` with ``y_k ~ a_k (A x)_k + b_k`` (per-frame gain ``a_k``, offset ``b_k``):
 
-- :func:`fista` minimises ``0.5 sum_k ||a_k (A x)_k + b_k - y_k||^2 + lam R(x)`` subject to ``x >= 0``
-  (optional), ``R`` = none, isotropic total variation (:func:`tv`) or the Frobenius norm of the
-  Hessian (:func:`hessian_norm`), optionally refitting ``a_k, b_k`` (:func:`fit_gain_offset`);
+- :func:`fista` minimises ``0.5 sum_k ||a_k (A x)_k + b_k - y_k||^2 + prior_weight R(x)`` subject to
+  ``x >= 0`` (optional), ``R`` = ``"none"``, isotropic total variation (``"tv"``, :func:`tv`) or the
+  Frobenius norm of the Hessian (``"hessian"``, :func:`hessian_norm`), optionally refitting ``a_k, b_k``
+  (:func:`fit_gain_offset`);
 - :func:`richardson_lucy` maximises the Poisson likelihood of ``y`` under ``A x + b`` (EM update).
 
 Any operator with ``forward(x)`` and ``adjoint(y)`` works (optionally ``norm_estimate()``, the
-spectral norm ``||A||_2``); :class:`cusim.SIMOperator` is the real one. The array module comes from
-the data (NumPy or CuPy), so the same code runs on the CPU and the GPU. Gradients are the operator's
-hand-written adjoint: no torch, no autodiff.
+spectral norm ``||A||_2``; else :func:`cusim.operators.power_norm` estimates it); :class:`cusim.SIMOperator`
+is the real one. The array module comes from the data (NumPy or CuPy), so the same code runs on the CPU
+and the GPU. Gradients are the operator's hand-written adjoint: no torch, no autodiff.
 
 References
 ----------
@@ -33,12 +34,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._validate import check_choice, check_int, check_number, check_positive
 from .backend import get_xp, to_numpy
+from .operators import power_norm
 
 __all__ = ["OptimResult", "fit_gain_offset", "fista", "richardson_lucy", "prox_tv", "prox_hessian",
            "tv", "hessian_norm"]
 
-PRIORS = (None, "tv", "hessian")
+PRIORS = ("none", "tv", "hessian")  # the string "none" means no prior, here as everywhere in cusim
 
 
 @dataclass
@@ -186,7 +189,7 @@ def prox_tv(v, lam, *, n_iter: int = 20, nonneg: bool = False, xp=None):
     """
     if xp is not None and get_xp(v) is not xp:
         v = xp.asarray(v)
-    return _dual_prox(v, float(lam), int(n_iter), nonneg, "tv")[0]
+    return _dual_prox(v, check_number("lam", lam, lo=0.0), check_int("n_iter", n_iter, 0), nonneg, "tv")[0]
 
 
 def prox_hessian(v, lam, *, n_iter: int = 20, nonneg: bool = False):
@@ -196,11 +199,11 @@ def prox_hessian(v, lam, *, n_iter: int = 20, nonneg: bool = False):
     ``x -> (xx, yy, sqrt2 xy)`` (Lipschitz bound 64) whose per-pixel Euclidean norm is the Frobenius
     norm of the Hessian; the dual projection is onto per-pixel Euclidean unit balls.
     """
-    return _dual_prox(v, float(lam), int(n_iter), nonneg, "hessian")[0]
+    return _dual_prox(v, check_number("lam", lam, lo=0.0), check_int("n_iter", n_iter, 0), nonneg, "hessian")[0]
 
 
-def _penalty(x, prior) -> float:
-    return 0.0 if prior is None else (tv(x) if prior == "tv" else hessian_norm(x))
+def _penalty(x, prior: str) -> float:
+    return {"none": lambda _: 0.0, "tv": tv, "hessian": hessian_norm}[prior](x)
 
 
 # -- gain and offset ---------------------------------------------------------------------------
@@ -241,22 +244,9 @@ def fit_gain_offset(ax, y, *, positive: bool = True):
 _fit_gain_offset = fit_gain_offset  # fista's keyword of the same name shadows it
 
 
-def _norm_of(op, x_like, n_iter: int = 50) -> float:
-    """``||A||_2`` from ``op.norm_estimate()`` or a seeded power iteration on ``A^T A``."""
-    if hasattr(op, "norm_estimate"):
-        return float(op.norm_estimate())
-    xp = get_xp(x_like)
-    v = xp.asarray(np.random.default_rng(0).random(x_like.shape), dtype=x_like.dtype)
-    lam = 0.0
-    for _ in range(n_iter):
-        v = v / xp.linalg.norm(v)
-        u = op.adjoint(op.forward(v))
-        lam_new = float(xp.vdot(v.ravel(), u.ravel()))
-        v = u
-        if abs(lam_new - lam) <= 1e-6 * lam_new:
-            return math.sqrt(lam_new)
-        lam = lam_new
-    return math.sqrt(max(lam, 0.0))
+def _norm_of(op, x_like) -> float:
+    """``||A||_2`` from ``op.norm_estimate()``, else :func:`cusim.operators.power_norm` on ``x_like``'s grid."""
+    return float(op.norm_estimate()) if hasattr(op, "norm_estimate") else power_norm(op, x_like)
 
 
 def _frames(y):
@@ -277,11 +267,8 @@ def _per_frame(name, value, default, K):
     return v
 
 
-def _check_common(n_iter, tol):
-    if isinstance(n_iter, bool) or not isinstance(n_iter, (int, np.integer)) or n_iter < 0:
-        raise ValueError(f"n_iter: expected an integer >= 0, got {n_iter!r}")
-    if not tol >= 0:
-        raise ValueError(f"tol: expected a number >= 0, got {tol!r}")
+def _check_common(n_iter, tol) -> tuple[int, float]:
+    return check_int("n_iter", n_iter, 0), check_number("tol", tol, lo=0.0)
 
 
 def _rel_change(xp, dx, x) -> float:
@@ -312,11 +299,11 @@ def _ended(callback, i: int, x, loss: float, rel: float, tol: float) -> str | No
     return "tol" if rel < tol else None
 
 
-def fista(op, y, *, x0=None, n_iter: int = 100, prior: str | None = None, lam: float = 0.0,
+def fista(op, y, *, x0=None, n_iter: int = 100, prior: str = "none", prior_weight: float = 0.0,
           nonneg: bool = True, fit_gain_offset: bool = False, refit_every: int = 10, step: float | None = None,
           tol: float = 1e-5, inner_iter: int = 20, restart: bool = True, callback=None,
           gain=None, offset=None) -> OptimResult:
-    """Accelerated proximal gradient (FISTA) for ``0.5 sum_k ||a_k (A x)_k + b_k - y_k||^2 + lam R(x)``.
+    """Accelerated proximal gradient (FISTA) for ``0.5 sum_k ||a_k (A x)_k + b_k - y_k||^2 + prior_weight R(x)``.
 
     Parameters
     ----------
@@ -329,10 +316,13 @@ def fista(op, y, *, x0=None, n_iter: int = 100, prior: str | None = None, lam: f
         the least-squares scale that matches ``A x0`` to ``y - b`` (a constant mean level if that fails).
     n_iter : int
         Maximum number of iterations (one forward and one adjoint each).
-    prior : None | "tv" | "hessian"
-        ``R``: isotropic total variation, or the Frobenius norm of the Hessian (:func:`hessian_norm`).
-    lam : float
-        Weight of ``R`` (in the units of the data term).
+    prior : "none" | "tv" | "hessian"
+        ``R``: none, isotropic total variation (:func:`tv`), or the Frobenius norm of the Hessian
+        (:func:`hessian_norm`). ``None`` is refused: no prior is the string ``"none"``.
+    prior_weight : float
+        The ABSOLUTE weight ``lambda >= 0`` of ``R`` in the objective ``||A x - y||^2 / 2 +
+        prior_weight R(x)`` (in the units of the data term; :class:`cusim.recon.iterative.IterativeConfig`
+        scales its relative weight to this).
     nonneg : bool
         Constrain ``x >= 0``; with a prior the constraint is part of its prox (FGP with a box).
     fit_gain_offset : bool
@@ -363,23 +353,21 @@ def fista(op, y, *, x0=None, n_iter: int = 100, prior: str | None = None, lam: f
     Returns
     -------
     OptimResult
-        ``loss[i]`` is the objective (data term + ``lam R``) at the iterate after iteration ``i``,
+        ``loss[i]`` is the objective (data term + ``prior_weight R``) at the iterate after iteration ``i``,
         computed exactly from ``A x`` (``A`` is linear, so the extrapolated point's ``A z`` is a
         combination of the last two and costs no extra forward).
     """
     xp, y = _frames(y)
-    _check_common(n_iter, tol)
-    if prior not in PRIORS:
-        raise ValueError(f"prior: expected one of {PRIORS}, got {prior!r}")
-    if not lam >= 0:
-        raise ValueError(f"lam: expected a number >= 0, got {lam!r}")
-    if refit_every < 1:
-        raise ValueError(f"refit_every: expected an integer >= 1, got {refit_every!r}")
+    n_iter, tol = _check_common(n_iter, tol)
+    prior = check_choice("prior", prior, PRIORS)
+    lam = check_number("prior_weight", prior_weight, lo=0.0)
+    refit_every, inner_iter = check_int("refit_every", refit_every, 1), check_int("inner_iter", inner_iter, 1)
+    step = None if step is None else check_positive("step", step)
     K = y.shape[0]
     if fit_gain_offset and offset is None:  # start below every frame: x >= 0 cannot undo a high offset
         offset = to_numpy(xp.percentile(y.reshape(K, -1), 1.0, axis=1))
     gain, offset = _per_frame("gain", gain, 1.0, K), _per_frame("offset", offset, 0.0, K)
-    use_prior = prior is not None and lam > 0
+    use_prior = prior != "none" and lam > 0
 
     def col(v):
         return xp.asarray(v, dtype=y.dtype)[:, None, None]
@@ -471,7 +459,8 @@ def richardson_lucy(op, y, *, x0=None, n_iter: int = 50, background=0.0, tol: fl
         log-likelihood up to a constant, non-increasing for EM) after iteration ``i``.
     """
     xp, y = _frames(y)
-    _check_common(n_iter, tol)
+    n_iter, tol = _check_common(n_iter, tol)
+    eps = check_positive("eps", eps)
     K = y.shape[0]
     bg = _per_frame("background", background, 0.0, K)
     if (bg < 0).any():

@@ -27,7 +27,9 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from . import __version__, patterns, phantoms
+from . import patterns, phantoms
+from ._validate import check_int, check_number, check_positive
+from ._version import __version__
 from .backend import to_numpy, xp_for
 from .io import Dataset
 from .optics import Widefield
@@ -47,26 +49,10 @@ def photon_level(snr: float, read_noise: float) -> float:
     return 0.5 * (s2 + math.sqrt(s2 * s2 + 4.0 * s2 * read_noise**2))
 
 
-def _int(name: str, v, lo: int, hi: int | None = None) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo or (hi is not None and v > hi):
-        rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-        raise ValueError(f"{name}: expected an integer {rng}, got {v!r}")
-    return int(v)
-
-
-def _num(name: str, v, *, lo: float = 0.0, strict: bool = True, hi: float | None = None) -> float:
-    ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and np.isfinite(v)
-    ok = ok and (v > lo if strict else v >= lo) and (hi is None or v <= hi)
-    if not ok:
-        want = f"{'>' if strict else '>='} {lo}" + (f" and <= {hi}" if hi is not None else "")
-        raise ValueError(f"{name}: expected a finite number {want}, got {v!r}")
-    return float(v)
-
-
 def _check_grid(shape, upsample) -> tuple[tuple[int, int], int]:
-    s = _int("upsample", upsample, 1, 8)
+    s = check_int("upsample", upsample, 1, 8)
     try:
-        H, W = (_int("shape", v, 1) for v in shape)
+        H, W = (check_int("shape", v, 1) for v in shape)
     except (TypeError, ValueError):
         raise ValueError(f"shape: expected two positive integers (H, W) on the fine grid, got {shape!r}") from None
     if H % s or W % s:
@@ -79,7 +65,7 @@ def _check_grid(shape, upsample) -> tuple[tuple[int, int], int]:
 def _carrier(optics: Widefield, s: int, pattern_freq) -> float:
     """Illumination frequency in cycles per fine pixel: ``pattern_freq`` x the OTF cut-off, <= Nyquist."""
     cutoff = optics.cutoff(s)
-    k = _num("pattern_freq", pattern_freq) * cutoff
+    k = check_positive("pattern_freq", pattern_freq) * cutoff
     if k > 0.5:
         raise ValueError(f"pattern_freq: {pattern_freq} x cut-off {cutoff:.4g} = {k:.4g} cycles per fine pixel "
                          "is above the fine-grid Nyquist limit 0.5; lower it or raise upsample")
@@ -91,8 +77,8 @@ def _check_camera(read_noise, offset, T, seed, drift_px, noise, dtype):
         raise ValueError(f"noise: expected True or False, got {noise!r}")
     if dtype not in DTYPES:
         raise ValueError(f"dtype: expected one of {DTYPES}, got {dtype!r}")
-    return (_num("read_noise", read_noise, strict=False), _num("offset", offset, strict=False),
-            _int("T", T, 1), _int("seed", seed, 0), _num("drift_px", drift_px, strict=False))
+    return (check_number("read_noise", read_noise, lo=0.0), check_number("offset", offset, lo=0.0),
+            check_int("T", T, 1), check_int("seed", seed, 0), check_number("drift_px", drift_px, lo=0.0))
 
 
 def _counts(family: str, n_angles, n_phases, n_frames):
@@ -107,10 +93,10 @@ def _counts(family: str, n_angles, n_phases, n_frames):
             raise ValueError(f"{name}: not used by family {family!r} (it takes {', '.join(used)})")
     d = _DEFAULTS[family]
     if family in ("linear", "nonlinear"):
-        return (_int("n_angles", d[0] if n_angles is None else n_angles, 1),
-                _int("n_phases", d[1] if n_phases is None else n_phases, 1))
+        return (check_int("n_angles", d[0] if n_angles is None else n_angles, 1),
+                check_int("n_phases", d[1] if n_phases is None else n_phases, 1))
     v = given[used[0]]
-    return _int(used[0], d if v is None else v, 1)
+    return check_int(used[0], d if v is None else v, 1)
 
 
 def _illumination(family, shape, k, counts, modulation, saturation, angle_offset_deg, seed):
@@ -154,9 +140,9 @@ def _noise_level(snr, photons, read_noise: float) -> tuple[float, dict]:
     if snr is not None and photons is not None:
         raise ValueError("snr, photons: give at most one (snr = mean signal / noise sigma, or mean photons)")
     if photons is not None:
-        mu = _num("photons", photons)
+        mu = check_positive("photons", photons)
         return mu, {"sim_photons_requested": mu}
-    snr = 20.0 if snr is None else _num("snr", snr)
+    snr = 20.0 if snr is None else check_positive("snr", snr)
     return photon_level(snr, read_noise), {"sim_snr_requested": snr}
 
 
@@ -206,9 +192,9 @@ def simulate(*, phantom: str = "filaments", shape: tuple[int, int] = (256, 256),
     shape, s = _check_grid(shape, upsample)
     counts = _counts(family, n_angles, n_phases, n_frames)
     k = _carrier(Widefield(na, wavelength_nm, pixel_size_nm), s, pattern_freq)
-    _num("modulation", modulation, strict=False, hi=1.0)
-    _num("saturation", saturation)
-    _num("angle_offset_deg", angle_offset_deg, lo=-math.inf)
+    check_number("modulation", modulation, lo=0.0, hi=1.0)
+    check_positive("saturation", saturation)
+    check_number("angle_offset_deg", angle_offset_deg)
     read_noise, offset, T, seed, drift_px = _check_camera(read_noise, offset, T, seed, drift_px, noise, dtype)
     mu, level_attrs = _noise_level(snr, photons, read_noise)
 
@@ -232,7 +218,7 @@ def simulate(*, phantom: str = "filaments", shape: tuple[int, int] = (256, 256),
         "sim_snr": mu / sd if noise and sd > 0 else math.inf, **level_attrs, "sim_photons": mu,
         "sim_gain": gain, "sim_offset": offset, "sim_read_noise": read_noise, "sim_dtype": dtype,
         "sim_pattern_freq": float(pattern_freq), "sim_pattern_k": k, "sim_modulation": float(modulation),
-        "sim_angle_offset_deg": float(angle_offset_deg), "sim_pad": op.pad, "sim_T": T, **cam_attrs,
+        "sim_angle_offset_deg": float(angle_offset_deg), "sim_pad_fine": op.pad_fine, "sim_T": T, **cam_attrs,
         "sim_model": "raw = Poisson(sim_gain * A(ground_truth)) + Normal(0, sim_read_noise^2) + sim_offset",
         "cusim_version": __version__,
         # The frames hold no light from outside the field (the model above is zero-padded): the exact

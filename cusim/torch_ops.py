@@ -65,34 +65,25 @@ def _apply(t: torch.Tensor, fn, op, name: str) -> torch.Tensor:
     return as_tensor(out)
 
 
-class _Forward(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, op):
-        ctx.op = op
-        return _apply(x, op.forward, op, "x")
+class _Apply(torch.autograd.Function):
+    """``A v`` (``adjoint=False``) or ``A^T v`` (``adjoint=True``): the gradient of each is the other."""
 
     @staticmethod
-    def backward(ctx, grad_y):
-        return _Adjoint.apply(grad_y, ctx.op), None
-
-
-class _Adjoint(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, y, op):
-        ctx.op = op
-        return _apply(y, op.adjoint, op, "y")
+    def forward(ctx, v, op, adjoint: bool):
+        ctx.op, ctx.adjoint = op, adjoint
+        return _apply(v, op.adjoint if adjoint else op.forward, op, "y" if adjoint else "x")
 
     @staticmethod
-    def backward(ctx, grad_x):
-        return _Forward.apply(grad_x, ctx.op), None
+    def backward(ctx, grad):
+        return _Apply.apply(grad, ctx.op, not ctx.adjoint), None, None
 
 
 def sim_forward(x: torch.Tensor, op) -> torch.Tensor:
     """``A x`` for a tensor (H, W) or (B, H, W) on the operator's device; differentiable through the adjoint."""
-    return _Forward.apply(x, op)
+    return _Apply.apply(x, op, False)
 
 
 def sim_adjoint(y: torch.Tensor, op) -> torch.Tensor:
     """``A^T y`` for a tensor (K, h, w) or (B, K, h, w); differentiable through the forward."""
-    return _Adjoint.apply(y, op)
+    return _Apply.apply(y, op, True)
 

@@ -100,7 +100,7 @@ def test_cuda_without_a_gpu_is_a_usage_error(capsys):
 
 def test_peer_b_physics_equals_the_operator_forward_and_adjoint(crop):
     for pad, dtype in ((None, "float32"), (0, "float32"), (None, "float64")):
-        op = crop.operator(device="cpu", pad=pad, dtype=dtype)
+        op = crop.operator(device="cpu", pad_fine=pad, dtype=dtype)
         err = torch_fft_pinn.check_against(op, crop.get_patterns(), crop.psf)
         assert err < (1e-4 if dtype == "float32" else 1e-10)
 

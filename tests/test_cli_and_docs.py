@@ -1,4 +1,4 @@
-"""The CLI's demo and the README's API example, run as a user would."""
+"""The CLI's demo, run as a user would (the docs' examples: tests/test_docs_examples.py)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,6 @@ from typer.testing import CliRunner
 
 from cusim import load
 from cusim.cli import app
-from conftest import ROOT
-
-
-def test_readme_api_example_runs():
-    text = (ROOT / "README.md").read_text()
-    block = re.search(r"## The operator in your code\n\n```python\n(.*?)```", text, re.S).group(1)
-    exec(compile(block, "README.md", "exec"), {})
 
 
 def test_demo_reconstructs_with_the_pinn_and_writes_file_and_figure(tmp_path):
@@ -34,3 +27,36 @@ def test_demo_bad_options_exit_1_with_one_line(tmp_path):
     assert res.output.strip().count("\n") == 0 and "--size" in res.output
     res = CliRunner().invoke(app, ["demo", "--device", "tpu", "--out", str(tmp_path)])
     assert res.exit_code == 1 and "device: expected one of" in res.output
+
+
+def test_old_option_spellings_still_work_for_one_release_with_a_note(tmp_path):
+    from cusim import io, simulate
+
+    path = io.save(simulate(shape=(48, 48), seed=0), tmp_path / "s.h5")
+    res = CliRunner().invoke(app, ["run", str(path), "--method", "iterative", "--reg", "0.01", "--margin", "0",
+                                   "--iterations", "3", "--crop", "4"])
+    assert res.exit_code == 0, res.output
+    assert "note: --reg is deprecated" in res.output and "use --prior-weight" in res.output
+    assert "note: --margin is deprecated" in res.output and "use --margin-camera" in res.output
+    rec = load(path).recons["iterative"].attrs
+    assert rec["params"]["prior_weight"] == 0.01 and rec["params"]["margin_camera"] == 0
+    assert rec["params"]["prior"] == "tv" and rec["params"]["n_iter"] == 3  # every setting, resolved
+    res = CliRunner().invoke(app, ["run", str(path), "--method", "iterative", "--reg", "0.01",
+                                   "--prior-weight", "0.02", "--crop", "4", "--force"])
+    assert res.exit_code == 1 and "give only --prior-weight" in res.output
+
+
+def test_options_of_another_method_are_refused_not_ignored(tmp_path):
+    from cusim import io, simulate
+
+    path = io.save(simulate(shape=(48, 48), seed=0), tmp_path / "s.h5")
+    for args, flag in ((["--method", "wiener", "--steps", "5"], "--steps"),
+                       (["--method", "widefield", "--wiener-w", "0.1"], "--wiener-w"),
+                       (["--method", "pinn", "--iterations", "5"], "--iterations"),
+                       (["--method", "wiener", "--prior", "tv"], "--prior")):
+        res = CliRunner().invoke(app, ["run", str(path), *args])
+        lines = res.output.strip().splitlines()
+        assert res.exit_code == 1 and len(lines) == 1 and lines[0].startswith(f"error: {flag}: only for"), res.output
+    res = CliRunner().invoke(app, ["run", str(path), "--method", "pinn", "--lr", "-1"])
+    assert res.exit_code == 1 and "--lr: expected a finite number > 0, got -1" in res.output
+    assert "pinn" not in load(path).recons

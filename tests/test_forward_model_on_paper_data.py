@@ -29,13 +29,14 @@ def _png(path) -> np.ndarray:
     return np.asarray(Image.open(path), dtype=np.float32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(THRESHOLDS))
 def test_forward_of_ground_truth_explains_the_raw_frames(shared_data, name):
     root = shared_data / "pinn-sim-paper" / name
     K = len(list((root / "patterns").glob("*.png")))
     pats = np.stack([_png(root / "patterns" / f"{k}.png") for k in range(1, K + 1)])
     psf = _png(root / "psf.png")
-    op = SIMOperator(pats, psf, 4, pad=psf.shape[0] // 2, device="cpu")
+    op = SIMOperator(pats, psf, 4, pad_fine=psf.shape[0] // 2, device="cpu")
     gts = np.stack([_png(root / "ground_truth" / f"{n}.png") for n in range(1, 11)])
     model = op.forward(gts)  # the batch axis: all ten samples at once
     rs = []

@@ -71,21 +71,25 @@ def test_patterns_past_the_field_come_from_parameters_or_the_field_a_crop_was_cu
     window = (slice(None), slice(8 - 4, 28 + 4), slice(12 - 4, 36 + 4))  # margin 2 camera px = 4 fine px
     assert crop.margin_available() is None and crop.margin_reach() == 2  # PSF 7: reach 3 fine px
     np.testing.assert_allclose(crop.get_patterns(2), whole.get_patterns()[window], atol=2e-5)
-    op = crop.operator(margin=2, device="cpu")
-    assert op.shape == (28, 32) and op.camera_shape == crop.camera_shape
+    op = crop.operator(margin_camera=2, device="cpu")
+    assert op.input_shape == (28, 32) and op.camera_shape == crop.camera_shape and op.margin_camera == 2
+    assert op.pad_fine == 4  # default: the PSF's half-size, 3 fine px, rounded up to whole camera pixels
+    assert crop.operator(pad_fine=0, device="cpu").pad_fine == 0
 
     stored = io.Dataset(raw=np.ones((9, 20, 24), np.float32), upsample=2, patterns=whole.get_patterns(),
                         psf=np.ones((7, 7)))
     inner = stored.crop(8, 12, 20, 24).crop(2, 2, 14, 16)  # a crop of a crop: fine rows 10..24, cols 14..30
     assert inner.margin_available() == 5  # the least room is above it: 10 fine rows = 5 camera px
     np.testing.assert_array_equal(inner.get_patterns(3), stored.patterns[:, 10 - 6 : 24 + 6, 14 - 6 : 30 + 6])
-    with pytest.raises(io.DatasetError, match=r"margin 6: the patterns are known only 5 camera pixels past the field"):
+    with pytest.raises(io.DatasetError, match=r"margin_camera 6: the patterns are known only 5 camera pixels past the field"):
         inner.get_patterns(6)
     assert stored.margin_available() == 0  # stored patterns of a whole field: nothing known past it
-    with pytest.raises(io.DatasetError, match=r"margin 1: the patterns are known only 0 camera pixels"):
-        stored.operator(margin=1, device="cpu")
-    with pytest.raises(io.DatasetError, match=r"margin: expected an integer >= 0 \(camera pixels\), got -1"):
+    with pytest.raises(io.DatasetError, match=r"margin_camera 1: the patterns are known only 0 camera pixels"):
+        stored.operator(margin_camera=1, device="cpu")
+    with pytest.raises(io.DatasetError, match=r"margin_camera: expected an integer >= 0, got -1 \(camera pixels\)"):
         stored.get_patterns(-1)
+    with pytest.raises(io.DatasetError, match=r"margin_camera: expected an integer >= 0, got 1\.0"):
+        stored.check_margin(1.0)
     back = io.load(io.save(inner, tmp_path / "c.h5"))  # the context stays in memory: a file holds its field
     assert back.margin_available() == 0 and back.pattern_context is None
 

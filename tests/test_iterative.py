@@ -62,8 +62,8 @@ def test_a_margin_lifts_fista_on_a_crop_of_a_larger_field(shared_data):
     # object in the margin (the whole field's patterns there). Measured: 41.61 -> 48.53 dB.
     ds = import_paper(shared_data / "pinn-sim-paper" / "NL_SIM" / "ccp", 2).crop_center(240)
     img, info = iterative.reconstruct(ds)
-    img0, info0 = iterative.reconstruct(ds, margin=0)
-    assert img.shape == img0.shape == (240, 240) and (info["margin"], info0["margin"]) == (6, 0)
+    img0, info0 = iterative.reconstruct(ds, margin_camera=0)
+    assert img.shape == img0.shape == (240, 240) and (info["margin_camera"], info0["margin_camera"]) == (6, 0)
     psnr = [compare(i, ds.ground_truth, norm="lstsq", crop=10)["psnr_db"] for i in (img, img0)]
     assert psnr[0] > psnr[1] + 3.0, psnr
 
@@ -71,7 +71,7 @@ def test_a_margin_lifts_fista_on_a_crop_of_a_larger_field(shared_data):
 def test_richardson_lucy_with_a_margin_stays_finite_and_non_negative():
     crop = cusim.simulate(shape=(96, 96), snr=20, seed=2).crop(16, 16, 64, 64)
     img, info = iterative.reconstruct(crop, algorithm="rl", prior="none", n_iter=100)
-    assert info["margin"] == 4 and img.shape == (64, 64)
+    assert info["margin_camera"] == 4 and img.shape == (64, 64)
     assert np.isfinite(img).all() and img.min() >= 0
     assert _psnr(img, crop) > _psnr(widefield(crop), crop) + 2
 
@@ -82,12 +82,41 @@ def test_a_time_series_gives_one_image_per_time_point():
     assert img.shape == (2, 32, 32) and info["steps_run"] == 10
 
 
-@pytest.mark.parametrize("bad, what", [(dict(algorithm="cg"), "algorithm"), (dict(prior="l1"), "prior"),
-                                       (dict(n_iter=0), "n_iter"), (dict(reg=-1.0), "reg"),
-                                       (dict(algorithm="rl", prior="tv"), "no prior")])
+@pytest.mark.parametrize("bad, what", [
+    (dict(algorithm="cg"), r"algorithm: expected one of \['fista', 'rl'\], got 'cg'"),
+    (dict(prior="l1"), r"prior: expected one of \['none', 'tv', 'hessian'\], got 'l1'"),
+    (dict(n_iter=0), r"n_iter: expected an integer >= 1, got 0"),
+    (dict(n_iter=10.0), r"n_iter: expected an integer >= 1, got 10\.0"),
+    (dict(prior_weight=-1.0), r"prior_weight: expected a finite number >= 0, got -1\.0"),
+    (dict(tau=float("inf")), r"tau: expected a finite number >= 0"),
+    (dict(stop="plateau"), r"stop: expected one of \['max', 'tol', 'discrepancy'\]"),
+    (dict(algorithm="rl", prior="tv"), r"prior: algorithm 'rl' has no prior, got 'tv'"),
+])
 def test_bad_settings_fail_before_any_work(bad, what):
     with pytest.raises(ValueError, match=what):
-        iterative.check_params(**bad)
+        iterative.IterativeConfig(**bad)
+    with pytest.raises(ValueError, match=what):  # reconstruct validates before it touches the dataset
+        iterative.reconstruct(None, device="cpu", **bad)
+
+
+def test_config_resolves_the_prior_by_algorithm_and_refuses_unknown_names():
+    assert iterative.IterativeConfig().prior == "tv" and iterative.IterativeConfig(algorithm="rl").prior == "none"
+    cfg = iterative.IterativeConfig.from_params({"prior": "hessian", "prior_weight": 0.01, "n_iter": np.int64(7)})
+    assert (cfg.prior, cfg.prior_weight, cfg.n_iter) == ("hessian", 0.01, 7) and type(cfg.n_iter) is int
+    with pytest.raises(ValueError, match=r"iterative: unknown parameter\(s\) \['lam', 'reg'\]; expected some of "
+                                         r"\['algorithm', 'n_iter', 'prior', 'prior_weight', 'stop', 'tau', 'tol'\]"):
+        iterative.IterativeConfig.from_params({"reg": 0.1, "lam": 1.0, "n_iter": 5})
+    with pytest.raises(TypeError, match="cfg: expected an IterativeConfig"):
+        iterative.solve(np.ones((9, 8, 8)), None, {"n_iter": 5})
+
+
+def test_solve_takes_a_config_and_the_relative_weight_scales_with_the_data():
+    ds = cusim.simulate(shape=(32, 32), snr=20, seed=1)
+    op = ds.operator(device="cpu")
+    cfg = iterative.IterativeConfig(n_iter=8, stop="max", prior_weight=0.01)
+    a, b = iterative.solve(ds.frames(), op, cfg), iterative.solve(10 * ds.frames(), op, cfg)
+    assert a["steps_run"] == b["steps_run"] == 8
+    np.testing.assert_allclose(10 * a["image"], b["image"], rtol=2e-3, atol=2e-3 * np.abs(b["image"]).max())
 
 
 def _cli(*args):

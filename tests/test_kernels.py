@@ -261,8 +261,8 @@ def test_gpu_operator_forward_and_adjoint_match_cpu_operator(pad, margin, dtype,
     from cusim.optics import gaussian_psf  # noqa: PLC0415
 
     patterns, psf = _sim_patterns(480, 480), gaussian_psf(2.5)
-    cpu = SIMOperator(patterns, psf, 4, pad=pad, margin=margin, device="cpu", dtype=dtype)
-    gpu = SIMOperator(patterns, psf, 4, pad=pad, margin=margin, device="cuda", dtype=dtype)
+    cpu = SIMOperator(patterns, psf, 4, pad_fine=pad, margin_camera=margin, device="cpu", dtype=dtype)
+    gpu = SIMOperator(patterns, psf, 4, pad_fine=pad, margin_camera=margin, device="cuda", dtype=dtype)
     rng = np.random.default_rng(6)
     x = rng.random((2, 480, 480)).astype(dtype)
     y = rng.random((2, 9, 120 - 2 * margin, 120 - 2 * margin)).astype(dtype)

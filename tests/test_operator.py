@@ -8,7 +8,7 @@ from scipy.signal import convolve2d
 
 import cusim
 from cusim import optics, patterns
-from cusim.operators import SIMOperator, dottest
+from cusim.operators import SIMOperator, dottest, power_norm
 
 FAMILIES = ["linear", "nonlinear", "lattice", "speckle", "array"]
 
@@ -33,7 +33,7 @@ def test_adjoint_matches_forward_for_every_family_upsample_and_pad(family, s, pa
     rng = np.random.default_rng(s * 10 + pad)
     H, W = s * 7, s * 9  # non-square, odd camera sides
     pats = make_patterns(family, (H, W), rng)
-    op = SIMOperator(pats, optics.gaussian_psf(1.3 * s, size=2 * s + 3), s, pad=pad, dtype=dtype, device="cpu")
+    op = SIMOperator(pats, optics.gaussian_psf(1.3 * s, size=2 * s + 3), s, pad_fine=pad, dtype=dtype, device="cpu")
     assert dottest(op, seed=1) < tol
     assert dottest(op, batch=3, seed=2) < tol
 
@@ -66,7 +66,7 @@ def test_forward_equals_convolve_then_block_mean(s, pad):
     pats = rng.random((4, H, W))
     psf = rng.random((5, 7))
     x = rng.random((H, W))
-    op = SIMOperator(pats, psf, s, pad=pad, dtype="float64", device="cpu")
+    op = SIMOperator(pats, psf, s, pad_fine=pad, dtype="float64", device="cpu")
     ref = direct_model(x, pats, psf, s, pad)
     np.testing.assert_allclose(op.forward(x), ref, rtol=0, atol=1e-12 * np.abs(ref).max())
 
@@ -76,16 +76,17 @@ def test_margin_frames_are_the_field_window_and_the_adjoint_holds(s, pad, margin
     rng = np.random.default_rng(s + margin)
     H, W = 10 * s, 12 * s
     pats, psf, x = rng.random((4, H, W)), rng.random((5, 7)), rng.random((H, W))
-    op = SIMOperator(pats, psf, s, pad=pad, margin=margin, dtype="float64", device="cpu")
-    whole = SIMOperator(pats, psf, s, pad=pad, dtype="float64", device="cpu")
-    assert op.shape == (H, W) and op.camera_shape == (H // s - 2 * margin, W // s - 2 * margin)
+    op = SIMOperator(pats, psf, s, pad_fine=pad, margin_camera=margin, dtype="float64", device="cpu")
+    whole = SIMOperator(pats, psf, s, pad_fine=pad, dtype="float64", device="cpu")
+    assert op.input_shape == (H, W) and op.camera_shape == (H // s - 2 * margin, W // s - 2 * margin)
+    assert op.output_shape == (4, *op.camera_shape) and (op.pad_fine, op.margin_camera) == (-(-pad // s) * s, margin)
     e = margin * s
     assert op.field == (slice(e, H - e), slice(e, W - e)) and whole.field == (slice(0, H), slice(0, W))
     m = margin
     np.testing.assert_allclose(op.forward(x), whole.forward(x)[:, m:-m, m:-m], rtol=0, atol=1e-13)
     assert op.passband().shape == op.camera_shape
     assert dottest(op) < 1e-12 and dottest(op, batch=2, seed=3) < 1e-12
-    f32 = SIMOperator(pats, psf, s, pad=pad, margin=margin, device="cpu")
+    f32 = SIMOperator(pats, psf, s, pad_fine=pad, margin_camera=margin, device="cpu")
     assert dottest(f32) < 1e-5
 
 
@@ -99,13 +100,13 @@ def test_a_crop_with_a_margin_reproduces_the_whole_fields_frames_there():
     pats = patterns.linear((H, W), period_px=5.3, angle_offset_deg=7)
     psf = optics.gaussian_psf(2.0, size=2 * r + 1)
     x = rng.random((H, W))
-    frames = SIMOperator(pats, psf, s, pad=r, dtype="float64", device="cpu").forward(x)
+    frames = SIMOperator(pats, psf, s, pad_fine=r, dtype="float64", device="cpu").forward(x)
     top, size, m = 12 * s, 16 * s, -(-r // s)
     crop = np.s_[top // s : (top + size) // s, top // s : (top + size) // s]
     ext = np.s_[top - m * s : top + size + m * s]
-    op = SIMOperator(pats[:, ext, ext], psf, s, pad=r, margin=m, dtype="float64", device="cpu")
+    op = SIMOperator(pats[:, ext, ext], psf, s, pad_fine=r, margin_camera=m, dtype="float64", device="cpu")
     np.testing.assert_allclose(op.forward(x[ext, ext]), frames[(slice(None), *crop)], rtol=0, atol=1e-12)
-    alone = SIMOperator(pats[:, top : top + size, top : top + size], psf, s, pad=r, dtype="float64", device="cpu")
+    alone = SIMOperator(pats[:, top : top + size, top : top + size], psf, s, pad_fine=r, dtype="float64", device="cpu")
     edge_error = np.abs(alone.forward(x[top : top + size, top : top + size]) - frames[(slice(None), *crop)])
     assert edge_error[:, 0].mean() > 0.05 * frames.mean()  # what the margin is for
 
@@ -123,7 +124,7 @@ def test_camera_integrates_rather_than_decimates():
 
 def test_batch_axis_gives_the_same_as_single_images():
     rng = np.random.default_rng(3)
-    op = SIMOperator(patterns.linear((24, 24), period_px=6), optics.gaussian_psf(2.0), 2, pad=3, device="cpu")
+    op = SIMOperator(patterns.linear((24, 24), period_px=6), optics.gaussian_psf(2.0), 2, pad_fine=3, device="cpu")
     xb = rng.random((3, 24, 24)).astype(np.float32)
     yb = op.forward(xb)
     assert yb.shape == (3, 9, 12, 12)
@@ -156,7 +157,7 @@ def test_psf_scale_does_not_change_the_operator():
 
 
 def test_uniform_illumination_of_uniform_object_gives_uniform_frames():
-    op = SIMOperator(np.full((2, 40, 40), 2.0), optics.gaussian_psf(1.0, size=7), 4, pad=4, device="cpu")
+    op = SIMOperator(np.full((2, 40, 40), 2.0), optics.gaussian_psf(1.0, size=7), 4, pad_fine=4, device="cpu")
     y = op.forward(np.full((40, 40), 3.0, dtype=np.float32))
     # interior camera pixels see the whole PSF: 2 * 3 = 6 (PSF sums to 1); border pixels see the zero margin
     assert y[:, 1:-1, 1:-1] == pytest.approx(np.full((2, 8, 8), 6.0), rel=1e-5)
@@ -203,17 +204,18 @@ GOOD = dict(patterns=np.ones((3, 8, 8)), psf=np.ones((3, 3)), upsample=2)
         (dict(psf=-np.ones((3, 3))), r"psf: must be non-negative"),
         (dict(psf=np.zeros((3, 3))), r"psf: all zero"),
         (dict(psf=np.array([[np.inf]])), r"psf: contains NaN or Inf"),
-        (dict(upsample=0), r"upsample: expected an integer in 1\.\.8, got 0"),
+        (dict(upsample=0), r"upsample: expected an integer 1\.\.8, got 0"),
         (dict(upsample=2.0), r"upsample: expected an integer"),
-        (dict(margin=-1), r"margin: expected an integer >= 0, got -1"),
-        (dict(margin=2), r"margin: 2 camera pixels on each side leaves no field of the 4x4 camera grid"),
+        (dict(margin_camera=-1), r"margin_camera: expected an integer >= 0, got -1"),
+        (dict(margin_camera=2), r"margin_camera: 2 camera pixels on each side leaves no field of the 4x4 camera"),
+        (dict(pad_fine=1.5), r"pad_fine: expected an integer >= 0, got 1\.5"),
     ],
 )
 def test_bad_construction_raises_one_clear_value_error(change, match):
     kwargs = {**GOOD, **change}
     with pytest.raises(ValueError, match=match):
-        SIMOperator(kwargs["patterns"], kwargs["psf"], kwargs["upsample"], margin=kwargs.get("margin", 0),
-                    device="cpu")
+        SIMOperator(kwargs["patterns"], kwargs["psf"], kwargs["upsample"], pad_fine=kwargs.get("pad_fine", 0),
+                    margin_camera=kwargs.get("margin_camera", 0), device="cpu")
 
 
 def test_bad_call_inputs_name_the_argument_and_expected_shape():
@@ -239,5 +241,75 @@ def test_dtype_is_float32_by_default_and_float64_on_request():
     assert op.forward(np.ones((8, 8))).dtype == np.float32
     op64 = SIMOperator(**GOOD, device="cpu", dtype="float64")
     assert op64.adjoint(np.ones((3, 4, 4))).dtype == np.float64
-    with pytest.raises(ValueError, match="dtype: expected 'float32' or 'float64'"):
+    with pytest.raises(ValueError, match=r"dtype: expected one of \['float32', 'float64'\], got 'float16'"):
         SIMOperator(**GOOD, dtype="float16")
+
+
+# -- shapes, paddings by their units, and the generic adjoint test -----------------------------
+def test_shapes_follow_scipy_input_shape_and_output_shape():
+    op = SIMOperator(np.ones((3, 12, 16)), np.ones((3, 3)), 2, margin_camera=1, device="cpu")
+    assert op.input_shape == (12, 16) and op.output_shape == (3, 4, 6) == (op.K, *op.camera_shape)
+    assert op.forward(np.ones(op.input_shape)).shape == op.output_shape
+    assert op.adjoint(np.ones(op.output_shape)).shape == op.input_shape
+    assert not hasattr(op, "shape")  # an operator's .shape would be the matrix shape (M, N): not offered
+    assert "pad_fine=0" in repr(op) and "margin_camera=1" in repr(op)
+
+
+def test_deprecated_pad_warns_and_builds_the_same_operator_as_pad_fine():
+    rng = np.random.default_rng(8)
+    pats, psf, x = rng.random((3, 12, 12)), rng.random((3, 3)), rng.random((12, 12))
+    new = SIMOperator(pats, psf, 2, pad_fine=3, dtype="float64", device="cpu")
+    with pytest.warns(DeprecationWarning, match=r"pad= is deprecated; use pad_fine="):
+        old = SIMOperator(pats, psf, 2, pad=3, dtype="float64", device="cpu")
+    assert old.pad_fine == new.pad_fine == 4 and old.geometry == new.geometry
+    np.testing.assert_array_equal(old.forward(x), new.forward(x))
+    with pytest.raises(ValueError, match="pad: deprecated name of pad_fine"), pytest.warns(DeprecationWarning):
+        SIMOperator(pats, psf, 2, pad=3, pad_fine=3, device="cpu")
+    with pytest.raises(TypeError, match="margin"):
+        SIMOperator(pats, psf, 2, margin=1, device="cpu")  # never in the stable signature: gone
+
+
+class DenseOp:
+    """A dense matrix as a generic operator (no SIM, no device): x (4, 5) -> y (2, 3, 3)."""
+
+    input_shape = (4, 5)
+
+    def __init__(self, A, At=None):
+        self.A, self.At = A, A.T if At is None else At
+
+    def forward(self, x):
+        return np.einsum("ij,...j->...i", self.A, x.reshape(*x.shape[:-2], -1)).reshape(*x.shape[:-2], 2, 3, 3)
+
+    def adjoint(self, y):
+        return np.einsum("ij,...j->...i", self.At, y.reshape(*y.shape[:-3], -1)).reshape(*y.shape[:-3], 4, 5)
+
+
+def test_dottest_works_on_any_operator_and_raises_on_a_wrong_adjoint():
+    A = np.random.default_rng(9).standard_normal((18, 20))
+    assert dottest(DenseOp(A)) < 1e-13  # float64 without a dtype attribute
+    assert dottest(DenseOp(A), batch=3, raise_error=True) < 1e-13
+    wrong = DenseOp(A, At=A.T * 1.001)
+    err = dottest(wrong)
+    assert 1e-4 < err < 1e-2
+    with pytest.raises(AssertionError, match=r"dottest: relative error .* exceeds rtol 1e-12 \(float64\)"):
+        dottest(wrong, raise_error=True)
+    assert dottest(wrong, rtol=1e-2, raise_error=True) == err  # within a looser tolerance
+    with pytest.raises(AssertionError, match="rtol 1e-05"):
+        dottest(DenseOp(A, At=A.T[:, ::-1]), dtype="float32", raise_error=True)
+
+
+def test_dottest_default_tolerance_follows_the_operators_dtype():
+    op32 = SIMOperator(**GOOD, device="cpu")
+    assert dottest(op32, raise_error=True) < 1e-5  # float32: 1e-5
+    op64 = SIMOperator(**GOOD, dtype="float64", device="cpu")
+    assert dottest(op64, raise_error=True) < 1e-12
+
+
+def test_power_norm_is_the_one_power_iteration_of_norm_estimate():
+    rng = np.random.default_rng(5)
+    op = SIMOperator(rng.random((3, 8, 8)), rng.random((3, 3)), 2, dtype="float64", device="cpu")
+    assert power_norm(op, op.input_shape) == op.norm_estimate()
+    A = rng.standard_normal((18, 20))
+    assert power_norm(DenseOp(A), (4, 5), n_iter=500, rtol=1e-14) == pytest.approx(np.linalg.norm(A, 2), rel=1e-6)
+    with pytest.raises(ValueError, match="n_iter: expected an integer >= 1"):
+        power_norm(op, op.input_shape, n_iter=0)

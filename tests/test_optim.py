@@ -12,7 +12,7 @@ from scipy.optimize import nnls
 
 from cusim import optim, patterns, phantoms
 from cusim.metrics import nrmse
-from cusim.operators import SIMOperator
+from cusim.operators import SIMOperator, power_norm
 from cusim.optics import Widefield
 
 
@@ -20,13 +20,13 @@ class MatrixOp:
     """A dense matrix as an operator (H, W) -> (K, h, w)."""
 
     def __init__(self, A, frames, shape):
-        self.A, self.frames, self.shape = A, frames, shape
+        self.A, self.frames, self.input_shape = A, frames, shape
 
     def forward(self, x):
         return (self.A @ x.ravel()).reshape(self.frames)
 
     def adjoint(self, y):
-        return (self.A.T @ y.ravel()).reshape(self.shape)
+        return (self.A.T @ y.ravel()).reshape(self.input_shape)
 
     def norm_estimate(self):
         return float(np.linalg.norm(self.A, 2))
@@ -93,8 +93,11 @@ def test_fista_unconstrained_matches_lstsq_and_restart_speeds_it_up(small_proble
 def test_fista_runs_its_own_power_iteration_without_norm_estimate(small_problem):
     A, y = small_problem
     ref, _ = nnls(A, y.ravel())
-    res = optim.fista(BareMatrixOp(A, y.shape, (4, 5)), y, n_iter=3000, tol=1e-12)
+    bare = BareMatrixOp(A, y.shape, (4, 5))
+    res = optim.fista(bare, y, n_iter=3000, tol=1e-12)
     assert rel(res.x, ref) < 1e-4
+    # the one power iteration of the package (cusim.operators.power_norm) on the data's grid
+    assert power_norm(bare, np.zeros((4, 5))) == pytest.approx(np.linalg.norm(A, 2), rel=1e-3)
 
 
 def test_fista_stops_on_callback_and_validates_arguments(small_problem):
@@ -106,7 +109,16 @@ def test_fista_stops_on_callback_and_validates_arguments(small_problem):
     np.testing.assert_array_equal(res.loss, seen)
     assert optim.fista(op, y, n_iter=7, tol=0).stop == "max_iter"
     with pytest.raises(ValueError, match="prior"):
-        optim.fista(op, y, prior="l1", lam=1.0)
+        optim.fista(op, y, prior="l1", prior_weight=1.0)
+    with pytest.raises(ValueError, match=r"prior: expected one of \['none', 'tv', 'hessian'\], got None"):
+        optim.fista(op, y, prior=None)  # no prior is the string "none"
+    for bad, says in ((dict(prior_weight=-1.0), "prior_weight: expected a finite number >= 0"),
+                      (dict(n_iter=1.5), "n_iter: expected an integer >= 0"),
+                      (dict(refit_every=0), "refit_every: expected an integer >= 1"),
+                      (dict(step=0.0), "step: expected a finite number > 0"),
+                      (dict(tol=float("nan")), "tol: expected a finite number >= 0")):
+        with pytest.raises(ValueError, match=says):
+            optim.fista(op, y, **bad)
     with pytest.raises(ValueError, match="y:"):
         optim.fista(op, y[0])
 
@@ -185,7 +197,7 @@ def test_fista_prior_beats_no_prior_at_moderate_noise(sim, prior, lam):
     op, x, y = sim
     noisy = y + 0.05 * y.max() * np.random.default_rng(3).standard_normal(y.shape)
     plain = optim.fista(op, noisy, n_iter=100, tol=0)
-    reg = optim.fista(op, noisy, n_iter=100, tol=0, prior=prior, lam=lam)
+    reg = optim.fista(op, noisy, n_iter=100, tol=0, prior=prior, prior_weight=lam)
     assert reg.x.min() >= 0
     assert nrmse(reg.x, x, norm="lstsq") < 0.9 * nrmse(plain.x, x, norm="lstsq")
     pen = optim.tv if prior == "tv" else optim.hessian_norm
@@ -268,7 +280,7 @@ def test_fista_tv_on_cupy_matches_numpy(sim):
     op, x, y = sim
     noisy = y + 0.05 * y.max() * np.random.default_rng(3).standard_normal(y.shape)
     op_gpu = SIMOperator(op.patterns, Widefield(1.2, 520, 100), 2, dtype="float64", device="cuda")
-    kw = dict(n_iter=30, tol=0, prior="tv", lam=1e-3)
+    kw = dict(n_iter=30, tol=0, prior="tv", prior_weight=1e-3)
     cpu = optim.fista(op, noisy, **kw)
     gpu = optim.fista(op_gpu, cupy.asarray(noisy), **kw)
     assert isinstance(gpu.x, cupy.ndarray)

@@ -147,7 +147,7 @@ def test_discrepancy_principle_stops_at_the_noise_level(small):
     # a loose tau keeps the test short; the mechanism is the same at tau = 1
     run = pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=300, tau=8.0, width=8, lr=1e-2))
     assert run.stop_reason.startswith("discrepancy") and run.steps < 300
-    assert run.mse[-1] <= 8.0 < run.mse[-2]
+    assert run.residual_sigma2[-1] <= 8.0 < run.residual_sigma2[-2]
 
 
 def test_reading_the_loss_back_in_blocks_changes_nothing_in_the_result(small):
@@ -163,7 +163,7 @@ def test_reading_the_loss_back_in_blocks_changes_nothing_in_the_result(small):
     assert exact.stop_reason.startswith("discrepancy") and exact.steps < 300 and exact.steps % 7 != 0
     # the rule fired inside a block: the run still ends with that step's image and histories
     assert (late.steps, late.stop_reason) == (exact.steps, exact.stop_reason)
-    np.testing.assert_array_equal(late.mse, exact.mse)
+    np.testing.assert_array_equal(late.residual_sigma2, exact.residual_sigma2)
     np.testing.assert_array_equal(late.image, exact.image)
 
 
@@ -181,15 +181,15 @@ def test_fast_step_bfloat16_channels_last_is_deterministic_and_close_to_float32(
     psnr = {k: cusim.metrics.psnr(r.image, truth, norm="lstsq") for k, r in (("f32", ref), ("fast", a))}
     # same fit to the data and the same quality, not the same bits: the U-Net runs in bfloat16
     assert abs(psnr["fast"] - psnr["f32"]) < 1.0, psnr
-    assert a.mse[-1] < 1.5 * ref.mse[-1] and a.mse[-1] < 0.2 * a.mse[0]
+    assert a.residual_sigma2[-1] < 1.5 * ref.residual_sigma2[-1] and a.residual_sigma2[-1] < 0.2 * a.residual_sigma2[0]
 
 
 def test_fast_settings_are_validated():
-    with pytest.raises(ValueError, match=r"precision: expected one of \('float32', 'bfloat16'\), got 'float16'"):
+    with pytest.raises(ValueError, match=r"precision: expected one of \['float32', 'bfloat16'\], got 'float16'"):
         pinn.PINNConfig(precision="float16")
     with pytest.raises(ValueError, match="sync_every: expected an integer >= 1, got 0"):
         pinn.PINNConfig(sync_every=0)
-    with pytest.raises(ValueError, match="channels_last: expected true or false"):
+    with pytest.raises(ValueError, match=r"channels_last: expected one of \[False, True\], got 'yes'"):
         pinn.PINNConfig(channels_last="yes")
 
 
@@ -250,18 +250,18 @@ def test_a_margin_explains_the_light_from_outside_a_crop():
     fewer = cusim.simulate(shape=(64, 64), upsample=4, seed=3).crop(16, 16, 32, 32)  # the reach scales with s
     assert fewer.margin_available() is None and pinn.auto_margin(fewer) == fewer.margin_reach() == 4
     cfg = pinn.PINNConfig(steps=150, stop="max", width=8)
-    runs = [pinn.optimise(crop.frames(), crop.operator(margin=m, device="cpu"), cfg) for m in (0, 4)]
+    runs = [pinn.optimise(crop.frames(), crop.operator(margin_camera=m, device="cpu"), cfg) for m in (0, 4)]
     assert all(r.image.shape == (64, 64) for r in runs)
-    assert runs[1].mse[-1] < 0.5 * runs[0].mse[-1]
+    assert runs[1].residual_sigma2[-1] < 0.5 * runs[0].residual_sigma2[-1]
     psnr = [cusim.metrics.psnr(r.image, crop.ground_truth, norm="lstsq", crop=4) for r in runs]
     assert psnr[1] > psnr[0] + 0.5
     # Without a margin that edge light floors the residual of the frames' edge band: the stopping rule
     # watches the interior, the PSF's reach in (reconstruct's default for a field not marked isolated).
     # The watch changes the statistic the rule reads, not the fit.
     assert (pinn.watch_inset(crop, 0), pinn.watch_inset(crop, 3), pinn.watch_inset(whole, 0)) == (4, 3, 0)
-    inner = pinn.optimise(crop.frames(), crop.operator(margin=0, device="cpu"), cfg, watch_inset=4)
+    inner = pinn.optimise(crop.frames(), crop.operator(margin_camera=0, device="cpu"), cfg, watch_inset=4)
     np.testing.assert_array_equal(inner.image, runs[0].image)
-    assert inner.mse[-1] < 0.5 * runs[0].mse[-1]
+    assert inner.residual_sigma2[-1] < 0.5 * runs[0].residual_sigma2[-1]
 
 
 def test_margin_is_recorded_and_refined_patterns_come_back_in_the_fields_coordinates():
@@ -269,11 +269,11 @@ def test_margin_is_recorded_and_refined_patterns_come_back_in_the_fields_coordin
     crop = whole.crop(16, 8, 32, 40)
     res = cusim.reconstruct(crop, "pinn", device="cpu", steps=3, stop="max", width=4, refine_patterns=True,
                             refine_start=0, pattern_lr=1e-9)
-    assert res.image.shape == (32, 40) and res.extra["margin"] == 4
+    assert res.image.shape == (32, 40) and res.extra["margin_camera"] == 4
     got = np.asarray(res.extra["pattern_params"]["phase"])  # an update of 1e-9: the phases it started from
     np.testing.assert_allclose(np.angle(np.exp(1j * (got - crop.pattern_params.phase))), 0, atol=1e-5)
-    res0 = cusim.reconstruct(crop, "pinn", device="cpu", steps=2, stop="max", width=4, margin=0)
-    assert res0.image.shape == (32, 40) and res0.extra["margin"] == 0
+    res0 = cusim.reconstruct(crop, "pinn", device="cpu", steps=2, stop="max", width=4, margin_camera=0)
+    assert res0.image.shape == (32, 40) and res0.extra["margin_camera"] == 0
     assert res.extra["watch_inset"] == 4 and res0.extra["watch_inset"] == crop.margin_reach() == 4
 
 
@@ -308,10 +308,11 @@ def test_cli_fast_records_its_settings_and_is_refused_for_other_methods(tmp_path
     ds = io.load(path)
     ds.patterns, ds.pattern_params = ds.get_patterns(), None  # stored patterns: nothing known past the field
     stored = io.save(ds, path.with_name("stored.h5"))
-    res, text = _cli("run", stored, "--method", "iterative", "--margin", "1", "--crop", "4")
+    res, text = _cli("run", stored, "--method", "iterative", "--margin-camera", "1", "--crop", "4")
     assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and "known only 0 camera pixels" in text
-    res, text = _cli("run", path, "--method", "wiener", "--margin", "2", "--crop", "4")
-    assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and "--margin: only for --method pinn or" in text
+    res, text = _cli("run", path, "--method", "wiener", "--margin-camera", "2", "--crop", "4")
+    assert res.exit_code == 1 and len(text.strip().splitlines()) == 1
+    assert "--margin-camera: only for --method pinn or iterative, not wiener" in text
     res, text = _cli("run", path, "--method", "pinn", "--fast", "--steps", "12", "--stop", "max")
     assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and "--crop: a 20 px border leaves" in text
     res, text = _cli("run", path, "--method", "pinn", "--fast", "--steps", "12", "--stop", "max", "--crop", "4")
@@ -361,9 +362,9 @@ def test_tau_is_sigma_squared_unless_given(small):
     op = small.operator(device="cpu")
     assert pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=2, width=4)).tau == 1.0
     run = pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=300, tau=8.0, width=4))
-    assert run.tau == 8.0 and run.stop_reason.endswith("<= tau 8") and run.mse[-1] <= 8.0 < run.mse[-2]
+    assert run.tau == 8.0 and run.stop_reason.endswith("<= tau 8") and run.residual_sigma2[-1] <= 8.0 < run.residual_sigma2[-2]
     for bad in (0, -1.0, True, "1.2", None):
-        with pytest.raises(ValueError, match="tau: expected a positive number"):
+        with pytest.raises(ValueError, match="tau: expected a finite number > 0"):
             pinn.PINNConfig(tau=bad)
 
 
@@ -396,13 +397,13 @@ def test_pinn_on_cuda_fits_like_the_cpu(small):
             "fast": pinn.optimise(small.frames(), small.operator(device="cuda"), pinn.PINNConfig(**cfg, **pinn.FAST))}
     for name, r in runs.items():
         assert r.steps == 60 and r.image.dtype == np.float32 and np.isfinite(r.loss).all(), name
-        assert len(r.mse) == 60 and float(r.image.min()) >= 0, name
-    np.testing.assert_allclose(runs["cuda"].mse[0], runs["cpu"].mse[0], rtol=1e-2)
-    np.testing.assert_allclose(runs["fast"].mse[0], runs["cpu"].mse[0], rtol=5e-2)
+        assert len(r.residual_sigma2) == 60 and float(r.image.min()) >= 0, name
+    np.testing.assert_allclose(runs["cuda"].residual_sigma2[0], runs["cpu"].residual_sigma2[0], rtol=1e-2)
+    np.testing.assert_allclose(runs["fast"].residual_sigma2[0], runs["cpu"].residual_sigma2[0], rtol=5e-2)
     psnr = {k: cusim.metrics.psnr(r.image, small.ground_truth, norm="lstsq") for k, r in runs.items()}
     assert abs(psnr["cuda"] - psnr["cpu"]) < 1.0 and abs(psnr["fast"] - psnr["cpu"]) < 1.0, psnr
     for k in ("cuda", "fast"):
-        assert runs[k].mse[-1] < 1.5 * runs["cpu"].mse[-1] and runs[k].mse[-1] < 0.2 * runs[k].mse[0], k
+        assert runs[k].residual_sigma2[-1] < 1.5 * runs["cpu"].residual_sigma2[-1] and runs[k].residual_sigma2[-1] < 0.2 * runs[k].residual_sigma2[0], k
 
 
 @pytest.mark.gpu

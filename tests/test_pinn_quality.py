@@ -16,6 +16,7 @@ def _cutoff(img, truth) -> float:
     return 0.5 if c is None else c  # None: the curve stays above 1/7 up to Nyquist
 
 
+@pytest.mark.slow
 def test_pinn_frc_cutoff_is_at_least_1_7_times_the_widefield_one_on_filaments():
     """Linear SIM at 0.9 x the OTF cut-off, SNR 20: theory allows ~1.9x; measured: PINN above 1/7 up
     to Nyquist (0.5 cycles/px, the grid's limit) against 0.235 for widefield."""

@@ -3,6 +3,7 @@ with the source's own SIM reconstruction better than the widefield image does.""
 
 from __future__ import annotations
 
+import pytest
 import tifffile
 
 import cusim
@@ -11,6 +12,7 @@ from cusim.importers import import_stack
 from cusim.recon import with_estimated_patterns
 
 
+@pytest.mark.slow
 def test_wiener_and_iterative_with_estimated_patterns_correlate_with_the_reference(shared_data):
     root = shared_data / "real" / "dlsim-microtubules"
     ds = import_stack(root / "raw_normal_light.tif", angles=3, phases=5, order="angle-major", binning=2,

@@ -13,11 +13,11 @@ from cusim.torch_ops import as_array, as_tensor, sim_adjoint, sim_forward  # noq
 
 def _op(device="cpu", dtype="float64", pad=3):
     pats = patterns.linear((24, 20), period_px=5.5)
-    return SIMOperator(pats, optics.gaussian_psf(1.5, size=7), 2, pad=pad, device=device, dtype=dtype)
+    return SIMOperator(pats, optics.gaussian_psf(1.5, size=7), 2, pad_fine=pad, device=device, dtype=dtype)
 
 
 def _torch_reference(x, op):
-    """The same model in pure torch with autograd (periodic, pad=0): FFT conv, block mean."""
+    """The same model in pure torch with autograd (periodic, pad_fine=0): FFT conv, block mean."""
     pats = torch.as_tensor(np.asarray(op.patterns), dtype=x.dtype)
     g = op.geometry
     psf = optics.gaussian_psf(1.5, size=7)

@@ -6,6 +6,6 @@
   ``torch.fft`` (pad, pattern multiply, OTF, mean binning) and autograd.
 - :mod:`.paper_pinn`: peer (a): the paper's PINN method as published.
 
-Both model the periodic case (``pad=0``) of DESIGN section 1 and carry a ``check_against(op)``
+Both model the periodic case (``pad_fine=0``) of DESIGN section 1 and carry a ``check_against(op)``
 self-check that asserts agreement with :class:`cusim.SIMOperator` before anything is timed.
 """

@@ -3,7 +3,7 @@
 Per frame k: ``y_k = D_s[ ifft2( fft2(I_k . x) . OTF ).real ]`` with full complex planes (no rfft,
 no spectral folding) and ``D_s`` a mean over s x s blocks. The adjoint repeats each camera pixel over
 its block / s^2, filters with ``conj(OTF)``, multiplies by the pattern and sums over frames.
-Periodic model only (cusim's ``pad=0``). Precision follows the inputs, as in naive code: NumPy >= 2
+Periodic model only (cusim's ``pad_fine=0``). Precision follows the inputs, as in naive code: NumPy >= 2
 keeps ``numpy.fft`` in single precision for float32 input and in double for float64.
 """
 
@@ -60,14 +60,14 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def check_against(op, psf: np.ndarray, rtol: float = 1e-10, seed: int = 1) -> float:
-    """Assert that the NumPy peer reproduces ``op`` (a CPU, float64, ``pad=0`` SIMOperator).
+    """Assert that the NumPy peer reproduces ``op`` (a CPU, float64, ``pad_fine=0`` SIMOperator).
 
     ``psf`` is the array ``op`` was built from (the operator keeps only its transfer function).
     Returns the largest relative error of forward and adjoint; raises AssertionError above ``rtol``.
     """
     g = op.geometry
     assert op.device == "cpu" and op.dtype == np.float64, "check_against needs a CPU float64 operator"
-    assert g.off == 0, "the NumPy peer models the periodic case (pad=0) only"
+    assert g.off == 0, "the NumPy peer models the periodic case (pad_fine=0) only"
     peer = NumpyDirectSIM(np.asarray(op.patterns, dtype=np.float64), np.asarray(psf, np.float64), g.s)
     rng = np.random.default_rng(seed)
     x = rng.random((g.H, g.W))

@@ -2,7 +2,7 @@
 
 ``y = avg_pool2d( ifft2( fft2(I . x) . OTF ).real, s )`` over all K frames at once; the adjoint of
 ``r`` is ``torch.autograd.grad(y, x, grad_outputs=r)``, which is how a PINN built on this model gets
-its gradient. Works on CPU and CUDA tensors, float32 or float64. Periodic model only (``pad=0``).
+its gradient. Works on CPU and CUDA tensors, float32 or float64. Periodic model only (``pad_fine=0``).
 """
 
 from __future__ import annotations
@@ -61,14 +61,14 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def check_against(op, psf, device=None, rtol: float | None = None, seed: int = 1) -> float:
-    """Assert that the torch peer reproduces ``op`` (a ``pad=0`` SIMOperator on CPU or CUDA).
+    """Assert that the torch peer reproduces ``op`` (a ``pad_fine=0`` SIMOperator on CPU or CUDA).
 
     The peer is built in ``op``'s dtype on ``device`` (default: the operator's device); the default
     tolerance is 1e-10 in float64 and 1e-4 in float32. ``psf`` is the array ``op`` was built from.
     Returns the largest relative error of forward and adjoint; raises AssertionError above ``rtol``.
     """
     g = op.geometry
-    assert g.off == 0, "the torch peer models the periodic case (pad=0) only"
+    assert g.off == 0, "the torch peer models the periodic case (pad_fine=0) only"
     f64 = op.dtype == np.float64
     rtol = (1e-10 if f64 else 1e-4) if rtol is None else rtol
     device = device or op.device

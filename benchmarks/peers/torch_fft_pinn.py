@@ -20,6 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cusim.backend import xp_for
+from cusim.operators import power_norm
 from cusim.torch_ops import as_array, as_tensor
 
 
@@ -86,7 +88,7 @@ class AutogradOperator:
 
     def __init__(self, physics: TorchFFTPhysics, ref):
         self.physics, self.ref = physics, ref
-        self.shape, self.K = (physics.H, physics.W), physics.K
+        self.input_shape, self.K = (physics.H, physics.W), physics.K
         self.dtype, self.device = ref.dtype, ref.device
         self._norm = None
 
@@ -96,7 +98,7 @@ class AutogradOperator:
 
     def adjoint(self, r):
         rt = as_tensor(r)
-        x = torch.zeros(self.shape, dtype=rt.dtype, device=rt.device, requires_grad=True)
+        x = torch.zeros(self.input_shape, dtype=rt.dtype, device=rt.device, requires_grad=True)
         (g,) = torch.autograd.grad(self.physics(x), x, grad_outputs=rt)
         return as_array(g)
 
@@ -106,19 +108,7 @@ class AutogradOperator:
     def norm_estimate(self, n_iter: int = 50, seed: int = 0, rtol: float = 1e-6) -> float:
         """``||A||_2`` by the same seeded power iteration as ``SIMOperator.norm_estimate`` (cached)."""
         if self._norm is None:
-            xp = self.ref._xp
-            v = xp.asarray(np.random.default_rng(seed).random(self.shape), dtype=self.dtype)
-            v /= xp.linalg.norm(v)
-            lam = 0.0
-            for _ in range(n_iter):
-                u = self.adjoint(self.forward(v))
-                lam_new = float(xp.linalg.norm(u))
-                v = u / lam_new
-                done = abs(lam_new - lam) <= rtol * lam_new
-                lam = lam_new
-                if done:
-                    break
-            self._norm = float(np.sqrt(lam))
+            self._norm = power_norm(self, self.input_shape, n_iter=n_iter, rtol=rtol, seed=seed)
         return self._norm
 
 
@@ -139,8 +129,8 @@ def check_against(op, patterns, psf, rtol: float | None = None, seed: int = 1) -
     rtol = (1e-10 if op.dtype == np.float64 else 1e-4) if rtol is None else rtol
     peer = TorchFFTPhysics.like(op, patterns, psf)
     rng = np.random.default_rng(seed)
-    xp = op._xp
-    x = xp.asarray(rng.random(op.shape).astype(op.dtype))
+    xp = xp_for(op.device)
+    x = xp.asarray(rng.random(op.input_shape).astype(op.dtype))
     r = xp.asarray(rng.standard_normal((op.K, *op.camera_shape)).astype(op.dtype))
     aop = AutogradOperator(peer, op)
     err = max(_rel(aop.forward(x), op.forward(x)), _rel(aop.adjoint(r), op.adjoint(r)))

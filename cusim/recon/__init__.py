@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..backend import device_name, resolve_device
 from ..io import Dataset, Recon
 from ..patterns import params_record
+from .config import CONFIGS
 
 METHODS = ("widefield", "wiener", "iterative", "pinn")
 # methods that use the illumination patterns (and can have them estimated first)
@@ -53,6 +54,17 @@ class Result:
         return Recon(np.asarray(self.image, dtype=np.float32), attrs, self.loss)
 
 
+def _method_module(method: str):
+    """The module of ``method``; the PINN's needs PyTorch, an optional dependency (``cusim[pinn]``)."""
+    try:
+        return importlib.import_module(f"{__name__}.{method}")
+    except ModuleNotFoundError as e:
+        if e.name != "torch":
+            raise
+        raise ImportError(f"method {method!r} needs PyTorch, which is not installed; install it with "
+                          "pip install 'cusim[pinn]' (or pip install torch)") from None
+
+
 def with_estimated_patterns(dataset: Dataset, **options) -> tuple[Dataset, object]:
     """A copy of ``dataset`` whose patterns are the sinusoidal parameters estimated from its frames
     (:func:`cusim.estimate.estimate_dataset`), and the estimate itself."""
@@ -75,7 +87,7 @@ def reconstruct(dataset: Dataset, method: str = "widefield", *, device: str = "a
     if estimate_patterns and method not in PATTERN_METHODS:
         raise ValueError(f"estimate_patterns: method {method!r} uses no patterns")
     dev = resolve_device(device)
-    fn = importlib.import_module(f"{__name__}.{method}").reconstruct
+    fn = _method_module(method).reconstruct
     t0 = time.perf_counter()
     estimated = None
     if estimate_patterns:
@@ -84,6 +96,10 @@ def reconstruct(dataset: Dataset, method: str = "widefield", *, device: str = "a
     image, info = fn(dataset, device=dev, **params)
     runtime = time.perf_counter() - t0
     recorded = {k: v for k, v in params.items() if k not in _OPERATIONAL}
+    if method in CONFIGS:  # every setting as resolved (defaults included), for the record
+        fields = {f.name for f in dataclasses.fields(CONFIGS[method])}
+        cfg = CONFIGS[method].from_params({k: v for k, v in recorded.items() if k in fields})
+        recorded = {**dataclasses.asdict(cfg), **recorded}
     if estimate_patterns:
         recorded["estimate_patterns"] = True
     extra = {k: v for k, v in info.items() if k != "loss"}

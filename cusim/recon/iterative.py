@@ -9,51 +9,36 @@ Stopping matters more than the prior: run to convergence, least squares fits the
 SIM/microtubules sample 1 the PSNR peaks at 32.7 dB after ~25 FISTA steps and falls to 30.8 dB by 100).
 The default stop is the discrepancy principle: the first iterate whose residual mean square reaches
 ``tau`` times the noise variance, estimated from the frames' out-of-band spectrum (:mod:`cusim.noise`).
-The prior's weight ``reg`` is relative: ``lam = reg * sigma * K``, so it follows the data's units.
+The prior's weight ``prior_weight`` is relative: ``lam = prior_weight * sigma * K`` (the absolute weight
+of :func:`cusim.optim.fista`), so it follows the data's units.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..backend import to_numpy, xp_for
+from ..backend import resolve_device, to_numpy, xp_for
 from ..noise import estimate_sigma
 from ..optim import fista, hessian_norm, richardson_lucy, tv
+from .config import IterativeConfig
 
-ALGORITHMS = ("fista", "rl")
-PRIORS = ("none", "tv", "hessian")
-STOPS = ("max", "tol", "discrepancy")
-
-
-def check_params(algorithm: str = "fista", prior: str = "tv", reg: float = 0.002, n_iter: int = 100,
-                 stop: str = "discrepancy", tau: float = 1.0, tol: float = 1e-5) -> None:
-    """Raise one clear ValueError for a bad setting (before any work)."""
-    for name, v, allowed in (("algorithm", algorithm, ALGORITHMS), ("prior", prior, PRIORS), ("stop", stop, STOPS)):
-        if v not in allowed:
-            raise ValueError(f"iterative: {name}: expected one of {allowed}, got {v!r}")
-    if isinstance(n_iter, bool) or not isinstance(n_iter, (int, np.integer)) or n_iter < 1:
-        raise ValueError(f"iterative: n_iter: expected an integer >= 1, got {n_iter!r}")
-    for name, v in (("reg", reg), ("tau", tau), ("tol", tol)):
-        if not (np.isfinite(v) and v >= 0):
-            raise ValueError(f"iterative: {name}: expected a number >= 0, got {v!r}")
-    if algorithm == "rl" and prior != "none":
-        raise ValueError("iterative: algorithm 'rl' has no prior; use --prior none or algorithm fista")
-
-
-def solve(frames: np.ndarray, op, *, algorithm: str = "fista", prior: str = "tv", reg: float = 0.002,
-          n_iter: int = 100, stop: str = "discrepancy", tau: float = 1.0, tol: float = 1e-5,
-          callback=None) -> dict:
-    """Reconstruct one stack ``frames`` (K, h, w) with ``op``; returns the image and what happened.
+def solve(frames: np.ndarray, op, cfg: IterativeConfig | None = None, callback=None) -> dict:
+    """Reconstruct one stack ``frames`` (K, h, w) with ``op`` and the settings ``cfg`` (default
+    ``IterativeConfig()``); returns the image and what happened.
 
     ``callback(i, n_iter, loss, residual)`` reports progress (residual in units of sigma^2).
     """
-    check_params(algorithm, prior, reg, n_iter, stop, tau, tol)
+    cfg = IterativeConfig() if cfg is None else cfg
+    if not isinstance(cfg, IterativeConfig):
+        raise TypeError(f"cfg: expected an IterativeConfig (IterativeConfig.from_params builds one from a dict), "
+                        f"got {type(cfg).__name__}")
+    algorithm, prior, n_iter, stop, tau, tol = cfg.algorithm, cfg.prior, cfg.n_iter, cfg.stop, cfg.tau, cfg.tol
     frames = np.asarray(frames, dtype=np.float32)
     sigma, how = estimate_sigma(frames, op)
     xp = xp_for(op.device)
     y = xp.asarray(frames)
     K, N = frames.shape[0], frames.size
-    lam = reg * sigma * K if prior != "none" else 0.0
+    lam = cfg.prior_weight * sigma * K if prior != "none" else 0.0
     penalty = {"tv": tv, "hessian": hessian_norm}.get(prior)
     gain = offset = None
     if algorithm == "rl":  # RL needs the camera offset removed: take gains and offsets from a short NNLS fit
@@ -81,8 +66,8 @@ def solve(frames: np.ndarray, op, *, algorithm: str = "fista", prior: str = "tv"
 
     tol_used = tol if stop == "tol" else 0.0
     if algorithm == "fista":
-        out = fista(op, y, n_iter=n_iter, prior=None if prior == "none" else prior, lam=lam,
-                    fit_gain_offset=True, tol=tol_used, callback=watch)
+        out = fista(op, y, n_iter=n_iter, prior=prior, prior_weight=lam, fit_gain_offset=True, tol=tol_used,
+                    callback=watch)
     else:
         out = richardson_lucy(op, (y - b) / a, n_iter=n_iter, tol=tol_used, callback=watch)
     reason = state["reason"] or {"max_iter": f"max iterations ({n_iter})", "tol": f"relative change < {tol:g}",
@@ -93,23 +78,25 @@ def solve(frames: np.ndarray, op, *, algorithm: str = "fista", prior: str = "tv"
             "offset": np.asarray(out.offset if offset is None else offset)}
 
 
-def reconstruct(dataset, *, device: str = "cpu", pad: int | None = None, margin: int | None = None,
-                callback=None, **params):
+def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, margin_camera: int | None = None,
+                callback=None, **settings):
     """Every time point of ``dataset`` by :func:`solve`; returns ``(image, info)``.
 
-    Parameters: ``algorithm`` fista | rl, ``prior`` none | tv | hessian, ``reg`` (relative prior
-    weight), ``n_iter``, ``stop`` max | tol | discrepancy, ``tau``, ``tol``. ``margin`` (camera pixels;
+    ``settings`` are the fields of :class:`IterativeConfig` (``algorithm``, ``prior``, ``prior_weight``
+    (relative), ``n_iter``, ``stop``, ``tau``, ``tol``), validated before any work. ``pad_fine`` (fine
+    pixels; default the PSF's half-size) is the operator's zero margin. ``margin_camera`` (camera pixels;
     default ``dataset.default_margin()``, the PSF's reach where the patterns are known past the field)
     extends the object past the field, so that light blurred in from outside is explained there; the
     image returned is the field (docs/quality.md, "The margin": +0.1 to +6.9 dB for FISTA on the
-    paper's crops).
+    paper's crops). ``info["margin_camera"]`` is the margin used.
     """
-    check_params(**params)
-    margin = dataset.default_margin() if margin is None else margin
-    op = dataset.operator(pad=pad, margin=margin, device=device)
+    cfg = IterativeConfig.from_params(settings)
+    device = resolve_device(device)
+    margin = dataset.default_margin() if margin_camera is None else margin_camera
+    op = dataset.operator(pad_fine=pad_fine, margin_camera=margin, device=device)
     field = op.field
-    runs = [solve(dataset.frames(t), op, callback=callback, **params) for t in range(dataset.T)]
+    runs = [solve(dataset.frames(t), op, cfg, callback=callback) for t in range(dataset.T)]
     image = np.stack([r["image"][field] for r in runs]) if dataset.is_series else runs[0]["image"][field]
     return image, {"loss": np.concatenate([r["loss"] for r in runs]),
-                   "stop_reason": "; ".join(r["stop_reason"] for r in runs), "margin": margin,
+                   "stop_reason": "; ".join(r["stop_reason"] for r in runs), "margin_camera": margin,
                    "steps_run": int(sum(r["steps_run"] for r in runs)), "sigma": runs[-1]["sigma"]}

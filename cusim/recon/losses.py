@@ -7,13 +7,11 @@ matter (see :class:`DataLoss` for which fit serves the loss and which the stoppi
 
 from __future__ import annotations
 
-import re
-
 import torch
 from torch.nn import functional as F
 
-DATA_LOSSES = ("mse", "ssim", "pg")
-PRIORS = ("none", "tv", "hessian")
+from .config import DATA_LOSSES, PRIORS, parse_loss  # noqa: F401  (the loss grammar lives with the settings)
+
 
 
 def fit_gain_offset(p: torch.Tensor, y: torch.Tensor, mode: str = "frame") -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,16 +45,6 @@ def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Ten
     return s.mean()
 
 
-def parse_loss(spec: str) -> dict[str, float]:
-    """``"mse"``, ``"ssim"``, ``"pg"`` or a weighted sum such as ``"mse+0.5*ssim"`` -> {name: weight}."""
-    terms = {}
-    for part in spec.replace(" ", "").split("+"):
-        m = re.fullmatch(r"(?:([0-9.eE-]+)\*)?([a-z]+)", part)
-        if not m or m.group(2) not in DATA_LOSSES:
-            raise ValueError(f"loss: expected terms from {DATA_LOSSES} as 'mse', 'ssim', 'pg' or a weighted sum "
-                             f"like 'mse+0.5*ssim', got {spec!r}")
-        terms[m.group(2)] = terms.get(m.group(2), 0.0) + float(m.group(1) or 1.0)
-    return terms
 
 
 class DataLoss:
@@ -142,4 +130,4 @@ def prior(x: torch.Tensor, kind: str, eps: float = 1e-3) -> torch.Tensor:
         dyy = x[2:, :] - 2 * x[1:-1, :] + x[:-2, :]
         dxy = x[1:, 1:] - x[1:, :-1] - x[:-1, 1:] + x[:-1, :-1]
         return torch.sqrt(dxx[1:-1] ** 2 + dyy[:, 1:-1] ** 2 + 2 * dxy[:-1, :-1] ** 2 + (eps * scale) ** 2).mean() / scale
-    raise ValueError(f"reg: expected one of {PRIORS}, got {kind!r}")
+    raise ValueError(f"prior: expected one of {PRIORS}, got {kind!r}")

@@ -18,91 +18,15 @@ import numpy as np
 import torch
 
 from .._files import atomic_target
+from .._validate import check_int
+from ..backend import resolve_device
 from ..noise import estimate_sigma
 from ..patterns import SinusoidParams, params_record
 from ..torch_ops import sim_forward
-from .losses import DataLoss, parse_loss, prior
+from .config import FAST, INPUTS, PRECISIONS, PRIORS, STOPS, PINNConfig  # noqa: F401  (re-exported)
+from .losses import DataLoss, prior
 from .widefield import upsample_cubic
 
-STOPS = ("max", "plateau", "discrepancy")
-PRECISIONS = ("float32", "bfloat16")
-# The fast step (``cusim run --fast``): the U-Net's inner levels in bfloat16 under autocast (its
-# full-resolution level and head in float32) with channels-last tensors, the loss read back to the
-# host every 10 steps. Physics, loss, weights and Adam stay float32.
-FAST = {"precision": "bfloat16", "channels_last": True, "sync_every": 10}
-REFINE_MAX_FIT_RESIDUAL = 0.25  # relative residual of a sinusoid fit above which patterns are not sinusoidal
-INPUTS = ("upsampled", "widefield")
-
-
-@dataclass(frozen=True)
-class PINNConfig:
-    """Settings of one PINN reconstruction; defaults follow the paper's schedule."""
-
-    steps: int = 1000
-    lr: float = 1e-3
-    lr_decay: float = 0.9  # multiply the learning rate by this ...
-    lr_every: int = 50  # ... every this many steps
-    loss: str = "mse"  # "mse" | "ssim" | "pg" | a weighted sum "mse+0.5*ssim"
-    gain: str = "frame"  # closed-form gain and offset per "frame" or one "global" pair
-    reg: str = "none"  # "none" | "tv" | "hessian"
-    reg_weight: float = 0.0
-    stop: str = "discrepancy"  # "max" | "plateau" | "discrepancy"
-    tau: float = 1.0  # discrepancy: stop when the residual mean square <= tau * sigma^2 ...
-    stall: float = 0.01  # ... or when it fell by less than this fraction over `patience` steps (a floor;
-    # both measured on the paper's data: docs/quality.md, "The whole samples on a GPU")
-    patience: int = 100  # plateau: stop when the loss fell by less than min_delta (relative) ...
-    min_delta: float = 1e-3  # ... over this many steps
-    width: int = 32
-    depth: int = 3
-    up: str = "nearest"
-    norm: str = "batch"  # "batch" (fits several times faster) | "none" (the paper's network)
-    input: str = "upsampled"  # "upsampled" (K channels) | "widefield" (1 channel)
-    seed: int = 0
-    ensemble: int = 1  # independent networks (seeds seed, seed + 1, ...) whose images are averaged: N x the time
-    # (measured on the paper's crops: docs/quality.md, "Ensembles")
-    warm_start_steps: int = 200  # time series: steps for frames after the first
-    refine_patterns: bool = False  # learn k (per carrier), phase (per frame), modulation (per carrier)
-    refine_start: int = 100  # ... from this step on (the object must take shape first)
-    pattern_lr: float = 3e-3  # Adam rate of the pattern corrections (radians; 1e-3 cycles/px for k)
-    precision: str = "float32"  # "bfloat16": the U-Net under autocast (physics, loss, Adam stay float32) ...
-    float32_levels: int = 1  # ... except this many outer levels and the head (models.UNet)
-    channels_last: bool = False  # the U-Net's tensors in channels-last memory order
-    sync_every: int = 1  # read the loss back to the host every this many steps (the stop stays exact)
-
-    def __post_init__(self):
-        ints = {"steps": 1, "lr_every": 1, "patience": 1, "width": 1, "depth": 0, "warm_start_steps": 1,
-                "ensemble": 1, "refine_start": 0, "sync_every": 1, "float32_levels": 0}
-        for name, lo in ints.items():
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ValueError(f"{name}: expected an integer >= {lo}, got {v!r}")
-        for name in ("lr", "lr_decay", "tau", "stall", "pattern_lr"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-                raise ValueError(f"{name}: expected a positive number, got {getattr(self, name)!r}")
-        if self.reg_weight < 0:
-            raise ValueError(f"reg_weight: expected >= 0, got {self.reg_weight}")
-        parse_loss(self.loss)
-        for name, allowed in (("stop", STOPS), ("input", INPUTS), ("gain", ("frame", "global")),
-                              ("reg", ("none", "tv", "hessian")), ("up", ("nearest", "transpose")),
-                              ("norm", ("none", "batch")), ("precision", PRECISIONS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}: expected one of {allowed}, got {getattr(self, name)!r}")
-        if not isinstance(self.channels_last, bool):
-            raise ValueError(f"channels_last: expected true or false, got {self.channels_last!r}")
-
-    @property
-    def fast(self) -> bool:
-        """Whether the network runs in the fast mode (reduced precision or channels-last)."""
-        return self.precision != "float32" or self.channels_last
-
-    @classmethod
-    def from_params(cls, params: dict) -> "PINNConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(params) - names)
-        if unknown:
-            raise ValueError(f"pinn: unknown parameter(s) {unknown}; expected some of {sorted(names)}")
-        return cls(**params)
 
 
 @dataclass
@@ -111,8 +35,8 @@ class PINNRun:
 
     image: np.ndarray
     loss: np.ndarray
-    mse: np.ndarray  # residual mean square in units of the estimated sigma^2, per step (with a margin: of
-    # the frames' interior, out of the margin's reach; the stopping rule's residual)
+    residual_sigma2: np.ndarray  # residual mean square in units of the estimated sigma^2, per step (of the
+    # frames' interior, ``watch_inset`` camera pixels in: the stopping rule's residual)
     steps: int
     stop_reason: str
     sigma: float
@@ -184,7 +108,7 @@ class PINNStep:
         self.cfg, self.op = cfg, op
         self.device = dev = _torch_device(op)
         self.sigma, _ = estimate_sigma(frames, op)
-        m = getattr(op, "margin", 0)  # camera pixels past the field (peers' physics objects have none)
+        m = getattr(op, "margin_camera", 0)  # camera pixels past the field (peers' physics objects have none)
         torch.manual_seed(cfg.seed)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         # An operator with a margin has its object grid extend past the frames' field: the network's
@@ -219,7 +143,7 @@ class PINNStep:
 
             if pattern_params is None or blur is None:
                 raise ValueError("refine_patterns: needs sinusoidal pattern parameters and the blur operator")
-            self.pmodel = PatternModel(pattern_params.moved(-e, -e), op.shape, dev)  # field -> object grid
+            self.pmodel = PatternModel(pattern_params.moved(-e, -e), op.input_shape, dev)  # field -> object grid
             self.popt = torch.optim.Adam(self.pmodel.parameters(), lr=cfg.pattern_lr)
             self.physics = lambda x: sim_forward(self.pmodel() * x, blur)[:, 0]
         self._cudnn = None
@@ -230,7 +154,7 @@ class PINNStep:
         self._loss = None
 
     def image(self) -> torch.Tensor:
-        """The U-Net's current output on the object grid ``op.shape`` (the field and any margin; ``field``
+        """The U-Net's current output on the object grid ``op.input_shape`` (the field and any margin; ``field``
         slices the field out), float32 (with the graph when gradients are enabled)."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bfloat16"):
             x = self.net(self.inp)
@@ -243,8 +167,8 @@ class PINNStep:
             self.popt.zero_grad(set_to_none=True)
         x = self.image()
         loss, mse = self.data_loss(self.physics(x))
-        if self.cfg.reg != "none" and self.cfg.reg_weight > 0:
-            loss = loss + self.cfg.reg_weight * prior(x, self.cfg.reg)
+        if self.cfg.prior != "none" and self.cfg.prior_weight > 0:
+            loss = loss + self.cfg.prior_weight * prior(x, self.cfg.prior)
         self._loss = loss
         return x, loss.detach(), mse
 
@@ -380,21 +304,16 @@ def _refine_setup(dataset, op):
     """Starting parameters (stored, or fitted to stored pattern arrays) and the blur operator."""
     params = dataset.pattern_params
     if params is None:
-        from ..estimate import params_from_patterns  # noqa: PLC0415
+        from ..pattern_fit import fit_sinusoids  # noqa: PLC0415
 
-        stored = dataset.get_patterns()
-        params = params_from_patterns(stored)
-        fit = params.render(dataset.fine_shape)
-        scale = (fit * stored).sum(axis=(1, 2)) / (fit * fit).sum(axis=(1, 2))  # stored patterns' units
-        dev = stored - stored.mean(axis=(1, 2), keepdims=True)
-        rel = float(np.linalg.norm(stored - scale[:, None, None] * fit) / np.linalg.norm(dev))
-        if rel > REFINE_MAX_FIT_RESIDUAL:
-            raise ValueError(f"refine_patterns: the stored patterns are not sinusoidal (a sinusoid fit leaves "
-                             f"{rel:.0%} of their variation); refinement needs sinusoidal SIM patterns")
+        try:
+            params, _ = fit_sinusoids(dataset.get_patterns())
+        except ValueError as e:
+            raise ValueError(f"refine_patterns: {e}; refinement needs sinusoidal SIM patterns") from None
     from ..operators import SIMOperator  # noqa: PLC0415
 
-    blur = SIMOperator(np.ones((1, *op.shape), np.float32), dataset.optics(), dataset.upsample,
-                       pad=op.pad, margin=op.margin, device=op.device)
+    blur = SIMOperator(np.ones((1, *op.input_shape), np.float32), dataset.optics(), dataset.upsample,
+                       pad_fine=op.pad_fine, margin_camera=op.margin_camera, device=op.device)
     return params, blur
 
 
@@ -428,7 +347,7 @@ def auto_margin(dataset) -> int:
 def _member_run(frames, op, cfg: PINNConfig, steps: int, checkpoint, done_file, resume: bool, **kw) -> PINNRun:
     """One member of an ensemble at one time point. With ``done_file`` (ensembles with a checkpoint) a
     finished member's run is kept there, and ``resume`` takes it from there instead of running again."""
-    settings = _settings(cfg, steps, op.margin * op.upsample, kw["watch_inset"])
+    settings = _settings(cfg, steps, op.margin_camera * op.upsample, kw["watch_inset"])
     if done_file is not None and resume and done_file.exists():
         done = torch.load(done_file, map_location="cpu", weights_only=False)
         if done["settings"] != settings:
@@ -440,13 +359,13 @@ def _member_run(frames, op, cfg: PINNConfig, steps: int, checkpoint, done_file, 
     return run
 
 
-def reconstruct(dataset, *, device: str = "cpu", pad: int | None = None, margin: int | None = None,
-                checkpoint: Path | None = None, checkpoint_every: int = 100, resume: bool = False, callback=None,
+def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, margin_camera: int | None = None,
+                checkpoint: Path | None = None, checkpoint_every: int = 50, resume: bool = False, callback=None,
                 **params):
     """PINN reconstruction of every time point of ``dataset``; later frames warm-start from the
     previous one's weights (and refined patterns) with ``warm_start_steps`` steps. Returns ``(image, info)``.
 
-    ``margin`` (camera pixels; default :func:`auto_margin`) extends the object past the field, so that
+    ``margin_camera`` (camera pixels; default :func:`auto_margin`) extends the object past the field, so that
     light blurred in from structure outside it is explained by structure there, not by artefacts
     inside (docs/quality.md, "The margin"); the image returned is the field.
 
@@ -456,8 +375,9 @@ def reconstruct(dataset, *, device: str = "cpu", pad: int | None = None, margin:
     each member has its own (``<checkpoint>.m<j>``) and a finished member's result is kept beside it
     until the whole reconstruction ends, so ``resume`` continues with the member that was interrupted."""
     cfg = PINNConfig.from_params(params)
-    margin = auto_margin(dataset) if margin is None else margin
-    op = dataset.operator(pad=pad, margin=margin, device=device)
+    check_int("checkpoint_every", checkpoint_every, 1)
+    margin = auto_margin(dataset) if margin_camera is None else margin_camera
+    op = dataset.operator(pad_fine=pad_fine, margin_camera=margin, device=resolve_device(device))
     inset = watch_inset(dataset, margin)
     pparams, blur = _refine_setup(dataset, op) if cfg.refine_patterns else (None, None)
     members = [cfg if j == 0 else dataclasses.replace(cfg, seed=cfg.seed + j) for j in range(cfg.ensemble)]
@@ -489,7 +409,7 @@ def reconstruct(dataset, *, device: str = "cpu", pad: int | None = None, margin:
             f.unlink(missing_ok=True)
     image = np.stack(images) if dataset.is_series else images[0]
     info = {"loss": np.concatenate(losses), "stop_reason": "; ".join(reasons), "sigma": run.sigma, "tau": run.tau,
-            "margin": margin, "watch_inset": inset, "ensemble": len(members),
+            "margin_camera": margin, "watch_inset": inset, "ensemble": len(members),
             "steps_run": int(sum(len(v) for v in losses))}
     if chains[0] is not None:
         info["pattern_params"] = params_record(chains[0])

@@ -20,7 +20,7 @@ def image(dataset, t: int = 0) -> np.ndarray:
     return upsample_cubic(dataset.frames(t).mean(axis=0), dataset.upsample)
 
 
-def reconstruct(dataset, *, device: str = "cpu") -> tuple[np.ndarray, dict]:
+def reconstruct(dataset, *, device: str = "auto") -> tuple[np.ndarray, dict]:
     """The widefield image of every time point: (H, W) or (T, H, W)."""
     imgs = [image(dataset, t) for t in range(dataset.T)]
     return (np.stack(imgs) if dataset.is_series else imgs[0]), {}

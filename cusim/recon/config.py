@@ -1,0 +1,185 @@
+"""The settings of every reconstruction method (:class:`PINNConfig`, :class:`IterativeConfig`,
+:class:`WienerConfig`), each a frozen dataclass validated once in ``__post_init__``: the one place that
+says what is valid, for :func:`cusim.reconstruct` and the command line alike. Free of torch, so the
+command line can use them without importing it.
+
+Every default that was chosen by a measurement names it (docs/quality.md, docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+
+from .._validate import check_choice, check_int, check_number, check_positive
+from ..optim import PRIORS
+
+DATA_LOSSES = ("mse", "ssim", "pg")
+STOPS = ("max", "plateau", "discrepancy")
+PRECISIONS = ("float32", "bfloat16")
+# The fast step (``cusim run --fast``): the U-Net's inner levels in bfloat16 under autocast (its
+# full-resolution level and head in float32) with channels-last tensors, the loss read back to the
+# host every 10 steps. Physics, loss, weights and Adam stay float32.
+FAST = {"precision": "bfloat16", "channels_last": True, "sync_every": 10}
+INPUTS = ("upsampled", "widefield")
+ALGORITHMS = ("fista", "rl")
+ITERATIVE_STOPS = ("max", "tol", "discrepancy")
+
+
+class _Config:
+    """A method's settings: a frozen dataclass validated in ``__post_init__``; ``from_params`` builds one
+    from a dict (keyword arguments, the command line) and names unknown keys."""
+
+    method = ""
+
+    @classmethod
+    def from_params(cls, params: dict):
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(params) - names)
+        if unknown:
+            raise ValueError(f"{cls.method}: unknown parameter(s) {unknown}; expected some of {sorted(names)}")
+        return cls(**params)
+
+
+def parse_loss(spec: str) -> dict[str, float]:
+    """``"mse"``, ``"ssim"``, ``"pg"`` or a weighted sum such as ``"mse+0.5*ssim"`` -> {name: weight}."""
+    terms = {}
+    for part in spec.replace(" ", "").split("+"):
+        m = re.fullmatch(r"(?:([0-9.eE-]+)\*)?([a-z]+)", part)
+        if not m or m.group(2) not in DATA_LOSSES:
+            raise ValueError(f"loss: expected terms from {DATA_LOSSES} as 'mse', 'ssim', 'pg' or a weighted sum "
+                             f"like 'mse+0.5*ssim', got {spec!r}")
+        terms[m.group(2)] = terms.get(m.group(2), 0.0) + float(m.group(1) or 1.0)
+    return terms
+
+
+@dataclass(frozen=True)
+class PINNConfig(_Config):
+    """Settings of one PINN reconstruction; defaults follow the paper's schedule."""
+
+    method = "pinn"
+
+    steps: int = 1000
+    lr: float = 1e-3
+    lr_decay: float = 0.9  # multiply the learning rate by this ...
+    lr_every: int = 50  # ... every this many steps
+    loss: str = "mse"  # "mse" | "ssim" | "pg" | a weighted sum "mse+0.5*ssim"
+    gain: str = "frame"  # closed-form gain and offset per "frame" or one "global" pair
+    prior: str = "none"  # "none" | "tv" | "hessian": a prior added to the loss ...
+    prior_weight: float = 0.0  # ... with this absolute weight (TV in the loss was no lever: docs/quality.md)
+    stop: str = "discrepancy"  # "max" | "plateau" | "discrepancy"
+    tau: float = 1.0  # discrepancy: stop when the residual mean square <= tau * sigma^2 ...
+    stall: float = 0.01  # ... or when it fell by less than this fraction over `patience` steps (a floor;
+    # both measured on the paper's data: docs/quality.md, "The whole samples on a GPU")
+    patience: int = 100  # plateau: stop when the loss fell by less than min_delta (relative) ...
+    min_delta: float = 1e-3  # ... over this many steps
+    width: int = 32
+    depth: int = 3
+    up: str = "nearest"
+    norm: str = "batch"  # "batch" (fits several times faster) | "none" (the paper's network)
+    input: str = "upsampled"  # "upsampled" (K channels) | "widefield" (1 channel)
+    seed: int = 0
+    ensemble: int = 1  # independent networks (seeds seed, seed + 1, ...) whose images are averaged: N x the time
+    # (measured on the paper's crops: docs/quality.md, "Ensembles")
+    warm_start_steps: int = 200  # time series: steps for frames after the first
+    refine_patterns: bool = False  # learn k (per carrier), phase (per frame), modulation (per carrier)
+    refine_start: int = 100  # ... from this step on (the object must take shape first)
+    pattern_lr: float = 3e-3  # Adam rate of the pattern corrections (radians; 1e-3 cycles/px for k)
+    precision: str = "float32"  # "bfloat16": the U-Net under autocast (physics, loss, Adam stay float32) ...
+    float32_levels: int = 1  # ... except this many outer levels and the head (models.UNet)
+    channels_last: bool = False  # the U-Net's tensors in channels-last memory order
+    sync_every: int = 1  # read the loss back to the host every this many steps (the stop stays exact)
+
+    def __post_init__(self):
+        ints = {"steps": 1, "lr_every": 1, "patience": 1, "width": 1, "depth": 0, "warm_start_steps": 1,
+                "ensemble": 1, "refine_start": 0, "sync_every": 1, "float32_levels": 0}
+        for name, lo in ints.items():
+            check_int(name, getattr(self, name), lo)
+        for name in ("lr", "lr_decay", "tau", "stall", "pattern_lr"):
+            check_positive(name, getattr(self, name))
+        check_number("prior_weight", self.prior_weight, lo=0.0)
+        check_number("min_delta", self.min_delta, lo=0.0)
+        parse_loss(self.loss)
+        for name, allowed in (("stop", STOPS), ("input", INPUTS), ("gain", ("frame", "global")),
+                              ("prior", PRIORS), ("up", ("nearest", "transpose")),
+                              ("norm", ("none", "batch")), ("precision", PRECISIONS), ("channels_last", (False, True))):
+            check_choice(name, getattr(self, name), allowed)
+
+    @property
+    def fast(self) -> bool:
+        """Whether the network runs in the fast mode (reduced precision or channels-last)."""
+        return self.precision != "float32" or self.channels_last
+
+
+
+@dataclass(frozen=True)
+class IterativeConfig(_Config):
+    """Settings of one iterative reconstruction, validated once here (before any work).
+
+    ``prior_weight`` is RELATIVE: the solver's absolute weight is ``lam = prior_weight * sigma * K``
+    (``sigma`` the frames' estimated noise level, ``K`` the number of frames), so one value suits data in
+    any units. ``prior=None`` resolves to ``"tv"`` for FISTA and ``"none"`` for Richardson-Lucy, which
+    has no prior.
+    """
+
+    method = "iterative"
+
+    algorithm: str = "fista"  # "fista" | "rl" (Richardson-Lucy)
+    prior: str | None = None  # "none" | "tv" | "hessian"; None: "tv" for fista, "none" for rl
+    prior_weight: float = 0.002  # RELATIVE weight of the prior: lam = prior_weight * sigma * K
+    n_iter: int = 100  # most iterations
+    stop: str = "discrepancy"  # "max" | "tol" | "discrepancy"
+    tau: float = 1.0  # discrepancy: stop at the first iterate whose residual mean square <= tau * sigma^2
+    tol: float = 1e-5  # tol: stop when the relative change of the image < tol
+
+    def __post_init__(self):
+        check_choice("algorithm", self.algorithm, ALGORITHMS)
+        if self.prior is None:
+            object.__setattr__(self, "prior", "tv" if self.algorithm == "fista" else "none")
+        check_choice("prior", self.prior, PRIORS)
+        if self.algorithm == "rl" and self.prior != "none":
+            raise ValueError(f"prior: algorithm 'rl' has no prior, got {self.prior!r}; use prior 'none' "
+                             "or algorithm 'fista'")
+        check_choice("stop", self.stop, ITERATIVE_STOPS)
+        for name, value in (("prior_weight", check_number("prior_weight", self.prior_weight, lo=0.0)),
+                            ("n_iter", check_int("n_iter", self.n_iter, 1)),
+                            ("tau", check_number("tau", self.tau, lo=0.0)),
+                            ("tol", check_number("tol", self.tol, lo=0.0))):
+            object.__setattr__(self, name, value)  # plain Python numbers, for the record
+
+
+# Defaults tuned on SIM/microtubules samples 1-3 of the PINN-paper data (SNR ~ 20); the optimum is flat
+# (+-0.1 dB over w 0.1..0.2, cut-off 1.0..1.5, bend 0.25..0.75, cosine or triangle).
+W_DEFAULT = 0.15
+APODISATIONS = ("triangle", "cosine", None)
+MIN_PHASES = 3  # band separation of orders -1, 0, +1
+
+
+@dataclass(frozen=True)
+class WienerConfig(_Config):
+    """Settings of one Wiener reconstruction, validated once (see :func:`cusim.recon.wiener.wiener` for their
+    meaning)."""
+
+    method = "wiener"
+
+    w: float = W_DEFAULT  # Wiener parameter, relative to an OTF of 1 at zero frequency
+    apodisation: str | None = "cosine"  # "triangle" | "cosine" (bell) | None
+    apo_cutoff: float = 1.2  # the apodisation reaches zero at this x (OTF cut-off + M |k|) ...
+    apo_bend: float = 0.5  # ... and is raised to this power
+    n_angles: int | None = None  # default from K (cusim.patterns.angle_phase_counts)
+    n_phases: int | None = None
+    orders: int | None = None  # highest order M separated (default: all that params and n_phases allow)
+
+    def __post_init__(self):
+        check_positive("w", self.w)
+        check_choice("apodisation", self.apodisation, APODISATIONS)
+        check_positive("apo_cutoff", self.apo_cutoff)
+        check_positive("apo_bend", self.apo_bend)
+        for name, lo in (("n_angles", 1), ("n_phases", MIN_PHASES), ("orders", 1)):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), lo)
+
+
+# method -> its configuration; widefield has no settings
+CONFIGS = {"pinn": PINNConfig, "iterative": IterativeConfig, "wiener": WienerConfig}
