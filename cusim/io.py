@@ -1,8 +1,11 @@
 """HDF5 datasets, format ``cusim-sim`` version 1 (DESIGN section 2).
 
-``load(path) -> Dataset`` validates everything before returning; ``save(dataset, path)`` and
-``add_recon(path, ...)`` never leave a half-written file: they write a temporary file in the same folder
-and rename it over the target (an atomic step on POSIX file systems).
+``load(path) -> Dataset`` validates everything before returning; ``save(dataset, path)``,
+``add_recon(path, ...)``, ``save_recon_as(source, out, ...)`` and ``set_pattern_params`` never leave a
+half-written file: they write a temporary file in the same folder and rename it over the target (an atomic
+step on POSIX file systems; a symlink is followed and kept). Writers of one file take turns: each holds an
+exclusive lock (``cusim._files.file_lock``) from reading the file to the rename, so concurrent additions
+are all kept.
 
 Every problem is a :class:`DatasetError` (a ValueError) whose message names the file, the path inside
 it and what was expected, in one line.
@@ -13,12 +16,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ._files import atomic_target
+from ._files import LockTimeout, atomic_target, file_lock, make_temporary, resolve
+from ._syserrors import GiB, check_allocation, describe_os_error
 from ._validate import check_int, check_positive
 from .optics import Widefield, validate_psf
 from .patterns import SinusoidParams
@@ -30,6 +35,11 @@ OPTICS_ATTRS = ("na", "wavelength_nm", "pixel_size_nm")
 
 class DatasetError(ValueError):
     """A dataset that does not follow the format; the message names the file and the path inside it."""
+
+
+class DatasetLocked(DatasetError):
+    """Another process holds the file: a cusim writer (its lock, beyond the wait) or any program that has
+    it open for writing (HDF5's own file lock)."""
 
 
 @dataclass
@@ -291,7 +301,34 @@ def _open(path: Path, mode: str = "r"):
     except DatasetError:
         raise
     except OSError as e:
+        if _is_lock_error(e):
+            raise DatasetLocked(f"{path}: locked by another process (a program has it open for writing); "
+                                "try again once it has closed the file") from None
         raise DatasetError(f"{path}: unreadable HDF5 file (truncated or corrupt): {str(e).splitlines()[0]}") from None
+
+
+def _is_lock_error(e: OSError) -> bool:
+    """HDF5's file lock refused the file (``unable to lock file, errno = 11``): another process has it open."""
+    return isinstance(e, BlockingIOError) or "unable to lock file" in str(e).lower()
+
+
+def _check_fits_memory(f, n: str) -> None:
+    """Before reading: the arrays :func:`load` reads, by their declared shapes, must fit the free memory."""
+    import h5py  # noqa: PLC0415
+
+    sizes = []
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset) and (name in ("raw", "patterns", "psf", "ground_truth")
+                                              or name.startswith(("pattern_params/", "recon/"))):
+            sizes.append(((obj.size or 0) * obj.dtype.itemsize, name, obj.shape, obj.dtype))
+
+    f.visititems(visit)
+    if sizes:
+        big = max(sizes, key=lambda x: x[0])
+        shape = "x".join(map(str, big[2] or ()))
+        check_allocation(sum(x[0] for x in sizes),
+                         f"{n}: loading its arrays (the largest, /{big[1]}, is {shape} {big[3]})")
 
 
 def _read(f, n: str, where: str, required: bool = False):
@@ -319,7 +356,9 @@ def _attr(f, name):
 
 
 def load(path) -> Dataset:
-    """Read and validate a ``cusim-sim`` v1 file. Raises :class:`DatasetError` with one clear line."""
+    """Read and validate a ``cusim-sim`` v1 file. Raises :class:`DatasetError` with one clear line
+    (:class:`DatasetLocked` while another program has it open for writing), or
+    :class:`~cusim._syserrors.NotEnoughMemory` before reading arrays that would not fit the memory."""
     path = Path(path)
     n = str(path)
     try:
@@ -331,6 +370,7 @@ def load(path) -> Dataset:
                 raise DatasetError(f"{n}: attribute format_version: expected {FORMAT_VERSION}, got {ver!r}")
             if "upsample" not in f.attrs:
                 raise DatasetError(f"{n}: attribute upsample: missing (required)")
+            _check_fits_memory(f, n)
             ds = Dataset(raw=_read(f, n, "/raw", required=True), upsample=_attr(f, "upsample"), path=path,
                          patterns=_read(f, n, "/patterns"), psf=_read(f, n, "/psf"),
                          ground_truth=_read(f, n, "/ground_truth"),
@@ -437,66 +477,182 @@ def _write(f, ds: Dataset) -> None:
             _write_recon(g, name, rec)
 
 
-def _atomic(path: Path, fill, *, append: bool = False) -> None:
-    """Run ``fill(h5file)`` on a temporary file beside ``path`` and rename it over ``path``."""
+def _atomic(path: Path, fill, *, prepare=None) -> None:
+    """Write ``path`` through a temporary file beside it, holding the writers' lock of ``path`` throughout.
+
+    Under the lock, ``prepare()`` (if given) re-reads what it must check, raises to refuse, and returns the
+    file whose bytes the new file starts from (None: an empty file); then ``fill(h5file)`` completes the
+    temporary file and it is renamed over ``path`` (its target, when ``path`` is a symlink). System
+    errors become one DatasetError line; waiting longer than ``_files.LOCK_TIMEOUT_S`` is DatasetLocked.
+    """
     import h5py  # noqa: PLC0415
 
+    target = resolve(path)
+    if not target.parent.is_dir():
+        raise DatasetError(f"{path}: folder {target.parent} does not exist")
+    if target.is_dir():
+        raise DatasetError(f"{path}: is a folder, expected an HDF5 file")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise DatasetError(f"{path}: permission denied (the file is write-protected)")
     try:
-        with atomic_target(path, copy_existing=append) as tmp, h5py.File(tmp, "a" if append else "w") as f:
-            fill(f)
-    except FileNotFoundError as e:
-        raise DatasetError(str(e)) from None
+        with file_lock(path):
+            source = prepare() if prepare is not None else None
+            with atomic_target(target) as tmp:
+                if source is not None:
+                    with _open(Path(source)):  # HDF5's lock keeps other programs from writing it while we copy
+                        shutil.copyfile(source, tmp)
+                with h5py.File(tmp, "a" if source is not None else "w") as f:
+                    fill(f)
+    except LockTimeout as e:
+        raise DatasetLocked(str(e)) from None
+    except OSError as e:
+        raise DatasetError(describe_os_error(e, path)) from e
+
+
+def check_writable(path, extra_bytes: int = 0) -> None:
+    """Raise one DatasetError line unless ``path`` could be written now: its folder exists and takes a new
+    file, the file (if any) is not write-protected, and the folder's file system has room for a copy of it
+    plus ``extra_bytes``. Meant for before a long computation whose result goes there; the write itself
+    checks everything again."""
+    target = resolve(path)
+    if not target.parent.is_dir():
+        raise DatasetError(f"{path}: folder {target.parent} does not exist")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise DatasetError(f"{path}: permission denied (the file is write-protected)")
+    try:
+        make_temporary(target).unlink()
+        st = os.statvfs(target.parent)
+        need = (target.stat().st_size if target.exists() else 0) + int(extra_bytes)
+    except OSError as e:
+        raise DatasetError(describe_os_error(e, path)) from e
+    free = st.f_bavail * st.f_frsize
+    if need > free:
+        raise DatasetError(f"{path}: no space left on device (writing it needs {need / GiB:.2f} GiB beside it, "
+                           f"{free / GiB:.2f} GiB are free)")
 
 
 def save(ds: Dataset, path) -> Path:
-    """Write ``ds`` to ``path`` atomically (temporary file + rename); validates first."""
+    """Write ``ds`` to ``path`` atomically (temporary file + rename, under the writers' lock); validates first."""
     path = Path(path)
     ds.validate()
     _atomic(path, lambda f: _write(f, ds))
     return path
 
 
-def add_recon(path, name: str, rec: Recon, *, force: bool = False) -> None:
-    """Add ``/recon/<name>`` to an existing file without ever exposing a half-written file.
-
-    An existing reconstruction of that name is kept unless ``force``.
-    """
-    path = Path(path)
+def _check_recon_name(path: Path, name: str) -> None:
     if not name or "/" in name or name.endswith("_loss"):
         raise DatasetError(f"{path}: /recon/{name}: invalid name (no '/', not ending in '_loss')")
-    existing = load(path)
-    if name in existing.recons and not force:
+
+
+def _check_recon_fits(path: Path, name: str, ds: Dataset, rec: Recon, force: bool) -> None:
+    """Refuse an existing ``/recon/<name>`` (unless ``force``) and an image off the fine grid of ``ds``."""
+    if name in ds.recons and not force:
         raise DatasetError(f"{path}: /recon/{name}: exists already; use --force to overwrite it")
-    H, W = existing.fine_shape
+    H, W = ds.fine_shape
     if np.asarray(rec.image).shape[-2:] != (H, W):
         raise DatasetError(f"{path}: /recon/{name}: expected fine grid {(H, W)}, got {np.asarray(rec.image).shape}")
 
+
+def _recon_filler(name: str, rec: Recon):
     def fill(f):
         g = f.require_group("recon")
         for key in (name, f"{name}_loss"):
             if key in g:
                 del g[key]
         _write_recon(g, name, rec)
+    return fill
 
-    _atomic(path, fill, append=True)
+
+def add_recon(path, name: str, rec: Recon, *, force: bool = False) -> None:
+    """Add ``/recon/<name>`` to an existing file without ever exposing a half-written file.
+
+    An existing reconstruction of that name is kept unless ``force``. Writers of one file take turns
+    (see :func:`_atomic`); the check for an existing name reads the file after this writer's turn came.
+    """
+    path = Path(path)
+    _check_recon_name(path, name)
+
+    def prepare():
+        _check_recon_fits(path, name, load(path), rec, force)
+        return resolve(path)
+
+    _atomic(path, _recon_filler(name, rec), prepare=prepare)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def save_recon_as(source_path, out_path, name: str, rec: Recon, *, force: bool = False) -> Path:
+    """Write the dataset of ``source_path`` with ``/recon/<name>`` added to ANOTHER file, ``out_path``.
+
+    The input is only read (it may be read-only, in a read-only folder). A new ``out_path`` starts as a
+    byte copy of the input (raw, patterns, PSF, optics, ground truth, existing reconstructions); an existing
+    one must be a cusim dataset of the same raw data, and the reconstruction is added to it. The rules of
+    :func:`add_recon` hold for ``out_path`` (atomic, writers take turns, no overwrite without ``force``,
+    also of a reconstruction copied from the input). ``out_path`` naming the input itself (also through a
+    symlink or hard link) is refused. Returns ``out_path``.
+    """
+    source, out = Path(source_path), Path(out_path)
+    _check_recon_name(out, name)
+
+    def refuse_input():
+        if _same_file(source, out):
+            raise DatasetError(f"{out}: is the input file {source}; write the result to another file, "
+                               "or add it to the input itself")
+
+    refuse_input()
+    src = load(source)
+    _check_recon_fits(out, name, src, rec, force=True)  # the fine grid; the name is checked where it goes
+
+    def prepare():
+        refuse_input()
+        target = resolve(out)
+        if not target.exists():
+            if name in src.recons and not force:
+                raise DatasetError(f"{out}: /recon/{name}: exists already in the input {source}, which the new "
+                                   "file copies; use --force to replace it in the copy, or another name")
+            return source
+        try:
+            dest = load(out)
+        except DatasetLocked:
+            raise
+        except DatasetError as e:
+            raise DatasetError(f"{e} (the output file exists already and is not a dataset to add to)") from None
+        if dest.upsample != src.upsample or dest.raw.dtype != src.raw.dtype or dest.raw.shape != src.raw.shape \
+                or not np.array_equal(dest.raw, src.raw):
+            raise DatasetError(f"{out}: exists already and holds other raw data than {source}; "
+                               "choose another output file")
+        _check_recon_fits(out, name, dest, rec, force)
+        return target
+
+    _atomic(out, _recon_filler(name, rec), prepare=prepare)
+    return out
 
 
 def set_pattern_params(path, params: SinusoidParams, *, kind: str = "estimated", attrs: dict | None = None,
                        force: bool = False) -> None:
-    """Store ``/pattern_params`` in an existing file (atomically), e.g. the result of ``cusim estimate``.
+    """Store ``/pattern_params`` in an existing file (atomically, under the writers' lock), e.g. the result
+    of ``cusim estimate``.
 
     Existing parameters are kept unless ``force``. ``attrs`` (provenance) go on the group.
     """
     path = Path(path)
-    existing = load(path)
-    if existing.pattern_params is not None and not force:
-        raise DatasetError(f"{path}: /pattern_params: exists already; use --force to replace it")
-    if params.K != existing.K:
-        raise DatasetError(f"{path}: /pattern_params/k: expected {existing.K} frames as in /raw, got {params.K}")
+
+    def prepare():
+        existing = load(path)
+        if existing.pattern_params is not None and not force:
+            raise DatasetError(f"{path}: /pattern_params: exists already; use --force to replace it")
+        if params.K != existing.K:
+            raise DatasetError(f"{path}: /pattern_params/k: expected {existing.K} frames as in /raw, got {params.K}")
+        return resolve(path)
 
     def fill(f):
         if "pattern_params" in f:
             del f["pattern_params"]
         _write_params(f, params, kind, attrs)
 
-    _atomic(path, fill, append=True)
+    _atomic(path, fill, prepare=prepare)
