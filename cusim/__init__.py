@@ -8,10 +8,11 @@ Public, stable names (DESIGN section 3): :class:`SIMOperator`, :func:`dottest`, 
 
 from . import metrics, optics, patterns, phantoms
 from ._version import __version__
+from ._warnings import CusimWarning
 from .io import Dataset, DatasetError, load, save
 from .operators import SIMOperator, dottest
 from .recon import Result, reconstruct
 from .simulate import simulate
 
 __all__ = ["SIMOperator", "dottest", "Dataset", "DatasetError", "load", "save", "reconstruct", "Result",
-           "simulate", "optics", "patterns", "metrics", "phantoms", "__version__"]
+           "simulate", "CusimWarning", "optics", "patterns", "metrics", "phantoms", "__version__"]

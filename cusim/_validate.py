@@ -2,7 +2,8 @@
 gets the same one-line message (``name: expected ..., got ...``) wherever it enters.
 
 Each raises ``error`` (ValueError by default; readers pass their own subclass, e.g. ``DatasetError``)
-and returns the value as a plain Python number.
+and returns the value as a plain Python number. :func:`check_frames_vary` is the one check that raw
+frames hold something to reconstruct from.
 """
 
 from __future__ import annotations
@@ -55,3 +56,37 @@ def _range(lo, hi) -> str:
     if hi is not None:
         return f" <= {hi}"
     return ""
+
+
+def check_frames_vary(frames, where: str = "frames", *, error=ValueError) -> None:
+    """Raise ``error`` when a frame of ``frames`` (K, h, w), or of any time point of (T, K, h, w), has
+    one value in every pixel (zero, a constant, or all at the integer dtype's saturation value): nothing
+    to reconstruct from it. The message names ``where``, the time point and the frame (counted from 0).
+
+    Cheap: a frame whose first row varies is passed after reading that row; only the others are read whole.
+    """
+    a = np.asarray(frames)
+    if a.ndim not in (3, 4) or a.size == 0:
+        return  # shapes are the readers' business
+    stacks = a if a.ndim == 4 else a[None]
+    for t, stack in enumerate(stacks):
+        rows = stack[:, 0, :]
+        suspects = np.nonzero(rows.min(axis=1) == rows.max(axis=1))[0]
+        const = [int(k) for k in suspects if not np.any(stack[k] != stack[k, 0, 0])]
+        if not const:
+            continue
+        when = f"time point {t}, " if a.ndim == 4 else ""
+        if len(const) == len(stack) and len({stack[k, 0, 0].item() for k in const}) == 1:
+            raise error(f"{where}: {when}all {len(stack)} frames are constant "
+                        f"({_pixel_value(stack[0, 0, 0], a.dtype)}); nothing to reconstruct from them")
+        more = f", and {len(const) - 1} more frame{'s' if len(const) > 2 else ''}" if len(const) > 1 else ""
+        raise error(f"{where}: {when}frame {const[0]} is constant ({_pixel_value(stack[const[0], 0, 0], a.dtype)})"
+                    f"{more}; nothing to reconstruct from it")
+
+
+def _pixel_value(v, dtype) -> str:
+    """``every pixel 65535: saturated`` and the like, for :func:`check_frames_vary`."""
+    v = v.item()
+    if np.issubdtype(dtype, np.integer) and v == np.iinfo(dtype).max:
+        return f"every pixel {v}: saturated"
+    return f"every pixel {v:g}" + (": no signal" if v == 0 else "")

@@ -44,6 +44,7 @@ from scipy.signal import windows
 
 from ._files import atomic_target
 from ._validate import check_choice, check_int, check_positive
+from ._warnings import warn
 from .io import DatasetError
 from .noise import immerkaer_sigma, spectral_sigma
 from .optics import Widefield, transfer, transfer_cutoff, validate_psf
@@ -55,6 +56,11 @@ __all__ = ["EstimateResult", "EstimationError", "estimate_dataset", "estimate_pa
 MIN_PEAK_SNR = 10.0
 MIN_FIT = 0.1
 PHASE_STEP_TOL = 0.2
+# Frames in the other order (phase-major read as angle-major) give angles off an even spread and phase
+# steps off 2 pi / n_phases (a 3 x 3 simulation: angles 70, 70, 131 deg, steps up to 1.9 rad off). Real
+# steps stray less: 0.33 rad on the dlsim data, up to 0.8 in tests/test_estimate.py's unequal steps.
+ORDER_ANGLE_TOL_DEG = 15.0
+ORDER_STEP_TOL = np.pi / 3
 
 
 # -- small helpers ---------------------------------------------------------------------------------------
@@ -369,7 +375,11 @@ class EstimateResult:
         return "\n".join(lines)
 
     def figure(self, path) -> str:
-        """PNG per angle: log band cross-correlation map and log +1-band spectrum, carriers circled."""
+        """Per angle: log band cross-correlation map and log +1-band spectrum, carriers circled; in the
+        format of ``path``'s suffix (.png, .pdf, .svg, .jpg)."""
+        from ._outputs import figure_kind  # noqa: PLC0415
+
+        kind = figure_kind("figure", path)
         os.environ.setdefault("MPLBACKEND", "Agg")
         import matplotlib  # noqa: PLC0415, RUF100
 
@@ -392,7 +402,7 @@ class EstimateResult:
                 ax.tick_params(labelsize=6)
         fig.tight_layout()
         with atomic_target(path) as tmp:
-            fig.savefig(tmp, dpi=80, format="png")
+            fig.savefig(tmp, dpi=80, format=kind)
         plt.close(fig)
         return str(path)
 
@@ -433,7 +443,23 @@ def estimate_params(frames, *, upsample: int, n_angles: int | None = None, n_pha
     ------
     EstimationError
         Bad shapes or counts, or no carrier peak stands out of the noise for some angle.
+
+    Warns
+    -----
+    CusimWarning
+        The frames look phase-major: the angles are far from evenly spaced over 180 degrees or the phase
+        steps far from 2 pi / n_phases, and the frames reordered fit clearly better (:func:`_check_frame_order`).
     """
+    kw = dict(upsample=upsample, n_angles=n_angles, n_phases=n_phases, psf=psf, order=order, k_guess=k_guess,
+              min_peak_snr=min_peak_snr)
+    result = _estimate(frames, **kw)
+    _check_frame_order(frames, result, **kw)
+    return result
+
+
+def _estimate(frames, *, upsample: int, n_angles: int | None = None, n_phases: int | None = None, psf=None,
+              order: int = 1, k_guess=None, min_peak_snr: float = MIN_PEAK_SNR) -> EstimateResult:
+    """:func:`estimate_params` without the check of the frame order."""
     d = _stack(frames)
     K, h, w = d.shape
     s = check_int("upsample", upsample, 1, 8, error=EstimationError)
@@ -471,12 +497,58 @@ def estimate_params(frames, *, upsample: int, n_angles: int | None = None, n_pha
                           maps=[(r.corr_map, r.band_map) for r in angles])
 
 
+def _uneven(res: EstimateResult) -> bool:
+    """Whether the angles of ``res`` are far from evenly spaced over 180 degrees, or its phase steps far
+    from +-2 pi / n_phases (:data:`ORDER_ANGLE_TOL_DEG`, :data:`ORDER_STEP_TOL`)."""
+    if res.n_angles > 1:
+        a = np.sort(res.angle_deg % 180)
+        gaps = np.diff(np.r_[a, a[0] + 180])
+        if np.abs(gaps - 180 / res.n_angles).max() > ORDER_ANGLE_TOL_DEG:
+            return True
+    steps = np.diff(res.phase.reshape(res.n_angles, res.n_phases), axis=1)
+    nominal = 2 * np.pi / res.n_phases
+    off = np.minimum(np.abs(_wrap(steps - nominal)), np.abs(_wrap(steps + nominal)))
+    return bool(off.max() > ORDER_STEP_TOL)
+
+
+def _check_frame_order(frames, result: EstimateResult, *, source_order: str = "angle-major", **kw) -> bool:
+    """Warn (:class:`~cusim.CusimWarning`) when ``frames``, estimated as angle-major into ``result``, look
+    like frames of the other order: ``result`` has uneven angles or phase steps (:func:`_uneven`) and the
+    estimate (same keywords ``kw``) from the frames reordered has neither, with a higher least peak SNR.
+
+    ``source_order`` is how the frames were imported (the dataset attribute ``source_order``; stored
+    frames are angle-major either way): frames imported as angle-major are tried as phase-major and vice
+    versa. Returns whether it warned. Costs one more estimate, only when ``result`` looks wrong."""
+    from .importers import to_angle_major, to_phase_major  # noqa: PLC0415
+
+    nA, nP = result.n_angles, result.n_phases
+    if nA < 2 or not _uneven(result):
+        return False
+    other = "phase-major" if source_order == "angle-major" else "angle-major"
+    reorder = to_angle_major if source_order == "angle-major" else to_phase_major
+    try:
+        alt = _estimate(reorder(np.asarray(frames), nA, nP), **{**kw, "n_angles": nA, "n_phases": nP})
+    except EstimationError:
+        return False
+    if _uneven(alt) or alt.peak_snr.min() <= result.peak_snr.min():
+        return False
+
+    def angles(r):
+        return ", ".join(f"{a:.0f}" for a in np.sort(r.angle_deg % 180))
+
+    warn(f"frames look {other}, not {source_order}: the estimate with that order has evenly spaced angles "
+         f"({angles(alt)} deg; as given: {angles(result)} deg) and least peak SNR {alt.peak_snr.min():.0f} "
+         f"(as given: {result.peak_snr.min():.0f}); re-import with --order {other}", stacklevel=3)
+    return True
+
+
 def estimate_dataset(ds, t: int = 0, **kw) -> EstimateResult:
     """:func:`estimate_params` on time point ``t`` of a :class:`~cusim.io.Dataset`.
 
     ``upsample`` and the OTF (``ds.optics()``, if the dataset has a PSF or optics attributes) come from
     the dataset, and so do ``n_angles`` / ``n_phases`` when it records ``angles`` / ``phases``
-    (``cusim import stack``); keywords override them.
+    (``cusim import stack``); keywords override them. The frame-order check of :func:`estimate_params`
+    knows the order the frames were imported in (attribute ``source_order``).
     """
     check_int("t", t, 0, ds.T - 1, error=EstimationError)
     kw.setdefault("upsample", ds.upsample)
@@ -487,4 +559,7 @@ def estimate_dataset(ds, t: int = 0, **kw) -> EstimateResult:
             kw["psf"] = None
     if "n_angles" not in kw and "n_phases" not in kw and "angles" in ds.attrs and "phases" in ds.attrs:
         kw["n_angles"], kw["n_phases"] = int(ds.attrs["angles"]), int(ds.attrs["phases"])
-    return estimate_params(ds.frames(t), **kw)
+    frames = ds.frames(t)
+    result = _estimate(frames, **kw)
+    _check_frame_order(frames, result, source_order=ds.attrs.get("source_order", "angle-major"), **kw)
+    return result

@@ -22,6 +22,7 @@ import numpy as np
 import scipy.fft
 
 from . import _twins
+from ._syserrors import check_allocation
 from ._threads import threads
 from ._validate import check_choice, check_int, check_number, check_positive
 from .backend import get_xp, resolve_device, xp_for
@@ -148,12 +149,16 @@ class SIMOperator:
             raise ValueError(f"margin_camera: {margin} camera pixels on each side leaves no field of the "
                              f"{H // s}x{W // s} camera grid of patterns of shape {patterns.shape}")
         geo = _geometry(K, H, W, s, pad_fine, margin)
+        grid = f"SIMOperator: the padded {geo.Hp}x{geo.Wp} fine grid"
+        check_allocation(64 * geo.Hp * geo.Wp, f"{grid} (its transfer function)")  # complex128 planes on the host
         if isinstance(psf, Widefield):
             otf = psf.otf((geo.Hp, geo.Wp), s)
         else:
             psf_host = psf.get() if get_xp(psf) is not np else psf
             otf = psf_to_otf(psf_host, (geo.Hp, geo.Wp))
         self.device = resolve_device(device)  # after validating everything else, so errors come first
+        if self.device == "cpu":  # a forward pass holds K padded real planes and their complex spectra
+            check_allocation(2 * K * geo.Hp * geo.Wp * self.dtype.itemsize, f"{grid} with {K} frames")
         xp = xp_for(self.device)
         box = np.outer(_box_factor(geo.Hp, s), _box_factor(geo.Wp, s))
         transfer = (otf * box)[:, : geo.Wp // 2 + 1]

@@ -28,7 +28,9 @@ import numpy as np
 from scipy import ndimage
 
 from . import patterns, phantoms
+from ._syserrors import check_allocation
 from ._validate import check_int, check_number, check_positive
+from ._warnings import warn_saturated
 from ._version import __version__
 from .backend import to_numpy, xp_for
 from .io import Dataset
@@ -97,6 +99,26 @@ def _counts(family: str, n_angles, n_phases, n_frames):
                 check_int("n_phases", d[1] if n_phases is None else n_phases, 1))
     v = given[used[0]]
     return check_int(used[0], d if v is None else v, 1)
+
+
+def _frame_count(family: str, counts) -> int:
+    """K, the frames per time point of ``family`` with the frame-count arguments ``counts`` (:func:`_counts`)."""
+    if family in ("linear", "nonlinear"):
+        return counts[0] * counts[1]
+    return counts * counts if family == "lattice" else counts
+
+
+def _check_memory(shape, s: int, K: int, T: int) -> None:
+    """NotEnoughMemory before anything is allocated when the simulation would not fit the free memory.
+
+    Counted: the (K, H, W) float32 patterns (and one rescaled copy of array families), the forward pass
+    over the T objects on the padded fine grid (K real planes and their spectra each, 8 bytes a pixel),
+    the ground truth, and the camera frames in float64 on their way through the noise model."""
+    H, W = shape
+    Hp, Wp = H + 8 * s, W + 8 * s  # the operator's zero margin: 4 camera pixels on each side
+    nbytes = 8 * K * H * W + 8 * T * K * Hp * Wp + 4 * T * H * W + 32 * T * K * (H // s) * (W // s)
+    series = f" at {T} time points" if T > 1 else ""
+    check_allocation(nbytes, f"shape: simulating {K} frames of {H}x{W} fine pixels{series}")
 
 
 def _illumination(family, shape, k, counts, modulation, saturation, angle_offset_deg, seed):
@@ -183,9 +205,11 @@ def simulate(*, phantom: str = "filaments", shape: tuple[int, int] = (256, 256),
     ``raw = gain * A x + offset`` exactly (float32). ``modulation`` < 1 mixes in uniform light (every
     family); ``saturation`` is the nonlinear family's peak excitation / saturation intensity;
     ``angle_offset_deg`` turns sinusoids and lattice off the pixel axes. ``T`` > 1 gives a drifting time
-    series (``drift_px`` fine pixels per time point). ``dtype="uint16"`` rounds and clips to 0..65535.
+    series (``drift_px`` fine pixels per time point). ``dtype="uint16"`` rounds and clips to 0..65535
+    (a :class:`~cusim.CusimWarning` when more than 1 % of the pixels clip at 65535).
     ``device`` runs the operator ("auto" | "cpu" | "cuda"); the result is on the host.
-    Raises ValueError whose message starts with the name of the offending argument.
+    Raises ValueError whose message starts with the name of the offending argument (NotEnoughMemory, one,
+    before allocating a simulation that would not fit the free memory).
     """
     if phantom not in phantoms.PHANTOMS:
         raise ValueError(f"phantom: expected one of {sorted(phantoms.PHANTOMS)}, got {phantom!r}")
@@ -197,6 +221,7 @@ def simulate(*, phantom: str = "filaments", shape: tuple[int, int] = (256, 256),
     check_number("angle_offset_deg", angle_offset_deg)
     read_noise, offset, T, seed, drift_px = _check_camera(read_noise, offset, T, seed, drift_px, noise, dtype)
     mu, level_attrs = _noise_level(snr, photons, read_noise)
+    _check_memory(shape, s, _frame_count(family, counts), T)
 
     params, kind, pats = _illumination(family, shape, k, counts, modulation, saturation, angle_offset_deg, seed)
     gt, drift_angle = _ground_truth(phantom, shape, T, drift_px, seed)
@@ -211,6 +236,7 @@ def simulate(*, phantom: str = "filaments", shape: tuple[int, int] = (256, 256),
     clean_e = clean * np.float32(gain)
     ds.raw, cam_attrs = _camera(clean_e, noise=bool(noise), read_noise=read_noise, offset=offset,
                                 dtype=dtype, seed=seed)
+    warn_saturated(ds.raw, "raw", "lower --photons" if photons is not None else "lower --snr or --offset")
     resid = ds.raw.astype(np.float64) - offset - clean_e
     sd = float(resid.std())
     ds.attrs = {

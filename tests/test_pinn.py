@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import subprocess
 import sys
 import time
@@ -140,6 +142,88 @@ def test_interrupted_run_resumed_from_its_checkpoint_ends_like_an_uninterrupted_
     np.testing.assert_allclose(resumed.image, ref.image, rtol=0, atol=1e-5 * float(ref.image.max()))
     np.testing.assert_allclose(resumed.loss, ref.loss, rtol=1e-5)
     assert not ckpt.exists()  # removed after a finished run
+
+
+def _interrupted_run(frames, op, cfg, ckpt, at: int = 7) -> None:
+    """Leave the checkpoint of step 5 of a run stopped at step ``at``."""
+    def interrupt(step, total, loss, mse):
+        if step == at:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pinn.optimise(frames, op, cfg, checkpoint=ckpt, checkpoint_every=5, callback=interrupt)
+    assert ckpt.exists()
+
+
+def test_resume_on_other_data_is_refused_naming_what_changed(small, tmp_path):
+    op = small.operator(device="cpu")
+    cfg = pinn.PINNConfig(steps=10, stop="max", width=4)
+    ckpt = tmp_path / "run.ckpt"
+    _interrupted_run(small.frames(), op, cfg, ckpt)
+    other = small.frames().copy()
+    other[0, 5, 5] += 1.0  # one pixel of one frame
+    fp = "[0-9a-f]{16}"
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(ckpt))}: checkpoint was made from other raw frames "
+                                         rf"\(fingerprint {fp}, now {fp}\); remove it or run without --resume$"):
+        pinn.optimise(other, op, cfg, checkpoint=ckpt, resume=True)
+    moved = dataclasses.replace(small, pattern_params=small.pattern_params.moved(0, 1))
+    with pytest.raises(ValueError, match=rf"checkpoint was made from other patterns \(fingerprint {fp}, now {fp}\);"):
+        pinn.optimise(small.frames(), moved.operator(device="cpu"), cfg, checkpoint=ckpt, resume=True)
+    with pytest.raises(ValueError, match="checkpoint was made from other optics"):  # the PSF and the padded grid
+        pinn.optimise(small.frames(), small.operator(pad_fine=0, device="cpu"), cfg, checkpoint=ckpt, resume=True)
+    with pytest.raises(ValueError, match="checkpoint was made from other raw frames and patterns"):
+        pinn.optimise(other, moved.operator(device="cpu"), cfg, checkpoint=ckpt, resume=True)
+    assert ckpt.exists()  # a refusal removes nothing
+    run = pinn.optimise(small.frames(), op, cfg, checkpoint=ckpt, resume=True)  # the same data: resumed
+    assert run.steps == 10 and not ckpt.exists()
+
+
+def test_resume_with_other_settings_is_refused_naming_both_values(small, tmp_path):
+    op = small.operator(device="cpu")
+    ckpt = tmp_path / "run.ckpt"
+    _interrupted_run(small.frames(), op, pinn.PINNConfig(steps=10, stop="max", width=4), ckpt)
+    with pytest.raises(ValueError, match=r": checkpoint was made with steps=10, now steps=12; remove it or run "
+                                         r"without --resume$"):
+        pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=12, stop="max", width=4), checkpoint=ckpt,
+                      resume=True)
+    with pytest.raises(ValueError, match=r"made with lr=0.001, loss=mse, now lr=0.002, loss=ssim;"):
+        pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=10, stop="max", width=4, lr=2e-3, loss="ssim"),
+                      checkpoint=ckpt, resume=True)
+    ck = torch.load(ckpt, weights_only=False)  # a checkpoint of an older cusim: no fingerprint of its data
+    del ck["settings"]["data"]
+    torch.save(ck, ckpt)
+    with pytest.raises(ValueError, match=r"checkpoint records no fingerprint of its data \(made by an older cusim\)"):
+        pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=10, stop="max", width=4), checkpoint=ckpt,
+                      resume=True)
+
+
+def test_a_finished_ensemble_member_is_not_taken_for_other_data(small, tmp_path):
+    kw = dict(steps=4, stop="max", width=4, ensemble=2)
+    ckpt = tmp_path / "run.ckpt"
+
+    def interrupt(step, total, loss, mse):
+        if step == 7:  # member 1, its step 3: member 0 is done
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pinn.reconstruct(small, checkpoint=ckpt, checkpoint_every=2, callback=interrupt, **kw)
+    other = dataclasses.replace(small, raw=small.raw * np.float32(1.01))
+    with pytest.raises(ValueError, match=r"run\.ckpt\.done: finished member's result was made from other raw frames"):
+        pinn.reconstruct(other, checkpoint=ckpt, checkpoint_every=2, resume=True, **kw)
+
+
+def test_cli_resume_on_a_file_whose_frames_changed_fails_with_one_line(tmp_path):
+    ds = cusim.simulate(shape=(32, 32), seed=5)
+    path = io.save(ds, tmp_path / "data.h5")
+    ckpt = path.with_name(f".{path.name}.pinn.ckpt")  # where cusim run keeps it
+    _interrupted_run(ds.frames(), ds.operator(device="cpu"), pinn.PINNConfig(steps=10, stop="max"), ckpt)
+    ds.raw = ds.raw[:, ::-1].copy()  # the file now holds other frames
+    io.save(ds, path)
+    res, text = _cli("run", path, "--method", "pinn", "--steps", "10", "--stop", "max", "--resume", "--device", "cpu")
+    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    assert res.exit_code == 1 and len(errors) == 1 and "Traceback" not in text, text
+    assert "checkpoint was made from other raw frames (fingerprint" in errors[0]
+    assert ckpt.exists() and "pinn" not in io.load(path).recons
 
 
 def test_discrepancy_principle_stops_at_the_noise_level(small):
@@ -303,19 +387,19 @@ def test_cli_pinn_on_cuda_without_a_gpu_is_one_line(tmp_path, monkeypatch):
 
 def test_cli_fast_records_its_settings_and_is_refused_for_other_methods(tmp_path):
     path = io.save(cusim.simulate(shape=(32, 32), seed=0), tmp_path / "s.h5")
-    res, text = _cli("run", path, "--method", "wiener", "--fast", "--crop", "4")
+    res, text = _cli("run", path, "--method", "wiener", "--fast", "--metrics-border", "4")
     assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and "--fast: only for --method pinn" in text
     ds = io.load(path)
     ds.patterns, ds.pattern_params = ds.get_patterns(), None  # stored patterns: nothing known past the field
     stored = io.save(ds, path.with_name("stored.h5"))
-    res, text = _cli("run", stored, "--method", "iterative", "--margin-camera", "1", "--crop", "4")
+    res, text = _cli("run", stored, "--method", "iterative", "--margin-camera", "1", "--metrics-border", "4")
     assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and "known only 0 camera pixels" in text
-    res, text = _cli("run", path, "--method", "wiener", "--margin-camera", "2", "--crop", "4")
+    res, text = _cli("run", path, "--method", "wiener", "--margin-camera", "2", "--metrics-border", "4")
     assert res.exit_code == 1 and len(text.strip().splitlines()) == 1
     assert "--margin-camera: only for --method pinn or iterative, not wiener" in text
-    res, text = _cli("run", path, "--method", "pinn", "--fast", "--steps", "12", "--stop", "max")
-    assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and "--crop: a 20 px border leaves" in text
-    res, text = _cli("run", path, "--method", "pinn", "--fast", "--steps", "12", "--stop", "max", "--crop", "4")
+    res, text = _cli("run", path, "--method", "pinn", "--fast", "--steps", "12", "--stop", "max", "--metrics-border", "16")
+    assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and "--metrics-border: a 16 px border leaves" in text
+    res, text = _cli("run", path, "--method", "pinn", "--fast", "--steps", "12", "--stop", "max", "--metrics-border", "4")
     assert res.exit_code == 0, text
     params = io.load(path).recons["pinn"].attrs["params"]
     assert (params["precision"], params["channels_last"], params["sync_every"]) == ("bfloat16", True, 10)
@@ -323,11 +407,11 @@ def test_cli_fast_records_its_settings_and_is_refused_for_other_methods(tmp_path
 
 def test_cli_ensemble_is_recorded_and_checked(tmp_path):
     path = io.save(cusim.simulate(shape=(32, 32), seed=0), tmp_path / "s.h5")
-    res, text = _cli("run", path, "--method", "iterative", "--ensemble", "2", "--crop", "4")
+    res, text = _cli("run", path, "--method", "iterative", "--ensemble", "2", "--metrics-border", "4")
     assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and "--ensemble: only for --method pinn" in text
-    res, text = _cli("run", path, "--method", "pinn", "--ensemble", "0", "--crop", "4")
+    res, text = _cli("run", path, "--method", "pinn", "--ensemble", "0", "--metrics-border", "4")
     assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and "ensemble: expected an integer >= 1" in text
-    res, text = _cli("run", path, "--method", "pinn", "--ensemble", "2", "--steps", "5", "--stop", "max", "--crop", "4")
+    res, text = _cli("run", path, "--method", "pinn", "--ensemble", "2", "--steps", "5", "--stop", "max", "--metrics-border", "4")
     assert res.exit_code == 0, text
     rec = io.load(path).recons["pinn"].attrs
     assert rec["params"]["ensemble"] == 2 and rec["steps_run"] == 10 and rec["ensemble"] == 2
@@ -410,7 +494,7 @@ def test_pinn_on_cuda_fits_like_the_cpu(small):
 def test_cli_runs_every_method_on_cuda_and_records_the_gpu(tmp_path):
     path = io.save(cusim.simulate(shape=(64, 64), snr=20, seed=0), tmp_path / "s.h5")
     for method, extra in (("pinn", ["--steps", "20", "--stop", "max"]), ("pinn", ["--steps", "20", "--fast",
-                          "--crop", "4", "--name", "fast"]), ("iterative", ["--iterations", "20"]), ("wiener", [])):
+                          "--metrics-border", "4", "--name", "fast"]), ("iterative", ["--iterations", "20"]), ("wiener", [])):
         res, text = _cli("run", path, "--method", method, "--device", "cuda", *extra)
         assert res.exit_code == 0, text
     recons = io.load(path).recons

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._validate import check_frames_vary
 from .._version import __version__
 from ..backend import device_name, resolve_device
 from ..io import Dataset, Recon
@@ -81,11 +82,16 @@ def reconstruct(dataset: Dataset, method: str = "widefield", *, device: str = "a
 
     ``params`` go to the method (see ``cusim.recon.<method>.reconstruct``), e.g. ``steps=500`` for the PINN.
     ``estimate_patterns`` first replaces the dataset's patterns by those estimated from its frames.
+    A time point with a constant frame (every pixel zero, one value, or saturated) is refused first
+    (ValueError naming it).
     """
     if method not in METHODS:
         raise ValueError(f"method: expected one of {list(METHODS)}, got {method!r}")
     if estimate_patterns and method not in PATTERN_METHODS:
         raise ValueError(f"estimate_patterns: method {method!r} uses no patterns")
+    raw = np.asarray(dataset.raw)  # constant frames (empty, saturated) fail here, not in a method's arithmetic
+    check_frames_vary(raw if dataset.is_series else raw[None],
+                      "raw" if dataset.path is None else f"{dataset.path}: /raw")
     dev = resolve_device(device)
     fn = _method_module(method).reconstruct
     t0 = time.perf_counter()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validate import check_frames_vary
 from ..backend import resolve_device, to_numpy, xp_for
 from ..noise import estimate_sigma
 from ..optim import fista, hessian_norm, richardson_lucy, tv
@@ -33,6 +34,7 @@ def solve(frames: np.ndarray, op, cfg: IterativeConfig | None = None, callback=N
         raise TypeError(f"cfg: expected an IterativeConfig (IterativeConfig.from_params builds one from a dict), "
                         f"got {type(cfg).__name__}")
     algorithm, prior, n_iter, stop, tau, tol = cfg.algorithm, cfg.prior, cfg.n_iter, cfg.stop, cfg.tau, cfg.tol
+    check_frames_vary(frames)  # a constant frame has no noise level (sigma 0) and nothing to fit
     frames = np.asarray(frames, dtype=np.float32)
     sigma, how = estimate_sigma(frames, op)
     xp = xp_for(op.device)

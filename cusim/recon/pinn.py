@@ -11,6 +11,8 @@ camera offsets do not matter. Stopping: a step budget, a loss plateau, or the di
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,8 +20,9 @@ import numpy as np
 import torch
 
 from .._files import atomic_target
-from .._validate import check_int
-from ..backend import resolve_device
+from .._validate import check_frames_vary, check_int
+from .._threads import threads
+from ..backend import resolve_device, to_numpy
 from ..noise import estimate_sigma
 from ..patterns import SinusoidParams, params_record
 from ..torch_ops import sim_forward
@@ -221,8 +224,9 @@ def optimise(frames: np.ndarray, op, cfg: PINNConfig, *, steps: int | None = Non
     binning only, same grid and pad as ``op``).
 
     ``init_state`` warm-starts the weights. With ``checkpoint`` the full optimiser state is written
-    there every ``checkpoint_every`` steps; ``resume`` continues from it (same settings required) and
-    ends with the result of an uninterrupted run. ``callback(step, total, loss, mse)`` reports progress.
+    there every ``checkpoint_every`` steps; ``resume`` continues from it (same settings and data required,
+    :func:`fingerprint`; else one ValueError naming what differs) and ends with the result of an
+    uninterrupted run. ``callback(step, total, loss, mse)`` reports progress.
 
     The loss and residual of every step are kept on the device and read back every ``cfg.sync_every``
     steps (and at checkpoints and the last step), together with the block's images; the stopping rule
@@ -231,28 +235,74 @@ def optimise(frames: np.ndarray, op, cfg: PINNConfig, *, steps: int | None = Non
     time series) are those after the block's last update.
     """
     steps = cfg.steps if steps is None else steps
+    check_frames_vary(frames)  # a constant frame has no noise level and nothing to fit
+    data = None if checkpoint is None else fingerprint(frames, op, pattern_params)
     fit = PINNStep(frames, op, cfg, init_state=init_state, pattern_params=pattern_params, blur=blur,
                    watch_inset=watch_inset)
     try:
-        return _optimise(fit, steps, checkpoint, checkpoint_every, resume, callback)
+        return _optimise(fit, steps, checkpoint, checkpoint_every, resume, callback, data)
     finally:
         fit.close()
 
 
-def _settings(cfg: PINNConfig, steps: int, margin_px: int, inset: int) -> dict:
-    """What a checkpoint must have been made with to be resumed."""
-    return {**dataclasses.asdict(cfg), "steps": steps, "margin_px": margin_px, "watch_inset": inset}
+def fingerprint(frames, op, pattern_params: SinusoidParams | None = None) -> dict:
+    """What the data of a run was, for a checkpoint to be resumed on the same data only: the first 16 hex
+    digits of sha256 digests of the raw frames (as fitted: float32, with their shape), of the operator's
+    patterns and of its transfer function (PSF, camera pixel, grid), and of the starting pattern
+    parameters of a run that refines them. An operator without these (a peer's physics) adds nothing."""
+    def digest(a) -> str:
+        a = np.ascontiguousarray(to_numpy(a))
+        h = hashlib.sha256(f"{a.shape} {a.dtype}".encode())
+        h.update(a.view(np.uint8).reshape(-1))
+        return h.hexdigest()[:16]
+
+    out = {"raw frames": digest(np.asarray(frames, dtype=np.float32))}
+    for name, value in (("patterns", getattr(op, "patterns", None)), ("optics", getattr(op, "_T", None))):
+        if value is not None:
+            out[name] = digest(value)
+    if pattern_params is not None:
+        text = json.dumps(params_record(pattern_params), sort_keys=True).encode()
+        out["pattern parameters"] = hashlib.sha256(text).hexdigest()[:16]
+    return out
 
 
-def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resume: bool, callback) -> PINNRun:
+def _settings(cfg: PINNConfig, steps: int, margin_px: int, inset: int, data: dict | None = None) -> dict:
+    """What a checkpoint must have been made with to be resumed: the settings, and the :func:`fingerprint`
+    of the data (``data``)."""
+    return {**dataclasses.asdict(cfg), "steps": steps, "margin_px": margin_px, "watch_inset": inset, "data": data}
+
+
+def _refuse_other(path, made: dict, now: dict, what: str = "checkpoint") -> None:
+    """One ValueError line naming what differs between the settings a checkpoint was ``made`` with and
+    those of the run ``now``: the data that changed (with both fingerprints), and each setting that
+    changed with both values."""
+    if made == now:
+        return
+    reasons = []
+    old, new = made.get("data") or {}, now.get("data") or {}
+    if old != new:
+        if not old:
+            reasons.append(f"{what} records no fingerprint of its data (made by an older cusim)")
+        else:
+            changed = [k for k in dict.fromkeys([*new, *old]) if old.get(k) != new.get(k)]
+            prints = ", ".join(f"{old.get(k, 'none')}, now {new.get(k, 'none')}" for k in changed)
+            reasons.append(f"{what} was made from other {' and '.join(changed)} (fingerprint {prints})")
+    keys = [k for k in dict.fromkeys([*now, *made]) if k != "data" and made.get(k, "none") != now.get(k, "none")]
+    if keys:
+        was = ", ".join(f"{k}={made.get(k, 'none')}" for k in keys)
+        reasons.append(f"{what} was made with {was}, now " + ", ".join(f"{k}={now.get(k, 'none')}" for k in keys))
+    raise ValueError(f"{path}: {'; '.join(reasons)}; remove it or run without --resume")
+
+
+def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resume: bool, callback,
+              data: dict | None = None) -> PINNRun:
     cfg = fit.cfg
     stopper = _Stopper(cfg)
     losses, mses, start, reason = [], [], 0, None
-    settings = _settings(cfg, steps, fit.margin_px, fit.watch_inset)
+    settings = _settings(cfg, steps, fit.margin_px, fit.watch_inset, data)
     if resume and checkpoint is not None and Path(checkpoint).exists():
         ck = torch.load(checkpoint, map_location=fit.device, weights_only=False)
-        if ck["settings"] != settings:
-            raise ValueError(f"{checkpoint}: checkpoint was made with other settings; remove it or run without --resume")
+        _refuse_other(checkpoint, ck["settings"], settings)
         fit.load(ck)
         losses, mses, start = ck["loss"], ck["mse"], ck["step"]
         fit.step_index = start
@@ -347,15 +397,16 @@ def auto_margin(dataset) -> int:
 def _member_run(frames, op, cfg: PINNConfig, steps: int, checkpoint, done_file, resume: bool, **kw) -> PINNRun:
     """One member of an ensemble at one time point. With ``done_file`` (ensembles with a checkpoint) a
     finished member's run is kept there, and ``resume`` takes it from there instead of running again."""
-    settings = _settings(cfg, steps, op.margin_camera * op.upsample, kw["watch_inset"])
-    if done_file is not None and resume and done_file.exists():
+    if done_file is None:
+        return optimise(frames, op, cfg, steps=steps, checkpoint=checkpoint, resume=resume, **kw)
+    settings = _settings(cfg, steps, op.margin_camera * op.upsample, kw["watch_inset"],
+                         fingerprint(frames, op, kw.get("pattern_params")))
+    if resume and done_file.exists():
         done = torch.load(done_file, map_location="cpu", weights_only=False)
-        if done["settings"] != settings:
-            raise ValueError(f"{done_file}: made with other settings; remove it or run without --resume")
+        _refuse_other(done_file, done["settings"], settings, "finished member's result")
         return PINNRun(**done["run"])
     run = optimise(frames, op, cfg, steps=steps, checkpoint=checkpoint, resume=resume, **kw)
-    if done_file is not None:
-        _save_checkpoint(done_file, {"settings": settings, "run": vars(run)})
+    _save_checkpoint(done_file, {"settings": settings, "run": vars(run)})
     return run
 
 
@@ -376,6 +427,7 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
     until the whole reconstruction ends, so ``resume`` continues with the member that was interrupted."""
     cfg = PINNConfig.from_params(params)
     check_int("checkpoint_every", checkpoint_every, 1)
+    torch.set_num_threads(threads())  # cusim's setting (the process's cores unless --threads said otherwise)
     margin = auto_margin(dataset) if margin_camera is None else margin_camera
     op = dataset.operator(pad_fine=pad_fine, margin_camera=margin, device=resolve_device(device))
     inset = watch_inset(dataset, margin)
