@@ -40,6 +40,14 @@ class LockTimeout(TimeoutError):
                          f"for more than {timeout_s:g} s")
 
 
+def same_file(a, b) -> bool:
+    """Whether two paths name one file (symlinks and hard links followed); False if either is missing."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def resolve(path) -> Path:
     """The file a write of ``path`` must replace: symlinks followed (also a dangling one's target)."""
     return Path(os.path.realpath(path))

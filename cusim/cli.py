@@ -6,6 +6,10 @@ Exit codes: 0 success, 1 bad input (one clear line, no traceback), 2 usage (Type
 from __future__ import annotations
 
 import contextlib
+import functools
+import signal
+import threading
+import warnings
 from pathlib import Path
 
 import typer
@@ -13,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ._version import __version__
+from ._validate import check_int
 from .recon.config import CONFIGS, FAST
 from .recon.config import IterativeConfig as _I
 from .recon.config import PINNConfig as _D  # the defaults the help texts name
@@ -38,6 +43,70 @@ def note(message: str) -> None:
     err.print(f"note: {escape(message)}", highlight=False, soft_wrap=True)
 
 
+@contextlib.contextmanager
+def _boundary():
+    """The one error boundary of every command: bad input (ValueError) and system errors (permission,
+    disk full, a folder where a file belongs, out of memory) become one line and exit 1; SIGTERM is
+    handled like Ctrl-C (one line, exit 130, no temporary file left: the writers clean up on the way out);
+    cusim's warnings become ``note:`` lines."""
+    from ._syserrors import describe_os_error  # noqa: PLC0415
+    from ._warnings import CusimWarning  # noqa: PLC0415
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, CusimWarning):
+            note(str(message))
+        else:
+            previous_show(message, category, filename, lineno, file, line)
+
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    previous_show = warnings.showwarning
+    warnings.showwarning = show
+    in_main = threading.current_thread() is threading.main_thread()
+    previous_term = signal.signal(signal.SIGTERM, terminate) if in_main else None
+    try:
+        yield
+    except (typer.Exit, typer.Abort):
+        raise
+    except KeyboardInterrupt:
+        err.print("interrupted; nothing was written (outputs appear only complete)", highlight=False)
+        raise typer.Exit(code=130) from None
+    except OSError as e:
+        fail(describe_os_error(e))
+    except MemoryError:
+        fail("out of memory: the data or the reconstruction does not fit; try a smaller region (--roi) or "
+             "another machine")
+    except ValueError as e:
+        fail(_as_option(str(e)))
+    finally:
+        warnings.showwarning = previous_show
+        if in_main:
+            signal.signal(signal.SIGTERM, previous_term)
+
+
+def command(fn):
+    """``@command()``-style registration of ``fn`` inside :func:`_boundary`."""
+
+    @functools.wraps(fn)
+    def guarded(*args, **kwargs):
+        with _boundary():
+            return fn(*args, **kwargs)
+
+    return guarded
+
+
+def _threads_option(n):
+    """Apply ``--threads`` (None: the cores this process may use)."""
+    from ._threads import set_threads  # noqa: PLC0415
+
+    return set_threads(n)
+
+
+THREADS_HELP = ("CPU threads for every pool (FFT workers, BLAS, torch); default: the cores this process may use "
+                "(its CPU affinity), which avoids oversubscription on a shared machine.")
+
+
 def _version(value: bool) -> None:
     if value:
         console.print(f"cusim {__version__}")
@@ -51,12 +120,14 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
 
 
 @app.command()
+@command
 def demo(
     out: Path = typer.Option(Path("cusim-demo"), "--out", "-o", help="Folder for demo.h5 and demo.png."),
     size: int = typer.Option(192, help="Fine-grid side in pixels (even)."),
     seed: int = typer.Option(0, help="Seed of the phantom, the noise and the network."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     steps: int = typer.Option(400, help="Most PINN steps (about a minute on 2 CPU cores; the discrepancy principle may stop earlier)."),
+    threads: int = typer.Option(None, "--threads", help=THREADS_HELP),
 ) -> None:
     """Simulate linear SIM of filaments (SNR 20), reconstruct it with the untrained PINN, and compare
     with the widefield image and the ground truth.
@@ -66,10 +137,12 @@ def demo(
     from rich.table import Table  # noqa: PLC0415
 
     from .backend import resolve_device  # noqa: PLC0415
-    from .demo import CROP, pinn_demo  # noqa: PLC0415  (keeps `cusim --help` fast)
+    from .demo import pinn_demo  # noqa: PLC0415  (keeps `cusim --help` fast)
+    from .report import FRC_THRESHOLD, convention  # noqa: PLC0415
 
     if size < 32 or size % 2:
         fail(f"--size: expected an even number >= 32, got {size}")
+    _threads_option(threads)
     try:
         device = resolve_device(device)
         if out.exists() and not out.is_dir():
@@ -78,14 +151,15 @@ def demo(
             res = pinn_demo(out, size=size, seed=seed, device=device, steps=steps, callback=callback)
     except ValueError as e:
         fail(str(e))
+    first = next(iter(res["scores"].values()))
     table = Table(title=f"{size}x{size} filaments, linear SIM 3x3, SNR 20, against the ground truth "
-                        f"(least-squares fit, {CROP} px border)")
-    for col in ("image", "PSNR dB", "SSIM", "FRC 0.5 resolution"):
+                        f"({convention(first['norm'], first['border_px'])})")
+    for col in ("image", "PSNR dB", "SSIM", f"FRC {FRC_THRESHOLD} resolution"):
         table.add_column(col, justify="left" if col == "image" else "right")
     for name, sc in res["scores"].items():
-        rnm = sc["resolution_nm"]
+        c = sc["frc_cutoff_cycles_per_px"]
         table.add_row(name, f"{sc['psnr_db']:.2f}", f"{sc['ssim']:.3f}",
-                      "beyond Nyquist (0.5 cyc/px)" if sc["frc_cutoff"] is None else f"{sc['frc_cutoff']:.3f} cyc/px ({rnm:.0f} nm)")
+                      "beyond Nyquist (0.5 cyc/px)" if c is None else f"{c:.3f} cyc/px ({res['pixel_nm'] / c:.0f} nm)")
     console.print(table)
     gain = res["scores"]["pinn"]["psnr_db"] - res["scores"]["widefield"]["psnr_db"]
     console.print(f"pinn on {res['device']}: {res['steps']} steps in {res['runtime_s']:.1f} s, stopped by "
@@ -104,6 +178,7 @@ def _load(path: Path):
 
 
 @app.command()
+@command
 def info(file: Path = typer.Argument(..., help="A cusim-sim HDF5 file.")) -> None:
     """Summarise a dataset: shapes, optics, patterns, reconstructions (with metrics if ground truth exists).
 
@@ -187,22 +262,37 @@ def _method_settings(method: str, given: dict):
     if "--fast" in given:
         settings.update(FAST)
     operational = {k: settings.pop(k) for k in ("margin_camera", "checkpoint_every") if k in settings}
+    if "checkpoint_every" in operational:  # the PINN checks it too, but only once its progress bar is up
+        check_int("--checkpoint-every", operational["checkpoint_every"], 1)
     cfg = CONFIGS[method].from_params(settings) if method in CONFIGS else None
     return {**settings, **operational}, cfg
 
 
 @app.command()
+@command
 def run(
-    file: Path = typer.Argument(..., help="A cusim-sim HDF5 file; the result is added as /recon/<name>."),
+    file: Path = typer.Argument(..., help="A cusim-sim HDF5 file; the result is added as /recon/<name> (or "
+                                          "written to --out, and the file is only read)."),
     method: str = typer.Option("widefield", "--method", "-m", help="widefield | wiener | iterative | pinn"),
     name: str = typer.Option(None, help="Name under /recon (default: the method)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing /recon/<name>."),
+    out: Path = typer.Option(None, "--out", "-o", help="Write the result to this HDF5 file instead (a copy of the "
+                             "input's data with /recon/<name>, or added to it if it holds the same raw data); the "
+                             "input is only read and may be read-only."),
+    roi: tuple[int, int, int, int] = typer.Option(None, "--roi", help="Reconstruct only the region Y X H W (fine "
+                                                  "pixels, multiples of the upsample factor), with the whole field's "
+                                                  "patterns around it as margin context; needs --out."),
+    force: bool = typer.Option(False, "--force", help="Replace what exists: /recon/<name>, the --out, --tiff and "
+                               "--figure files (never an input, never a file of another kind)."),
     tiff: Path = typer.Option(None, "--tiff", help="Also write the image as a float32 TIFF."),
-    figure: Path = typer.Option(None, "--figure", help="Also write a PNG comparison figure."),
-    crop: int = typer.Option(20, help="Border (fine px) left out of the metrics."),
+    figure: Path = typer.Option(None, "--figure", help="Also write a comparison figure; the format follows the "
+                                "suffix (.png, .pdf, .svg, .jpg)."),
+    metrics_border: int = typer.Option(None, "--metrics-border", help="Border (fine px) left out of the metrics "
+                                       "against /ground_truth (default 20, or an eighth of a smaller image)."),
+    crop: int = typer.Option(None, "--crop", hidden=True, help="Deprecated spelling of --metrics-border."),
     norm: str = typer.Option("lstsq", help="Metrics normalisation: lstsq (scale and offset fitted to the "
-                                           "min-max normalised truth) | minmax (both images min-max normalised)."),
+                                           "min-max normalised truth; cusim's convention) | minmax."),
+    threads: int = typer.Option(None, "--threads", help=THREADS_HELP),
     estimate_patterns: bool = typer.Option(False, "--estimate-patterns",
                                            help="wiener/iterative/pinn: estimate the sinusoidal patterns from the frames first."),
     steps: int = typer.Option(None, help=f"pinn: optimisation steps (first time point) (default {_D.steps})."),
@@ -247,67 +337,124 @@ def run(
     """
     from . import recon  # noqa: PLC0415
     from .backend import resolve_device  # noqa: PLC0415
-    from .io import DatasetError, add_recon  # noqa: PLC0415
-    from .report import metrics_table, save_figure, save_tiff  # noqa: PLC0415
 
     if method not in recon.METHODS:
         fail(f"--method: expected one of {list(recon.METHODS)}, got {method!r}")
-    try:
-        margin_camera = _deprecated("--margin", "--margin-camera", margin, margin_camera)
-        prior_weight = _deprecated("--reg", "--prior-weight", reg, prior_weight)
-        given = {"--steps": steps, "--lr": lr, "--loss": loss, "--seed": seed, "--ensemble": ensemble,
-                 "--warm-start-steps": warm_start_steps, "--fast": fast, "--refine-patterns": refine_patterns,
-                 "--checkpoint-every": checkpoint_every, "--resume": resume, "--stop": stop, "--tau": tau,
-                 "--margin-camera": margin_camera, "--prior": prior, "--prior-weight": prior_weight,
-                 "--iterations": iterations, "--algorithm": algorithm, "--wiener-w": wiener_w}
-        params, cfg = _method_settings(method, given)
-        device = resolve_device(device)
-    except ValueError as e:
-        fail(_as_option(str(e)))
-    ds = _load(file)
-    name = name or method
-    if name in ds.recons and not force:
-        fail(f"{file}: /recon/{name}: exists already; use --force to overwrite it")
-    for opt, target in (("--tiff", tiff), ("--figure", figure)):
-        if target is not None and not target.parent.resolve().is_dir():
-            fail(f"{opt}: folder {target.parent} does not exist")
+    margin_camera = _deprecated("--margin", "--margin-camera", margin, margin_camera)
+    prior_weight = _deprecated("--reg", "--prior-weight", reg, prior_weight)
+    metrics_border = _deprecated("--crop", "--metrics-border", crop, metrics_border)
+    given = {"--steps": steps, "--lr": lr, "--loss": loss, "--seed": seed, "--ensemble": ensemble,
+             "--warm-start-steps": warm_start_steps, "--fast": fast, "--refine-patterns": refine_patterns,
+             "--checkpoint-every": checkpoint_every, "--resume": resume, "--stop": stop, "--tau": tau,
+             "--margin-camera": margin_camera, "--prior": prior, "--prior-weight": prior_weight,
+             "--iterations": iterations, "--algorithm": algorithm, "--wiener-w": wiener_w}
+    params, cfg = _method_settings(method, given)
+    device = resolve_device(device)
     if norm not in ("lstsq", "minmax"):
         fail(f"--norm: expected lstsq or minmax, got {norm!r}")
+    if roi is not None and out is None:
+        fail("--roi: the result of a region is a dataset of its own; give --out OUT.h5 for it")
+    _threads_option(threads)
+    ds = _load(file)
+    if roi is not None:
+        ds = ds.crop(*roi)
+    name = name or method
+    target = _check_run_outputs(file, out, tiff, figure, name, ds, roi is not None, force)
     if estimate_patterns and method not in recon.PATTERN_METHODS:
         fail(f"--estimate-patterns: method {method!r} uses no patterns")
     if method in recon.PATTERN_METHODS and not ds.has_patterns() and not estimate_patterns:
         fail(f"{file}: no /patterns and no /pattern_params; estimate them first: cusim estimate {file} "
              f"(or add --estimate-patterns)")
     if margin_camera is not None and not estimate_patterns:
-        try:  # the patterns must be known that far past the field: one line before any work
-            ds.check_margin(margin_camera)
-        except ValueError as e:
-            fail(str(e))
-    if ds.ground_truth is not None and not 0 <= 2 * crop < min(ds.fine_shape):
-        fail(f"--crop: a {crop} px border leaves nothing of the {ds.fine_shape[0]}x{ds.fine_shape[1]} image to "
-             f"compare with /ground_truth; expected 0 <= crop < {(min(ds.fine_shape) + 1) // 2}")
-    try:
-        if method == "pinn":
-            ckpt = file.with_name(f".{file.name}.{name}.ckpt")
-            with _pinn_progress(f"pinn {file.name}", cfg.steps) as callback:
-                res = recon.reconstruct(ds, method, device=device, estimate_patterns=estimate_patterns,
-                                        checkpoint=ckpt, resume=resume, callback=callback, **params)
-        elif method == "iterative":
-            with _pinn_progress(f"{cfg.algorithm} {file.name}", cfg.n_iter, unit="it") as callback:
-                res = recon.reconstruct(ds, method, device=device, estimate_patterns=estimate_patterns,
-                                        callback=callback, **params)
-        else:
-            res = recon.reconstruct(ds, method, device=device, estimate_patterns=estimate_patterns, **params)
-    except (ValueError, ImportError) as e:
-        fail(_as_option(str(e)))
-    table, metrics = metrics_table(ds, res.image, name, crop, norm)
+        ds.check_margin(margin_camera)  # the patterns must be known that far past the field: before any work
+    border = _metrics_border(ds, metrics_border)
+    res = _reconstruct(recon, ds, method, cfg, params, file, name, device, estimate_patterns, resume)
+    _store(res, ds, file, out, roi is not None, target, name, border, norm, force, tiff, figure)
+
+
+def _check_run_outputs(file: Path, out, tiff, figure, name: str, ds, region: bool, force: bool) -> Path:
+    """Refuse, before any work, every output that would destroy data or could not be written; returns
+    the HDF5 file the result goes to."""
+    from ._outputs import check_output, figure_kind  # noqa: PLC0415
+    from .io import check_writable  # noqa: PLC0415
+
+    target = file if out is None else out
+    if out is not None:  # an existing dataset of the same raw data takes the result beside its own
+        check_output("--out", out, "hdf5", inputs=[file], force=force or not region)
+    existing = ds if out is None else (_load(out) if out.exists() and not region else None)
+    if existing is not None and name in existing.recons and not force:
+        fail(f"{target}: /recon/{name}: exists already; use --force to overwrite it (or --name)")
+    outputs = [file] + ([out] if out is not None else [])
+    if tiff is not None:
+        check_writable(check_output("--tiff", tiff, "tiff", inputs=outputs, force=force))
+    if figure is not None:
+        check_writable(check_output("--figure", figure, figure_kind("--figure", figure), inputs=outputs, force=force))
+    check_writable(target, extra_bytes=4 * ds.T * ds.fine_shape[0] * ds.fine_shape[1])
+    return target
+
+
+def _metrics_border(ds, border):
+    """The metrics border (fine px): given, or cusim's default for the image's size; None without truth."""
+    from .report import default_border  # noqa: PLC0415
+
+    if ds.ground_truth is None:
+        return border
+    border = default_border(ds.fine_shape) if border is None else border
+    if not 0 <= 2 * border < min(ds.fine_shape):
+        fail(f"--metrics-border: a {border} px border leaves nothing of the {ds.fine_shape[0]}x{ds.fine_shape[1]} "
+             f"image to compare with /ground_truth; expected 0 <= border < {(min(ds.fine_shape) + 1) // 2}")
+    return border
+
+
+def _reconstruct(recon, ds, method, cfg, params, file, name, device, estimate_patterns, resume):
+    """The reconstruction with a progress bar; a PINN interrupted (Ctrl-C, SIGTERM) says what was kept."""
+    if method == "pinn":
+        ckpt = file.with_name(f".{file.name}.{name}.ckpt")
+        reached = [0]
+        with _pinn_progress(f"pinn {file.name}", cfg.steps) as progress:
+            def callback(step, total, loss, mse):
+                reached[0] = step
+                progress(step, total, loss, mse)
+
+            try:
+                return recon.reconstruct(ds, method, device=device, estimate_patterns=estimate_patterns,
+                                         checkpoint=ckpt, resume=resume, callback=callback, **params)
+            except KeyboardInterrupt:
+                every = params.get("checkpoint_every", 50)
+                kept = [p for p in ckpt.parent.glob(f"{ckpt.name}*") if p.is_file()]
+                if kept:
+                    err.print(f"interrupted at step {reached[0]}: the checkpoint {ckpt} (written every {every} "
+                              f"steps) is kept; continue with the same command and --resume", highlight=False,
+                              soft_wrap=True)
+                else:
+                    err.print(f"interrupted at step {reached[0]}, before the first checkpoint (every {every} steps): "
+                              "nothing was kept", highlight=False, soft_wrap=True)
+                raise typer.Exit(code=130) from None
+    if method == "iterative":
+        with _pinn_progress(f"{cfg.algorithm} {file.name}", cfg.n_iter, unit="it") as callback:
+            return recon.reconstruct(ds, method, device=device, estimate_patterns=estimate_patterns,
+                                     callback=callback, **params)
+    return recon.reconstruct(ds, method, device=device, estimate_patterns=estimate_patterns, **params)
+
+
+def _store(res, ds, file, out, region: bool, target, name, border, norm, force, tiff, figure) -> None:
+    """Write the result with its provenance (and the TIFF and figure), then say where it went."""
+    import dataclasses  # noqa: PLC0415
+
+    from .io import add_recon, save, save_recon_as  # noqa: PLC0415
+    from .report import metrics_table, save_figure, save_tiff  # noqa: PLC0415
+
+    table, metrics = metrics_table(ds, res.image, name, border, norm)
     extra = {k: v for k, v in res.extra.items() if isinstance(v, (int, float, str)) or k == "pattern_params"}
-    try:
-        add_recon(file, name, res.to_recon(**extra, **({"metrics": metrics} if metrics else {})), force=force)
-    except DatasetError as e:
-        fail(str(e))
+    rec = res.to_recon(**extra, **({"metrics": metrics} if metrics else {}))
+    if region:
+        save(dataclasses.replace(ds, recons={name: rec}, path=None), out)
+    elif out is not None:
+        save_recon_as(file, out, name, rec, force=force)
+    else:
+        add_recon(file, name, rec, force=force)
     stopped = f", {res.extra['steps_run']} steps, stopped by {res.extra['stop_reason']}" if "stop_reason" in res.extra else ""
-    console.print(f"{method} on {res.device}: {res.runtime_s:.2f} s{stopped} -> {file}:/recon/{name}")
+    console.print(f"{res.method} on {res.device}: {res.runtime_s:.2f} s{stopped} -> {target}:/recon/{name}")
     if table is not None:
         console.print(table)
     if tiff is not None:
@@ -317,15 +464,18 @@ def run(
 
 
 @app.command()
+@command
 def estimate(
     file: Path = typer.Argument(..., help="A cusim-sim HDF5 file with sinusoidal SIM frames."),
     angles: int = typer.Option(None, help="Pattern orientations (default: recorded by import, or from K: 9, 15 -> 3; 25 -> 5)."),
     phases: int = typer.Option(None, help="Phases per orientation (default as --angles)."),
     order: int = typer.Option(1, help="1: linear SIM; 2: also the 2nd harmonic (saturated SIM, >= 5 phases)."),
     t: int = typer.Option(0, "--t", help="Time point to estimate from."),
-    figure: Path = typer.Option(None, "--figure", help="Write a PNG of the detected carrier peaks."),
+    figure: Path = typer.Option(None, "--figure", help="Write a figure of the detected carrier peaks (format from "
+                                "the suffix: .png, .pdf, .svg, .jpg)."),
     write: bool = typer.Option(True, "--write/--no-write", help="Store the result as /pattern_params."),
-    force: bool = typer.Option(False, "--force", help="Replace existing /pattern_params."),
+    force: bool = typer.Option(False, "--force", help="Replace existing /pattern_params and --figure."),
+    threads: int = typer.Option(None, "--threads", help=THREADS_HELP),
 ) -> None:
     """Estimate the illumination (carrier per angle, phase per frame, modulation) from the raw frames and
     store it as /pattern_params, which the reconstructions then use.
@@ -335,9 +485,12 @@ def estimate(
     from .estimate import estimate_dataset  # noqa: PLC0415
     from .io import set_pattern_params  # noqa: PLC0415
 
+    from ._outputs import check_output, figure_kind  # noqa: PLC0415
+
+    _threads_option(threads)
     ds = _load(file)
-    if figure is not None and not figure.parent.resolve().is_dir():
-        fail(f"--figure: folder {figure.parent} does not exist")
+    if figure is not None:
+        check_output("--figure", figure, figure_kind("--figure", figure), inputs=[file], force=force)
     if write and ds.pattern_params is not None and not force:
         fail(f"{file}: /pattern_params: exists already; use --force to replace it (or --no-write)")
     kw = {"order": order}
@@ -368,12 +521,15 @@ import_app = typer.Typer(no_args_is_help=True, help="Import raw SIM data into a 
 app.add_typer(import_app, name="import")
 
 
-def _refuse_overwrite(out: Path, force: bool) -> None:
-    if out.exists() and not force:
-        fail(f"{out}: exists already; use --force to replace it")
+def _check_out(out: Path, force: bool, inputs=()) -> None:
+    """An HDF5 output: never an input or a file of another kind; an existing one only with --force."""
+    from ._outputs import check_output  # noqa: PLC0415
+
+    check_output("--out", out, "hdf5", inputs=inputs, force=force)
 
 
 @import_app.command("paper")
+@command
 def import_paper_cmd(
     set_dir: Path = typer.Argument(..., help="A set folder of the PINN paper's layout, e.g. .../SIM/microtubules"),
     out: Path = typer.Option(..., "--out", "-o", help="Output .h5 file (one sample) or folder (--all)."),
@@ -392,10 +548,10 @@ def import_paper_cmd(
         fail("import paper: give exactly one of --sample N or --all")
     try:
         if all_samples:
-            paths = importers.import_paper_all(set_dir, out)
+            paths = importers.import_paper_all(set_dir, out, force=force)
             console.print(f"imported {len(paths)} samples into {out}/")
             return
-        _refuse_overwrite(out, force)
+        _check_out(out, force)
         ds = importers.import_paper(set_dir, sample)
         save(ds, out)
     except ValueError as e:
@@ -405,6 +561,7 @@ def import_paper_cmd(
 
 
 @import_app.command("stack")
+@command
 def import_stack_cmd(
     raw: Path = typer.Argument(..., help="Raw frames: a TIFF or MRC stack of angles*phases (x T) frames."),
     out: Path = typer.Option(..., "--out", "-o", help="Output .h5 file."),
@@ -430,7 +587,7 @@ def import_stack_cmd(
     from . import importers  # noqa: PLC0415
     from .io import save  # noqa: PLC0415
 
-    _refuse_overwrite(out, force)
+    _check_out(out, force, inputs=[p for p in (raw, patterns, psf, ground_truth) if p is not None])
     try:
         ds = importers.import_stack(raw, angles=angles, phases=phases, order=order, upsample=upsample, na=na,
                                     wavelength_nm=wavelength_nm, pixel_size_nm=pixel_size_nm, patterns=patterns,
@@ -443,6 +600,7 @@ def import_stack_cmd(
 
 
 @app.command()
+@command
 def simulate(
     out: Path = typer.Option(..., "--out", "-o", help="Output .h5 file."),
     phantom: str = typer.Option("filaments", help="filaments | ccp | er | actin"),
@@ -462,6 +620,7 @@ def simulate(
     dtype: str = typer.Option("float32", help="float32 | uint16"),
     seed: int = typer.Option(0, help="Seed of phantom, patterns and noise."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
+    threads: int = typer.Option(None, "--threads", help=THREADS_HELP),
 ) -> None:
     """Simulate a raw SIM stack with ground truth through the toolkit's own forward model.
 
@@ -470,7 +629,8 @@ def simulate(
     from .io import save  # noqa: PLC0415
     from .simulate import simulate as run_simulation  # noqa: PLC0415
 
-    _refuse_overwrite(out, force)
+    _check_out(out, force)
+    _threads_option(threads)
     try:
         ds = run_simulation(phantom=phantom, shape=(size, size), upsample=upsample, family=family, na=na,
                             wavelength_nm=wavelength_nm, pixel_size_nm=pixel_size_nm, pattern_freq=pattern_freq,

@@ -4,22 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from . import metrics
 from .io import add_recon, save
 from .recon import reconstruct
-from .report import save_figure
+from .report import image_metrics, save_figure
 from .simulate import simulate
-
-CROP = 10  # border left out of the metrics (fine pixels)
-
-
-def _scores(image: np.ndarray, truth: np.ndarray, pixel_nm: float) -> dict:
-    res = metrics.frc(image, truth, threshold="0.5", crop=CROP, pixel_size_nm=pixel_nm)
-    return {"psnr_db": metrics.psnr(image, truth, norm="lstsq", crop=CROP),
-            "ssim": metrics.ssim(image, truth, norm="lstsq", crop=CROP),
-            "frc_cutoff": res.cutoff, "resolution_nm": res.resolution_nm}
 
 
 def pinn_demo(out: Path, *, size: int = 192, seed: int = 0, device: str = "auto", steps: int = 400,
@@ -32,12 +20,13 @@ def pinn_demo(out: Path, *, size: int = 192, seed: int = 0, device: str = "auto"
                   device=device)
     path = save(ds, out / "demo.h5")
     pixel_nm = ds.pixel_size_nm / ds.upsample
-    results = {}
+    results = {}  # scored by the one convention of cusim.report (as `cusim run` and `cusim info` score)
     for method, params in (("widefield", {}), ("pinn", {"steps": steps, "seed": seed, "callback": callback})):
         res = reconstruct(ds, method, device=device, **params)
-        add_recon(path, method, res.to_recon(**{k: v for k, v in res.extra.items() if isinstance(v, (int, float, str))}),
-                  force=True)
-        results[method] = (res, _scores(res.image, ds.ground_truth, pixel_nm))
+        scores = image_metrics(ds, res.image)
+        extra = {k: v for k, v in res.extra.items() if isinstance(v, (int, float, str))}
+        add_recon(path, method, res.to_recon(**extra, metrics=scores), force=True)
+        results[method] = (res, scores)
     pinn_res = results["pinn"][0]
     figure = save_figure(out / "demo.png", ds, pinn_res.image, "pinn", pinn_res.loss)
     return {"file": path, "figure": figure, "device": pinn_res.device, "runtime_s": pinn_res.runtime_s,

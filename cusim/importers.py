@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ._outputs import check_output
 from ._validate import check_int
+from ._warnings import warn_saturated
 from .io import RAW_DTYPES, Dataset, DatasetError, save
 
 PAPER_UPSAMPLE = 4
@@ -169,16 +171,23 @@ def import_paper(set_dir, sample: int) -> Dataset:
     return _validated(ds, raw_path)
 
 
-def import_paper_all(set_dir, out_dir) -> list[Path]:
-    """Import every sample of a set and save each as ``out_dir/<group>_<set>_<N>.h5`` (folder created)."""
+def import_paper_all(set_dir, out_dir, *, force: bool = False) -> list[Path]:
+    """Import every sample of a set and save each as ``out_dir/<group>_<set>_<N>.h5`` (folder created).
+
+    Existing files are replaced only with ``force`` (and never a file that is not HDF5); every target is
+    checked before the first is written."""
     samples = paper_samples(set_dir)
     if not samples:
         raise _fail(set_dir, "no samples (input_frames/*.tif)")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise _fail(out, "exists and is not a folder (--all writes one file per sample into a folder)")
+    targets = [out / paper_filename(set_dir, n) for n in samples]
+    if out.is_dir():
+        for target in targets:
+            check_output("--out", target, "hdf5", force=force)
     out.mkdir(parents=True, exist_ok=True)
-    return [save(import_paper(set_dir, n), out / paper_filename(set_dir, n)) for n in samples]
+    return [save(import_paper(set_dir, n), target) for n, target in zip(samples, targets)]
 
 
 def _validated(ds: Dataset, source) -> Dataset:
@@ -197,6 +206,16 @@ def to_angle_major(frames, angles: int, phases: int) -> np.ndarray:
     if K != angles * phases:
         raise ValueError(f"to_angle_major: {K} frames, expected angles*phases = {angles * phases}")
     return a.reshape(*lead, phases, angles, h, w).swapaxes(-4, -3).reshape(*lead, K, h, w)
+
+
+def to_phase_major(frames, angles: int, phases: int) -> np.ndarray:
+    """Reorder angle-major frames (index ``a * phases + p`` on axis -3) to phase-major (``p * angles + a``):
+    the inverse of :func:`to_angle_major`."""
+    a = np.asarray(frames)
+    lead, (K, h, w) = a.shape[:-3], a.shape[-3:]
+    if K != angles * phases:
+        raise ValueError(f"to_phase_major: {K} frames, expected angles*phases = {angles * phases}")
+    return a.reshape(*lead, angles, phases, h, w).swapaxes(-4, -3).reshape(*lead, K, h, w)
 
 
 def _group_frames(raw: np.ndarray, path, K: int, time_points: int | None) -> np.ndarray:
@@ -250,7 +269,8 @@ def import_stack(path, *, angles: int, phases: int, order: str = "angle-major", 
     ``psf`` an odd 2-D PSF on the fine grid (TIFF/NPY/PNG/MRC); ``ground_truth`` (H, W) or (T, H, W).
     ``binning`` > 1 mean-bins the raw frames first (for stacks interpolated up from the camera grid);
     ``pixel_size_nm`` is then the pixel after binning. Raw uint8/uint16/float32 is kept, other dtypes
-    become float32 (binned frames are float32).
+    become float32 (binned frames are float32). Integer raw data with more than 1 % of its pixels at the
+    dtype's maximum (saturated) gives a :class:`~cusim.CusimWarning`.
     """
     path = Path(path)
     for name, v in (("angles", angles), ("phases", phases), ("upsample", upsample), ("binning", binning)):
@@ -262,6 +282,8 @@ def import_stack(path, *, angles: int, phases: int, order: str = "angle-major", 
     K = angles * phases
     raw = _group_frames(read_array(path, "raw", RAW_SUFFIXES), path, K, time_points)
     source_dtype = str(raw.dtype)
+    warn_saturated(raw, str(path), "the camera saturated there, which no reconstruction can model (expect "
+                   "artefacts); acquire with less light or a shorter exposure")
     if order == "phase-major":
         raw = to_angle_major(raw, angles, phases)
     if binning > 1:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files import LockTimeout, atomic_target, file_lock, make_temporary, resolve
+from ._files import LockTimeout, atomic_target, file_lock, make_temporary, resolve, same_file
 from ._syserrors import GiB, check_allocation, describe_os_error
 from ._validate import check_int, check_positive
 from .optics import Widefield, validate_psf
@@ -106,9 +106,20 @@ class Dataset:
         if self.patterns is not None:
             return np.asarray(self.patterns, dtype=np.float32)
         if self.pattern_params is not None:
-            return np.maximum(self.pattern_params.render(self.fine_shape), 0)
+            return self._render(self.pattern_params, self.fine_shape)
         raise DatasetError(f"{self._name()}: no /patterns and no /pattern_params; estimate them first "
                            "(cusim estimate) or import the file with a pattern stack")
+
+    def _render(self, params: SinusoidParams, shape, margin_camera: int = 0) -> np.ndarray:
+        """``params`` rendered on a fine grid of ``shape`` and clipped at 0, float32; NotEnoughMemory first
+        when that grid would not fit the free memory."""
+        H, W = shape
+        grid = f"{H}x{W} fine pixels" + (f" (margin_camera {margin_camera})" if margin_camera else "")
+        # the (K, H, W) float32 result, and float64 phase, cosine and sum planes while one frame is rendered
+        check_allocation(self.K * H * W * 4 + H * W * 32,
+                         f"{self._name()}: /pattern_params: rendering {self.K} patterns on {grid}")
+        out = params.render((H, W))
+        return np.maximum(out, 0, out=out)
 
     def _psf_reach_px(self, optics) -> int:
         """Fine pixels of the PSF's reach: its half-size, or 4 camera pixels for ideal optics."""
@@ -160,7 +171,8 @@ class Dataset:
     def get_patterns(self, margin_camera: int = 0) -> np.ndarray:
         """(K, H, W) float32: the stored patterns, or those generated from ``/pattern_params``; with
         ``margin_camera`` (camera pixels) on the grid extended by ``margin_camera * upsample`` fine pixels
-        on every side."""
+        on every side. A grid too large for the free memory is refused before rendering
+        (:class:`~cusim._syserrors.NotEnoughMemory`, a ValueError)."""
         self.check_margin(margin_camera)
         margin = int(margin_camera)
         if margin == 0:
@@ -170,7 +182,7 @@ class Dataset:
         if self.patterns is not None:
             parent, top, left = self.pattern_context
             return np.asarray(parent[:, top - e : top + H + e, left - e : left + W + e], dtype=np.float32)
-        return np.maximum(self.pattern_params.moved(-e, -e).render((H + 2 * e, W + 2 * e)), 0)
+        return self._render(self.pattern_params.moved(-e, -e), (H + 2 * e, W + 2 * e), margin)
 
     def optics(self):
         """The PSF array, or :class:`~cusim.optics.Widefield` from the optics attributes."""
@@ -527,16 +539,27 @@ def check_writable(path, extra_bytes: int = 0) -> None:
         raise DatasetError(describe_os_error(e, path)) from e
     free = st.f_bavail * st.f_frsize
     if need > free:
-        raise DatasetError(f"{path}: no space left on device (writing it needs {need / GiB:.2f} GiB beside it, "
-                           f"{free / GiB:.2f} GiB are free)")
+        raise DatasetError(f"{path}: no space left on device (writing it needs {_size(need)} beside it, "
+                           f"{_size(free)} are free)")
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / GiB:.2f} GiB" if nbytes >= GiB else f"{nbytes / 2**20:.1f} MiB"
 
 
 def save(ds: Dataset, path) -> Path:
     """Write ``ds`` to ``path`` atomically (temporary file + rename, under the writers' lock); validates first."""
     path = Path(path)
     ds.validate()
+    arrays = [ds.raw, ds.patterns, ds.psf, ds.ground_truth, *(a for r in ds.recons.values() for a in (r.image, r.loss))]
+    check_writable(path, extra_bytes=_nbytes(*arrays))  # HDF5 itself can crash on a full disk: refuse first
     _atomic(path, lambda f: _write(f, ds))
     return path
+
+
+def _nbytes(*arrays) -> int:
+    """Bytes the arrays take in a file (None entries count nothing), plus 64 KiB for HDF5's own structures."""
+    return sum(int(np.asarray(a).nbytes) for a in arrays if a is not None) + 2**16
 
 
 def _check_recon_name(path: Path, name: str) -> None:
@@ -571,19 +594,13 @@ def add_recon(path, name: str, rec: Recon, *, force: bool = False) -> None:
     """
     path = Path(path)
     _check_recon_name(path, name)
+    check_writable(path, extra_bytes=_nbytes(rec.image, rec.loss))
 
     def prepare():
         _check_recon_fits(path, name, load(path), rec, force)
         return resolve(path)
 
     _atomic(path, _recon_filler(name, rec), prepare=prepare)
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def save_recon_as(source_path, out_path, name: str, rec: Recon, *, force: bool = False) -> Path:
@@ -600,7 +617,7 @@ def save_recon_as(source_path, out_path, name: str, rec: Recon, *, force: bool =
     _check_recon_name(out, name)
 
     def refuse_input():
-        if _same_file(source, out):
+        if same_file(source, out):
             raise DatasetError(f"{out}: is the input file {source}; write the result to another file, "
                                "or add it to the input itself")
 

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from . import metrics
 from ._files import atomic_target
+from ._outputs import figure_kind
 from .io import OPTICS_ATTRS, Dataset
 
 
@@ -33,41 +34,59 @@ def _fine_pixel_nm(ds: Dataset) -> float | None:
     return ds.pixel_size_nm / ds.upsample if ds.pixel_size_nm else None
 
 
-def image_metrics(ds: Dataset, image: np.ndarray, crop: int, norm: str = "minmax") -> dict | None:
-    """PSNR/SSIM/NRMSE and FRC cut-off against the ground truth, averaged over time points; None without GT."""
+# The one scoring convention of every score cusim prints or stores (run, info, demo, /recon/*/metrics):
+# each image mapped to the min-max normalised truth by its least-squares scale and offset (reconstructions
+# come in arbitrary units; a Wiener image's ringing would skew its own min-max range), a border left out,
+# and the FRC cut-off where the correlation with the truth falls below 0.5.
+NORM = "lstsq"
+FRC_THRESHOLD = "0.5"
+
+
+def default_border(shape) -> int:
+    """Fine pixels left out at each edge unless told: 20, or an eighth of a smaller image's side."""
+    return min(20, min(shape[-2:]) // 8)
+
+
+def convention(norm: str, border: int) -> str:
+    """The convention in words, as every table names it."""
+    how = "least-squares fit to the min-max normalised truth" if norm == "lstsq" else f"{norm} normalised"
+    return f"{how}, {border} px border left out, FRC at {FRC_THRESHOLD}"
+
+
+def image_metrics(ds: Dataset, image: np.ndarray, border: int | None = None, norm: str = NORM) -> dict | None:
+    """PSNR/SSIM/NRMSE and FRC cut-off against the ground truth, averaged over time points; None without GT.
+    The dict names its convention (``norm``, ``border_px``, ``frc_threshold``)."""
     if ds.ground_truth is None:
         return None
     imgs = image if image.ndim == 3 else image[None]
+    border = default_border(imgs.shape) if border is None else border
     gts = ds.ground_truth if ds.ground_truth.ndim == 3 else np.broadcast_to(ds.ground_truth, imgs.shape)
     rows = []
     for img, gt in zip(imgs, gts):
-        m = metrics.compare(img, gt, norm=norm, crop=crop)
-        m["frc_cutoff"] = metrics.frc(img, gt, crop=crop, pixel_size_nm=_fine_pixel_nm(ds)).cutoff
+        m = metrics.compare(img, gt, norm=norm, crop=border)
+        m["frc_cutoff"] = metrics.frc(img, gt, threshold=FRC_THRESHOLD, crop=border,
+                                      pixel_size_nm=_fine_pixel_nm(ds)).cutoff
         rows.append(m)
     out = {k: float(np.mean([r[k] for r in rows])) for k in ("psnr_db", "ssim", "nrmse")}
     cut = [r["frc_cutoff"] for r in rows]
     out["frc_cutoff_cycles_per_px"] = None if None in cut else float(np.mean(cut))
-    out.update(norm=norm, crop=crop)
+    out.update(norm=norm, border_px=border, frc_threshold=FRC_THRESHOLD)
     return out
 
 
-def metrics_table(ds: Dataset, image: np.ndarray, name: str, crop: int, norm: str = "lstsq"):
+def metrics_table(ds: Dataset, image: np.ndarray, name: str, border: int | None = None, norm: str = NORM):
     """A rich table comparing ``image`` and the widefield image with the ground truth, plus the dict
-    of ``image``'s metrics; ``(None, None)`` without ground truth. The default ``lstsq`` maps each image
-    to the min-max normalised truth by its least-squares scale and offset (the project's quality
-    convention): reconstructions come in arbitrary units, and a Wiener image's ringing would skew a
-    min-max normalisation of the image itself."""
+    of ``image``'s metrics; ``(None, None)`` without ground truth."""
     from .recon.widefield import image as widefield  # noqa: PLC0415
 
-    mine = image_metrics(ds, image, crop, norm)
+    mine = image_metrics(ds, image, border, norm)
     if mine is None:
         return None, None
     wf = np.stack([widefield(ds, t) for t in range(ds.T)]) if ds.is_series else widefield(ds)
-    rows = [(name, mine)] if name == "widefield" else [(name, mine), ("widefield", image_metrics(ds, wf, crop, norm))]
+    rows = [(name, mine)] if name == "widefield" else [(name, mine), ("widefield", image_metrics(ds, wf, border, norm))]
     px = _fine_pixel_nm(ds)
-    how = "least-squares fit to the min-max normalised truth" if norm == "lstsq" else f"{norm} normalised"
-    table = Table(title=f"against /ground_truth ({how}, {crop} px border left out)")
-    for col in ("image", "PSNR dB", "SSIM", "NRMSE", "FRC 1/7 cut-off"):
+    table = Table(title=f"against /ground_truth ({convention(norm, mine['border_px'])})")
+    for col in ("image", "PSNR dB", "SSIM", "NRMSE", f"FRC {FRC_THRESHOLD} cut-off"):
         table.add_column(col, justify="right" if col != "image" else "left")
     for label, m in rows:
         c = m["frc_cutoff_cycles_per_px"]
@@ -76,7 +95,7 @@ def metrics_table(ds: Dataset, image: np.ndarray, name: str, crop: int, norm: st
     return table, mine
 
 
-def dataset_summary(ds: Dataset, crop: int = 20) -> Table:
+def dataset_summary(ds: Dataset) -> Table:
     """A two-column table describing ``ds`` and its reconstructions."""
     t = Table(title=str(ds.path or "dataset"), show_header=False)
     t.add_column("field", style="bold")
@@ -105,9 +124,10 @@ def dataset_summary(ds: Dataset, crop: int = 20) -> Table:
         a = rec.attrs
         line = f"{a.get('method', '?')} on {a.get('device', '?')}, {a.get('runtime_s', float('nan')):.2f} s, " \
                f"{a.get('created', '?')}"
-        m = image_metrics(ds, rec.image, crop)
+        m = image_metrics(ds, rec.image)
         if m is not None:
-            line += f"; PSNR {m['psnr_db']:.2f} dB, SSIM {m['ssim']:.3f} (min-max, {crop} px border)"
+            line += (f"; PSNR {m['psnr_db']:.2f} dB, SSIM {m['ssim']:.3f} "
+                     f"({convention(m['norm'], m['border_px'])})")
         t.add_row(f"/recon/{name}", line)
     return t
 
@@ -117,7 +137,9 @@ def _logspec(img: np.ndarray) -> np.ndarray:
 
 
 def save_figure(path: Path, ds: Dataset, image: np.ndarray, name: str, loss=None) -> Path:
-    """PNG: mean raw frame | reconstruction | ground truth (if any) | log spectra | loss curve (if any)."""
+    """Mean raw frame | reconstruction | ground truth (if any) | log spectra | loss curve (if any), in the
+    format of ``path``'s suffix (.png, .pdf, .svg, .jpg; :data:`cusim._outputs.FIGURE_FORMATS`)."""
+    kind = figure_kind("figure", path)
     os.environ.setdefault("MPLBACKEND", "Agg")
     import matplotlib  # noqa: PLC0415
 
@@ -145,7 +167,7 @@ def save_figure(path: Path, ds: Dataset, image: np.ndarray, name: str, loss=None
     fig.tight_layout()
 
     def write(tmp):
-        fig.savefig(tmp, dpi=80, format="png")
+        fig.savefig(tmp, dpi=80, format=kind)
         plt.close(fig)
 
     return _atomic_write(path, write)

@@ -34,7 +34,7 @@ def test_old_option_spellings_still_work_for_one_release_with_a_note(tmp_path):
 
     path = io.save(simulate(shape=(48, 48), seed=0), tmp_path / "s.h5")
     res = CliRunner().invoke(app, ["run", str(path), "--method", "iterative", "--reg", "0.01", "--margin", "0",
-                                   "--iterations", "3", "--crop", "4"])
+                                   "--iterations", "3", "--metrics-border", "4"])
     assert res.exit_code == 0, res.output
     assert "note: --reg is deprecated" in res.output and "use --prior-weight" in res.output
     assert "note: --margin is deprecated" in res.output and "use --margin-camera" in res.output
@@ -42,7 +42,7 @@ def test_old_option_spellings_still_work_for_one_release_with_a_note(tmp_path):
     assert rec["params"]["prior_weight"] == 0.01 and rec["params"]["margin_camera"] == 0
     assert rec["params"]["prior"] == "tv" and rec["params"]["n_iter"] == 3  # every setting, resolved
     res = CliRunner().invoke(app, ["run", str(path), "--method", "iterative", "--reg", "0.01",
-                                   "--prior-weight", "0.02", "--crop", "4", "--force"])
+                                   "--prior-weight", "0.02", "--metrics-border", "4", "--force"])
     assert res.exit_code == 1 and "give only --prior-weight" in res.output
 
 

@@ -27,7 +27,7 @@ def test_widefield_on_paper_sample_1_scores_the_bicubic_baseline(shared_data, tm
     assert "PSNR" in text and "widefield" in text
     rec = io.load(h5).recons["widefield"]
     m = rec.attrs["metrics"]
-    assert (m["norm"], m["crop"]) == ("minmax", 20)
+    assert (m["norm"], m["border_px"], m["frc_threshold"]) == ("minmax", 20, "0.5")
     assert m["psnr_db"] == pytest.approx(13.8, abs=0.6)
     assert m["ssim"] == pytest.approx(0.55, abs=0.04)
     for key in ("method", "params", "cusim_version", "created", "device", "runtime_s"):
