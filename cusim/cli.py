@@ -70,7 +70,7 @@ def _boundary():
     except (typer.Exit, typer.Abort):
         raise
     except KeyboardInterrupt:
-        err.print("interrupted; nothing was written (outputs appear only complete)", highlight=False)
+        err.print("interrupted; no output was left half-written (each appears only complete)", highlight=False)
         raise typer.Exit(code=130) from None
     except OSError as e:
         fail(describe_os_error(e))
@@ -86,7 +86,7 @@ def _boundary():
 
 
 def command(fn):
-    """``@command()``-style registration of ``fn`` inside :func:`_boundary`."""
+    """Run the command ``fn`` inside :func:`_boundary` (``@app.command()`` then ``@command``)."""
 
     @functools.wraps(fn)
     def guarded(*args, **kwargs):
