@@ -202,13 +202,23 @@ def _pinn_progress(description: str, total: int, unit: str = "steps"):
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("loss {task.fields[loss]:.4g}  residual {task.fields[mse]:.3g} sigma^2"), Rate(),
                TimeRemainingColumn()]
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task(description, total=total, loss=float("nan"), mse=float("nan"))
+    # The bar appears with the first step, so that a refusal before any work (a checkpoint of other data,
+    # a grid too large for memory) stays the one line it is.
+    progress = Progress(*columns, console=console)
+    task = None
 
-        def callback(step, n, loss, mse):
-            progress.update(task, completed=step, total=n, loss=loss, mse=mse)
+    def callback(step, n, loss, mse):
+        nonlocal task
+        if task is None:
+            progress.start()
+            task = progress.add_task(description, total=total, loss=float("nan"), mse=float("nan"))
+        progress.update(task, completed=step, total=n, loss=loss, mse=mse)
 
+    try:
         yield callback
+    finally:
+        if task is not None:
+            progress.stop()
 
 
 # Which methods each method-specific option of `cusim run` applies to; given for another method it is

@@ -68,6 +68,10 @@ OVERWRITES = {  # case of the issue's report -> (arguments, what the one line mu
     "a tiff where nothing can be written, before a PINN run": (["run", "{s}", "--method", "pinn", "--tiff",
                                                                 "/proc/cusim-test.tif"], "/proc/cusim-test.tif"),
     "an existing result of that name": (["run", "{s}", "--name", "first"], "/recon/first: exists already"),
+    "a margin whose grid needs 100 GiB": (["run", "{s}", "--method", "iterative", "--margin-camera", "10000"],
+                                          "GiB of memory is available"),
+    "a simulation that needs 2 TiB": (["simulate", "-o", "{folder}/big.h5", "--size", "100000"],
+                                      "GiB of memory is available"),
 }
 
 
@@ -83,7 +87,7 @@ def test_an_output_that_would_destroy_data_is_refused_in_one_line(tmp_path, sim,
     subst = {"s": sim, "tif": tmp_path / "w.tif", "png": png, "png_as_tif": tmp_path / "p.tif",
              "folder": tmp_path / "folder", "link_png": tmp_path / "s.png"}
     before = digests(tmp_path)
-    code, text = cli(*[a.format(**subst) if a.startswith("{") else a for a in args])
+    code, text = cli(*[a.format(**subst) if "{" in a else a for a in args])
     one_line_error(code, text, needle)
     assert digests(tmp_path) == before and no_temporaries(tmp_path)
 
