@@ -126,7 +126,7 @@ def demo(
     size: int = typer.Option(192, help="Fine-grid side in pixels (even)."),
     seed: int = typer.Option(0, help="Seed of the phantom, the noise and the network."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    steps: int = typer.Option(400, help="Most PINN steps (about a minute on 2 CPU cores; the discrepancy principle may stop earlier)."),
+    steps: int = typer.Option(400, help="Most PINN steps (one to two minutes on 2 CPU cores; the discrepancy principle may stop earlier)."),
     threads: int = typer.Option(None, "--threads", help=THREADS_HELP),
 ) -> None:
     """Simulate linear SIM of filaments (SNR 20), reconstruct it with the untrained PINN, and compare
