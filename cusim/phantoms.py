@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage, spatial
 
+from ._validate import check_int, check_positive
+
 __all__ = ["filaments", "ccp", "er", "actin", "PHANTOMS", "make"]
 
 _STEP = 0.5  # sampling of drawn curves along their length, in pixels
@@ -33,16 +35,9 @@ def _check_shape(shape) -> tuple[int, int]:
     return H, W
 
 
-def _check_count(name: str, n, lo: int = 1) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < lo:
-        raise ValueError(f"{name}: expected an integer >= {lo}, got {n!r}")
-    return int(n)
-
-
 def _check_positive(**values) -> None:
     for name, v in values.items():
-        if not (np.isfinite(v) and v > 0):
-            raise ValueError(f"{name}: expected a positive number, got {v!r}")
+        check_positive(name, v)
 
 
 def _check_range(name: str, pair, lo_min: float = 0.0) -> tuple[float, float]:
@@ -101,9 +96,8 @@ def filaments(shape: tuple[int, int], n: int = 20, *, width_px: float = 1.0, sti
     Each curve starts at a random point with a random heading and turns by a random walk of angular
     step ``stiffness`` radians per pixel. Returned as float32 normalised to max 1.
     """
-    n = _check_count("n", n)
-    if not width_px > 0:
-        raise ValueError(f"width_px: expected a positive number, got {width_px}")
+    n = check_int("n", n, 1)
+    check_positive("width_px", width_px)
     H, W = _check_shape(shape)
     rng = np.random.default_rng(seed)
     img = np.zeros((H, W), dtype=np.float64)
@@ -137,7 +131,7 @@ def ccp(shape: tuple[int, int], n: int | None = None, *, radius_px: tuple[float,
     ~1500 pixels. Pits that do not fit without overlap after many tries are left out.
     """
     H, W = _check_shape(shape)
-    n = max(1, round(H * W / 1500)) if n is None else _check_count("n", n)
+    n = max(1, round(H * W / 1500)) if n is None else check_int("n", n, 1)
     lo, hi = _check_range("radius_px", radius_px, 0.5)
     _check_positive(thickness_px=thickness_px)
     rng = np.random.default_rng(seed)
@@ -206,7 +200,7 @@ def er(shape: tuple[int, int], *, mesh_px: float = 20.0, width_px: float = 1.5, 
         raise ValueError(f"prune: expected a fraction in [0, 1), got {prune!r}")
     if not (np.isfinite(bend) and bend >= 0):
         raise ValueError(f"bend: expected a non-negative number, got {bend!r}")
-    n_sheets = round(H * W / 25000) if n_sheets is None else _check_count("n_sheets", n_sheets, 0)
+    n_sheets = round(H * W / 25000) if n_sheets is None else check_int("n_sheets", n_sheets, 0)
     rng = np.random.default_rng(seed)
     v, edges = _er_graph((H, W), mesh_px, prune, rng)
     p0, p1 = v[edges[:, 0]], v[edges[:, 1]]
@@ -249,7 +243,7 @@ def actin(shape: tuple[int, int], n: int | None = None, *, angle_deg: float | No
     (below the widefield resolution at the usual sampling). ``n`` defaults to one per ~20 px of side.
     """
     H, W = _check_shape(shape)
-    n = max(3, round(np.sqrt(H * W) / 20)) if n is None else _check_count("n", n)
+    n = max(3, round(np.sqrt(H * W) / 20)) if n is None else check_int("n", n, 1)
     for name, f in (("cross_fraction", cross_fraction), ("pair_fraction", pair_fraction)):
         if not 0 <= f <= 1:
             raise ValueError(f"{name}: expected a fraction in [0, 1], got {f!r}")
