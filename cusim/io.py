@@ -489,23 +489,20 @@ def _write(f, ds: Dataset) -> None:
             _write_recon(g, name, rec)
 
 
-def _atomic(path: Path, fill, *, prepare=None) -> None:
+def _atomic(path: Path, fill, *, prepare=None, extra_bytes: int = 0) -> None:
     """Write ``path`` through a temporary file beside it, holding the writers' lock of ``path`` throughout.
 
-    Under the lock, ``prepare()`` (if given) re-reads what it must check, raises to refuse, and returns the
-    file whose bytes the new file starts from (None: an empty file); then ``fill(h5file)`` completes the
-    temporary file and it is renamed over ``path`` (its target, when ``path`` is a symlink). System
-    errors become one DatasetError line; waiting longer than ``_files.LOCK_TIMEOUT_S`` is DatasetLocked.
+    First :func:`check_writable` with the ``extra_bytes`` the write adds (HDF5 itself can crash the process
+    on a full disk, so that is refused before it is asked). Under the lock, ``prepare()`` (if given)
+    re-reads what it must check, raises to refuse, and returns the file whose bytes the new file starts
+    from (None: an empty file); then ``fill(h5file)`` completes the temporary file and it is renamed over
+    ``path`` (its target, when ``path`` is a symlink). System errors become one DatasetError line; waiting
+    longer than ``_files.LOCK_TIMEOUT_S`` is DatasetLocked.
     """
     import h5py  # noqa: PLC0415
 
     target = resolve(path)
-    if not target.parent.is_dir():
-        raise DatasetError(f"{path}: folder {target.parent} does not exist")
-    if target.is_dir():
-        raise DatasetError(f"{path}: is a folder, expected an HDF5 file")
-    if target.exists() and not os.access(target, os.W_OK):
-        raise DatasetError(f"{path}: permission denied (the file is write-protected)")
+    check_writable(path, extra_bytes)
     try:
         with file_lock(path):
             source = prepare() if prepare is not None else None
@@ -529,6 +526,8 @@ def check_writable(path, extra_bytes: int = 0) -> None:
     target = resolve(path)
     if not target.parent.is_dir():
         raise DatasetError(f"{path}: folder {target.parent} does not exist")
+    if target.is_dir():
+        raise DatasetError(f"{path}: is a folder, expected an HDF5 file")
     if target.exists() and not os.access(target, os.W_OK):
         raise DatasetError(f"{path}: permission denied (the file is write-protected)")
     try:
@@ -552,8 +551,7 @@ def save(ds: Dataset, path) -> Path:
     path = Path(path)
     ds.validate()
     arrays = [ds.raw, ds.patterns, ds.psf, ds.ground_truth, *(a for r in ds.recons.values() for a in (r.image, r.loss))]
-    check_writable(path, extra_bytes=_nbytes(*arrays))  # HDF5 itself can crash on a full disk: refuse first
-    _atomic(path, lambda f: _write(f, ds))
+    _atomic(path, lambda f: _write(f, ds), extra_bytes=_nbytes(*arrays))
     return path
 
 
@@ -594,13 +592,12 @@ def add_recon(path, name: str, rec: Recon, *, force: bool = False) -> None:
     """
     path = Path(path)
     _check_recon_name(path, name)
-    check_writable(path, extra_bytes=_nbytes(rec.image, rec.loss))
 
     def prepare():
         _check_recon_fits(path, name, load(path), rec, force)
         return resolve(path)
 
-    _atomic(path, _recon_filler(name, rec), prepare=prepare)
+    _atomic(path, _recon_filler(name, rec), prepare=prepare, extra_bytes=_nbytes(rec.image, rec.loss))
 
 
 def save_recon_as(source_path, out_path, name: str, rec: Recon, *, force: bool = False) -> Path:
@@ -646,7 +643,8 @@ def save_recon_as(source_path, out_path, name: str, rec: Recon, *, force: bool =
         _check_recon_fits(out, name, dest, rec, force)
         return target
 
-    _atomic(out, _recon_filler(name, rec), prepare=prepare)
+    copied = 0 if resolve(out).exists() else source.stat().st_size  # a new output starts as a copy of the input
+    _atomic(out, _recon_filler(name, rec), prepare=prepare, extra_bytes=copied + _nbytes(rec.image, rec.loss))
     return out
 
 
