@@ -37,7 +37,7 @@ def set_threads(n: int | None) -> int:
     from threadpoolctl import threadpool_limits  # noqa: PLC0415
 
     _limits = threadpool_limits(limits=n)
-    torch = sys.modules.get("torch")  # only if the PINN already loaded it; else models set it on import
+    torch = sys.modules.get("torch")  # only if already loaded; else recon.pinn.reconstruct sets it
     if torch is not None:
         torch.set_num_threads(n)
     return n

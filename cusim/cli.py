@@ -17,7 +17,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from ._version import __version__
-from ._validate import check_int
 from .recon.config import CONFIGS, FAST
 from .recon.config import IterativeConfig as _I
 from .recon.config import PINNConfig as _D  # the defaults the help texts name
@@ -221,19 +220,22 @@ def _pinn_progress(description: str, total: int, unit: str = "steps"):
             progress.stop()
 
 
-# Which methods each method-specific option of `cusim run` applies to; given for another method it is
-# refused (one line), not silently ignored.
-_METHOD_OPTIONS = {
-    "--steps": ("pinn",), "--lr": ("pinn",), "--loss": ("pinn",), "--seed": ("pinn",), "--ensemble": ("pinn",),
-    "--warm-start-steps": ("pinn",), "--fast": ("pinn",), "--refine-patterns": ("pinn",),
-    "--checkpoint-every": ("pinn",), "--resume": ("pinn",),
-    "--stop": ("pinn", "iterative"), "--tau": ("pinn", "iterative"), "--margin-camera": ("pinn", "iterative"),
-    "--prior": ("pinn", "iterative"), "--prior-weight": ("pinn", "iterative"),
-    "--iterations": ("iterative",), "--algorithm": ("iterative",),
-    "--wiener-w": ("wiener",),
+# Each method-specific option of `cusim run`: the setting it gives (None: handled by the CLI) and the
+# methods it applies to; given for another method it is refused (one line), not silently ignored. The
+# methods' configurations (cusim.recon.config) say what is valid.
+_OPTIONS = {
+    "--steps": ("steps", ("pinn",)), "--lr": ("lr", ("pinn",)), "--loss": ("loss", ("pinn",)),
+    "--seed": ("seed", ("pinn",)), "--ensemble": ("ensemble", ("pinn",)),
+    "--warm-start-steps": ("warm_start_steps", ("pinn",)), "--fast": (None, ("pinn",)),
+    "--refine-patterns": ("refine_patterns", ("pinn",)), "--checkpoint-every": ("checkpoint_every", ("pinn",)),
+    "--resume": (None, ("pinn",)),
+    "--stop": ("stop", ("pinn", "iterative")), "--tau": ("tau", ("pinn", "iterative")),
+    "--margin-camera": ("margin_camera", ("pinn", "iterative")), "--prior": ("prior", ("pinn", "iterative")),
+    "--prior-weight": ("prior_weight", ("pinn", "iterative")),
+    "--iterations": ("n_iter", ("iterative",)), "--algorithm": ("algorithm", ("iterative",)),
+    "--wiener-w": ("w", ("wiener",)),
 }
-# Old spellings kept for one release: (old flag, new flag)
-_DEPRECATED = (("--margin", "--margin-camera"), ("--reg", "--prior-weight"))
+_FLAG_OF = {setting: flag for flag, (setting, _) in _OPTIONS.items() if setting}
 
 
 def _deprecated(old: str, new: str, old_value, new_value):
@@ -244,15 +246,6 @@ def _deprecated(old: str, new: str, old_value, new_value):
         raise ValueError(f"{old}: deprecated spelling of {new}; give only {new}")
     note(f"{old} is deprecated and will be removed in the next release; use {new}")
     return old_value
-
-
-# option -> the setting it gives (the methods' configurations in cusim.recon.config say what is valid)
-_SETTING_OF = {"--steps": "steps", "--lr": "lr", "--loss": "loss", "--seed": "seed", "--ensemble": "ensemble",
-               "--warm-start-steps": "warm_start_steps", "--refine-patterns": "refine_patterns", "--stop": "stop",
-               "--tau": "tau", "--prior": "prior", "--prior-weight": "prior_weight", "--iterations": "n_iter",
-               "--algorithm": "algorithm", "--wiener-w": "w", "--checkpoint-every": "checkpoint_every",
-               "--margin-camera": "margin_camera"}
-_FLAG_OF = {v: k for k, v in _SETTING_OF.items()}
 
 
 def _as_option(message: str) -> str:
@@ -266,14 +259,13 @@ def _method_settings(method: str, given: dict):
     its validated configuration (None for widefield); ValueError before any work if one is bad."""
     given = {f: v for f, v in given.items() if v is not None and v is not False}  # 0 is given, False is not
     for flag in given:
-        if method not in _METHOD_OPTIONS[flag]:
-            raise ValueError(f"{flag}: only for --method {' or '.join(_METHOD_OPTIONS[flag])}, not {method}")
-    settings = {_SETTING_OF[f]: v for f, v in given.items() if f in _SETTING_OF}
+        methods = _OPTIONS[flag][1]
+        if method not in methods:
+            raise ValueError(f"{flag}: only for --method {' or '.join(methods)}, not {method}")
+    settings = {_OPTIONS[f][0]: v for f, v in given.items() if _OPTIONS[f][0]}
     if "--fast" in given:
         settings.update(FAST)
     operational = {k: settings.pop(k) for k in ("margin_camera", "checkpoint_every") if k in settings}
-    if "checkpoint_every" in operational:  # the PINN checks it too, but only once its progress bar is up
-        check_int("--checkpoint-every", operational["checkpoint_every"], 1)
     cfg = CONFIGS[method].from_params(settings) if method in CONFIGS else None
     return {**settings, **operational}, cfg
 
