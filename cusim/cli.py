@@ -367,8 +367,6 @@ def run(
     if method in recon.PATTERN_METHODS and not ds.has_patterns() and not estimate_patterns:
         fail(f"{file}: no /patterns and no /pattern_params; estimate them first: cusim estimate {file} "
              f"(or add --estimate-patterns)")
-    if margin_camera is not None and not estimate_patterns:
-        ds.check_margin(margin_camera)  # the patterns must be known that far past the field: before any work
     border = _metrics_border(ds, metrics_border)
     res = _reconstruct(recon, ds, method, cfg, params, file, name, device, estimate_patterns, resume)
     _store(res, ds, file, out, roi is not None, target, name, border, norm, force, tiff, figure)
