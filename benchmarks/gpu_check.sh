@@ -4,7 +4,7 @@
 # JSON and markdown tables go to $OUT when it is set. Installs nothing. Fails fast, with one clear line,
 # where there is no GPU or no CuPy.
 #   bash benchmarks/gpu_check.sh [PART ...]     PART: tests operators pinn more quality protocol
-# Default: tests operators pinn more (inside 8 minutes). `quality` (the fast path's quality at 480x480,
+# Default: tests pinn operators more, in that order (inside 8 minutes). `quality` (the fast path's quality at 480x480,
 # then cusim's PINN and the paper's method on the whole 480x480 SIM/microtubules samples 1-3) takes the
 # time that is left. `protocol`: issue 4's GPU protocol, the whole 480x480 samples 1-10 (PROTOCOL_SAMPLES)
 # of all six sets, in parallel pieces (benchmarks/protocol.sh; PROTOCOL_PIECES and PROTOCOL_VARIANTS pass
@@ -16,7 +16,7 @@ mkdir -p "$OUT"
 PY=${PYTHON:-python}
 [ -x .venv/bin/python ] && PY=.venv/bin/python
 command -v "$PY" >/dev/null || PY=python3
-PARTS=" ${*:-tests operators pinn more} "
+PARTS=" ${*:-tests pinn operators more} "
 BUDGET=${GPU_CHECK_BUDGET:-450}
 for p in $PARTS; do
   case $p in tests|operators|pinn|more|quality|protocol) ;;
@@ -52,9 +52,10 @@ part() {  # part NAME SECONDS CMD...: run CMD under a timeout, log to $OUT/NAME.
 want() { [[ $PARTS == *" $1 "* ]]; }
 cap() { local left=$((BUDGET - SECONDS)); echo $(( $1 < left ? $1 : left )); }  # a part's limit within the budget
 # alone: beside the protocol's 18 processes they did not finish in 300 s on an H200; alone, 44 s
-want tests && part gpu_tests "$(cap 200)" $PY -m pytest -q -m gpu -p no:cacheprovider tests
+# the paper's data: ../shared beside the checkout, or a shared/ folder inside it (what travels to a lent GPU)
+data=../shared/data/pinn-sim-paper; [ -d "$data" ] || data=shared/data/pinn-sim-paper
+want tests && part gpu_tests "$(cap 150)" $PY -m pytest -q -m gpu -p no:cacheprovider tests
 if want protocol; then
-  data=../shared/data/pinn-sim-paper; [ -d "$data" ] || data=shared/data/pinn-sim-paper
   limit=$(( $(cap 9999) - 20 ))  # the merge and the reports need a few seconds after the pieces stop
   if [ "$limit" -ge 30 ]; then
     # shellcheck disable=SC2086  # PROTOCOL_SAMPLES is a list
@@ -64,12 +65,13 @@ if want protocol; then
     echo "== protocol: skipped (only $limit s of the budget left)"
   fi
 fi
+# PINN step at 480x480 K=9 and K=25 (cusim eager float32 and --fast, captured, captured fast, a captured
+# ensemble of 4, vs peers a and b; each implementation's timed steps stop after 15 s; set-up, capture and
+# steps-in-a-row times apart), then the full 1000-step reconstructions and the default one (wall clock)
+want pinn && part bench_pinn_step "$(cap 150)" $PY -m benchmarks --quick --device cuda --only pinn_step --data "$data" --results "$OUT"
+want pinn && part bench_pinn_full "$(cap 120)" $PY -m benchmarks --quick --device cuda --only pinn_full --data "$data" --results "$OUT"
 # forward+adjoint at 480 and 2048 (K=9, K=25), with the fraction of the bandwidth bound at 2048x2048 K=9
 want operators && part bench_operators "$(cap 90)" $PY -m benchmarks.bench_operators --quick --device cuda
-# PINN step at 480x480 K=9 and K=25 (cusim float32 and --fast vs peers a and b; each implementation's timed
-# steps stop after 15 s), then the full 1000-step reconstructions (the paper's method last)
-want pinn && part bench_pinn_step "$(cap 120)" $PY -m benchmarks --quick --device cuda --only pinn_step --results "$OUT"
-want pinn && part bench_pinn_full "$(cap 150)" $PY -m benchmarks --quick --device cuda --only pinn_full --results "$OUT"
 if want more; then  # what time is left: iterative, Wiener, scaling 256..4096
   left=$(cap 9999)
   if [ "$left" -ge 30 ]; then

@@ -98,8 +98,8 @@ def curve(ds, args, device: str) -> dict:
                      watch_inset=P.watch_inset(ds, margin))
     truth = ds.ground_truth
 
-    def q(x):
-        return quality(x.detach()[fit.field].float().cpu().numpy().astype(np.float64), truth)
+    def q(x):  # the first network's image (N, H, W) -> its field
+        return quality(x.detach()[0][fit.field].float().cpu().numpy().astype(np.float64), truth)
 
     stoppers = {}
     for name, rp in args.rules.items():

@@ -228,7 +228,7 @@ _OPTIONS = {
     "--seed": ("seed", ("pinn",)), "--ensemble": ("ensemble", ("pinn",)),
     "--warm-start-steps": ("warm_start_steps", ("pinn",)), "--fast": (None, ("pinn",)),
     "--refine-patterns": ("refine_patterns", ("pinn",)), "--checkpoint-every": ("checkpoint_every", ("pinn",)),
-    "--resume": (None, ("pinn",)),
+    "--resume": (None, ("pinn",)), "--no-graph": (None, ("pinn",)),
     "--stop": ("stop", ("pinn", "iterative")), "--tau": ("tau", ("pinn", "iterative")),
     "--margin-camera": ("margin_camera", ("pinn", "iterative")), "--prior": ("prior", ("pinn", "iterative")),
     "--prior-weight": ("prior_weight", ("pinn", "iterative")),
@@ -265,6 +265,8 @@ def _method_settings(method: str, given: dict):
     settings = {_OPTIONS[f][0]: v for f, v in given.items() if _OPTIONS[f][0]}
     if "--fast" in given:
         settings.update(FAST)
+    if "--no-graph" in given:
+        settings["graph"] = False
     operational = {k: settings.pop(k) for k in ("margin_camera", "checkpoint_every") if k in settings}
     cfg = CONFIGS[method].from_params(settings) if method in CONFIGS else None
     return {**settings, **operational}, cfg
@@ -313,12 +315,16 @@ def run(
     reg: float = typer.Option(None, "--reg", hidden=True, help="Deprecated spelling of --prior-weight."),
     seed: int = typer.Option(None, help=f"pinn: seed of the network's weights (default {_D.seed})."),
     ensemble: int = typer.Option(None, help="pinn: average the images of this many networks (seeds seed, seed+1, "
-                                            f"...); that many times the time (default {_D.ensemble})."),
+                                            f"...), stepped together as one batched network: that many times the "
+                                            f"time on a CPU, less on a GPU (default {_D.ensemble})."),
     warm_start_steps: int = typer.Option(None, help=f"pinn: steps for each later time point (warm start) "
                                                     f"(default {_D.warm_start_steps})."),
     fast: bool = typer.Option(False, "--fast", help="pinn: the fast step: the U-Net in bfloat16 (autocast) with "
                               "channels-last tensors, the loss read back every 10 steps (about 2x on a CPU with "
                               "AVX-512 bf16; see docs/performance.md)."),
+    no_graph: bool = typer.Option(False, "--no-graph", help="pinn, CUDA: run the eager step instead of the step "
+                                  "captured once as a CUDA graph and replayed (the same computation; see "
+                                  "docs/performance.md)."),
     refine_patterns: bool = typer.Option(False, "--refine-patterns",
                                          help="pinn: learn the pattern phases, carriers and modulation too."),
     margin_camera: int = typer.Option(None, "--margin-camera",
@@ -346,7 +352,8 @@ def run(
     prior_weight = _deprecated("--reg", "--prior-weight", reg, prior_weight)
     metrics_border = _deprecated("--crop", "--metrics-border", crop, metrics_border)
     given = {"--steps": steps, "--lr": lr, "--loss": loss, "--seed": seed, "--ensemble": ensemble,
-             "--warm-start-steps": warm_start_steps, "--fast": fast, "--refine-patterns": refine_patterns,
+             "--warm-start-steps": warm_start_steps, "--fast": fast, "--no-graph": no_graph,
+             "--refine-patterns": refine_patterns,
              "--checkpoint-every": checkpoint_every, "--resume": resume, "--stop": stop, "--tau": tau,
              "--margin-camera": margin_camera, "--prior": prior, "--prior-weight": prior_weight,
              "--iterations": iterations, "--algorithm": algorithm, "--wiener-w": wiener_w}

@@ -7,6 +7,12 @@ in the paper's code; ``up="transpose"`` gives the original U-Net's 2x2 up-convol
 and a non-negative output (softplus). ``norm="batch"`` adds batch normalisation (cusim's PINN default).
 Under ``torch.autocast`` (cusim's fast PINN step) the outer ``float32_levels`` levels (default 1: the
 full-resolution convolutions) and the head stay float32; the inner levels run in reduced precision.
+
+``members=N`` is an ensemble of N independent U-Nets as ONE network: every convolution is grouped
+(``groups=N``), so member ``j`` owns channels ``j*c .. (j+1)*c - 1`` of every layer, batch norm
+normalises each member's channels by its own statistics, and the skip concatenations stay per member.
+The N members step together (one launch per layer instead of N); :meth:`UNet.stack` builds one from N
+separately initialised networks, so the ensemble starts exactly where N separate runs start.
 """
 
 from __future__ import annotations
@@ -19,23 +25,32 @@ from torch.nn import functional as F
 NORMS = ("none", "batch")
 
 
-def _double_conv(cin: int, cout: int, norm: str = "none") -> nn.Sequential:
+def _double_conv(cin: int, cout: int, norm: str = "none", n: int = 1) -> nn.Sequential:
     layers = []
     for a, b in ((cin, cout), (cout, cout)):
-        layers.append(nn.Conv2d(a, b, 3, padding=1))
+        layers.append(nn.Conv2d(n * a, n * b, 3, padding=1, groups=n))
         if norm == "batch":
-            layers.append(nn.BatchNorm2d(b))
+            layers.append(nn.BatchNorm2d(n * b))
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
 
 
+def _cat(n: int, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Channel concatenation of ``a`` and ``b`` within each of ``n`` members: member j's channels of
+    ``a``, then its channels of ``b`` (for one member, ``torch.cat`` on the channels)."""
+    if n == 1:
+        return torch.cat([a, b], dim=1)
+    B, _, H, W = a.shape
+    return torch.cat([a.reshape(B, n, -1, H, W), b.reshape(B, n, -1, H, W)], dim=2).reshape(B, -1, H, W)
+
+
 class _Up(nn.Module):
-    def __init__(self, cin: int, cout: int, mode: str, norm: str):
+    def __init__(self, cin: int, cout: int, mode: str, norm: str, n: int = 1):
         super().__init__()
-        self.mode = mode
-        self.up = (nn.ConvTranspose2d(cin, cout, 2, stride=2) if mode == "transpose"
-                   else nn.Conv2d(cin, cout, 3, padding=1))
-        self.conv = _double_conv(2 * cout, cout, norm)
+        self.mode, self.n = mode, n
+        self.up = (nn.ConvTranspose2d(n * cin, n * cout, 2, stride=2, groups=n) if mode == "transpose"
+                   else nn.Conv2d(n * cin, n * cout, 3, padding=1, groups=n))
+        self.conv = _double_conv(2 * cout, cout, norm, n)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         if self.mode == "transpose":
@@ -44,7 +59,7 @@ class _Up(nn.Module):
             x = F.relu(self.up(F.interpolate(x, scale_factor=2, mode="nearest")))
         if x.shape[-2:] != skip.shape[-2:]:  # odd sizes: pad the upsampled map to the skip's size
             x = F.pad(x, (0, skip.shape[-1] - x.shape[-1], 0, skip.shape[-2] - x.shape[-2]))
-        return self.conv(torch.cat([skip, x], dim=1))
+        return self.conv(_cat(self.n, skip, x))
 
 
 class UNet(nn.Module):
@@ -56,11 +71,12 @@ class UNet(nn.Module):
     convolution; with one image per batch it normalises over the image, and it makes the untrained
     network fit a SIM stack several times faster). Keep the module in training mode: the statistics
     of the image itself are the normalisation. ``float32_levels``: under autocast, this many outer
-    levels (and always the head) run in float32.
+    levels (and always the head) run in float32. ``members``: N independent networks in one (see the
+    module's description); the input (B, in_channels, H, W) is shared, the output is (B, N, H, W).
     """
 
     def __init__(self, in_channels: int, *, width: int = 32, depth: int = 3, up: str = "nearest",
-                 output: str = "softplus", norm: str = "none", float32_levels: int = 1):
+                 output: str = "softplus", norm: str = "none", float32_levels: int = 1, members: int = 1):
         super().__init__()
         if in_channels < 1 or width < 1 or depth < 0:
             raise ValueError(f"UNet: expected in_channels >= 1, width >= 1, depth >= 0; "
@@ -71,16 +87,38 @@ class UNet(nn.Module):
             raise ValueError(f"output: expected 'softplus' or 'relu', got {output!r}")
         if norm not in NORMS:
             raise ValueError(f"norm: expected one of {NORMS}, got {norm!r}")
+        if members < 1:
+            raise ValueError(f"members: expected >= 1, got {members}")
         if float32_levels < 0:
             raise ValueError(f"float32_levels: expected >= 0, got {float32_levels}")
         self.float32_levels = float32_levels
+        self.members = n = members
+        self.arch = {"in_channels": in_channels, "width": width, "depth": depth, "up": up, "output": output,
+                     "norm": norm, "float32_levels": float32_levels}
         widths = [width * 2**i for i in range(depth + 1)]
         self.depth = depth
         self.output = output
-        self.down = nn.ModuleList([_double_conv(in_channels, widths[0], norm)] +
-                                  [_double_conv(widths[i], widths[i + 1], norm) for i in range(depth)])
-        self.ups = nn.ModuleList([_Up(widths[i + 1], widths[i], up, norm) for i in reversed(range(depth))])
-        self.head = nn.Conv2d(widths[0], 1, 1)
+        self.down = nn.ModuleList([_double_conv(in_channels, widths[0], norm, n)] +
+                                  [_double_conv(widths[i], widths[i + 1], norm, n) for i in range(depth)])
+        self.ups = nn.ModuleList([_Up(widths[i + 1], widths[i], up, norm, n) for i in reversed(range(depth))])
+        self.head = nn.Conv2d(n * widths[0], n, 1, groups=n)
+
+    @classmethod
+    def stack(cls, nets: list[UNet]) -> UNet:
+        """One ``members=len(nets)`` network holding the given single networks (same architecture) as its
+        members, weights and batch-norm statistics copied: member j computes what ``nets[j]`` computes."""
+        if not nets or any(n.members != 1 or n.arch != nets[0].arch for n in nets):
+            raise ValueError("UNet.stack: expected one or more single networks of one architecture")
+        out = cls(**nets[0].arch, members=len(nets)).to(next(nets[0].parameters()).device)
+        states = [n.state_dict() for n in nets]
+        merged = {}
+        for key, value in out.state_dict().items():
+            parts = [s[key] for s in states]
+            # every weight, bias and statistic is split among the members along its first axis; the
+            # batch-norm step counts are one number each
+            merged[key] = parts[0].clone() if value.ndim == 0 else torch.cat(parts, dim=0)
+        out.load_state_dict(merged)
+        return out
 
     def _at(self, level: int, fn, *xs: torch.Tensor) -> torch.Tensor:
         """``fn(*xs)``; under autocast, in float32 on the outer ``float32_levels`` levels."""
@@ -90,6 +128,8 @@ class UNet(nn.Module):
         return fn(*xs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.members > 1:
+            x = x.repeat(1, self.members, 1, 1)  # every member sees the same input
         skips = []
         for i, block in enumerate(self.down):
             if i > 0:

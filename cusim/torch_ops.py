@@ -35,16 +35,29 @@ def as_tensor(a) -> torch.Tensor:
     return torch.from_dlpack(a)
 
 
+def _torch_malloc(size: int):
+    """CuPy memory taken from torch's caching allocator (on torch's current stream): the operator's
+    temporaries share one pool with the network's, and inside a CUDA-graph capture they come from the
+    graph's private pool, as torch's own do (CuPy's pool would hand the graph's memory to others)."""
+    import cupy  # noqa: PLC0415
+
+    t = torch.empty((size,), dtype=torch.uint8, device=torch.device("cuda", cupy.cuda.Device().id))
+    return cupy.cuda.MemoryPointer(cupy.cuda.UnownedMemory(t.data_ptr(), size, t), 0)
+
+
 @contextlib.contextmanager
 def _torch_stream(t: torch.Tensor):
-    """Run CuPy work on torch's current CUDA stream (no-op for CPU tensors)."""
+    """Run CuPy work on torch's current CUDA stream, its memory from torch's allocator (no-op for CPU
+    tensors). Nothing here synchronises, so the operator can be captured in a CUDA graph."""
     if not t.is_cuda:
         yield
         return
     import cupy  # noqa: PLC0415
 
+    dev = t.device.index or 0
     stream = torch.cuda.current_stream(t.device)
-    with cupy.cuda.Device(t.device.index or 0), cupy.cuda.ExternalStream(stream.cuda_stream, t.device.index or 0):
+    with cupy.cuda.Device(dev), cupy.cuda.ExternalStream(stream.cuda_stream, dev), \
+            cupy.cuda.using_allocator(_torch_malloc):
         yield
 
 
@@ -60,9 +73,8 @@ def _check(t: torch.Tensor, op, name: str) -> None:
 
 def _apply(t: torch.Tensor, fn, op, name: str) -> torch.Tensor:
     _check(t, op, name)
-    with _torch_stream(t):
-        out = fn(as_array(t))
-    return as_tensor(out)
+    with _torch_stream(t):  # both DLPack hand-overs on torch's stream: no event, no synchronisation
+        return as_tensor(fn(as_array(t)))
 
 
 class _Apply(torch.autograd.Function):

@@ -23,6 +23,10 @@ PRECISIONS = ("float32", "bfloat16")
 # host every 10 steps. Physics, loss, weights and Adam stay float32.
 FAST = {"precision": "bfloat16", "channels_last": True, "sync_every": 10}
 INPUTS = ("upsampled", "widefield")
+# steps between read-backs on CUDA when ``sync_every`` is not given: the images of a block are kept on the
+# device (25 x 512 x 512 float32 = 26 MB per network), and a stop is found up to 25 steps late, then
+# taken back exactly
+GRAPH_BLOCK = 25
 ALGORITHMS = ("fista", "rl")
 ITERATIVE_STOPS = ("max", "tol", "discrepancy")
 
@@ -80,8 +84,9 @@ class PINNConfig(_Config):
     norm: str = "batch"  # "batch" (fits several times faster) | "none" (the paper's network)
     input: str = "upsampled"  # "upsampled" (K channels) | "widefield" (1 channel)
     seed: int = 0
-    ensemble: int = 1  # independent networks (seeds seed, seed + 1, ...) whose images are averaged: N x the time
-    # (measured on the paper's crops: docs/quality.md, "Ensembles")
+    ensemble: int = 1  # independent networks (seeds seed, seed + 1, ...) whose images are averaged, stepped
+    # together as one batched network (models.UNet members): N x the time on a CPU, less on a GPU (measured
+    # on the paper's crops: docs/quality.md, "Ensembles")
     warm_start_steps: int = 200  # time series: steps for frames after the first
     refine_patterns: bool = False  # learn k (per carrier), phase (per frame), modulation (per carrier)
     refine_start: int = 100  # ... from this step on (the object must take shape first)
@@ -89,13 +94,19 @@ class PINNConfig(_Config):
     precision: str = "float32"  # "bfloat16": the U-Net under autocast (physics, loss, Adam stay float32) ...
     float32_levels: int = 1  # ... except this many outer levels and the head (models.UNet)
     channels_last: bool = False  # the U-Net's tensors in channels-last memory order
-    sync_every: int = 1  # read the loss back to the host every this many steps (the stop stays exact)
+    sync_every: int | None = None  # read the losses back to the host every this many steps (the stop stays
+    # exact: every step's image is kept until then); None: 1 on the CPU (reading costs nothing there),
+    # GRAPH_BLOCK on CUDA (each read-back stalls the GPU's queue)
+    graph: bool = True  # CUDA: capture the whole step once as a CUDA graph and replay it (the step is bound by
+    # the host's kernel launches otherwise: docs/performance.md); ignored on the CPU
 
     def __post_init__(self):
         ints = {"steps": 1, "lr_every": 1, "patience": 1, "width": 1, "depth": 0, "warm_start_steps": 1,
-                "ensemble": 1, "refine_start": 0, "sync_every": 1, "float32_levels": 0}
+                "ensemble": 1, "refine_start": 0, "float32_levels": 0}
         for name, lo in ints.items():
             check_int(name, getattr(self, name), lo)
+        if self.sync_every is not None:
+            check_int("sync_every", self.sync_every, 1)
         for name in ("lr", "lr_decay", "tau", "stall", "pattern_lr"):
             check_positive(name, getattr(self, name))
         check_number("prior_weight", self.prior_weight, lo=0.0)
@@ -103,7 +114,8 @@ class PINNConfig(_Config):
         parse_loss(self.loss)
         for name, allowed in (("stop", STOPS), ("input", INPUTS), ("gain", ("frame", "global")),
                               ("prior", PRIORS), ("up", ("nearest", "transpose")),
-                              ("norm", ("none", "batch")), ("precision", PRECISIONS), ("channels_last", (False, True))):
+                              ("norm", ("none", "batch")), ("precision", PRECISIONS), ("channels_last", (False, True)),
+                              ("graph", (False, True))):
             check_choice(name, getattr(self, name), allowed)
 
     @property

@@ -2,7 +2,9 @@
 
 Every data loss compares the predicted frames ``p`` (K, h, w), after a per-frame gain and offset
 fitted in closed form, with the measured frames ``y``: so arbitrary units and camera offsets do not
-matter (see :class:`DataLoss` for which fit serves the loss and which the stopping rule).
+matter (see :class:`DataLoss` for which fit serves the loss and which the stopping rule). Predictions
+of an ensemble's members, (N, K, h, w), give one loss per member (every reduction is over the last
+three axes, the frames); priors likewise take images (H, W) or (N, H, W).
 """
 
 from __future__ import annotations
@@ -32,17 +34,23 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5, device=None, dtype=None
     return (g[:, None] * g[None, :])[None, None]
 
 
+_FRAMES = (-3, -2, -1)
+
+
 def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """Mean Gaussian-window SSIM of image stacks (K, h, w) (window 11, sigma 1.5, K1 0.01, K2 0.03)."""
+    """Mean Gaussian-window SSIM of image stacks (K, h, w) (window 11, sigma 1.5, K1 0.01, K2 0.03); of
+    stacks (N, K, h, w), one mean per stack (``b`` broadcasts)."""
     w = _gaussian_window(device=a.device, dtype=a.dtype)
-    a4, b4 = a[:, None], b[:, None]
+    lead = a.shape[:-2]
+    b = b.expand_as(a)
+    a4, b4 = a.reshape(-1, 1, *a.shape[-2:]), b.reshape(-1, 1, *b.shape[-2:])
     mu_a, mu_b = F.conv2d(a4, w), F.conv2d(b4, w)
     saa = F.conv2d(a4 * a4, w) - mu_a**2
     sbb = F.conv2d(b4 * b4, w) - mu_b**2
     sab = F.conv2d(a4 * b4, w) - mu_a * mu_b
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     s = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (saa + sbb + c2))
-    return s.mean()
+    return s.reshape(*lead, *s.shape[-2:]).mean(_FRAMES)
 
 
 
@@ -72,7 +80,8 @@ class DataLoss:
 
     def __call__(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The loss to minimise, and the residual MSE in units of sigma^2 (for the stopping rule) as a
-        detached 0-d tensor on ``p``'s device (reading it back is the caller's choice: no host sync here).
+        detached tensor on ``p``'s device (reading it back is the caller's choice: no host sync here);
+        both 0-d for frames (K, h, w), of shape (N,) for an ensemble's (N, K, h, w).
 
         The loss maps the prediction onto the data by MOMENT matching (gain = std(y) / std(p), which
         is positive by construction, with the gradient flowing through it): a least-squares gain may
@@ -82,23 +91,23 @@ class DataLoss:
         """
         with torch.no_grad():
             a, b = fit_gain_offset(p, self.y, self.gain)
-            mse = ((a * p + b - self.y)[self.watch] ** 2).mean() / self.sigma2
+            mse = ((a * p + b - self.y)[self.watch] ** 2).mean(_FRAMES) / self.sigma2
         dims = (-2, -1) if self.gain == "frame" else (-3, -2, -1)
         pm, ym = p.mean(dims, keepdim=True), self.y.mean(dims, keepdim=True)
         ps = (p - pm).square().mean(dims, keepdim=True).clamp_min(1e-30).sqrt()
         ys = (self.y - ym).square().mean(dims, keepdim=True).sqrt()
         q = (p - pm) * (ys / ps) + ym
         r2 = (q - self.y) ** 2
-        total = torch.zeros((), dtype=p.dtype, device=p.device)
+        total = torch.zeros(p.shape[:-3], dtype=p.dtype, device=p.device)
         for name, weight in self.terms.items():
             if name == "mse":
-                total = total + weight * r2.mean() / self.sigma2
+                total = total + weight * r2.mean(_FRAMES) / self.sigma2
             elif name == "ssim":
                 total = total + weight * (1 - ssim(q / self.range, self.y / self.range))
             else:
                 c0, c1 = self._pg
                 var = (c0 + c1 * q.detach()).clamp_min(0.1 * self.sigma2)
-                total = total + weight * 0.5 * (r2 / var).mean()
+                total = total + weight * 0.5 * (r2 / var).mean(_FRAMES)
         return total, mse
 
 
@@ -117,17 +126,21 @@ def _poisson_gaussian_fit(y: torch.Tensor, sigma2: float) -> tuple[float, float]
 
 def prior(x: torch.Tensor, kind: str, eps: float = 1e-3) -> torch.Tensor:
     """Smoothed isotropic total variation or Hessian (Frobenius) norm of an image (H, W), per pixel,
-    relative to the image's mean (so the weight does not depend on units)."""
+    relative to the image's mean (so the weight does not depend on units); of images (N, H, W), one
+    value per image."""
+    img = (-2, -1)
     if kind == "none":
-        return torch.zeros((), dtype=x.dtype, device=x.device)
-    scale = x.mean().detach().clamp_min(1e-12)
+        return torch.zeros(x.shape[:-2], dtype=x.dtype, device=x.device)
+    scale = x.mean(img, keepdim=True).detach().clamp_min(1e-12)
     if kind == "tv":
-        dx = x[:, 1:] - x[:, :-1]
-        dy = x[1:, :] - x[:-1, :]
-        return torch.sqrt(dx[:-1] ** 2 + dy[:, :-1] ** 2 + (eps * scale) ** 2).mean() / scale
+        dx = x[..., :, 1:] - x[..., :, :-1]
+        dy = x[..., 1:, :] - x[..., :-1, :]
+        r = torch.sqrt(dx[..., :-1, :] ** 2 + dy[..., :, :-1] ** 2 + (eps * scale) ** 2)
+        return (r / scale).mean(img)
     if kind == "hessian":
-        dxx = x[:, 2:] - 2 * x[:, 1:-1] + x[:, :-2]
-        dyy = x[2:, :] - 2 * x[1:-1, :] + x[:-2, :]
-        dxy = x[1:, 1:] - x[1:, :-1] - x[:-1, 1:] + x[:-1, :-1]
-        return torch.sqrt(dxx[1:-1] ** 2 + dyy[:, 1:-1] ** 2 + 2 * dxy[:-1, :-1] ** 2 + (eps * scale) ** 2).mean() / scale
+        dxx = x[..., :, 2:] - 2 * x[..., :, 1:-1] + x[..., :, :-2]
+        dyy = x[..., 2:, :] - 2 * x[..., 1:-1, :] + x[..., :-2, :]
+        dxy = x[..., 1:, 1:] - x[..., 1:, :-1] - x[..., :-1, 1:] + x[..., :-1, :-1]
+        r = torch.sqrt(dxx[..., 1:-1, :] ** 2 + dyy[..., :, 1:-1] ** 2 + 2 * dxy[..., :-1, :-1] ** 2 + (eps * scale) ** 2)
+        return (r / scale).mean(img)
     raise ValueError(f"prior: expected one of {PRIORS}, got {kind!r}")

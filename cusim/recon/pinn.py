@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,13 +21,14 @@ import numpy as np
 import torch
 
 from .._files import atomic_target
-from .._validate import check_frames_vary, check_int
 from .._threads import threads
+from .._validate import check_frames_vary, check_int
+from .._warnings import warn
 from ..backend import resolve_device, to_numpy
 from ..noise import estimate_sigma
 from ..patterns import SinusoidParams, params_record
 from ..torch_ops import sim_forward
-from .config import FAST, INPUTS, PRECISIONS, PRIORS, STOPS, PINNConfig  # noqa: F401  (re-exported)
+from .config import FAST, GRAPH_BLOCK, INPUTS, PRECISIONS, PRIORS, STOPS, PINNConfig  # noqa: F401  (re-exported)
 from .losses import DataLoss, prior
 from .widefield import upsample_cubic
 
@@ -34,7 +36,12 @@ from .widefield import upsample_cubic
 
 @dataclass
 class PINNRun:
-    """Result of one optimisation: the image, histories, why it stopped, and the weights."""
+    """Result of one optimisation: the image, histories, why it stopped, and the weights.
+
+    For an ensemble (``cfg.ensemble = N``) ``image`` is the mean of the members' images; ``loss`` and
+    ``residual_sigma2`` are the members' histories one after another, ``steps`` their total, and
+    ``stop_reason`` the members' reasons joined by "; " (``members`` has each member's own).
+    """
 
     image: np.ndarray
     loss: np.ndarray
@@ -44,8 +51,10 @@ class PINNRun:
     stop_reason: str
     sigma: float
     state: dict = field(repr=False, default_factory=dict)
-    pattern_params: SinusoidParams | None = None  # the refined patterns (``refine_patterns``)
+    pattern_params: SinusoidParams | None = None  # the refined patterns (``refine_patterns``; the first member's)
     tau: float | None = None  # the discrepancy threshold used (``cfg.tau``)
+    members: list = field(repr=False, default_factory=list)  # per member: image, loss, residual_sigma2,
+    # steps, stop_reason, pattern_params
 
 
 def network_input(frames: np.ndarray, upsample: int, kind: str) -> np.ndarray:
@@ -93,26 +102,36 @@ def _save_checkpoint(path: Path, payload: dict) -> None:
 class PINNStep:
     """The optimisation state of one acquisition and its step, split where the stopping rule looks.
 
-    ``evaluate()`` runs the U-Net and the physics and returns the loss and the residual (in sigma^2)
-    as device scalars (no host synchronisation); ``update()`` back-propagates that loss and steps Adam,
-    the schedule and the pattern model. :func:`optimise` drives it; the benchmarks time exactly this.
+    ``evaluate()`` runs the U-Net and the physics and returns the image, the loss and the residual (in
+    sigma^2) as device tensors (no host synchronisation); ``update()`` back-propagates that loss and steps
+    Adam, the schedule and the pattern model. :meth:`run_block` takes whole steps and reads their losses
+    back once; :func:`optimise` drives it; the benchmarks time exactly this.
+
+    ``cfg.ensemble = N`` steps N independent networks (seeds ``seed`` .. ``seed + N - 1``) together as
+    one batched network (:class:`cusim.models.UNet` with ``members=N``): images (N, H, W), one loss and
+    one residual per member. Member j computes what a single run of seed ``seed + j`` computes.
+
+    On CUDA with ``cfg.graph`` (the default) the whole step (U-Net forward and backward, the physics
+    through the CuPy kernels and cuFFT on torch's stream, the loss, Adam with its state and learning rate
+    on the device, the record of the step's losses and image) is captured once as a CUDA graph and
+    replayed; pattern refinement falls back to the eager step (one note says so), and so does a capture
+    that fails. On CUDA the learning-rate schedule is a device tensor (StepLR's values) in both modes, so
+    the eager and the captured step compute the same thing.
 
     ``cfg.precision == "bfloat16"`` runs the U-Net under autocast (its convolutions in bfloat16; its
     output, the physics, the loss, the weights and Adam in float32); ``cfg.channels_last`` keeps the
     U-Net's tensors channels-last. On CUDA the fast mode also turns on cuDNN autotuning for the
-    duration of the run (:meth:`close` restores it) and uses the fused Adam kernel.
+    duration of the run (:meth:`close` restores it).
     """
 
     def __init__(self, frames: np.ndarray, op, cfg: PINNConfig, *, init_state: dict | None = None,
-                 pattern_params: SinusoidParams | None = None, blur=None, physics=None,
-                 watch_inset: int | None = None):
-        from ..models import UNet  # noqa: PLC0415
-
+                 pattern_params=None, blur=None, physics=None, watch_inset: int | None = None):
+        t0 = time.perf_counter()
         self.cfg, self.op = cfg, op
         self.device = dev = _torch_device(op)
+        self.members = n = cfg.ensemble
         self.sigma, _ = estimate_sigma(frames, op)
         m = getattr(op, "margin_camera", 0)  # camera pixels past the field (peers' physics objects have none)
-        torch.manual_seed(cfg.seed)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         # An operator with a margin has its object grid extend past the frames' field: the network's
         # input is mirrored out to it, and the image returned is the field (``field``).
@@ -123,14 +142,21 @@ class PINNStep:
             inp = np.pad(inp, ((0, 0), (e, e), (e, e)), mode="reflect")
         self.inp = torch.from_numpy(inp)[None].to(dev).contiguous(memory_format=self.memory_format)
         y = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).to(dev)
-        self.net = UNet(self.inp.shape[1], width=cfg.width, depth=cfg.depth, up=cfg.up, norm=cfg.norm,
-                        float32_levels=cfg.float32_levels).to(dev)
+        self.net = _network(self.inp.shape[1], cfg).to(dev)
         if init_state:
             self.net.load_state_dict(init_state)
         self.net = self.net.to(memory_format=self.memory_format)
-        fused = dev.type == "cuda" and cfg.fast
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, **({"fused": True} if fused else {}))
-        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=cfg.lr_every, gamma=cfg.lr_decay)
+        cuda = dev.type == "cuda"
+        # On CUDA the learning rate is a device tensor set from the device step count (StepLR's values),
+        # so that a captured step needs no host; Adam is then the fused, capturable kernel.
+        self._t = torch.zeros((), dtype=torch.int64, device=dev)  # Adam updates taken, on the device
+        if cuda:
+            self._lr = torch.full((), cfg.lr, dtype=torch.float32, device=dev)
+            self.opt = torch.optim.Adam(self.net.parameters(), lr=self._lr, capturable=True, fused=True)
+            self.sched = None
+        else:
+            self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+            self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=cfg.lr_every, gamma=cfg.lr_decay)
         # The stopping rule watches the frames' interior, ``watch_inset`` camera pixels in (default: the
         # margin). With a margin the object there can also fit the noise of the frames' edge band (its
         # light reaches that far in); without one, light from outside the field puts a floor under the
@@ -139,32 +165,61 @@ class PINNStep:
         i = self.watch_inset = m if watch_inset is None else int(watch_inset)
         watch = (slice(i, h - i), slice(i, w - i)) if i and min(h, w) > 4 * i else None
         self.data_loss = DataLoss(cfg.loss, y, self.sigma, cfg.gain, watch=watch)
-        self.physics = physics or (lambda x: sim_forward(x, op))
-        self.pmodel = self.popt = None
+        if physics is None:
+            self.physics = lambda x: sim_forward(x, op)  # (N, H, W) -> (N, K, h, w): the operator's batch axis
+        else:  # a peer's physics maps one image (H, W) to its frames
+            self.physics = lambda x: torch.stack([physics(xi) for xi in x])
+        self.pmodels = self.popt = None
         if cfg.refine_patterns:
-            from ._pinn_patterns import PatternModel  # noqa: PLC0415
-
-            if pattern_params is None or blur is None:
-                raise ValueError("refine_patterns: needs sinusoidal pattern parameters and the blur operator")
-            self.pmodel = PatternModel(pattern_params.moved(-e, -e), op.input_shape, dev)  # field -> object grid
-            self.popt = torch.optim.Adam(self.pmodel.parameters(), lr=cfg.pattern_lr)
-            self.physics = lambda x: sim_forward(self.pmodel() * x, blur)[:, 0]
+            self._refine_setup(pattern_params, blur, e)
         self._cudnn = None
-        if dev.type == "cuda" and cfg.fast:
+        if cuda and cfg.fast:
             self._cudnn = torch.backends.cudnn.benchmark
             torch.backends.cudnn.benchmark = True
         self.step_index = 0  # steps taken (Adam updates)
         self._loss = None
+        # every step writes its losses and residuals (N, 2) and its images (N, H, W) at ``_pos`` of a block
+        self.block = cfg.sync_every or (GRAPH_BLOCK if cuda else 1)
+        self._pos = torch.zeros((), dtype=torch.int64, device=dev)
+        self._hist = torch.zeros((self.block, n, 2), dtype=torch.float32, device=dev)
+        self._images = torch.zeros((self.block, n, *op.input_shape), dtype=torch.float32, device=dev)
+        self._pending = 0
+        self.graph = None
+        self.setup_s, self.capture_s = time.perf_counter() - t0, 0.0
+        if cuda and cfg.graph:
+            if self.pmodels is not None:
+                warn("PINN: the CUDA graph is off for pattern refinement (its optimiser starts at a step the "
+                     "graph cannot branch on); running the eager step")
+            else:
+                self._capture()
+
+    def _refine_setup(self, pattern_params, blur, e: int) -> None:
+        from ._pinn_patterns import PatternModel  # noqa: PLC0415
+
+        if pattern_params is None or blur is None:
+            raise ValueError("refine_patterns: needs sinusoidal pattern parameters and the blur operator")
+        starts = pattern_params if isinstance(pattern_params, (list, tuple)) else [pattern_params] * self.members
+        # field -> object grid; one pattern model per member
+        self.pmodels = torch.nn.ModuleList([PatternModel(p.moved(-e, -e), self.op.input_shape, self.device)
+                                            for p in starts])
+        self.popt = torch.optim.Adam(self.pmodels.parameters(), lr=self.cfg.pattern_lr)
+        n, K = self.members, self.pmodels[0].k0.shape[0]
+
+        def physics(x):  # (N, H, W) -> (N, K, h, w): blur(I_jk . x_j) for every member j and frame k
+            lit = torch.stack([pm() for pm in self.pmodels]) * x[:, None]
+            return sim_forward(lit.reshape(n * K, *x.shape[-2:]), blur)[:, 0].reshape(n, K, *blur.camera_shape)
+
+        self.physics = physics
 
     def image(self) -> torch.Tensor:
-        """The U-Net's current output on the object grid ``op.input_shape`` (the field and any margin; ``field``
-        slices the field out), float32 (with the graph when gradients are enabled)."""
+        """The U-Nets' current outputs (N, H, W) on the object grid ``op.input_shape`` (the field and any
+        margin; ``field`` slices the field out), float32 (with the graph when gradients are enabled)."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bfloat16"):
             x = self.net(self.inp)
-        return x[0, 0].float().contiguous()
+        return x[0].float().contiguous()
 
     def evaluate(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Forward pass of a step: ``(x, loss, mse)``, the last two detached 0-d device tensors."""
+        """Forward pass of a step: images (N, H, W), and each member's loss and residual (N,), detached."""
         self.opt.zero_grad(set_to_none=True)
         if self.popt is not None:
             self.popt.zero_grad(set_to_none=True)
@@ -172,7 +227,7 @@ class PINNStep:
         loss, mse = self.data_loss(self.physics(x))
         if self.cfg.prior != "none" and self.cfg.prior_weight > 0:
             loss = loss + self.cfg.prior_weight * prior(x, self.cfg.prior)
-        self._loss = loss
+        self._loss = loss.sum()  # the members are independent: the gradient of each is its own loss's
         return x, loss.detach(), mse
 
     def update(self) -> None:
@@ -180,59 +235,174 @@ class PINNStep:
         self._loss.backward()
         self._loss = None
         self.opt.step()
-        self.sched.step()
-        if self.pmodel is not None and self.step_index >= self.cfg.refine_start:
+        self._t += 1
+        if self.sched is not None:
+            self.sched.step()
+        else:  # StepLR's learning rate for the next update, from the device step count
+            cfg = self.cfg
+            self._lr.copy_(cfg.lr * cfg.lr_decay ** torch.div(self._t, cfg.lr_every, rounding_mode="floor"))
+        if self.pmodels is not None and self.step_index >= self.cfg.refine_start:
             self.popt.step()
         self.step_index += 1
 
-    def __call__(self) -> float | None:
-        """One whole step (the benchmarks' unit of work); the loss is read back to the host (and
-        returned) on every ``cfg.sync_every``-th step only, as in :func:`optimise`."""
-        _, loss, _ = self.evaluate()
+    def _step(self) -> None:
+        """One whole step on the static buffers: evaluate, record at ``_pos``, update (what the graph holds)."""
+        x, loss, mse = self.evaluate()
+        at = self._pos.view(1)
+        self._hist.index_copy_(0, at, torch.stack([loss, mse.to(loss.dtype)], dim=-1)[None])
+        self._images.index_copy_(0, at, x.detach()[None])
+        self._pos += 1
         self.update()
-        return float(loss) if self.step_index % self.cfg.sync_every == 0 else None
+
+    def _one(self) -> None:
+        if self.graph is not None:
+            self.graph.replay()
+            self.step_index += 1
+        else:
+            self._step()
+
+    def run_block(self, n: int) -> tuple[np.ndarray, torch.Tensor]:
+        """``n <= block`` whole steps, then one read-back: ``(values, images)``, values (n, N, 2) float64 on
+        the host (each step's loss and residual per member, before its update), images (n, N, H, W) on the
+        device (each step's, before its update; a view of a buffer the next block overwrites)."""
+        if not 1 <= n <= self.block:
+            raise ValueError(f"run_block: expected 1 to {self.block} steps, got {n}")
+        self._pos.zero_()
+        for _ in range(n):
+            self._one()
+        return self._hist[:n].cpu().numpy().astype(float), self._images[:n]
+
+    def __call__(self) -> float | None:
+        """One whole step (the benchmarks' unit of work); the losses are read back to the host (and their
+        sum over the members returned) on every ``block``-th step only, as in :func:`optimise`."""
+        if self._pending == 0:
+            self._pos.zero_()
+        self._one()
+        self._pending += 1
+        if self._pending < self.block:
+            return None
+        self._pending = 0
+        return float(self._hist[self.block - 1, :, 0].sum())
+
+    # -- the captured step ------------------------------------------------------------------------
+    def _tensors(self) -> list[torch.Tensor]:
+        """Every tensor a step changes in place: weights, batch-norm statistics, Adam's state, the counters."""
+        out = [*self.net.parameters(), *self.net.buffers(), self._t, self._lr]
+        for state in self.opt.state.values():
+            out += [v for v in state.values() if torch.is_tensor(v)]
+        return out
+
+    def _capture(self) -> None:
+        """Warm up on a side stream (cuDNN choices, cuFFT plans, Adam's state), put every tensor back as it
+        was, then capture one :meth:`_step` as a CUDA graph. A failure leaves the eager step, with a note."""
+        t0 = time.perf_counter()
+        before = {id(t): t.detach().clone() for t in self._tensors()}
+        index = self.step_index
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        try:
+            with torch.cuda.stream(side):
+                for _ in range(3):
+                    self._pos.zero_()
+                    self._step()
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            self.step_index = index
+            with torch.no_grad():  # as before the warm-up; Adam's state, made by it, starts from zero
+                for t in self._tensors():
+                    t.copy_(before[id(t)]) if id(t) in before else t.zero_()
+            self.opt.zero_grad(set_to_none=True)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self._step()
+            self.graph = graph
+        except Exception as exc:  # noqa: BLE001  (any failure: the eager step computes the same)
+            torch.cuda.synchronize(self.device)
+            self.step_index = index
+            with torch.no_grad():
+                for t in self._tensors():
+                    t.copy_(before[id(t)]) if id(t) in before else t.zero_()
+            self.opt.zero_grad(set_to_none=True)
+            warn(f"PINN: capturing the step as a CUDA graph failed ({type(exc).__name__}: "
+                 f"{str(exc).splitlines()[0] if str(exc) else ''}); running the eager step")
+        self._pos.zero_()
+        self.capture_s = time.perf_counter() - t0
 
     def close(self) -> None:
         if self._cudnn is not None:
             torch.backends.cudnn.benchmark, self._cudnn = self._cudnn, None
+        self.graph = None
 
     def state(self) -> dict:
-        return {"model": self.net.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
-                **({} if self.pmodel is None else {"patterns": self.pmodel.state_dict(), "popt": self.popt.state_dict()})}
+        sched = self.sched.state_dict() if self.sched is not None else {"step": int(self._t)}
+        return {"model": self.net.state_dict(), "opt": self.opt.state_dict(), "sched": sched,
+                **({} if self.pmodels is None else {"patterns": self.pmodels.state_dict(),
+                                                    "popt": self.popt.state_dict()})}
 
     def load(self, ck: dict) -> None:
-        self.net.load_state_dict(ck["model"])
-        self.opt.load_state_dict(ck["opt"])
-        self.sched.load_state_dict(ck["sched"])
-        if self.pmodel is not None:
-            self.pmodel.load_state_dict(ck["patterns"])
+        """Continue from :meth:`state` (copied into the tensors the step, and its graph, use)."""
+        with torch.no_grad():
+            for t, v in zip(self.net.state_dict().values(), ck["model"].values()):
+                t.copy_(v)
+            self._t.fill_(int(ck["sched"].get("step", ck["sched"].get("last_epoch", 0))))
+        if self.graph is not None:  # Adam's state tensors exist (the warm-up made them): copy into them
+            mine = self.opt.state_dict()["state"]
+            with torch.no_grad():
+                for key, st in ck["opt"]["state"].items():
+                    for name, v in st.items():
+                        mine[key][name].copy_(v)
+            cfg = self.cfg
+            self._lr.fill_(cfg.lr * cfg.lr_decay ** (int(self._t) // cfg.lr_every))
+        else:
+            self.opt.load_state_dict(ck["opt"])
+            if self.sched is not None:
+                self.sched.load_state_dict(ck["sched"])
+            else:
+                cfg = self.cfg
+                self._lr.fill_(cfg.lr * cfg.lr_decay ** (int(self._t) // cfg.lr_every))
+        if self.pmodels is not None:
+            self.pmodels.load_state_dict(ck["patterns"])
             self.popt.load_state_dict(ck["popt"])
+
+
+def _network(channels: int, cfg: PINNConfig):
+    """The U-Net of ``cfg``: member j initialised from seed ``cfg.seed + j``, as a single run of that seed."""
+    from ..models import UNet  # noqa: PLC0415
+
+    nets = []
+    for j in range(cfg.ensemble):
+        torch.manual_seed(cfg.seed + j)
+        nets.append(UNet(channels, width=cfg.width, depth=cfg.depth, up=cfg.up, norm=cfg.norm,
+                         float32_levels=cfg.float32_levels))
+    return nets[0] if len(nets) == 1 else UNet.stack(nets)
 
 
 def optimise(frames: np.ndarray, op, cfg: PINNConfig, *, steps: int | None = None, init_state: dict | None = None,
              checkpoint: Path | None = None, checkpoint_every: int = 100, resume: bool = False,
-             callback=None, pattern_params: SinusoidParams | None = None, blur=None,
-             watch_inset: int | None = None) -> PINNRun:
-    """Fit the U-Net to ``frames`` (K, h, w) through ``op``; ``steps`` overrides ``cfg.steps``.
+             callback=None, pattern_params=None, blur=None, watch_inset: int | None = None) -> PINNRun:
+    """Fit the U-Net (``cfg.ensemble`` of them, stepped together) to ``frames`` (K, h, w) through ``op``;
+    ``steps`` overrides ``cfg.steps``.
 
     The stopping rule's residual is that of the frames' interior, ``watch_inset`` camera pixels in from
     the edge (default: the operator's margin; :func:`reconstruct` passes the PSF's reach for a field
     that may receive light from outside it).
 
     With ``cfg.refine_patterns`` the frames are modelled as ``blur(I_k . x)`` with learnable sinusoidal
-    patterns starting from ``pattern_params``; ``blur`` is the one-frame operator of ones (PSF and
-    binning only, same grid and pad as ``op``).
+    patterns starting from ``pattern_params`` (one SinusoidParams, or one per member); ``blur`` is the
+    one-frame operator of ones (PSF and binning only, same grid and pad as ``op``).
 
     ``init_state`` warm-starts the weights. With ``checkpoint`` the full optimiser state is written
     there every ``checkpoint_every`` steps; ``resume`` continues from it (same settings and data required,
     :func:`fingerprint`; else one ValueError naming what differs) and ends with the result of an
-    uninterrupted run. ``callback(step, total, loss, mse)`` reports progress.
+    uninterrupted run. ``callback(step, total, loss, mse)`` reports progress (for an ensemble, the means
+    over the members still running).
 
-    The loss and residual of every step are kept on the device and read back every ``cfg.sync_every``
-    steps (and at checkpoints and the last step), together with the block's images; the stopping rule
-    then looks at each of those steps in order, and where it fires the run ends with that step's image
-    and histories, as with ``sync_every=1``. Only the returned weights (``state``, the warm start of a
-    time series) are those after the block's last update.
+    The losses and residuals of every step are kept on the device and read back once per block of
+    ``PINNStep.block`` steps (and at checkpoints and the last step), together with the block's images;
+    each member's stopping rule then looks at each of those steps in order, and where it fires that
+    member's result is that step's image and histories, as with a read-back every step. A member that
+    stopped is still stepped with the others (its result is kept); the run ends when every member has
+    stopped or the steps are spent. Only the returned weights (``state``, the warm start of a time
+    series) are those after the last block's updates.
     """
     steps = cfg.steps if steps is None else steps
     check_frames_vary(frames)  # a constant frame has no noise level and nothing to fit
@@ -245,7 +415,7 @@ def optimise(frames: np.ndarray, op, cfg: PINNConfig, *, steps: int | None = Non
         fit.close()
 
 
-def fingerprint(frames, op, pattern_params: SinusoidParams | None = None) -> dict:
+def fingerprint(frames, op, pattern_params=None) -> dict:
     """What the data of a run was, for a checkpoint to be resumed on the same data only: the first 16 hex
     digits of sha256 digests of the raw frames (as fitted: float32, with their shape), of the operator's
     patterns and of its transfer function (PSF, camera pixel, grid), and of the starting pattern
@@ -261,7 +431,8 @@ def fingerprint(frames, op, pattern_params: SinusoidParams | None = None) -> dic
         if value is not None:
             out[name] = digest(value)
     if pattern_params is not None:
-        text = json.dumps(params_record(pattern_params), sort_keys=True).encode()
+        starts = pattern_params if isinstance(pattern_params, (list, tuple)) else [pattern_params]
+        text = json.dumps([params_record(p) for p in starts], sort_keys=True).encode()
         out["pattern parameters"] = hashlib.sha256(text).hexdigest()[:16]
     return out
 
@@ -296,58 +467,61 @@ def _refuse_other(path, made: dict, now: dict, what: str = "checkpoint") -> None
 
 def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resume: bool, callback,
               data: dict | None = None) -> PINNRun:
-    cfg = fit.cfg
-    stopper = _Stopper(cfg)
-    losses, mses, start, reason = [], [], 0, None
+    cfg, n = fit.cfg, fit.members
+    stoppers = [_Stopper(cfg) for _ in range(n)]
+    history = [[] for _ in range(n)]  # per member: (loss, residual) of every step its rule looked at
+    finished = [None] * n  # per member, once its rule fired: (image (H, W) on the host, reason)
+    step = 0
     settings = _settings(cfg, steps, fit.margin_px, fit.watch_inset, data)
     if resume and checkpoint is not None and Path(checkpoint).exists():
         ck = torch.load(checkpoint, map_location=fit.device, weights_only=False)
         _refuse_other(checkpoint, ck["settings"], settings)
         fit.load(ck)
-        losses, mses, start = ck["loss"], ck["mse"], ck["step"]
-        fit.step_index = start
-        stopper.best, stopper.best_step = ck["stopper"]
+        history, finished, step = ck["history"], ck["finished"], ck["step"]
+        fit.step_index = step
+        for st, (best, best_step) in zip(stoppers, ck["stoppers"]):
+            st.best, st.best_step = best, best_step
         torch.set_rng_state(ck["rng"])
-    pending, images, x = [], [], None
-    for step in range(start, steps):
-        x, loss, mse = fit.evaluate()
-        pending.append(torch.stack([loss, mse.to(loss.dtype)]))
-        images.append(x.detach())  # the image of every step of the block, for an exact stop
-        ck_due = checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps
-        if len(pending) < cfg.sync_every and step + 1 < steps and not ck_due:
-            fit.update()
-            continue
-        first = step + 1 - len(pending)
-        values = torch.stack(pending).cpu().numpy().astype(float)  # the one host synchronisation
-        block, pending, images = images, [], []
-        for i, (lv, mv) in enumerate(values):
-            losses.append(float(lv))
-            mses.append(float(mv))
-            reason = stopper(first + i, float(lv), float(mv))
-            if reason:
-                x = block[i]
-                break
-        if reason:
-            break
-        fit.update()
-        if callback is not None:
-            for i, (lv, mv) in enumerate(values):
-                callback(first + i + 1, steps, float(lv), float(mv))
-        if ck_due:
+    while step < steps and any(f is None for f in finished):
+        size = min(fit.block, steps - step)
+        if checkpoint is not None:
+            size = min(size, checkpoint_every - step % checkpoint_every)
+        values, images = fit.run_block(size)  # the one host synchronisation of the block
+        running = [j for j in range(n) if finished[j] is None]
+        for i in range(size):
+            for j in [j for j in running if finished[j] is None]:
+                lv, mv = values[i, j]
+                history[j].append((float(lv), float(mv)))
+                reason = stoppers[j](step + i, float(lv), float(mv))
+                if reason:
+                    finished[j] = (images[i, j].cpu().numpy().copy(), reason)  # the buffer is reused
+            if callback is not None and running:
+                callback(step + i + 1, steps, float(values[i, running, 0].mean()), float(values[i, running, 1].mean()))
+            running = [j for j in running if finished[j] is None]
+        step += size
+        if checkpoint is not None and step % checkpoint_every == 0 and step < steps and running:
             _save_checkpoint(Path(checkpoint), {
-                "settings": settings, **fit.state(), "loss": losses, "mse": mses, "step": step + 1,
-                "stopper": (stopper.best, stopper.best_step), "rng": torch.get_rng_state()})
-    if reason is None:
-        with torch.no_grad():  # the image after the last update
-            x = fit.image()
-        reason = f"max steps ({steps})"
+                "settings": settings, **fit.state(), "history": history, "finished": finished, "step": step,
+                "stoppers": [(st.best, st.best_step) for st in stoppers], "rng": torch.get_rng_state()})
+    if any(f is None for f in finished):
+        with torch.no_grad():  # the images after the last update
+            last = fit.image().cpu().numpy()
+        finished = [f or (last[j], f"max steps ({steps})") for j, f in enumerate(finished)]
     if checkpoint is not None:
         Path(checkpoint).unlink(missing_ok=True)
-    image = x.detach()[fit.field].cpu().numpy().astype(np.float32)
     e = fit.margin_px
-    return PINNRun(image, np.asarray(losses), np.asarray(mses), len(losses), reason, fit.sigma,
+    members = []
+    for j, (image, reason) in enumerate(finished):
+        h = np.asarray(history[j], dtype=float).reshape(-1, 2)
+        members.append({"image": np.ascontiguousarray(image[fit.field], dtype=np.float32), "loss": h[:, 0],
+                        "residual_sigma2": h[:, 1], "steps": len(h), "stop_reason": reason,
+                        "pattern_params": None if fit.pmodels is None else fit.pmodels[j].params().moved(e, e)})
+    image = np.mean([m["image"] for m in members], axis=0, dtype=np.float32)
+    return PINNRun(image, np.concatenate([m["loss"] for m in members]),
+                   np.concatenate([m["residual_sigma2"] for m in members]), sum(m["steps"] for m in members),
+                   "; ".join(m["stop_reason"] for m in members), fit.sigma,
                    {k: v.detach().cpu().clone() for k, v in fit.net.state_dict().items()},
-                   None if fit.pmodel is None else fit.pmodel.params().moved(e, e), tau=fit.cfg.tau)
+                   members[0]["pattern_params"], tau=fit.cfg.tau, members=members)
 
 
 def _refine_setup(dataset, op):
@@ -394,22 +568,6 @@ def auto_margin(dataset) -> int:
     return dataset.default_margin()
 
 
-def _member_run(frames, op, cfg: PINNConfig, steps: int, checkpoint, done_file, resume: bool, **kw) -> PINNRun:
-    """One member of an ensemble at one time point. With ``done_file`` (ensembles with a checkpoint) a
-    finished member's run is kept there, and ``resume`` takes it from there instead of running again."""
-    if done_file is None:
-        return optimise(frames, op, cfg, steps=steps, checkpoint=checkpoint, resume=resume, **kw)
-    settings = _settings(cfg, steps, op.margin_camera * op.upsample, kw["watch_inset"],
-                         fingerprint(frames, op, kw.get("pattern_params")))
-    if resume and done_file.exists():
-        done = torch.load(done_file, map_location="cpu", weights_only=False)
-        _refuse_other(done_file, done["settings"], settings, "finished member's result")
-        return PINNRun(**done["run"])
-    run = optimise(frames, op, cfg, steps=steps, checkpoint=checkpoint, resume=resume, **kw)
-    _save_checkpoint(done_file, {"settings": settings, "run": vars(run)})
-    return run
-
-
 def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, margin_camera: int | None = None,
                 checkpoint: Path | None = None, checkpoint_every: int = 50, resume: bool = False, callback=None,
                 **params):
@@ -420,11 +578,10 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
     light blurred in from structure outside it is explained by structure there, not by artefacts
     inside (docs/quality.md, "The margin"); the image returned is the field.
 
-    ``ensemble = N`` fits N networks (seeds ``seed`` to ``seed + N - 1``, each its own chain of warm
-    starts through a time series) and returns the mean of their images; the losses and stop reasons
-    are those of every run in order, refined patterns those of the first network. With a checkpoint,
-    each member has its own (``<checkpoint>.m<j>``) and a finished member's result is kept beside it
-    until the whole reconstruction ends, so ``resume`` continues with the member that was interrupted."""
+    ``ensemble = N`` fits N networks (seeds ``seed`` to ``seed + N - 1``) stepped together as one batched
+    network, each its own chain of warm starts through a time series, and returns the mean of their
+    images; the losses and stop reasons are those of every member in order, refined patterns those of
+    the first. The checkpoint (of the first time point) holds every member."""
     cfg = PINNConfig.from_params(params)
     check_int("checkpoint_every", checkpoint_every, 1)
     torch.set_num_threads(threads())  # cusim's setting (the process's cores unless --threads said otherwise)
@@ -432,37 +589,26 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
     op = dataset.operator(pad_fine=pad_fine, margin_camera=margin, device=resolve_device(device))
     inset = watch_inset(dataset, margin)
     pparams, blur = _refine_setup(dataset, op) if cfg.refine_patterns else (None, None)
-    members = [cfg if j == 0 else dataclasses.replace(cfg, seed=cfg.seed + j) for j in range(cfg.ensemble)]
     checkpoint = None if checkpoint is None else Path(checkpoint)
-    ckpts = [checkpoint if checkpoint is None or j == 0 else checkpoint.with_name(f"{checkpoint.name}.m{j}")
-             for j in range(len(members))]
-    done_files = [None if c is None or len(members) == 1 else c.with_name(f"{c.name}.done") for c in ckpts]
-    images, losses, reasons = [], [], []
-    states, chains = [None] * len(members), [pparams] * len(members)
-    total = len(members) * (cfg.steps + (dataset.T - 1) * cfg.warm_start_steps)
+    images, losses, reasons, state = [], [], [], None
+    total = cfg.steps + (dataset.T - 1) * cfg.warm_start_steps
     done = 0
     for t in range(dataset.T):
         steps = cfg.steps if t == 0 else cfg.warm_start_steps
-        member_images = []
-        for j, mcfg in enumerate(members):
-            cb = None if callback is None else (lambda s, _n, l, m, d=done: callback(d + s, total, l, m))
-            run = _member_run(dataset.frames(t), op, mcfg, steps, ckpts[j] if t == 0 else None,
-                              done_files[j] if t == 0 else None, resume and t == 0, init_state=states[j],
-                              callback=cb, checkpoint_every=checkpoint_every, pattern_params=chains[j], blur=blur,
-                              watch_inset=inset)
-            member_images.append(run.image)
-            losses.append(run.loss)
-            reasons.append(run.stop_reason)
-            states[j], done = run.state, done + steps
-            chains[j] = run.pattern_params or chains[j]
-        images.append(np.mean(member_images, axis=0, dtype=np.float32))
-    for f in done_files:
-        if f is not None:
-            f.unlink(missing_ok=True)
+        cb = None if callback is None else (lambda s, _n, l, m, d=done: callback(d + s, total, l, m))
+        run = optimise(dataset.frames(t), op, cfg, steps=steps, checkpoint=checkpoint if t == 0 else None,
+                       resume=resume and t == 0, init_state=state, callback=cb, checkpoint_every=checkpoint_every,
+                       pattern_params=pparams, blur=blur, watch_inset=inset)
+        images.append(run.image)
+        losses.append(run.loss)
+        reasons.append(run.stop_reason)
+        state, done = run.state, done + steps
+        if cfg.refine_patterns:  # each member's chain goes on from its own refined patterns
+            pparams = [m["pattern_params"] for m in run.members]
     image = np.stack(images) if dataset.is_series else images[0]
     info = {"loss": np.concatenate(losses), "stop_reason": "; ".join(reasons), "sigma": run.sigma, "tau": run.tau,
-            "margin_camera": margin, "watch_inset": inset, "ensemble": len(members),
+            "margin_camera": margin, "watch_inset": inset, "ensemble": cfg.ensemble,
             "steps_run": int(sum(len(v) for v in losses))}
-    if chains[0] is not None:
-        info["pattern_params"] = params_record(chains[0])
+    if run.pattern_params is not None:
+        info["pattern_params"] = params_record(run.pattern_params)
     return image, info
