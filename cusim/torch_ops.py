@@ -9,6 +9,7 @@ autograd function whose backward is the forward, so double backward (Hessian-vec
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import numpy as np
 import torch
@@ -42,7 +43,7 @@ def _torch_malloc(size: int):
     import cupy  # noqa: PLC0415
 
     t = torch.empty((size,), dtype=torch.uint8, device=torch.device("cuda", cupy.cuda.Device().id))
-    return cupy.cuda.MemoryPointer(cupy.cuda.UnownedMemory(t.data_ptr(), size, t), 0)
+    return cupy.cuda.MemoryPointer(cupy.cuda.UnownedMemory(t.data_ptr(), size, t, t.device.index), 0)
 
 
 @contextlib.contextmanager
@@ -56,8 +57,10 @@ def _torch_stream(t: torch.Tensor):
 
     dev = t.device.index or 0
     stream = torch.cuda.current_stream(t.device)
-    with cupy.cuda.Device(dev), cupy.cuda.ExternalStream(stream.cuda_stream, dev), \
-            cupy.cuda.using_allocator(_torch_malloc):
+    with warnings.catch_warnings():  # CuPy 14 deprecates ExternalStream for Stream.from_external, which
+        warnings.simplefilter("ignore", DeprecationWarning)  # older CuPy lacks
+        external = cupy.cuda.ExternalStream(stream.cuda_stream, dev)
+    with cupy.cuda.Device(dev), external, cupy.cuda.using_allocator(_torch_malloc):
         yield
 
 
