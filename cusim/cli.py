@@ -428,7 +428,7 @@ def _run_many(files, method, given, name, device, out, force, resume, threads, s
             from distributed import Client  # noqa: PLC0415
 
             try:
-                client = stack.enter_context(Client(scheduler, timeout=30))
+                client = stack.enter_context(Client(scheduler))  # waits distributed.comm.timeouts.connect
             except (OSError, TimeoutError) as e:
                 fail(f"--scheduler {scheduler}: no Dask scheduler answered ({' '.join(str(e).split())[:200]})")
         with progress:
