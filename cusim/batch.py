@@ -71,7 +71,7 @@ def expand_inputs(specs) -> list[Path]:
             found = sorted(q for q in p.iterdir() if q.suffix.lower() in H5_SUFFIXES and q.is_file()
                            and not q.name.startswith("."))
             if not found:
-                raise ValueError(f"{spec}: a folder without .h5 / .hdf5 files")
+                raise ValueError(f"{spec}: is a folder without .h5 / .hdf5 files to run")
         elif glob.has_magic(str(spec)) and not p.exists():
             found = sorted(Path(q) for q in glob.glob(str(spec)) if Path(q).is_file())
             if not found:
