@@ -4,7 +4,8 @@
                          [--repeats N] [--warmup N] [--steps N] [--default-stop] [--results DIR]
 
 Benchmarks (``--only``): operators (forward+adjoint, :mod:`benchmarks.bench_operators`), pinn_step,
-pinn_full, scaling (:mod:`benchmarks.bench_pinn`), wiener, iterative (:mod:`benchmarks.bench_recon`).
+pinn_full, scaling (:mod:`benchmarks.bench_pinn`), wiener, iterative (:mod:`benchmarks.bench_recon`),
+batch (inputs per minute over 1, 2 (CPU) or 1, 2, 4 (GPU) Dask workers, :mod:`benchmarks.bench_batch`).
 Each writes ``<results>/<name>-<device>.json`` (device, versions, dtype, shapes, every repeat) and
 ``<name>-<device>.md`` (the table), prints its table and TARGET lines. Exit 0, 1 when an
 implementation failed, 2 on bad usage (``--device cuda`` without a GPU). ``--size N`` (testing)
@@ -22,12 +23,17 @@ from pathlib import Path
 
 from benchmarks import _common as C
 
-NAMES = ["operators", "pinn_step", "pinn_full", "wiener", "iterative", "scaling"]
+NAMES = ["operators", "pinn_step", "pinn_full", "wiener", "iterative", "scaling", "batch"]
+DEFAULT = NAMES[:-1]  # batch only when asked for (--only batch): it needs the dask extra
 
 
 def _runner(name: str):
     from benchmarks import bench_pinn, bench_recon  # noqa: PLC0415
 
+    if name == "batch":  # needs the dask extra; imported only when asked for
+        from benchmarks import bench_batch  # noqa: PLC0415
+
+        return bench_batch.run
     return {"pinn_step": bench_pinn.run_step, "pinn_full": bench_pinn.run_full, "scaling": bench_pinn.run_scaling,
             "wiener": bench_recon.run_wiener, "iterative": bench_recon.run_iterative}[name]
 
@@ -152,7 +158,7 @@ def main(argv=None) -> int:
           f"{torch.get_num_threads()}, float32", flush=True)
     status, targets = 0, []
     try:
-        for name in args.only or NAMES:
+        for name in args.only or DEFAULT:
             if name == "operators":
                 rc, lines, _ = run_operators(args)
             else:

@@ -275,8 +275,9 @@ def _method_settings(method: str, given: dict):
 @app.command()
 @command
 def run(
-    file: Path = typer.Argument(..., help="A cusim-sim HDF5 file; the result is added as /recon/<name> (or "
-                                          "written to --out, and the file is only read)."),
+    files: list[Path] = typer.Argument(..., help="A cusim-sim HDF5 file; the result is added as /recon/<name> (or "
+                                                 "written to --out, and the file is only read). Several files, "
+                                                 "folders or quoted patterns ('data/*.h5') run on a Dask cluster."),
     method: str = typer.Option("widefield", "--method", "-m", help="widefield | wiener | iterative | pinn"),
     name: str = typer.Option(None, help="Name under /recon (default: the method)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
@@ -338,10 +339,17 @@ def run(
     iterations: int = typer.Option(None, help=f"iterative: most iterations (default {_I.n_iter})."),
     algorithm: str = typer.Option(None, help=f"iterative: fista | rl (Richardson-Lucy) (default {_I.algorithm})."),
     wiener_w: float = typer.Option(None, "--wiener-w", help=f"wiener: the Wiener parameter (default {_W.w})."),
+    scheduler: str = typer.Option(None, "--scheduler", help="Run on this existing Dask cluster (e.g. "
+                                  "tcp://host:8786, from `dask scheduler`); default: a local one. Many inputs only."),
+    workers: int = typer.Option(None, "--workers", help="Worker processes of the local Dask cluster (default: one "
+                                "per core, or one per GPU). With several inputs, --resume skips those done with "
+                                "the same settings."),
 ) -> None:
     """Reconstruct a dataset and store the result with its provenance.
 
     Example: cusim run sample1.h5 --method pinn --steps 1000 --figure pinn.png
+
+    Many files: cusim run 'data/*.h5' --method wiener --workers 2 --resume
     """
     from . import recon  # noqa: PLC0415
     from .backend import resolve_device  # noqa: PLC0415
@@ -357,6 +365,11 @@ def run(
              "--checkpoint-every": checkpoint_every, "--resume": resume, "--stop": stop, "--tau": tau,
              "--margin-camera": margin_camera, "--prior": prior, "--prior-weight": prior_weight,
              "--iterations": iterations, "--algorithm": algorithm, "--wiener-w": wiener_w}
+    if len(files) > 1 or scheduler is not None or workers is not None or _pattern_or_folder(files[0]):
+        return _run_many(files, method, given, name, device, out, force, resume, threads, scheduler, workers,
+                         estimate_patterns, {"--roi": roi, "--tiff": tiff, "--figure": figure,
+                                             "--metrics-border": metrics_border})
+    file = files[0]
     params, cfg = _method_settings(method, given)
     device = resolve_device(device)
     if norm not in ("lstsq", "minmax"):
@@ -377,6 +390,68 @@ def run(
     border = _metrics_border(ds, metrics_border)
     res = _reconstruct(recon, ds, method, cfg, params, file, name, device, estimate_patterns, resume)
     _store(res, ds, file, out, roi is not None, target, name, border, norm, force, tiff, figure)
+
+
+def _pattern_or_folder(path: Path) -> bool:
+    import glob  # noqa: PLC0415
+
+    return path.is_dir() or (glob.has_magic(str(path)) and not path.exists())
+
+
+def _run_many(files, method, given, name, device, out, force, resume, threads, scheduler, workers,
+              estimate_patterns, single_only) -> None:
+    """``cusim run`` over several inputs on a Dask cluster (:mod:`cusim.batch`): a progress bar over inputs,
+    one line per failed input, a summary table, exit 1 at the end naming the failed inputs."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    from . import batch  # noqa: PLC0415
+
+    for flag, value in single_only.items():
+        if value is not None:
+            fail(f"{flag}: for one input only; with several inputs (or --scheduler / --workers) leave it out")
+    if scheduler is not None and workers is not None:
+        fail("--workers: the workers of an existing cluster (--scheduler) are those started with it")
+    for flag, value in (("--workers", workers), ("--threads", threads)):
+        if value is not None and (isinstance(value, bool) or value < 1):
+            fail(f"{flag}: expected an integer >= 1, got {value}")
+    params, _ = _method_settings(method, {**given, "--resume": None})
+    if out is not None and not out.is_dir():
+        fail(f"--out: {out}: with several inputs, expected an existing folder for the result files")
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=console)
+    failed = []
+
+    def on_result(r):
+        if r.status == "failed":
+            failed.append(r)
+            progress.console.print(f"failed: {escape(r.error)}", highlight=False, soft_wrap=True)
+        progress.advance(task)
+
+    inputs = batch.expand_inputs(files)
+    with contextlib.ExitStack() as stack:
+        client = None
+        if scheduler is not None:
+            from distributed import Client  # noqa: PLC0415
+
+            try:
+                client = stack.enter_context(Client(scheduler))  # waits distributed.comm.timeouts.connect
+            except (OSError, TimeoutError) as e:
+                fail(f"--scheduler {scheduler}: no Dask scheduler answered ({' '.join(str(e).split())[:200]})")
+        with progress:
+            task = progress.add_task(f"{method} over {len(inputs)} inputs", total=len(inputs))
+            results = batch.reconstruct_many(inputs, method, client, name=name, out_dir=out, force=force,
+                                             resume=resume, device=device, estimate_patterns=estimate_patterns,
+                                             threads=threads, workers=workers, on_result=on_result, **params)
+    table = Table(title=f"cusim run: {len(results)} inputs, {method}")
+    for col in ("input", "method", "status", "steps", "stop", "runtime s", "worker"):
+        table.add_column(col, justify="right" if col in ("steps", "runtime s") else "left")
+    for r in results:
+        table.add_row(str(r.path), r.method, r.status, "" if r.steps is None else str(r.steps), r.stop or "",
+                      "" if r.runtime_s is None else f"{r.runtime_s:.2f}", r.worker)
+    console.print(table)
+    if failed:
+        fail(f"{len(failed)} of {len(results)} inputs failed: {', '.join(str(r.path) for r in failed)}")
 
 
 def _check_run_outputs(file: Path, out, tiff, figure, name: str, ds, region: bool, force: bool) -> Path:

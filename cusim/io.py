@@ -399,6 +399,35 @@ def load(path) -> Dataset:
     return ds.validate()
 
 
+def peek(path, recon: str | None = None) -> tuple[tuple, dict | None]:
+    """The shape of ``/raw`` and the attributes of ``/recon/<recon>`` (None where there is none), read
+    without loading any array: enough to plan a run (time points) and to see what it would replace. A
+    file that is not a ``cusim-sim`` v1 dataset is a :class:`DatasetError` (one line, as :func:`load`);
+    everything else is checked by :func:`load` where the data are read."""
+    import h5py  # noqa: PLC0415
+
+    path = Path(path)
+    n = str(path)
+    try:
+        with _open(path) as f:
+            fmt, ver = _attr(f, "format"), _attr(f, "format_version")
+            if fmt != FORMAT or ver != FORMAT_VERSION:
+                raise DatasetError(f"{n}: attribute format/format_version: expected {FORMAT!r} version "
+                                   f"{FORMAT_VERSION}, got {fmt!r} version {ver!r}")
+            raw = f.get("raw")
+            if not isinstance(raw, h5py.Dataset):
+                raise DatasetError(f"{n}: /raw: missing (required)")
+            where = f"recon/{recon}"
+            attrs = None
+            if recon is not None and where in f:
+                attrs = {k: _json_or_value(_attr(f[where], k)) for k in f[where].attrs}
+            return tuple(raw.shape), attrs
+    except DatasetError:
+        raise
+    except (OSError, KeyError, RuntimeError) as e:
+        raise DatasetError(f"{n}: unreadable HDF5 content: {str(e).splitlines()[0]}") from None
+
+
 def _read_params(f, n: str):
     g = f["pattern_params"]
     arrays = {k: _read(g, n, k, required=k != "harmonics") for k in ("k", "phase", "modulation", "harmonics")}

@@ -76,6 +76,20 @@ def with_estimated_patterns(dataset: Dataset, **options) -> tuple[Dataset, objec
                                pattern_context=None), est
 
 
+def recorded_params(method: str, params: dict, estimate_patterns: bool = False) -> dict:
+    """The ``params`` a reconstruction records (``/recon/<name>`` attribute ``params``): every setting of
+    the method as resolved (defaults included) and the others given, less the operational ones (which do
+    not change the result). Two runs with equal records ran with the same settings (``cusim.batch``'s resume)."""
+    recorded = {k: v for k, v in params.items() if k not in _OPERATIONAL}
+    if method in CONFIGS:
+        fields = {f.name for f in dataclasses.fields(CONFIGS[method])}
+        cfg = CONFIGS[method].from_params({k: v for k, v in recorded.items() if k in fields})
+        recorded = {**dataclasses.asdict(cfg), **recorded}
+    if estimate_patterns:
+        recorded["estimate_patterns"] = True
+    return recorded
+
+
 def reconstruct(dataset: Dataset, method: str = "widefield", *, device: str = "auto",
                 estimate_patterns: bool = False, **params) -> Result:
     """Reconstruct every time point of ``dataset`` with ``method``; returns a :class:`Result`.
@@ -101,13 +115,7 @@ def reconstruct(dataset: Dataset, method: str = "widefield", *, device: str = "a
         estimated = params_record(est.params)
     image, info = fn(dataset, device=dev, **params)
     runtime = time.perf_counter() - t0
-    recorded = {k: v for k, v in params.items() if k not in _OPERATIONAL}
-    if method in CONFIGS:  # every setting as resolved (defaults included), for the record
-        fields = {f.name for f in dataclasses.fields(CONFIGS[method])}
-        cfg = CONFIGS[method].from_params({k: v for k, v in recorded.items() if k in fields})
-        recorded = {**dataclasses.asdict(cfg), **recorded}
-    if estimate_patterns:
-        recorded["estimate_patterns"] = True
+    recorded = recorded_params(method, params, estimate_patterns)
     extra = {k: v for k, v in info.items() if k != "loss"}
     if estimated is not None:
         extra.setdefault("pattern_params", estimated)
