@@ -44,10 +44,10 @@ def provenance(ds, name: str, attrs: dict) -> dict:
     """What produced ``/recon/<name>`` of ``ds``: its attributes (method, params, version, device, runtime,
     metrics) with the source file, the dataset path and the grid."""
     return {"source": None if ds.path is None else str(Path(ds.path).resolve()), "dataset": f"/recon/{name}",
-            "upsample": int(ds.upsample), "camera_pixel_size_nm": ds.pixel_size_nm, **_plain(attrs)}
+            "upsample": int(ds.upsample), "camera_pixel_size_nm": ds.pixel_size_nm, **json_safe(attrs)}
 
 
-def _plain(attrs: dict) -> dict:
+def json_safe(attrs: dict) -> dict:
     """``attrs`` as JSON-safe values (NumPy scalars and arrays become numbers and lists)."""
     return json.loads(json.dumps(attrs, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
 
@@ -66,7 +66,7 @@ def write_ome_tiff(path, image, *, pixel_um: float | None, description: dict, na
     import tifffile  # noqa: PLC0415
 
     data = np.asarray(image, dtype=np.float32)
-    meta = {"axes": axes_of(data), "Name": name, "Description": json.dumps(_plain(description))}
+    meta = {"axes": axes_of(data), "Name": name, "Description": json.dumps(json_safe(description))}
     if pixel_um is not None:
         meta.update(PhysicalSizeX=pixel_um, PhysicalSizeXUnit=UNIT, PhysicalSizeY=pixel_um, PhysicalSizeYUnit=UNIT)
     _warn_no_size(path, pixel_um)
@@ -145,7 +145,7 @@ def write_ome_zarr(folder, image, *, pixel_um: float | None, description: dict, 
         spatial = {**({"t": 1.0} if "t" in axes else {}), "y": pixel_um or 1.0, "x": pixel_um or 1.0}
         write_image(data, group, scale_factors=scale_factors(data.shape), axes=list(axes), name=name,
                     scale=spatial, axes_units={"y": NGFF_UNIT, "x": NGFF_UNIT} if pixel_um else None)
-        group.attrs["cusim"] = _plain(description)
+        group.attrs["cusim"] = json_safe(description)
         old = None
         if target.exists():
             old = make_temporary(target)
