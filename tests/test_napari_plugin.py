@@ -149,6 +149,10 @@ def test_the_widget_runs_widefield_and_a_five_step_pinn_and_adds_their_layers(vi
     assert stored.attrs["method"] == "pinn" and stored.attrs["params"]["steps"] == 5 and len(stored.loss) == 5
     np.testing.assert_array_equal(layer.data, stored.image)
     assert layer.metadata["cusim"]["provenance"]["params"]["steps"] == 5
+    widget.pattern_button.native.click()  # the pattern view: spectrum + estimated and stored carriers
+    kinds = {layer.name: type(layer).__name__ for layer in viewer_with.layers}
+    assert kinds["sim carriers (estimated)"] == kinds["sim carriers (/pattern_params)"] == "Points"
+    assert len(viewer_with.layers["sim carriers (estimated)"].data) == 6  # +k and -k of 3 angles
     viewer_with.reset_view()
     shot = viewer_with.screenshot(canvas_only=False, flash=False)  # (canvas_only grabs black offscreen)
     assert shot.ndim == 3 and shot[..., :3].std() > 1  # the canvas draws the layers
