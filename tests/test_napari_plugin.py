@@ -162,12 +162,16 @@ def test_cancel_stops_a_running_pinn_and_adds_nothing(viewer_with, qtbot, sim):
     from cusim.napari._widget import ReconstructWidget
 
     widget = ReconstructWidget(viewer_with)
+    viewer_with.layers.selection.active = viewer_with.add_image(np.zeros((4, 4)), name="not from a file")
+    widget.start()  # bad input: one line in the status, nothing started
+    assert not widget.running and widget.status.value.startswith("error: select a layer opened from a cusim file")
+    viewer_with.layers.selection.active = viewer_with.layers["sim raw"]
     widget.method.value = "pinn"
     widget.steps.value = 100_000
     widget.device.value = "cpu"
     widget.store.value = True
     before = len(viewer_with.layers)
-    widget.start()
+    widget.run_button.native.click()
     qtbot.waitUntil(lambda: widget.job.step >= 2, timeout=30_000)
     widget.cancel_button.native.click()
     qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
