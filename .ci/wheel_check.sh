@@ -16,6 +16,11 @@ cd "$work"  # not the source tree: the import must come from site-packages
 bin="$work/venv/bin"
 "$bin/python" - <<'PY'
 import cusim, cusim.recon, cusim.estimate, cusim.recon.wiener, cusim.recon.pinn, cusim._kernels
+import cusim.ome, cusim.napari._reader, cusim.napari._jobs  # the plugin's reader and jobs need neither napari nor Qt
+from importlib.metadata import entry_points
+from importlib.resources import files
+(ep,) = [e for e in entry_points(group="napari.manifest") if e.name == "cusim"]
+assert files("cusim.napari").joinpath("napari.yaml").is_file(), "napari.yaml missing from the wheel"
 assert "site-packages" in cusim.__file__, cusim.__file__
 kdir = cusim._kernels.kernel_source_dir()
 assert "site-packages" in str(kdir) and (kdir / "sim_ops.cu").is_file(), kdir

@@ -188,6 +188,28 @@ def info(file: Path = typer.Argument(..., help="A cusim-sim HDF5 file.")) -> Non
     console.print(dataset_summary(_load(file)))
 
 
+@app.command()
+@command
+def export(
+    file: Path = typer.Argument(..., help="A cusim-sim HDF5 file with a reconstruction."),
+    ome_zarr: Path = typer.Option(None, "--ome-zarr", help="Write an OME-Zarr image (OME-NGFF, multiscale pyramid) "
+                                  "into this folder."),
+    ome_tiff: Path = typer.Option(None, "--ome-tiff", help="Write an OME-TIFF file."),
+    name: str = typer.Option(None, help="Which /recon/<name> (default: the only one)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing OME-Zarr folder or OME-TIFF file "
+                               "(never something of another kind)."),
+) -> None:
+    """Export a reconstruction for Fiji and napari: OME-Zarr or OME-TIFF with the fine grid's physical pixel
+    size, the axes (y, x; t for a time series) and the reconstruction's provenance.
+
+    Example: cusim export sample1.h5 --ome-zarr sample1.zarr
+    """
+    from .ome import export as write  # noqa: PLC0415
+
+    for kind, path in write(_load(file), name, ome_zarr=ome_zarr, ome_tiff=ome_tiff, force=force).items():
+        console.print(f"{kind}: {path}")
+
+
 @contextlib.contextmanager
 def _pinn_progress(description: str, total: int, unit: str = "steps"):
     """A rich progress bar for optimisation steps (step, loss, residual, steps/s, ETA); yields the callback."""
@@ -289,7 +311,8 @@ def run(
                                                   "patterns around it as margin context; needs --out."),
     force: bool = typer.Option(False, "--force", help="Replace what exists: /recon/<name>, the --out, --tiff and "
                                "--figure files (never an input, never a file of another kind)."),
-    tiff: Path = typer.Option(None, "--tiff", help="Also write the image as a float32 TIFF."),
+    tiff: Path = typer.Option(None, "--tiff", help="Also write the image as a float32 OME-TIFF (the fine grid's "
+                              "physical pixel size, axes, and the provenance in its description)."),
     figure: Path = typer.Option(None, "--figure", help="Also write a comparison figure; the format follows the "
                                 "suffix (.png, .pdf, .svg, .jpg)."),
     metrics_border: int = typer.Option(None, "--metrics-border", help="Border (fine px) left out of the metrics "
@@ -524,7 +547,8 @@ def _store(res, ds, file, out, region: bool, target, name, border, norm, force, 
     import dataclasses  # noqa: PLC0415
 
     from .io import add_recon, save, save_recon_as  # noqa: PLC0415
-    from .report import metrics_table, save_figure, save_tiff  # noqa: PLC0415
+    from .ome import save_recon_tiff  # noqa: PLC0415
+    from .report import metrics_table, save_figure  # noqa: PLC0415
 
     table, metrics = metrics_table(ds, res.image, name, border, norm)
     extra = {k: v for k, v in res.extra.items() if isinstance(v, (int, float, str)) or k == "pattern_params"}
@@ -540,7 +564,7 @@ def _store(res, ds, file, out, region: bool, target, name, border, norm, force, 
     if table is not None:
         console.print(table)
     if tiff is not None:
-        console.print(f"tiff: {save_tiff(tiff, res.image)}")
+        console.print(f"tiff: {save_recon_tiff(tiff, ds, name, rec.attrs, image=res.image)} (OME-TIFF)")
     if figure is not None:
         console.print(f"figure: {save_figure(figure, ds, res.image, name, res.loss)}")
 

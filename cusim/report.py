@@ -1,4 +1,5 @@
-"""What the CLI shows and writes besides the HDF5 file: summaries, metric tables, TIFF and PNG output.
+"""What the CLI shows and writes besides the HDF5 file: summaries, metric tables, figures (the OME-TIFF
+and OME-Zarr writers are in :mod:`cusim.ome`).
 
 Files are written to a temporary name beside the target and renamed, so a crash never leaves a
 half-written image.
@@ -22,12 +23,6 @@ def _atomic_write(path: Path, write) -> Path:
     with atomic_target(path) as tmp:
         write(tmp)
     return Path(path)
-
-
-def save_tiff(path: Path, image: np.ndarray) -> Path:
-    import tifffile  # noqa: PLC0415
-
-    return _atomic_write(path, lambda tmp: tifffile.imwrite(tmp, np.asarray(image, dtype=np.float32)))
 
 
 def _fine_pixel_nm(ds: Dataset) -> float | None:

@@ -1,0 +1,102 @@
+"""OME outputs: `cusim run --tiff` writes an OME-TIFF that tifffile reads back with the fine grid's
+physical pixel size, the axes and the provenance; `cusim export --ome-zarr` writes an OME-Zarr image that
+ome-zarr-py's reader opens with its multiscale pyramid at the right scale; outputs of another kind are
+never replaced. Tiny simulated data (64 x 64 fine grid, 100 nm camera pixel, upsample 2: 0.05 um)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+from typer.testing import CliRunner
+
+import cusim
+from cusim.cli import app
+
+FINE_UM = 0.05
+
+
+def cli(*args, code=0):
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    assert res.exit_code == code, res.output
+    return res
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    """A 2-time-point series with a widefield reconstruction (T, H, W)."""
+    path = tmp_path_factory.mktemp("ome") / "series.h5"
+    cli("simulate", "-o", path, "--size", 64, "--upsample", 2, "--pixel-size-nm", 100, "-T", 2, "--threads", 1)
+    cli("run", path, "--method", "widefield", "--threads", 1)
+    return path
+
+
+def ome_image(path):
+    with tifffile.TiffFile(path) as tif:
+        assert tif.is_ome
+        series = tif.series[0]
+        meta = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
+        return series.axes, series.asarray(), meta
+
+
+def test_run_tiff_is_an_ome_tiff_with_the_fine_pixel_size_axes_and_provenance(tmp_path):
+    sim = tmp_path / "s.h5"
+    cli("simulate", "-o", sim, "--size", 64, "--upsample", 2, "--pixel-size-nm", 100, "--threads", 1)
+    cli("run", sim, "--method", "wiener", "--tiff", tmp_path / "w.ome.tif", "--threads", 1)
+    axes, data, meta = ome_image(tmp_path / "w.ome.tif")
+    assert axes == "YX"
+    np.testing.assert_array_equal(data, cusim.load(sim).recons["wiener"].image)
+    px = meta["Pixels"]
+    assert px["PhysicalSizeX"] == pytest.approx(FINE_UM) and px["PhysicalSizeY"] == pytest.approx(FINE_UM)
+    assert px["PhysicalSizeXUnit"] == px["PhysicalSizeYUnit"] == "µm"
+    prov = json.loads(meta["Description"])
+    assert prov["method"] == "wiener" and prov["dataset"] == "/recon/wiener" and "w" in prov["params"]
+    assert prov["source"] == str(sim.resolve())
+
+
+def test_export_writes_a_time_series_as_ome_zarr_and_ome_tiff_at_the_right_scale(series, tmp_path):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    out = cli("export", series, "--ome-zarr", tmp_path / "s.zarr", "--ome-tiff", tmp_path / "s.ome.tif").output
+    assert "ome-zarr:" in out and "ome-tiff:" in out
+    image = cusim.load(series).recons["widefield"].image
+    assert image.shape == (2, 64, 64)
+    node = next(iter(Reader(parse_url(str(tmp_path / "s.zarr")))()))
+    assert [a["name"] for a in node.metadata["axes"]] == ["t", "y", "x"]
+    assert [a.get("unit") for a in node.metadata["axes"]] == [None, "micrometer", "micrometer"]
+    levels = [np.asarray(d) for d in node.data]
+    assert [lv.shape for lv in levels] == [(2, 64, 64), (2, 32, 32)]  # the pyramid stops at 32 px a side
+    np.testing.assert_array_equal(levels[0], image)
+    scales = [next(t["scale"] for t in ts if t["type"] == "scale") for ts in node.metadata["coordinateTransformations"]]
+    np.testing.assert_allclose(scales, [[1, FINE_UM, FINE_UM], [1, 2 * FINE_UM, 2 * FINE_UM]])
+    attrs = json.loads((tmp_path / "s.zarr" / "zarr.json").read_text())["attributes"]
+    assert attrs["cusim"]["method"] == "widefield"
+    axes, data, meta = ome_image(tmp_path / "s.ome.tif")
+    assert axes == "TYX" and data.shape == (2, 64, 64)
+    assert meta["Pixels"]["PhysicalSizeX"] == pytest.approx(FINE_UM)
+
+
+def test_export_never_replaces_what_is_not_its_own_kind_and_names_what_is_missing(series, tmp_path):
+    zarr_dir = tmp_path / "s.zarr"
+    cli("export", series, "--ome-zarr", zarr_dir)
+    before = sorted(p.name for p in zarr_dir.rglob("*"))
+    res = cli("export", series, "--ome-zarr", zarr_dir, code=1)
+    assert "exists already; use --force" in res.output and "Traceback" not in res.output
+    cli("export", series, "--ome-zarr", zarr_dir, "--force")  # an OME-Zarr is replaced when forced
+    assert sorted(p.name for p in zarr_dir.rglob("*")) == before
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    res = cli("export", series, "--ome-zarr", tmp_path / "mine", "--force", code=1)
+    assert "not an OME-Zarr image; it is not replaced" in res.output
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+    res = cli("export", series, "--ome-zarr", series, code=1)
+    assert "is the input" in res.output
+    res = cli("export", series, "--ome-zarr", tmp_path / "x.zarr", "--name", "pinn", code=1)
+    assert "/recon/pinn: no such reconstruction; expected one of ['widefield']" in res.output
+    assert not (tmp_path / "x.zarr").exists()
+    res = cli("export", series, code=1)
+    assert "give --ome-zarr DIR and/or --ome-tiff FILE" in res.output
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
