@@ -132,6 +132,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=None, help="pinn_full steps (default 1000 GPU, 20 CPU, 3 --quick)")
     p.add_argument("--default-stop", action="store_true", help="pinn_full on the CPU: also time cusim's default "
                    "stopping rule (minutes; always done on a GPU)")
+    p.add_argument("--no-paper", action="store_true", help="pinn_step: leave out peer (a), the paper's method "
+                   "(its warm-up takes tens of seconds)")
     p.add_argument("--size", type=int, default=None, help=argparse.SUPPRESS)  # testing: central N x N crop
     p.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--results", type=Path, default=None, help="results folder (default benchmarks/results)")

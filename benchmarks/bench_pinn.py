@@ -225,7 +225,9 @@ def bench_step_case(ds, device: str, repeats: int, warmup: int, paper: bool = Tr
             r.update(_guarded(lambda step=step: throughput(step, device)))
         _report(impl, r, lambda r: f"median {r['median_ms']:.2f} ms, n {r['repeats']}, "
                                    f"warm-up {r['warmup_s']:.1f} s" + (f", in a row {r['row_ms']:.2f} ms/step"
-                                                                        if "row_ms" in r else ""))
+                                                                        if "row_ms" in r else "")
+                                   + (f", set-up {r['setup_s']:.2f} s" if "setup_s" in r else "")
+                                   + (f", capture {r['capture_s']:.2f} s" if r.get("captured") else ""))
     if out.get("torch_fft_pinn", {}).get("status") == "ok":
         out["torch_fft_pinn"]["self_check_rel_err"] = _guarded(
             lambda: check_against(steps["torch_fft_pinn"].op, ds.get_patterns(), ds.optics()))
@@ -277,11 +279,13 @@ def run_step(args) -> dict:
         op = ds.operator(device="cpu")
         label = f"{ds.fine_shape[0]}x{ds.fine_shape[1]} K={ds.K}"
         print(f"[{dev}] pinn_step {label} ({set_name} {sample}) ...", flush=True)
-        res = bench_step_case(ds, dev, repeats, warmup, budget_s=budget)
+        res = bench_step_case(ds, dev, repeats, warmup, paper=not args.no_paper, budget_s=budget)
         cases.append({"label": label, "set": set_name, "sample": sample, "fine": list(ds.fine_shape),
                       "camera": list(ds.camera_shape), "K": ds.K, "upsample": ds.upsample, "pad_fine": op.pad_fine,
                       "padded_fine": [op.geometry.Hp, op.geometry.Wp], **res})
         for impl, name in IMPLS.items():
+            if impl not in res["results"]:  # peer (a) left out (--no-paper)
+                continue
             r = res["results"][impl]
             cells = [f"{v:.2f}x" if (v := res["ratios"].get(f"{impl}/{base}")) else "" for base in (FASTEST, CAPTURED)]
             extra = [f"{r['row_ms']:.2f}" if "row_ms" in r else "", f"{r['setup_s']:.2f}" if "setup_s" in r else "",
@@ -384,7 +388,7 @@ def run_full(args) -> dict:
     targets = []
     if dev == "cuda":
         s = out[FASTEST].get("median_ms") if steps == FULL_STEPS_GPU and ds.fine_shape == (480, 480) else None
-        targets.append(C.target_max_line(f"GPU: {IMPLS[FASTEST]} full {FULL_STEPS_GPU}-step reconstruction < {GPU_FULL_S:g} s "
+        targets.append(C.target_max_line(f"GPU: cusim fast (--fast, captured) full {FULL_STEPS_GPU}-step reconstruction < {GPU_FULL_S:g} s "
                                          f"at {label}", None if s is None else s / 1e3, GPU_FULL_S, " s"))
         d = out["cusim_default_stop"].get("median_ms") if ds.fine_shape == (480, 480) else None
         targets.append(C.target_max_line(f"GPU: default reconstruction (wall clock, set-up and capture included) <= "
