@@ -435,9 +435,11 @@ def _run_many(files, method, given, name, device, out, force, resume, threads, s
             fail(f"{flag}: for one input only; with several inputs (or --scheduler / --workers) leave it out")
     if scheduler is not None and workers is not None:
         fail("--workers: the workers of an existing cluster (--scheduler) are those started with it")
+    from ._validate import check_int  # noqa: PLC0415
+
     for flag, value in (("--workers", workers), ("--threads", threads)):
-        if value is not None and (isinstance(value, bool) or value < 1):
-            fail(f"{flag}: expected an integer >= 1, got {value}")
+        if value is not None:
+            check_int(flag, value, 1)  # ValueError: one line, exit 1
     params, _ = _method_settings(method, {**given, "--resume": None})
     if out is not None and not out.is_dir():
         fail(f"--out: {out}: with several inputs, expected an existing folder for the result files")
