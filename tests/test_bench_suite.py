@@ -46,17 +46,22 @@ def test_entry_point_times_the_pinn_step_of_cusim_and_both_peers(tmp_path):
     res = subprocess.run([sys.executable, "-m", "benchmarks", *TINY, "--size", "32", "--only", "pinn_step",
                           "--results", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    assert "÷ cusim fast" in res.stdout and "TARGET CPU: cusim fast (--fast) step >= 2x" in res.stdout
+    assert "÷ cusim fast" in res.stdout and "TARGET CPU: cusim fast (--fast, eager) step >= 2x" in res.stdout
     data = _payload(tmp_path, "pinn_step")
     assert [c["K"] for c in data["cases"]] == [9, 25]
+    graph = ("cusim_graph", "cusim_graph_fast", "cusim_ens4")  # captured steps: CUDA only
     for case in data["cases"]:
         assert case["fine"] == [32, 32] and case["camera"] == [8, 8] and case["upsample"] == 4
         impls = ("cusim", "cusim_fast", "paper_pinn", "torch_fft_pinn")
         for impl in impls:
             _ok(case["results"][impl])
+        for impl in ("cusim", "cusim_fast"):  # set-up and steps-in-a-row times beside the median
+            assert case["results"][impl]["setup_s"] > 0 and case["results"][impl]["row_ms"] > 0
+        assert all(case["results"][g]["status"] == "skipped" for g in graph)
         assert case["results"]["torch_fft_pinn"]["self_check_rel_err"] < 1e-4
-        assert set(case["ratios"]) == {f"{p}/{b}" for b in ("cusim", "cusim_fast") for p in impls if p != b}
-        assert all(r > 0 for r in case["ratios"].values())
+        assert set(case["ratios"]) == {f"{p}/{b}" for b in ("cusim", "cusim_fast", "cusim_graph")
+                                       for p in (*impls, *graph) if p != b}
+        assert all(case["ratios"][f"{p}/{b}"] > 0 for b in ("cusim", "cusim_fast") for p in impls if p != b)
         assert {"unet_forward", "physics_forward", "backward", "physics_backward", "adam"} <= set(
             case["breakdown"]["cusim"])
 
