@@ -306,26 +306,30 @@ class PINNStep:
                     self._pos.zero_()
                     self._step()
             torch.cuda.current_stream(self.device).wait_stream(side)
-            self.step_index = index
-            with torch.no_grad():  # as before the warm-up; Adam's state, made by it, starts from zero
-                for t in self._tensors():
-                    t.copy_(before[id(t)]) if id(t) in before else t.zero_()
-            self.opt.zero_grad(set_to_none=True)
+            self._restore(before, index)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 self._step()
             self.graph = graph
         except Exception as exc:  # noqa: BLE001  (any failure: the eager step computes the same)
             torch.cuda.synchronize(self.device)
-            self.step_index = index
-            with torch.no_grad():
-                for t in self._tensors():
-                    t.copy_(before[id(t)]) if id(t) in before else t.zero_()
-            self.opt.zero_grad(set_to_none=True)
+            self._restore(before, index)
             warn(f"PINN: capturing the step as a CUDA graph failed ({type(exc).__name__}: "
                  f"{str(exc).splitlines()[0] if str(exc) else ''}); running the eager step")
         self._pos.zero_()
         self.capture_s = time.perf_counter() - t0
+
+    def _restore(self, before: dict, index: int) -> None:
+        """Every tensor as it was before the warm-up (``before``: id -> copy); Adam's state, which the warm-up
+        made, from zero (a fresh Adam's); no gradients."""
+        self.step_index = index
+        with torch.no_grad():
+            for t in self._tensors():
+                if id(t) in before:
+                    t.copy_(before[id(t)])
+                else:
+                    t.zero_()
+        self.opt.zero_grad(set_to_none=True)
 
     def close(self) -> None:
         if self._cudnn is not None:
@@ -350,15 +354,13 @@ class PINNStep:
                 for key, st in ck["opt"]["state"].items():
                     for name, v in st.items():
                         mine[key][name].copy_(v)
-            cfg = self.cfg
-            self._lr.fill_(cfg.lr * cfg.lr_decay ** (int(self._t) // cfg.lr_every))
         else:
             self.opt.load_state_dict(ck["opt"])
-            if self.sched is not None:
-                self.sched.load_state_dict(ck["sched"])
-            else:
-                cfg = self.cfg
-                self._lr.fill_(cfg.lr * cfg.lr_decay ** (int(self._t) // cfg.lr_every))
+        if self.sched is not None:
+            self.sched.load_state_dict(ck["sched"])
+        else:  # the device learning rate of the step reached (StepLR's value)
+            cfg = self.cfg
+            self._lr.fill_(cfg.lr * cfg.lr_decay ** (int(self._t) // cfg.lr_every))
         if self.pmodels is not None:
             self.pmodels.load_state_dict(ck["patterns"])
             self.popt.load_state_dict(ck["popt"])
