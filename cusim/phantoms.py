@@ -307,12 +307,24 @@ class LinePair:
         return np.array([np.cos(a), np.sin(a)])
 
 
-def line_pair_layout(shape: tuple[int, int], spacings_px=LINE_PAIR_SPACINGS_PX, *, n_orientations: int = 4,
+def _cells(H: int, W: int, n: int) -> tuple[int, int, float]:
+    """(rows, cols, side) of a near-square grid of ``n`` square cells over an H x W field."""
+    cols = int(np.ceil(np.sqrt(n * W / H)))
+    rows = int(np.ceil(n / cols))
+    return rows, cols, min(H / rows, W / cols)
+
+
+def _fits(spacing_max: float, cell: float) -> bool:
+    return cell >= 2 * spacing_max + 6 and 0.7 * cell >= 8
+
+
+def line_pair_layout(shape: tuple[int, int], spacings_px=None, *, n_orientations: int = 4,
                      angle_offset_deg: float = 0.0, seed: int = 0) -> list[LinePair]:
     """The pairs of :func:`line_pairs`: every spacing at ``n_orientations`` angles evenly over 180
     degrees (from ``angle_offset_deg``), one pair per cell of a near-square grid of cells over the field,
     spacing-major. The lines fill 70 % of a cell side; each centre is moved off the cell centre by a
-    seeded sub-pixel amount (so spacings do not all share one sampling phase).
+    seeded sub-pixel amount (so spacings do not all share one sampling phase). ``spacings_px`` None:
+    :data:`LINE_PAIR_SPACINGS_PX` from the finest, as many as fit the field.
 
     Raises ValueError when a cell is too small for the largest spacing (side < 2 x spacing + 6 px) or
     for lines at least 8 px long.
@@ -320,15 +332,18 @@ def line_pair_layout(shape: tuple[int, int], spacings_px=LINE_PAIR_SPACINGS_PX, 
     H, W = _check_shape(shape)
     n_orientations = check_int("n_orientations", n_orientations, 1)
     check_number("angle_offset_deg", angle_offset_deg)
+    if spacings_px is None:
+        ladder = LINE_PAIR_SPACINGS_PX
+        m = max((m for m in range(1, len(ladder) + 1) if _fits(ladder[m - 1], _cells(H, W, m * n_orientations)[2])),
+                default=1)
+        spacings_px = ladder[:m]
     spacings = np.atleast_1d(np.asarray(spacings_px, dtype=np.float64))
     if spacings.ndim != 1 or spacings.size == 0 or not np.all(np.isfinite(spacings)) or spacings.min() <= 0:
         raise ValueError(f"spacings_px: expected a non-empty list of positive numbers, got {spacings_px!r}")
     n = spacings.size * n_orientations
-    cols = int(np.ceil(np.sqrt(n * W / H)))
-    rows = int(np.ceil(n / cols))
-    cell = min(H / rows, W / cols)
+    rows, cols, cell = _cells(H, W, n)
     length = 0.7 * cell
-    if cell < 2 * spacings.max() + 6 or length < 8:
+    if not _fits(spacings.max(), cell):
         raise ValueError(f"shape: {H}x{W} fine pixels hold {n} cells of {cell:.1f} px for {spacings.size} spacings x "
                          f"{n_orientations} orientations; a cell needs at least max(2 x {spacings.max():g} + 6, 12) px "
                          "(a larger shape, fewer spacings or orientations)")
@@ -356,10 +371,10 @@ def _draw_pairs(shape: tuple[int, int], pairs, width_px: float) -> np.ndarray:
     return ndimage.gaussian_filter(img, width_px / 2.355, mode="constant")
 
 
-def line_pairs(shape: tuple[int, int], spacings_px=LINE_PAIR_SPACINGS_PX, *, n_orientations: int = 4,
+def line_pairs(shape: tuple[int, int], spacings_px=None, *, n_orientations: int = 4,
                width_px: float = 1.0, angle_offset_deg: float = 0.0, seed: int = 0) -> np.ndarray:
-    """Resolution target: pairs of parallel lines ``spacings_px`` apart (centre to centre, exact), each
-    spacing at ``n_orientations`` angles (:func:`line_pair_layout` gives the geometry), lines of equal
+    """Resolution target: pairs of parallel lines ``spacings_px`` apart (centre to centre, exact; default
+    the finest of :data:`LINE_PAIR_SPACINGS_PX` that fit), each spacing at ``n_orientations`` angles (:func:`line_pair_layout` gives the geometry), lines of equal
     brightness with a Gaussian profile of FWHM ``width_px``. Float32, max 1.
 
     With a wide ``width_px`` the target holds nothing beyond a known frequency (the Gaussian's transfer
