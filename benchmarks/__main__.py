@@ -4,7 +4,9 @@
                          [--repeats N] [--warmup N] [--steps N] [--default-stop] [--results DIR]
 
 Benchmarks (``--only``): operators (forward+adjoint, :mod:`benchmarks.bench_operators`), pinn_step,
-pinn_full, scaling (:mod:`benchmarks.bench_pinn`), wiener, iterative (:mod:`benchmarks.bench_recon`).
+pinn_full, scaling (:mod:`benchmarks.bench_pinn`), wiener, iterative (:mod:`benchmarks.bench_recon`);
+and, only when named, resolution (line pairs for every pattern family, :mod:`benchmarks.resolution`: a
+quality benchmark, tens of PINN runs; ``--quick`` is its smoke test; ``--results`` is its folder).
 Each writes ``<results>/<name>-<device>.json`` (device, versions, dtype, shapes, every repeat) and
 ``<name>-<device>.md`` (the table), prints its table and TARGET lines. Exit 0, 1 when an
 implementation failed, 2 on bad usage (``--device cuda`` without a GPU). ``--size N`` (testing)
@@ -23,6 +25,7 @@ from pathlib import Path
 from benchmarks import _common as C
 
 NAMES = ["operators", "pinn_step", "pinn_full", "wiener", "iterative", "scaling"]
+EXTRA = ["resolution"]  # run only when named in --only
 
 
 def _runner(name: str):
@@ -76,6 +79,18 @@ def run_operators(args) -> tuple[int, list[str], str]:
     return rc, data["targets"], md
 
 
+def run_resolution(args) -> int:
+    """:mod:`benchmarks.resolution` on this device (its own JSON, table and figure)."""
+    from benchmarks import resolution  # noqa: PLC0415
+
+    argv = ["--device", args.device] + (["--quick"] if args.quick else [])
+    if args.results is not None:
+        tag = C.device_tag(args.device) + ("-quick" if args.quick else "")
+        argv += ["--out", str(Path(args.results) / f"resolution-{tag}.json"),
+                 "--figure", str(Path(args.results) / f"resolution-{tag}.png")]
+    return resolution.main(argv)
+
+
 def _ms(r: dict) -> str:
     return f"{r['median_ms']:.2f}" if r.get("status") == "ok" else r.get("status", "")
 
@@ -118,8 +133,8 @@ def parse(argv=None) -> argparse.Namespace:
                                 epilog="example: python -m benchmarks --quick --device cpu --only pinn_step")
     p.add_argument("--quick", action="store_true", help="fewer repeats, fewer steps and sizes")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
-    p.add_argument("--only", nargs="+", choices=NAMES, default=None, metavar="NAME",
-                   help=f"run only these ({', '.join(NAMES)})")
+    p.add_argument("--only", nargs="+", choices=NAMES + EXTRA, default=None, metavar="NAME",
+                   help=f"run only these ({', '.join(NAMES + EXTRA)}; resolution only when named)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the cores usable)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats (defaults per benchmark)")
     p.add_argument("--warmup", type=int, default=None, help="untimed calls first (defaults per benchmark)")
@@ -155,6 +170,8 @@ def main(argv=None) -> int:
         for name in args.only or NAMES:
             if name == "operators":
                 rc, lines, _ = run_operators(args)
+            elif name == "resolution":
+                rc, lines = run_resolution(args), []
             else:
                 rc, lines = run_one(name, args)
             status, targets = max(status, rc), targets + lines

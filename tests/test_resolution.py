@@ -3,6 +3,8 @@ blurred line pair, the theoretical limit, the highest pattern frequency, and the
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -128,3 +130,20 @@ def test_cli_simulates_the_line_pair_target_and_refuses_a_field_too_small(tmp_pa
     lines = [ln for ln in res.output.strip().splitlines() if ln.strip()]
     assert res.exit_code == 1 and len(lines) == 1 and "shape" in lines[0], res.output
     assert not (tmp_path / "u.h5").exists()
+
+
+def test_resolution_benchmark_reports_wiener_near_theory_and_widefield_unresolved(tmp_path):
+    from benchmarks import resolution as bench
+
+    out = tmp_path / "r.json"
+    assert bench.main(["--quick", "--device", "cpu", "--cases", "linear", "--methods", "widefield", "wiener",
+                       "--out", str(out), "--figure", str(tmp_path / "r.png")]) == 0
+    data = json.loads(out.read_text())
+    th = data["theory"]["linear"]
+    assert th["f_max"] == pytest.approx(0.115385 * 1.9, rel=1e-4)  # cut-off + 0.9 x cut-off
+    assert th["rayleigh_px"] == pytest.approx(resolution.theory_spacing(th["f_max"]))
+    wf, wiener = data["runs"]["linear|20|widefield"], data["runs"]["linear|20|wiener"]
+    assert wf["rayleigh_px"] == np.inf  # the ladder stops at 9 px, below the widefield limit (10.1 px)
+    assert 0.8 * th["rayleigh_px"] < wiener["rayleigh_px"] < 1.2 * th["rayleigh_px"]
+    assert data["hallucination"]["linear|wiener"]["pass"] and data["hallucination"]["linear|widefield"]["pass"]
+    assert (tmp_path / "r.png").stat().st_size > 0 and out.with_suffix(".md").exists()
