@@ -61,6 +61,7 @@ CASES = {  # name -> simulate() arguments
     "lattice": {"family": "lattice"},
 }
 METHODS = ["widefield", "wiener", "iterative", "pinn"]
+COLORS = {"widefield": "tab:blue", "wiener": "tab:orange", "iterative": "tab:green", "pinn": "tab:red"}
 SNRS = [10.0, 20.0, 50.0]
 HALLU_SPACINGS_PX, HALLU_WIDTH_PX, HALLU_SNR, HALLU_BORDER = (14.0, 20.0), 12.0, 20.0, 8
 HALLU_MAX = 0.01  # energy beyond the truth's band: at most 1 % (about 10 % in amplitude)
@@ -251,6 +252,7 @@ def tables(data: dict, snrs, cases, methods):
 def figure(data: dict, path: Path, cases, methods, snr: float = 20.0) -> Path | None:
     """Contrast against spacing per method, one panel per case, theory (Rayleigh spacing) drawn."""
     import matplotlib  # noqa: PLC0415
+    import matplotlib.ticker  # noqa: PLC0415
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
@@ -266,16 +268,19 @@ def figure(data: dict, path: Path, cases, methods, snr: float = 20.0) -> Path | 
         for m in methods:
             r = data["runs"].get(f"{case}|{snr:g}|{m}")
             if r is not None:
-                ax.plot(d, r["contrast"], "o-", ms=3, label=m)
+                ax.plot(d, r["contrast"], "o-", ms=3, label=m, color=COLORS[m])
         ax.axhline(0.26, color="0.6", lw=0.8)
-        ax.axvline(th["rayleigh_px"], color="r", lw=1, label="theory (SIM)")
+        ax.axvline(th["rayleigh_px"], color="k", lw=1, label="theory (SIM)")
         ax.axvline(th["widefield_rayleigh_px"], color="b", lw=1, ls="--", label="theory (widefield)")
         ax.set_xscale("log")
+        ax.set_xticks([2, 3, 4, 5, 6, 8, 10])
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_title(f"{case}, SNR {snr:g}")
         ax.set_xlabel("spacing (fine px, 25 nm)")
     axes[0][0].set_ylabel("contrast (P - V) / P")
     axes[0][0].set_ylim(-0.3, 1.2)
-    axes[0][-1].legend(fontsize=7, loc="lower right")
+    axes[0][0].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

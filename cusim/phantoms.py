@@ -345,7 +345,7 @@ def line_pair_layout(shape: tuple[int, int], spacings_px=None, *, n_orientations
     length = 0.7 * cell
     if not _fits(spacings.max(), cell):
         raise ValueError(f"shape: {H}x{W} fine pixels hold {n} cells of {cell:.1f} px for {spacings.size} spacings x "
-                         f"{n_orientations} orientations; a cell needs at least max(2 x {spacings.max():g} + 6, 12) px "
+                         f"{n_orientations} orientations; a cell needs at least max(2 x {spacings.max():g} + 6, 11.5) px "
                          "(a larger shape, fewer spacings or orientations)")
     jitter = np.random.default_rng(seed).uniform(-0.5, 0.5, (n, 2))
     top, left = (H - rows * cell) / 2, (W - cols * cell) / 2
