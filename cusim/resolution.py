@@ -12,10 +12,12 @@ known distance apart, resolved when the dip between them is deep enough.
 - :func:`resolved_spacing`: the smallest spacing of a ladder whose contrast, coming down from the
   coarsest, stays at or above :data:`RAYLEIGH` (0.26: the dip of the Rayleigh criterion) or ``0``
   (Sparrow: no dip at all), interpolated linearly between the ladder's rungs.
-- :func:`theory_spacing`: the spacing at which a pair of thin lines imaged through an ideal incoherent
-  transfer function of cut-off ``f_max`` reaches the same contrast: ``alpha / f_max`` with ``alpha``
-  computed from :func:`cusim.optics.ideal_otf` (a line sees the 2-D OTF along its normal).
-  ``f_max`` = detection cut-off + highest pattern frequency present (:func:`pattern_max_frequency`).
+- the theoretical limit: Abbe's ``1 / f_max``, ``f_max`` = detection cut-off + highest pattern frequency
+  present (:func:`pattern_max_frequency`); and, for the same contrast criterion, :func:`theory_spacing`:
+  the spacing at which two thin lines imaged noise-free through a transfer function of cut-off
+  ``f_max`` reach it, ``alpha / f_max``, with ``alpha`` computed for the ideal incoherent OTF
+  (:func:`cusim.optics.ideal_otf`, no deconvolution: 1.17 at the Rayleigh contrast) or a flat transfer
+  (perfect deconvolution up to the cut-off: 0.76). A line sees the 2-D transfer along its normal.
 - :func:`energy_beyond`: the fraction of an image's (mean-free, windowed) spectral energy beyond a
   radial frequency: the hallucination check on a target that holds nothing beyond it.
 
@@ -29,7 +31,7 @@ import functools
 import numpy as np
 from scipy import ndimage, optimize, signal
 
-from ._validate import check_number, check_positive
+from ._validate import check_choice, check_number, check_positive
 from .optics import ideal_otf
 
 __all__ = ["RAYLEIGH", "SPARROW", "profile", "pair_contrast", "gaussian_pair_contrast", "resolved_spacing",
@@ -94,11 +96,15 @@ def resolved_spacing(spacings, contrasts, threshold: float = RAYLEIGH) -> float:
     return float(d[i - 1] + (c[i - 1] - threshold) * (d[i] - d[i - 1]) / (c[i - 1] - c[i]))
 
 
+TRANSFERS = ("ideal", "flat")
+
+
 @functools.lru_cache(maxsize=8)
-def _alpha(threshold: float) -> float:
-    """Spacing x cut-off at which two thin lines imaged through the ideal OTF reach ``threshold``."""
+def _alpha(threshold: float, transfer: str = "ideal") -> float:
+    """Spacing x cut-off at which two thin lines imaged through ``transfer`` reach ``threshold``."""
     f = np.linspace(0.0, 1.0, 4001)  # frequency in units of the cut-off
-    w = ideal_otf(f, 1.0) * np.where((f == 0) | (f == 1), 0.5, 1.0)  # trapezoid weights (f >= 0 half)
+    t = ideal_otf(f, 1.0) if transfer == "ideal" else np.ones_like(f)
+    w = t * np.where((f == 0) | (f == 1), 0.5, 1.0)  # trapezoid weights (f >= 0 half)
 
     def img(u, d):  # profile of lines at +-d/2: sum over f of T(f) 2 cos(pi f d) cos(2 pi f u)
         return np.sum(w * np.cos(np.pi * f * d) * np.cos(2 * np.pi * f * u))
@@ -107,15 +113,17 @@ def _alpha(threshold: float) -> float:
         peak = img(d / 2, d)
         return (peak - img(0.0, d)) / peak - threshold
 
-    return float(optimize.brentq(contrast, 0.5, 3.0, xtol=1e-6))
+    return float(optimize.brentq(contrast, 0.3, 3.0, xtol=1e-6))
 
 
-def theory_spacing(f_max: float, threshold: float = RAYLEIGH) -> float:
-    """Smallest spacing (fine px) whose thin line pair reaches contrast ``threshold`` through an ideal
-    incoherent transfer function of cut-off ``f_max`` (cycles per fine pixel), noise-free."""
+def theory_spacing(f_max: float, threshold: float = RAYLEIGH, transfer: str = "ideal") -> float:
+    """Smallest spacing (fine px) whose thin line pair reaches contrast ``threshold`` noise-free through
+    a transfer function of cut-off ``f_max`` (cycles per fine pixel): ``"ideal"``, the incoherent OTF
+    formula, or ``"flat"``, 1 up to the cut-off (a perfect deconvolution)."""
     check_positive("f_max", f_max)
     check_number("threshold", threshold, lo=0.0, hi=0.9)
-    return _alpha(float(threshold)) / f_max
+    check_choice("transfer", transfer, TRANSFERS)
+    return _alpha(float(threshold), transfer) / f_max
 
 
 def pattern_max_frequency(patterns, rel: float = 0.01, pad: int = 4) -> float:

@@ -74,19 +74,22 @@ def test_resolved_spacing_is_the_first_crossing_from_the_coarse_end():
     assert resolution.resolved_spacing(d, [0.9] * 5) == 2.0
 
 
-def test_theory_spacing_reaches_the_rayleigh_contrast_through_an_ideal_otf():
-    # independent check: two thin lines (along the rows) imaged through the 2-D ideal OTF by FFT
+@pytest.mark.parametrize("transfer", ["ideal", "flat"])
+def test_theory_spacing_reaches_the_rayleigh_contrast_through_its_transfer(transfer):
+    # independent check: two thin lines (along the rows) imaged through the transfer by FFT
     fc, n = 0.2, 512
-    d = resolution.theory_spacing(fc)
+    d = resolution.theory_spacing(fc, transfer=transfer)
     fx = np.fft.fftfreq(n)
     x0 = n / 2
     spec = np.exp(-2j * np.pi * fx * (x0 - d / 2)) + np.exp(-2j * np.pi * fx * (x0 + d / 2))
-    line = np.fft.ifft(spec * ideal_otf(np.abs(fx), fc)).real
+    t = ideal_otf(np.abs(fx), fc) if transfer == "ideal" else (np.abs(fx) <= fc).astype(float)
+    line = np.fft.ifft(spec * t).real
     img = np.tile(line, (64, 1))
     pair = LinePair((32.0, x0), 90.0, d, 40.0)  # lines along the rows: angle 90
     assert resolution.pair_contrast(img, pair) == pytest.approx(resolution.RAYLEIGH, abs=5e-3)
-    assert resolution.theory_spacing(2 * fc) == pytest.approx(d / 2)
-    assert resolution.theory_spacing(fc, resolution.SPARROW) < d
+    assert resolution.theory_spacing(2 * fc, transfer=transfer) == pytest.approx(d / 2)
+    assert resolution.theory_spacing(fc, resolution.SPARROW, transfer) < d
+    assert 0.7 < d * fc < 1.2  # between a perfect deconvolution and none, around Abbe's 1 / fc
 
 
 def test_pattern_max_frequency_counts_harmonics_and_lattice_orders():
@@ -141,9 +144,10 @@ def test_resolution_benchmark_reports_wiener_near_theory_and_widefield_unresolve
     data = json.loads(out.read_text())
     th = data["theory"]["linear"]
     assert th["f_max"] == pytest.approx(0.115385 * 1.9, rel=1e-4)  # cut-off + 0.9 x cut-off
-    assert th["rayleigh_px"] == pytest.approx(resolution.theory_spacing(th["f_max"]))
+    assert th["abbe_px"] == pytest.approx(1 / th["f_max"])
+    assert th["rayleigh_ideal_px"] == pytest.approx(resolution.theory_spacing(th["f_max"]))
     wf, wiener = data["runs"]["linear|20|widefield"], data["runs"]["linear|20|wiener"]
     assert wf["rayleigh_px"] == np.inf  # the ladder stops at 9 px, below the widefield limit (10.1 px)
-    assert 0.8 * th["rayleigh_px"] < wiener["rayleigh_px"] < 1.2 * th["rayleigh_px"]
+    assert th["rayleigh_flat_px"] < wiener["rayleigh_px"] < th["rayleigh_ideal_px"]
     assert data["hallucination"]["linear|wiener"]["pass"] and data["hallucination"]["linear|widefield"]["pass"]
     assert (tmp_path / "r.png").stat().st_size > 0 and out.with_suffix(".md").exists()
