@@ -354,8 +354,8 @@ def line_pair_layout(shape: tuple[int, int], spacings_px=None, *, n_orientations
         d, o = spacings[i // n_orientations], i % n_orientations
         r, c = divmod(i, cols)
         centre = (top + (r + 0.5) * cell + jitter[i, 0], left + (c + 0.5) * cell + jitter[i, 1])
-        pairs.append(LinePair((float(centre[0]), float(centre[1])), float(angle_offset_deg + 180.0 * o / n_orientations),
-                              float(d), float(length)))
+        angle = float(angle_offset_deg + 180.0 * o / n_orientations)
+        pairs.append(LinePair((float(centre[0]), float(centre[1])), angle, float(d), float(length)))
     return pairs
 
 
@@ -374,7 +374,8 @@ def _draw_pairs(shape: tuple[int, int], pairs, width_px: float) -> np.ndarray:
 def line_pairs(shape: tuple[int, int], spacings_px=None, *, n_orientations: int = 4,
                width_px: float = 1.0, angle_offset_deg: float = 0.0, seed: int = 0) -> np.ndarray:
     """Resolution target: pairs of parallel lines ``spacings_px`` apart (centre to centre, exact; default
-    the finest of :data:`LINE_PAIR_SPACINGS_PX` that fit), each spacing at ``n_orientations`` angles (:func:`line_pair_layout` gives the geometry), lines of equal
+    the finest of :data:`LINE_PAIR_SPACINGS_PX` that fit), each spacing at ``n_orientations`` angles
+    (:func:`line_pair_layout` gives the geometry), lines of equal
     brightness with a Gaussian profile of FWHM ``width_px``. Float32, max 1.
 
     With a wide ``width_px`` the target holds nothing beyond a known frequency (the Gaussian's transfer
