@@ -4,8 +4,11 @@
                          [--repeats N] [--warmup N] [--steps N] [--default-stop] [--results DIR]
 
 Benchmarks (``--only``): operators (forward+adjoint, :mod:`benchmarks.bench_operators`), pinn_step,
-pinn_full, scaling (:mod:`benchmarks.bench_pinn`), wiener, iterative (:mod:`benchmarks.bench_recon`),
-batch (inputs per minute over 1, 2 (CPU) or 1, 2, 4 (GPU) Dask workers, :mod:`benchmarks.bench_batch`).
+pinn_full, scaling (:mod:`benchmarks.bench_pinn`), wiener, iterative (:mod:`benchmarks.bench_recon`);
+and, only when named: batch (inputs per minute over 1, 2 (CPU) or 1, 2, 4 (GPU) Dask workers,
+:mod:`benchmarks.bench_batch`; needs the dask extra) and resolution (line pairs for every pattern family,
+:mod:`benchmarks.resolution`: a quality benchmark, tens of PINN runs; ``--quick`` is its smoke test;
+``--results`` is its folder).
 Each writes ``<results>/<name>-<device>.json`` (device, versions, dtype, shapes, every repeat) and
 ``<name>-<device>.md`` (the table), prints its table and TARGET lines. Exit 0, 1 when an
 implementation failed, 2 on bad usage (``--device cuda`` without a GPU). ``--size N`` (testing)
@@ -23,8 +26,8 @@ from pathlib import Path
 
 from benchmarks import _common as C
 
-NAMES = ["operators", "pinn_step", "pinn_full", "wiener", "iterative", "scaling", "batch"]
-DEFAULT = NAMES[:-1]  # batch only when asked for (--only batch): it needs the dask extra
+NAMES = ["operators", "pinn_step", "pinn_full", "wiener", "iterative", "scaling"]
+EXTRA = ["batch", "resolution"]  # run only when named in --only (batch needs the dask extra)
 
 
 def _runner(name: str):
@@ -82,6 +85,18 @@ def run_operators(args) -> tuple[int, list[str], str]:
     return rc, data["targets"], md
 
 
+def run_resolution(args) -> int:
+    """:mod:`benchmarks.resolution` on this device (its own JSON, table and figure)."""
+    from benchmarks import resolution  # noqa: PLC0415
+
+    argv = ["--device", args.device] + (["--quick"] if args.quick else [])
+    if args.results is not None:
+        tag = C.device_tag(args.device) + ("-quick" if args.quick else "")
+        argv += ["--out", str(Path(args.results) / f"resolution-{tag}.json"),
+                 "--figure", str(Path(args.results) / f"resolution-{tag}.png")]
+    return resolution.main(argv)
+
+
 def _ms(r: dict) -> str:
     return f"{r['median_ms']:.2f}" if r.get("status") == "ok" else r.get("status", "")
 
@@ -124,8 +139,8 @@ def parse(argv=None) -> argparse.Namespace:
                                 epilog="example: python -m benchmarks --quick --device cpu --only pinn_step")
     p.add_argument("--quick", action="store_true", help="fewer repeats, fewer steps and sizes")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
-    p.add_argument("--only", nargs="+", choices=NAMES, default=None, metavar="NAME",
-                   help=f"run only these ({', '.join(NAMES)})")
+    p.add_argument("--only", nargs="+", choices=NAMES + EXTRA, default=None, metavar="NAME",
+                   help=f"run only these ({', '.join(NAMES + EXTRA)}; batch and resolution only when named)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the cores usable)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats (defaults per benchmark)")
     p.add_argument("--warmup", type=int, default=None, help="untimed calls first (defaults per benchmark)")
@@ -160,9 +175,11 @@ def main(argv=None) -> int:
           f"{torch.get_num_threads()}, float32", flush=True)
     status, targets = 0, []
     try:
-        for name in args.only or DEFAULT:
+        for name in args.only or NAMES:
             if name == "operators":
                 rc, lines, _ = run_operators(args)
+            elif name == "resolution":
+                rc, lines = run_resolution(args), []
             else:
                 rc, lines = run_one(name, args)
             status, targets = max(status, rc), targets + lines

@@ -8,17 +8,26 @@ Four cell-biology-like structures, each deterministic for its ``seed``:
 - :func:`actin`: stress-fibre-like bundles, long and nearly straight, roughly parallel or crossing,
   of varied brightness, some as close pairs (a test of resolution beyond widefield).
 
+And two resolution targets with a known truth (:func:`line_pair_layout` gives their geometry):
+
+- :func:`line_pairs`: pairs of parallel lines at a series of exact spacings, each at several
+  orientations (the resolution benchmark, ``benchmarks/resolution.py``);
+- :func:`beads`: sparse sub-resolution beads at seeded positions, at least ``min_gap_px`` apart.
+
 :data:`PHANTOMS` maps names to functions; :func:`make` builds one by name.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage, spatial
 
-from ._validate import check_int, check_positive
+from ._validate import check_int, check_number, check_positive
 
-__all__ = ["filaments", "ccp", "er", "actin", "PHANTOMS", "make"]
+__all__ = ["filaments", "ccp", "er", "actin", "LinePair", "line_pair_layout", "line_pairs", "beads", "PHANTOMS",
+           "make"]
 
 _STEP = 0.5  # sampling of drawn curves along their length, in pixels
 
@@ -267,11 +276,149 @@ def actin(shape: tuple[int, int], n: int | None = None, *, angle_deg: float | No
     return _finish(img, width_px)
 
 
-PHANTOMS = {"filaments": filaments, "ccp": ccp, "er": er, "actin": actin}
+# -- resolution targets ------------------------------------------------------------------------
+# Spacings (fine pixels) of the default line-pair target: about 12 % apart, from the fine-grid
+# Nyquist period (2 px) to 12 px; at the simulate defaults (50 nm fine pixels, NA 1.2, 520 nm)
+# the widefield limit lies near 4.5 px.
+LINE_PAIR_SPACINGS_PX = (2.0, 2.25, 2.5, 2.8, 3.1, 3.5, 3.9, 4.4, 4.9, 5.5, 6.2, 7.0, 8.0, 9.0, 10.5, 12.0)
 
 
-def make(name: str, shape: tuple[int, int], seed: int = 0) -> np.ndarray:
-    """The phantom ``name`` (one of :data:`PHANTOMS`) with its default parameters."""
+@dataclass(frozen=True)
+class LinePair:
+    """One pair of parallel lines: centre (row, col) in fine pixels, ``angle_deg`` the direction of the
+    lines (0 = along +column, 90 = along -row: counter-clockwise on a display with row 0 at the top), ``spacing_px`` the
+    distance between the two line centres, ``length_px`` their length."""
+
+    centre: tuple[float, float]
+    angle_deg: float
+    spacing_px: float
+    length_px: float
+
+    @property
+    def direction(self) -> np.ndarray:
+        """Unit vector (row, col) along the lines."""
+        a = np.deg2rad(self.angle_deg)
+        return np.array([-np.sin(a), np.cos(a)])
+
+    @property
+    def normal(self) -> np.ndarray:
+        """Unit vector (row, col) across the lines, from the first line to the second."""
+        a = np.deg2rad(self.angle_deg)
+        return np.array([np.cos(a), np.sin(a)])
+
+
+def _cells(H: int, W: int, n: int) -> tuple[int, int, float]:
+    """(rows, cols, side) of a near-square grid of ``n`` square cells over an H x W field."""
+    cols = int(np.ceil(np.sqrt(n * W / H)))
+    rows = int(np.ceil(n / cols))
+    return rows, cols, min(H / rows, W / cols)
+
+
+def _fits(spacing_max: float, cell: float) -> bool:
+    return cell >= 2 * spacing_max + 6 and 0.7 * cell >= 8
+
+
+def line_pair_layout(shape: tuple[int, int], spacings_px=None, *, n_orientations: int = 4,
+                     angle_offset_deg: float = 0.0, seed: int = 0) -> list[LinePair]:
+    """The pairs of :func:`line_pairs`: every spacing at ``n_orientations`` angles evenly over 180
+    degrees (from ``angle_offset_deg``), one pair per cell of a near-square grid of cells over the field,
+    spacing-major. The lines fill 70 % of a cell side; each centre is moved off the cell centre by a
+    seeded sub-pixel amount (so spacings do not all share one sampling phase). ``spacings_px`` None:
+    :data:`LINE_PAIR_SPACINGS_PX` from the finest, as many as fit the field.
+
+    Raises ValueError when a cell is too small for the largest spacing (side < 2 x spacing + 6 px) or
+    for lines at least 8 px long.
+    """
+    H, W = _check_shape(shape)
+    n_orientations = check_int("n_orientations", n_orientations, 1)
+    check_number("angle_offset_deg", angle_offset_deg)
+    if spacings_px is None:
+        ladder = LINE_PAIR_SPACINGS_PX
+        m = max((m for m in range(1, len(ladder) + 1) if _fits(ladder[m - 1], _cells(H, W, m * n_orientations)[2])),
+                default=1)
+        spacings_px = ladder[:m]
+    spacings = np.atleast_1d(np.asarray(spacings_px, dtype=np.float64))
+    if spacings.ndim != 1 or spacings.size == 0 or not np.all(np.isfinite(spacings)) or spacings.min() <= 0:
+        raise ValueError(f"spacings_px: expected a non-empty list of positive numbers, got {spacings_px!r}")
+    n = spacings.size * n_orientations
+    rows, cols, cell = _cells(H, W, n)
+    length = 0.7 * cell
+    if not _fits(spacings.max(), cell):
+        raise ValueError(f"shape: {H}x{W} fine pixels hold {n} cells of {cell:.1f} px for {spacings.size} spacings x "
+                         f"{n_orientations} orientations; a cell needs at least max(2 x {spacings.max():g} + 6, 11.5) px "
+                         "(a larger shape, fewer spacings or orientations)")
+    jitter = np.random.default_rng(seed).uniform(-0.5, 0.5, (n, 2))
+    top, left = (H - rows * cell) / 2, (W - cols * cell) / 2
+    pairs = []
+    for i in range(n):
+        d, o = spacings[i // n_orientations], i % n_orientations
+        r, c = divmod(i, cols)
+        centre = (top + (r + 0.5) * cell + jitter[i, 0], left + (c + 0.5) * cell + jitter[i, 1])
+        angle = float(angle_offset_deg + 180.0 * o / n_orientations)
+        pairs.append(LinePair((float(centre[0]), float(centre[1])), angle, float(d), float(length)))
+    return pairs
+
+
+def _draw_pairs(shape: tuple[int, int], pairs, width_px: float) -> np.ndarray:
+    """Unit line density along each line of ``pairs`` (bilinear splats every half pixel), blurred to a
+    Gaussian profile of FWHM ``width_px``: splats and blur keep each line's centroid where it is drawn."""
+    img = np.zeros(shape, dtype=np.float64)
+    for p in pairs:
+        t = (np.arange(int(np.ceil(p.length_px / _STEP)) + 1) * _STEP - p.length_px / 2)[:, None]
+        for side in (-0.5, 0.5):
+            pts = np.asarray(p.centre) + side * p.spacing_px * p.normal + t * p.direction
+            _splat(img, pts[:, 0], pts[:, 1], _STEP)
+    return ndimage.gaussian_filter(img, width_px / 2.355, mode="constant")
+
+
+def line_pairs(shape: tuple[int, int], spacings_px=None, *, n_orientations: int = 4,
+               width_px: float = 1.0, angle_offset_deg: float = 0.0, seed: int = 0) -> np.ndarray:
+    """Resolution target: pairs of parallel lines ``spacings_px`` apart (centre to centre, exact; default
+    the finest of :data:`LINE_PAIR_SPACINGS_PX` that fit), each spacing at ``n_orientations`` angles
+    (:func:`line_pair_layout` gives the geometry), lines of equal
+    brightness with a Gaussian profile of FWHM ``width_px``. Float32, max 1.
+
+    With a wide ``width_px`` the target holds nothing beyond a known frequency (the Gaussian's transfer
+    ``exp(-2 pi^2 sigma^2 f^2)``): the hallucination check of the resolution benchmark.
+    """
+    check_positive("width_px", width_px)
+    pairs = line_pair_layout(shape, spacings_px, n_orientations=n_orientations, angle_offset_deg=angle_offset_deg,
+                             seed=seed)
+    img = _draw_pairs(_check_shape(shape), pairs, width_px)
+    return (img / img.max()).astype(np.float32)
+
+
+def beads(shape: tuple[int, int], n: int | None = None, *, min_gap_px: float = 6.0, width_px: float = 1.0,
+          seed: int = 0) -> np.ndarray:
+    """Sparse beads: ``n`` points (default one per ~400 pixels) at seeded positions at least
+    ``min_gap_px`` apart and 3 px from the border, Gaussian of FWHM ``width_px``, brightness 0.5..1.
+    Points that do not fit after many tries are left out. Float32, max 1."""
+    H, W = _check_shape(shape)
+    n = max(1, round(H * W / 400)) if n is None else check_int("n", n, 1)
+    _check_positive(min_gap_px=min_gap_px, width_px=width_px)
+    rng = np.random.default_rng(seed)
+    pts: list[tuple[float, float]] = []
+    for _ in range(50 * n):
+        if len(pts) == n:
+            break
+        p = rng.uniform(3, (H - 3, W - 3))
+        if all(np.hypot(p[0] - q[0], p[1] - q[1]) >= min_gap_px for q in pts):
+            pts.append((float(p[0]), float(p[1])))
+    img = np.zeros((H, W))
+    if pts:
+        a = np.asarray(pts)
+        _splat(img, a[:, 0], a[:, 1], rng.uniform(0.5, 1.0, len(pts)))
+    return _finish(img, width_px)
+
+
+PHANTOMS = {"filaments": filaments, "ccp": ccp, "er": er, "actin": actin, "line_pairs": line_pairs, "beads": beads}
+
+
+def make(name: str, shape: tuple[int, int], seed: int = 0, **params) -> np.ndarray:
+    """The phantom ``name`` (one of :data:`PHANTOMS`) with its default parameters, except ``params``."""
     if name not in PHANTOMS:
         raise ValueError(f"phantom: expected one of {sorted(PHANTOMS)}, got {name!r}")
-    return PHANTOMS[name](shape, seed=seed)
+    try:
+        return PHANTOMS[name](shape, seed=seed, **params)
+    except TypeError as e:  # an unknown keyword: name it as a bad setting
+        raise ValueError(f"phantom_params: {name}: {e}") from None

@@ -121,8 +121,9 @@ def _check_memory(shape, s: int, K: int, T: int) -> None:
     check_allocation(nbytes, f"shape: simulating {K} frames of {H}x{W} fine pixels{series}")
 
 
-def _illumination(family, shape, k, counts, modulation, saturation, angle_offset_deg, seed):
-    """(pattern_params, pattern_kind, patterns): the sinusoidal families as parameters, others as arrays."""
+def _illumination(family, shape, k, counts, modulation, saturation, angle_offset_deg, seed, n_harmonics=None):
+    """(pattern_params, pattern_kind, patterns): the sinusoidal families as parameters, others as arrays.
+    ``n_harmonics`` (nonlinear only) keeps the first that many harmonics (orders 2..n_harmonics+1)."""
     if family in ("linear", "nonlinear"):
         n_a, n_p = counts
         if family == "linear":
@@ -131,7 +132,10 @@ def _illumination(family, shape, k, counts, modulation, saturation, angle_offset
         else:  # imperfect modulation mixes in uniform light: all orders scale by `modulation`
             p = patterns.nonlinear_params(saturation=saturation, period_px=1 / k, n_angles=n_a, n_phases=n_p,
                                           angle_offset_deg=angle_offset_deg)
-            p = patterns.SinusoidParams(p.k, p.phase, p.modulation * modulation, p.harmonics)
+            harm = p.harmonics
+            if n_harmonics is not None and harm is not None:
+                harm = harm[:, :n_harmonics] if n_harmonics > 0 else None
+            p = patterns.SinusoidParams(p.k, p.phase, p.modulation * modulation, harm)
         return p, family, None
     if family == "lattice":  # reciprocal vector |k| of a hexagonal lattice of spacing a is 2 / (sqrt(3) a)
         pats = patterns.lattice(shape, period_px=2 / (math.sqrt(3) * k), n_shifts=counts,
@@ -142,14 +146,14 @@ def _illumination(family, shape, k, counts, modulation, saturation, angle_offset
     return None, None, ((1 - modulation) + modulation * pats).astype(np.float32)
 
 
-def _ground_truth(phantom: str, shape, T: int, drift_px: float, seed: int):
+def _ground_truth(phantom: str, shape, T: int, drift_px: float, seed: int, phantom_params: dict):
     """(H, W) for T = 1, else (T, H, W) drifting by ``drift_px`` per time point; and the drift angle."""
     if T == 1:
-        return phantoms.make(phantom, shape, seed), None
+        return phantoms.make(phantom, shape, seed, **phantom_params), None
     angle = np.random.default_rng([seed, 2]).uniform(0, 2 * np.pi)
     m = int(np.ceil(drift_px * (T - 1))) + 4
     H, W = shape
-    big = phantoms.make(phantom, (H + 2 * m, W + 2 * m), seed).astype(np.float64)
+    big = phantoms.make(phantom, (H + 2 * m, W + 2 * m), seed, **phantom_params).astype(np.float64)
     out = np.empty((T, H, W), dtype=np.float32)
     for t in range(T):
         d = t * drift_px * np.array([np.sin(angle), np.cos(angle)])
@@ -193,7 +197,8 @@ def simulate(*, phantom: str = "filaments", shape: tuple[int, int] = (256, 256),
              n_frames: int | None = None, modulation: float = 1.0, saturation: float = 3.0,
              angle_offset_deg: float = 10.0, snr: float | None = None, photons: float | None = None,
              read_noise: float = 1.0, offset: float = 100.0, noise: bool = True, T: int = 1,
-             drift_px: float = 0.5, seed: int = 0, dtype: str = "float32", device: str = "auto") -> Dataset:
+             drift_px: float = 0.5, seed: int = 0, dtype: str = "float32", device: str = "auto",
+             phantom_params: dict | None = None, n_harmonics: int | None = None) -> Dataset:
     """Simulate one SIM acquisition (or a time series) with ground truth; see the module docstring.
 
     ``shape`` is the FINE grid (H, W), divisible by ``upsample``; ``pixel_size_nm`` the CAMERA pixel.
@@ -208,6 +213,9 @@ def simulate(*, phantom: str = "filaments", shape: tuple[int, int] = (256, 256),
     series (``drift_px`` fine pixels per time point). ``dtype="uint16"`` rounds and clips to 0..65535
     (a :class:`~cusim.CusimWarning` when more than 1 % of the pixels clip at 65535).
     ``device`` runs the operator ("auto" | "cpu" | "cuda"); the result is on the host.
+    ``phantom_params`` go to the phantom's function (e.g. ``spacings_px`` of ``line_pairs``);
+    ``n_harmonics`` (nonlinear only) keeps the first that many harmonics of the saturated pattern
+    (orders 2..n_harmonics+1; default all above 1e-7), e.g. 1 or 2 for the resolution benchmark.
     Raises ValueError whose message starts with the name of the offending argument (NotEnoughMemory, one,
     before allocating a simulation that would not fit the free memory).
     """
@@ -218,13 +226,20 @@ def simulate(*, phantom: str = "filaments", shape: tuple[int, int] = (256, 256),
     k = _carrier(Widefield(na, wavelength_nm, pixel_size_nm), s, pattern_freq)
     check_number("modulation", modulation, lo=0.0, hi=1.0)
     check_positive("saturation", saturation)
+    if n_harmonics is not None:
+        check_int("n_harmonics", n_harmonics, 0)
+        if family != "nonlinear":
+            raise ValueError(f"n_harmonics: only the nonlinear family has harmonics, got family {family!r}")
+    if phantom_params is not None and not isinstance(phantom_params, dict):
+        raise ValueError(f"phantom_params: expected a dict of the phantom's keyword arguments, got {phantom_params!r}")
     check_number("angle_offset_deg", angle_offset_deg)
     read_noise, offset, T, seed, drift_px = _check_camera(read_noise, offset, T, seed, drift_px, noise, dtype)
     mu, level_attrs = _noise_level(snr, photons, read_noise)
     _check_memory(shape, s, _frame_count(family, counts), T)
 
-    params, kind, pats = _illumination(family, shape, k, counts, modulation, saturation, angle_offset_deg, seed)
-    gt, drift_angle = _ground_truth(phantom, shape, T, drift_px, seed)
+    params, kind, pats = _illumination(family, shape, k, counts, modulation, saturation, angle_offset_deg, seed,
+                                       n_harmonics)
+    gt, drift_angle = _ground_truth(phantom, shape, T, drift_px, seed, phantom_params or {})
     K = params.K if params is not None else pats.shape[0]
     h, w = shape[0] // s, shape[1] // s
     ds = Dataset(raw=np.zeros((K, h, w) if T == 1 else (T, K, h, w), np.float32), upsample=s,
@@ -253,6 +268,8 @@ def simulate(*, phantom: str = "filaments", shape: tuple[int, int] = (256, 256),
     }
     if family == "nonlinear":
         ds.attrs["sim_saturation"] = float(saturation)
+        if n_harmonics is not None:
+            ds.attrs["sim_n_harmonics"] = n_harmonics
     if T > 1:
         ds.attrs.update(sim_drift_px=drift_px, sim_drift_angle_deg=drift_angle)
     return ds.validate()
