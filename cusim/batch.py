@@ -15,7 +15,8 @@ long series:
   (and ``time_chunks`` for a series that was split). An interrupted client therefore never leaves a
   half-written file.
 - ``resume`` skips an input whose output already holds ``/recon/<name>`` with the same method and
-  settings (the recorded ``params``, :func:`cusim.recon.recorded_params`); an existing one with other
+  settings (the recorded ``params``, :func:`cusim.recon.recorded_params`, and for the PINN the same split
+  of a series into chunks, whose time points warm-start one another); an existing one with other
   settings is replaced only with ``force``.
 - A failing input is a result with ``status="failed"`` and a one-line ``error``; the others go on.
 - Threads: each task sets cusim's thread count (:mod:`cusim._threads`) to ``threads`` if given, else to
@@ -269,8 +270,17 @@ def _plan(job: InputResult, name: str, expected: dict, resume: bool, force: bool
     except DatasetError as e:
         job.status, job.error = "failed", _message(job.path, e)
         return
+    if len(shape) == 4 and shape[0] > 1:
+        T = shape[0]
+        size = time_chunk or math.ceil(T / max(1, slots_total))
+        job.time_chunks = plan_chunks(T, size)
+    else:
+        job.time_chunks = [None]
     if attrs is not None:
         same = attrs.get("method") == job.method and _canonical(attrs.get("params")) == _canonical(expected)
+        if job.method == "pinn":  # its time points warm-start within a chunk: another split, another result
+            split = [list(c) for c in job.time_chunks] if len(job.time_chunks) > 1 else None
+            same = same and _canonical(attrs.get("time_chunks")) == _canonical(split)
         if resume and same:
             job.status = "skipped"
             job.worker, job.runtime_s = str(attrs.get("worker", "")), attrs.get("runtime_s")
@@ -281,12 +291,6 @@ def _plan(job: InputResult, name: str, expected: dict, resume: bool, force: bool
                 f"{job.target}: /recon/{name}: exists already {why}use --force to replace it"
                 + ("" if same else " (--resume skips only results of the same settings)") + " or another --name")
             return
-    if len(shape) == 4 and shape[0] > 1:
-        T = shape[0]
-        size = time_chunk or math.ceil(T / max(1, slots_total))
-        job.time_chunks = plan_chunks(T, size)
-    else:
-        job.time_chunks = [None]
 
 
 def reconstruct_many(paths, method: str = "widefield", client=None, *, name: str | None = None,

@@ -113,6 +113,11 @@ def test_time_series_chunks_start_cold_like_a_single_process(tmp_path, client):
     for t in (4, 5):
         rel = np.linalg.norm(rec.image[t] - whole[t]) / np.linalg.norm(whole[t])
         assert rel < 0.35, (t, rel)
+    # the split is part of a PINN result's settings: --resume skips the same split only
+    same = batch.reconstruct_many([path], "pinn", client, time_chunk=3, resume=True, device="cpu", **kw)
+    other = batch.reconstruct_many([path], "pinn", client, time_chunk=2, resume=True, device="cpu", **kw)
+    assert same[0].status == "skipped" and other[0].status == "failed", (same, other)
+    assert "exists already with other settings" in other[0].error
 
 
 def free_port() -> int:
