@@ -68,7 +68,8 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(target: Path) -> list[Path]:
-    """Remove the temporary files of ``target`` left by dead writers of this host; return what was removed."""
+    """Remove the temporary files of ``target`` left by dead writers of this host; return what was removed.
+    A temporary folder (an OME-Zarr export's) goes with everything in it."""
     pattern = re.compile(rf"\.{re.escape(target.name)}\.(\d+)\.([A-Za-z0-9-]*)\.[A-Za-z0-9_]+\.tmp")
     host, removed = _host(), []
     try:
@@ -79,9 +80,13 @@ def remove_stale_temporaries(target: Path) -> list[Path]:
         m = pattern.fullmatch(name)
         if m is None or m.group(2) != host or _pid_alive(int(m.group(1))):
             continue
+        path = target.parent / name
         with contextlib.suppress(FileNotFoundError):
-            (target.parent / name).unlink()
-            removed.append(target.parent / name)
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path)
     return removed
 
 

@@ -225,6 +225,16 @@ def test_the_next_write_removes_temporaries_of_dead_writers_of_that_file_only(tm
     assert "new" in io.load(path).recons
 
 
+def test_a_dead_writers_temporary_folder_goes_too(tmp_path):
+    # an OME-Zarr export writes a folder under the temporary name; a killed one left it behind
+    host, dead = _files._host(), _dead_pid()
+    stale = tmp_path / f".out.zarr.{dead}.{host}.abc_1234.tmp"
+    (stale / "0").mkdir(parents=True)
+    (stale / "0" / "chunk").write_bytes(b"half-written")
+    assert _files.remove_stale_temporaries(tmp_path / "out.zarr") == [stale]
+    assert not list(tmp_path.iterdir())
+
+
 def test_temporary_files_carry_the_writers_pid_and_host(tmp_path):
     with atomic_target(tmp_path / "x.bin") as tmp:
         assert tmp.parent == tmp_path
