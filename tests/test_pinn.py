@@ -243,6 +243,15 @@ def test_cli_resume_on_a_file_whose_frames_changed_fails_with_one_line(tmp_path)
     assert ckpt.exists() and "pinn" not in io.load(path).recons
 
 
+def test_a_run_cut_off_by_the_step_cap_says_how_far_its_residual_still_was(small):
+    op = small.operator(device="cpu")
+    short = pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=3, width=8))
+    assert short.steps == 3 and short.residual_sigma2[-1] > 1.0
+    assert short.stop_reason == (f"max steps (3), residual {short.residual_sigma2[-1]:.3f} sigma^2 still above "
+                                 "tau 1 (more steps fit further)")
+    assert pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=3, width=8, stop="max")).stop_reason == "max steps (3)"
+
+
 def test_discrepancy_principle_stops_at_the_noise_level(small):
     op = small.operator(device="cpu")
     # a loose tau keeps the test short; the mechanism is the same at tau = 1

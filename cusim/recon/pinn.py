@@ -467,6 +467,16 @@ def _refuse_other(path, made: dict, now: dict, what: str = "checkpoint") -> None
     raise ValueError(f"{path}: {'; '.join(reasons)}; remove it or run without --resume")
 
 
+def _cap_reason(cfg, steps: int, history) -> str:
+    """Why a run that no rule stopped ended; under the discrepancy rule, how far its residual still was from
+    ``tau``: such a run had not fitted all the data (a weak harmonic band of nonlinear SIM needs ~2.5 x the
+    default steps on the resolution benchmark, docs/quality.md), and more ``steps`` fit further."""
+    reason = f"max steps ({steps})"
+    if cfg.stop == "discrepancy" and history and history[-1][1] > cfg.tau:
+        reason += f", residual {history[-1][1]:.3f} sigma^2 still above tau {cfg.tau:g} (more steps fit further)"
+    return reason
+
+
 def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resume: bool, callback,
               data: dict | None = None) -> PINNRun:
     cfg, n = fit.cfg, fit.members
@@ -508,7 +518,7 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
     if any(f is None for f in finished):
         with torch.no_grad():  # the images after the last update
             last = fit.image().cpu().numpy()
-        finished = [f or (last[j], f"max steps ({steps})") for j, f in enumerate(finished)]
+        finished = [f or (last[j], _cap_reason(cfg, steps, history[j])) for j, f in enumerate(finished)]
     if checkpoint is not None:
         Path(checkpoint).unlink(missing_ok=True)
     e = fit.margin_px
