@@ -4,6 +4,7 @@
         [--methods widefield wiener iterative pinn] [--size 160] [--seed 0] [--resume] [--quick]
         [--parts resolution hallucination] [--merge PIECE.json ...]
         [--out benchmarks/results/resolution-<device>.json] [--figure docs/resolution-<device>.png]
+        [--pinn-param KEY=VALUE ...] [--saturation S]   (experiments: their settings are recorded)
     python -m benchmarks --only resolution [--device ...] [--quick]
 
 Protocol. ``cusim.simulate`` (ideal widefield optics NA 1.2, 520 nm, 100 nm camera pixels; upsample 4, so
@@ -72,11 +73,15 @@ HALLU_MAX = 0.01  # energy beyond the truth's band: at most 1 % (about 10 % in a
 BAR_LINEAR, BAR_OTHER = 0.10, 0.15  # PINN within 10 % / 15 % of the theoretical spacing at SNR 20
 
 
-def _simulate(case: str, snr: float, size: int, seed: int, phantom_params: dict, device: str):
+def _simulate(case: str, snr: float, size: int, seed: int, phantom_params: dict, device: str,
+              saturation: float | None = None):
     from cusim.simulate import simulate  # noqa: PLC0415
 
+    setup = dict(CASES[case])
+    if saturation is not None and "saturation" in setup:
+        setup["saturation"] = saturation
     return simulate(phantom="line_pairs", shape=(size, size), upsample=UPSAMPLE, snr=snr, seed=seed,
-                    phantom_params=phantom_params, device=device, **CASES[case])
+                    phantom_params=phantom_params, device=device, **setup)
 
 
 def theory(ds) -> dict:
@@ -103,10 +108,12 @@ def measure(image, truth, pairs, spacings) -> dict:
             "sparrow_px": resolved_spacing(spacings, contrast, SPARROW)}
 
 
-def _run(ds, case: str, method: str, device: str, quick: bool):
+def _run(ds, case: str, method: str, device: str, quick: bool, pinn_params: dict | None = None):
     import cusim  # noqa: PLC0415
 
     params = {"steps": 30} if quick and method == "pinn" else {}
+    if method == "pinn":
+        params |= pinn_params or {}
     if method == "wiener":  # K = 35 has no default split into angles and phases
         params = {k: CASES[case][k] for k in ("n_phases",) if k in CASES[case]} | (
             {"n_angles": 5} if CASES[case]["family"] == "nonlinear" else {})
@@ -130,6 +137,8 @@ def run(args) -> dict:
     data = json.loads(out.read_text()) if args.resume and out.exists() else {}
     settings = {"size": args.size, "seed": args.seed, "spacings_px": list(args.spacings), "quick": args.quick,
                 "n_orientations": N_ORIENTATIONS, "upsample": UPSAMPLE}
+    if args.pinn_param or args.saturation is not None:  # an experiment, not the defaults: its own settings
+        settings.update(pinn_params=args.pinn_param, saturation=args.saturation)
     if data and data.get("settings") != settings:
         raise SystemExit(f"--resume: {out} was made with other settings {data.get('settings')}")
     data.update(settings=settings, environment=C.environment(args.device, "float32"))
@@ -173,10 +182,11 @@ def _resolution_runs(args, data: dict, snr: float, pairs, save) -> None:
                 continue
             if ds is None:
                 ds = _simulate(case, snr, args.size, args.seed,
-                               {"spacings_px": args.spacings, "n_orientations": N_ORIENTATIONS}, args.device)
+                               {"spacings_px": args.spacings, "n_orientations": N_ORIENTATIONS}, args.device,
+                               args.saturation)
                 data.setdefault("theory", {})[case] = theory(ds)
                 data.setdefault("truth", {})[case] = measure(ds.ground_truth, ds.ground_truth, pairs, args.spacings)
-            image, info = _run(ds, case, method, args.device, args.quick)
+            image, info = _run(ds, case, method, args.device, args.quick, args.pinn_param)
             r = data["runs"][key] = {**measure(image, ds.ground_truth, pairs, args.spacings), **info}
             print(f"{case} SNR {snr:g} {method}: resolved {r['rayleigh_px']:.2f} px (Abbe "
                   f"{data['theory'][case]['abbe_px']:.2f}), {info['runtime_s']:.0f} s", flush=True)
@@ -195,11 +205,11 @@ def _hallucination_runs(args, data: dict, save) -> None:
                 continue
             if ds is None:
                 params = {"spacings_px": args.hallu_spacings, "n_orientations": N_ORIENTATIONS, "width_px": HALLU_WIDTH_PX}
-                ds = _simulate(case, HALLU_SNR, args.size, args.seed, params, args.device)
+                ds = _simulate(case, HALLU_SNR, args.size, args.seed, params, args.device, args.saturation)
                 f_b = ds.optics().cutoff(ds.upsample)
                 data.setdefault("hallucination_truth", {})[case] = {
                     "f_b": f_b, "fraction": energy_beyond(ds.ground_truth, f_b, HALLU_BORDER)}
-            image, info = _run(ds, case, method, args.device, args.quick)
+            image, info = _run(ds, case, method, args.device, args.quick, args.pinn_param)
             frac = energy_beyond(image, data["hallucination_truth"][case]["f_b"], HALLU_BORDER)
             data["hallucination"][key] = {"fraction": frac, "pass": frac <= HALLU_MAX, **info}
             print(f"hallucination {case} {method}: {100 * frac:.3f} % beyond the truth's band", flush=True)
@@ -308,6 +318,16 @@ def figure(data: dict, path: Path, cases, methods, snr: float = 20.0) -> Path | 
     return path
 
 
+def _key_value(p: argparse.ArgumentParser, text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        p.error(f"--pinn-param: expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value  # a word, e.g. stop=max
+
+
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.resolution", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
@@ -322,10 +342,15 @@ def parse(argv=None) -> argparse.Namespace:
                    help="run nothing: add these pieces (same settings) to --out (with --resume) and report")
     p.add_argument("--resume", action="store_true", help="skip reconstructions already in --out")
     p.add_argument("--quick", action="store_true", help="smoke test: 96 px, 5 spacings, SNR 20, 30 PINN steps")
+    p.add_argument("--pinn-param", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="experiment: PINN settings other than the defaults (e.g. steps=2500 lr_every=125)")
+    p.add_argument("--saturation", type=float, default=None,
+                   help=f"experiment: the nonlinear cases' saturation (default {SATURATION:g})")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--figure", type=Path, default=None)
     args = p.parse_args(argv)
     args.spacings, args.hallu_spacings = SPACINGS_PX, HALLU_SPACINGS_PX
+    args.pinn_param = dict(_key_value(p, kv) for kv in args.pinn_param)
     if args.quick:
         args.size, args.spacings, args.hallu_spacings = 96, (2.5, 3.5, 5.0, 7.0, 9.0), HALLU_SPACINGS_PX[:1]
         args.snr = args.snr or [20.0]
@@ -348,7 +373,7 @@ def main(argv=None) -> int:
     data = run(args)
     for case in [c for c in args.cases if c in data.get("theory", {})]:  # recomputed (pieces may predate a change)
         data["theory"][case] = theory(_simulate(case, 20.0, args.size, args.seed, {"spacings_px": args.spacings,
-                                                "n_orientations": N_ORIENTATIONS}, args.device))
+                                                "n_orientations": N_ORIENTATIONS}, args.device, args.saturation))
     args.out.write_text(json.dumps(data, indent=2, default=str) + "\n")
     res_table, hall_table, targets = tables(data, sorted(args.snr), args.cases, args.methods)
     for t in (res_table, hall_table):

@@ -151,3 +151,17 @@ def test_resolution_benchmark_reports_wiener_near_theory_and_widefield_unresolve
     assert th["rayleigh_flat_px"] < wiener["rayleigh_px"] < th["rayleigh_ideal_px"]
     assert data["hallucination"]["linear|wiener"]["pass"] and data["hallucination"]["linear|widefield"]["pass"]
     assert (tmp_path / "r.png").stat().st_size > 0 and out.with_suffix(".md").exists()
+
+
+def test_resolution_benchmark_experiments_name_their_settings(tmp_path, capsys):
+    from benchmarks import resolution as bench
+
+    args = bench.parse(["--pinn-param", "steps=2500", "lr_every=125", "stop=max", "--saturation", "10"])
+    assert args.pinn_param == {"steps": 2500, "lr_every": 125, "stop": "max"} and args.saturation == 10.0
+    with pytest.raises(SystemExit):
+        bench.parse(["--pinn-param", "2500"])
+    assert "KEY=VALUE" in capsys.readouterr().err
+    out = tmp_path / "r.json"  # a result made with other settings is not resumed as if it were the defaults'
+    out.write_text(json.dumps({"settings": {"size": 96}}))
+    with pytest.raises(SystemExit, match="other settings"):
+        bench.run(bench.parse(["--quick", "--saturation", "10", "--resume", "--out", str(out)]))
