@@ -712,7 +712,7 @@ def import_stack_cmd(
 def simulate(
     out: Path = typer.Option(..., "--out", "-o", help="Output .h5 file."),
     phantom: str = typer.Option("filaments", help="filaments | ccp | er | actin | line_pairs | beads"),
-    family: str = typer.Option("linear", help="linear | nonlinear | lattice | speckle"),
+    family: str = typer.Option("linear", help="linear | nonlinear | hexagonal | lattice | speckle"),
     size: int = typer.Option(256, help="Fine-grid side in pixels (divisible by --upsample)."),
     upsample: int = typer.Option(2, help="Fine-grid factor."),
     na: float = typer.Option(1.2, help="Detection numerical aperture."),

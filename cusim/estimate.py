@@ -49,7 +49,7 @@ from .io import DatasetError
 from .noise import immerkaer_sigma, spectral_sigma
 from .optics import Widefield, transfer, transfer_cutoff, validate_psf
 from .pattern_fit import EstimationError, _stack, params_from_patterns
-from .patterns import SinusoidParams, angle_phase_counts
+from .patterns import ANGLE_PHASE_DEFAULTS, HEX_PHASES, HexagonalParams, SinusoidParams, angle_phase_counts
 
 __all__ = ["EstimateResult", "EstimationError", "estimate_dataset", "estimate_params", "params_from_patterns"]
 
@@ -146,6 +146,7 @@ class _Correlator:
         h, w = s0.shape
         s, m = T.s, min(T.margin, min(h, w) // 4)
         self.band, self.S0, self.T, self.T0 = band, np.fft.fft2(s0), T, T()
+        self.S0_real = s0
         self.T02 = _abs2(self.T0)
         self.yc, self.xc = s * np.arange(h) + (s - 1) / 2, s * np.arange(w) + (s - 1) / 2
         self.crop = (slice(m, h - m), slice(m, w - m))
@@ -247,6 +248,12 @@ def _choose(corr: _Correlator, cands, min_peak_snr: float, label: str):
     return cands[i]
 
 
+def _find_carrier(corr: _Correlator, T: _Transfer, k_guess, min_peak_snr: float, label: str, step: float):
+    """Steps 2 and 3 for the band of ``corr``: the chosen candidate refined sub-pixel; and the candidates' map."""
+    cands, cmap = _candidates(corr.band, corr.S0_real, T, corr.var_b, k_guess)
+    return corr.refine(_choose(corr, cands, min_peak_snr, label), step), cmap
+
+
 def _circle_phases(z: np.ndarray):
     """Angles of the points ``z`` seen from the centre of the circle through them (least squares), or
     None when they are nearly collinear."""
@@ -302,8 +309,7 @@ def _estimate_angle(d, T: _Transfer, var: float, order: int, k_guess, min_peak_s
         return W, s0, list(bands[1:1 + n_sep]), corr
 
     W, s0, b, corr = separate(nominal)
-    cands, cmap = _candidates(b[0], s0, T, var_b, k_guess)
-    k = corr.refine(_choose(corr, cands, min_peak_snr, label), step)
+    k, cmap = _find_carrier(corr, T, k_guess, min_peak_snr, label, step)
     # The phase steps. Frame p minus s0, shifted by k, against s0 gives C (u_p - lam): its +1 component
     # u_p = exp(i psi_p) less the part lam = mean(u) that s0 took up (s0 is the plain mean of the frames
     # when separated with equidistant steps). These points lie on a circle of radius |C| centred at
@@ -342,9 +348,14 @@ class EstimateResult:
     ``harmonic`` (relative 2nd-harmonic amplitude, NaN unless ``order=2``). ``phase`` (K,) are the
     frame phases of the fine-grid formula, in radians. ``maps`` holds per angle the band
     cross-correlation map and the +1 band power spectrum (fftshifted, for :meth:`figure`).
+
+    Hexagonal SIM (``family`` "hexagonal", :func:`estimate_hexagonal`): ``params`` is a
+    :class:`~cusim.patterns.HexagonalParams`, the per-angle arrays hold the 3 carriers, ``phase`` is (K, 3),
+    ``n_angles`` is 1 and ``closure`` the relative length of the smallest ``+-k1 +- k2 +- k3`` (0 for a
+    lattice of three beams).
     """
 
-    params: SinusoidParams
+    params: SinusoidParams | HexagonalParams
     k_camera: np.ndarray
     angle_deg: np.ndarray
     period_px: np.ndarray
@@ -357,21 +368,31 @@ class EstimateResult:
     harmonic: np.ndarray
     otf_source: str = ""
     maps: list = field(default_factory=list, repr=False)
+    family: str = "linear"
+    closure: float = float("nan")
+
+    @property
+    def hexagonal(self) -> bool:
+        return self.family == HexagonalParams.family
 
     def summary(self) -> str:
-        """A short table: one line per angle, then the frame phases."""
-        lines = [f"{self.n_angles} angles x {self.n_phases} phases, upsample {self.upsample}, OTF: {self.otf_source}",
-                 "angle  ky (1/cam px)  kx (1/cam px)  period (fine px)  angle (deg)  modulation  peak SNR"
+        """A short table: one line per angle (hexagonal: per carrier), then the frame phases."""
+        what = "carrier" if self.hexagonal else "angle"
+        head = (f"hexagonal SIM, 3 carriers x {self.n_phases} phases (closure |k1 +- k2 +- k3| / |k| "
+                f"{self.closure:.2g})" if self.hexagonal else f"{self.n_angles} angles x {self.n_phases} phases")
+        lines = [f"{head}, upsample {self.upsample}, OTF: {self.otf_source}",
+                 f"{what:>7}  ky (1/cam px)  kx (1/cam px)  period (fine px)  angle (deg)  modulation  peak SNR"
                  + ("  2nd harmonic" if np.isfinite(self.harmonic).any() else "")]
-        for a in range(self.n_angles):
+        for a in range(len(self.k_camera)):
             ky, kx = self.k_camera[a]
-            line = (f"{a + 1:5d}  {ky:13.5f}  {kx:13.5f}  {self.period_px[a]:16.3f}  {self.angle_deg[a]:11.3f}  "
+            line = (f"{a + 1:7d}  {ky:13.5f}  {kx:13.5f}  {self.period_px[a]:16.3f}  {self.angle_deg[a]:11.3f}  "
                     f"{self.modulation[a]:10.3f}  {self.peak_snr[a]:8.1f}")
             if np.isfinite(self.harmonic[a]):
                 line += f"  {self.harmonic[a]:13.3f}"
             lines.append(line)
-        ph = self.phase.reshape(self.n_angles, self.n_phases)
-        lines.append("phases (rad): " + "; ".join(" ".join(f"{v:+.3f}" for v in row) for row in ph))
+        ph = self.phase.T if self.hexagonal else self.phase.reshape(self.n_angles, self.n_phases)
+        lines.append(f"phases (rad{', per carrier' if self.hexagonal else ''}): "
+                     + "; ".join(" ".join(f"{v:+.3f}" for v in row) for row in ph))
         return "\n".join(lines)
 
     def figure(self, path) -> str:
@@ -386,7 +407,8 @@ class EstimateResult:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt  # noqa: PLC0415, RUF100
 
-        n = self.n_angles
+        n = len(self.maps)
+        what = "carrier" if self.hexagonal else "angle"
         fig, axes = plt.subplots(2, n, figsize=(3.4 * n, 6.8), squeeze=False)
         for a, (cmap, bmap) in enumerate(self.maps):
             ky, kx = self.k_camera[a]
@@ -395,7 +417,7 @@ class EstimateResult:
                 ax.imshow(np.log10(img + img.max() * 1e-12), cmap="magma", extent=(-0.5, 0.5, 0.5, -0.5))
                 for sign in (1, -1):
                     ax.add_patch(matplotlib.patches.Circle((sign * kx, sign * ky), 0.03, fill=False, color="cyan"))
-                ax.set_title(f"angle {a + 1}: {title}\n{self.angle_deg[a]:.2f} deg, period {self.period_px[a]:.2f} px, "
+                ax.set_title(f"{what} {a + 1}: {title}\n{self.angle_deg[a]:.2f} deg, period {self.period_px[a]:.2f} px, "
                              f"m {self.modulation[a]:.2f}, SNR {self.peak_snr[a]:.0f}", fontsize=7)
                 ax.set_xlabel("kx (cycles / camera px)", fontsize=7)
                 ax.set_ylabel("ky", fontsize=7)
@@ -457,6 +479,22 @@ def estimate_params(frames, *, upsample: int, n_angles: int | None = None, n_pha
     return result
 
 
+def _prepare(d: np.ndarray, s: int, psf):
+    """The transfer function, a line saying where it came from, and the noise variance of ``d`` (K, h, w),
+    which is scaled in place to unit mean absolute value (keeps the correlation sums finite)."""
+    h, w = d.shape[1:]
+    if min(h, w) < 16:
+        raise EstimationError(f"frames: {h} x {w} pixels is too small to find a carrier; expected at least 16 x 16")
+    if psf is None:
+        T = _Transfer(_cutoff_from_spectrum(d.mean(axis=0), s), s, (h, w))
+        source = f"ideal, cut-off {T.cutoff * s:.3f} cycles/camera px measured from the widefield spectrum"
+    else:
+        T = _Transfer(psf, s, (h, w))
+        source = "PSF array" if T.psf is not None else f"ideal widefield, cut-off {T.cutoff * s:.3f} cycles/camera px"
+    d /= max(float(np.abs(d).mean()), 1e-30)
+    return T, source, _noise_var(d, T())
+
+
 def _estimate(frames, *, upsample: int, n_angles: int | None = None, n_phases: int | None = None, psf=None,
               order: int = 1, k_guess=None, min_peak_snr: float = MIN_PEAK_SNR) -> EstimateResult:
     """:func:`estimate_params` without the check of the frame order."""
@@ -469,18 +507,9 @@ def _estimate(frames, *, upsample: int, n_angles: int | None = None, n_phases: i
     if nP < 2 * order + 1:
         raise EstimationError(f"n_phases: {nP} phases cannot separate the orders up to {order}; "
                               f"expected at least {2 * order + 1}")
-    if min(h, w) < 16:
-        raise EstimationError(f"frames: {h} x {w} pixels is too small to find a carrier; expected at least 16 x 16")
     if k_guess is not None:
         k_guess = np.broadcast_to(np.asarray(k_guess, dtype=np.float64), (nA, 2))
-    if psf is None:
-        T = _Transfer(_cutoff_from_spectrum(d.mean(axis=0), s), s, (h, w))
-        source = f"ideal, cut-off {T.cutoff * s:.3f} cycles/camera px measured from the widefield spectrum"
-    else:
-        T = _Transfer(psf, s, (h, w))
-        source = "PSF array" if T.psf is not None else f"ideal widefield, cut-off {T.cutoff * s:.3f} cycles/camera px"
-    d /= max(float(np.abs(d).mean()), 1e-30)  # unit scale keeps the correlation sums finite
-    var = _noise_var(d, T())
+    T, source, var = _prepare(d, s, psf)
     angles = [_estimate_angle(d[a * nP:(a + 1) * nP], T, var, order,
                               None if k_guess is None else k_guess[a], min_peak_snr, f"angle {a + 1} of {nA}")
               for a in range(nA)]
@@ -495,6 +524,102 @@ def _estimate(frames, *, upsample: int, n_angles: int | None = None, n_phases: i
                           peak_snr=np.array([r.peak_snr for r in angles]), phase=params.phase, n_angles=nA,
                           n_phases=nP, upsample=s, harmonic=harm, otf_source=source,
                           maps=[(r.corr_map, r.band_map) for r in angles])
+
+
+# -- hexagonal SIM ----------------------------------------------------------------------------------------
+HEX_CLOSURE_TOL = 0.01  # |k1 +- k2 +- k3| / |k| of three carriers that a lattice of three beams makes (0 exactly)
+
+
+def _closure(k: np.ndarray) -> float:
+    """The smallest ``|k1 + a k2 + b k3|`` over signs a, b, relative to the mean ``|k|`` (0 for three beams)."""
+    sums = [np.hypot(*(k[0] + a * k[1] + b * k[2])) for a in (1, -1) for b in (1, -1)]
+    return float(min(sums) / np.mean(np.hypot(k[:, 0], k[:, 1])))
+
+
+def estimate_hexagonal(frames, *, upsample: int, psf=None, k_guess=None,
+                       min_peak_snr: float = MIN_PEAK_SNR) -> EstimateResult:
+    """Estimate the three carriers, the phase of every carrier in every frame and the modulations of
+    hexagonal-lattice SIM (:class:`~cusim.patterns.HexagonalParams`) from its 7 raw frames.
+
+    The steps of the module docstring, once per carrier: the 7 bands are separated over the frames with
+    the nominal steps (carrier j steps by ``2 pi j / 7``: a 7-point DFT, HexSimProcessor's scheme; band
+    index j holds carrier j), band j is searched against the 0 band for its carrier and refined sub-pixel
+    by the OTF-weighted band comparison; the least-squares fit of every frame to the three bands gives
+    its phases, ``3 |c_j|`` the modulations (the cosines' amplitude is ``(2/3) m_j``). Three beams make
+    carriers that close (``+-k1 +- k2 +- k3 = 0``) at 120 degrees: a set that does not close within
+    ``HEX_CLOSURE_TOL`` is searched again near what the other two predict, and refused if it still does not.
+
+    ``k_guess`` (3, 2): approximate carriers in cycles per fine pixel, in step order. Other arguments and
+    the result as :func:`estimate_params` (see :class:`EstimateResult` for the hexagonal fields).
+    """
+    d = _stack(frames)
+    K = d.shape[0]
+    s = check_int("upsample", upsample, 1, 8, error=EstimationError)
+    check_positive("min_peak_snr", min_peak_snr, error=EstimationError)
+    if K != HEX_PHASES:
+        raise EstimationError(f"frames: hexagonal SIM takes {HEX_PHASES} frames (one per phase step), got {K}")
+    if k_guess is not None:
+        k_guess = np.asarray(k_guess, dtype=np.float64)
+        if k_guess.shape != (3, 2):
+            raise EstimationError(f"k_guess: expected shape (3, 2) for hexagonal SIM, got {k_guess.shape}")
+    T, source, var = _prepare(d, s, psf)
+    mean = d.mean(axis=(1, 2), keepdims=True)
+    if np.all(mean > 0):  # equal frame intensities (as in _estimate_angle)
+        d = d * (mean.mean() / mean)
+    h, w = d.shape[1:]
+    W = _mixing(2 * np.pi * np.arange(K) / K, 3)  # rows: bands 0, +1, +2, +3, -1, -2, -3
+    bands = np.einsum("mp,pn->mn", W, d.reshape(K, -1)).reshape(-1, h, w)
+    s0 = bands[0].real
+    step = 0.3 / (s * min(h, w))
+    corrs = [_Correlator(bands[j], s0, T, var * np.sum(np.abs(W[j]) ** 2), var * np.sum(np.abs(W[0]) ** 2))
+             for j in (1, 2, 3)]
+    found = [_find_carrier(c, T, None if k_guess is None else k_guess[j], min_peak_snr,
+                           f"hexagonal carrier {j + 1} of 3", step) for j, c in enumerate(corrs)]
+    k = np.array([f[0] for f in found])
+    if _closure(k) > HEX_CLOSURE_TOL:
+        k = _close_lattice(k, corrs, T, min_peak_snr, step)
+    a = _frame_factors(d - s0, list(bands[1:4]))  # (7, 3): each frame's factor of each band
+    c = np.array([corr.factor(kj) for corr, kj in zip(corrs, k)])
+    phase = _wrap(np.angle(c)[None, :] + np.angle(a))
+    mod = np.clip(3 * np.abs(c), 0, 1)
+    params = HexagonalParams(k, phase, mod).normalised()
+    kn = params.k
+    maps = [(f[1], np.fft.fftshift(_abs2(np.fft.fft2(b * _tukey2((h, w))))).astype(np.float32))
+            for f, b in zip(found, bands[1:4])]
+    return EstimateResult(params=params, k_camera=kn * s, angle_deg=np.degrees(np.arctan2(kn[:, 0], kn[:, 1])),
+                          period_px=1 / np.hypot(kn[:, 0], kn[:, 1]), modulation=mod,
+                          peak_snr=np.array([corr.zscore(kj) for corr, kj in zip(corrs, k)]), phase=params.phase,
+                          n_angles=1, n_phases=K, upsample=s, harmonic=np.full(3, np.nan), otf_source=source,
+                          maps=maps, family=HexagonalParams.family, closure=_closure(k))
+
+
+def _close_lattice(k: np.ndarray, corrs, T: _Transfer, min_peak_snr: float, step: float) -> np.ndarray:
+    """Three carriers that close (:func:`_closure`): each one in turn searched again near the +-sum of the
+    other two (band j holds ``k_j``; which signs is not assumed), the set with the most significant weakest
+    carrier kept. EstimationError when none closes."""
+    best, best_z = None, -np.inf
+    for j in range(3):
+        o = [i for i in range(3) if i != j]
+        for sign in (1, -1):
+            guess = k[o[0]] + sign * k[o[1]]
+            for g in (guess, -guess):
+                try:
+                    kj, _ = _find_carrier(corrs[j], T, g, min_peak_snr, "", step)
+                except EstimationError:
+                    continue
+                trial = k.copy()
+                trial[j] = kj
+                if _closure(trial) > HEX_CLOSURE_TOL:
+                    continue
+                z = min(corr.zscore(ki) for corr, ki in zip(corrs, trial))
+                if z > best_z:
+                    best, best_z = trial, z
+    if best is None:
+        kc = ", ".join(f"({v[0] * T.s:.4f}, {v[1] * T.s:.4f})" for v in k)
+        raise EstimationError(f"frames: the carriers found, {kc} cycles per camera pixel, do not form a hexagonal "
+                              f"lattice (smallest |k1 +- k2 +- k3| is {_closure(k):.3f} |k|, expected below "
+                              f"{HEX_CLOSURE_TOL}); are these hexagonal SIM frames in their 7-step order?")
+    return best
 
 
 def _uneven(res: EstimateResult) -> bool:
