@@ -51,9 +51,12 @@ from .optics import Widefield, transfer, transfer_cutoff, validate_psf
 from .pattern_fit import EstimationError, _stack, params_from_patterns
 from .patterns import ANGLE_PHASE_DEFAULTS, HEX_PHASES, HexagonalParams, SinusoidParams, angle_phase_counts
 
-__all__ = ["EstimateResult", "EstimationError", "estimate_dataset", "estimate_params", "params_from_patterns"]
+__all__ = ["FAMILIES", "EstimateResult", "EstimationError", "estimate_dataset", "estimate_hexagonal", "estimate_params",
+           "params_from_patterns", "pattern_family"]
 
+FAMILIES = ("linear", "hexagonal")
 MIN_PEAK_SNR = 10.0
+_LAYOUTS = ", ".join(f"{k} = {a} x {p}" for k, (a, p) in ANGLE_PHASE_DEFAULTS.items())
 MIN_FIT = 0.1
 PHASE_STEP_TOL = 0.2
 # Frames in the other order (phase-major read as angle-major) give angles off an even spread and phase
@@ -227,7 +230,8 @@ def _candidates(band, s0, T: _Transfer, var_b: float, k_guess, n: int = 20):
     return cands, np.fft.fftshift(M).astype(np.float32)
 
 
-def _choose(corr: _Correlator, cands, min_peak_snr: float, label: str):
+def _choose(corr: _Correlator, cands, min_peak_snr: float, label: str,
+            hint: str = "are these structured-illumination frames in angle-major order?"):
     """The candidate that fits a carrier best: of those significant above the noise (z >= min_peak_snr),
     the best band fit if any fits at least MIN_FIT; else, in the noise-dominated regime where the fit
     is itself noise, the most significant one, unless it is so significant that its poor fit means
@@ -244,14 +248,14 @@ def _choose(corr: _Correlator, cands, min_peak_snr: float, label: str):
             f"{label}: no carrier peak stands out of the noise (the best candidate, at "
             f"{np.hypot(*cands[i]) * corr.T.s:.3f} cycles per camera pixel, has significance {z[i]:.1f} and "
             f"band fit {fit[i]:.2f}; expected significance >= {min_peak_snr:g}, and a fit >= {MIN_FIT:g} when "
-            f"it is >= {3 * min_peak_snr:g}); are these structured-illumination frames in angle-major order?")
+            f"it is >= {3 * min_peak_snr:g}); {hint}")
     return cands[i]
 
 
-def _find_carrier(corr: _Correlator, T: _Transfer, k_guess, min_peak_snr: float, label: str, step: float):
+def _find_carrier(corr: _Correlator, T: _Transfer, k_guess, min_peak_snr: float, label: str, step: float, **hint):
     """Steps 2 and 3 for the band of ``corr``: the chosen candidate refined sub-pixel; and the candidates' map."""
     cands, cmap = _candidates(corr.band, corr.S0_real, T, corr.var_b, k_guess)
-    return corr.refine(_choose(corr, cands, min_peak_snr, label), step), cmap
+    return corr.refine(_choose(corr, cands, min_peak_snr, label, **hint), step), cmap
 
 
 def _circle_phases(z: np.ndarray):
@@ -501,6 +505,9 @@ def _estimate(frames, *, upsample: int, n_angles: int | None = None, n_phases: i
     d = _stack(frames)
     K, h, w = d.shape
     s = check_int("upsample", upsample, 1, 8, error=EstimationError)
+    if n_angles is None and n_phases is None and K not in ANGLE_PHASE_DEFAULTS:
+        raise EstimationError(f"frames: {K} frames fit neither the linear SIM layouts ({_LAYOUTS}) nor hexagonal SIM "
+                              f"({HEX_PHASES} frames); give the numbers of angles and phases of another linear layout")
     nA, nP = angle_phase_counts(K, n_angles, n_phases, error=EstimationError)
     check_choice("order", order, (1, 2), error=EstimationError)  # linear SIM, or with a 2nd harmonic
     check_positive("min_peak_snr", min_peak_snr, error=EstimationError)
@@ -527,6 +534,7 @@ def _estimate(frames, *, upsample: int, n_angles: int | None = None, n_phases: i
 
 
 # -- hexagonal SIM ----------------------------------------------------------------------------------------
+HEX_HINT = "are these hexagonal SIM frames, 7 phase steps in order?"
 HEX_CLOSURE_TOL = 0.01  # |k1 +- k2 +- k3| / |k| of three carriers that a lattice of three beams makes (0 exactly)
 
 
@@ -567,30 +575,51 @@ def estimate_hexagonal(frames, *, upsample: int, psf=None, k_guess=None,
     if np.all(mean > 0):  # equal frame intensities (as in _estimate_angle)
         d = d * (mean.mean() / mean)
     h, w = d.shape[1:]
-    W = _mixing(2 * np.pi * np.arange(K) / K, 3)  # rows: bands 0, +1, +2, +3, -1, -2, -3
-    bands = np.einsum("mp,pn->mn", W, d.reshape(K, -1)).reshape(-1, h, w)
-    s0 = bands[0].real
     step = 0.3 / (s * min(h, w))
-    corrs = [_Correlator(bands[j], s0, T, var * np.sum(np.abs(W[j]) ** 2), var * np.sum(np.abs(W[0]) ** 2))
-             for j in (1, 2, 3)]
+    nominal = 2 * np.pi * np.outer(np.arange(K), [1, 2, 3]) / K
+    bands, s0, corrs = _hex_bands(d, nominal, T, var)
     found = [_find_carrier(c, T, None if k_guess is None else k_guess[j], min_peak_snr,
-                           f"hexagonal carrier {j + 1} of 3", step) for j, c in enumerate(corrs)]
+                           f"hexagonal carrier {j + 1} of 3", step, hint=HEX_HINT) for j, c in enumerate(corrs)]
     k = np.array([f[0] for f in found])
     if _closure(k) > HEX_CLOSURE_TOL:
         k = _close_lattice(k, corrs, T, min_peak_snr, step)
-    a = _frame_factors(d - s0, list(bands[1:4]))  # (7, 3): each frame's factor of each band
+    # The steps, as in _estimate_angle: each frame minus s0, shifted by k_j, against s0 traces a circle
+    # per carrier; its angles are the steps. Kept nominal unless clearly off, else separated again.
+    frames = [_Correlator(d[n] - s0, s0, T, var, corrs[0].var_0) for n in range(K)]
+    z = np.array([[f.factor(kj) for kj in k] for f in frames])  # (7, 3)
+    tol = max(PHASE_STEP_TOL, 4 / max(min(f.zscore(kj) for f in frames for kj in k), 1e-3))
+    fitted = [_circle_phases(z[:, j]) for j in range(3)]
+    if all(p is not None for p in fitted):
+        psi = np.stack(fitted, axis=1)
+        off = _wrap(psi - nominal)
+        if np.abs(_wrap(off - np.angle(np.exp(1j * off).mean(axis=0)))).max() >= tol:
+            bands, s0, corrs = _hex_bands(d, psi, T, var)
+            k = np.array([corr.refine(kj, step) for corr, kj in zip(corrs, k)])
+    a = _frame_factors(d - s0, list(bands))  # (7, 3): each frame's factor of each band
     c = np.array([corr.factor(kj) for corr, kj in zip(corrs, k)])
     phase = _wrap(np.angle(c)[None, :] + np.angle(a))
     mod = np.clip(3 * np.abs(c), 0, 1)
     params = HexagonalParams(k, phase, mod).normalised()
     kn = params.k
     maps = [(f[1], np.fft.fftshift(_abs2(np.fft.fft2(b * _tukey2((h, w))))).astype(np.float32))
-            for f, b in zip(found, bands[1:4])]
+            for f, b in zip(found, bands)]
     return EstimateResult(params=params, k_camera=kn * s, angle_deg=np.degrees(np.arctan2(kn[:, 0], kn[:, 1])),
                           period_px=1 / np.hypot(kn[:, 0], kn[:, 1]), modulation=mod,
                           peak_snr=np.array([corr.zscore(kj) for corr, kj in zip(corrs, k)]), phase=params.phase,
                           n_angles=1, n_phases=K, upsample=s, harmonic=np.full(3, np.nan), otf_source=source,
                           maps=maps, family=HexagonalParams.family, closure=_closure(k))
+
+
+def _hex_bands(d: np.ndarray, psi: np.ndarray, T: _Transfer, var: float):
+    """Bands +1, +2, +3 and the 0 band of the frames ``d`` (7, h, w) whose carrier j has phase ``psi[n, j]``
+    in frame n (least squares over the 7 bands 0, +-1, +-2, +-3), and each band's correlator."""
+    K, h, w = d.shape
+    u = np.exp(1j * psi)
+    W = np.linalg.pinv(np.concatenate([np.ones((K, 1)), u, np.conj(u)], axis=1))
+    bands = np.einsum("mp,pn->mn", W, d.reshape(K, -1)).reshape(-1, h, w)
+    s0, var_0 = bands[0].real, var * np.sum(np.abs(W[0]) ** 2)
+    corrs = [_Correlator(bands[j], s0, T, var * np.sum(np.abs(W[j]) ** 2), var_0) for j in (1, 2, 3)]
+    return bands[1:4], s0, corrs
 
 
 def _close_lattice(k: np.ndarray, corrs, T: _Transfer, min_peak_snr: float, step: float) -> np.ndarray:
@@ -618,7 +647,7 @@ def _close_lattice(k: np.ndarray, corrs, T: _Transfer, min_peak_snr: float, step
         kc = ", ".join(f"({v[0] * T.s:.4f}, {v[1] * T.s:.4f})" for v in k)
         raise EstimationError(f"frames: the carriers found, {kc} cycles per camera pixel, do not form a hexagonal "
                               f"lattice (smallest |k1 +- k2 +- k3| is {_closure(k):.3f} |k|, expected below "
-                              f"{HEX_CLOSURE_TOL}); are these hexagonal SIM frames in their 7-step order?")
+                              f"{HEX_CLOSURE_TOL}); {HEX_HINT}")
     return best
 
 
@@ -667,8 +696,19 @@ def _check_frame_order(frames, result: EstimateResult, *, source_order: str = "a
     return True
 
 
-def estimate_dataset(ds, t: int = 0, **kw) -> EstimateResult:
-    """:func:`estimate_params` on time point ``t`` of a :class:`~cusim.io.Dataset`.
+def pattern_family(ds, family: str | None = None) -> str:
+    """The illumination family of a dataset's frames: ``family`` if given, else the attribute
+    ``pattern_family`` (``cusim import stack --family``), else "linear" for a stack imported with angles and
+    phases, and otherwise "hexagonal" for 7 frames (no linear layout has 7) and "linear" for any other count."""
+    if family is None:
+        family = ds.attrs.get("pattern_family") or ("hexagonal" if ds.K == HEX_PHASES and "angles" not in ds.attrs
+                                                    else "linear")
+    return check_choice("family", family, FAMILIES, error=EstimationError)
+
+
+def estimate_dataset(ds, t: int = 0, *, family: str | None = None, **kw) -> EstimateResult:
+    """:func:`estimate_params` (or :func:`estimate_hexagonal`, ``family`` as :func:`pattern_family`) on
+    time point ``t`` of a :class:`~cusim.io.Dataset`.
 
     ``upsample`` and the OTF (``ds.optics()``, if the dataset has a PSF or optics attributes) come from
     the dataset, and so do ``n_angles`` / ``n_phases`` when it records ``angles`` / ``phases``
@@ -676,15 +716,31 @@ def estimate_dataset(ds, t: int = 0, **kw) -> EstimateResult:
     knows the order the frames were imported in (attribute ``source_order``).
     """
     check_int("t", t, 0, ds.T - 1, error=EstimationError)
+    family = pattern_family(ds, family)
     kw.setdefault("upsample", ds.upsample)
     if "psf" not in kw:
         try:
             kw["psf"] = ds.optics()
         except DatasetError:
             kw["psf"] = None
+    if family == "hexagonal":
+        return estimate_hexagonal(ds.frames(t), **_hexagonal_options(kw))
     if "n_angles" not in kw and "n_phases" not in kw and "angles" in ds.attrs and "phases" in ds.attrs:
         kw["n_angles"], kw["n_phases"] = int(ds.attrs["angles"]), int(ds.attrs["phases"])
     frames = ds.frames(t)
     result = _estimate(frames, **kw)
     _check_frame_order(frames, result, source_order=ds.attrs.get("source_order", "angle-major"), **kw)
     return result
+
+
+def _hexagonal_options(kw: dict) -> dict:
+    """``kw`` of :func:`estimate_dataset` for :func:`estimate_hexagonal`: the linear layout's counts only as
+    1 x 7 (what ``cusim import stack --family hexagonal`` records), order 1."""
+    kw = dict(kw)
+    n_angles, n_phases, order = kw.pop("n_angles", None), kw.pop("n_phases", None), kw.pop("order", 1)
+    if n_angles not in (None, 1) or n_phases not in (None, HEX_PHASES):
+        raise EstimationError(f"n_angles, n_phases: hexagonal SIM is 1 x {HEX_PHASES} frames (three carriers in "
+                              f"every frame), got {n_angles} x {n_phases}")
+    if order != 1:
+        raise EstimationError(f"order: hexagonal SIM is estimated with order 1 (no harmonics), got {order}")
+    return kw
