@@ -507,7 +507,7 @@ def _estimate(frames, *, upsample: int, n_angles: int | None = None, n_phases: i
     s = check_int("upsample", upsample, 1, 8, error=EstimationError)
     if n_angles is None and n_phases is None and K not in ANGLE_PHASE_DEFAULTS:
         raise EstimationError(f"frames: {K} frames fit neither the linear SIM layouts ({_LAYOUTS}) nor hexagonal SIM "
-                              f"({HEX_PHASES} frames); give the numbers of angles and phases of another linear layout")
+                              f"({HEX_PHASES} frames); give n_angles and n_phases (--angles, --phases) for another linear layout")
     nA, nP = angle_phase_counts(K, n_angles, n_phases, error=EstimationError)
     check_choice("order", order, (1, 2), error=EstimationError)  # linear SIM, or with a 2nd harmonic
     check_positive("min_peak_snr", min_peak_snr, error=EstimationError)
@@ -624,8 +624,9 @@ def _hex_bands(d: np.ndarray, psi: np.ndarray, T: _Transfer, var: float):
 
 def _close_lattice(k: np.ndarray, corrs, T: _Transfer, min_peak_snr: float, step: float) -> np.ndarray:
     """Three carriers that close (:func:`_closure`): each one in turn searched again near the +-sum of the
-    other two (band j holds ``k_j``; which signs is not assumed), the set with the most significant weakest
-    carrier kept. EstimationError when none closes."""
+    other two (band j holds ``k_j``; which signs is not assumed) and taken if it fits its band at least as
+    well as the first pick; of such sets the one with the most significant weakest carrier. EstimationError
+    when none closes."""
     best, best_z = None, -np.inf
     for j in range(3):
         o = [i for i in range(3) if i != j]
@@ -638,7 +639,8 @@ def _close_lattice(k: np.ndarray, corrs, T: _Transfer, min_peak_snr: float, step
                     continue
                 trial = k.copy()
                 trial[j] = kj
-                if _closure(trial) > HEX_CLOSURE_TOL:
+                # a peak that fits band j worse than the first pick is no carrier, only what lies near the guess
+                if _closure(trial) > HEX_CLOSURE_TOL or corrs[j].score(kj) < corrs[j].score(k[j]):
                     continue
                 z = min(corr.zscore(ki) for corr, ki in zip(corrs, trial))
                 if z > best_z:
