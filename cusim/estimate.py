@@ -421,7 +421,8 @@ class EstimateResult:
                 ax.imshow(np.log10(img + img.max() * 1e-12), cmap="magma", extent=(-0.5, 0.5, 0.5, -0.5))
                 for sign in (1, -1):
                     ax.add_patch(matplotlib.patches.Circle((sign * kx, sign * ky), 0.03, fill=False, color="cyan"))
-                ax.set_title(f"{what} {a + 1}: {title}\n{self.angle_deg[a]:.2f} deg, period {self.period_px[a]:.2f} px, "
+                ax.set_title(f"{what} {a + 1}: {title}\n{self.angle_deg[a]:.2f} deg, "
+                             f"period {self.period_px[a]:.2f} px, "
                              f"m {self.modulation[a]:.2f}, SNR {self.peak_snr[a]:.0f}", fontsize=7)
                 ax.set_xlabel("kx (cycles / camera px)", fontsize=7)
                 ax.set_ylabel("ky", fontsize=7)
@@ -507,7 +508,8 @@ def _estimate(frames, *, upsample: int, n_angles: int | None = None, n_phases: i
     s = check_int("upsample", upsample, 1, 8, error=EstimationError)
     if n_angles is None and n_phases is None and K not in ANGLE_PHASE_DEFAULTS:
         raise EstimationError(f"frames: {K} frames fit neither the linear SIM layouts ({_LAYOUTS}) nor hexagonal SIM "
-                              f"({HEX_PHASES} frames); give n_angles and n_phases (--angles, --phases) for another linear layout")
+                              f"({HEX_PHASES} frames); give n_angles and n_phases (--angles, --phases) for another "
+                              "linear layout")
     nA, nP = angle_phase_counts(K, n_angles, n_phases, error=EstimationError)
     check_choice("order", order, (1, 2), error=EstimationError)  # linear SIM, or with a 2nd harmonic
     check_positive("min_peak_snr", min_peak_snr, error=EstimationError)

@@ -686,8 +686,8 @@ def save_recon_as(source_path, out_path, name: str, rec: Recon, *, force: bool =
     return out
 
 
-def set_pattern_params(path, params: SinusoidParams | HexagonalParams, *, kind: str = "estimated", attrs: dict | None = None,
-                       force: bool = False) -> None:
+def set_pattern_params(path, params: SinusoidParams | HexagonalParams, *, kind: str = "estimated",
+                       attrs: dict | None = None, force: bool = False) -> None:
     """Store ``/pattern_params`` in an existing file (atomically, under the writers' lock), e.g. the result
     of ``cusim estimate``.
 

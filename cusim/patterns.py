@@ -264,7 +264,8 @@ class HexagonalParams:
         phase = np.asarray(self.phase, dtype=np.float64)
         mod = np.asarray(self.modulation, dtype=np.float64)
         if k.shape != (3, 2):
-            raise ValueError(f"k: expected shape (3, 2), three carriers (ky, kx) in cycles per fine pixel, got {k.shape}")
+            raise ValueError(f"k: expected shape (3, 2), three carriers (ky, kx) in cycles per fine pixel, "
+                             f"got {k.shape}")
         if phase.ndim != 2 or phase.shape[1] != 3 or phase.shape[0] == 0:
             raise ValueError(f"phase: expected shape (K, 3), a phase per frame and carrier, got {phase.shape}")
         if mod.shape != (3,):

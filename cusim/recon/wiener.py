@@ -264,7 +264,8 @@ def _check_params(params) -> SinusoidParams:
         raise ValueError("params: no pattern parameters; run `cusim estimate` to fit them from the data or from "
                          "pattern arrays")
     if not isinstance(params, (SinusoidParams, HexagonalParams)):
-        raise TypeError(f"params: expected cusim.patterns.SinusoidParams or HexagonalParams, got {type(params).__name__}")
+        raise TypeError(f"params: expected cusim.patterns.SinusoidParams or HexagonalParams, "
+                        f"got {type(params).__name__}")
     return params
 
 
