@@ -26,6 +26,10 @@ frame and the modulation depth are measured from the data. Per angle (frames ang
    with ``s0`` measures the steps; unequal steps (beyond 0.2 rad) trigger a re-separation. With
    ``order=2`` the +2 band against the +1 band at the shift ``k`` gives the 2nd-harmonic amplitude.
 
+**Hexagonal SIM** (:func:`estimate_hexagonal`): 7 frames lit by three carriers at once (three beams at 120
+degrees, carrier j stepped by ``2 pi j / 7``). Steps 1-4 run once per carrier on the 7-band separation
+(bands 0, +-k1, +-k2, +-k3), and the three carriers must close a lattice (``+-k1 +- k2 +- k3 = 0``).
+
 Without an OTF the cut-off is measured from the widefield spectrum (where it meets the noise floor)
 and the ideal widefield OTF of that cut-off stands in: carriers stay good, phases and depths are rougher.
 
@@ -554,8 +558,10 @@ def estimate_hexagonal(frames, *, upsample: int, psf=None, k_guess=None,
     The steps of the module docstring, once per carrier: the 7 bands are separated over the frames with
     the nominal steps (carrier j steps by ``2 pi j / 7``: a 7-point DFT, HexSimProcessor's scheme; band
     index j holds carrier j), band j is searched against the 0 band for its carrier and refined sub-pixel
-    by the OTF-weighted band comparison; the least-squares fit of every frame to the three bands gives
-    its phases, ``3 |c_j|`` the modulations (the cosines' amplitude is ``(2/3) m_j``). Three beams make
+    by the OTF-weighted band comparison; each frame's steps are measured by the circle fit of step 4 per
+    carrier (bands separated again with them when they are clearly off the nominal ones); the ratio
+    ``c_j`` of band j to the 0 band and each frame's factor give the phases, ``3 |c_j|`` the modulations
+    (the cosines' amplitude is ``(2/3) m_j``). Three beams make
     carriers that close (``+-k1 +- k2 +- k3 = 0``) at 120 degrees: a set that does not close within
     ``HEX_CLOSURE_TOL`` is searched again near what the other two predict, and refused if it still does not.
 
@@ -587,9 +593,9 @@ def estimate_hexagonal(frames, *, upsample: int, psf=None, k_guess=None,
         k = _close_lattice(k, corrs, T, min_peak_snr, step)
     # The steps, as in _estimate_angle: each frame minus s0, shifted by k_j, against s0 traces a circle
     # per carrier; its angles are the steps. Kept nominal unless clearly off, else separated again.
-    frames = [_Correlator(d[n] - s0, s0, T, var, corrs[0].var_0) for n in range(K)]
-    z = np.array([[f.factor(kj) for kj in k] for f in frames])  # (7, 3)
-    tol = max(PHASE_STEP_TOL, 4 / max(min(f.zscore(kj) for f in frames for kj in k), 1e-3))
+    per_frame = [_Correlator(d[n] - s0, s0, T, var, corrs[0].var_0) for n in range(K)]
+    z = np.array([[f.factor(kj) for kj in k] for f in per_frame])  # (7, 3)
+    tol = max(PHASE_STEP_TOL, 4 / max(min(f.zscore(kj) for f in per_frame for kj in k), 1e-3))
     fitted = [_circle_phases(z[:, j]) for j in range(3)]
     if all(p is not None for p in fitted):
         psi = np.stack(fitted, axis=1)
