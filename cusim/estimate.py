@@ -601,8 +601,12 @@ def estimate_hexagonal(frames, *, upsample: int, psf=None, k_guess=None,
         psi = np.stack(fitted, axis=1)
         off = _wrap(psi - nominal)
         if np.abs(_wrap(off - np.angle(np.exp(1j * off).mean(axis=0)))).max() >= tol:
-            bands, s0, corrs = _hex_bands(d, psi, T, var)
-            k = np.array([corr.refine(kj, step) for corr, kj in zip(corrs, k)])
+            # kept only if the bands separated with them fit their carriers better: on small fields the
+            # circle fit strays by itself (0.3 rad on 64 x 64 camera pixels), and bands leak less with right steps
+            again = _hex_bands(d, psi, T, var)
+            k2 = np.array([corr.refine(kj, step) for corr, kj in zip(again[2], k)])
+            if sum(c.score(kj) for c, kj in zip(again[2], k2)) > sum(c.score(kj) for c, kj in zip(corrs, k)):
+                (bands, s0, corrs), k = again, k2
     a = _frame_factors(d - s0, list(bands))  # (7, 3): each frame's factor of each band
     c = np.array([corr.factor(kj) for corr, kj in zip(corrs, k)])
     phase = _wrap(np.angle(c)[None, :] + np.angle(a))
