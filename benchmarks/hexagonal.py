@@ -71,7 +71,7 @@ def main(argv=None) -> int:
         e = rec["estimate"]
         rows.append([str(seed), f"{e['k_percent']:.3f} / {e['angle_deg']:.3f} / {e['phase_rad']:.3f}",
                      *(f"{rec['methods'][m]['psnr_db']:.2f}" for m in args.methods)])
-    cols = ["seed", "estimate |k| % / deg / rad", *(f"{m} dB" for m in args.methods)]
+    cols = ["seed", "estimate: k % / deg / rad", *(f"{m} dB" for m in args.methods)]
     which = "simulated" if args.truth_patterns else "estimated"
     title = (f"hexagonal SIM, filaments {args.size}x{args.size} fine ({args.size // 2}x{args.size // 2} camera), "
              f"SNR {args.snr:g}, {which} patterns ({args.device})")
