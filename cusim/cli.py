@@ -574,7 +574,9 @@ def _store(res, ds, file, out, region: bool, target, name, border, norm, force, 
 @app.command()
 @command
 def estimate(
-    file: Path = typer.Argument(..., help="A cusim-sim HDF5 file with sinusoidal SIM frames."),
+    file: Path = typer.Argument(..., help="A cusim-sim HDF5 file with sinusoidal or hexagonal SIM frames."),
+    family: str = typer.Option(None, help="linear | hexagonal (default: recorded by import, else hexagonal for 7 "
+                               "frames, linear otherwise)."),
     angles: int = typer.Option(None, help="Pattern orientations (default: recorded by import, or from K: 9, 15 -> 3; 25 -> 5)."),
     phases: int = typer.Option(None, help="Phases per orientation (default as --angles)."),
     order: int = typer.Option(1, help="1: linear SIM; 2: also the 2nd harmonic (saturated SIM, >= 5 phases)."),
@@ -586,7 +588,8 @@ def estimate(
     threads: int = typer.Option(None, "--threads", help=THREADS_HELP),
 ) -> None:
     """Estimate the illumination (carrier per angle, phase per frame, modulation) from the raw frames and
-    store it as /pattern_params, which the reconstructions then use.
+    store it as /pattern_params, which the reconstructions then use. Hexagonal SIM (7 frames): three
+    carriers, the phase of each in every frame, a modulation per carrier.
 
     Example: cusim estimate data.h5 --figure peaks.png
     """
@@ -601,7 +604,7 @@ def estimate(
         check_output("--figure", figure, figure_kind("--figure", figure), inputs=[file], force=force)
     if write and ds.pattern_params is not None and not force:
         fail(f"{file}: /pattern_params: exists already; use --force to replace it (or --no-write)")
-    kw = {"order": order}
+    kw = {"order": order, "family": family}
     if angles is not None or phases is not None:
         kw.update(n_angles=angles, n_phases=phases)
     try:
@@ -614,7 +617,7 @@ def estimate(
     if not write:
         return
     attrs = {"source": "cusim estimate", "time_point": t, "order": order, "peak_snr": est.peak_snr.tolist(),
-             "n_angles": est.n_angles, "n_phases": est.n_phases}
+             "n_angles": est.n_angles, "n_phases": est.n_phases, "pattern_family": est.family}
     try:
         set_pattern_params(file, est.params, kind="estimated", attrs=attrs, force=force)
     except ValueError as e:
@@ -673,8 +676,10 @@ def import_paper_cmd(
 def import_stack_cmd(
     raw: Path = typer.Argument(..., help="Raw frames: a TIFF or MRC stack of angles*phases (x T) frames."),
     out: Path = typer.Option(..., "--out", "-o", help="Output .h5 file."),
-    angles: int = typer.Option(..., help="Number of pattern orientations."),
-    phases: int = typer.Option(..., help="Number of phases per orientation."),
+    angles: int = typer.Option(None, help="Number of pattern orientations (linear SIM: required)."),
+    phases: int = typer.Option(None, help="Number of phases per orientation (linear SIM: required)."),
+    family: str = typer.Option("linear", help="linear (angles x phases sinusoids) | hexagonal (7 frames of a "
+                               "three-beam lattice, 1 angle x 7 phases)."),
     order: str = typer.Option("angle-major", help="angle-major (frames of one angle together) or phase-major."),
     upsample: int = typer.Option(..., help="Fine-grid factor of the reconstruction (1..8)."),
     na: float = typer.Option(None, help="Detection numerical aperture."),
@@ -690,7 +695,7 @@ def import_stack_cmd(
     """Import a generic raw stack with its frame order and optics; patterns given or left to estimation.
 
     Example: cusim import stack raw.tif --angles 3 --phases 5 --upsample 2 --na 1.49 --wavelength-nm 525
-    --pixel-size-nm 65 -o data.h5
+    --pixel-size-nm 65 -o data.h5 (hexagonal SIM: --family hexagonal instead of --angles/--phases)
     """
     from . import importers  # noqa: PLC0415
     from .io import save  # noqa: PLC0415
@@ -699,7 +704,8 @@ def import_stack_cmd(
     try:
         ds = importers.import_stack(raw, angles=angles, phases=phases, order=order, upsample=upsample, na=na,
                                     wavelength_nm=wavelength_nm, pixel_size_nm=pixel_size_nm, patterns=patterns,
-                                    psf=psf, ground_truth=ground_truth, time_points=time_points, binning=binning)
+                                    psf=psf, ground_truth=ground_truth, time_points=time_points, binning=binning,
+                                    family=family)
         save(ds, out)
     except ValueError as e:
         fail(str(e))
@@ -712,7 +718,7 @@ def import_stack_cmd(
 def simulate(
     out: Path = typer.Option(..., "--out", "-o", help="Output .h5 file."),
     phantom: str = typer.Option("filaments", help="filaments | ccp | er | actin | line_pairs | beads"),
-    family: str = typer.Option("linear", help="linear | nonlinear | lattice | speckle"),
+    family: str = typer.Option("linear", help="linear | nonlinear | hexagonal | lattice | speckle"),
     size: int = typer.Option(256, help="Fine-grid side in pixels (divisible by --upsample)."),
     upsample: int = typer.Option(2, help="Fine-grid factor."),
     na: float = typer.Option(1.2, help="Detection numerical aperture."),

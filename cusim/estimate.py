@@ -26,6 +26,10 @@ frame and the modulation depth are measured from the data. Per angle (frames ang
    with ``s0`` measures the steps; unequal steps (beyond 0.2 rad) trigger a re-separation. With
    ``order=2`` the +2 band against the +1 band at the shift ``k`` gives the 2nd-harmonic amplitude.
 
+**Hexagonal SIM** (:func:`estimate_hexagonal`): 7 frames lit by three carriers at once (three beams at 120
+degrees, carrier j stepped by ``2 pi j / 7``). Steps 1-4 run once per carrier on the 7-band separation
+(bands 0, +-k1, +-k2, +-k3), and the three carriers must close a lattice (``+-k1 +- k2 +- k3 = 0``).
+
 Without an OTF the cut-off is measured from the widefield spectrum (where it meets the noise floor)
 and the ideal widefield OTF of that cut-off stands in: carriers stay good, phases and depths are rougher.
 
@@ -49,11 +53,14 @@ from .io import DatasetError
 from .noise import immerkaer_sigma, spectral_sigma
 from .optics import Widefield, transfer, transfer_cutoff, validate_psf
 from .pattern_fit import EstimationError, _stack, params_from_patterns
-from .patterns import SinusoidParams, angle_phase_counts
+from .patterns import ANGLE_PHASE_DEFAULTS, HEX_PHASES, HexagonalParams, SinusoidParams, angle_phase_counts
 
-__all__ = ["EstimateResult", "EstimationError", "estimate_dataset", "estimate_params", "params_from_patterns"]
+__all__ = ["FAMILIES", "EstimateResult", "EstimationError", "estimate_dataset", "estimate_hexagonal", "estimate_params",
+           "params_from_patterns", "pattern_family"]
 
+FAMILIES = ("linear", "hexagonal")
 MIN_PEAK_SNR = 10.0
+_LAYOUTS = ", ".join(f"{k} = {a} x {p}" for k, (a, p) in ANGLE_PHASE_DEFAULTS.items())
 MIN_FIT = 0.1
 PHASE_STEP_TOL = 0.2
 # Frames in the other order (phase-major read as angle-major) give angles off an even spread and phase
@@ -146,6 +153,7 @@ class _Correlator:
         h, w = s0.shape
         s, m = T.s, min(T.margin, min(h, w) // 4)
         self.band, self.S0, self.T, self.T0 = band, np.fft.fft2(s0), T, T()
+        self.S0_real = s0
         self.T02 = _abs2(self.T0)
         self.yc, self.xc = s * np.arange(h) + (s - 1) / 2, s * np.arange(w) + (s - 1) / 2
         self.crop = (slice(m, h - m), slice(m, w - m))
@@ -226,7 +234,8 @@ def _candidates(band, s0, T: _Transfer, var_b: float, k_guess, n: int = 20):
     return cands, np.fft.fftshift(M).astype(np.float32)
 
 
-def _choose(corr: _Correlator, cands, min_peak_snr: float, label: str):
+def _choose(corr: _Correlator, cands, min_peak_snr: float, label: str,
+            hint: str = "are these structured-illumination frames in angle-major order?"):
     """The candidate that fits a carrier best: of those significant above the noise (z >= min_peak_snr),
     the best band fit if any fits at least MIN_FIT; else, in the noise-dominated regime where the fit
     is itself noise, the most significant one, unless it is so significant that its poor fit means
@@ -243,8 +252,14 @@ def _choose(corr: _Correlator, cands, min_peak_snr: float, label: str):
             f"{label}: no carrier peak stands out of the noise (the best candidate, at "
             f"{np.hypot(*cands[i]) * corr.T.s:.3f} cycles per camera pixel, has significance {z[i]:.1f} and "
             f"band fit {fit[i]:.2f}; expected significance >= {min_peak_snr:g}, and a fit >= {MIN_FIT:g} when "
-            f"it is >= {3 * min_peak_snr:g}); are these structured-illumination frames in angle-major order?")
+            f"it is >= {3 * min_peak_snr:g}); {hint}")
     return cands[i]
+
+
+def _find_carrier(corr: _Correlator, T: _Transfer, k_guess, min_peak_snr: float, label: str, step: float, **hint):
+    """Steps 2 and 3 for the band of ``corr``: the chosen candidate refined sub-pixel; and the candidates' map."""
+    cands, cmap = _candidates(corr.band, corr.S0_real, T, corr.var_b, k_guess)
+    return corr.refine(_choose(corr, cands, min_peak_snr, label, **hint), step), cmap
 
 
 def _circle_phases(z: np.ndarray):
@@ -302,8 +317,7 @@ def _estimate_angle(d, T: _Transfer, var: float, order: int, k_guess, min_peak_s
         return W, s0, list(bands[1:1 + n_sep]), corr
 
     W, s0, b, corr = separate(nominal)
-    cands, cmap = _candidates(b[0], s0, T, var_b, k_guess)
-    k = corr.refine(_choose(corr, cands, min_peak_snr, label), step)
+    k, cmap = _find_carrier(corr, T, k_guess, min_peak_snr, label, step)
     # The phase steps. Frame p minus s0, shifted by k, against s0 gives C (u_p - lam): its +1 component
     # u_p = exp(i psi_p) less the part lam = mean(u) that s0 took up (s0 is the plain mean of the frames
     # when separated with equidistant steps). These points lie on a circle of radius |C| centred at
@@ -342,9 +356,14 @@ class EstimateResult:
     ``harmonic`` (relative 2nd-harmonic amplitude, NaN unless ``order=2``). ``phase`` (K,) are the
     frame phases of the fine-grid formula, in radians. ``maps`` holds per angle the band
     cross-correlation map and the +1 band power spectrum (fftshifted, for :meth:`figure`).
+
+    Hexagonal SIM (``family`` "hexagonal", :func:`estimate_hexagonal`): ``params`` is a
+    :class:`~cusim.patterns.HexagonalParams`, the per-angle arrays hold the 3 carriers, ``phase`` is (K, 3),
+    ``n_angles`` is 1 and ``closure`` the relative length of the smallest ``+-k1 +- k2 +- k3`` (0 for a
+    lattice of three beams).
     """
 
-    params: SinusoidParams
+    params: SinusoidParams | HexagonalParams
     k_camera: np.ndarray
     angle_deg: np.ndarray
     period_px: np.ndarray
@@ -357,21 +376,31 @@ class EstimateResult:
     harmonic: np.ndarray
     otf_source: str = ""
     maps: list = field(default_factory=list, repr=False)
+    family: str = "linear"
+    closure: float = float("nan")
+
+    @property
+    def hexagonal(self) -> bool:
+        return self.family == HexagonalParams.family
 
     def summary(self) -> str:
-        """A short table: one line per angle, then the frame phases."""
-        lines = [f"{self.n_angles} angles x {self.n_phases} phases, upsample {self.upsample}, OTF: {self.otf_source}",
-                 "angle  ky (1/cam px)  kx (1/cam px)  period (fine px)  angle (deg)  modulation  peak SNR"
+        """A short table: one line per angle (hexagonal: per carrier), then the frame phases."""
+        what = "carrier" if self.hexagonal else "angle"
+        head = (f"hexagonal SIM, 3 carriers x {self.n_phases} phases (closure |k1 +- k2 +- k3| / |k| "
+                f"{self.closure:.2g})" if self.hexagonal else f"{self.n_angles} angles x {self.n_phases} phases")
+        lines = [f"{head}, upsample {self.upsample}, OTF: {self.otf_source}",
+                 f"{what:>7}  ky (1/cam px)  kx (1/cam px)  period (fine px)  angle (deg)  modulation  peak SNR"
                  + ("  2nd harmonic" if np.isfinite(self.harmonic).any() else "")]
-        for a in range(self.n_angles):
+        for a in range(len(self.k_camera)):
             ky, kx = self.k_camera[a]
-            line = (f"{a + 1:5d}  {ky:13.5f}  {kx:13.5f}  {self.period_px[a]:16.3f}  {self.angle_deg[a]:11.3f}  "
+            line = (f"{a + 1:7d}  {ky:13.5f}  {kx:13.5f}  {self.period_px[a]:16.3f}  {self.angle_deg[a]:11.3f}  "
                     f"{self.modulation[a]:10.3f}  {self.peak_snr[a]:8.1f}")
             if np.isfinite(self.harmonic[a]):
                 line += f"  {self.harmonic[a]:13.3f}"
             lines.append(line)
-        ph = self.phase.reshape(self.n_angles, self.n_phases)
-        lines.append("phases (rad): " + "; ".join(" ".join(f"{v:+.3f}" for v in row) for row in ph))
+        ph = self.phase.T if self.hexagonal else self.phase.reshape(self.n_angles, self.n_phases)
+        lines.append(f"phases (rad{', per carrier' if self.hexagonal else ''}): "
+                     + "; ".join(" ".join(f"{v:+.3f}" for v in row) for row in ph))
         return "\n".join(lines)
 
     def figure(self, path) -> str:
@@ -386,7 +415,8 @@ class EstimateResult:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt  # noqa: PLC0415, RUF100
 
-        n = self.n_angles
+        n = len(self.maps)
+        what = "carrier" if self.hexagonal else "angle"
         fig, axes = plt.subplots(2, n, figsize=(3.4 * n, 6.8), squeeze=False)
         for a, (cmap, bmap) in enumerate(self.maps):
             ky, kx = self.k_camera[a]
@@ -395,7 +425,8 @@ class EstimateResult:
                 ax.imshow(np.log10(img + img.max() * 1e-12), cmap="magma", extent=(-0.5, 0.5, 0.5, -0.5))
                 for sign in (1, -1):
                     ax.add_patch(matplotlib.patches.Circle((sign * kx, sign * ky), 0.03, fill=False, color="cyan"))
-                ax.set_title(f"angle {a + 1}: {title}\n{self.angle_deg[a]:.2f} deg, period {self.period_px[a]:.2f} px, "
+                ax.set_title(f"{what} {a + 1}: {title}\n{self.angle_deg[a]:.2f} deg, "
+                             f"period {self.period_px[a]:.2f} px, "
                              f"m {self.modulation[a]:.2f}, SNR {self.peak_snr[a]:.0f}", fontsize=7)
                 ax.set_xlabel("kx (cycles / camera px)", fontsize=7)
                 ax.set_ylabel("ky", fontsize=7)
@@ -457,30 +488,41 @@ def estimate_params(frames, *, upsample: int, n_angles: int | None = None, n_pha
     return result
 
 
-def _estimate(frames, *, upsample: int, n_angles: int | None = None, n_phases: int | None = None, psf=None,
-              order: int = 1, k_guess=None, min_peak_snr: float = MIN_PEAK_SNR) -> EstimateResult:
-    """:func:`estimate_params` without the check of the frame order."""
-    d = _stack(frames)
-    K, h, w = d.shape
-    s = check_int("upsample", upsample, 1, 8, error=EstimationError)
-    nA, nP = angle_phase_counts(K, n_angles, n_phases, error=EstimationError)
-    check_choice("order", order, (1, 2), error=EstimationError)  # linear SIM, or with a 2nd harmonic
-    check_positive("min_peak_snr", min_peak_snr, error=EstimationError)
-    if nP < 2 * order + 1:
-        raise EstimationError(f"n_phases: {nP} phases cannot separate the orders up to {order}; "
-                              f"expected at least {2 * order + 1}")
+def _prepare(d: np.ndarray, s: int, psf):
+    """The transfer function, a line saying where it came from, and the noise variance of ``d`` (K, h, w),
+    which is scaled in place to unit mean absolute value (keeps the correlation sums finite)."""
+    h, w = d.shape[1:]
     if min(h, w) < 16:
         raise EstimationError(f"frames: {h} x {w} pixels is too small to find a carrier; expected at least 16 x 16")
-    if k_guess is not None:
-        k_guess = np.broadcast_to(np.asarray(k_guess, dtype=np.float64), (nA, 2))
     if psf is None:
         T = _Transfer(_cutoff_from_spectrum(d.mean(axis=0), s), s, (h, w))
         source = f"ideal, cut-off {T.cutoff * s:.3f} cycles/camera px measured from the widefield spectrum"
     else:
         T = _Transfer(psf, s, (h, w))
         source = "PSF array" if T.psf is not None else f"ideal widefield, cut-off {T.cutoff * s:.3f} cycles/camera px"
-    d /= max(float(np.abs(d).mean()), 1e-30)  # unit scale keeps the correlation sums finite
-    var = _noise_var(d, T())
+    d /= max(float(np.abs(d).mean()), 1e-30)
+    return T, source, _noise_var(d, T())
+
+
+def _estimate(frames, *, upsample: int, n_angles: int | None = None, n_phases: int | None = None, psf=None,
+              order: int = 1, k_guess=None, min_peak_snr: float = MIN_PEAK_SNR) -> EstimateResult:
+    """:func:`estimate_params` without the check of the frame order."""
+    d = _stack(frames)
+    K, h, w = d.shape
+    s = check_int("upsample", upsample, 1, 8, error=EstimationError)
+    if n_angles is None and n_phases is None and K not in ANGLE_PHASE_DEFAULTS:
+        raise EstimationError(f"frames: {K} frames fit neither the linear SIM layouts ({_LAYOUTS}) nor hexagonal SIM "
+                              f"({HEX_PHASES} frames); give n_angles and n_phases (--angles, --phases) for another "
+                              "linear layout")
+    nA, nP = angle_phase_counts(K, n_angles, n_phases, error=EstimationError)
+    check_choice("order", order, (1, 2), error=EstimationError)  # linear SIM, or with a 2nd harmonic
+    check_positive("min_peak_snr", min_peak_snr, error=EstimationError)
+    if nP < 2 * order + 1:
+        raise EstimationError(f"n_phases: {nP} phases cannot separate the orders up to {order}; "
+                              f"expected at least {2 * order + 1}")
+    if k_guess is not None:
+        k_guess = np.broadcast_to(np.asarray(k_guess, dtype=np.float64), (nA, 2))
+    T, source, var = _prepare(d, s, psf)
     angles = [_estimate_angle(d[a * nP:(a + 1) * nP], T, var, order,
                               None if k_guess is None else k_guess[a], min_peak_snr, f"angle {a + 1} of {nA}")
               for a in range(nA)]
@@ -495,6 +537,132 @@ def _estimate(frames, *, upsample: int, n_angles: int | None = None, n_phases: i
                           peak_snr=np.array([r.peak_snr for r in angles]), phase=params.phase, n_angles=nA,
                           n_phases=nP, upsample=s, harmonic=harm, otf_source=source,
                           maps=[(r.corr_map, r.band_map) for r in angles])
+
+
+# -- hexagonal SIM ----------------------------------------------------------------------------------------
+HEX_HINT = "are these hexagonal SIM frames, 7 phase steps in order?"
+HEX_CLOSURE_TOL = 0.01  # |k1 +- k2 +- k3| / |k| of three carriers that a lattice of three beams makes (0 exactly)
+
+
+def _closure(k: np.ndarray) -> float:
+    """The smallest ``|k1 + a k2 + b k3|`` over signs a, b, relative to the mean ``|k|`` (0 for three beams)."""
+    sums = [np.hypot(*(k[0] + a * k[1] + b * k[2])) for a in (1, -1) for b in (1, -1)]
+    return float(min(sums) / np.mean(np.hypot(k[:, 0], k[:, 1])))
+
+
+def estimate_hexagonal(frames, *, upsample: int, psf=None, k_guess=None,
+                       min_peak_snr: float = MIN_PEAK_SNR) -> EstimateResult:
+    """Estimate the three carriers, the phase of every carrier in every frame and the modulations of
+    hexagonal-lattice SIM (:class:`~cusim.patterns.HexagonalParams`) from its 7 raw frames.
+
+    The steps of the module docstring, once per carrier: the 7 bands are separated over the frames with
+    the nominal steps (carrier j steps by ``2 pi j / 7``: a 7-point DFT, HexSimProcessor's scheme; band
+    index j holds carrier j), band j is searched against the 0 band for its carrier and refined sub-pixel
+    by the OTF-weighted band comparison; each frame's steps are measured by the circle fit of step 4 per
+    carrier (bands separated again with them when they are clearly off the nominal ones); the ratio
+    ``c_j`` of band j to the 0 band and each frame's factor give the phases, ``3 |c_j|`` the modulations
+    (the cosines' amplitude is ``(2/3) m_j``). Three beams make
+    carriers that close (``+-k1 +- k2 +- k3 = 0``) at 120 degrees: a set that does not close within
+    ``HEX_CLOSURE_TOL`` is searched again near what the other two predict, and refused if it still does not.
+
+    ``k_guess`` (3, 2): approximate carriers in cycles per fine pixel, in step order. Other arguments and
+    the result as :func:`estimate_params` (see :class:`EstimateResult` for the hexagonal fields).
+    """
+    d = _stack(frames)
+    K = d.shape[0]
+    s = check_int("upsample", upsample, 1, 8, error=EstimationError)
+    check_positive("min_peak_snr", min_peak_snr, error=EstimationError)
+    if K != HEX_PHASES:
+        raise EstimationError(f"frames: hexagonal SIM takes {HEX_PHASES} frames (one per phase step), got {K}")
+    if k_guess is not None:
+        k_guess = np.asarray(k_guess, dtype=np.float64)
+        if k_guess.shape != (3, 2):
+            raise EstimationError(f"k_guess: expected shape (3, 2) for hexagonal SIM, got {k_guess.shape}")
+    T, source, var = _prepare(d, s, psf)
+    mean = d.mean(axis=(1, 2), keepdims=True)
+    if np.all(mean > 0):  # equal frame intensities (as in _estimate_angle)
+        d = d * (mean.mean() / mean)
+    h, w = d.shape[1:]
+    step = 0.3 / (s * min(h, w))
+    nominal = 2 * np.pi * np.outer(np.arange(K), [1, 2, 3]) / K
+    bands, s0, corrs = _hex_bands(d, nominal, T, var)
+    found = [_find_carrier(c, T, None if k_guess is None else k_guess[j], min_peak_snr,
+                           f"hexagonal carrier {j + 1} of 3", step, hint=HEX_HINT) for j, c in enumerate(corrs)]
+    k = np.array([f[0] for f in found])
+    if _closure(k) > HEX_CLOSURE_TOL:
+        k = _close_lattice(k, corrs, T, min_peak_snr, step)
+    # The steps, as in _estimate_angle: each frame minus s0, shifted by k_j, against s0 traces a circle
+    # per carrier; its angles are the steps. Kept nominal unless clearly off, else separated again.
+    per_frame = [_Correlator(d[n] - s0, s0, T, var, corrs[0].var_0) for n in range(K)]
+    z = np.array([[f.factor(kj) for kj in k] for f in per_frame])  # (7, 3)
+    tol = max(PHASE_STEP_TOL, 4 / max(min(f.zscore(kj) for f in per_frame for kj in k), 1e-3))
+    fitted = [_circle_phases(z[:, j]) for j in range(3)]
+    if all(p is not None for p in fitted):
+        psi = np.stack(fitted, axis=1)
+        off = _wrap(psi - nominal)
+        if np.abs(_wrap(off - np.angle(np.exp(1j * off).mean(axis=0)))).max() >= tol:
+            # kept only if the bands separated with them fit their carriers better: on small fields the
+            # circle fit strays by itself (0.3 rad on 64 x 64 camera pixels), and bands leak less with right steps
+            again = _hex_bands(d, psi, T, var)
+            k2 = np.array([corr.refine(kj, step) for corr, kj in zip(again[2], k)])
+            if sum(c.score(kj) for c, kj in zip(again[2], k2)) > sum(c.score(kj) for c, kj in zip(corrs, k)):
+                (bands, s0, corrs), k = again, k2
+    a = _frame_factors(d - s0, list(bands))  # (7, 3): each frame's factor of each band
+    c = np.array([corr.factor(kj) for corr, kj in zip(corrs, k)])
+    phase = _wrap(np.angle(c)[None, :] + np.angle(a))
+    mod = np.clip(3 * np.abs(c), 0, 1)
+    params = HexagonalParams(k, phase, mod).normalised()
+    kn = params.k
+    maps = [(f[1], np.fft.fftshift(_abs2(np.fft.fft2(b * _tukey2((h, w))))).astype(np.float32))
+            for f, b in zip(found, bands)]
+    return EstimateResult(params=params, k_camera=kn * s, angle_deg=np.degrees(np.arctan2(kn[:, 0], kn[:, 1])),
+                          period_px=1 / np.hypot(kn[:, 0], kn[:, 1]), modulation=mod,
+                          peak_snr=np.array([corr.zscore(kj) for corr, kj in zip(corrs, k)]), phase=params.phase,
+                          n_angles=1, n_phases=K, upsample=s, harmonic=np.full(3, np.nan), otf_source=source,
+                          maps=maps, family=HexagonalParams.family, closure=_closure(k))
+
+
+def _hex_bands(d: np.ndarray, psi: np.ndarray, T: _Transfer, var: float):
+    """Bands +1, +2, +3 and the 0 band of the frames ``d`` (7, h, w) whose carrier j has phase ``psi[n, j]``
+    in frame n (least squares over the 7 bands 0, +-1, +-2, +-3), and each band's correlator."""
+    K, h, w = d.shape
+    u = np.exp(1j * psi)
+    W = np.linalg.pinv(np.concatenate([np.ones((K, 1)), u, np.conj(u)], axis=1))
+    bands = np.einsum("mp,pn->mn", W, d.reshape(K, -1)).reshape(-1, h, w)
+    s0, var_0 = bands[0].real, var * np.sum(np.abs(W[0]) ** 2)
+    corrs = [_Correlator(bands[j], s0, T, var * np.sum(np.abs(W[j]) ** 2), var_0) for j in (1, 2, 3)]
+    return bands[1:4], s0, corrs
+
+
+def _close_lattice(k: np.ndarray, corrs, T: _Transfer, min_peak_snr: float, step: float) -> np.ndarray:
+    """Three carriers that close (:func:`_closure`): each one in turn searched again near the +-sum of the
+    other two (band j holds ``k_j``; which signs is not assumed) and taken if it fits its band at least as
+    well as the first pick; of such sets the one with the most significant weakest carrier. EstimationError
+    when none closes."""
+    best, best_z = None, -np.inf
+    for j in range(3):
+        o = [i for i in range(3) if i != j]
+        for sign in (1, -1):
+            guess = k[o[0]] + sign * k[o[1]]
+            for g in (guess, -guess):
+                try:
+                    kj, _ = _find_carrier(corrs[j], T, g, min_peak_snr, "", step)
+                except EstimationError:
+                    continue
+                trial = k.copy()
+                trial[j] = kj
+                # a peak that fits band j worse than the first pick is no carrier, only what lies near the guess
+                if _closure(trial) > HEX_CLOSURE_TOL or corrs[j].score(kj) < corrs[j].score(k[j]):
+                    continue
+                z = min(corr.zscore(ki) for corr, ki in zip(corrs, trial))
+                if z > best_z:
+                    best, best_z = trial, z
+    if best is None:
+        kc = ", ".join(f"({v[0] * T.s:.4f}, {v[1] * T.s:.4f})" for v in k)
+        raise EstimationError(f"frames: the carriers found, {kc} cycles per camera pixel, do not form a hexagonal "
+                              f"lattice (smallest |k1 +- k2 +- k3| is {_closure(k):.3f} |k|, expected below "
+                              f"{HEX_CLOSURE_TOL}); {HEX_HINT}")
+    return best
 
 
 def _uneven(res: EstimateResult) -> bool:
@@ -542,8 +710,19 @@ def _check_frame_order(frames, result: EstimateResult, *, source_order: str = "a
     return True
 
 
-def estimate_dataset(ds, t: int = 0, **kw) -> EstimateResult:
-    """:func:`estimate_params` on time point ``t`` of a :class:`~cusim.io.Dataset`.
+def pattern_family(ds, family: str | None = None) -> str:
+    """The illumination family of a dataset's frames: ``family`` if given, else the attribute
+    ``pattern_family`` (``cusim import stack --family``), else "linear" for a stack imported with angles and
+    phases, and otherwise "hexagonal" for 7 frames (no linear layout has 7) and "linear" for any other count."""
+    if family is None:
+        family = ds.attrs.get("pattern_family") or ("hexagonal" if ds.K == HEX_PHASES and "angles" not in ds.attrs
+                                                    else "linear")
+    return check_choice("family", family, FAMILIES, error=EstimationError)
+
+
+def estimate_dataset(ds, t: int = 0, *, family: str | None = None, **kw) -> EstimateResult:
+    """:func:`estimate_params` (or :func:`estimate_hexagonal`, ``family`` as :func:`pattern_family`) on
+    time point ``t`` of a :class:`~cusim.io.Dataset`.
 
     ``upsample`` and the OTF (``ds.optics()``, if the dataset has a PSF or optics attributes) come from
     the dataset, and so do ``n_angles`` / ``n_phases`` when it records ``angles`` / ``phases``
@@ -551,15 +730,31 @@ def estimate_dataset(ds, t: int = 0, **kw) -> EstimateResult:
     knows the order the frames were imported in (attribute ``source_order``).
     """
     check_int("t", t, 0, ds.T - 1, error=EstimationError)
+    family = pattern_family(ds, family)
     kw.setdefault("upsample", ds.upsample)
     if "psf" not in kw:
         try:
             kw["psf"] = ds.optics()
         except DatasetError:
             kw["psf"] = None
+    if family == "hexagonal":
+        return estimate_hexagonal(ds.frames(t), **_hexagonal_options(kw))
     if "n_angles" not in kw and "n_phases" not in kw and "angles" in ds.attrs and "phases" in ds.attrs:
         kw["n_angles"], kw["n_phases"] = int(ds.attrs["angles"]), int(ds.attrs["phases"])
     frames = ds.frames(t)
     result = _estimate(frames, **kw)
     _check_frame_order(frames, result, source_order=ds.attrs.get("source_order", "angle-major"), **kw)
     return result
+
+
+def _hexagonal_options(kw: dict) -> dict:
+    """``kw`` of :func:`estimate_dataset` for :func:`estimate_hexagonal`: the linear layout's counts only as
+    1 x 7 (what ``cusim import stack --family hexagonal`` records), order 1."""
+    kw = dict(kw)
+    n_angles, n_phases, order = kw.pop("n_angles", None), kw.pop("n_phases", None), kw.pop("order", 1)
+    if n_angles not in (None, 1) or n_phases not in (None, HEX_PHASES):
+        raise EstimationError(f"n_angles, n_phases: hexagonal SIM is 1 x {HEX_PHASES} frames (three carriers in "
+                              f"every frame), got {n_angles} x {n_phases}")
+    if order != 1:
+        raise EstimationError(f"order: hexagonal SIM is estimated with order 1 (no harmonics), got {order}")
+    return kw

@@ -22,9 +22,11 @@ from ._outputs import check_output
 from ._validate import check_int
 from ._warnings import warn_saturated
 from .io import RAW_DTYPES, Dataset, DatasetError, save
+from .patterns import HEX_PHASES
 
 PAPER_UPSAMPLE = 4
 ORDERS = ("angle-major", "phase-major")
+FAMILIES = ("linear", "hexagonal")  # the layouts of a stack: angles x phases of sinusoids, or 7 hexagonal frames
 RAW_SUFFIXES = (".tif", ".tiff", ".mrc", ".mrcs")
 PATTERN_SUFFIXES = (*RAW_SUFFIXES, ".npy")
 IMAGE_SUFFIXES = (*PATTERN_SUFFIXES, ".png")
@@ -218,7 +220,7 @@ def to_phase_major(frames, angles: int, phases: int) -> np.ndarray:
     return a.reshape(*lead, angles, phases, h, w).swapaxes(-4, -3).reshape(*lead, K, h, w)
 
 
-def _group_frames(raw: np.ndarray, path, K: int, time_points: int | None) -> np.ndarray:
+def _group_frames(raw: np.ndarray, path, K: int, time_points: int | None, hexagonal: bool = False) -> np.ndarray:
     """(N, h, w) frames in file order -> (K, h, w) or (T, K, h, w), T = N / K frames per time point."""
     if raw.ndim < 2:
         raise _fail(path, f"expected a stack of 2-D frames, got shape {raw.shape}")
@@ -227,7 +229,8 @@ def _group_frames(raw: np.ndarray, path, K: int, time_points: int | None) -> np.
     if time_points is not None and n != time_points * K:
         raise _fail(path, f"{n} frames, expected time_points*angles*phases = {time_points}*{K} = {time_points * K}")
     if n % K:
-        raise _fail(path, f"{n} frames, expected a multiple of angles*phases = {K}")
+        what = f"{HEX_PHASES} (hexagonal SIM)" if hexagonal else f"angles*phases = {K}"
+        raise _fail(path, f"{n} frames, expected a multiple of {what}")
     T = n // K
     return frames if T == 1 else frames.reshape(T, K, *frames.shape[-2:])
 
@@ -256,11 +259,31 @@ def _plane(path, what: str) -> np.ndarray:
     return a
 
 
-def import_stack(path, *, angles: int, phases: int, order: str = "angle-major", upsample: int,
-                 na: float | None = None, wavelength_nm: float | None = None,
+def stack_layout(family: str, angles: int | None, phases: int | None) -> tuple[int, int]:
+    """(angles, phases) of a stack of ``family``: "linear" needs both given; "hexagonal" is 1 x 7 (both may
+    be left out; given, they must say so). DatasetError otherwise."""
+    if family not in FAMILIES:
+        raise DatasetError(f"family: expected one of {', '.join(FAMILIES)}, got {family!r}")
+    if family == "hexagonal":
+        if angles not in (None, 1) or phases not in (None, HEX_PHASES):
+            raise DatasetError(f"angles, phases: a hexagonal SIM stack is 1 angle x {HEX_PHASES} phases (three "
+                               f"carriers in every frame), got {angles} x {phases}")
+        return 1, HEX_PHASES
+    if angles is None or phases is None:
+        raise DatasetError("angles, phases: required for a linear SIM stack (e.g. 3 angles x 5 phases); a hexagonal "
+                           f"SIM stack ({HEX_PHASES} frames) is imported as family 'hexagonal' (--family hexagonal)")
+    return angles, phases
+
+
+def import_stack(path, *, angles: int | None = None, phases: int | None = None, order: str = "angle-major",
+                 upsample: int, na: float | None = None, wavelength_nm: float | None = None,
                  pixel_size_nm: float | None = None, patterns=None, psf=None, ground_truth=None,
-                 time_points: int | None = None, binning: int = 1) -> Dataset:
+                 time_points: int | None = None, binning: int = 1, family: str = "linear") -> Dataset:
     """A raw TIFF/MRC stack of ``angles x phases`` frames (per time point) as a validated Dataset.
+
+    ``family`` "hexagonal": hexagonal-lattice SIM, 7 frames per time point in their phase-step order
+    (angles 1 x phases 7, which may be left out); recorded as the attribute ``pattern_family``, which
+    ``cusim estimate`` follows.
 
     ``order`` is the file's frame order: ``angle-major`` (frame ``a * phases + p``, stored as is) or
     ``phase-major`` (frame ``p * angles + a``, reordered to angle-major). A file of T*K frames becomes
@@ -273,6 +296,7 @@ def import_stack(path, *, angles: int, phases: int, order: str = "angle-major", 
     dtype's maximum (saturated) gives a :class:`~cusim.CusimWarning`.
     """
     path = Path(path)
+    angles, phases = stack_layout(family, angles, phases)
     for name, v in (("angles", angles), ("phases", phases), ("upsample", upsample), ("binning", binning)):
         check_int(name, v, 1, error=DatasetError)
     if time_points is not None:
@@ -280,7 +304,7 @@ def import_stack(path, *, angles: int, phases: int, order: str = "angle-major", 
     if order not in ORDERS:
         raise DatasetError(f"order: expected one of {', '.join(ORDERS)}, got {order!r}")
     K = angles * phases
-    raw = _group_frames(read_array(path, "raw", RAW_SUFFIXES), path, K, time_points)
+    raw = _group_frames(read_array(path, "raw", RAW_SUFFIXES), path, K, time_points, family == "hexagonal")
     source_dtype = str(raw.dtype)
     warn_saturated(raw, str(path), "the camera saturated there, which no reconstruction can model (expect "
                    "artefacts); acquire with less light or a shorter exposure")
@@ -300,7 +324,7 @@ def import_stack(path, *, angles: int, phases: int, order: str = "angle-major", 
         ds.ground_truth = _plane(ground_truth, "ground truth")
     ds.attrs = {"source": "stack", "source_file": str(path.resolve()), "angles": int(angles),
                 "phases": int(phases), "source_order": order, "source_dtype": source_dtype,
-                "binning": int(binning)}
+                "binning": int(binning), "pattern_family": family}
     return _validated(ds, path)
 
 

@@ -26,7 +26,7 @@ from ._files import LockTimeout, atomic_target, file_lock, make_temporary, resol
 from ._syserrors import GiB, check_allocation, describe_os_error
 from ._validate import check_int, check_positive
 from .optics import Widefield, validate_psf
-from .patterns import SinusoidParams
+from .patterns import HexagonalParams, SinusoidParams
 
 FORMAT, FORMAT_VERSION = "cusim-sim", 1
 RAW_DTYPES = (np.uint8, np.uint16, np.float32)
@@ -58,7 +58,7 @@ class Dataset:
     raw: np.ndarray
     upsample: int
     patterns: np.ndarray | None = None
-    pattern_params: SinusoidParams | None = None
+    pattern_params: SinusoidParams | HexagonalParams | None = None
     pattern_kind: str | None = None
     psf: np.ndarray | None = None
     na: float | None = None
@@ -262,7 +262,8 @@ class Dataset:
             if float(np.min(self.patterns)) < 0:
                 raise DatasetError(f"{n}: /patterns: illumination must be non-negative")
         if self.pattern_params is not None and self.pattern_params.K != K:
-            raise DatasetError(f"{n}: /pattern_params/k: expected {K} frames as in /raw, "
+            where = "phase" if isinstance(self.pattern_params, HexagonalParams) else "k"
+            raise DatasetError(f"{n}: /pattern_params/{where}: expected {K} frames as in /raw, "
                                f"got {self.pattern_params.K}")
         if self.psf is not None:
             _check_array(n, "/psf", self.psf)
@@ -430,11 +431,17 @@ def peek(path, recon: str | None = None) -> tuple[tuple, dict | None]:
 
 def _read_params(f, n: str):
     g = f["pattern_params"]
-    arrays = {k: _read(g, n, k, required=k != "harmonics") for k in ("k", "phase", "modulation", "harmonics")}
+    family = _attr(g, "family") or "sinusoidal"
+    if family not in ("sinusoidal", HexagonalParams.family):
+        raise DatasetError(f"{n}: /pattern_params: attribute family: expected 'sinusoidal' or "
+                           f"{HexagonalParams.family!r}, got {family!r}")
+    hexagonal = family == HexagonalParams.family
+    names = ("k", "phase", "modulation") if hexagonal else ("k", "phase", "modulation", "harmonics")
+    arrays = {k: _read(g, n, k, required=k != "harmonics") for k in names}
     for k in ("k", "phase", "modulation"):
         arrays[k] = _numeric(n, f"/pattern_params/{k}", arrays[k])
     try:
-        params = SinusoidParams(**arrays)
+        params = (HexagonalParams if hexagonal else SinusoidParams)(**arrays)
     except ValueError as e:
         raise DatasetError(f"{n}: /pattern_params/{e}") from None
     return params, _attr(g, "kind")
@@ -478,9 +485,11 @@ def _write_recon(g, name: str, rec: Recon) -> None:
         g.create_dataset(f"{name}_loss", data=np.asarray(rec.loss, dtype=np.float64))
 
 
-def _write_params(f, p: SinusoidParams, kind: str, attrs: dict | None = None) -> None:
+def _write_params(f, p: SinusoidParams | HexagonalParams, kind: str, attrs: dict | None = None) -> None:
     g = f.create_group("pattern_params")
     g.attrs["kind"] = kind
+    if isinstance(p, HexagonalParams):  # k (3, 2), phase (K, 3), modulation (3,): docs/data.md
+        g.attrs["family"] = p.family
     for k, v in (attrs or {}).items():
         g.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
     g.create_dataset("k", data=p.k)
@@ -677,8 +686,8 @@ def save_recon_as(source_path, out_path, name: str, rec: Recon, *, force: bool =
     return out
 
 
-def set_pattern_params(path, params: SinusoidParams, *, kind: str = "estimated", attrs: dict | None = None,
-                       force: bool = False) -> None:
+def set_pattern_params(path, params: SinusoidParams | HexagonalParams, *, kind: str = "estimated",
+                       attrs: dict | None = None, force: bool = False) -> None:
     """Store ``/pattern_params`` in an existing file (atomically, under the writers' lock), e.g. the result
     of ``cusim estimate``.
 

@@ -8,6 +8,11 @@ Sinusoidal families are described by :class:`SinusoidParams`, the in-memory twin
 
 with r = (row, column) the integer fine-grid index and k in cycles per fine-grid pixel.
 
+Hexagonal-lattice SIM (three beams at 120 degrees, 7 frames) is described by :class:`HexagonalParams`:
+three carriers ``k_j`` shared by every frame, a phase per frame and carrier and a modulation per carrier,
+
+    I_n(r) = 1 + (2/3) sum_j m_j cos(2 pi k_j . r + phi_nj)            (|e1 + e2 + e3|^2 / 3 when m_j = 1)
+
 Frequencies are given either in cycles per fine pixel (``k``, ``period_px``) or physically
 (``period_nm`` with ``pixel_size_nm`` and ``upsample``: camera pixel / upsample is the fine pixel).
 """
@@ -15,6 +20,7 @@ Frequencies are given either in cycles per fine pixel (``k``, ``period_px``) or 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from scipy import special
@@ -22,8 +28,9 @@ from scipy import special
 from ._validate import check_int, check_number, check_positive
 
 __all__ = [
-    "ANGLE_PHASE_DEFAULTS", "SinusoidParams", "angle_phase_counts", "linear", "linear_params", "nonlinear",
-    "nonlinear_params", "saturated_harmonics", "lattice", "speckle", "from_array", "period_to_k",
+    "ANGLE_PHASE_DEFAULTS", "HEX_PHASES", "HexagonalParams", "SinusoidParams", "angle_phase_counts", "hexagonal",
+    "hexagonal_params", "linear", "linear_params", "nonlinear", "nonlinear_params", "saturated_harmonics", "lattice",
+    "speckle", "from_array", "period_to_k",
 ]
 
 # K frames -> (n_angles, n_phases) of the usual acquisitions: linear SIM 3 x 3 and 3 x 5, nonlinear 5 x 5
@@ -152,9 +159,12 @@ class SinusoidParams:
         return out
 
 
-def params_record(p: SinusoidParams) -> dict:
-    """The parameters as plain lists (JSON), e.g. for the provenance of a reconstruction."""
+def params_record(p) -> dict:
+    """The parameters (:class:`SinusoidParams` or :class:`HexagonalParams`) as plain lists (JSON), e.g. for the
+    provenance of a reconstruction; a hexagonal record also names its ``family``."""
     rec = {"k": p.k.tolist(), "phase": p.phase.tolist(), "modulation": p.modulation.tolist()}
+    if isinstance(p, HexagonalParams):
+        return {"family": HexagonalParams.family, **rec}
     if p.harmonics is not None:
         rec["harmonics"] = p.harmonics.tolist()
     return rec
@@ -227,6 +237,98 @@ def nonlinear_params(*, saturation: float = 3.0, period_px: float | None = None,
 def nonlinear(shape: tuple[int, int], **kwargs) -> np.ndarray:
     """Saturated SIM patterns (K, H, W), clipped at 0 where the 1e-7 series truncation dips below it."""
     return np.maximum(nonlinear_params(**kwargs).render(shape), 0)
+
+
+# Hexagonal SIM: 7 frames. Carrier j (1, 2, 3) steps its phase by 2 pi j / 7 per frame, so the 7 bands
+# 0, +-k1, +-k2, +-k3 sit at the 7 distinct DFT indices 0, +-1, +-2, +-3 over the frames (the scheme of
+# HexSimProcessor; three beams stepped by 0, 1 and 3 x 2 pi / 7, so that k3 = k1 + k2).
+HEX_PHASES = 7
+HEX_STEPS = (1, 2, 3)
+HEX_AMPLITUDE = 2.0 / 3.0  # the cosines' amplitude in |e1 + e2 + e3|^2 / 3 = 1 + (2/3) sum cos
+
+
+@dataclass(frozen=True)
+class HexagonalParams:
+    """Parametric hexagonal-lattice patterns: carriers ``k`` (3, 2) as (ky, kx) in cycles per fine pixel,
+    shared by every frame; ``phase`` (K, 3), the phase of each carrier in each frame, in radians;
+    ``modulation`` (3,) in 0..1 per carrier. ``I_n(r) = 1 + (2/3) sum_j m_j cos(2 pi k_j . r + phi_nj)``."""
+
+    k: np.ndarray
+    phase: np.ndarray
+    modulation: np.ndarray
+    family: ClassVar[str] = "hexagonal"
+    harmonics: ClassVar[None] = None  # none: the same reading as SinusoidParams for code that asks
+
+    def __post_init__(self) -> None:
+        k = np.asarray(self.k, dtype=np.float64)
+        phase = np.asarray(self.phase, dtype=np.float64)
+        mod = np.asarray(self.modulation, dtype=np.float64)
+        if k.shape != (3, 2):
+            raise ValueError(f"k: expected shape (3, 2), three carriers (ky, kx) in cycles per fine pixel, "
+                             f"got {k.shape}")
+        if phase.ndim != 2 or phase.shape[1] != 3 or phase.shape[0] == 0:
+            raise ValueError(f"phase: expected shape (K, 3), a phase per frame and carrier, got {phase.shape}")
+        if mod.shape != (3,):
+            raise ValueError(f"modulation: expected shape (3,), one per carrier, got {mod.shape}")
+        if not all(np.all(np.isfinite(a)) for a in (k, phase, mod)):
+            raise ValueError("pattern parameters: contain NaN or Inf")
+        if mod.min() < 0 or mod.max() > 1:
+            raise ValueError(f"modulation: expected values in 0..1, got {mod.min():.3g}..{mod.max():.3g}")
+        if np.abs(k).max() > 0.5:
+            raise ValueError(f"k: carrier above the fine-grid Nyquist limit 0.5 cycles/px: {np.abs(k).max():.4g}")
+        object.__setattr__(self, "k", k)
+        object.__setattr__(self, "phase", phase)
+        object.__setattr__(self, "modulation", mod)
+
+    @property
+    def K(self) -> int:
+        return self.phase.shape[0]
+
+    def normalised(self) -> "HexagonalParams":
+        """Every carrier with kx > 0 (or ky > 0 if kx = 0), its phases negated where it was flipped (DESIGN
+        section 2); phases wrapped to (-pi, pi]."""
+        flip = (self.k[:, 1] < 0) | ((self.k[:, 1] == 0) & (self.k[:, 0] < 0))
+        sign = np.where(flip, -1.0, 1.0)
+        return HexagonalParams(self.k * sign[:, None], np.angle(np.exp(1j * sign * self.phase)), self.modulation)
+
+    def moved(self, top: float, left: float) -> "HexagonalParams":
+        """The same patterns on a grid whose origin is fine pixel (``top``, ``left``) of this one's."""
+        shift = 2 * np.pi * (self.k[:, 0] * top + self.k[:, 1] * left)
+        return HexagonalParams(self.k, self.phase + shift[None, :], self.modulation)
+
+    def render(self, shape: tuple[int, int], dtype=np.float32) -> np.ndarray:
+        """The patterns (K, H, W) on a fine grid of ``shape`` (the formula in the class docstring)."""
+        H, W = shape
+        rows = np.arange(H, dtype=np.float64)[:, None]
+        cols = np.arange(W, dtype=np.float64)[None, :]
+        theta = [2 * np.pi * (kj[0] * rows + kj[1] * cols) for kj in self.k]
+        cos, sin = [np.cos(t) for t in theta], [np.sin(t) for t in theta]
+        out = np.empty((self.K, H, W), dtype=dtype)
+        for n in range(self.K):  # cos(t + phi) = cos t cos phi - sin t sin phi: no cosine per frame
+            img = np.ones((H, W))
+            for j in range(3):
+                a = HEX_AMPLITUDE * self.modulation[j]
+                img += a * np.cos(self.phase[n, j]) * cos[j] - a * np.sin(self.phase[n, j]) * sin[j]
+            out[n] = img
+        return out
+
+
+def hexagonal_params(*, period_px: float | None = None, period_nm: float | None = None,
+                     pixel_size_nm: float | None = None, upsample: int = 1, modulation: float = 1.0,
+                     angle_offset_deg: float = 0.0) -> HexagonalParams:
+    """Hexagonal SIM: three beams at 120 degrees; carriers of period ``period_px`` at ``angle_offset_deg``,
+    +120 and +60 degrees (k3 = k1 + k2), 7 frames with carrier j stepped by 2 pi j / 7 (``HEX_STEPS``)."""
+    kmag = period_to_k(period_px, period_nm=period_nm, pixel_size_nm=pixel_size_nm, upsample=upsample)
+    check_number("modulation", modulation, lo=0.0, hi=1.0)
+    th = np.deg2rad(angle_offset_deg) + np.deg2rad([0.0, 120.0, 60.0])
+    k = kmag * np.stack([np.sin(th), np.cos(th)], axis=1)
+    phase = 2 * np.pi * np.outer(np.arange(HEX_PHASES), HEX_STEPS) / HEX_PHASES
+    return HexagonalParams(k, phase, np.full(3, float(modulation))).normalised()
+
+
+def hexagonal(shape: tuple[int, int], **kwargs) -> np.ndarray:
+    """Hexagonal SIM patterns (7, H, W) >= 0; keyword arguments as :func:`hexagonal_params`."""
+    return np.maximum(hexagonal_params(**kwargs).render(shape), 0)
 
 
 def lattice(shape: tuple[int, int], *, period_px: float, n_shifts: int = 5, sharpness: float = 2.0,

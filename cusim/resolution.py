@@ -131,15 +131,19 @@ def pattern_max_frequency(patterns, rel: float = 0.01, pad: int = 4) -> float:
     the mean intensity.
 
     ``patterns``: :class:`~cusim.patterns.SinusoidParams` (exact: ``|k|`` times the highest order whose
-    amplitude ``m`` or ``m c_j`` reaches ``rel``), or arrays (K, H, W): the largest radius of a local
+    amplitude ``m`` or ``m c_j`` reaches ``rel``), :class:`~cusim.patterns.HexagonalParams` (the largest
+    ``|k_j|`` whose cosine's amplitude ``(2/3) m_j`` reaches it), or arrays (K, H, W): the largest radius of a local
     maximum above ``rel`` of the spectrum of each pattern (normalised to its mean) under a
     Blackman-Harris window (side lobes below 1e-4, so they pass for no frequency), zero-padded ``pad``
     times so the radius is read to a fraction of a frequency bin; the windowed zero frequency's own
     main lobe (5 bins) is left out.
     """
-    from .patterns import SinusoidParams  # noqa: PLC0415
+    from .patterns import HEX_AMPLITUDE, HexagonalParams, SinusoidParams  # noqa: PLC0415
 
     check_positive("rel", rel)
+    if isinstance(patterns, HexagonalParams):  # three cosines of amplitude (2/3) m_j
+        on = HEX_AMPLITUDE * patterns.modulation >= rel
+        return float(np.hypot(patterns.k[on, 0], patterns.k[on, 1]).max(initial=0.0))
     if isinstance(patterns, SinusoidParams):
         amp = patterns.modulation[:, None]
         if patterns.harmonics is not None:

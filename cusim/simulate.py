@@ -38,11 +38,12 @@ from .optics import Widefield
 
 __all__ = ["simulate", "FAMILIES", "photon_level"]
 
-FAMILIES = ("linear", "nonlinear", "lattice", "speckle")
+FAMILIES = ("linear", "nonlinear", "hexagonal", "lattice", "speckle")
 DTYPES = ("float32", "uint16")
 _UINT16_MAX = 65535
-# frames per family: (n_angles, n_phases) for sinusoids, shifts per lattice axis, speckle frames
-_DEFAULTS = {"linear": (3, 3), "nonlinear": (5, 5), "lattice": 5, "speckle": 25}
+# frames per family: (n_angles, n_phases) for sinusoids, shifts per lattice axis, speckle frames; hexagonal
+# SIM has its fixed 7 frames (patterns.HEX_PHASES)
+_DEFAULTS = {"linear": (3, 3), "nonlinear": (5, 5), "hexagonal": patterns.HEX_PHASES, "lattice": 5, "speckle": 25}
 
 
 def photon_level(snr: float, read_noise: float) -> float:
@@ -88,7 +89,7 @@ def _counts(family: str, n_angles, n_phases, n_frames):
     if family not in FAMILIES:
         raise ValueError(f"family: expected one of {FAMILIES}, got {family!r}")
     used = {"linear": ("n_angles", "n_phases"), "nonlinear": ("n_angles", "n_phases"),
-            "lattice": ("n_phases",), "speckle": ("n_frames",)}[family]
+            "hexagonal": (), "lattice": ("n_phases",), "speckle": ("n_frames",)}[family]
     given = {"n_angles": n_angles, "n_phases": n_phases, "n_frames": n_frames}
     for name, v in given.items():
         if v is not None and name not in used:
@@ -97,6 +98,8 @@ def _counts(family: str, n_angles, n_phases, n_frames):
     if family in ("linear", "nonlinear"):
         return (check_int("n_angles", d[0] if n_angles is None else n_angles, 1),
                 check_int("n_phases", d[1] if n_phases is None else n_phases, 1))
+    if not used:
+        return d
     v = given[used[0]]
     return check_int(used[0], d if v is None else v, 1)
 
@@ -137,6 +140,9 @@ def _illumination(family, shape, k, counts, modulation, saturation, angle_offset
                 harm = harm[:, :n_harmonics] if n_harmonics > 0 else None
             p = patterns.SinusoidParams(p.k, p.phase, p.modulation * modulation, harm)
         return p, family, None
+    if family == "hexagonal":  # three carriers of frequency k at 120 degrees (the lattice's own reciprocal vectors)
+        return (patterns.hexagonal_params(period_px=1 / k, modulation=modulation, angle_offset_deg=angle_offset_deg),
+                family, None)
     if family == "lattice":  # reciprocal vector |k| of a hexagonal lattice of spacing a is 2 / (sqrt(3) a)
         pats = patterns.lattice(shape, period_px=2 / (math.sqrt(3) * k), n_shifts=counts,
                                 angle_offset_deg=angle_offset_deg)
@@ -204,12 +210,12 @@ def simulate(*, phantom: str = "filaments", shape: tuple[int, int] = (256, 256),
     ``shape`` is the FINE grid (H, W), divisible by ``upsample``; ``pixel_size_nm`` the CAMERA pixel.
     ``pattern_freq`` is the illumination frequency as a fraction of the OTF cut-off (sinusoid carrier,
     lattice fundamental, highest speckle frequency). Frame counts: linear ``n_angles`` x ``n_phases``
-    (3 x 3), nonlinear 5 x 5, lattice ``n_phases`` shifts per lattice axis (5, K = 25), speckle
-    ``n_frames`` (25). ``photons`` is the mean photon count per camera pixel of the noise-free frames;
+    (3 x 3), nonlinear 5 x 5, hexagonal 7 (fixed; :func:`cusim.patterns.hexagonal_params`, carriers at
+    ``pattern_freq``), lattice ``n_phases`` shifts per lattice axis (5, K = 25), speckle ``n_frames`` (25). ``photons`` is the mean photon count per camera pixel of the noise-free frames;
     ``snr`` the mean signal / noise sigma (default 20 when neither is given). With ``noise=False``,
     ``raw = gain * A x + offset`` exactly (float32). ``modulation`` < 1 mixes in uniform light (every
     family); ``saturation`` is the nonlinear family's peak excitation / saturation intensity;
-    ``angle_offset_deg`` turns sinusoids and lattice off the pixel axes. ``T`` > 1 gives a drifting time
+    ``angle_offset_deg`` turns sinusoids, hexagonal carriers and lattice off the pixel axes. ``T`` > 1 gives a drifting time
     series (``drift_px`` fine pixels per time point). ``dtype="uint16"`` rounds and clips to 0..65535
     (a :class:`~cusim.CusimWarning` when more than 1 % of the pixels clip at 65535).
     ``device`` runs the operator ("auto" | "cpu" | "cuda"); the result is on the host.

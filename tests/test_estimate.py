@@ -168,7 +168,8 @@ def test_bad_arguments_raise_one_clear_error(kwargs, match):
 
 
 def test_bad_frames_raise_one_clear_error():
-    with pytest.raises(EstimationError, match="10 frames; give n_angles and n_phases"):
+    with pytest.raises(EstimationError, match="10 frames fit neither the linear SIM layouts .* nor hexagonal SIM "
+                       r"\(7 frames\); give n_angles and n_phases"):
         estimate_params(np.ones((10, 32, 32)), upsample=2)
     with pytest.raises(EstimationError, match="NaN or Inf"):
         estimate_params(np.full((9, 32, 32), np.nan), upsample=2)

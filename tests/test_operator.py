@@ -10,7 +10,7 @@ import cusim
 from cusim import optics, patterns
 from cusim.operators import SIMOperator, dottest, power_norm
 
-FAMILIES = ["linear", "nonlinear", "lattice", "speckle", "array"]
+FAMILIES = ["linear", "nonlinear", "hexagonal", "lattice", "speckle", "array"]
 
 
 def make_patterns(family: str, shape, rng) -> np.ndarray:
@@ -18,6 +18,8 @@ def make_patterns(family: str, shape, rng) -> np.ndarray:
         return patterns.linear(shape, period_px=5.3, angle_offset_deg=7)
     if family == "nonlinear":
         return patterns.nonlinear(shape, period_px=7.1, n_angles=3, n_phases=5, saturation=4)
+    if family == "hexagonal":
+        return patterns.hexagonal(shape, period_px=4.7, angle_offset_deg=7)
     if family == "lattice":
         return patterns.lattice(shape, period_px=6.5, n_shifts=2)
     if family == "speckle":

@@ -74,7 +74,7 @@ def test_round_trip_through_hdf5(family, tmp_path):
     np.testing.assert_array_equal(back.ground_truth, ds.ground_truth)
     np.testing.assert_array_equal(back.get_patterns(), ds.get_patterns())
     assert back.attrs == ds.attrs
-    assert (back.patterns is None) == (family in ("linear", "nonlinear"))
+    assert (back.patterns is None) == (family in ("linear", "nonlinear", "hexagonal"))  # parametric families
     assert back.psf is None and (back.na, back.wavelength_nm, back.pixel_size_nm) == (1.2, 520.0, 100.0)
     # what is stored is enough to reproduce the noise-free frames
     np.testing.assert_allclose(_noise_free(back), _noise_free(ds), rtol=1e-6, atol=1e-7)
@@ -86,6 +86,7 @@ def test_frame_counts():
     assert simulate(family="linear", n_angles=2, n_phases=4, **SMALL).K == 8
     assert simulate(family="lattice", n_phases=3, **SMALL).K == 9
     assert simulate(family="speckle", n_frames=7, **SMALL).K == 7
+    assert simulate(family="hexagonal", **SMALL).K == 7
 
 
 def test_time_series_drifts():

@@ -539,6 +539,9 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
 def _refine_setup(dataset, op):
     """Starting parameters (stored, or fitted to stored pattern arrays) and the blur operator."""
     params = dataset.pattern_params
+    if getattr(params, "family", None) == "hexagonal":
+        raise ValueError("refine_patterns: learns sinusoidal patterns (one carrier per frame); hexagonal SIM's "
+                         "patterns are used as estimated (run without refine_patterns)")
     if params is None:
         from ..pattern_fit import fit_sinusoids  # noqa: PLC0415
 

@@ -17,6 +17,10 @@ where the pattern phases of :class:`~cusim.patterns.SinusoidParams` are exact:
    ``O_m(f) = a_m T(f + m k)``; ``a_m`` is the band's amplitude, scaled so that every weighted band
    carries the same noise, and A the apodisation (cosine bell or triangle over the extended support).
 
+Hexagonal SIM (:class:`~cusim.patterns.HexagonalParams`) is one group of 7 frames whose 7 bands sit at 0 and
+``+-k_j`` of its three carriers, with coefficients ``(m_j / 3) exp(+-i phi_nj)``: steps 2-4 with those shifts
+(coefficients from the parameters; pattern arrays are not measured for it).
+
 The result is the real part, NOT clipped at zero, in arbitrary units with an arbitrary offset (the
 camera offset); compare it after a least-squares scale and offset (``metrics`` ``norm="lstsq"``).
 Per-frame gains are modelled only through pattern arrays; with parameters alone all frames are
@@ -35,7 +39,7 @@ from .._validate import check_int
 from ..backend import resolve_device, to_numpy, xp_for
 from ..optics import Widefield, shifted_transfer, transfer_cutoff, validate_psf
 from ..pattern_fit import fit_sinusoids
-from ..patterns import SinusoidParams, angle_phase_counts
+from ..patterns import HEX_AMPLITUDE, HexagonalParams, SinusoidParams, angle_phase_counts
 from .config import APODISATIONS, MIN_PHASES, W_DEFAULT, WienerConfig  # noqa: F401  (re-exported)
 
 __all__ = ["APODISATIONS", "W_DEFAULT", "WienerConfig", "bands", "params_for", "reconstruct", "wiener"]
@@ -49,8 +53,9 @@ class _Plan:
     pad_camera: int              # margin in camera pixels on every side
     padded: tuple[int, int]      # padded camera grid (hp, wp)
     unmix: list                  # per angle: (2M+1, n_phases) complex, unit bands from frames
-    carriers: np.ndarray         # (n_angles, 2) group carriers, cycles per fine pixel
+    carriers: np.ndarray         # (n_angles, 2) group carriers (hexagonal: the 3 carriers), cycles per fine pixel
     orders: int                  # M
+    shifts: list                 # per group: (n_bands, 2) where each band sits (m k_a; hexagonal 0, +-k_j)
     weights: list                # per angle: (2M+1,) band amplitudes a_m
     numer: list                  # per angle: (2M+1, Hp, Wp) complex, a_m conj(O_m), O_m = a_m T(f + m k)
     filt: object                 # A / (sum |O|^2 + w^2), (Hp, Wp)
@@ -121,11 +126,34 @@ def _order_coefficients(params: SinusoidParams, n_angles: int, n_phases: int, sh
     return carriers, coef[..., :1 + int(np.sum(np.cumprod(rel > 1e-2)))]
 
 
-def _plan(params: SinusoidParams, psf, s: int, cam_shape, cfg: WienerConfig, *, pad_camera: int | None = None,
-          patterns=None, xp=np) -> _Plan:
+def _hex_groups(params: HexagonalParams):
+    """Hexagonal SIM as one group of 7 frames and 7 bands 0, +k_j, -k_j: the carriers (3, 2), the mixing matrix
+    (7, 7) (band +j in frame n has ``(m_j / 3) exp(i phi_nj)``) and the band shifts (7, 2)."""
+    c = HEX_AMPLITUDE / 2 * params.modulation[None, :] * np.exp(1j * params.phase)
+    mix = np.concatenate([np.ones((params.K, 1)), c, np.conj(c)], axis=1)
+    shifts = np.concatenate([np.zeros((1, 2)), params.k, -params.k])
+    return params.k, [mix], [shifts], 1
+
+
+def _sinusoid_groups(params: SinusoidParams, cfg: WienerConfig, shape, patterns):
+    """Per angle: the mixing matrix (n_phases, 2M+1) of orders -M..M and their shifts m k_a; the carriers."""
+    n_angles, n_phases = angle_phase_counts(params.K, cfg.n_angles, cfg.n_phases, min_phases=MIN_PHASES)
+    carriers, coef = _order_coefficients(params, n_angles, n_phases, shape, patterns)
+    M_have = coef.shape[-1] - 1
+    M_max = (n_phases - 1) // 2  # what n_phases phases can separate
+    M = min(M_have, M_max if cfg.orders is None else check_int(f"orders ({n_phases} phases)", cfg.orders, 1, M_max))
+    if M < 1:
+        raise ValueError("patterns: no first order at the carriers of params (all below 1 % of the mean); "
+                         "expected sinusoidal patterns with non-zero modulation")
+    ms = np.arange(-M, M + 1)
+    mixes = [np.where(ms < 0, np.conj(coef[a][:, np.abs(ms)]), coef[a][:, np.abs(ms)]) for a in range(n_angles)]
+    return carriers, mixes, [ms[:, None] * carriers[a] for a in range(n_angles)], M
+
+
+def _plan(params: SinusoidParams | HexagonalParams, psf, s: int, cam_shape, cfg: WienerConfig, *,
+          pad_camera: int | None = None, patterns=None, xp=np) -> _Plan:
     optics = _check_optics(psf)
     s = check_int("upsample", s, 1, 8)
-    n_angles, n_phases = angle_phase_counts(params.K, cfg.n_angles, cfg.n_phases, min_phases=MIN_PHASES)
     h, w_cam = cam_shape
     H, W = h * s, w_cam * s
     if pad_camera is None:  # about two PSF widths, at least 8 camera pixels
@@ -138,37 +166,33 @@ def _plan(params: SinusoidParams, psf, s: int, cam_shape, cfg: WienerConfig, *, 
     Hp, Wp = hp * s, wp * s
     off = pad * s  # fine index rp = r + off
 
-    carriers, coef = _order_coefficients(params, n_angles, n_phases, (H, W), patterns)
-    M_have = coef.shape[-1] - 1
-    M_max = (n_phases - 1) // 2  # what n_phases phases can separate
-    M = min(M_have, M_max if cfg.orders is None else check_int(f"orders ({n_phases} phases)", cfg.orders, 1, M_max))
-    if M < 1:
-        raise ValueError("patterns: no first order at the carriers of params (all below 1 % of the mean); "
-                         "expected sinusoidal patterns with non-zero modulation")
-    ms = np.arange(-M, M + 1)
+    if isinstance(params, HexagonalParams):  # the pattern arrays are not measured: one group, 7 bands
+        carriers, mixes, shifts, M = _hex_groups(params)
+    else:
+        carriers, mixes, shifts, M = _sinusoid_groups(params, cfg, (H, W), patterns)
     unmix, weights, numer = [], [], []
     denom = np.zeros((Hp, Wp))
-    for a in range(n_angles):
-        c = coef[a][:, np.abs(ms)]
-        mix = np.where(ms < 0, np.conj(c), c)
+    for a, (mix, shift) in enumerate(zip(mixes, shifts)):
+        n_phases = mix.shape[0]
         # in padded coordinates the origin moves by -off fine pixels
-        mix = mix * np.exp(-2j * np.pi * off * carriers[a].sum() * ms)
+        mix = mix * np.exp(-2j * np.pi * off * shift.sum(axis=1))
         if np.linalg.cond(mix) > 1e6:
-            raise ValueError(f"params: the {n_phases} phases of angle {a} cannot separate {2 * M + 1} orders; need "
+            raise ValueError(f"params: the {n_phases} phases of angle {a} cannot separate {len(shift)} bands; need "
                              "distinct phases and non-zero modulation")
         pinv = np.linalg.pinv(mix)
         amp = 1.0 / (np.sqrt(n_phases) * np.linalg.norm(pinv, axis=1))  # equal noise in every a_m band
-        o = np.stack([amp[i] * shifted_transfer(optics, s, (Hp, Wp), m * carriers[a], camera_band=True)
-                      for i, m in enumerate(ms)])
+        o = np.stack([amp[i] * shifted_transfer(optics, s, (Hp, Wp), q, camera_band=True)
+                      for i, q in enumerate(shift)])
         denom += (np.abs(o) ** 2).sum(axis=0)
         unmix.append(xp.asarray(pinv))
         weights.append(amp)
         numer.append(xp.asarray(amp[:, None, None] * np.conj(o)))
     f_c = transfer_cutoff(optics, s, (Hp, Wp))
-    f_ext = cfg.apo_cutoff * (f_c + M * np.hypot(*carriers.T).max())
+    f_ext = cfg.apo_cutoff * (f_c + max(np.hypot(*q.T).max() for q in shifts))
     filt = _apodisation(cfg.apodisation, (Hp, Wp), f_ext, cfg.apo_bend) / (denom + cfg.w**2)
     taper = np.outer(_taper(h, hp, pad), _taper(w_cam, wp, pad))
-    return _Plan((H, W), s, pad, (hp, wp), unmix, carriers, M, weights, numer, xp.asarray(filt), xp.asarray(taper))
+    return _Plan((H, W), s, pad, (hp, wp), unmix, carriers, M, shifts, weights, numer, xp.asarray(filt),
+                 xp.asarray(taper))
 
 
 def _taper(n: int, n_pad: int, pad: int) -> np.ndarray:
@@ -209,17 +233,16 @@ def _fft(xp):
 
 
 def _shifted_bands(fine, plan: _Plan, a: int, xp):
-    """Unit bands m = -M..M of angle ``a`` moved to their true place: (2M+1, Hp, Wp) complex, real space.
-    Band m equals x convolved with the PSF (and block mean) modulated by exp(-2 pi i m k . r)."""
+    """Unit bands of group ``a`` moved to their true place: (n_bands, Hp, Wp) complex, real space. Band i
+    equals x convolved with the PSF (and block mean) modulated by exp(-2 pi i q_i . r), ``q_i`` its shift
+    (``m k`` for order m of a sinusoid)."""
     n_p = plan.unmix[a].shape[1]
     y = fine[a * n_p:(a + 1) * n_p]
     Hp, Wp = y.shape[-2:]
-    k = plan.carriers[a]
-    ey = np.exp(-2j * np.pi * k[0] * np.arange(Hp))
-    ex = np.exp(-2j * np.pi * k[1] * np.arange(Wp))
     out = xp.tensordot(plan.unmix[a], y, axes=(1, 0))
-    for i, m in enumerate(range(-plan.orders, plan.orders + 1)):
-        out[i] *= xp.asarray(np.outer(ey**m, ex**m))
+    for i, q in enumerate(plan.shifts[a]):
+        out[i] *= xp.asarray(np.outer(np.exp(-2j * np.pi * q[0] * np.arange(Hp)),
+                                      np.exp(-2j * np.pi * q[1] * np.arange(Wp))))
     return out
 
 
@@ -240,8 +263,9 @@ def _check_params(params) -> SinusoidParams:
     if params is None:
         raise ValueError("params: no pattern parameters; run `cusim estimate` to fit them from the data or from "
                          "pattern arrays")
-    if not isinstance(params, SinusoidParams):
-        raise TypeError(f"params: expected cusim.patterns.SinusoidParams, got {type(params).__name__}")
+    if not isinstance(params, (SinusoidParams, HexagonalParams)):
+        raise TypeError(f"params: expected cusim.patterns.SinusoidParams or HexagonalParams, "
+                        f"got {type(params).__name__}")
     return params
 
 
@@ -335,7 +359,8 @@ def reconstruct(dataset, *, device: str = "auto", params: SinusoidParams | None 
     xp = xp_for(resolve_device(device))
     plan = _plan(p, dataset.optics(), dataset.upsample, dataset.camera_shape, cfg, patterns=dataset.patterns, xp=xp)
     imgs = [_apply(_check_frames(dataset.frames(t), p.K), plan, xp) for t in range(dataset.T)]
-    info.update(coefficients="measured from /patterns" if dataset.patterns is not None else "from params",
+    measured = dataset.patterns is not None and not isinstance(p, HexagonalParams)
+    info.update(coefficients="measured from /patterns" if measured else "from params",
                 orders=plan.orders, n_angles=len(plan.unmix), n_phases=plan.unmix[0].shape[1],
                 carriers=plan.carriers.tolist(), band_weights=[wt.tolist() for wt in plan.weights])
     return (np.stack(imgs) if dataset.is_series else imgs[0]), info
