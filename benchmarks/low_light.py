@@ -54,6 +54,8 @@ METHODS = {
     "FISTA + TV": ("iterative", {}),
     "FISTA + Hessian": ("iterative", {"prior": "hessian"}),
     "PINN": ("pinn", {}),
+    # the camera noise model (opt-in): per-pixel variance in the loss and the stopping rule
+    "PINN, camera noise": ("pinn", {"noise": "camera"}),
 }
 
 
@@ -131,7 +133,7 @@ def simulated(args, methods: dict) -> dict:
         out["methods"][label] = rec
         print(f"sim  {label:22s} PSNR {rec['psnr_db']:.2f} dB  SSIM {rec['ssim']:.3f}  FRC {rec['frc05']:.3f}  "
               f"({rec['runtime_s']:.0f} s; {rec['stop']})", flush=True)
-    if args.pinn:
+    if "PINN" in methods:
         pinn_params = methods["PINN"][1]
         ns = SimpleNamespace(params=dict(pinn_params), steps=args.sim_steps, every=args.every, margin_camera=None,
                              rules={"default": {}})
@@ -188,7 +190,13 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--sim-steps", type=int, default=600, help="steps of the PINN's PSNR-vs-step curve")
     ap.add_argument("--every", type=int, default=25, help="curve points every this many steps")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: the available cores)")
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), metavar="LABEL",
+                    help=f"a subset of {list(METHODS)}")
     args = ap.parse_args(argv)
+    unknown = sorted(set(args.methods) - set(METHODS))
+    if unknown:
+        raise SystemExit(f"low_light: --methods: unknown {unknown}; expected some of {list(METHODS)}")
     for f in args.fractions:
         if not 0 < f <= 1:
             raise SystemExit(f"low_light: --fractions: expected numbers in (0, 1], got {f:g}")
@@ -197,10 +205,12 @@ def parse(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse(argv)
+    from cusim._threads import set_threads  # noqa: PLC0415
     from cusim.backend import resolve_device  # noqa: PLC0415
 
+    set_threads(args.threads)
     device = resolve_device(args.device)
-    methods = {k: v for k, v in METHODS.items() if args.pinn or v[0] != "pinn"}
+    methods = {k: v for k, v in METHODS.items() if k in args.methods and (args.pinn or v[0] != "pinn")}
     data = {"environment": C.environment(device, "float32"), "args": {k: str(v) for k, v in vars(args).items()}}
     if args.only in (None, "real"):
         data["real"] = real(args, methods)

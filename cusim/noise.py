@@ -97,32 +97,47 @@ class CameraNoise:
                 "method": self.method}
 
 
-def _noise_residual(frames: np.ndarray, cutoff: float | None, band_top: float | None = None) -> np.ndarray:
-    """Per-pixel noise residual of every frame with unit variance gain: the part of the spectrum beyond
-    ``cutoff`` (cycles per camera pixel; the OTF's, where the frames hold noise only; up to ``band_top``
-    when given) scaled by the share of the spectrum it keeps, or without a cutoff Immerkaer's Laplacian
-    difference / 6."""
+def noise_band(shape, *, passband: np.ndarray | None = None, cutoff: float | None = None,
+               band_top: float | None = None) -> np.ndarray | None:
+    """Boolean mask (fft2 layout, frame ``shape``) of the frequencies where frames hold noise only: outside
+    ``passband`` (:meth:`SIMOperator.passband`) or beyond the radial ``cutoff`` (cycles per camera pixel),
+    and below ``band_top`` when given; None when neither is given or too little of the spectrum is left."""
+    fy = np.fft.fftfreq(shape[-2])[:, None]
+    fx = np.fft.fftfreq(shape[-1])[None, :]
+    f = np.hypot(fy, fx)
+    if passband is not None:
+        out = ~np.asarray(passband, dtype=bool)
+    elif cutoff is not None:
+        out = f > cutoff
+    else:
+        return None
+    out = out & (f <= (np.inf if band_top is None else band_top))
+    out[0, 0] = False
+    return out if out.mean() >= _MIN_FRACTION else None
+
+
+def _noise_residual(frames: np.ndarray, band: np.ndarray | None) -> np.ndarray:
+    """Per-pixel noise residual of every frame with unit variance gain: the frames' spectrum in ``band``
+    (:func:`noise_band`) scaled by the share of the spectrum it keeps, or without a band Immerkaer's
+    Laplacian difference / 6."""
     f = np.asarray(frames, dtype=np.float64)
-    if cutoff is not None:
-        fy = np.fft.fftfreq(f.shape[-2])[:, None]
-        fx = np.fft.fftfreq(f.shape[-1])[None, :]
-        out = (np.hypot(fy, fx) > cutoff) & (np.hypot(fy, fx) <= (np.inf if band_top is None else band_top))
-        if out.mean() >= _MIN_FRACTION:
-            return np.fft.ifft2(np.fft.fft2(f) * out).real / np.sqrt(out.mean())
+    if band is not None:
+        return np.fft.ifft2(np.fft.fft2(f) * band).real / np.sqrt(band.mean())
     m = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64) / 6.0
     return np.stack([ndimage.convolve(fr, m, mode="reflect") for fr in f.reshape(-1, *f.shape[-2:])]).reshape(f.shape)
 
 
-def mean_variance(frames: np.ndarray, cutoff: float | None = None, band_top: float | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def mean_variance(frames: np.ndarray, band: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Local means and noise variances of ``frames`` (K, h, w), one pair per quantile bin of the local mean:
     the local mean is a Gaussian-smoothed frame, the variance the median of the squared noise residual
     (:func:`_noise_residual`) over the bin's pixels, so that structure leaking into the residual at
     filament edges moves it little."""
     f = np.asarray(frames, dtype=np.float64).reshape(-1, *np.shape(frames)[-2:])
-    e = _noise_residual(f, cutoff, band_top)
+    e = _noise_residual(f, band)
     mu = np.stack([ndimage.gaussian_filter(fr, _MV_SMOOTH_PX, mode="reflect") for fr in f])
-    b = 8  # the frame edge: a non-periodic field's jump across it rings through the residual there
+    # the frame edge: a non-periodic field's jump across it rings through the residual there (3 px left
+    # out of the dlsim frames: the darkest bins' variance 1.8x the next ones'; 8 px: 1.0x)
+    b = max(1, min(8, min(f.shape[-2:]) // 8))
     mu, e2 = mu[:, b:-b, b:-b].ravel(), (e[:, b:-b, b:-b] ** 2).ravel()
     edges = np.quantile(mu, np.linspace(0, 1, _MV_BINS + 1))
     idx = np.clip(np.searchsorted(edges, mu, side="right") - 1, 0, _MV_BINS - 1)
@@ -131,9 +146,9 @@ def mean_variance(frames: np.ndarray, cutoff: float | None = None, band_top: flo
     return means, variances
 
 
-def estimate_camera(frames: np.ndarray, *, cutoff: float | None = None, band_top: float | None = None,
-                    offset: float | None = None, gain: float | None = None, read_sigma: float | None = None
-                    ) -> CameraNoise:
+def estimate_camera(frames: np.ndarray, *, passband: np.ndarray | None = None, cutoff: float | None = None,
+                    band_top: float | None = None, offset: float | None = None, gain: float | None = None,
+                    read_sigma: float | None = None) -> CameraNoise:
     """The camera's :class:`CameraNoise` from the frames themselves (mean-variance), any part overridden.
 
     The binned local means and variances (:func:`mean_variance`) are fitted by ``var = gain * mean + c``
@@ -141,11 +156,12 @@ def estimate_camera(frames: np.ndarray, *, cutoff: float | None = None, band_top
     gain * offset`` is identified, not its two parts: the offset is taken where the line reaches zero
     variance (the read noise folded in: a 1.5 e- read noise moves it by ~2 gains), capped at the darkest
     bin's mean, and the read noise is what the cap leaves. A given ``offset`` or ``gain`` is kept and
-    the rest refitted; ``cutoff`` (cycles per camera pixel) is the OTF's, beyond which frames hold noise.
-    ``band_top`` (cycles per camera pixel) ends the noise band where frames were resampled (interpolated
+    the rest refitted. The noise band (:func:`noise_band`) is outside ``passband`` (the operator's) or
+    beyond ``cutoff`` (cycles per camera pixel, the OTF's); ``band_top`` (cycles per camera pixel) ends the noise band where frames were resampled (interpolated
     and binned frames, whose noise is no longer white: their spectrum falls towards the corners).
     """
-    means, var = mean_variance(frames, cutoff, band_top)
+    means, var = mean_variance(frames, noise_band(np.shape(frames), passband=passband, cutoff=cutoff,
+                                                  band_top=band_top))
     m, v = means[:-1], var[:-1]
     if gain is None:
         if offset is None:

@@ -25,7 +25,7 @@ from .._threads import threads
 from .._validate import check_frames_vary, check_int
 from .._warnings import warn
 from ..backend import resolve_device, to_numpy
-from ..noise import estimate_sigma
+from ..noise import estimate_camera, estimate_sigma
 from ..patterns import SinusoidParams, params_record
 from ..torch_ops import sim_forward
 from .config import FAST, GRAPH_BLOCK, INPUTS, PRECISIONS, PRIORS, STOPS, PINNConfig  # noqa: F401  (re-exported)
@@ -55,6 +55,7 @@ class PINNRun:
     tau: float | None = None  # the discrepancy threshold used (``cfg.tau``)
     members: list = field(repr=False, default_factory=list)  # per member: image, loss, residual_sigma2,
     # steps, stop_reason, pattern_params
+    camera: dict | None = None  # the camera noise model used (``cfg.noise == "camera"``): CameraNoise.record()
 
 
 def network_input(frames: np.ndarray, upsample: int, kind: str) -> np.ndarray:
@@ -63,6 +64,16 @@ def network_input(frames: np.ndarray, upsample: int, kind: str) -> np.ndarray:
     up = np.stack([upsample_cubic(f, upsample) for f in stack])
     lo, hi = float(up.min()), float(up.max())
     return ((up - lo) / (hi - lo if hi > lo else 1.0)).astype(np.float32)
+
+
+def camera_model(frames: np.ndarray, op, cfg: PINNConfig):
+    """The :class:`~cusim.noise.CameraNoise` of ``cfg.noise == "camera"`` (estimated from ``frames`` beyond the
+    operator's passband, ``cfg.camera_*`` overriding its parts), or None for white noise."""
+    if cfg.noise != "camera":
+        return None
+    passband = op.passband() if hasattr(op, "passband") else None
+    return estimate_camera(frames, passband=passband, offset=cfg.camera_offset, gain=cfg.camera_gain,
+                           read_sigma=cfg.camera_read_sigma)
 
 
 class _Stopper:
@@ -164,7 +175,8 @@ class PINNStep:
         h, w = op.camera_shape
         i = self.watch_inset = m if watch_inset is None else int(watch_inset)
         watch = (slice(i, h - i), slice(i, w - i)) if i and min(h, w) > 4 * i else None
-        self.data_loss = DataLoss(cfg.loss, y, self.sigma, cfg.gain, watch=watch)
+        self.camera = camera_model(frames, op, cfg)
+        self.data_loss = DataLoss(cfg.loss, y, self.sigma, cfg.gain, watch=watch, camera=self.camera)
         if physics is None:
             self.physics = lambda x: sim_forward(x, op)  # (N, H, W) -> (N, K, h, w): the operator's batch axis
         else:  # a peer's physics maps one image (H, W) to its frames
@@ -523,7 +535,8 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
                    np.concatenate([m["residual_sigma2"] for m in members]), sum(m["steps"] for m in members),
                    "; ".join(m["stop_reason"] for m in members), fit.sigma,
                    {k: v.detach().cpu().clone() for k, v in fit.net.state_dict().items()},
-                   members[0]["pattern_params"], tau=fit.cfg.tau, members=members)
+                   members[0]["pattern_params"], tau=fit.cfg.tau, members=members,
+                   camera=None if fit.camera is None else fit.camera.record())
 
 
 def _refine_setup(dataset, op):
@@ -613,4 +626,6 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
             "steps_run": int(sum(len(v) for v in losses))}
     if run.pattern_params is not None:
         info["pattern_params"] = params_record(run.pattern_params)
+    if run.camera is not None:
+        info["camera"] = run.camera
     return image, info

@@ -1,0 +1,111 @@
+"""The camera noise model (cusim.noise.CameraNoise): estimated from the frames, thinning, the PINN's use of it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import typer.testing
+
+import cusim
+from cusim import noise
+from cusim.cli import app
+
+
+def _frames_with_gain(gain: float, snr: float = 4.0, seed: int = 1):
+    ds = cusim.simulate(shape=(256, 256), snr=snr, seed=seed, device="cpu")  # offset 100, read noise 1 e-
+    off = ds.attrs["sim_offset"]
+    return ds, ((ds.raw.astype(np.float64) - off) * gain + off), off
+
+
+@pytest.mark.parametrize("gain", [1.0, 2.5])
+def test_mean_variance_recovers_the_gain_and_offset_of_simulated_frames(gain):
+    ds, raw, off = _frames_with_gain(gain)
+    cutoff = 2 * ds.na * ds.pixel_size_nm / ds.wavelength_nm
+    cam = noise.estimate_camera(raw, cutoff=1.05 * cutoff)
+    assert cam.gain == pytest.approx(gain, rel=0.08)
+    # the read noise (1 e-) is folded into the offset: it moves the zero-variance point by 1 gain
+    assert abs(cam.offset - off) < 2 * gain
+    assert cam.method == "mean-variance"
+    # through the operator's passband, the same
+    assert noise.estimate_camera(raw, passband=ds.operator(device="cpu").passband()).gain == pytest.approx(gain, rel=0.08)
+
+
+def test_given_parts_of_the_camera_are_kept_and_the_rest_refitted():
+    ds, raw, off = _frames_with_gain(2.0)
+    cam = noise.estimate_camera(raw, passband=ds.operator(device="cpu").passband(), offset=off, read_sigma=2.0)
+    assert (cam.offset, cam.read_sigma) == (off, 2.0)
+    assert cam.gain == pytest.approx(2.0, rel=0.08)
+    assert cam.method == "mean-variance+given offset,read_sigma"
+
+
+def test_thinning_keeps_poisson_statistics_at_the_fraction_of_the_light():
+    rng = np.random.default_rng(0)
+    cam = noise.CameraNoise(offset=100.0, gain=3.0)
+    frames = cam.from_photons(rng.poisson(200.0, (4, 64, 64)))
+    thinned = noise.thin(frames, cam, 0.1, seed=1)
+    photons = cam.to_photons(thinned)
+    assert photons.mean() == pytest.approx(20.0, rel=0.02)
+    assert photons.var() == pytest.approx(20.0, rel=0.05)  # Poisson: variance = mean
+    np.testing.assert_array_equal(noise.thin(frames, cam, 0.1, seed=1), thinned)  # seeded
+
+
+def test_camera_variance_grows_with_the_signal_above_the_offset():
+    cam = noise.CameraNoise(offset=100.0, gain=2.0, read_sigma=3.0)
+    np.testing.assert_allclose(cam.variance(np.array([50.0, 100.0, 150.0])), [9.0, 9.0, 109.0])
+    assert cam.record() == {"offset": 100.0, "gain": 2.0, "read_sigma": 3.0, "method": "given"}
+
+
+def test_bad_camera_settings_are_refused_with_their_name():
+    with pytest.raises(ValueError, match="gain: expected a finite number > 0"):
+        noise.CameraNoise(offset=0.0, gain=0.0)
+    rng = np.random.default_rng(0)
+    bright = np.linspace(100, 1000, 64)[None, None, :] * np.ones((3, 64, 64))
+    frames = bright + rng.standard_normal(bright.shape) * (2000.0 / bright)  # noise FALLS with the signal
+    with pytest.raises(ValueError, match="does not grow with the signal"):
+        noise.estimate_camera(frames)
+    with pytest.raises(ValueError, match="camera_gain: only for noise .camera."):
+        cusim.reconstruct(_frames_with_gain(1.0)[0], "pinn", device="cpu", steps=1, camera_gain=2.0)
+
+
+def test_pinn_with_the_camera_model_records_it_in_the_provenance(tmp_path):
+    ds = cusim.simulate(shape=(128, 128), snr=4, seed=2, device="cpu")
+    path = tmp_path / "s.h5"
+    cusim.save(ds, path)
+    res = typer.testing.CliRunner().invoke(app, ["run", str(path), "--method", "pinn", "--steps", "3",
+                                                 "--noise", "camera", "--camera-offset", "100", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    rec = cusim.load(path).recons["pinn"]
+    assert rec.attrs["params"]["noise"] == "camera" and rec.attrs["params"]["camera_offset"] == 100.0
+    cam = rec.attrs["camera"]
+    assert cam["offset"] == 100.0 and cam["gain"] == pytest.approx(1.0, rel=0.15)
+    assert cam["method"] == "mean-variance+given offset"
+
+
+def test_camera_options_without_the_camera_model_fail_with_one_line(tmp_path):
+    ds = cusim.simulate(shape=(64, 64), snr=4, seed=2, device="cpu")
+    path = tmp_path / "s.h5"
+    cusim.save(ds, path)
+    res = typer.testing.CliRunner().invoke(app, ["run", str(path), "--method", "pinn", "--camera-gain", "2"])
+    assert res.exit_code == 1
+    assert "--camera-gain: only for noise 'camera'" in res.output and "Traceback" not in res.output
+    res = typer.testing.CliRunner().invoke(app, ["run", str(path), "--method", "wiener", "--noise", "camera"])
+    assert res.exit_code == 1 and "--noise: only for --method pinn" in res.output
+
+
+def test_data_loss_residual_is_one_at_the_truth_in_units_of_the_camera_variance():
+    torch = pytest.importorskip("torch")
+    from cusim.recon.losses import DataLoss
+
+    ds = cusim.simulate(shape=(128, 128), snr=4, seed=3, device="cpu")
+    op = ds.operator(device="cpu")
+    clean = op.forward(ds.ground_truth) * ds.attrs["sim_gain"] + ds.attrs["sim_offset"]
+    cam = noise.CameraNoise(offset=100.0, gain=1.0, read_sigma=1.0)  # the simulation's camera
+    y, p = torch.from_numpy(ds.raw.astype(np.float32)), torch.from_numpy(clean.astype(np.float32))
+    _, res = DataLoss("mse", y, 1.0, camera=cam)(p)
+    assert float(res) == pytest.approx(1.0, abs=0.05)
+    # the frames' variance is not one number: weighted by one sigma^2 instead, the bright pixels dominate
+    sigma = float((ds.raw - clean).std())
+    _, white = DataLoss("mse", y, sigma)(p)
+    assert float(white) == pytest.approx(1.0, abs=0.05)
+    _, twice = DataLoss("mse", y, 1.0, camera=noise.CameraNoise(offset=100.0, gain=2.0, read_sigma=1.0))(p)
+    assert float(twice) == pytest.approx(0.5, abs=0.05)  # a camera of twice the gain expects twice the variance
