@@ -1,7 +1,7 @@
 """Low light: every method at its default settings on photon-thinned real frames and on simulated low light.
 
-    python -m benchmarks.low_light [--fractions 1 0.2 0.1 0.05] [--no-pinn] [--sim-snr 4] [--sim-steps 600]
-        [--device auto|cpu|cuda] [--only real|sim]
+    python -m benchmarks.low_light [--fractions 1 0.2 0.1 0.05] [--no-pinn] [--methods LABEL ...] [--only real|sim]
+        [--sim-snr 4] [--sim-size 128] [--sim-steps 400] [--device auto|cpu|cuda] [--threads N]
 
 Real: ``../shared/data/real/dlsim-microtubules/raw_normal_light.tif`` imported with the options of
 docs/data.md (binning 2 undoes the source's 2x interpolation; upsample 2 gives the 256 grid of the
@@ -15,10 +15,11 @@ against the source's normal-light SIM reconstruction ``reference_sim_normal_ligh
 Pearson r (8 px border) and the FRC 0.5 cut-off (cycles per 256-grid pixel, whole field). Fraction 1
 is the unthinned frames (the ceiling each method reaches with all the light).
 
-Simulated: ``cusim.simulate`` filaments, 256 x 256 fine (128 x 128 camera), linear 3 x 3, SNR
-``--sim-snr`` per raw pixel, true patterns; PSNR / SSIM / FRC against the truth (the convention of
-``benchmarks.quality``), and the PINN's PSNR-vs-step curve (``benchmarks.pinn_curve``): its best point
-and the point where the default stopping rule fires.
+Simulated: ``cusim.simulate`` filaments, ``--sim-size`` squared fine pixels (camera: half), linear 3 x 3,
+SNR ``--sim-snr`` per raw pixel, true patterns; PSNR / SSIM / FRC against the truth (the convention of
+``benchmarks.quality``). Each PINN row is one ``stop="max"`` run of ``--sim-steps`` steps
+(``benchmarks.pinn_curve``): its PSNR-vs-step curve's best point, and the image where the default
+stopping rule fires (the image the default run returns; "max" if it never fires within the steps).
 
 Writes ``benchmarks/results/low_light-<device>.json`` and ``.md`` (the table of docs/quality.md, "Low light").
 """
@@ -121,28 +122,31 @@ def simulated(args, methods: dict) -> dict:
     from benchmarks.pinn_curve import curve  # noqa: PLC0415
     from benchmarks.quality import quality  # noqa: PLC0415
 
-    ds = cusim.simulate(phantom="filaments", shape=(256, 256), upsample=2, snr=args.sim_snr, seed=1, device="cpu")
-    out = {"snr": ds.attrs["sim_snr"], "photons": ds.attrs["sim_photons"], "methods": {}}
+    n = args.sim_size
+    ds = cusim.simulate(phantom="filaments", shape=(n, n), upsample=2, snr=args.sim_snr, seed=1, device="cpu")
+    out = {"snr": ds.attrs["sim_snr"], "photons": ds.attrs["sim_photons"], "size": n, "methods": {}, "pinn_curves": {}}
     print(f"simulated: SNR {ds.attrs['sim_snr']:.2f}, {ds.attrs['sim_photons']:.1f} photons per camera pixel",
           flush=True)
     for label, (method, params) in methods.items():
         t0 = time.perf_counter()
-        res = cusim.reconstruct(ds, method, device=args.device, **params)
-        rec = {**quality(res.image.astype(np.float64), ds.ground_truth), "runtime_s": time.perf_counter() - t0,
-               "stop": res.extra.get("stop_reason"), "steps": res.extra.get("steps_run")}
+        if method == "pinn":  # one stop=max run: its PSNR-vs-step curve, and the image where the default stop fires
+            ns = SimpleNamespace(params=dict(params), steps=args.sim_steps, every=args.every, margin_camera=None,
+                                 rules={"default": {}})
+            c = curve(ds, ns, args.device)
+            fired, best = c["rules"]["default"], c["best_on_curve"]
+            rec = {k: fired[k] for k in ("psnr_db", "ssim", "frc05")}
+            rec.update(runtime_s=time.perf_counter() - t0, stop=fired["reason"], steps=fired["step"])
+            out["pinn_curves"][label] = {"best": best, "stop": {k: fired[k] for k in ("step", "reason", "psnr_db")},
+                                         "curve": [(p["step"], p["psnr_db"], p["mse"]) for p in c["curve"]]}
+            print(f"sim  {label}: curve best {best['psnr_db']:.2f} dB at step {best['step']}; the stop fires at "
+                  f"step {fired['step']} with {fired['psnr_db']:.2f} dB ({fired['reason']})", flush=True)
+        else:
+            res = cusim.reconstruct(ds, method, device=args.device, **params)
+            rec = {**quality(res.image.astype(np.float64), ds.ground_truth), "runtime_s": time.perf_counter() - t0,
+                   "stop": res.extra.get("stop_reason"), "steps": res.extra.get("steps_run")}
         out["methods"][label] = rec
         print(f"sim  {label:22s} PSNR {rec['psnr_db']:.2f} dB  SSIM {rec['ssim']:.3f}  FRC {rec['frc05']:.3f}  "
               f"({rec['runtime_s']:.0f} s; {rec['stop']})", flush=True)
-    if "PINN" in methods:
-        pinn_params = methods["PINN"][1]
-        ns = SimpleNamespace(params=dict(pinn_params), steps=args.sim_steps, every=args.every, margin_camera=None,
-                             rules={"default": {}})
-        c = curve(ds, ns, args.device)
-        fired, best = c["rules"]["default"], c["best_on_curve"]
-        out["pinn_curve"] = {"best": best, "stop": {k: fired[k] for k in ("step", "reason", "psnr_db")},
-                             "curve": [(p["step"], p["psnr_db"], p["mse"]) for p in c["curve"]]}
-        print(f"sim  PINN curve: best {best['psnr_db']:.2f} dB at step {best['step']}; the stop fires at step "
-              f"{fired['step']} with {fired['psnr_db']:.2f} dB ({fired['reason']})", flush=True)
     return out
 
 
@@ -172,12 +176,40 @@ def tables(data: dict) -> str:
         text.append(C.markdown_table(
             f"simulated filaments, SNR {s['snr']:.1f} per raw pixel ({s['photons']:.1f} photons), true patterns",
             ["method", "PSNR dB", "SSIM", "FRC 0.5", "steps"], rows))
-        if "pinn_curve" in s:
-            pc = s["pinn_curve"]
-            text.append(f"PINN PSNR-vs-step curve: best {pc['best']['psnr_db']:.2f} dB at step {pc['best']['step']}; "
-                        f"the default stop fires at step {pc['stop']['step']} with {pc['stop']['psnr_db']:.2f} dB "
-                        f"({pc['stop']['reason']}).\n")
+        for label, pc in s.get("pinn_curves", {}).items():
+            text.append(f"{label}, PSNR-vs-step curve: best {pc['best']['psnr_db']:.2f} dB at step "
+                        f"{pc['best']['step']}; the stop fires at step {pc['stop']['step'] or 'max'} with "
+                        f"{pc['stop']['psnr_db']:.2f} dB ({pc['stop']['reason']}).\n")
     return "\n".join(text)
+
+
+def merge(paths: list[Path]) -> dict:
+    """One record from the JSON of several partial runs (later files win for the same cell)."""
+    import json  # noqa: PLC0415
+
+    data: dict = {}
+    for path in paths:
+        part = json.loads(Path(path).read_text())
+        data.setdefault("environment", part["environment"])
+        data.setdefault("merged_from", []).append(str(path))
+        if "real" in part:
+            r = data.setdefault("real", {k: v for k, v in part["real"].items() if k != "levels"})
+            r.setdefault("levels", {})
+            for frac, lv in part["real"]["levels"].items():
+                have = r["levels"].setdefault(frac, {k: v for k, v in lv.items() if k != "methods"})
+                have.setdefault("methods", {}).update(lv["methods"])
+        if "sim" in part:
+            sim = data.setdefault("sim", {k: v for k, v in part["sim"].items() if k not in ("methods", "pinn_curves")})
+            sim.setdefault("methods", {}).update(part["sim"]["methods"])
+            sim.setdefault("pinn_curves", {}).update(part["sim"].get("pinn_curves", {}))
+    order = list(METHODS)
+    for lv in data.get("real", {}).get("levels", {}).values():
+        lv["methods"] = {k: lv["methods"][k] for k in order if k in lv["methods"]}
+    if "sim" in data:
+        data["sim"]["methods"] = {k: data["sim"]["methods"][k] for k in order if k in data["sim"]["methods"]}
+    if "real" in data:
+        data["real"]["levels"] = dict(sorted(data["real"]["levels"].items(), key=lambda kv: -float(kv[0])))
+    return data
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -187,10 +219,14 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--only", choices=["real", "sim"], default=None)
     ap.add_argument("--no-pinn", dest="pinn", action="store_false", help="leave the PINN out (minutes per run on a CPU)")
     ap.add_argument("--sim-snr", type=float, default=4.0)
-    ap.add_argument("--sim-steps", type=int, default=600, help="steps of the PINN's PSNR-vs-step curve")
+    ap.add_argument("--sim-size", type=int, default=128, help="fine-grid side of the simulated field (camera: half)")
+    ap.add_argument("--sim-steps", type=int, default=400, help="steps of the PINN's PSNR-vs-step curve (stop=max)")
     ap.add_argument("--every", type=int, default=25, help="curve points every this many steps")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: the available cores)")
+    ap.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
+                    help="no runs: merge the JSON of partial runs (--only, --methods) into one table")
+    ap.add_argument("--out", default=NAME, help=f"results name: benchmarks/results/<out>-<device>.json/.md ({NAME})")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), metavar="LABEL",
                     help=f"a subset of {list(METHODS)}")
     args = ap.parse_args(argv)
@@ -208,6 +244,14 @@ def main(argv=None) -> int:
     from cusim._threads import set_threads  # noqa: PLC0415
     from cusim.backend import resolve_device  # noqa: PLC0415
 
+    if args.merge:
+        data = merge(args.merge)
+        text = tables(data)
+        print(text)
+        device = "cuda" if "cuda" in str(data["environment"].get("device", "")).lower() else "cpu"
+        print(C.write_json(args.out, device, data))
+        print(C.write_markdown(args.out, device, text))
+        return 0
     set_threads(args.threads)
     device = resolve_device(args.device)
     methods = {k: v for k, v in METHODS.items() if k in args.methods and (args.pinn or v[0] != "pinn")}
@@ -218,8 +262,8 @@ def main(argv=None) -> int:
         data["sim"] = simulated(args, methods)
     text = tables(data)
     print("\n" + text)
-    print(C.write_json(NAME, device, data))
-    print(C.write_markdown(NAME, device, text))
+    print(C.write_json(args.out, device, data))
+    print(C.write_markdown(args.out, device, text))
     return 0
 
 
