@@ -258,6 +258,7 @@ _OPTIONS = {
     "--wiener-w": ("w", ("wiener",)),
     "--noise": ("noise", ("pinn",)), "--camera-offset": ("camera_offset", ("pinn",)),
     "--camera-gain": ("camera_gain", ("pinn",)), "--camera-read-sigma": ("camera_read_sigma", ("pinn",)),
+    "--background": ("background", ("pinn",)),
 }
 _FLAG_OF = {setting: flag for flag, (setting, _) in _OPTIONS.items() if setting}
 
@@ -368,6 +369,9 @@ def run(
                                       "per photo-electron) instead of its estimate."),
     camera_read_sigma: float = typer.Option(None, "--camera-read-sigma", help="pinn, --noise camera: the read "
                                             "noise (counts) instead of its estimate."),
+    background: str = typer.Option(None, "--background", help="pinn: none | shared | frame: fit a smooth "
+                                   "non-negative out-of-focus background (one for all frames, or one per frame) "
+                                   f"with the object (default {_D.background})."),
     checkpoint_every: int = typer.Option(None, help="pinn: write a checkpoint every this many steps (default 50)."),
     resume: bool = typer.Option(False, "--resume", help="pinn: continue an interrupted run from its checkpoint."),
     iterations: int = typer.Option(None, help=f"iterative: most iterations (default {_I.n_iter})."),
@@ -399,7 +403,8 @@ def run(
              "--checkpoint-every": checkpoint_every, "--resume": resume, "--stop": stop, "--tau": tau,
              "--margin-camera": margin_camera, "--prior": prior, "--prior-weight": prior_weight,
              "--iterations": iterations, "--algorithm": algorithm, "--wiener-w": wiener_w, "--noise": noise,
-             "--camera-offset": camera_offset, "--camera-gain": camera_gain, "--camera-read-sigma": camera_read_sigma}
+             "--camera-offset": camera_offset, "--camera-gain": camera_gain, "--camera-read-sigma": camera_read_sigma,
+             "--background": background}
     if len(files) > 1 or scheduler is not None or workers is not None or _pattern_or_folder(files[0]):
         return _run_many(files, method, given, name, device, out, force, resume, threads, scheduler, workers,
                          estimate_patterns, {"--roi": roi, "--tiff": tiff, "--figure": figure,
@@ -565,7 +570,7 @@ def _store(res, ds, file, out, region: bool, target, name, border, norm, force, 
     from .report import metrics_table, save_figure  # noqa: PLC0415
 
     table, metrics = metrics_table(ds, res.image, name, border, norm)
-    extra = {k: v for k, v in res.extra.items() if isinstance(v, (int, float, str)) or k in ("pattern_params", "camera")}
+    extra = {k: v for k, v in res.extra.items() if isinstance(v, (int, float, str)) or k in ("pattern_params", "camera", "background")}
     rec = res.to_recon(**extra, **({"metrics": metrics} if metrics else {}))
     if region:
         save(dataclasses.replace(ds, recons={name: rec}, path=None), out)

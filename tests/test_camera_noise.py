@@ -109,3 +109,33 @@ def test_data_loss_residual_is_one_at_the_truth_in_units_of_the_camera_variance(
     assert float(white) == pytest.approx(1.0, abs=0.05)
     _, twice = DataLoss("mse", y, 1.0, camera=noise.CameraNoise(offset=100.0, gain=2.0, read_sigma=1.0))(p)
     assert float(twice) == pytest.approx(0.5, abs=0.05)  # a camera of twice the gain expects twice the variance
+
+
+def test_background_is_smooth_non_negative_and_learnt_with_the_network():
+    torch = pytest.importorskip("torch")
+    from cusim.recon._pinn_background import Background
+
+    bg = Background(2, 9, (32, 40), "frame")
+    p = torch.rand(2, 9, 32, 40) + 1.0
+    b = bg.field()
+    assert b.shape == (2, 9, 32, 40) and float(b.min()) >= 0
+    assert float((bg(p) - p).mean() / p.mean()) == pytest.approx(0.01, rel=1e-3)  # starts at 1% of the mean
+    with torch.no_grad():
+        bg.theta.normal_()
+    b = bg.field()
+    assert float(b.min()) >= 0
+    # smooth: bilinear between 4 x 4 grid points, so neighbouring pixels differ by at most 1/10 of the range
+    assert float(b.diff(dim=-1).abs().max()) <= 0.1 * float(b.max() - b.min()) + 1e-6
+    bg(p).sum().backward()
+    assert bg.theta.grad is not None and float(bg.theta.grad.abs().min()) > 0
+    assert Background(1, 9, (32, 40), "shared").field().shape == (1, 1, 32, 40)
+
+
+def test_pinn_with_a_background_records_it():
+    ds = cusim.simulate(shape=(64, 64), snr=10, seed=2, device="cpu")
+    res = cusim.reconstruct(ds, "pinn", device="cpu", steps=3, background="shared")
+    assert res.params["background"] == "shared"
+    rec = res.extra["background"]
+    assert rec["kind"] == "shared" and rec["cells"] == 4 and 0 < rec["mean_rel"][0] <= rec["max_rel"][0]
+    with pytest.raises(ValueError, match="background: expected one of"):
+        cusim.reconstruct(ds, "pinn", device="cpu", steps=3, background="planar")

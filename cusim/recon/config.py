@@ -18,6 +18,7 @@ from ..optim import PRIORS
 DATA_LOSSES = ("mse", "ssim", "pg")
 STOPS = ("max", "plateau", "discrepancy")
 NOISE_MODELS = ("white", "camera")
+BACKGROUNDS = ("none", "shared", "frame")  # the PINN's out-of-focus background (cusim.recon._pinn_background)
 PRECISIONS = ("float32", "bfloat16")
 # The fast step (``cusim run --fast``): the U-Net's inner levels in bfloat16 under autocast (its
 # full-resolution level and head in float32) with channels-last tensors, the loss read back to the
@@ -80,6 +81,9 @@ class PINNConfig(_Config):
     camera_offset: float | None = None  # counts at zero light
     camera_gain: float | None = None  # counts per photo-electron
     camera_read_sigma: float | None = None  # read noise, counts
+    background: str = "none"  # "none" | "shared" | "frame": a smooth non-negative out-of-focus background (one
+    # for all frames, or one per frame) added to the predicted frames and learnt with the network
+    # (cusim.recon._pinn_background; opt-in)
     stop: str = "discrepancy"  # "max" | "plateau" | "discrepancy"
     tau: float = 1.0  # discrepancy: stop when the residual mean square <= tau * sigma^2 ...
     stall: float = 0.01  # ... or when it fell by less than this fraction over `patience` steps (a floor;
@@ -120,6 +124,7 @@ class PINNConfig(_Config):
         check_number("prior_weight", self.prior_weight, lo=0.0)
         check_number("min_delta", self.min_delta, lo=0.0)
         check_choice("noise", self.noise, NOISE_MODELS)
+        check_choice("background", self.background, BACKGROUNDS)
         for name, lo in (("camera_offset", None), ("camera_gain", None), ("camera_read_sigma", 0.0)):
             if getattr(self, name) is not None:
                 if self.noise != "camera":

@@ -29,6 +29,7 @@ from ..noise import estimate_camera, estimate_sigma
 from ..patterns import SinusoidParams, params_record
 from ..torch_ops import sim_forward
 from .config import FAST, GRAPH_BLOCK, INPUTS, PRECISIONS, PRIORS, STOPS, PINNConfig  # noqa: F401  (re-exported)
+from ._pinn_background import Background
 from .losses import DataLoss, prior
 from .widefield import upsample_cubic
 
@@ -56,6 +57,7 @@ class PINNRun:
     members: list = field(repr=False, default_factory=list)  # per member: image, loss, residual_sigma2,
     # steps, stop_reason, pattern_params
     camera: dict | None = None  # the camera noise model used (``cfg.noise == "camera"``): CameraNoise.record()
+    background: dict | None = None  # the background fitted (``cfg.background``): Background.record()
 
 
 def network_input(frames: np.ndarray, upsample: int, kind: str) -> np.ndarray:
@@ -157,16 +159,19 @@ class PINNStep:
         if init_state:
             self.net.load_state_dict(init_state)
         self.net = self.net.to(memory_format=self.memory_format)
+        self.bg = None if cfg.background == "none" else Background(n, frames.shape[0], op.camera_shape,
+                                                                   cfg.background, device=dev)
+        trained = [*self.net.parameters(), *(() if self.bg is None else self.bg.parameters())]
         cuda = dev.type == "cuda"
         # On CUDA the learning rate is a device tensor set from the device step count (StepLR's values),
         # so that a captured step needs no host; Adam is then the fused, capturable kernel.
         self._t = torch.zeros((), dtype=torch.int64, device=dev)  # Adam updates taken, on the device
         if cuda:
             self._lr = torch.full((), cfg.lr, dtype=torch.float32, device=dev)
-            self.opt = torch.optim.Adam(self.net.parameters(), lr=self._lr, capturable=True, fused=True)
+            self.opt = torch.optim.Adam(trained, lr=self._lr, capturable=True, fused=True)
             self.sched = None
         else:
-            self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+            self.opt = torch.optim.Adam(trained, lr=cfg.lr)
             self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=cfg.lr_every, gamma=cfg.lr_decay)
         # The stopping rule watches the frames' interior, ``watch_inset`` camera pixels in (default: the
         # margin). With a margin the object there can also fit the noise of the frames' edge band (its
@@ -236,7 +241,8 @@ class PINNStep:
         if self.popt is not None:
             self.popt.zero_grad(set_to_none=True)
         x = self.image()
-        loss, mse = self.data_loss(self.physics(x))
+        pred = self.physics(x)
+        loss, mse = self.data_loss(pred if self.bg is None else self.bg(pred))
         if self.cfg.prior != "none" and self.cfg.prior_weight > 0:
             loss = loss + self.cfg.prior_weight * prior(x, self.cfg.prior)
         self._loss = loss.sum()  # the members are independent: the gradient of each is its own loss's
@@ -299,7 +305,8 @@ class PINNStep:
     # -- the captured step ------------------------------------------------------------------------
     def _tensors(self) -> list[torch.Tensor]:
         """Every tensor a step changes in place: weights, batch-norm statistics, Adam's state, the counters."""
-        out = [*self.net.parameters(), *self.net.buffers(), self._t, self._lr]
+        out = [*self.net.parameters(), *self.net.buffers(), self._t, self._lr,
+               *(() if self.bg is None else self.bg.parameters())]
         for state in self.opt.state.values():
             out += [v for v in state.values() if torch.is_tensor(v)]
         return out
@@ -351,6 +358,7 @@ class PINNStep:
     def state(self) -> dict:
         sched = self.sched.state_dict() if self.sched is not None else {"step": int(self._t)}
         return {"model": self.net.state_dict(), "opt": self.opt.state_dict(), "sched": sched,
+                **({} if self.bg is None else {"background": self.bg.state_dict()}),
                 **({} if self.pmodels is None else {"patterns": self.pmodels.state_dict(),
                                                     "popt": self.popt.state_dict()})}
 
@@ -359,6 +367,8 @@ class PINNStep:
         with torch.no_grad():
             for t, v in zip(self.net.state_dict().values(), ck["model"].values()):
                 t.copy_(v)
+            if self.bg is not None:
+                self.bg.theta.copy_(ck["background"]["theta"])
             self._t.fill_(int(ck["sched"].get("step", ck["sched"].get("last_epoch", 0))))
         if self.graph is not None:  # Adam's state tensors exist (the warm-up made them): copy into them
             mine = self.opt.state_dict()["state"]
@@ -536,7 +546,8 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
                    "; ".join(m["stop_reason"] for m in members), fit.sigma,
                    {k: v.detach().cpu().clone() for k, v in fit.net.state_dict().items()},
                    members[0]["pattern_params"], tau=fit.cfg.tau, members=members,
-                   camera=None if fit.camera is None else fit.camera.record())
+                   camera=None if fit.camera is None else fit.camera.record(),
+                   background=None if fit.bg is None else fit.bg.record())
 
 
 def _refine_setup(dataset, op):
@@ -628,4 +639,6 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
         info["pattern_params"] = params_record(run.pattern_params)
     if run.camera is not None:
         info["camera"] = run.camera
+    if run.background is not None:
+        info["background"] = run.background
     return image, info
