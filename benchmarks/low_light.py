@@ -57,6 +57,7 @@ METHODS = {
     "PINN": ("pinn", {}),
     # the camera noise model (opt-in): per-pixel variance in the loss and the stopping rule
     "PINN, camera noise": ("pinn", {"noise": "camera"}),
+    "PINN, camera noise + background": ("pinn", {"noise": "camera", "background": "frame"}),
 }
 
 
