@@ -106,7 +106,10 @@ class DataLoss:
         with torch.no_grad():
             a, b = fit_gain_offset(p, self.y, self.gain)
             fitted = a * p + b
-            mse = ((fitted - self.y) ** 2 / self._variance(fitted))[self.watch].mean(_FRAMES)
+            if self.camera is None:  # (the white model's arithmetic as it always was: bit-identical runs)
+                mse = ((fitted - self.y)[self.watch] ** 2).mean(_FRAMES) / self.sigma2
+            else:
+                mse = ((fitted - self.y) ** 2 / self._variance(fitted))[self.watch].mean(_FRAMES)
         dims = (-2, -1) if self.gain == "frame" else (-3, -2, -1)
         pm, ym = p.mean(dims, keepdim=True), self.y.mean(dims, keepdim=True)
         ps = (p - pm).square().mean(dims, keepdim=True).clamp_min(1e-30).sqrt()
@@ -116,7 +119,8 @@ class DataLoss:
         total = torch.zeros(p.shape[:-3], dtype=p.dtype, device=p.device)
         for name, weight in self.terms.items():
             if name == "mse":
-                total = total + weight * (r2 / self._variance(q)).mean(_FRAMES)
+                total = total + weight * (r2.mean(_FRAMES) / self.sigma2 if self.camera is None
+                                          else (r2 / self._variance(q)).mean(_FRAMES))
             elif name == "ssim":
                 total = total + weight * (1 - ssim(q / self.range, self.y / self.range))
             else:
