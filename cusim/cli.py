@@ -258,7 +258,7 @@ _OPTIONS = {
     "--wiener-w": ("w", ("wiener",)),
     "--noise": ("noise", ("pinn",)), "--camera-offset": ("camera_offset", ("pinn",)),
     "--camera-gain": ("camera_gain", ("pinn",)), "--camera-read-sigma": ("camera_read_sigma", ("pinn",)),
-    "--background": ("background", ("pinn",)),
+    "--background": ("background", ("pinn",)), "--holdout": ("holdout", ("pinn",)),
 }
 _FLAG_OF = {setting: flag for flag, (setting, _) in _OPTIONS.items() if setting}
 
@@ -330,8 +330,11 @@ def run(
     lr: float = typer.Option(None, help=f"pinn: Adam learning rate (x{_D.lr_decay} every {_D.lr_every} steps) "
                                         f"(default {_D.lr})."),
     loss: str = typer.Option(None, help=f"pinn: mse | ssim | pg | a weighted sum like mse+0.5*ssim (default {_D.loss})."),
-    stop: str = typer.Option(None, help="pinn: max | plateau | discrepancy; iterative: max | tol | discrepancy "
-                                        "(default discrepancy)."),
+    stop: str = typer.Option(None, help="pinn: max | plateau | discrepancy | validation (pixels held out of the "
+                                        "loss; the image of their least residual); iterative: max | tol | "
+                                        "discrepancy (default discrepancy)."),
+    holdout: float = typer.Option(None, "--holdout", help=f"pinn, --stop validation: the share of the frames' "
+                                  f"pixels held out of the loss (default {_D.holdout})."),
     tau: float = typer.Option(None, help=f"pinn/iterative: discrepancy stop at residual <= tau * sigma^2 "
                                          f"(default {_D.tau})."),
     prior: str = typer.Option(None, help="pinn/iterative: none | tv | hessian (default tv for --algorithm fista, "
@@ -404,7 +407,7 @@ def run(
              "--margin-camera": margin_camera, "--prior": prior, "--prior-weight": prior_weight,
              "--iterations": iterations, "--algorithm": algorithm, "--wiener-w": wiener_w, "--noise": noise,
              "--camera-offset": camera_offset, "--camera-gain": camera_gain, "--camera-read-sigma": camera_read_sigma,
-             "--background": background}
+             "--background": background, "--holdout": holdout}
     if len(files) > 1 or scheduler is not None or workers is not None or _pattern_or_folder(files[0]):
         return _run_many(files, method, given, name, device, out, force, resume, threads, scheduler, workers,
                          estimate_patterns, {"--roi": roi, "--tiff": tiff, "--figure": figure,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import typer.testing
@@ -139,3 +141,23 @@ def test_pinn_with_a_background_records_it():
     assert rec["kind"] == "shared" and rec["cells"] == 4 and 0 < rec["mean_rel"][0] <= rec["max_rel"][0]
     with pytest.raises(ValueError, match="background: expected one of"):
         cusim.reconstruct(ds, "pinn", device="cpu", steps=3, background="planar")
+
+
+def test_validation_stop_returns_the_image_of_the_least_held_out_residual():
+    pytest.importorskip("torch")
+    from cusim.recon import pinn as P
+
+    ds = cusim.simulate(shape=(64, 64), snr=4, seed=4, device="cpu")
+    cfg = P.PINNConfig(steps=30, stop="validation", patience=5, holdout=0.1, width=8, depth=2)  # small: fast
+    run = P.optimise(ds.frames(), ds.operator(device="cpu"), cfg)
+    held = run.residual_sigma2  # the held-out pixels' residual, every step the rule looked at
+    best = int(np.argmin(held))
+    if run.stop_reason.startswith("validation"):
+        assert len(held) == best + 1 + cfg.patience  # fired patience steps after the least residual
+    assert f"step {best + 1}" in run.stop_reason
+    # the image returned is that step's: a run of best + 1 steps (the same trajectory, the same pixels held
+    # out) that never fires returns the image of its own least residual, which is the same step's
+    again = P.optimise(ds.frames(), ds.operator(device="cpu"), dataclasses.replace(cfg, steps=best + 1, patience=10_000))
+    np.testing.assert_allclose(run.image, again.image, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="holds pixels out of 'mse' and 'pg' only"):
+        P.PINNConfig(stop="validation", loss="mse+0.5*ssim")

@@ -16,7 +16,7 @@ from .._validate import check_choice, check_int, check_number, check_positive
 from ..optim import PRIORS
 
 DATA_LOSSES = ("mse", "ssim", "pg")
-STOPS = ("max", "plateau", "discrepancy")
+STOPS = ("max", "plateau", "discrepancy", "validation")
 NOISE_MODELS = ("white", "camera")
 BACKGROUNDS = ("none", "shared", "frame")  # the PINN's out-of-focus background (cusim.recon._pinn_background)
 PRECISIONS = ("float32", "bfloat16")
@@ -84,7 +84,10 @@ class PINNConfig(_Config):
     background: str = "none"  # "none" | "shared" | "frame": a smooth non-negative out-of-focus background (one
     # for all frames, or one per frame) added to the predicted frames and learnt with the network
     # (cusim.recon._pinn_background; opt-in)
-    stop: str = "discrepancy"  # "max" | "plateau" | "discrepancy"
+    stop: str = "discrepancy"  # "max" | "plateau" | "discrepancy" | "validation": hold out ``holdout`` of the
+    # camera pixels (seeded) from the loss, and return the image where their residual was least once it has
+    # not improved for ``patience`` steps (no noise level needed; opt-in: docs/quality.md, "Low light")
+    holdout: float = 0.05  # validation: the share of the frames' pixels held out
     tau: float = 1.0  # discrepancy: stop when the residual mean square <= tau * sigma^2 ...
     stall: float = 0.01  # ... or when it fell by less than this fraction over `patience` steps (a floor;
     # both measured on the paper's data: docs/quality.md, "The whole samples on a GPU")
@@ -125,6 +128,9 @@ class PINNConfig(_Config):
         check_number("min_delta", self.min_delta, lo=0.0)
         check_choice("noise", self.noise, NOISE_MODELS)
         check_choice("background", self.background, BACKGROUNDS)
+        check_number("holdout", self.holdout, lo=0.0, hi=0.5, strict=True)
+        if self.stop == "validation" and "ssim" in parse_loss(self.loss):
+            raise ValueError(f"loss: stop 'validation' holds pixels out of 'mse' and 'pg' only, got {self.loss!r}")
         for name, lo in (("camera_offset", None), ("camera_gain", None), ("camera_read_sigma", 0.0)):
             if getattr(self, name) is not None:
                 if self.noise != "camera":

@@ -74,7 +74,7 @@ class DataLoss:
     """
 
     def __init__(self, spec: str, y: torch.Tensor, sigma: float, gain: str = "frame",
-                 watch: tuple[slice, slice] | None = None, camera=None):
+                 watch: tuple[slice, slice] | None = None, camera=None, holdout: torch.Tensor | None = None):
         if gain not in ("frame", "global"):
             raise ValueError(f"gain: expected 'frame' or 'global', got {gain!r}")
         self.terms = parse_loss(spec)
@@ -83,6 +83,14 @@ class DataLoss:
         self.range = float(y.max() - y.min()) or 1.0
         self._pg = _poisson_gaussian_fit(y, self.sigma2) if "pg" in self.terms else None
         self.camera = camera
+        # validation: pixels held out of the loss (``holdout``, a boolean mask of the frames) are those the
+        # stopping residual watches (within ``watch``)
+        self._train = self._held = None
+        if holdout is not None:
+            self._train = (~holdout).to(y.dtype)
+            held = torch.zeros_like(y)
+            held[self.watch] = holdout[self.watch].to(y.dtype)
+            self._held = held
         # the floor of a pixel's variance: a tenth of the mean (a prediction that dips below the offset)
         self._var_floor = None if camera is None else 0.1 * float(camera.variance(y).mean())
 
@@ -106,7 +114,9 @@ class DataLoss:
         with torch.no_grad():
             a, b = fit_gain_offset(p, self.y, self.gain)
             fitted = a * p + b
-            if self.camera is None:  # (the white model's arithmetic as it always was: bit-identical runs)
+            if self._held is not None:
+                mse = ((fitted - self.y) ** 2 / self._variance(fitted) * self._held).sum(_FRAMES) / self._held.sum()
+            elif self.camera is None:  # (the white model's arithmetic as it always was: bit-identical runs)
                 mse = ((fitted - self.y)[self.watch] ** 2).mean(_FRAMES) / self.sigma2
             else:
                 mse = ((fitted - self.y) ** 2 / self._variance(fitted))[self.watch].mean(_FRAMES)
@@ -116,6 +126,8 @@ class DataLoss:
         ys = (self.y - ym).square().mean(dims, keepdim=True).sqrt()
         q = (p - pm) * (ys / ps) + ym
         r2 = (q - self.y) ** 2
+        if self._train is not None:  # held-out pixels carry no loss; the mean is over the others
+            r2 = r2 * self._train * (self._train.numel() / self._train.sum())
         total = torch.zeros(p.shape[:-3], dtype=p.dtype, device=p.device)
         for name, weight in self.terms.items():
             if name == "mse":

@@ -91,6 +91,13 @@ class _Stopper:
         mismatch (8-bit data, pattern errors) can put its floor above ``tau``, and from there on the
         network only fits noise. ``plateau`` stops when the loss stalls."""
         cfg = self.cfg
+        if cfg.stop == "validation":  # mse: the held-out pixels' residual; the image returned is the best one's
+            if mse < self.best:
+                self.best, self.best_step = mse, step
+            elif step - self.best_step >= cfg.patience:
+                return (f"validation: held-out residual least at step {self.best_step + 1} ({self.best:.3f} sigma^2), "
+                        f"not lower over {cfg.patience} steps")
+            return None
         if cfg.stop == "discrepancy" and mse <= cfg.tau:
             return f"discrepancy: residual {mse:.3f} sigma^2 <= tau {cfg.tau:g}"
         if cfg.stop in ("plateau", "discrepancy"):
@@ -181,7 +188,12 @@ class PINNStep:
         i = self.watch_inset = m if watch_inset is None else int(watch_inset)
         watch = (slice(i, h - i), slice(i, w - i)) if i and min(h, w) > 4 * i else None
         self.camera = camera_model(frames, op, cfg)
-        self.data_loss = DataLoss(cfg.loss, y, self.sigma, cfg.gain, watch=watch, camera=self.camera)
+        holdout = None
+        if cfg.stop == "validation":  # seeded, the same pixels for every member
+            gen = torch.Generator().manual_seed(cfg.seed)
+            holdout = (torch.rand(tuple(y.shape), generator=gen) < cfg.holdout).to(dev)
+        self.data_loss = DataLoss(cfg.loss, y, self.sigma, cfg.gain, watch=watch, camera=self.camera,
+                                  holdout=holdout)
         if physics is None:
             self.physics = lambda x: sim_forward(x, op)  # (N, H, W) -> (N, K, h, w): the operator's batch axis
         else:  # a peer's physics maps one image (H, W) to its frames
@@ -495,6 +507,8 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
     stoppers = [_Stopper(cfg) for _ in range(n)]
     history = [[] for _ in range(n)]  # per member: (loss, residual) of every step its rule looked at
     finished = [None] * n  # per member, once its rule fired: (image (H, W) on the host, reason)
+    best = [None] * n  # stop "validation": per member, the image of its least held-out residual so far
+    validation = cfg.stop == "validation"
     step = 0
     settings = _settings(cfg, steps, fit.margin_px, fit.watch_inset, data)
     if resume and checkpoint is not None and Path(checkpoint).exists():
@@ -502,6 +516,7 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
         _refuse_other(checkpoint, ck["settings"], settings)
         fit.load(ck)
         history, finished, step = ck["history"], ck["finished"], ck["step"]
+        best = ck.get("best", best)
         fit.step_index = step
         for st, (best, best_step) in zip(stoppers, ck["stoppers"]):
             st.best, st.best_step = best, best_step
@@ -517,8 +532,10 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
                 lv, mv = values[i, j]
                 history[j].append((float(lv), float(mv)))
                 reason = stoppers[j](step + i, float(lv), float(mv))
+                if validation and stoppers[j].best_step == step + i:
+                    best[j] = images[i, j].cpu().numpy().copy()  # the buffer is reused
                 if reason:
-                    finished[j] = (images[i, j].cpu().numpy().copy(), reason)  # the buffer is reused
+                    finished[j] = (best[j] if validation else images[i, j].cpu().numpy().copy(), reason)
             if callback is not None and running:
                 callback(step + i + 1, steps, float(values[i, running, 0].mean()), float(values[i, running, 1].mean()))
             running = [j for j in running if finished[j] is None]
@@ -526,10 +543,14 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
         if checkpoint is not None and step % checkpoint_every == 0 and step < steps and running:
             _save_checkpoint(Path(checkpoint), {
                 "settings": settings, **fit.state(), "history": history, "finished": finished, "step": step,
-                "stoppers": [(st.best, st.best_step) for st in stoppers], "rng": torch.get_rng_state()})
+                "stoppers": [(st.best, st.best_step) for st in stoppers], "rng": torch.get_rng_state(),
+                **({"best": best} if validation else {})})
     if any(f is None for f in finished):
         with torch.no_grad():  # the images after the last update
             last = fit.image().cpu().numpy()
+        if validation:  # the least held-out residual's image, not the last
+            finished = [f or (best[j], f"max steps ({steps}); the image of the least held-out residual, step "
+                                       f"{stoppers[j].best_step + 1}") for j, f in enumerate(finished)]
         finished = [f or (last[j], f"max steps ({steps})") for j, f in enumerate(finished)]
     if checkpoint is not None:
         Path(checkpoint).unlink(missing_ok=True)
