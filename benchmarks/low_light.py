@@ -58,6 +58,8 @@ METHODS = {
     # the camera noise model (opt-in): per-pixel variance in the loss and the stopping rule
     "PINN, camera noise": ("pinn", {"noise": "camera"}),
     "PINN, camera noise + background": ("pinn", {"noise": "camera", "background": "frame"}),
+    # pixels held out of the loss; the image of their least residual (no noise level needed)
+    "PINN, validation stop": ("pinn", {"stop": "validation"}),
 }
 
 
@@ -85,7 +87,7 @@ def camera_of(ds):
     return estimate_camera(ds.raw, cutoff=1.05 * cutoff, band_top=DLSIM_BAND_TOP)
 
 
-def real(args, methods: dict) -> dict:
+def real(args, methods: dict, save) -> dict:
     import tifffile  # noqa: PLC0415
 
     import cusim  # noqa: PLC0415
@@ -112,13 +114,14 @@ def real(args, methods: dict) -> dict:
                    "runtime_s": time.perf_counter() - t0, "stop": res.extra.get("stop_reason"),
                    "steps": res.extra.get("steps_run")}
             level["methods"][label] = rec
+            save({"real": {**out, "levels": {**out["levels"], f"{frac:g}": level}}})
             print(f"1/{1 / frac:g} light  {label:22s} r {rec['r']:.3f}  FRC {rec['frc05']:.3f}  "
                   f"({rec['runtime_s']:.0f} s; {rec['stop']})", flush=True)
         out["levels"][f"{frac:g}"] = level
     return out
 
 
-def simulated(args, methods: dict) -> dict:
+def simulated(args, methods: dict, save) -> dict:
     import cusim  # noqa: PLC0415
     from benchmarks.pinn_curve import curve  # noqa: PLC0415
     from benchmarks.quality import quality  # noqa: PLC0415
@@ -130,7 +133,8 @@ def simulated(args, methods: dict) -> dict:
           flush=True)
     for label, (method, params) in methods.items():
         t0 = time.perf_counter()
-        if method == "pinn":  # one stop=max run: its PSNR-vs-step curve, and the image where the default stop fires
+        if method == "pinn" and params.get("stop") != "validation":  # one stop=max run: its PSNR-vs-step curve,
+            # and the image where the default stop fires (a validation run holds pixels out: its own trajectory)
             ns = SimpleNamespace(params=dict(params), steps=args.sim_steps, every=args.every, margin_camera=None,
                                  rules={"default": {}})
             c = curve(ds, ns, args.device)
@@ -146,6 +150,7 @@ def simulated(args, methods: dict) -> dict:
             rec = {**quality(res.image.astype(np.float64), ds.ground_truth), "runtime_s": time.perf_counter() - t0,
                    "stop": res.extra.get("stop_reason"), "steps": res.extra.get("steps_run")}
         out["methods"][label] = rec
+        save({"sim": out})
         print(f"sim  {label:22s} PSNR {rec['psnr_db']:.2f} dB  SSIM {rec['ssim']:.3f}  FRC {rec['frc05']:.3f}  "
               f"({rec['runtime_s']:.0f} s; {rec['stop']})", flush=True)
     return out
@@ -156,13 +161,14 @@ def tables(data: dict) -> str:
     if "real" in data:
         r = data["real"]
         cam = r["camera"]
-        labels = list(next(iter(r["levels"].values()))["methods"])
+        seen = {k for lv in r["levels"].values() for k in lv["methods"]}
+        labels = [k for k in METHODS if k in seen] + sorted(seen - set(METHODS))
         rows = []
         for label in labels:
             row = [label]
-            for frac, lv in r["levels"].items():
-                m = lv["methods"][label]
-                row.append(f"{m['r']:.3f} / {m['frc05']:.3f}")
+            for lv in r["levels"].values():
+                m = lv["methods"].get(label)
+                row.append("not run" if m is None else f"{m['r']:.3f} / {m['frc05']:.3f}")
             rows.append(row)
         cols = ["method"] + [("all light" if float(f) == 1 else f"1/{1 / float(f):g} light") +
                              f" ({lv['photons']:.0f} e-)" for f, lv in r["levels"].items()]
@@ -257,10 +263,13 @@ def main(argv=None) -> int:
     device = resolve_device(args.device)
     methods = {k: v for k, v in METHODS.items() if k in args.methods and (args.pinn or v[0] != "pinn")}
     data = {"environment": C.environment(device, "float32"), "args": {k: str(v) for k, v in vars(args).items()}}
+    def save(part: dict) -> None:  # after every cell: a killed run keeps what it measured
+        C.write_json(args.out, device, {**data, **part})
+
     if args.only in (None, "real"):
-        data["real"] = real(args, methods)
+        data["real"] = real(args, methods, save)
     if args.only in (None, "sim"):
-        data["sim"] = simulated(args, methods)
+        data["sim"] = simulated(args, methods, save)
     text = tables(data)
     print("\n" + text)
     print(C.write_json(args.out, device, data))
