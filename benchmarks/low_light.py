@@ -121,6 +121,47 @@ def real(args, methods: dict, save) -> dict:
     return out
 
 
+def validation_curve(ds, params: dict, steps: int, every: int, device: str) -> dict:
+    """One run of ``stop="validation"`` (its pixels held out) stepped ``steps`` times: the PSNR-vs-step curve
+    of its own trajectory, and where the rule fires with the image it returns (its least held-out residual's),
+    in the layout of :func:`benchmarks.pinn_curve.curve`."""
+    import torch  # noqa: PLC0415
+
+    from benchmarks.quality import quality  # noqa: PLC0415
+    from cusim.recon import pinn as P  # noqa: PLC0415
+
+    margin = P.auto_margin(ds)
+    cfg = P.PINNConfig(**{**params, "steps": steps, "stop": "validation"})
+    fit = P.PINNStep(ds.frames(), ds.operator(margin_camera=margin, device=device), cfg,
+                     watch_inset=P.watch_inset(ds, margin))
+
+    def q(x):
+        return quality(x.detach()[0][fit.field].float().cpu().numpy().astype(np.float64), ds.ground_truth)
+
+    stopper, fired, at_best, points = P._Stopper(cfg), None, None, []
+    try:
+        for step in range(steps):
+            x, loss, mse = fit.evaluate()
+            if fired is None:
+                reason = stopper(step, float(loss), float(mse))
+                if stopper.best_step == step:
+                    at_best = q(x)
+                if reason:
+                    fired = {"step": stopper.best_step + 1, "fired_at": step + 1, "reason": reason, **at_best}
+            if (step + 1) % every == 0 or step + 1 == steps:
+                points.append({"step": step + 1, "loss": float(loss), "mse": float(mse), **q(x)})
+            fit.update()
+        with torch.no_grad():
+            last = q(fit.image())
+    finally:
+        fit.close()
+    if fired is None:
+        fired = {"step": stopper.best_step + 1, "fired_at": None, "reason": f"max steps ({steps})", **at_best}
+    best = max(points, key=lambda p: p["psnr_db"])
+    return {"curve": points, "rules": {"default": fired},
+            "best_on_curve": {"step": best["step"], "psnr_db": best["psnr_db"], "ssim": best["ssim"]}, "at_max": last}
+
+
 def simulated(args, methods: dict, save) -> dict:
     import cusim  # noqa: PLC0415
     from benchmarks.pinn_curve import curve  # noqa: PLC0415
@@ -133,11 +174,14 @@ def simulated(args, methods: dict, save) -> dict:
           flush=True)
     for label, (method, params) in methods.items():
         t0 = time.perf_counter()
-        if method == "pinn" and params.get("stop") != "validation":  # one stop=max run: its PSNR-vs-step curve,
-            # and the image where the default stop fires (a validation run holds pixels out: its own trajectory)
-            ns = SimpleNamespace(params=dict(params), steps=args.sim_steps, every=args.every, margin_camera=None,
-                                 rules={"default": {}})
-            c = curve(ds, ns, args.device)
+        if method == "pinn":  # one stop=max run: its PSNR-vs-step curve, and the image where its stop fires (a
+            # validation run holds pixels out of its loss: its own trajectory)
+            if params.get("stop") == "validation":
+                c = validation_curve(ds, params, args.sim_steps, args.every, args.device)
+            else:
+                ns = SimpleNamespace(params=dict(params), steps=args.sim_steps, every=args.every, margin_camera=None,
+                                     rules={"default": {}})
+                c = curve(ds, ns, args.device)
             fired, best = c["rules"]["default"], c["best_on_curve"]
             rec = {k: fired[k] for k in ("psnr_db", "ssim", "frc05")}
             rec.update(runtime_s=time.perf_counter() - t0, stop=fired["reason"], steps=fired["step"])

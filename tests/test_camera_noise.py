@@ -69,6 +69,7 @@ def test_bad_camera_settings_are_refused_with_their_name():
         cusim.reconstruct(_frames_with_gain(1.0)[0], "pinn", device="cpu", steps=1, camera_gain=2.0)
 
 
+@pytest.mark.slow  # PINN steps: minutes on a loaded 2-core CPU
 def test_pinn_with_the_camera_model_records_it_in_the_provenance(tmp_path):
     ds = cusim.simulate(shape=(128, 128), snr=4, seed=2, device="cpu")
     path = tmp_path / "s.h5"
@@ -119,12 +120,12 @@ def test_background_is_smooth_non_negative_and_learnt_with_the_network():
 
     bg = Background(2, 9, (32, 40), "frame")
     p = torch.rand(2, 9, 32, 40) + 1.0
-    b = bg.field()
+    b = bg.field().detach()
     assert b.shape == (2, 9, 32, 40) and float(b.min()) >= 0
     assert float((bg(p) - p).mean() / p.mean()) == pytest.approx(0.01, rel=1e-3)  # starts at 1% of the mean
     with torch.no_grad():
         bg.theta.normal_()
-    b = bg.field()
+    b = bg.field().detach()
     assert float(b.min()) >= 0
     # smooth: bilinear between 4 x 4 grid points, so neighbouring pixels differ by at most 1/10 of the range
     assert float(b.diff(dim=-1).abs().max()) <= 0.1 * float(b.max() - b.min()) + 1e-6
@@ -133,9 +134,10 @@ def test_background_is_smooth_non_negative_and_learnt_with_the_network():
     assert Background(1, 9, (32, 40), "shared").field().shape == (1, 1, 32, 40)
 
 
+@pytest.mark.slow  # PINN steps: minutes on a loaded 2-core CPU
 def test_pinn_with_a_background_records_it():
     ds = cusim.simulate(shape=(64, 64), snr=10, seed=2, device="cpu")
-    res = cusim.reconstruct(ds, "pinn", device="cpu", steps=3, background="shared")
+    res = cusim.reconstruct(ds, "pinn", device="cpu", steps=3, background="shared", width=8, depth=2)
     assert res.params["background"] == "shared"
     rec = res.extra["background"]
     assert rec["kind"] == "shared" and rec["cells"] == 4 and 0 < rec["mean_rel"][0] <= rec["max_rel"][0]
@@ -143,6 +145,7 @@ def test_pinn_with_a_background_records_it():
         cusim.reconstruct(ds, "pinn", device="cpu", steps=3, background="planar")
 
 
+@pytest.mark.slow  # PINN steps: minutes on a loaded 2-core CPU
 def test_validation_stop_returns_the_image_of_the_least_held_out_residual():
     pytest.importorskip("torch")
     from cusim.recon import pinn as P
