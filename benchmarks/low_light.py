@@ -229,7 +229,7 @@ def tables(data: dict) -> str:
             ["method", "PSNR dB", "SSIM", "FRC 0.5", "steps"], rows))
         for label, pc in s.get("pinn_curves", {}).items():
             text.append(f"{label}, PSNR-vs-step curve: best {pc['best']['psnr_db']:.2f} dB at step "
-                        f"{pc['best']['step']}; the stop fires at step {pc['stop']['step'] or 'max'} with "
+                        f"{pc['best']['step']}; the run returns the image of step {pc['stop']['step'] or 'max'}, "
                         f"{pc['stop']['psnr_db']:.2f} dB ({pc['stop']['reason']}).\n")
     return "\n".join(text)
 
