@@ -164,3 +164,27 @@ def test_validation_stop_returns_the_image_of_the_least_held_out_residual():
     np.testing.assert_allclose(run.image, again.image, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="holds pixels out of 'mse' and 'pg' only"):
         P.PINNConfig(stop="validation", loss="mse+0.5*ssim")
+
+
+@pytest.mark.slow  # PINN steps
+def test_validation_stop_with_a_background_resumes_to_the_uninterrupted_result(tmp_path):
+    pytest.importorskip("torch")
+    from cusim.recon import pinn as P
+
+    ds = cusim.simulate(shape=(64, 64), snr=4, seed=5, device="cpu")
+    op = ds.operator(device="cpu")
+    # patience 2: the rule fires within 20 steps on this small field, after the checkpoint of step 10
+    cfg = P.PINNConfig(steps=20, stop="validation", patience=2, holdout=0.1, background="frame", width=4, depth=2)
+    ref = P.optimise(ds.frames(), op, cfg)
+    ckpt = tmp_path / "run.ckpt"
+
+    def interrupt(step, total, loss, mse):
+        if step == 12:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        P.optimise(ds.frames(), op, cfg, checkpoint=ckpt, checkpoint_every=5, callback=interrupt)
+    resumed = P.optimise(ds.frames(), op, cfg, checkpoint=ckpt, checkpoint_every=5, resume=True)
+    assert resumed.stop_reason == ref.stop_reason
+    np.testing.assert_allclose(resumed.image, ref.image, rtol=0, atol=1e-5 * float(ref.image.max()))
+    assert resumed.background == ref.background

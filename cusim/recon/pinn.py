@@ -507,7 +507,7 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
     stoppers = [_Stopper(cfg) for _ in range(n)]
     history = [[] for _ in range(n)]  # per member: (loss, residual) of every step its rule looked at
     finished = [None] * n  # per member, once its rule fired: (image (H, W) on the host, reason)
-    best = [None] * n  # stop "validation": per member, the image of its least held-out residual so far
+    best_images = [None] * n  # stop "validation": per member, the image of its least held-out residual so far
     validation = cfg.stop == "validation"
     step = 0
     settings = _settings(cfg, steps, fit.margin_px, fit.watch_inset, data)
@@ -516,7 +516,7 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
         _refuse_other(checkpoint, ck["settings"], settings)
         fit.load(ck)
         history, finished, step = ck["history"], ck["finished"], ck["step"]
-        best = ck.get("best", best)
+        best_images = ck.get("best_images", best_images)
         fit.step_index = step
         for st, (best, best_step) in zip(stoppers, ck["stoppers"]):
             st.best, st.best_step = best, best_step
@@ -533,9 +533,9 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
                 history[j].append((float(lv), float(mv)))
                 reason = stoppers[j](step + i, float(lv), float(mv))
                 if validation and stoppers[j].best_step == step + i:
-                    best[j] = images[i, j].cpu().numpy().copy()  # the buffer is reused
+                    best_images[j] = images[i, j].cpu().numpy().copy()  # the buffer is reused
                 if reason:
-                    finished[j] = (best[j] if validation else images[i, j].cpu().numpy().copy(), reason)
+                    finished[j] = (best_images[j] if validation else images[i, j].cpu().numpy().copy(), reason)
             if callback is not None and running:
                 callback(step + i + 1, steps, float(values[i, running, 0].mean()), float(values[i, running, 1].mean()))
             running = [j for j in running if finished[j] is None]
@@ -544,12 +544,12 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
             _save_checkpoint(Path(checkpoint), {
                 "settings": settings, **fit.state(), "history": history, "finished": finished, "step": step,
                 "stoppers": [(st.best, st.best_step) for st in stoppers], "rng": torch.get_rng_state(),
-                **({"best": best} if validation else {})})
+                **({"best_images": best_images} if validation else {})})
     if any(f is None for f in finished):
         with torch.no_grad():  # the images after the last update
             last = fit.image().cpu().numpy()
         if validation:  # the least held-out residual's image, not the last
-            finished = [f or (best[j], f"max steps ({steps}); the image of the least held-out residual, step "
+            finished = [f or (best_images[j], f"max steps ({steps}); the image of the least held-out residual, step "
                                        f"{stoppers[j].best_step + 1}") for j, f in enumerate(finished)]
         finished = [f or (last[j], f"max steps ({steps})") for j, f in enumerate(finished)]
     if checkpoint is not None:
