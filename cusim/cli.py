@@ -256,6 +256,9 @@ _OPTIONS = {
     "--prior-weight": ("prior_weight", ("pinn", "iterative")),
     "--iterations": ("n_iter", ("iterative",)), "--algorithm": ("algorithm", ("iterative",)),
     "--wiener-w": ("w", ("wiener",)),
+    "--noise": ("noise", ("pinn",)), "--camera-offset": ("camera_offset", ("pinn",)),
+    "--camera-gain": ("camera_gain", ("pinn",)), "--camera-read-sigma": ("camera_read_sigma", ("pinn",)),
+    "--background": ("background", ("pinn",)), "--holdout": ("holdout", ("pinn",)),
 }
 _FLAG_OF = {setting: flag for flag, (setting, _) in _OPTIONS.items() if setting}
 
@@ -327,8 +330,11 @@ def run(
     lr: float = typer.Option(None, help=f"pinn: Adam learning rate (x{_D.lr_decay} every {_D.lr_every} steps) "
                                         f"(default {_D.lr})."),
     loss: str = typer.Option(None, help=f"pinn: mse | ssim | pg | a weighted sum like mse+0.5*ssim (default {_D.loss})."),
-    stop: str = typer.Option(None, help="pinn: max | plateau | discrepancy; iterative: max | tol | discrepancy "
-                                        "(default discrepancy)."),
+    stop: str = typer.Option(None, help="pinn: max | plateau | discrepancy | validation (pixels held out of the "
+                                        "loss; the image of their least residual); iterative: max | tol | "
+                                        "discrepancy (default discrepancy)."),
+    holdout: float = typer.Option(None, "--holdout", help=f"pinn, --stop validation: the share of the frames' "
+                                  f"pixels held out of the loss (default {_D.holdout})."),
     tau: float = typer.Option(None, help=f"pinn/iterative: discrepancy stop at residual <= tau * sigma^2 "
                                          f"(default {_D.tau})."),
     prior: str = typer.Option(None, help="pinn/iterative: none | tv | hessian (default tv for --algorithm fista, "
@@ -357,6 +363,18 @@ def run(
                                       "PSF's reach where the patterns are known that far, i.e. with /pattern_params; "
                                       "else 0)."),
     margin: int = typer.Option(None, "--margin", hidden=True, help="Deprecated spelling of --margin-camera."),
+    noise: str = typer.Option(None, "--noise", help="pinn: white (one noise sigma) | camera (per-pixel variance "
+                              "gain * (signal - offset) + read^2, the camera estimated from the frames by "
+                              f"mean-variance) (default {_D.noise})."),
+    camera_offset: float = typer.Option(None, "--camera-offset", help="pinn, --noise camera: the camera offset "
+                                        "(counts at zero light) instead of its estimate."),
+    camera_gain: float = typer.Option(None, "--camera-gain", help="pinn, --noise camera: the camera gain (counts "
+                                      "per photo-electron) instead of its estimate."),
+    camera_read_sigma: float = typer.Option(None, "--camera-read-sigma", help="pinn, --noise camera: the read "
+                                            "noise (counts) instead of its estimate."),
+    background: str = typer.Option(None, "--background", help="pinn: none | shared | frame: fit a smooth "
+                                   "non-negative out-of-focus background (one for all frames, or one per frame) "
+                                   f"with the object (default {_D.background})."),
     checkpoint_every: int = typer.Option(None, help="pinn: write a checkpoint every this many steps (default 50)."),
     resume: bool = typer.Option(False, "--resume", help="pinn: continue an interrupted run from its checkpoint."),
     iterations: int = typer.Option(None, help=f"iterative: most iterations (default {_I.n_iter})."),
@@ -387,7 +405,9 @@ def run(
              "--refine-patterns": refine_patterns,
              "--checkpoint-every": checkpoint_every, "--resume": resume, "--stop": stop, "--tau": tau,
              "--margin-camera": margin_camera, "--prior": prior, "--prior-weight": prior_weight,
-             "--iterations": iterations, "--algorithm": algorithm, "--wiener-w": wiener_w}
+             "--iterations": iterations, "--algorithm": algorithm, "--wiener-w": wiener_w, "--noise": noise,
+             "--camera-offset": camera_offset, "--camera-gain": camera_gain, "--camera-read-sigma": camera_read_sigma,
+             "--background": background, "--holdout": holdout}
     if len(files) > 1 or scheduler is not None or workers is not None or _pattern_or_folder(files[0]):
         return _run_many(files, method, given, name, device, out, force, resume, threads, scheduler, workers,
                          estimate_patterns, {"--roi": roi, "--tiff": tiff, "--figure": figure,
@@ -553,7 +573,7 @@ def _store(res, ds, file, out, region: bool, target, name, border, norm, force, 
     from .report import metrics_table, save_figure  # noqa: PLC0415
 
     table, metrics = metrics_table(ds, res.image, name, border, norm)
-    extra = {k: v for k, v in res.extra.items() if isinstance(v, (int, float, str)) or k == "pattern_params"}
+    extra = {k: v for k, v in res.extra.items() if isinstance(v, (int, float, str)) or k in ("pattern_params", "camera", "background")}
     rec = res.to_recon(**extra, **({"metrics": metrics} if metrics else {}))
     if region:
         save(dataclasses.replace(ds, recons={name: rec}, path=None), out)

@@ -16,7 +16,9 @@ from .._validate import check_choice, check_int, check_number, check_positive
 from ..optim import PRIORS
 
 DATA_LOSSES = ("mse", "ssim", "pg")
-STOPS = ("max", "plateau", "discrepancy")
+STOPS = ("max", "plateau", "discrepancy", "validation")
+NOISE_MODELS = ("white", "camera")
+BACKGROUNDS = ("none", "shared", "frame")  # the PINN's out-of-focus background (cusim.recon._pinn_background)
 PRECISIONS = ("float32", "bfloat16")
 # The fast step (``cusim run --fast``): the U-Net's inner levels in bfloat16 under autocast (its
 # full-resolution level and head in float32) with channels-last tensors, the loss read back to the
@@ -72,7 +74,20 @@ class PINNConfig(_Config):
     gain: str = "frame"  # closed-form gain and offset per "frame" or one "global" pair
     prior: str = "none"  # "none" | "tv" | "hessian": a prior added to the loss ...
     prior_weight: float = 0.0  # ... with this absolute weight (TV in the loss was no lever: docs/quality.md)
-    stop: str = "discrepancy"  # "max" | "plateau" | "discrepancy"
+    noise: str = "white"  # "white": one noise sigma for every pixel (estimate_sigma) | "camera": per-pixel
+    # variance gain * (signal - offset) + read_sigma^2 of a camera model estimated from the frames
+    # (cusim.noise.estimate_camera; the camera_* settings override its parts), which weights the "mse" loss and
+    # scales the stopping rule's residual (opt-in: docs/quality.md, "Low light")
+    camera_offset: float | None = None  # counts at zero light
+    camera_gain: float | None = None  # counts per photo-electron
+    camera_read_sigma: float | None = None  # read noise, counts
+    background: str = "none"  # "none" | "shared" | "frame": a smooth non-negative out-of-focus background (one
+    # for all frames, or one per frame) added to the predicted frames and learnt with the network
+    # (cusim.recon._pinn_background; opt-in)
+    stop: str = "discrepancy"  # "max" | "plateau" | "discrepancy" | "validation": hold out ``holdout`` of the
+    # camera pixels (seeded) from the loss, and return the image where their residual was least once it has
+    # not improved for ``patience`` steps (no noise level needed; opt-in: docs/quality.md, "Low light")
+    holdout: float = 0.05  # validation: the share of the frames' pixels held out
     tau: float = 1.0  # discrepancy: stop when the residual mean square <= tau * sigma^2 ...
     stall: float = 0.01  # ... or when it fell by less than this fraction over `patience` steps (a floor;
     # both measured on the paper's data: docs/quality.md, "The whole samples on a GPU")
@@ -111,6 +126,17 @@ class PINNConfig(_Config):
             check_positive(name, getattr(self, name))
         check_number("prior_weight", self.prior_weight, lo=0.0)
         check_number("min_delta", self.min_delta, lo=0.0)
+        check_choice("noise", self.noise, NOISE_MODELS)
+        check_choice("background", self.background, BACKGROUNDS)
+        check_number("holdout", self.holdout, lo=0.0, hi=0.5, strict=True)
+        if self.stop == "validation" and "ssim" in parse_loss(self.loss):
+            raise ValueError(f"loss: stop 'validation' holds pixels out of 'mse' and 'pg' only, got {self.loss!r}")
+        for name, lo in (("camera_offset", None), ("camera_gain", None), ("camera_read_sigma", 0.0)):
+            if getattr(self, name) is not None:
+                if self.noise != "camera":
+                    raise ValueError(f"{name}: only for noise 'camera' (the camera noise model), got noise {self.noise!r}")
+                (check_positive(name, self.camera_gain) if name == "camera_gain"
+                 else check_number(name, getattr(self, name), lo=lo))
         parse_loss(self.loss)
         for name, allowed in (("stop", STOPS), ("input", INPUTS), ("gain", ("frame", "global")),
                               ("prior", PRIORS), ("up", ("nearest", "transpose")),

@@ -66,10 +66,15 @@ class DataLoss:
 
     ``watch`` (a pair of slices of the frames' rows and columns) restricts the residual ``mse`` to that
     window; the loss always sees every pixel.
+
+    With a ``camera`` (:class:`cusim.noise.CameraNoise`) every pixel's squared residual is divided by its
+    own noise variance ``camera.variance`` at the fitted prediction (detached) instead of ``sigma**2``, in
+    the ``mse`` loss (weighted least squares: the Gaussian approximation of the Poisson-Gaussian
+    likelihood) and in the stopping rule's residual, which is then in units of the expected variance.
     """
 
     def __init__(self, spec: str, y: torch.Tensor, sigma: float, gain: str = "frame",
-                 watch: tuple[slice, slice] | None = None):
+                 watch: tuple[slice, slice] | None = None, camera=None, holdout: torch.Tensor | None = None):
         if gain not in ("frame", "global"):
             raise ValueError(f"gain: expected 'frame' or 'global', got {gain!r}")
         self.terms = parse_loss(spec)
@@ -77,6 +82,23 @@ class DataLoss:
         self.watch = (Ellipsis, *watch) if watch is not None else (Ellipsis,)
         self.range = float(y.max() - y.min()) or 1.0
         self._pg = _poisson_gaussian_fit(y, self.sigma2) if "pg" in self.terms else None
+        self.camera = camera
+        # validation: pixels held out of the loss (``holdout``, a boolean mask of the frames) are those the
+        # stopping residual watches (within ``watch``)
+        self._train = self._held = None
+        if holdout is not None:
+            self._train = (~holdout).to(y.dtype)
+            held = torch.zeros_like(y)
+            held[self.watch] = holdout[self.watch].to(y.dtype)
+            self._held = held
+        # the floor of a pixel's variance: a tenth of the mean (a prediction that dips below the offset)
+        self._var_floor = None if camera is None else 0.1 * float(camera.variance(y).mean())
+
+    def _variance(self, fitted: torch.Tensor):
+        """Per-pixel noise variance at the fitted prediction (camera model), or the one sigma^2."""
+        if self.camera is None:
+            return self.sigma2
+        return self.camera.variance(fitted.detach()).clamp_min(self._var_floor)
 
     def __call__(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The loss to minimise, and the residual MSE in units of sigma^2 (for the stopping rule) as a
@@ -91,17 +113,26 @@ class DataLoss:
         """
         with torch.no_grad():
             a, b = fit_gain_offset(p, self.y, self.gain)
-            mse = ((a * p + b - self.y)[self.watch] ** 2).mean(_FRAMES) / self.sigma2
+            fitted = a * p + b
+            if self._held is not None:
+                mse = ((fitted - self.y) ** 2 / self._variance(fitted) * self._held).sum(_FRAMES) / self._held.sum()
+            elif self.camera is None:  # (the white model's arithmetic as it always was: bit-identical runs)
+                mse = ((fitted - self.y)[self.watch] ** 2).mean(_FRAMES) / self.sigma2
+            else:
+                mse = ((fitted - self.y) ** 2 / self._variance(fitted))[self.watch].mean(_FRAMES)
         dims = (-2, -1) if self.gain == "frame" else (-3, -2, -1)
         pm, ym = p.mean(dims, keepdim=True), self.y.mean(dims, keepdim=True)
         ps = (p - pm).square().mean(dims, keepdim=True).clamp_min(1e-30).sqrt()
         ys = (self.y - ym).square().mean(dims, keepdim=True).sqrt()
         q = (p - pm) * (ys / ps) + ym
         r2 = (q - self.y) ** 2
+        if self._train is not None:  # held-out pixels carry no loss; the mean is over the others
+            r2 = r2 * self._train * (self._train.numel() / self._train.sum())
         total = torch.zeros(p.shape[:-3], dtype=p.dtype, device=p.device)
         for name, weight in self.terms.items():
             if name == "mse":
-                total = total + weight * r2.mean(_FRAMES) / self.sigma2
+                total = total + weight * (r2.mean(_FRAMES) / self.sigma2 if self.camera is None
+                                          else (r2 / self._variance(q)).mean(_FRAMES))
             elif name == "ssim":
                 total = total + weight * (1 - ssim(q / self.range, self.y / self.range))
             else:

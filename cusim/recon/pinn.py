@@ -25,10 +25,11 @@ from .._threads import threads
 from .._validate import check_frames_vary, check_int
 from .._warnings import warn
 from ..backend import resolve_device, to_numpy
-from ..noise import estimate_sigma
+from ..noise import estimate_camera, estimate_sigma
 from ..patterns import SinusoidParams, params_record
 from ..torch_ops import sim_forward
 from .config import FAST, GRAPH_BLOCK, INPUTS, PRECISIONS, PRIORS, STOPS, PINNConfig  # noqa: F401  (re-exported)
+from ._pinn_background import Background
 from .losses import DataLoss, prior
 from .widefield import upsample_cubic
 
@@ -55,6 +56,8 @@ class PINNRun:
     tau: float | None = None  # the discrepancy threshold used (``cfg.tau``)
     members: list = field(repr=False, default_factory=list)  # per member: image, loss, residual_sigma2,
     # steps, stop_reason, pattern_params
+    camera: dict | None = None  # the camera noise model used (``cfg.noise == "camera"``): CameraNoise.record()
+    background: dict | None = None  # the background fitted (``cfg.background``): Background.record()
 
 
 def network_input(frames: np.ndarray, upsample: int, kind: str) -> np.ndarray:
@@ -63,6 +66,16 @@ def network_input(frames: np.ndarray, upsample: int, kind: str) -> np.ndarray:
     up = np.stack([upsample_cubic(f, upsample) for f in stack])
     lo, hi = float(up.min()), float(up.max())
     return ((up - lo) / (hi - lo if hi > lo else 1.0)).astype(np.float32)
+
+
+def camera_model(frames: np.ndarray, op, cfg: PINNConfig):
+    """The :class:`~cusim.noise.CameraNoise` of ``cfg.noise == "camera"`` (estimated from ``frames`` beyond the
+    operator's passband, ``cfg.camera_*`` overriding its parts), or None for white noise."""
+    if cfg.noise != "camera":
+        return None
+    passband = op.passband() if hasattr(op, "passband") else None
+    return estimate_camera(frames, passband=passband, offset=cfg.camera_offset, gain=cfg.camera_gain,
+                           read_sigma=cfg.camera_read_sigma)
 
 
 class _Stopper:
@@ -78,6 +91,13 @@ class _Stopper:
         mismatch (8-bit data, pattern errors) can put its floor above ``tau``, and from there on the
         network only fits noise. ``plateau`` stops when the loss stalls."""
         cfg = self.cfg
+        if cfg.stop == "validation":  # mse: the held-out pixels' residual; the image returned is the best one's
+            if mse < self.best:
+                self.best, self.best_step = mse, step
+            elif step - self.best_step >= cfg.patience:
+                return (f"validation: held-out residual least at step {self.best_step + 1} ({self.best:.3f} sigma^2), "
+                        f"not lower over {cfg.patience} steps")
+            return None
         if cfg.stop == "discrepancy" and mse <= cfg.tau:
             return f"discrepancy: residual {mse:.3f} sigma^2 <= tau {cfg.tau:g}"
         if cfg.stop in ("plateau", "discrepancy"):
@@ -146,16 +166,19 @@ class PINNStep:
         if init_state:
             self.net.load_state_dict(init_state)
         self.net = self.net.to(memory_format=self.memory_format)
+        self.bg = None if cfg.background == "none" else Background(n, frames.shape[0], op.camera_shape,
+                                                                   cfg.background, device=dev)
+        trained = [*self.net.parameters(), *(() if self.bg is None else self.bg.parameters())]
         cuda = dev.type == "cuda"
         # On CUDA the learning rate is a device tensor set from the device step count (StepLR's values),
         # so that a captured step needs no host; Adam is then the fused, capturable kernel.
         self._t = torch.zeros((), dtype=torch.int64, device=dev)  # Adam updates taken, on the device
         if cuda:
             self._lr = torch.full((), cfg.lr, dtype=torch.float32, device=dev)
-            self.opt = torch.optim.Adam(self.net.parameters(), lr=self._lr, capturable=True, fused=True)
+            self.opt = torch.optim.Adam(trained, lr=self._lr, capturable=True, fused=True)
             self.sched = None
         else:
-            self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+            self.opt = torch.optim.Adam(trained, lr=cfg.lr)
             self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=cfg.lr_every, gamma=cfg.lr_decay)
         # The stopping rule watches the frames' interior, ``watch_inset`` camera pixels in (default: the
         # margin). With a margin the object there can also fit the noise of the frames' edge band (its
@@ -164,7 +187,13 @@ class PINNStep:
         h, w = op.camera_shape
         i = self.watch_inset = m if watch_inset is None else int(watch_inset)
         watch = (slice(i, h - i), slice(i, w - i)) if i and min(h, w) > 4 * i else None
-        self.data_loss = DataLoss(cfg.loss, y, self.sigma, cfg.gain, watch=watch)
+        self.camera = camera_model(frames, op, cfg)
+        holdout = None
+        if cfg.stop == "validation":  # seeded, the same pixels for every member
+            gen = torch.Generator().manual_seed(cfg.seed)
+            holdout = (torch.rand(tuple(y.shape), generator=gen) < cfg.holdout).to(dev)
+        self.data_loss = DataLoss(cfg.loss, y, self.sigma, cfg.gain, watch=watch, camera=self.camera,
+                                  holdout=holdout)
         if physics is None:
             self.physics = lambda x: sim_forward(x, op)  # (N, H, W) -> (N, K, h, w): the operator's batch axis
         else:  # a peer's physics maps one image (H, W) to its frames
@@ -224,7 +253,8 @@ class PINNStep:
         if self.popt is not None:
             self.popt.zero_grad(set_to_none=True)
         x = self.image()
-        loss, mse = self.data_loss(self.physics(x))
+        pred = self.physics(x)
+        loss, mse = self.data_loss(pred if self.bg is None else self.bg(pred))
         if self.cfg.prior != "none" and self.cfg.prior_weight > 0:
             loss = loss + self.cfg.prior_weight * prior(x, self.cfg.prior)
         self._loss = loss.sum()  # the members are independent: the gradient of each is its own loss's
@@ -287,7 +317,8 @@ class PINNStep:
     # -- the captured step ------------------------------------------------------------------------
     def _tensors(self) -> list[torch.Tensor]:
         """Every tensor a step changes in place: weights, batch-norm statistics, Adam's state, the counters."""
-        out = [*self.net.parameters(), *self.net.buffers(), self._t, self._lr]
+        out = [*self.net.parameters(), *self.net.buffers(), self._t, self._lr,
+               *(() if self.bg is None else self.bg.parameters())]
         for state in self.opt.state.values():
             out += [v for v in state.values() if torch.is_tensor(v)]
         return out
@@ -339,6 +370,7 @@ class PINNStep:
     def state(self) -> dict:
         sched = self.sched.state_dict() if self.sched is not None else {"step": int(self._t)}
         return {"model": self.net.state_dict(), "opt": self.opt.state_dict(), "sched": sched,
+                **({} if self.bg is None else {"background": self.bg.state_dict()}),
                 **({} if self.pmodels is None else {"patterns": self.pmodels.state_dict(),
                                                     "popt": self.popt.state_dict()})}
 
@@ -347,6 +379,8 @@ class PINNStep:
         with torch.no_grad():
             for t, v in zip(self.net.state_dict().values(), ck["model"].values()):
                 t.copy_(v)
+            if self.bg is not None:
+                self.bg.theta.copy_(ck["background"]["theta"])
             self._t.fill_(int(ck["sched"].get("step", ck["sched"].get("last_epoch", 0))))
         if self.graph is not None:  # Adam's state tensors exist (the warm-up made them): copy into them
             mine = self.opt.state_dict()["state"]
@@ -483,6 +517,8 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
     stoppers = [_Stopper(cfg) for _ in range(n)]
     history = [[] for _ in range(n)]  # per member: (loss, residual) of every step its rule looked at
     finished = [None] * n  # per member, once its rule fired: (image (H, W) on the host, reason)
+    best_images = [None] * n  # stop "validation": per member, the image of its least held-out residual so far
+    validation = cfg.stop == "validation"
     step = 0
     settings = _settings(cfg, steps, fit.margin_px, fit.watch_inset, data)
     if resume and checkpoint is not None and Path(checkpoint).exists():
@@ -490,6 +526,7 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
         _refuse_other(checkpoint, ck["settings"], settings)
         fit.load(ck)
         history, finished, step = ck["history"], ck["finished"], ck["step"]
+        best_images = ck.get("best_images", best_images)
         fit.step_index = step
         for st, (best, best_step) in zip(stoppers, ck["stoppers"]):
             st.best, st.best_step = best, best_step
@@ -505,8 +542,10 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
                 lv, mv = values[i, j]
                 history[j].append((float(lv), float(mv)))
                 reason = stoppers[j](step + i, float(lv), float(mv))
+                if validation and stoppers[j].best_step == step + i:
+                    best_images[j] = images[i, j].cpu().numpy().copy()  # the buffer is reused
                 if reason:
-                    finished[j] = (images[i, j].cpu().numpy().copy(), reason)  # the buffer is reused
+                    finished[j] = (best_images[j] if validation else images[i, j].cpu().numpy().copy(), reason)
             if callback is not None and running:
                 callback(step + i + 1, steps, float(values[i, running, 0].mean()), float(values[i, running, 1].mean()))
             running = [j for j in running if finished[j] is None]
@@ -514,10 +553,14 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
         if checkpoint is not None and step % checkpoint_every == 0 and step < steps and running:
             _save_checkpoint(Path(checkpoint), {
                 "settings": settings, **fit.state(), "history": history, "finished": finished, "step": step,
-                "stoppers": [(st.best, st.best_step) for st in stoppers], "rng": torch.get_rng_state()})
+                "stoppers": [(st.best, st.best_step) for st in stoppers], "rng": torch.get_rng_state(),
+                **({"best_images": best_images} if validation else {})})
     if any(f is None for f in finished):
         with torch.no_grad():  # the images after the last update
             last = fit.image().cpu().numpy()
+        if validation:  # the least held-out residual's image, not the last
+            finished = [f or (best_images[j], f"max steps ({steps}); the image of the least held-out residual, step "
+                                       f"{stoppers[j].best_step + 1}") for j, f in enumerate(finished)]
         finished = [f or (last[j], _cap_reason(cfg, steps, history[j])) for j, f in enumerate(finished)]
     if checkpoint is not None:
         Path(checkpoint).unlink(missing_ok=True)
@@ -533,7 +576,9 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
                    np.concatenate([m["residual_sigma2"] for m in members]), sum(m["steps"] for m in members),
                    "; ".join(m["stop_reason"] for m in members), fit.sigma,
                    {k: v.detach().cpu().clone() for k, v in fit.net.state_dict().items()},
-                   members[0]["pattern_params"], tau=fit.cfg.tau, members=members)
+                   members[0]["pattern_params"], tau=fit.cfg.tau, members=members,
+                   camera=None if fit.camera is None else fit.camera.record(),
+                   background=None if fit.bg is None else fit.bg.record())
 
 
 def _refine_setup(dataset, op):
@@ -626,4 +671,8 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
             "steps_run": int(sum(len(v) for v in losses))}
     if run.pattern_params is not None:
         info["pattern_params"] = params_record(run.pattern_params)
+    if run.camera is not None:
+        info["camera"] = run.camera
+    if run.background is not None:
+        info["background"] = run.background
     return image, info

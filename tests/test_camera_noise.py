@@ -1,0 +1,190 @@
+"""The camera noise model (cusim.noise.CameraNoise): estimated from the frames, thinning, the PINN's use of it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import typer.testing
+
+import cusim
+from cusim import noise
+from cusim.cli import app
+
+
+def _frames_with_gain(gain: float, snr: float = 4.0, seed: int = 1):
+    ds = cusim.simulate(shape=(256, 256), snr=snr, seed=seed, device="cpu")  # offset 100, read noise 1 e-
+    off = ds.attrs["sim_offset"]
+    return ds, ((ds.raw.astype(np.float64) - off) * gain + off), off
+
+
+@pytest.mark.parametrize("gain", [1.0, 2.5])
+def test_mean_variance_recovers_the_gain_and_offset_of_simulated_frames(gain):
+    ds, raw, off = _frames_with_gain(gain)
+    cutoff = 2 * ds.na * ds.pixel_size_nm / ds.wavelength_nm
+    cam = noise.estimate_camera(raw, cutoff=1.05 * cutoff)
+    assert cam.gain == pytest.approx(gain, rel=0.08)
+    # the read noise (1 e-) is folded into the offset: it moves the zero-variance point by 1 gain
+    assert abs(cam.offset - off) < 2 * gain
+    assert cam.method == "mean-variance"
+    # through the operator's passband, the same
+    assert noise.estimate_camera(raw, passband=ds.operator(device="cpu").passband()).gain == pytest.approx(gain, rel=0.08)
+
+
+def test_given_parts_of_the_camera_are_kept_and_the_rest_refitted():
+    ds, raw, off = _frames_with_gain(2.0)
+    cam = noise.estimate_camera(raw, passband=ds.operator(device="cpu").passband(), offset=off, read_sigma=2.0)
+    assert (cam.offset, cam.read_sigma) == (off, 2.0)
+    assert cam.gain == pytest.approx(2.0, rel=0.08)
+    assert cam.method == "mean-variance+given offset,read_sigma"
+
+
+def test_thinning_keeps_poisson_statistics_at_the_fraction_of_the_light():
+    rng = np.random.default_rng(0)
+    cam = noise.CameraNoise(offset=100.0, gain=3.0)
+    frames = cam.from_photons(rng.poisson(200.0, (4, 64, 64)))
+    thinned = noise.thin(frames, cam, 0.1, seed=1)
+    photons = cam.to_photons(thinned)
+    assert photons.mean() == pytest.approx(20.0, rel=0.02)
+    assert photons.var() == pytest.approx(20.0, rel=0.05)  # Poisson: variance = mean
+    np.testing.assert_array_equal(noise.thin(frames, cam, 0.1, seed=1), thinned)  # seeded
+
+
+def test_camera_variance_grows_with_the_signal_above_the_offset():
+    cam = noise.CameraNoise(offset=100.0, gain=2.0, read_sigma=3.0)
+    np.testing.assert_allclose(cam.variance(np.array([50.0, 100.0, 150.0])), [9.0, 9.0, 109.0])
+    assert cam.record() == {"offset": 100.0, "gain": 2.0, "read_sigma": 3.0, "method": "given"}
+
+
+def test_bad_camera_settings_are_refused_with_their_name():
+    with pytest.raises(ValueError, match="gain: expected a finite number > 0"):
+        noise.CameraNoise(offset=0.0, gain=0.0)
+    rng = np.random.default_rng(0)
+    bright = np.linspace(100, 1000, 64)[None, None, :] * np.ones((3, 64, 64))
+    frames = bright + rng.standard_normal(bright.shape) * (2000.0 / bright)  # noise FALLS with the signal
+    with pytest.raises(ValueError, match="does not grow with the signal"):
+        noise.estimate_camera(frames)
+    with pytest.raises(ValueError, match="camera_gain: only for noise .camera."):
+        cusim.reconstruct(_frames_with_gain(1.0)[0], "pinn", device="cpu", steps=1, camera_gain=2.0)
+
+
+@pytest.mark.slow  # PINN steps: minutes on a loaded 2-core CPU
+def test_pinn_with_the_camera_model_records_it_in_the_provenance(tmp_path):
+    ds = cusim.simulate(shape=(128, 128), snr=4, seed=2, device="cpu")
+    path = tmp_path / "s.h5"
+    cusim.save(ds, path)
+    res = typer.testing.CliRunner().invoke(app, ["run", str(path), "--method", "pinn", "--steps", "3",
+                                                 "--noise", "camera", "--camera-offset", "100", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    rec = cusim.load(path).recons["pinn"]
+    assert rec.attrs["params"]["noise"] == "camera" and rec.attrs["params"]["camera_offset"] == 100.0
+    cam = rec.attrs["camera"]
+    assert cam["offset"] == 100.0 and cam["gain"] == pytest.approx(1.0, rel=0.15)
+    assert cam["method"] == "mean-variance+given offset"
+
+
+def test_camera_options_without_the_camera_model_fail_with_one_line(tmp_path):
+    ds = cusim.simulate(shape=(64, 64), snr=4, seed=2, device="cpu")
+    path = tmp_path / "s.h5"
+    cusim.save(ds, path)
+    res = typer.testing.CliRunner().invoke(app, ["run", str(path), "--method", "pinn", "--camera-gain", "2"])
+    assert res.exit_code == 1
+    assert "--camera-gain: only for noise 'camera'" in res.output and "Traceback" not in res.output
+    res = typer.testing.CliRunner().invoke(app, ["run", str(path), "--method", "wiener", "--noise", "camera"])
+    assert res.exit_code == 1 and "--noise: only for --method pinn" in res.output
+
+
+def test_data_loss_residual_is_one_at_the_truth_in_units_of_the_camera_variance():
+    torch = pytest.importorskip("torch")
+    from cusim.recon.losses import DataLoss
+
+    ds = cusim.simulate(shape=(128, 128), snr=4, seed=3, device="cpu")
+    op = ds.operator(device="cpu")
+    clean = op.forward(ds.ground_truth) * ds.attrs["sim_gain"] + ds.attrs["sim_offset"]
+    cam = noise.CameraNoise(offset=100.0, gain=1.0, read_sigma=1.0)  # the simulation's camera
+    y, p = torch.from_numpy(ds.raw.astype(np.float32)), torch.from_numpy(clean.astype(np.float32))
+    _, res = DataLoss("mse", y, 1.0, camera=cam)(p)
+    assert float(res) == pytest.approx(1.0, abs=0.05)
+    # the frames' variance is not one number: weighted by one sigma^2 instead, the bright pixels dominate
+    sigma = float((ds.raw - clean).std())
+    _, white = DataLoss("mse", y, sigma)(p)
+    assert float(white) == pytest.approx(1.0, abs=0.05)
+    _, twice = DataLoss("mse", y, 1.0, camera=noise.CameraNoise(offset=100.0, gain=2.0, read_sigma=1.0))(p)
+    assert float(twice) == pytest.approx(0.5, abs=0.05)  # a camera of twice the gain expects twice the variance
+
+
+def test_background_is_smooth_non_negative_and_learnt_with_the_network():
+    torch = pytest.importorskip("torch")
+    from cusim.recon._pinn_background import Background
+
+    bg = Background(2, 9, (32, 40), "frame")
+    p = torch.rand(2, 9, 32, 40) + 1.0
+    b = bg.field().detach()
+    assert b.shape == (2, 9, 32, 40) and float(b.min()) >= 0
+    assert float((bg(p) - p).mean() / p.mean()) == pytest.approx(0.01, rel=1e-3)  # starts at 1% of the mean
+    with torch.no_grad():
+        bg.theta.normal_()
+    b = bg.field().detach()
+    assert float(b.min()) >= 0
+    # smooth: bilinear between 4 x 4 grid points, so neighbouring pixels differ by at most 1/10 of the range
+    assert float(b.diff(dim=-1).abs().max()) <= 0.1 * float(b.max() - b.min()) + 1e-6
+    bg(p).sum().backward()
+    assert bg.theta.grad is not None and float(bg.theta.grad.abs().min()) > 0
+    assert Background(1, 9, (32, 40), "shared").field().shape == (1, 1, 32, 40)
+
+
+@pytest.mark.slow  # PINN steps: minutes on a loaded 2-core CPU
+def test_pinn_with_a_background_records_it():
+    ds = cusim.simulate(shape=(64, 64), snr=10, seed=2, device="cpu")
+    res = cusim.reconstruct(ds, "pinn", device="cpu", steps=3, background="shared", width=8, depth=2)
+    assert res.params["background"] == "shared"
+    rec = res.extra["background"]
+    assert rec["kind"] == "shared" and rec["cells"] == 4 and 0 < rec["mean_rel"][0] <= rec["max_rel"][0]
+    with pytest.raises(ValueError, match="background: expected one of"):
+        cusim.reconstruct(ds, "pinn", device="cpu", steps=3, background="planar")
+
+
+@pytest.mark.slow  # PINN steps: minutes on a loaded 2-core CPU
+def test_validation_stop_returns_the_image_of_the_least_held_out_residual():
+    pytest.importorskip("torch")
+    from cusim.recon import pinn as P
+
+    ds = cusim.simulate(shape=(64, 64), snr=4, seed=4, device="cpu")
+    cfg = P.PINNConfig(steps=30, stop="validation", patience=5, holdout=0.1, width=8, depth=2)  # small: fast
+    run = P.optimise(ds.frames(), ds.operator(device="cpu"), cfg)
+    held = run.residual_sigma2  # the held-out pixels' residual, every step the rule looked at
+    best = int(np.argmin(held))
+    if run.stop_reason.startswith("validation"):
+        assert len(held) == best + 1 + cfg.patience  # fired patience steps after the least residual
+    assert f"step {best + 1}" in run.stop_reason
+    # the image returned is that step's: a run of best + 1 steps (the same trajectory, the same pixels held
+    # out) that never fires returns the image of its own least residual, which is the same step's
+    again = P.optimise(ds.frames(), ds.operator(device="cpu"), dataclasses.replace(cfg, steps=best + 1, patience=10_000))
+    np.testing.assert_allclose(run.image, again.image, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="holds pixels out of 'mse' and 'pg' only"):
+        P.PINNConfig(stop="validation", loss="mse+0.5*ssim")
+
+
+@pytest.mark.slow  # PINN steps
+def test_validation_stop_with_a_background_resumes_to_the_uninterrupted_result(tmp_path):
+    pytest.importorskip("torch")
+    from cusim.recon import pinn as P
+
+    ds = cusim.simulate(shape=(64, 64), snr=4, seed=5, device="cpu")
+    op = ds.operator(device="cpu")
+    # patience 2: the rule fires within 20 steps on this small field, after the checkpoint of step 10
+    cfg = P.PINNConfig(steps=20, stop="validation", patience=2, holdout=0.1, background="frame", width=4, depth=2)
+    ref = P.optimise(ds.frames(), op, cfg)
+    ckpt = tmp_path / "run.ckpt"
+
+    def interrupt(step, total, loss, mse):
+        if step == 12:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        P.optimise(ds.frames(), op, cfg, checkpoint=ckpt, checkpoint_every=5, callback=interrupt)
+    resumed = P.optimise(ds.frames(), op, cfg, checkpoint=ckpt, checkpoint_every=5, resume=True)
+    assert resumed.stop_reason == ref.stop_reason
+    np.testing.assert_allclose(resumed.image, ref.image, rtol=0, atol=1e-5 * float(ref.image.max()))
+    assert resumed.background == ref.background
