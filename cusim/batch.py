@@ -222,7 +222,7 @@ def _write(job: InputResult, parts: list[dict], name: str, out_dir, force: bool)
     from .io import add_recon, save_recon_as  # noqa: PLC0415
 
     res = _assemble(parts)
-    extra = {k: v for k, v in res.extra.items() if isinstance(v, (int, float, str)) or k == "pattern_params"}
+    extra = res.recorded_extra()  # as `cusim run` on one file records it
     where = {"worker": ", ".join(dict.fromkeys(p["worker"] for p in parts)),
              "host": ", ".join(dict.fromkeys(p["host"] for p in parts))}
     if len(parts) > 1:

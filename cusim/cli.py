@@ -573,7 +573,7 @@ def _store(res, ds, file, out, region: bool, target, name, border, norm, force, 
     from .report import metrics_table, save_figure  # noqa: PLC0415
 
     table, metrics = metrics_table(ds, res.image, name, border, norm)
-    extra = {k: v for k, v in res.extra.items() if isinstance(v, (int, float, str)) or k in ("pattern_params", "camera", "background")}
+    extra = res.recorded_extra()
     rec = res.to_recon(**extra, **({"metrics": metrics} if metrics else {}))
     if region:
         save(dataclasses.replace(ds, recons={name: rec}, path=None), out)

@@ -24,7 +24,7 @@ def pinn_demo(out: Path, *, size: int = 192, seed: int = 0, device: str = "auto"
     for method, params in (("widefield", {}), ("pinn", {"steps": steps, "seed": seed, "callback": callback})):
         res = reconstruct(ds, method, device=device, **params)
         scores = image_metrics(ds, res.image)
-        extra = {k: v for k, v in res.extra.items() if isinstance(v, (int, float, str))}
+        extra = res.recorded_extra()
         add_recon(path, method, res.to_recon(**extra, metrics=scores), force=True)
         results[method] = (res, scores)
     pinn_res = results["pinn"][0]

@@ -172,3 +172,13 @@ def test_bad_batch_requests_are_one_line_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="no file matches"):
         batch.expand_inputs([str(tmp_path / "*.nothing")])
     assert batch.expand_inputs([tmp_path, str(tmp_path / "s*.h5")]) == good
+
+
+def test_a_batch_result_records_the_camera_model_and_background_as_cusim_run_does(tmp_path, client):
+    path = io.save(cusim.simulate(shape=(32, 32), snr=5, seed=3), tmp_path / "cam.h5")
+    kw = {"steps": 3, "width": 4, "depth": 1, "noise": "camera", "background": "shared"}
+    res = batch.reconstruct_many([path], "pinn", client, threads=1, device="cpu", **kw)
+    assert [r.status for r in res] == ["done"], res
+    attrs = io.load(path).recons["pinn"].attrs
+    assert attrs["params"]["noise"] == "camera" and attrs["camera"]["gain"] > 0
+    assert attrs["params"]["background"] == "shared" and "background" in attrs

@@ -27,6 +27,9 @@ METHODS = ("widefield", "wiener", "iterative", "pinn")
 PATTERN_METHODS = ("wiener", "iterative", "pinn")
 # keyword arguments that steer a run but do not change its result: not recorded as parameters
 _OPERATIONAL = ("callback", "checkpoint", "checkpoint_every", "resume")
+# extras that are records (dicts) and belong to the stored result: the patterns used, the camera noise model
+# and the learnt background (cusim.recon.pinn)
+RECORDED_EXTRA = ("pattern_params", "camera", "background")
 
 
 @dataclass
@@ -40,6 +43,11 @@ class Result:
     runtime_s: float
     loss: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
+
+    def recorded_extra(self) -> dict:
+        """What of ``extra`` a stored reconstruction keeps: plain numbers and words, and the records of what
+        the run estimated or modelled (:data:`RECORDED_EXTRA`); not per-step histories."""
+        return {k: v for k, v in self.extra.items() if isinstance(v, (int, float, str)) or k in RECORDED_EXTRA}
 
     @property
     def final_loss(self) -> float | None:
