@@ -83,6 +83,16 @@ def period_to_k(period_px: float | None = None, *, period_nm: float | None = Non
     return 1.0 / period_px
 
 
+def _check_values(arrays, k: np.ndarray, mod: np.ndarray) -> None:
+    """Every parameter finite, modulations in 0..1, carriers below the fine grid's Nyquist limit."""
+    if not all(np.all(np.isfinite(a)) for a in arrays):
+        raise ValueError("pattern parameters: contain NaN or Inf")
+    if mod.min() < 0 or mod.max() > 1:
+        raise ValueError(f"modulation: expected values in 0..1, got {mod.min():.3g}..{mod.max():.3g}")
+    if np.abs(k).max() > 0.5:
+        raise ValueError(f"k: carrier above the fine-grid Nyquist limit 0.5 cycles/px: {np.abs(k).max():.4g}")
+
+
 @dataclass(frozen=True)
 class SinusoidParams:
     """Parametric sinusoidal patterns: carriers ``k`` (K, 2) as (ky, kx) in cycles per fine pixel,
@@ -112,12 +122,7 @@ class SinusoidParams:
             if harm.ndim != 2 or harm.shape[0] != K:
                 raise ValueError(f"harmonics: expected shape ({K}, M), got {harm.shape}")
             arrays.append(harm)
-        if not all(np.all(np.isfinite(a)) for a in arrays):
-            raise ValueError("pattern parameters: contain NaN or Inf")
-        if mod.min() < 0 or mod.max() > 1:
-            raise ValueError(f"modulation: expected values in 0..1, got {mod.min():.3g}..{mod.max():.3g}")
-        if np.abs(k).max() > 0.5:
-            raise ValueError(f"k: carrier above the fine-grid Nyquist limit 0.5 cycles/px: {np.abs(k).max():.4g}")
+        _check_values(arrays, k, mod)
         object.__setattr__(self, "k", k)
         object.__setattr__(self, "phase", phase)
         object.__setattr__(self, "modulation", mod)
@@ -270,12 +275,7 @@ class HexagonalParams:
             raise ValueError(f"phase: expected shape (K, 3), a phase per frame and carrier, got {phase.shape}")
         if mod.shape != (3,):
             raise ValueError(f"modulation: expected shape (3,), one per carrier, got {mod.shape}")
-        if not all(np.all(np.isfinite(a)) for a in (k, phase, mod)):
-            raise ValueError("pattern parameters: contain NaN or Inf")
-        if mod.min() < 0 or mod.max() > 1:
-            raise ValueError(f"modulation: expected values in 0..1, got {mod.min():.3g}..{mod.max():.3g}")
-        if np.abs(k).max() > 0.5:
-            raise ValueError(f"k: carrier above the fine-grid Nyquist limit 0.5 cycles/px: {np.abs(k).max():.4g}")
+        _check_values((k, phase, mod), k, mod)
         object.__setattr__(self, "k", k)
         object.__setattr__(self, "phase", phase)
         object.__setattr__(self, "modulation", mod)
