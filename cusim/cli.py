@@ -42,6 +42,11 @@ def note(message: str) -> None:
     err.print(f"note: {escape(message)}", highlight=False, soft_wrap=True)
 
 
+# Set by a Ctrl-C or SIGTERM inside a command. Python swallows (prints "Exception ignored") a KeyboardInterrupt
+# raised while a finaliser runs; the PINN's progress callback raises it again at the next step from this flag.
+_INTERRUPTED = threading.Event()
+
+
 @contextlib.contextmanager
 def _boundary():
     """The one error boundary of every command: bad input (ValueError) and system errors (permission,
@@ -58,12 +63,15 @@ def _boundary():
             previous_show(message, category, filename, lineno, file, line)
 
     def terminate(signum, frame):
+        _INTERRUPTED.set()
         raise KeyboardInterrupt
 
     previous_show = warnings.showwarning
     warnings.showwarning = show
     in_main = threading.current_thread() is threading.main_thread()
+    _INTERRUPTED.clear()
     previous_term = signal.signal(signal.SIGTERM, terminate) if in_main else None
+    previous_int = signal.signal(signal.SIGINT, terminate) if in_main else None
     try:
         yield
     except (typer.Exit, typer.Abort):
@@ -82,6 +90,7 @@ def _boundary():
         warnings.showwarning = previous_show
         if in_main:
             signal.signal(signal.SIGTERM, previous_term)
+            signal.signal(signal.SIGINT, previous_int)
 
 
 def command(fn):
@@ -540,6 +549,8 @@ def _reconstruct(recon, ds, method, cfg, params, file, name, device, estimate_pa
         reached = [0]
         with _pinn_progress(f"pinn {file.name}", cfg.steps) as progress:
             def callback(step, total, loss, mse):
+                if _INTERRUPTED.is_set():  # an interrupt that a finaliser swallowed
+                    raise KeyboardInterrupt
                 reached[0] = step
                 progress(step, total, loss, mse)
 

@@ -215,12 +215,17 @@ def test_an_interrupted_pinn_says_what_was_kept_and_how_to_resume(tmp_path, sig)
     proc = subprocess.Popen([sys.executable, "-c", RUN_ONE, "run", str(path), "--method", "pinn", "--steps", "5000",
                              "--stop", "max", "--checkpoint-every", "5", "--device", "cpu"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert ckpt.exists(), "no checkpoint was written"
-    proc.send_signal(sig)
-    assert proc.wait(timeout=60) == 130
+    try:
+        deadline = time.time() + 120
+        while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert ckpt.exists(), "no checkpoint was written"
+        proc.send_signal(sig)
+        assert proc.wait(timeout=60) == 130
+    finally:
+        if proc.poll() is None:  # never leave a 5000-step run behind
+            proc.kill()
+            proc.wait()
     text = proc.stderr.read().decode()
     assert "interrupted at step" in text and str(ckpt) in text and "--resume" in text, text
     assert ckpt.exists() and no_temporaries(tmp_path) and "pinn" not in io.load(path).recons
