@@ -37,7 +37,7 @@ def test_a_batched_unet_computes_what_its_members_compute():
             p.numel() for p in nets[0].parameters())
         x = torch.rand(1, 5, 34, 30)  # odd pooling sizes too
         alone = torch.cat([n(x) for n in nets], dim=1)
-        np.testing.assert_allclose(both(x).detach(), alone.detach(), rtol=0, atol=1e-5 * float(alone.max()))
+        np.testing.assert_allclose(both(x).detach(), alone.detach(), rtol=0, atol=1e-5 * float(alone.detach().max()))
     with pytest.raises(ValueError, match="UNet.stack: expected one or more single networks of one architecture"):
         UNet.stack([UNet(3, width=4), UNet(3, width=8)])
 
