@@ -1,0 +1,133 @@
+"""Does averaging the PINN's image with FISTA + TV's beat both? (issue 19 experiment)
+
+    python -m benchmarks.blend --items NL_SIM/ccp:1 SIM/microtubules:2 ... [--crop 240] [--cache DIR]
+        [--pinn-param KEY=VALUE ...] [--weights 0.25 0.5 0.75] [--out JSON]
+
+Per item (the central ``--crop`` of a PINN-paper sample, the protocol of ``benchmarks.quality``): cusim's default
+PINN and its default FISTA + TV (both with their default margin), each image kept in ``--cache`` (an ``.npz`` per
+item and PINN setting, so a rerun only scores). Then the blends ``w * P' + (1 - w) * F``, where ``P'`` is the PINN
+image mapped onto FISTA's by a least-squares scale and offset over the scored interior (the PINN's image has the
+scale of its closed-form gain; nothing of the ground truth is used to blend), each scored like the methods
+themselves (least-squares fit to the ground truth, 10 px border, PSNR / SSIM / FRC 0.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import _common as C
+from benchmarks.quality import BORDER, DATA, _param_value, quality, steps_for, write_json_atomic
+
+NAME = "blend"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.blend", description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--items", nargs="+", required=True, metavar="SET:SAMPLE")
+    ap.add_argument("--crop", type=int, default=240)
+    ap.add_argument("--steps", type=int, default=None, help="PINN step cap; default the paper's (1000, LPSIM 1500)")
+    ap.add_argument("--pinn-param", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--weights", nargs="+", type=float, default=[0.25, 0.5, 0.75])
+    ap.add_argument("--cache", type=Path, default=C.RESULTS / "blend-cache")
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--no-run", action="store_true", help="score the cached images only")
+    args = ap.parse_args(argv)
+    args.pinn_params = {}
+    for item in args.pinn_param:
+        key, sep, value = item.partition("=")
+        if not sep:
+            ap.error(f"--pinn-param: expected KEY=VALUE, got {item!r}")
+        args.pinn_params[key.strip()] = _param_value(value.strip())
+    return args
+
+
+def fit_onto(image: np.ndarray, target: np.ndarray, border: int = BORDER) -> np.ndarray:
+    """``image`` mapped by the least-squares scale and offset that best match ``target`` over the interior."""
+    a = image[border:-border, border:-border].ravel().astype(np.float64)
+    b = target[border:-border, border:-border].ravel().astype(np.float64)
+    A = np.stack([a, np.ones_like(a)], axis=1)
+    (s, o), *_ = np.linalg.lstsq(A, b, rcond=None)
+    return s * image.astype(np.float64) + o
+
+
+def _tag(params: dict) -> str:
+    return "default" if not params else "_".join(f"{k}-{v}" for k, v in sorted(params.items()))
+
+
+def images(name: str, sample: int, args) -> dict:
+    """The item's PINN and FISTA + TV images and its truth, from the cache or computed (and cached)."""
+    import cusim  # noqa: PLC0415
+    from cusim.importers import import_paper  # noqa: PLC0415
+
+    path = args.cache / f"{name.replace('/', '_')}_{sample}_crop{args.crop}_{_tag(args.pinn_params)}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    if args.no_run:
+        raise FileNotFoundError(f"{path}: not cached (run without --no-run)")
+    ds = import_paper(args.data / name, sample).crop_center(args.crop)
+    steps = args.steps or steps_for(name, argparse.Namespace(steps=None))
+    t0 = time.perf_counter()
+    pinn = cusim.reconstruct(ds, "pinn", device="cpu", steps=steps, **args.pinn_params)
+    t1 = time.perf_counter()
+    fista = cusim.reconstruct(ds, "iterative", device="cpu")
+    t2 = time.perf_counter()
+    out = {"pinn": np.asarray(pinn.image, np.float32), "fista": np.asarray(fista.image, np.float32),
+           "truth": np.asarray(ds.ground_truth, np.float32),
+           "pinn_steps": np.int64(pinn.extra.get("steps_run", 0)), "pinn_s": np.float64(t1 - t0),
+           "fista_s": np.float64(t2 - t1)}
+    args.cache.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **out)
+    tmp.replace(path)
+    return out
+
+
+def score(im: dict, weights: list[float]) -> dict:
+    truth = im["truth"].astype(np.float64)
+    p, f = im["pinn"].astype(np.float64), im["fista"].astype(np.float64)
+    res = {"pinn": quality(p, truth), "fista": quality(f, truth)}
+    p_on_f = fit_onto(p, f)
+    for w in weights:
+        res[f"blend{w:g}"] = quality(w * p_on_f + (1 - w) * f, truth)
+    return res
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    rows = []
+    for item in args.items:
+        name, _, sample = item.rpartition(":")
+        im = images(name, int(sample), args)
+        s = score(im, args.weights)
+        rows.append({"set": name, "sample": int(sample), "pinn_steps": int(im["pinn_steps"]),
+                     "pinn_s": float(im["pinn_s"]), **s})
+        line = "  ".join(f"{k} {v['psnr_db']:.2f}/{v['ssim']:.3f}" for k, v in s.items())
+        print(f"{name} #{sample} ({int(im['pinn_steps'])} steps, {float(im['pinn_s']):.0f} s): {line}", flush=True)
+    keys = [k for k in rows[0] if isinstance(rows[0][k], dict)]
+    print("\nmean PSNR / SSIM per set, and the difference to the better of pinn and fista:")
+    for name in dict.fromkeys(r["set"] for r in rows):
+        rs = [r for r in rows if r["set"] == name]
+        means = {k: (np.mean([r[k]["psnr_db"] for r in rs]), np.mean([r[k]["ssim"] for r in rs])) for k in keys}
+        best = max(means["pinn"][0], means["fista"][0])
+        print(f"{name} ({len(rs)}): " + "  ".join(f"{k} {m[0]:.2f}/{m[1]:.3f} ({m[0] - best:+.2f})"
+                                                   for k, m in means.items()))
+    if args.out:
+        write_json_atomic(args.out, {"benchmark": NAME, "command": "python -m benchmarks.blend " + " ".join(
+            argv if argv is not None else sys.argv[1:]), "crop": args.crop, "pinn_params": args.pinn_params,
+            "environment": C.environment("cpu", "float32"), "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
