@@ -54,6 +54,9 @@ METHODS = {
     "Wiener": ("wiener", {}),
     "FISTA + TV": ("iterative", {}),
     "FISTA + Hessian": ("iterative", {"prior": "hessian"}),
+    # the camera noise model (opt-in): the data term weighted by 1 / var(y) (cusim.recon.iterative)
+    "FISTA + TV, camera noise": ("iterative", {"noise": "camera"}),
+    "FISTA + Hessian, camera noise": ("iterative", {"prior": "hessian", "noise": "camera"}),
     "PINN": ("pinn", {}),
     # the camera noise model (opt-in): per-pixel variance in the loss and the stopping rule
     "PINN, camera noise": ("pinn", {"noise": "camera"}),

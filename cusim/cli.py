@@ -265,8 +265,9 @@ _OPTIONS = {
     "--prior-weight": ("prior_weight", ("pinn", "iterative")),
     "--iterations": ("n_iter", ("iterative",)), "--algorithm": ("algorithm", ("iterative",)),
     "--wiener-w": ("w", ("wiener",)),
-    "--noise": ("noise", ("pinn",)), "--camera-offset": ("camera_offset", ("pinn",)),
-    "--camera-gain": ("camera_gain", ("pinn",)), "--camera-read-sigma": ("camera_read_sigma", ("pinn",)),
+    "--noise": ("noise", ("pinn", "iterative")), "--camera-offset": ("camera_offset", ("pinn", "iterative")),
+    "--camera-gain": ("camera_gain", ("pinn", "iterative")),
+    "--camera-read-sigma": ("camera_read_sigma", ("pinn", "iterative")),
     "--background": ("background", ("pinn",)), "--holdout": ("holdout", ("pinn",)),
 }
 _FLAG_OF = {setting: flag for flag, (setting, _) in _OPTIONS.items() if setting}
@@ -372,15 +373,16 @@ def run(
                                       "PSF's reach where the patterns are known that far, i.e. with /pattern_params; "
                                       "else 0)."),
     margin: int = typer.Option(None, "--margin", hidden=True, help="Deprecated spelling of --margin-camera."),
-    noise: str = typer.Option(None, "--noise", help="pinn: white (one noise sigma) | camera (per-pixel variance "
-                              "gain * (signal - offset) + read^2, the camera estimated from the frames by "
-                              f"mean-variance) (default {_D.noise})."),
-    camera_offset: float = typer.Option(None, "--camera-offset", help="pinn, --noise camera: the camera offset "
-                                        "(counts at zero light) instead of its estimate."),
-    camera_gain: float = typer.Option(None, "--camera-gain", help="pinn, --noise camera: the camera gain (counts "
-                                      "per photo-electron) instead of its estimate."),
-    camera_read_sigma: float = typer.Option(None, "--camera-read-sigma", help="pinn, --noise camera: the read "
-                                            "noise (counts) instead of its estimate."),
+    noise: str = typer.Option(None, "--noise", help="pinn/iterative (fista): white (one noise sigma) | camera "
+                              "(per-pixel variance gain * (signal - offset) + read^2 weights the data term, the "
+                              "camera from the file's /camera (cusim import stack --camera-*) or estimated from the "
+                              f"frames by mean-variance) (default {_D.noise})."),
+    camera_offset: float = typer.Option(None, "--camera-offset", help="pinn/iterative, --noise camera: the camera "
+                                        "offset (counts at zero light) instead of the file's or its estimate."),
+    camera_gain: float = typer.Option(None, "--camera-gain", help="pinn/iterative, --noise camera: the camera gain "
+                                      "(counts per photo-electron) instead of the file's or its estimate."),
+    camera_read_sigma: float = typer.Option(None, "--camera-read-sigma", help="pinn/iterative, --noise camera: the "
+                                            "read noise (counts) instead of the file's or its estimate."),
     background: str = typer.Option(None, "--background", help="pinn: none | shared | frame: fit a smooth "
                                    "non-negative out-of-focus background (one for all frames, or one per frame) "
                                    f"with the object (default {_D.background})."),
@@ -721,6 +723,12 @@ def import_stack_cmd(
     ground_truth: Path = typer.Option(None, help="Ground truth on the fine grid (TIFF/NPY/PNG)."),
     time_points: int = typer.Option(None, help="Number of time points T (default: frames / (angles*phases))."),
     binning: int = typer.Option(1, help="Mean-bin the raw frames by this factor first (for interpolated stacks)."),
+    camera_offset: float = typer.Option(None, "--camera-offset", help="The camera offset (counts at zero light) of "
+                                        "the stored frames; stored as /camera, the default of --noise camera."),
+    camera_gain: float = typer.Option(None, "--camera-gain", help="The camera gain (counts per photo-electron, > 0) "
+                                      "of the stored frames (after --binning)."),
+    camera_read_sigma: float = typer.Option(None, "--camera-read-sigma", help="The read noise (counts, >= 0) of the "
+                                            "stored frames (after --binning)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
 ) -> None:
     """Import a generic raw stack with its frame order and optics; patterns given or left to estimation.
@@ -736,12 +744,14 @@ def import_stack_cmd(
         ds = importers.import_stack(raw, angles=angles, phases=phases, order=order, upsample=upsample, na=na,
                                     wavelength_nm=wavelength_nm, pixel_size_nm=pixel_size_nm, patterns=patterns,
                                     psf=psf, ground_truth=ground_truth, time_points=time_points, binning=binning,
-                                    family=family)
+                                    family=family, camera_offset=camera_offset, camera_gain=camera_gain,
+                                    camera_read_sigma=camera_read_sigma)
         save(ds, out)
     except ValueError as e:
-        fail(str(e))
+        fail(_as_option(str(e)))
+    camera = "" if ds.camera is None else ", camera " + ", ".join(f"{k} {v:g}" for k, v in ds.camera.items())
     console.print(f"imported {raw}: raw {ds.raw.shape} {ds.raw.dtype}, upsample {ds.upsample}, patterns "
-                  f"{'given' if ds.has_patterns() else 'to be estimated'} -> {out}")
+                  f"{'given' if ds.has_patterns() else 'to be estimated'}{camera} -> {out}")
 
 
 @app.command()

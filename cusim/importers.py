@@ -21,7 +21,7 @@ import numpy as np
 from ._outputs import check_output
 from ._validate import check_int
 from ._warnings import warn_saturated
-from .io import RAW_DTYPES, Dataset, DatasetError, save
+from .io import RAW_DTYPES, Dataset, DatasetError, check_camera, save
 from .patterns import HEX_PHASES
 
 PAPER_UPSAMPLE = 4
@@ -278,7 +278,9 @@ def stack_layout(family: str, angles: int | None, phases: int | None) -> tuple[i
 def import_stack(path, *, angles: int | None = None, phases: int | None = None, order: str = "angle-major",
                  upsample: int, na: float | None = None, wavelength_nm: float | None = None,
                  pixel_size_nm: float | None = None, patterns=None, psf=None, ground_truth=None,
-                 time_points: int | None = None, binning: int = 1, family: str = "linear") -> Dataset:
+                 time_points: int | None = None, binning: int = 1, family: str = "linear",
+                 camera_offset: float | None = None, camera_gain: float | None = None,
+                 camera_read_sigma: float | None = None) -> Dataset:
     """A raw TIFF/MRC stack of ``angles x phases`` frames (per time point) as a validated Dataset.
 
     ``family`` "hexagonal": hexagonal-lattice SIM, 7 frames per time point in their phase-step order
@@ -294,8 +296,16 @@ def import_stack(path, *, angles: int | None = None, phases: int | None = None, 
     ``pixel_size_nm`` is then the pixel after binning. Raw uint8/uint16/float32 is kept, other dtypes
     become float32 (binned frames are float32). Integer raw data with more than 1 % of its pixels at the
     dtype's maximum (saturated) gives a :class:`~cusim.CusimWarning`.
+
+    ``camera_offset`` (counts at zero light), ``camera_gain`` (counts per photo-electron, > 0) and
+    ``camera_read_sigma`` (read noise in counts, >= 0), any of them, describe the camera of the frames AS
+    STORED (after ``binning``) and are kept as ``Dataset.camera`` (the file's ``/camera``): the camera noise
+    model's defaults whenever a method runs with noise "camera" on the file.
     """
     path = Path(path)
+    camera = {k: v for k, v in (("offset", camera_offset), ("gain", camera_gain), ("read_sigma", camera_read_sigma))
+              if v is not None}
+    camera = check_camera(camera, error=lambda msg: DatasetError(f"camera_{msg}")) if camera else None
     angles, phases = stack_layout(family, angles, phases)
     for name, v in (("angles", angles), ("phases", phases), ("upsample", upsample), ("binning", binning)):
         check_int(name, v, 1, error=DatasetError)
@@ -315,7 +325,7 @@ def import_stack(path, *, angles: int | None = None, phases: int | None = None, 
     if raw.dtype not in RAW_DTYPES:
         raw = raw.astype(np.float32)
     ds = Dataset(raw=np.ascontiguousarray(raw), upsample=upsample, na=na, wavelength_nm=wavelength_nm,
-                 pixel_size_nm=pixel_size_nm)
+                 pixel_size_nm=pixel_size_nm, camera=camera)
     if patterns is not None:
         ds.patterns = _stack_patterns(patterns, K, angles, phases, order)
     if psf is not None:

@@ -24,7 +24,7 @@ import numpy as np
 
 from ._files import LockTimeout, atomic_target, file_lock, make_temporary, resolve, same_file
 from ._syserrors import GiB, check_allocation, describe_os_error
-from ._validate import check_int, check_positive
+from ._validate import check_int, check_number, check_positive
 from .optics import Widefield, validate_psf
 from .patterns import HexagonalParams, SinusoidParams
 
@@ -68,6 +68,10 @@ class Dataset:
     recons: dict[str, Recon] = field(default_factory=dict)
     attrs: dict = field(default_factory=dict)
     path: Path | None = None
+    # The camera as the importer was told (group ``/camera``, any of ``offset`` (counts at zero light),
+    # ``gain`` (counts per photo-electron), ``read_sigma`` (counts)): the camera noise model's defaults
+    # (noise "camera"); None: nothing known, everything estimated from the frames.
+    camera: dict | None = None
     # In memory only (not in the file): the stored patterns of the field this one was cropped from and
     # the crop's fine-pixel origin in it, so that a crop's patterns extend past it (``margin_camera``).
     pattern_context: tuple | None = field(default=None, repr=False, compare=False)
@@ -280,11 +284,28 @@ class Dataset:
             want = (H, W) if not self.is_series else (self.T, H, W)
             if self.ground_truth.shape not in (want, (H, W)):
                 raise DatasetError(f"{n}: /ground_truth: expected shape {want}, got {self.ground_truth.shape}")
+        if self.camera is not None:
+            check_camera(self.camera, error=lambda msg: DatasetError(f"{n}: /camera attribute {msg}"))
         for name, rec in self.recons.items():
             _check_array(n, f"/recon/{name}", rec.image, finite=False)
             if rec.image.shape[-2:] != (H, W):
                 raise DatasetError(f"{n}: /recon/{name}: expected fine grid {(H, W)}, got {rec.image.shape}")
         return self
+
+
+CAMERA_KEYS = ("offset", "gain", "read_sigma")
+
+
+def check_camera(camera: dict, *, error=ValueError) -> dict:
+    """A ``/camera`` record: some of ``offset`` (any finite number), ``gain`` (> 0) and ``read_sigma`` (>= 0),
+    as plain floats; anything else is refused (one line, ``error``)."""
+    unknown = sorted(set(camera) - set(CAMERA_KEYS))
+    if unknown:
+        raise error(f"{unknown[0]}: unknown; expected some of {list(CAMERA_KEYS)}")
+    checks = {"offset": lambda k, v: check_number(k, v, error=error),
+              "gain": lambda k, v: check_positive(k, v, error=error),
+              "read_sigma": lambda k, v: check_number(k, v, lo=0.0, error=error)}
+    return {k: checks[k](k, camera[k]) for k in CAMERA_KEYS if k in camera}
 
 
 def _check_array(n: str, where: str, a, finite: bool = True) -> None:
@@ -390,6 +411,8 @@ def load(path) -> Dataset:
                          **{a: _attr(f, a) for a in OPTICS_ATTRS})
             if "pattern_params" in f:
                 ds.pattern_params, ds.pattern_kind = _read_params(f, n)
+            if "camera" in f:
+                ds.camera = {k: _attr(f["camera"], k) for k in f["camera"].attrs}
             ds.attrs = {k: _attr(f, k) for k in f.attrs
                         if k not in ("format", "format_version", "upsample", *OPTICS_ATTRS)}
             ds.recons = _read_recons(f, n)
@@ -517,6 +540,10 @@ def _write(f, ds: Dataset) -> None:
                          compression="gzip", compression_opts=1)
     if ds.pattern_params is not None:
         _write_params(f, ds.pattern_params, ds.pattern_kind or "sinusoidal")
+    if ds.camera:
+        g = f.create_group("camera")
+        for k, v in ds.camera.items():
+            g.attrs[k] = float(v)
     if ds.psf is not None:
         f.create_dataset("psf", data=np.asarray(ds.psf, dtype=np.float32))
     if ds.ground_truth is not None:

@@ -183,6 +183,17 @@ def estimate_camera(frames: np.ndarray, *, passband: np.ndarray | None = None, c
     return CameraNoise(float(off), float(g), float(r), method)
 
 
+def camera_model(frames: np.ndarray, op, cfg) -> CameraNoise | None:
+    """The :class:`CameraNoise` of a method's settings ``cfg`` (a PINNConfig or IterativeConfig) with
+    ``cfg.noise == "camera"``: estimated from ``frames`` beyond the operator's passband, ``cfg.camera_*``
+    overriding its parts; None for white noise."""
+    if cfg.noise != "camera":
+        return None
+    passband = op.passband() if hasattr(op, "passband") else None
+    return estimate_camera(frames, passband=passband, offset=cfg.camera_offset, gain=cfg.camera_gain,
+                           read_sigma=cfg.camera_read_sigma)
+
+
 def thin(frames: np.ndarray, camera: CameraNoise, fraction: float, seed: int = 0) -> np.ndarray:
     """Frames at ``fraction`` of the light: photo-electrons (rounded, negatives 0) binomially thinned
     (seeded), back to counts with the same offset and gain. Binomial thinning of a Poisson count is a

@@ -207,13 +207,16 @@ def _penalty(x, prior: str) -> float:
 
 
 # -- gain and offset ---------------------------------------------------------------------------
-def fit_gain_offset(ax, y, *, positive: bool = True):
-    """Per-frame least squares ``y_k ~ a_k ax_k + b_k`` (frames on axis 0).
+def fit_gain_offset(ax, y, *, positive: bool = True, weights=None):
+    """Per-frame least squares ``y_k ~ a_k ax_k + b_k`` (frames on axis 0), weighted by ``weights``.
 
     Parameters
     ----------
     ax, y : arrays (K, ...)
         Model frames ``A x`` and data frames.
+    weights : array of ``y``'s shape, optional
+        Per-pixel weights ``w > 0`` of the squared residuals (weighted least squares: every mean,
+        variance and covariance below is ``w``-weighted per frame); None: equal weights.
     positive : bool
         A gain ``<= 0`` (e.g. from a random or flat start, whose model frames are uncorrelated with
         the data) is replaced by the moment-matched gain ``std(y_k) / std(ax_k)`` with its matching
@@ -229,9 +232,18 @@ def fit_gain_offset(ax, y, *, positive: bool = True):
     K = y.shape[0]
     a2 = xp.asarray(ax, dtype=xp.float64).reshape(K, -1)
     y2 = xp.asarray(y, dtype=xp.float64).reshape(K, -1)
-    ma, my = a2.mean(axis=1), y2.mean(axis=1)
+    if weights is None:
+        def mean(v):
+            return v.mean(axis=1)
+    else:
+        w2 = xp.asarray(weights, dtype=xp.float64).reshape(K, -1)
+        wsum = w2.sum(axis=1)
+
+        def mean(v):
+            return (w2 * v).sum(axis=1) / wsum
+    ma, my = mean(a2), mean(y2)
     da, dy = a2 - ma[:, None], y2 - my[:, None]
-    var_a, var_y, cov = to_numpy((da**2).mean(axis=1)), to_numpy((dy**2).mean(axis=1)), to_numpy((da * dy).mean(axis=1))
+    var_a, var_y, cov = to_numpy(mean(da**2)), to_numpy(mean(dy**2)), to_numpy(mean(da * dy))
     ma, my = to_numpy(ma), to_numpy(my)
     flat = var_a <= 1e-30 * np.maximum(ma**2, 1e-300)
     gain = np.where(flat, 1.0, cov / np.where(flat, 1.0, var_a))
@@ -275,6 +287,19 @@ def _rel_change(xp, dx, x) -> float:
     return float(xp.linalg.norm(dx)) / max(float(xp.linalg.norm(x)), 1e-30)
 
 
+def _weights(weights, y, xp):
+    """FISTA's per-pixel weights as an array of ``y``'s shape and dtype on its device, and their maximum
+    (the Lipschitz factor); ``(None, 1.0)`` without weights."""
+    if weights is None:
+        return None, 1.0
+    w = xp.asarray(weights, dtype=y.dtype)
+    if w.shape != y.shape:
+        raise ValueError(f"weights: expected the frames' shape {tuple(y.shape)}, got {tuple(w.shape)}")
+    if not bool(xp.isfinite(w).all()) or not bool((w > 0).all()):
+        raise ValueError("weights: expected finite values > 0 (the inverse variance of every pixel)")
+    return w, float(w.max())
+
+
 # -- FISTA -------------------------------------------------------------------------------------
 def _default_x0(op, y, a, b, nonneg, xp):
     """Back-projection ``A^T(a (y - b))`` (clipped at 0 if ``nonneg``), scaled by least squares."""
@@ -302,8 +327,9 @@ def _ended(callback, i: int, x, loss: float, rel: float, tol: float) -> str | No
 def fista(op, y, *, x0=None, n_iter: int = 100, prior: str = "none", prior_weight: float = 0.0,
           nonneg: bool = True, fit_gain_offset: bool = False, refit_every: int = 10, step: float | None = None,
           tol: float = 1e-5, inner_iter: int = 20, restart: bool = True, callback=None,
-          gain=None, offset=None) -> OptimResult:
-    """Accelerated proximal gradient (FISTA) for ``0.5 sum_k ||a_k (A x)_k + b_k - y_k||^2 + prior_weight R(x)``.
+          gain=None, offset=None, weights=None) -> OptimResult:
+    """Accelerated proximal gradient (FISTA) for ``0.5 sum_k ||a_k (A x)_k + b_k - y_k||^2 + prior_weight R(x)``,
+    or with ``weights`` the weighted sum ``0.5 sum w (a_k (A x)_k + b_k - y_k)^2 + prior_weight R(x)``.
 
     Parameters
     ----------
@@ -349,6 +375,12 @@ def fista(op, y, *, x0=None, n_iter: int = 100, prior: str = "none", prior_weigh
         ``callback(i, x, loss)`` after each iteration; returning True stops.
     gain, offset : float or array (K,), optional
         Known (or initial, with ``fit_gain_offset``) per-frame gains and offsets; default 1 and 0.
+    weights : array (K, h, w), optional
+        Per-pixel weights ``w > 0`` of the data term (e.g. the inverse noise variance of each pixel:
+        weighted least squares), on the data's device. The gradient is ``A^T(a w r)``, the default step
+        ``1 / L`` takes ``L = 1.01 max(a)^2 max(w) ||A||^2``, the gain and offset refit is the weighted fit
+        and ``loss`` the weighted objective. None (default): every weight 1, the arithmetic of the
+        unweighted problem exactly.
 
     Returns
     -------
@@ -368,33 +400,35 @@ def fista(op, y, *, x0=None, n_iter: int = 100, prior: str = "none", prior_weigh
         offset = to_numpy(xp.percentile(y.reshape(K, -1), 1.0, axis=1))
     gain, offset = _per_frame("gain", gain, 1.0, K), _per_frame("offset", offset, 0.0, K)
     use_prior = prior != "none" and lam > 0
-
     def col(v):
         return xp.asarray(v, dtype=y.dtype)[:, None, None]
 
     a, b = col(gain), col(offset)
     x = _default_x0(op, y, a, b, nonneg, xp) if x0 is None else xp.array(x0, dtype=y.dtype)
     ax = op.forward(x)
+    w, w_max = _weights(weights, y, xp)
     op_norm2 = _norm_of(op, x) ** 2 if step is None else None
 
     def refit(x, ax):
-        g, o = _fit_gain_offset(ax, y)
+        g, o = _fit_gain_offset(ax, y, weights=w)
         c = float(g.mean())
         return g / c, o, x * c, ax * c
 
-    L = 1.0 / step if step is not None else 1.01 * float(gain.max()) ** 2 * op_norm2
+    L = 1.0 / step if step is not None else 1.01 * float(gain.max()) ** 2 * op_norm2 * w_max
     z, az, t, dual = x, ax, 1.0, None
     prev = math.inf
     losses, stop = [], "max_iter"
     for i in range(n_iter):
-        v = z - op.adjoint(a * (a * az + b - y)) / L
+        rz = a * az + b - y
+        v = z - op.adjoint(a * (rz if w is None else w * rz)) / L
         if use_prior:
             x_new, dual = _dual_prox(v, lam / L, inner_iter, nonneg, prior, dual)
         else:
             x_new = xp.maximum(v, 0) if nonneg else v
         ax_new = op.forward(x_new)
         r = a * ax_new + b - y
-        loss = 0.5 * float(xp.vdot(r.ravel(), r.ravel())) + (lam * _penalty(x_new, prior) if use_prior else 0.0)
+        loss = 0.5 * float(xp.vdot(r.ravel(), (r if w is None else w * r).ravel())) + \
+            (lam * _penalty(x_new, prior) if use_prior else 0.0)
         dx = x_new - x
         if restart and (float(xp.vdot((z - x_new).ravel(), dx.ravel())) > 0 or loss > prev):
             t_new, beta = 1.0, 0.0
@@ -413,7 +447,7 @@ def fista(op, y, *, x0=None, n_iter: int = 100, prior: str = "none", prior_weigh
             gain, offset, x, ax = refit(x, ax)
             a, b = col(gain), col(offset)
             if step is None:
-                L = 1.01 * float(gain.max()) ** 2 * op_norm2
+                L = 1.01 * float(gain.max()) ** 2 * op_norm2 * w_max
             z, az, t, prev = x, ax, 1.0, math.inf
     return OptimResult(x, gain, offset, np.asarray(losses, dtype=np.float64), len(losses), stop)
 

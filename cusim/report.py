@@ -113,6 +113,10 @@ def dataset_summary(ds: Dataset) -> Table:
         pat = "none (estimate them: cusim estimate)"
     t.add_row("patterns", pat)
     t.add_row("ground truth", "yes" if ds.ground_truth is not None else "no")
+    if ds.camera:
+        units = {"offset": "counts", "gain": "counts/e-", "read_sigma": "counts"}
+        t.add_row("camera", ", ".join(f"{k} {v:g} {units[k]}" for k, v in ds.camera.items())
+                  + " (/camera: the defaults of --noise camera)")
     for key, v in ds.attrs.items():
         t.add_row(key, str(v))
     for name, rec in ds.recons.items():

@@ -104,7 +104,8 @@ def test_config_resolves_the_prior_by_algorithm_and_refuses_unknown_names():
     cfg = iterative.IterativeConfig.from_params({"prior": "hessian", "prior_weight": 0.01, "n_iter": np.int64(7)})
     assert (cfg.prior, cfg.prior_weight, cfg.n_iter) == ("hessian", 0.01, 7) and type(cfg.n_iter) is int
     with pytest.raises(ValueError, match=r"iterative: unknown parameter\(s\) \['lam', 'reg'\]; expected some of "
-                                         r"\['algorithm', 'n_iter', 'prior', 'prior_weight', 'stop', 'tau', 'tol'\]"):
+                                         r"\['algorithm', 'camera_gain', 'camera_offset', 'camera_read_sigma', 'n_iter', "
+                                         r"'noise', 'prior', 'prior_weight', 'stop', 'tau', 'tol'\]"):
         iterative.IterativeConfig.from_params({"reg": 0.1, "lam": 1.0, "n_iter": 5})
     with pytest.raises(TypeError, match="cfg: expected an IterativeConfig"):
         iterative.solve(np.ones((9, 8, 8)), None, {"n_iter": 5})

@@ -48,6 +48,32 @@ class _Config:
         return cls(**params)
 
 
+CAMERA_SETTINGS = ("camera_offset", "camera_gain", "camera_read_sigma")
+
+
+def _check_camera(cfg) -> None:
+    """The noise model and its camera overrides (PINNConfig and IterativeConfig alike): ``camera_*`` only with
+    noise "camera", the gain > 0, the read noise >= 0."""
+    check_choice("noise", cfg.noise, NOISE_MODELS)
+    for name in CAMERA_SETTINGS:
+        if getattr(cfg, name) is not None:
+            if cfg.noise != "camera":
+                raise ValueError(f"{name}: only for noise 'camera' (the camera noise model), got noise {cfg.noise!r}")
+            (check_positive(name, cfg.camera_gain) if name == "camera_gain"
+             else check_number(name, getattr(cfg, name), lo=0.0 if name == "camera_read_sigma" else None))
+
+
+def with_file_camera(cfg, camera: dict | None):
+    """``cfg`` with the camera settings it leaves unset taken from a file's ``/camera`` record (``camera``:
+    :attr:`cusim.io.Dataset.camera`, keys ``offset``, ``gain``, ``read_sigma``), and the names of those taken
+    (sorted); unchanged for noise "white" or a file without one. Explicit settings win."""
+    if cfg.noise != "camera" or not camera:
+        return cfg, []
+    taken = {f"camera_{k}": float(v) for k, v in camera.items()
+             if f"camera_{k}" in CAMERA_SETTINGS and getattr(cfg, f"camera_{k}") is None}
+    return dataclasses.replace(cfg, **taken), sorted(k.removeprefix("camera_") for k in taken)
+
+
 def parse_loss(spec: str) -> dict[str, float]:
     """``"mse"``, ``"ssim"``, ``"pg"`` or a weighted sum such as ``"mse+0.5*ssim"`` -> {name: weight}."""
     terms = {}
@@ -126,17 +152,11 @@ class PINNConfig(_Config):
             check_positive(name, getattr(self, name))
         check_number("prior_weight", self.prior_weight, lo=0.0)
         check_number("min_delta", self.min_delta, lo=0.0)
-        check_choice("noise", self.noise, NOISE_MODELS)
         check_choice("background", self.background, BACKGROUNDS)
         check_number("holdout", self.holdout, lo=0.0, hi=0.5, strict=True)
         if self.stop == "validation" and "ssim" in parse_loss(self.loss):
             raise ValueError(f"loss: stop 'validation' holds pixels out of 'mse' and 'pg' only, got {self.loss!r}")
-        for name, lo in (("camera_offset", None), ("camera_gain", None), ("camera_read_sigma", 0.0)):
-            if getattr(self, name) is not None:
-                if self.noise != "camera":
-                    raise ValueError(f"{name}: only for noise 'camera' (the camera noise model), got noise {self.noise!r}")
-                (check_positive(name, self.camera_gain) if name == "camera_gain"
-                 else check_number(name, getattr(self, name), lo=lo))
+        _check_camera(self)
         parse_loss(self.loss)
         for name, allowed in (("stop", STOPS), ("input", INPUTS), ("gain", ("frame", "global")),
                               ("prior", PRIORS), ("up", ("nearest", "transpose")),
@@ -158,7 +178,8 @@ class IterativeConfig(_Config):
     ``prior_weight`` is RELATIVE: the solver's absolute weight is ``lam = prior_weight * sigma * K``
     (``sigma`` the frames' estimated noise level, ``K`` the number of frames), so one value suits data in
     any units. ``prior=None`` resolves to ``"tv"`` for FISTA and ``"none"`` for Richardson-Lucy, which
-    has no prior.
+    has no prior. ``noise="camera"`` (FISTA only) weights every pixel's squared residual by its inverse
+    noise variance under the camera model (:mod:`cusim.recon.iterative`).
     """
 
     method = "iterative"
@@ -170,9 +191,19 @@ class IterativeConfig(_Config):
     stop: str = "discrepancy"  # "max" | "tol" | "discrepancy"
     tau: float = 1.0  # discrepancy: stop at the first iterate whose residual mean square <= tau * sigma^2
     tol: float = 1e-5  # tol: stop when the relative change of the image < tol
+    noise: str = "white"  # "white": one noise sigma for every pixel (estimate_sigma) | "camera" (FISTA): the
+    # data term weighted by 1 / var(y) of the camera model (cusim.noise.estimate_camera; the camera_* settings,
+    # then a file's /camera, override its parts): weighted least squares (opt-in: docs/quality.md, "Low light")
+    camera_offset: float | None = None  # counts at zero light
+    camera_gain: float | None = None  # counts per photo-electron
+    camera_read_sigma: float | None = None  # read noise, counts
 
     def __post_init__(self):
         check_choice("algorithm", self.algorithm, ALGORITHMS)
+        _check_camera(self)
+        if self.algorithm == "rl" and self.noise != "white":
+            raise ValueError(f"noise: algorithm 'rl' has its own (Poisson) likelihood and takes noise 'white' only, "
+                             f"got {self.noise!r}; use algorithm 'fista' for noise 'camera'")
         if self.prior is None:
             object.__setattr__(self, "prior", "tv" if self.algorithm == "fista" else "none")
         check_choice("prior", self.prior, PRIORS)

@@ -25,10 +25,10 @@ from .._threads import threads
 from .._validate import check_frames_vary, check_int
 from .._warnings import warn
 from ..backend import resolve_device, to_numpy
-from ..noise import estimate_camera, estimate_sigma
+from ..noise import camera_model, estimate_sigma
 from ..patterns import SinusoidParams, params_record
 from ..torch_ops import sim_forward
-from .config import FAST, GRAPH_BLOCK, INPUTS, PRECISIONS, PRIORS, STOPS, PINNConfig  # noqa: F401  (re-exported)
+from .config import FAST, GRAPH_BLOCK, INPUTS, PRECISIONS, PRIORS, STOPS, PINNConfig, with_file_camera  # noqa: F401  (re-exported)
 from ._pinn_background import Background
 from .losses import DataLoss, prior
 from .widefield import upsample_cubic
@@ -66,16 +66,6 @@ def network_input(frames: np.ndarray, upsample: int, kind: str) -> np.ndarray:
     up = np.stack([upsample_cubic(f, upsample) for f in stack])
     lo, hi = float(up.min()), float(up.max())
     return ((up - lo) / (hi - lo if hi > lo else 1.0)).astype(np.float32)
-
-
-def camera_model(frames: np.ndarray, op, cfg: PINNConfig):
-    """The :class:`~cusim.noise.CameraNoise` of ``cfg.noise == "camera"`` (estimated from ``frames`` beyond the
-    operator's passband, ``cfg.camera_*`` overriding its parts), or None for white noise."""
-    if cfg.noise != "camera":
-        return None
-    passband = op.passband() if hasattr(op, "passband") else None
-    return estimate_camera(frames, passband=passband, offset=cfg.camera_offset, gain=cfg.camera_gain,
-                           read_sigma=cfg.camera_read_sigma)
 
 
 class _Stopper:
@@ -642,7 +632,7 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
     network, each its own chain of warm starts through a time series, and returns the mean of their
     images; the losses and stop reasons are those of every member in order, refined patterns those of
     the first. The checkpoint (of the first time point) holds every member."""
-    cfg = PINNConfig.from_params(params)
+    cfg, from_file = with_file_camera(PINNConfig.from_params(params), dataset.camera)
     check_int("checkpoint_every", checkpoint_every, 1)
     torch.set_num_threads(threads())  # cusim's setting (the process's cores unless --threads said otherwise)
     margin = auto_margin(dataset) if margin_camera is None else margin_camera
@@ -672,7 +662,7 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
     if run.pattern_params is not None:
         info["pattern_params"] = params_record(run.pattern_params)
     if run.camera is not None:
-        info["camera"] = run.camera
+        info["camera"] = {**run.camera, **({"from_file": from_file} if from_file else {})}
     if run.background is not None:
         info["background"] = run.background
     return image, info
