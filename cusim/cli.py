@@ -257,6 +257,7 @@ def _pinn_progress(description: str, total: int, unit: str = "steps"):
 _OPTIONS = {
     "--steps": ("steps", ("pinn",)), "--lr": ("lr", ("pinn",)), "--loss": ("loss", ("pinn",)),
     "--seed": ("seed", ("pinn",)), "--ensemble": ("ensemble", ("pinn",)),
+    "--blend": ("blend", ("pinn",)), "--blend-weight": ("blend_weight", ("pinn",)),
     "--warm-start-steps": ("warm_start_steps", ("pinn",)), "--fast": (None, ("pinn",)),
     "--refine-patterns": ("refine_patterns", ("pinn",)), "--checkpoint-every": ("checkpoint_every", ("pinn",)),
     "--resume": (None, ("pinn",)), "--no-graph": (None, ("pinn",)),
@@ -357,6 +358,10 @@ def run(
     ensemble: int = typer.Option(None, help="pinn: average the images of this many networks (seeds seed, seed+1, "
                                             f"...), stepped together as one batched network: that many times the "
                                             f"time on a CPU, less on a GPU (default {_D.ensemble})."),
+    blend: str = typer.Option(None, "--blend", help="pinn: none | iterative: return the PINN's image averaged with "
+                              f"FISTA + TV's (--method iterative at its defaults) (default {_D.blend})."),
+    blend_weight: float = typer.Option(None, "--blend-weight", help="pinn, --blend iterative: the PINN's share "
+                                       f"of the average, 0-1 (default {_D.blend_weight})."),
     warm_start_steps: int = typer.Option(None, help=f"pinn: steps for each later time point (warm start) "
                                                     f"(default {_D.warm_start_steps})."),
     fast: bool = typer.Option(False, "--fast", help="pinn: the fast step: the U-Net in bfloat16 (autocast) with "
@@ -412,6 +417,7 @@ def run(
     prior_weight = _deprecated("--reg", "--prior-weight", reg, prior_weight)
     metrics_border = _deprecated("--crop", "--metrics-border", crop, metrics_border)
     given = {"--steps": steps, "--lr": lr, "--loss": loss, "--seed": seed, "--ensemble": ensemble,
+             "--blend": blend, "--blend-weight": blend_weight,
              "--warm-start-steps": warm_start_steps, "--fast": fast, "--no-graph": no_graph,
              "--refine-patterns": refine_patterns,
              "--checkpoint-every": checkpoint_every, "--resume": resume, "--stop": stop, "--tau": tau,

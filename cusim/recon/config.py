@@ -25,6 +25,7 @@ PRECISIONS = ("float32", "bfloat16")
 # host every 10 steps. Physics, loss, weights and Adam stay float32.
 FAST = {"precision": "bfloat16", "channels_last": True, "sync_every": 10}
 INPUTS = ("upsampled", "widefield")
+BLENDS = ("none", "iterative")  # the PINN's image alone, or averaged with cusim's iterative (FISTA + TV) image
 # steps between read-backs on CUDA when ``sync_every`` is not given: the images of a block are kept on the
 # device (25 x 512 x 512 float32 = 26 MB per network), and a stop is found up to 25 steps late, then
 # taken back exactly
@@ -128,6 +129,10 @@ class PINNConfig(_Config):
     ensemble: int = 1  # independent networks (seeds seed, seed + 1, ...) whose images are averaged, stepped
     # together as one batched network (models.UNet members): N x the time on a CPU, less on a GPU (measured
     # on the paper's crops: docs/quality.md, "Ensembles")
+    blend: str = "none"  # "none" | "iterative": return blend_weight * PINN + (1 - blend_weight) * FISTA + TV (the
+    # iterative method's defaults on the same operator and margin), the PINN's image first mapped onto FISTA's by
+    # a least-squares scale and offset (cusim.recon.pinn.blend_images)
+    blend_weight: float = 0.5  # the PINN's share of the blend
     warm_start_steps: int = 200  # time series: steps for frames after the first
     refine_patterns: bool = False  # learn k (per carrier), phase (per frame), modulation (per carrier)
     refine_start: int = 100  # ... from this step on (the object must take shape first)
@@ -154,11 +159,12 @@ class PINNConfig(_Config):
         check_number("min_delta", self.min_delta, lo=0.0)
         check_choice("background", self.background, BACKGROUNDS)
         check_number("holdout", self.holdout, lo=0.0, hi=0.5, strict=True)
+        check_number("blend_weight", self.blend_weight, lo=0.0, hi=1.0)
         if self.stop == "validation" and "ssim" in parse_loss(self.loss):
             raise ValueError(f"loss: stop 'validation' holds pixels out of 'mse' and 'pg' only, got {self.loss!r}")
         _check_camera(self)
         parse_loss(self.loss)
-        for name, allowed in (("stop", STOPS), ("input", INPUTS), ("gain", ("frame", "global")),
+        for name, allowed in (("stop", STOPS), ("input", INPUTS), ("blend", BLENDS), ("gain", ("frame", "global")),
                               ("prior", PRIORS), ("up", ("nearest", "transpose")),
                               ("norm", ("none", "batch")), ("precision", PRECISIONS), ("channels_last", (False, True)),
                               ("graph", (False, True))):

@@ -655,10 +655,12 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
         state, done = run.state, done + steps
         if cfg.refine_patterns:  # each member's chain goes on from its own refined patterns
             pparams = [m["pattern_params"] for m in run.members]
-    image = np.stack(images) if dataset.is_series else images[0]
     info = {"loss": np.concatenate(losses), "stop_reason": "; ".join(reasons), "sigma": run.sigma, "tau": run.tau,
             "margin_camera": margin, "watch_inset": inset, "ensemble": cfg.ensemble,
             "steps_run": int(sum(len(v) for v in losses))}
+    if cfg.blend == "iterative":
+        images, info["iterative_stop_reason"], info["iterative_steps"] = _blend_iterative(dataset, op, images, cfg)
+    image = np.stack(images) if dataset.is_series else images[0]
     if run.pattern_params is not None:
         info["pattern_params"] = params_record(run.pattern_params)
     if run.camera is not None:
@@ -666,3 +668,30 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
     if run.background is not None:
         info["background"] = run.background
     return image, info
+
+
+def blend_images(pinn: np.ndarray, other: np.ndarray, weight: float, border: int = 10) -> np.ndarray:
+    """``weight * P' + (1 - weight) * other``, where ``P'`` is ``pinn`` mapped onto ``other`` by the least-squares
+    scale and offset over the interior (``border`` pixels in, less on a small field): the PINN's image has the
+    scale of its closed-form gain, another method's its own, and the blend must not depend on either."""
+    b = min(border, min(pinn.shape[-2:]) // 8)
+    inner = (slice(b, pinn.shape[-2] - b), slice(b, pinn.shape[-1] - b))
+    p, o = pinn.astype(np.float64), other.astype(np.float64)
+    A = np.stack([p[inner].ravel(), np.ones(p[inner].size)], axis=1)
+    (scale, offset), *_ = np.linalg.lstsq(A, o[inner].ravel(), rcond=None)
+    return (weight * (scale * p + offset) + (1.0 - weight) * o).astype(np.float32)
+
+
+def _blend_iterative(dataset, op, images: list, cfg: PINNConfig) -> tuple[list, str, int]:
+    """``cfg.blend == "iterative"``: every time point's PINN image blended (:func:`blend_images`) with cusim's
+    iterative reconstruction (FISTA + TV at its defaults) on the same operator, margin and frames; returns the
+    blended images, FISTA's stop reasons and its iterations."""
+    from .iterative import solve  # noqa: PLC0415
+
+    out, reasons, iters = [], [], 0
+    for t, image in enumerate(images):
+        fista = solve(dataset.frames(t), op)
+        out.append(blend_images(image, fista["image"][op.field], cfg.blend_weight))
+        reasons.append(fista["stop_reason"])
+        iters += fista["steps_run"]
+    return out, "; ".join(reasons), iters
