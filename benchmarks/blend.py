@@ -1,6 +1,6 @@
 """Does averaging the PINN's image with FISTA + TV's beat both? (issue 19 experiment)
 
-    python -m benchmarks.blend --items NL_SIM/ccp:1 SIM/microtubules:2 ... [--crop 240] [--cache DIR]
+    python -m benchmarks.blend --items NL_SIM/ccp:1 SIM/microtubules:2 sim/linear:10 ... [--crop 240] [--cache DIR]
         [--pinn-param KEY=VALUE ...] [--weights 0.25 0.5 0.75] [--out JSON]
 
 Per item (the central ``--crop`` of a PINN-paper sample, the protocol of ``benchmarks.quality``): cusim's default
@@ -9,6 +9,7 @@ item and PINN setting, so a rerun only scores). Then the blends ``w * P' + (1 - 
 image mapped onto FISTA's by a least-squares scale and offset over the scored interior (the PINN's image has the
 scale of its closed-form gain; nothing of the ground truth is used to blend), each scored like the methods
 themselves (least-squares fit to the ground truth, 10 px border, PSNR / SSIM / FRC 0.5).
+An item ``sim/<family>:<snr>`` is ``cusim.simulate``'s 128 x 128 filaments of that pattern family at that SNR (seed 7).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from benchmarks import _common as C
 from benchmarks.quality import BORDER, DATA, _param_value, quality, steps_for, write_json_atomic
 
 NAME = "blend"
+SIM_SHAPE, SIM_SEED = (128, 128), 7
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -68,15 +70,22 @@ def images(name: str, sample: int, args) -> dict:
     """The item's PINN and FISTA + TV images and its truth, from the cache or computed (and cached)."""
     import cusim  # noqa: PLC0415
     from cusim.importers import import_paper  # noqa: PLC0415
+    from cusim.recon.config import PINNConfig  # noqa: PLC0415
 
-    path = args.cache / f"{name.replace('/', '_')}_{sample}_crop{args.crop}_{_tag(args.pinn_params)}.npz"
+    sim = name.startswith("sim/")
+    stem = f"sim_{name[4:]}_snr{sample}" if sim else f"{name.replace('/', '_')}_{sample}_crop{args.crop}"
+    path = args.cache / f"{stem}_{_tag(args.pinn_params)}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     if args.no_run:
         raise FileNotFoundError(f"{path}: not cached (run without --no-run)")
-    ds = import_paper(args.data / name, sample).crop_center(args.crop)
-    steps = args.steps or steps_for(name, argparse.Namespace(steps=None))
+    if sim:  # cusim simulate's filaments, 128 x 128 fine, 2x, at SNR ``sample``, seed 7 (docs/quality.md's curves)
+        ds = cusim.simulate(shape=SIM_SHAPE, family=name[4:], snr=float(sample), seed=SIM_SEED)
+        steps = args.steps or PINNConfig.steps
+    else:
+        ds = import_paper(args.data / name, sample).crop_center(args.crop)
+        steps = args.steps or steps_for(name, argparse.Namespace(steps=None))
     t0 = time.perf_counter()
     pinn = cusim.reconstruct(ds, "pinn", device="cpu", steps=steps, **args.pinn_params)
     t1 = time.perf_counter()
