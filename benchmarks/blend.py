@@ -40,6 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--cache", type=Path, default=C.RESULTS / "blend-cache")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--no-run", action="store_true", help="score the cached images only")
+    ap.add_argument("--markdown", type=Path, default=None, help="write the per-sample and per-set tables here")
     ap.add_argument("--analyse", action="store_true",
                     help="also print where each method's error lies: dark / mid / bright pixels of the truth, and "
                          "frequency bands (Hann-windowed error power and the two errors' correlation per band)")
@@ -155,6 +156,32 @@ def analyse(im: dict) -> list[str]:
     return lines
 
 
+def markdown(rows: list[dict]) -> str:
+    """Per sample PSNR dB / SSIM of every image, each against FISTA + TV; per set the means."""
+    keys = [k for k in rows[0] if isinstance(rows[0][k], dict)]
+    head = "| set | sample | " + " | ".join(keys) + " | " + " | ".join(f"{k} - fista" for k in keys
+                                                                      if k not in ("widefield", "fista")) + " |"
+    lines = [head, "|" + " --- |" * (2 + len(keys) + len(keys) - 2)]
+    for r in rows:
+        f = r["fista"]["psnr_db"]
+        lines.append(f"| {r['set']} | {r['sample']} | " + " | ".join(f"{r[k]['psnr_db']:.2f} / {r[k]['ssim']:.3f}"
+                                                                     for k in keys)
+                     + " | " + " | ".join(f"{r[k]['psnr_db'] - f:+.2f}" for k in keys if k not in ("widefield", "fista"))
+                     + " |")
+    lines += ["", "Means per set (PSNR dB / SSIM); in brackets the mean difference to FISTA + TV and the worst sample's:",
+              "", "| set | samples | " + " | ".join(keys) + " |", "|" + " --- |" * (2 + len(keys))]
+    for name in dict.fromkeys(r["set"] for r in rows):
+        rs = [r for r in rows if r["set"] == name]
+        cells = []
+        for k in keys:
+            d = [r[k]["psnr_db"] - r["fista"]["psnr_db"] for r in rs]
+            extra = "" if k in ("widefield", "fista") else f" ({np.mean(d):+.2f}; worst {min(d):+.2f})"
+            cells.append(f"{np.mean([r[k]['psnr_db'] for r in rs]):.2f} / {np.mean([r[k]['ssim'] for r in rs]):.3f}"
+                         + extra)
+        lines.append(f"| {name} | {', '.join(str(r['sample']) for r in rs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     import torch  # noqa: PLC0415
@@ -179,6 +206,9 @@ def main(argv=None) -> int:
         best = max(means["pinn"][0], means["fista"][0])
         print(f"{name} ({len(rs)}): " + "  ".join(f"{k} {m[0]:.2f}/{m[1]:.3f} ({m[0] - best:+.2f})"
                                                    for k, m in means.items()))
+    if args.markdown:
+        args.markdown.write_text(markdown(rows))
+        print(f"markdown: {args.markdown}")
     if args.out:
         write_json_atomic(args.out, {"benchmark": NAME, "command": "python -m benchmarks.blend " + " ".join(
             argv if argv is not None else sys.argv[1:]), "crop": args.crop, "pinn_params": args.pinn_params,
