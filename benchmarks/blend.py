@@ -5,9 +5,10 @@
 
 Per item (the central ``--crop`` of a PINN-paper sample, the protocol of ``benchmarks.quality``): cusim's default
 PINN and its default FISTA + TV (both with their default margin), each image kept in ``--cache`` (an ``.npz`` per
-item and PINN setting, so a rerun only scores). Then the blends ``w * P' + (1 - w) * F``, where ``P'`` is the PINN
-image mapped onto FISTA's by a least-squares scale and offset over the scored interior (the PINN's image has the
-scale of its closed-form gain; nothing of the ground truth is used to blend), each scored like the methods
+item and PINN setting, so a rerun only scores). Then the blends ``w * P' + (1 - w) * F`` of
+``cusim.recon.pinn.blend_images`` (what ``--blend iterative --blend-weight w`` returns from the same two images),
+where ``P'`` is the PINN image mapped onto FISTA's by a least-squares scale and offset over the interior (the
+PINN's image has the scale of its closed-form gain; nothing of the ground truth is used to blend), each scored like the methods
 themselves (least-squares fit to the ground truth, 10 px border, PSNR / SSIM / FRC 0.5).
 An item ``sim/<family>:<snr>`` is ``cusim.simulate``'s 128 x 128 filaments of that pattern family at that SNR (seed 7).
 """
@@ -24,6 +25,7 @@ import numpy as np
 
 from benchmarks import _common as C
 from benchmarks.quality import BORDER, DATA, _param_value, quality, steps_for, write_json_atomic
+from cusim.recon.pinn import blend_images
 
 NAME = "blend"
 SIM_SHAPE, SIM_SEED = (128, 128), 7
@@ -123,9 +125,8 @@ def score(im: dict, weights: list[float]) -> dict:
     p, f = im["pinn"].astype(np.float64), im["fista"].astype(np.float64)
     res = {"widefield": quality(im["widefield"].astype(np.float64), truth), "pinn": quality(p, truth),
            "fista": quality(f, truth)}
-    p_on_f = fit_onto(p, f)
-    for w in weights:
-        res[f"blend{w:g}"] = quality(w * p_on_f + (1 - w) * f, truth)
+    for w in weights:  # the arithmetic of cusim run --method pinn --blend iterative --blend-weight w
+        res[f"blend{w:g}"] = quality(blend_images(p, f, w).astype(np.float64), truth)
     return res
 
 
