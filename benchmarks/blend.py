@@ -56,15 +56,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def fit_onto(image: np.ndarray, target: np.ndarray, border: int = BORDER) -> np.ndarray:
-    """``image`` mapped by the least-squares scale and offset that best match ``target`` over the interior."""
-    a = image[border:-border, border:-border].ravel().astype(np.float64)
-    b = target[border:-border, border:-border].ravel().astype(np.float64)
-    A = np.stack([a, np.ones_like(a)], axis=1)
-    (s, o), *_ = np.linalg.lstsq(A, b, rcond=None)
-    return s * image.astype(np.float64) + o
-
-
 def _tag(params: dict) -> str:
     return "default" if not params else "_".join(f"{k}-{v}" for k, v in sorted(params.items()))
 
@@ -138,10 +129,11 @@ def analyse(im: dict) -> list[str]:
     them, 10 px border off): mean square error on the truth's dark (< 0.05), mid and bright (>= 0.3) pixels,
     and per radial frequency band the error power of each and the correlation of the two errors (a blend
     gains where that correlation is low)."""
-    t = im["truth"].astype(np.float64)
-    t = (t - t.min()) / (t.max() - t.min())
-    inner = (slice(BORDER, -BORDER), slice(BORDER, -BORDER))
-    ep, ef, tt = (fit_onto(im["pinn"], t) - t)[inner], (fit_onto(im["fista"], t) - t)[inner], t[inner]
+    from cusim.metrics import normalise  # noqa: PLC0415
+
+    p, tt = normalise(im["pinn"], im["truth"], "lstsq", crop=BORDER)
+    f, _ = normalise(im["fista"], im["truth"], "lstsq", crop=BORDER)
+    ep, ef = p - tt, f - tt
     lines = []
     for name, m in (("dark", tt < 0.05), ("mid", (tt >= 0.05) & (tt < 0.3)), ("bright", tt >= 0.3)):
         lines.append(f"  {name:6s} pixels {m.mean():5.1%}: MSE pinn {np.mean(ep[m] ** 2):.2e}, fista "
