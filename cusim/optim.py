@@ -215,7 +215,7 @@ def fit_gain_offset(ax, y, *, positive: bool = True, weights=None):
     ax, y : arrays (K, ...)
         Model frames ``A x`` and data frames.
     weights : array of ``y``'s shape, optional
-        Per-pixel weights ``w > 0`` of the squared residuals (weighted least squares: every mean,
+        Per-pixel weights ``w >= 0`` of the squared residuals (weighted least squares: every mean,
         variance and covariance below is ``w``-weighted per frame); None: equal weights.
     positive : bool
         A gain ``<= 0`` (e.g. from a random or flat start, whose model frames are uncorrelated with
@@ -295,23 +295,29 @@ def _weights(weights, y, xp):
     w = xp.asarray(weights, dtype=y.dtype)
     if w.shape != y.shape:
         raise ValueError(f"weights: expected the frames' shape {tuple(y.shape)}, got {tuple(w.shape)}")
-    if not bool(xp.isfinite(w).all()) or not bool((w > 0).all()):
-        raise ValueError("weights: expected finite values > 0 (the inverse variance of every pixel)")
+    every_frame = bool((w.reshape(len(w), -1).max(axis=1) > 0).all())
+    if not bool(xp.isfinite(w).all()) or not bool((w >= 0).all()) or not every_frame:
+        raise ValueError("weights: expected finite values >= 0, not all 0 in any frame (the inverse variance of "
+                         "every pixel, 0 for a pixel left out)")
     return w, float(w.max())
 
 
 # -- FISTA -------------------------------------------------------------------------------------
-def _default_x0(op, y, a, b, nonneg, xp):
-    """Back-projection ``A^T(a (y - b))`` (clipped at 0 if ``nonneg``), scaled by least squares."""
-    u = op.adjoint(a * (y - b))
+def _default_x0(op, y, a, b, nonneg, xp, w=None):
+    """Back-projection ``A^T(a (y - b))`` (clipped at 0 if ``nonneg``), scaled by least squares; with
+    weights ``w`` both weighted (a pixel of weight 0 plays no part)."""
+    r = y - b
+    wr = r if w is None else w * r
+    u = op.adjoint(a * wr)
     if nonneg:
         u = xp.maximum(u, 0)
     au = a * op.forward(u)
-    den = float(xp.vdot(au.ravel(), au.ravel()))
-    c = float(xp.vdot(au.ravel(), (y - b).ravel())) / den if den > 0 else 0.0
+    den = float(xp.vdot(au.ravel(), (au if w is None else w * au).ravel()))
+    c = float(xp.vdot(au.ravel(), wr.ravel())) / den if den > 0 else 0.0
     if c > 0:
         return c * u
-    level = max(float((y - b).mean()), 0.0) if nonneg else float((y - b).mean())
+    mean = float(r.mean()) if w is None else float(wr.sum()) / float(w.sum())
+    level = max(mean, 0.0) if nonneg else mean
     ones = xp.ones_like(u)
     return ones * (level / max(float(op.forward(ones).mean()), 1e-30))
 
@@ -376,11 +382,13 @@ def fista(op, y, *, x0=None, n_iter: int = 100, prior: str = "none", prior_weigh
     gain, offset : float or array (K,), optional
         Known (or initial, with ``fit_gain_offset``) per-frame gains and offsets; default 1 and 0.
     weights : array (K, h, w), optional
-        Per-pixel weights ``w > 0`` of the data term (e.g. the inverse noise variance of each pixel:
-        weighted least squares), on the data's device. The gradient is ``A^T(a w r)``, the default step
-        ``1 / L`` takes ``L = 1.01 max(a)^2 max(w) ||A||^2``, the gain and offset refit is the weighted fit
-        and ``loss`` the weighted objective. None (default): every weight 1, the arithmetic of the
-        unweighted problem exactly.
+        Per-pixel weights ``w >= 0`` of the data term (e.g. the inverse noise variance of each pixel:
+        weighted least squares; 0 leaves a pixel out, e.g. held out for validation), on the data's
+        device; every frame needs a pixel of weight > 0. The gradient is ``A^T(a w r)``, the default
+        step ``1 / L`` takes ``L = 1.01 max(a)^2 max(w) ||A||^2``, the default start, the offsets' start
+        and the gain and offset refit are weighted (the pixels of weight 0 play no part), and ``loss`` is
+        the weighted objective. None (default): every weight 1, the arithmetic of the unweighted problem
+        exactly.
 
     Returns
     -------
@@ -396,17 +404,20 @@ def fista(op, y, *, x0=None, n_iter: int = 100, prior: str = "none", prior_weigh
     refit_every, inner_iter = check_int("refit_every", refit_every, 1), check_int("inner_iter", inner_iter, 1)
     step = None if step is None else check_positive("step", step)
     K = y.shape[0]
+    w, w_max = _weights(weights, y, xp)
     if fit_gain_offset and offset is None:  # start below every frame: x >= 0 cannot undo a high offset
-        offset = to_numpy(xp.percentile(y.reshape(K, -1), 1.0, axis=1))
+        if w is None:
+            offset = to_numpy(xp.percentile(y.reshape(K, -1), 1.0, axis=1))
+        else:  # of the pixels the fit sees
+            offset = np.array([float(xp.percentile(y[k][w[k] > 0], 1.0)) for k in range(K)])
     gain, offset = _per_frame("gain", gain, 1.0, K), _per_frame("offset", offset, 0.0, K)
     use_prior = prior != "none" and lam > 0
     def col(v):
         return xp.asarray(v, dtype=y.dtype)[:, None, None]
 
     a, b = col(gain), col(offset)
-    x = _default_x0(op, y, a, b, nonneg, xp) if x0 is None else xp.array(x0, dtype=y.dtype)
+    x = _default_x0(op, y, a, b, nonneg, xp, w) if x0 is None else xp.array(x0, dtype=y.dtype)
     ax = op.forward(x)
-    w, w_max = _weights(weights, y, xp)
     op_norm2 = _norm_of(op, x) ** 2 if step is None else None
 
     def refit(x, ax):

@@ -39,8 +39,11 @@ def test_weighted_fista_with_equal_weights_matches_the_unweighted_path(small):
     np.testing.assert_allclose(three.x, white.x, rtol=1e-4, atol=1e-5 * float(white.x.max()))
     np.testing.assert_allclose(three.loss, 3.0 * white.loss, rtol=1e-4)
     np.testing.assert_allclose(three.gain, white.gain, rtol=1e-5)
-    with pytest.raises(ValueError, match="weights: expected finite values > 0"):
-        fista(op, y, weights=np.zeros_like(y))
+    one_dark = np.ones_like(y)
+    one_dark[1] = 0.0
+    for bad in (np.zeros_like(y), np.full_like(y, -1.0), one_dark):
+        with pytest.raises(ValueError, match="weights: expected finite values >= 0, not all 0 in any frame"):
+            fista(op, y, weights=bad)
     with pytest.raises(ValueError, match="weights: expected the frames' shape"):
         fista(op, y, weights=np.ones(y.shape[1:], np.float32))
 

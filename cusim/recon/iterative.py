@@ -63,11 +63,15 @@ def _camera_weights(frames: np.ndarray, camera) -> tuple[np.ndarray, float]:
     return (inv * sigma_eff**2).astype(np.float32), sigma_eff
 
 
-def solve(frames: np.ndarray, op, cfg: IterativeConfig | None = None, callback=None) -> dict:
+def solve(frames: np.ndarray, op, cfg: IterativeConfig | None = None, callback=None,
+          holdout: np.ndarray | None = None) -> dict:
     """Reconstruct one stack ``frames`` (K, h, w) with ``op`` and the settings ``cfg`` (default
     ``IterativeConfig()``); returns the image and what happened.
 
     ``callback(i, n_iter, loss, residual)`` reports progress (residual in units of sigma^2).
+    ``holdout`` (FISTA under the white noise model only), a boolean mask of the frames: those pixels
+    are left out of the fit (weight 0) and of its residual, for a choice made on them afterwards
+    (the PINN's ``blend="validated"``); the noise level is still estimated from whole frames.
     """
     cfg = IterativeConfig() if cfg is None else cfg
     if not isinstance(cfg, IterativeConfig):
@@ -77,12 +81,22 @@ def solve(frames: np.ndarray, op, cfg: IterativeConfig | None = None, callback=N
     check_frames_vary(frames)  # a constant frame has no noise level (sigma 0) and nothing to fit
     frames = np.asarray(frames, dtype=np.float32)
     camera = camera_model(frames, op, cfg)
+    if holdout is not None:
+        holdout = np.asarray(holdout)
+        if algorithm != "fista" or camera is not None:
+            raise ValueError("holdout: FISTA under the white noise model only (algorithm 'fista', noise 'white')")
+        if holdout.dtype != bool or holdout.shape != frames.shape:
+            raise ValueError(f"holdout: expected a boolean mask of the frames' shape {frames.shape}, got "
+                             f"{holdout.dtype} {holdout.shape}")
     if camera is not None:
         return _solve_camera(frames, op, cfg, camera, callback)
     sigma, how = estimate_sigma(frames, op)
     xp = xp_for(op.device)
     y = xp.asarray(frames)
     K, N = frames.shape[0], frames.size
+    weights = None
+    if holdout is not None:  # the data term and its residual over the other pixels only
+        weights, N = xp.asarray((~holdout).astype(np.float32)), int((~holdout).sum())
     lam = cfg.prior_weight * sigma * K if prior != "none" else 0.0
     penalty = {"tv": tv, "hessian": hessian_norm}.get(prior)
     gain = offset = None
@@ -112,7 +126,7 @@ def solve(frames: np.ndarray, op, cfg: IterativeConfig | None = None, callback=N
     tol_used = tol if stop == "tol" else 0.0
     if algorithm == "fista":
         out = fista(op, y, n_iter=n_iter, prior=prior, prior_weight=lam, fit_gain_offset=True, tol=tol_used,
-                    callback=watch)
+                    callback=watch, weights=weights)
     else:
         out = richardson_lucy(op, (y - b) / a, n_iter=n_iter, tol=tol_used, callback=watch)
     reason = state["reason"] or {"max_iter": f"max iterations ({n_iter})", "tol": f"relative change < {tol:g}",
