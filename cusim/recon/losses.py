@@ -16,15 +16,29 @@ from .config import DATA_LOSSES, PRIORS, parse_loss  # noqa: F401  (the loss gra
 
 
 
-def fit_gain_offset(p: torch.Tensor, y: torch.Tensor, mode: str = "frame") -> tuple[torch.Tensor, torch.Tensor]:
+def fit_gain_offset(p: torch.Tensor, y: torch.Tensor, mode: str = "frame",
+                    weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Least-squares ``a``, ``b`` with ``a p + b ~ y``: one pair per frame (``"frame"``) or one in all
-    (``"global"``). Shapes broadcast against (K, h, w); detached."""
+    (``"global"``), over the pixels of ``weights`` 1 only where given (a 0/1 mask of ``y``'s shape). Shapes
+    broadcast against (K, h, w); detached."""
     with torch.no_grad():
         dims = (-2, -1) if mode == "frame" else (-3, -2, -1)
-        pm, ym = p.mean(dims, keepdim=True), y.mean(dims, keepdim=True)
+        if weights is None:
+            pm, ym = p.mean(dims, keepdim=True), y.mean(dims, keepdim=True)
+            pc = p - pm
+            a = (pc * (y - ym)).sum(dims, keepdim=True) / (pc * pc).sum(dims, keepdim=True).clamp_min(1e-30)
+            return a, ym - a * pm
+        mean = _masked_mean(weights, dims)
+        pm, ym = mean(p), mean(y)
         pc = p - pm
-        a = (pc * (y - ym)).sum(dims, keepdim=True) / (pc * pc).sum(dims, keepdim=True).clamp_min(1e-30)
+        a = mean(pc * (y - ym)) / mean(pc * pc).clamp_min(1e-30)
         return a, ym - a * pm
+
+
+def _masked_mean(mask: torch.Tensor, dims: tuple):
+    """The mean over ``dims`` of the pixels where ``mask`` (0/1) is 1, kept dims."""
+    n = mask.sum(dims, keepdim=True)
+    return lambda v: (v * mask).sum(dims, keepdim=True) / n
 
 
 def _gaussian_window(size: int = 11, sigma: float = 1.5, device=None, dtype=None) -> torch.Tensor:
@@ -65,7 +79,8 @@ class DataLoss:
     scaled to the measured range.
 
     ``watch`` (a pair of slices of the frames' rows and columns) restricts the residual ``mse`` to that
-    window; the loss always sees every pixel.
+    window; the loss sees every pixel but those of ``holdout`` (a boolean mask of the frames), whose residual
+    ``mse`` is (``watch_held``, the validation stop) or which ``mse`` leaves out.
 
     With a ``camera`` (:class:`cusim.noise.CameraNoise`) every pixel's squared residual is divided by its
     own noise variance ``camera.variance`` at the fitted prediction (detached) instead of ``sigma**2``, in
@@ -74,7 +89,8 @@ class DataLoss:
     """
 
     def __init__(self, spec: str, y: torch.Tensor, sigma: float, gain: str = "frame",
-                 watch: tuple[slice, slice] | None = None, camera=None, holdout: torch.Tensor | None = None):
+                 watch: tuple[slice, slice] | None = None, camera=None, holdout: torch.Tensor | None = None,
+                 watch_held: bool = True):
         if gain not in ("frame", "global"):
             raise ValueError(f"gain: expected 'frame' or 'global', got {gain!r}")
         self.terms = parse_loss(spec)
@@ -83,14 +99,15 @@ class DataLoss:
         self.range = float(y.max() - y.min()) or 1.0
         self._pg = _poisson_gaussian_fit(y, self.sigma2) if "pg" in self.terms else None
         self.camera = camera
-        # validation: pixels held out of the loss (``holdout``, a boolean mask of the frames) are those the
-        # stopping residual watches (within ``watch``)
-        self._train = self._held = None
+        # pixels held out of the loss (``holdout``, a boolean mask of the frames): with ``watch_held`` (the
+        # validation stop) they are those the stopping residual watches (within ``watch``); without (the held-out
+        # pixels kept for a later choice, blend "validated") the residual watches the others
+        self._train = self._watched = None
         if holdout is not None:
             self._train = (~holdout).to(y.dtype)
-            held = torch.zeros_like(y)
-            held[self.watch] = holdout[self.watch].to(y.dtype)
-            self._held = held
+            watched = torch.zeros_like(y)
+            watched[self.watch] = (holdout if watch_held else ~holdout)[self.watch].to(y.dtype)
+            self._watched = watched
         # the floor of a pixel's variance: a tenth of the mean (a prediction that dips below the offset)
         self._var_floor = None if camera is None else 0.1 * float(camera.variance(y).mean())
 
@@ -111,19 +128,21 @@ class DataLoss:
         an inverted image. The moment-matched squared error equals ``2 var(y) (1 - corr(p, y))``, so
         it is a per-frame correlation loss. The stopping rule uses the least-squares residual.
         """
-        with torch.no_grad():
-            a, b = fit_gain_offset(p, self.y, self.gain)
+        with torch.no_grad():  # held-out pixels (validation) play no part in any fit, only in the residual
+            a, b = fit_gain_offset(p, self.y, self.gain, weights=self._train)
             fitted = a * p + b
-            if self._held is not None:
-                mse = ((fitted - self.y) ** 2 / self._variance(fitted) * self._held).sum(_FRAMES) / self._held.sum()
+            if self._watched is not None:
+                w = self._watched
+                mse = ((fitted - self.y) ** 2 / self._variance(fitted) * w).sum(_FRAMES) / w.sum()
             elif self.camera is None:  # (the white model's arithmetic as it always was: bit-identical runs)
                 mse = ((fitted - self.y)[self.watch] ** 2).mean(_FRAMES) / self.sigma2
             else:
                 mse = ((fitted - self.y) ** 2 / self._variance(fitted))[self.watch].mean(_FRAMES)
         dims = (-2, -1) if self.gain == "frame" else (-3, -2, -1)
-        pm, ym = p.mean(dims, keepdim=True), self.y.mean(dims, keepdim=True)
-        ps = (p - pm).square().mean(dims, keepdim=True).clamp_min(1e-30).sqrt()
-        ys = (self.y - ym).square().mean(dims, keepdim=True).sqrt()
+        mean = (lambda v: v.mean(dims, keepdim=True)) if self._train is None else _masked_mean(self._train, dims)
+        pm, ym = mean(p), mean(self.y)
+        ps = mean((p - pm).square()).clamp_min(1e-30).sqrt()
+        ys = mean((self.y - ym).square()).sqrt()
         q = (p - pm) * (ys / ps) + ym
         r2 = (q - self.y) ** 2
         if self._train is not None:  # held-out pixels carry no loss; the mean is over the others
