@@ -299,6 +299,8 @@ def _method_settings(method: str, given: dict):
         if method not in methods:
             raise ValueError(f"{flag}: only for --method {' or '.join(methods)}, not {method}")
     settings = {_OPTIONS[f][0]: v for f, v in given.items() if _OPTIONS[f][0]}
+    if "--blend-weight" in given and settings.get("blend") != "iterative":
+        raise ValueError("--blend-weight: only with --blend iterative (--blend validated chooses the weight itself)")
     if "--fast" in given:
         settings.update(FAST)
     if "--no-graph" in given:
@@ -344,8 +346,8 @@ def run(
     stop: str = typer.Option(None, help="pinn: max | plateau | discrepancy | validation (pixels held out of the "
                                         "loss; the image of their least residual); iterative: max | tol | "
                                         "discrepancy (default discrepancy)."),
-    holdout: float = typer.Option(None, "--holdout", help=f"pinn, --stop validation: the share of the frames' "
-                                  f"pixels held out of the loss (default {_D.holdout})."),
+    holdout: float = typer.Option(None, "--holdout", help="pinn, --stop validation or --blend validated: the share "
+                                  f"of the frames' pixels held out of the loss (default {_D.holdout})."),
     tau: float = typer.Option(None, help=f"pinn/iterative: discrepancy stop at residual <= tau * sigma^2 "
                                          f"(default {_D.tau})."),
     prior: str = typer.Option(None, help="pinn/iterative: none | tv | hessian (default tv for --algorithm fista, "
@@ -359,7 +361,9 @@ def run(
                                             f"...), stepped together as one batched network: that many times the "
                                             f"time on a CPU, less on a GPU (default {_D.ensemble})."),
     blend: str = typer.Option(None, "--blend", help="pinn: none | iterative: return the PINN's image averaged with "
-                              f"FISTA + TV's (--method iterative at its defaults) (default {_D.blend})."),
+                              "FISTA + TV's (--method iterative at its defaults) | validated: the same, at the "
+                              "weight that best predicts camera pixels both methods left out (--holdout) "
+                              f"(default {_D.blend})."),
     blend_weight: float = typer.Option(None, "--blend-weight", help="pinn, --blend iterative: the PINN's share "
                                        f"of the average, 0-1 (default {_D.blend_weight})."),
     warm_start_steps: int = typer.Option(None, help=f"pinn: steps for each later time point (warm start) "

@@ -24,7 +24,7 @@ from .._files import atomic_target
 from .._threads import threads
 from .._validate import check_frames_vary, check_int
 from .._warnings import warn
-from ..backend import resolve_device, to_numpy
+from ..backend import resolve_device, to_numpy, xp_for
 from ..noise import camera_model, estimate_sigma
 from ..patterns import SinusoidParams, params_record
 from ..torch_ops import sim_forward
@@ -98,6 +98,13 @@ class _Stopper:
                 what = "loss" if cfg.stop == "plateau" else f"residual ({mse:.3f} sigma^2, above tau {cfg.tau:g})"
                 return f"{cfg.stop}: {what} improved by < {delta:g} over {cfg.patience} steps"
         return None
+
+
+def holdout_mask(shape: tuple, cfg: PINNConfig) -> np.ndarray:
+    """The camera pixels (a boolean mask of the frames' ``shape``) that ``stop="validation"`` and
+    ``blend="validated"`` hold out of the fit: ``cfg.holdout`` of them, drawn from ``cfg.seed``."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    return (torch.rand(tuple(shape), generator=gen) < cfg.holdout).numpy()
 
 
 def _torch_device(op) -> torch.device:
@@ -179,11 +186,10 @@ class PINNStep:
         watch = (slice(i, h - i), slice(i, w - i)) if i and min(h, w) > 4 * i else None
         self.camera = camera_model(frames, op, cfg)
         holdout = None
-        if cfg.stop == "validation":  # seeded, the same pixels for every member
-            gen = torch.Generator().manual_seed(cfg.seed)
-            holdout = (torch.rand(tuple(y.shape), generator=gen) < cfg.holdout).to(dev)
+        if cfg.stop == "validation" or cfg.blend == "validated":  # the same pixels for every member
+            holdout = torch.from_numpy(holdout_mask(tuple(y.shape), cfg)).to(dev)
         self.data_loss = DataLoss(cfg.loss, y, self.sigma, cfg.gain, watch=watch, camera=self.camera,
-                                  holdout=holdout)
+                                  holdout=holdout, watch_held=cfg.stop == "validation")
         if physics is None:
             self.physics = lambda x: sim_forward(x, op)  # (N, H, W) -> (N, K, h, w): the operator's batch axis
         else:  # a peer's physics maps one image (H, W) to its frames
@@ -658,8 +664,9 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
     info = {"loss": np.concatenate(losses), "stop_reason": "; ".join(reasons), "sigma": run.sigma, "tau": run.tau,
             "margin_camera": margin, "watch_inset": inset, "ensemble": cfg.ensemble,
             "steps_run": int(sum(len(v) for v in losses))}
-    if cfg.blend == "iterative":
-        images, info["iterative_stop_reason"], info["iterative_steps"] = _blend_iterative(dataset, op, images, cfg)
+    if cfg.blend != "none":
+        images, blend_info = _blend_iterative(dataset, op, images, cfg, inset)
+        info.update(blend_info)
     image = np.stack(images) if dataset.is_series else images[0]
     if run.pattern_params is not None:
         info["pattern_params"] = params_record(run.pattern_params)
@@ -682,16 +689,81 @@ def blend_images(pinn: np.ndarray, other: np.ndarray, weight: float, border: int
     return (weight * (scale * p + offset) + (1.0 - weight) * o).astype(np.float32)
 
 
-def _blend_iterative(dataset, op, images: list, cfg: PINNConfig) -> tuple[list, str, int]:
-    """``cfg.blend == "iterative"``: every time point's PINN image blended (:func:`blend_images`) with cusim's
-    iterative reconstruction (FISTA + TV at its defaults) on the same operator, margin and frames; returns the
-    blended images, FISTA's stop reasons and its iterations."""
+# the blend weights blend "validated" chooses from: the PINN's share 0, 0.05, ..., 1
+BLEND_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
+
+
+def choose_blend_weight(frames: np.ndarray, op, pinn: np.ndarray, other: np.ndarray, holdout: np.ndarray,
+                        inset: int = 0) -> tuple[float, np.ndarray]:
+    """The PINN's share ``w`` (of :data:`BLEND_GRID`) of ``blend_images(pinn, other[op.field], w)`` whose predicted
+    frames fit the ``holdout`` pixels best, and the held-out residual mean square of every weight of the grid.
+
+    ``pinn`` is the PINN's image of the field, ``other`` the other method's on the whole object grid (its margin,
+    where the PINN has none, is the blend's too), both fitted without the ``holdout`` pixels (a boolean mask of
+    the frames). Each candidate's frames ``A x_w`` (by linearity, ``w A x_1 + (1 - w) A x_0``: two forward passes)
+    are mapped onto ``frames`` by least squares on the other pixels, per frame ``g A x_w + h A 1 + o``: a
+    gain, a camera offset, and an offset of the object (as the metrics fit an image to the truth; an object's
+    constant is not a constant of its frames near their edges). Its residual is the mean square over the
+    held-out pixels ``inset`` camera pixels in from the frames' edge (the stopping rule's window). Neither
+    image has seen those pixels, so the residual is the image's prediction error plus the noise, which is the
+    same for every weight: the least residual marks the image nearest the frames' object (as far as the
+    frames can see it), with no ground truth."""
+    xp = xp_for(op.device)
+    other = np.asarray(other, dtype=np.float32)
+    one = other.copy()
+    one[op.field] = blend_images(pinn, other[op.field], 1.0)
+    a, b, flat = (to_numpy(op.forward(xp.asarray(x))).astype(np.float64)
+                  for x in (one, other, np.ones_like(other)))
+    y = np.asarray(frames, dtype=np.float64)
+    h, w = y.shape[-2:]
+    i = inset if min(h, w) > 4 * inset else 0
+    inner = np.zeros(y.shape, dtype=bool)
+    inner[:, i:h - i, i:w - i] = True
+    train, held = ~holdout & inner, holdout & inner
+    if not held.any():
+        raise ValueError("blend 'validated': no held-out pixel inside the watched window (raise holdout)")
+    res = np.empty(len(BLEND_GRID))
+    for j, wt in enumerate(BLEND_GRID):
+        pred = wt * a + (1.0 - wt) * b
+        sq, n = 0.0, 0
+        for k in range(y.shape[0]):
+            cols = np.stack([pred[k], flat[k], np.ones_like(pred[k])], axis=-1)
+            coef, *_ = np.linalg.lstsq(cols[train[k]], y[k][train[k]], rcond=None)
+            r = cols[held[k]] @ coef - y[k][held[k]]
+            sq, n = sq + float(r @ r), n + r.size
+        res[j] = sq / n
+    return float(BLEND_GRID[int(np.argmin(res))]), res
+
+
+def _blend_iterative(dataset, op, images: list, cfg: PINNConfig, inset: int) -> tuple[list, dict]:
+    """``cfg.blend`` "iterative" or "validated": every time point's PINN image blended (:func:`blend_images`) with
+    cusim's iterative reconstruction (FISTA + TV at its defaults) on the same operator, margin and frames, at
+    ``cfg.blend_weight`` or at the weight :func:`choose_blend_weight` finds (FISTA then also without the held-out
+    pixels the PINN did not see). Returns the blended images and what to add to the run's info."""
     from .iterative import solve  # noqa: PLC0415
 
-    out, reasons, iters = [], [], 0
+    validated = cfg.blend == "validated"
+    out, reasons, iters, weights, notes, parts = [], [], 0, [], [], {"pinn": [], "iterative": []}
     for t, image in enumerate(images):
-        fista = solve(dataset.frames(t), op)
-        out.append(blend_images(image, fista["image"][op.field], cfg.blend_weight))
+        frames = dataset.frames(t)
+        holdout = holdout_mask(frames.shape, cfg) if validated else None
+        fista = solve(frames, op, holdout=holdout)
+        weight = cfg.blend_weight
+        if validated:
+            weight, res = choose_blend_weight(frames, op, image, fista["image"], holdout, inset)
+            res = res / fista["sigma"] ** 2
+            j = int(np.flatnonzero(BLEND_GRID == weight)[0])
+            notes.append(f"held-out residual {res[-1]:.4f} sigma^2 for the PINN alone, {res[0]:.4f} for FISTA + TV "
+                         f"alone, {res[j]:.4f} at the PINN's share {weight:g}")
+        out.append(blend_images(image, fista["image"][op.field], weight))
+        weights.append(weight)
         reasons.append(fista["stop_reason"])
         iters += fista["steps_run"]
-    return out, "; ".join(reasons), iters
+        parts["pinn"].append(image)
+        parts["iterative"].append(fista["image"][op.field])
+    info = {"iterative_stop_reason": "; ".join(reasons), "iterative_steps": iters,
+            "blend_parts": {k: np.stack(v) if dataset.is_series else v[0] for k, v in parts.items()}}
+    if validated:
+        info["blend_weight"] = weights[0] if len(weights) == 1 else " ".join(f"{w:g}" for w in weights)
+        info["blend_validation"] = "; ".join(notes)
+    return out, info
