@@ -11,6 +11,11 @@ where ``P'`` is the PINN image mapped onto FISTA's by a least-squares scale and 
 PINN's image has the scale of its closed-form gain; nothing of the ground truth is used to blend), each scored like the methods
 themselves (least-squares fit to the ground truth, 10 px border, PSNR / SSIM / FRC 0.5).
 An item ``sim/<family>:<snr>`` is ``cusim.simulate``'s 128 x 128 filaments of that pattern family at that SNR (seed 7).
+
+With ``--pinn-param blend=validated`` (or ``blend=iterative``) the PINN run blends itself: its PINN part is scored as
+``pinn`` (for ``validated``, fitted without the held-out pixels), its image as ``run_blend`` (with the weight it chose),
+and ``hindsight`` is the best weight of ``cusim.recon.pinn.BLEND_GRID`` for its two parts, chosen WITH the ground truth
+(the ceiling of any weight rule, for analysis only). ``fista`` stays FISTA + TV at its defaults on every pixel.
 """
 
 from __future__ import annotations
@@ -102,7 +107,14 @@ def images(name: str, sample: int, args) -> dict:
     t1 = time.perf_counter()
     fista = cusim.reconstruct(ds, "iterative", device="cpu")
     t2 = time.perf_counter()
-    out = {"pinn": np.asarray(pinn.image, np.float32), "fista": np.asarray(fista.image, np.float32),
+    validated = {}
+    if "blend_parts" in pinn.extra:  # a blended run: its PINN part is the PINN, its image the blend
+        parts = pinn.extra["blend_parts"]
+        validated = {"blended": np.asarray(pinn.image, np.float32), "fista_heldout": parts["iterative"],
+                     "blend_weight": np.float64(pinn.extra.get("blend_weight", args.pinn_params.get("blend_weight",
+                                                                                                  0.5)))}
+        pinn.image = parts["pinn"]
+    out = {"pinn": np.asarray(pinn.image, np.float32), "fista": np.asarray(fista.image, np.float32), **validated,
            "widefield": np.asarray(cusim.reconstruct(ds, "widefield").image, np.float32),
            "truth": np.asarray(ds.ground_truth, np.float32),
            "pinn_steps": np.int64(pinn.extra.get("steps_run", 0)), "pinn_s": np.float64(t1 - t0),
@@ -118,6 +130,14 @@ def score(im: dict, weights: list[float]) -> dict:
            "fista": quality(f, truth)}
     for w in weights:  # the arithmetic of cusim run --method pinn --blend iterative --blend-weight w
         res[f"blend{w:g}"] = quality(blend_images(p, f, w).astype(np.float64), truth)
+    if "blended" in im:  # the run's own blend (e.g. --blend validated), and the best weight of its grid in hindsight
+        from cusim.recon.pinn import BLEND_GRID  # noqa: PLC0415
+
+        res["run_blend"] = quality(im["blended"].astype(np.float64), truth)
+        h = im["fista_heldout"].astype(np.float64)
+        scored = [quality(blend_images(p, h, w).astype(np.float64), truth) for w in BLEND_GRID]
+        j = int(np.argmax([q["psnr_db"] for q in scored]))
+        res["hindsight"] = {**scored[j], "weight": float(BLEND_GRID[j])}
     return res
 
 
@@ -187,7 +207,12 @@ def main(argv=None) -> int:
         s = score(im, args.weights)
         rows.append({"set": name, "sample": int(sample), "pinn_steps": int(im["pinn_steps"]),
                      "pinn_s": float(im["pinn_s"]), **s})
-        line = "  ".join(f"{k} {v['psnr_db']:.2f}/{v['ssim']:.3f}" for k, v in s.items())
+        if "blend_weight" in im:
+            rows[-1]["blend_weight"] = float(im["blend_weight"])
+        line = "  ".join(f"{k} {v['psnr_db']:.2f}/{v['ssim']:.3f}" + (f" (w {v['weight']:g})" if "weight" in v else "")
+                         for k, v in s.items())
+        if "blend_weight" in im:
+            line += f"  run's weight {float(im['blend_weight']):g}"
         print(f"{name} #{sample} ({int(im['pinn_steps'])} steps, {float(im['pinn_s']):.0f} s): {line}", flush=True)
         if args.analyse:
             print("\n".join(analyse(im)))
