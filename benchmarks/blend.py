@@ -1,7 +1,7 @@
 """Does averaging the PINN's image with FISTA + TV's beat both? (issue 19 experiment)
 
     python -m benchmarks.blend --items NL_SIM/ccp:1 SIM/microtubules:2 sim/linear:10 ... [--crop 240] [--cache DIR]
-        [--pinn-param KEY=VALUE ...] [--weights 0.25 0.5 0.75] [--out JSON]
+        [--pinn-param KEY=VALUE ...] [--weights 0.25 0.5 0.75] [--sigmas 1] [--out JSON]
 
 Per item (the central ``--crop`` of a PINN-paper sample, the protocol of ``benchmarks.quality``): cusim's default
 PINN and its default FISTA + TV (both with their default margin), each image kept in ``--cache`` (an ``.npz`` per
@@ -12,10 +12,8 @@ PINN's image has the scale of its closed-form gain; nothing of the ground truth 
 themselves (least-squares fit to the ground truth, 10 px border, PSNR / SSIM / FRC 0.5).
 An item ``sim/<family>:<snr>`` is ``cusim.simulate``'s 128 x 128 filaments of that pattern family at that SNR (seed 7).
 
-With ``--pinn-param blend=validated`` (or ``blend=iterative``) the PINN run blends itself: its PINN part is scored as
-``pinn`` (for ``validated``, fitted without the held-out pixels), its image as ``run_blend`` (with the weight it chose),
-and ``hindsight`` is the best weight of ``cusim.recon.pinn.BLEND_GRID`` for its two parts, chosen WITH the ground truth
-(the ceiling of any weight rule, for analysis only). ``fista`` stays FISTA + TV at its defaults on every pixel.
+With ``--pinn-param blend=iterative`` the PINN run blends itself: its PINN part is scored as ``pinn`` and its image
+as ``run_blend``; ``fista`` is FISTA + TV at its defaults.
 """
 
 from __future__ import annotations
@@ -44,6 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--steps", type=int, default=None, help="PINN step cap; default the paper's (1000, LPSIM 1500)")
     ap.add_argument("--pinn-param", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--weights", nargs="+", type=float, default=[0.25, 0.5, 0.75])
+    ap.add_argument("--sigmas", nargs="+", type=float, default=[],
+                    help="also score every weight with the blend's low-pass of these widths (--blend-sigma)")
     ap.add_argument("--cache", type=Path, default=C.RESULTS / "blend-cache")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--no-run", action="store_true", help="score the cached images only")
@@ -107,14 +107,11 @@ def images(name: str, sample: int, args) -> dict:
     t1 = time.perf_counter()
     fista = cusim.reconstruct(ds, "iterative", device="cpu")
     t2 = time.perf_counter()
-    validated = {}
+    blended = {}
     if "blend_parts" in pinn.extra:  # a blended run: its PINN part is the PINN, its image the blend
-        parts = pinn.extra["blend_parts"]
-        validated = {"blended": np.asarray(pinn.image, np.float32), "fista_heldout": parts["iterative"],
-                     "blend_weight": np.float64(pinn.extra.get("blend_weight", args.pinn_params.get("blend_weight",
-                                                                                                  0.5)))}
-        pinn.image = parts["pinn"]
-    out = {"pinn": np.asarray(pinn.image, np.float32), "fista": np.asarray(fista.image, np.float32), **validated,
+        blended = {"blended": np.asarray(pinn.image, np.float32)}
+        pinn.image = pinn.extra["blend_parts"]["pinn"]
+    out = {"pinn": np.asarray(pinn.image, np.float32), "fista": np.asarray(fista.image, np.float32), **blended,
            "widefield": np.asarray(cusim.reconstruct(ds, "widefield").image, np.float32),
            "truth": np.asarray(ds.ground_truth, np.float32),
            "pinn_steps": np.int64(pinn.extra.get("steps_run", 0)), "pinn_s": np.float64(t1 - t0),
@@ -123,21 +120,17 @@ def images(name: str, sample: int, args) -> dict:
     return out
 
 
-def score(im: dict, weights: list[float]) -> dict:
+def score(im: dict, weights: list[float], sigmas: list[float] = ()) -> dict:
     truth = im["truth"].astype(np.float64)
     p, f = im["pinn"].astype(np.float64), im["fista"].astype(np.float64)
     res = {"widefield": quality(im["widefield"].astype(np.float64), truth), "pinn": quality(p, truth),
            "fista": quality(f, truth)}
     for w in weights:  # the arithmetic of cusim run --method pinn --blend iterative --blend-weight w
         res[f"blend{w:g}"] = quality(blend_images(p, f, w).astype(np.float64), truth)
-    if "blended" in im:  # the run's own blend (e.g. --blend validated), and the best weight of its grid in hindsight
-        from cusim.recon.pinn import BLEND_GRID  # noqa: PLC0415
-
+        for sg in sigmas:  # ... with --blend-sigma sg
+            res[f"blend{w:g}s{sg:g}"] = quality(blend_images(p, f, w, sigma=sg).astype(np.float64), truth)
+    if "blended" in im:  # the run's own blend (a --pinn-param blend=iterative run)
         res["run_blend"] = quality(im["blended"].astype(np.float64), truth)
-        h = im["fista_heldout"].astype(np.float64)
-        scored = [quality(blend_images(p, h, w).astype(np.float64), truth) for w in BLEND_GRID]
-        j = int(np.argmax([q["psnr_db"] for q in scored]))
-        res["hindsight"] = {**scored[j], "weight": float(BLEND_GRID[j])}
     return res
 
 
@@ -204,15 +197,10 @@ def main(argv=None) -> int:
     for item in args.items:
         name, _, sample = item.rpartition(":")
         im = images(name, int(sample), args)
-        s = score(im, args.weights)
+        s = score(im, args.weights, args.sigmas)
         rows.append({"set": name, "sample": int(sample), "pinn_steps": int(im["pinn_steps"]),
                      "pinn_s": float(im["pinn_s"]), **s})
-        if "blend_weight" in im:
-            rows[-1]["blend_weight"] = float(im["blend_weight"])
-        line = "  ".join(f"{k} {v['psnr_db']:.2f}/{v['ssim']:.3f}" + (f" (w {v['weight']:g})" if "weight" in v else "")
-                         for k, v in s.items())
-        if "blend_weight" in im:
-            line += f"  run's weight {float(im['blend_weight']):g}"
+        line = "  ".join(f"{k} {v['psnr_db']:.2f}/{v['ssim']:.3f}" for k, v in s.items())
         print(f"{name} #{sample} ({int(im['pinn_steps'])} steps, {float(im['pinn_s']):.0f} s): {line}", flush=True)
         if args.analyse:
             print("\n".join(analyse(im)))

@@ -258,6 +258,7 @@ _OPTIONS = {
     "--steps": ("steps", ("pinn",)), "--lr": ("lr", ("pinn",)), "--loss": ("loss", ("pinn",)),
     "--seed": ("seed", ("pinn",)), "--ensemble": ("ensemble", ("pinn",)),
     "--blend": ("blend", ("pinn",)), "--blend-weight": ("blend_weight", ("pinn",)),
+    "--blend-sigma": ("blend_sigma", ("pinn",)),
     "--warm-start-steps": ("warm_start_steps", ("pinn",)), "--fast": (None, ("pinn",)),
     "--refine-patterns": ("refine_patterns", ("pinn",)), "--checkpoint-every": ("checkpoint_every", ("pinn",)),
     "--resume": (None, ("pinn",)), "--no-graph": (None, ("pinn",)),
@@ -299,8 +300,8 @@ def _method_settings(method: str, given: dict):
         if method not in methods:
             raise ValueError(f"{flag}: only for --method {' or '.join(methods)}, not {method}")
     settings = {_OPTIONS[f][0]: v for f, v in given.items() if _OPTIONS[f][0]}
-    if "--blend-weight" in given and settings.get("blend") != "iterative":
-        raise ValueError("--blend-weight: only with --blend iterative (--blend validated chooses the weight itself)")
+    if "--blend-weight" in given and settings.get("blend", _D.blend) != "iterative":
+        raise ValueError("--blend-weight: only with --blend iterative")
     if "--fast" in given:
         settings.update(FAST)
     if "--no-graph" in given:
@@ -346,8 +347,8 @@ def run(
     stop: str = typer.Option(None, help="pinn: max | plateau | discrepancy | validation (pixels held out of the "
                                         "loss; the image of their least residual); iterative: max | tol | "
                                         "discrepancy (default discrepancy)."),
-    holdout: float = typer.Option(None, "--holdout", help="pinn, --stop validation or --blend validated: the share "
-                                  f"of the frames' pixels held out of the loss (default {_D.holdout})."),
+    holdout: float = typer.Option(None, "--holdout", help=f"pinn, --stop validation: the share of the frames' "
+                                  f"pixels held out of the loss (default {_D.holdout})."),
     tau: float = typer.Option(None, help=f"pinn/iterative: discrepancy stop at residual <= tau * sigma^2 "
                                          f"(default {_D.tau})."),
     prior: str = typer.Option(None, help="pinn/iterative: none | tv | hessian (default tv for --algorithm fista, "
@@ -361,11 +362,12 @@ def run(
                                             f"...), stepped together as one batched network: that many times the "
                                             f"time on a CPU, less on a GPU (default {_D.ensemble})."),
     blend: str = typer.Option(None, "--blend", help="pinn: none | iterative: return the PINN's image averaged with "
-                              "FISTA + TV's (--method iterative at its defaults) | validated: the same, at the "
-                              "weight that best predicts camera pixels both methods left out (--holdout) "
-                              f"(default {_D.blend})."),
+                              f"FISTA + TV's (--method iterative at its defaults) (default {_D.blend})."),
     blend_weight: float = typer.Option(None, "--blend-weight", help="pinn, --blend iterative: the PINN's share "
                                        f"of the average, 0-1 (default {_D.blend_weight})."),
+    blend_sigma: float = typer.Option(None, "--blend-sigma", help="pinn, --blend iterative: average "
+                                      "only the coarser scales, below a Gaussian low-pass of this width in fine "
+                                      f"pixels; the PINN's image alone above it (default {_D.blend_sigma})."),
     warm_start_steps: int = typer.Option(None, help=f"pinn: steps for each later time point (warm start) "
                                                     f"(default {_D.warm_start_steps})."),
     fast: bool = typer.Option(False, "--fast", help="pinn: the fast step: the U-Net in bfloat16 (autocast) with "
@@ -421,7 +423,7 @@ def run(
     prior_weight = _deprecated("--reg", "--prior-weight", reg, prior_weight)
     metrics_border = _deprecated("--crop", "--metrics-border", crop, metrics_border)
     given = {"--steps": steps, "--lr": lr, "--loss": loss, "--seed": seed, "--ensemble": ensemble,
-             "--blend": blend, "--blend-weight": blend_weight,
+             "--blend": blend, "--blend-weight": blend_weight, "--blend-sigma": blend_sigma,
              "--warm-start-steps": warm_start_steps, "--fast": fast, "--no-graph": no_graph,
              "--refine-patterns": refine_patterns,
              "--checkpoint-every": checkpoint_every, "--resume": resume, "--stop": stop, "--tau": tau,

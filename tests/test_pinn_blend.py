@@ -72,47 +72,31 @@ def test_cli_blend_is_recorded_and_refused_for_other_methods(tmp_path):
     assert rec["params"]["blend"] == "iterative" and rec["iterative_steps"] >= 1
 
 
-def _held_out(ds, share=0.1):
-    from cusim.recon.pinn import holdout_mask
 
-    return holdout_mask(ds.frames().shape, PINNConfig(holdout=share))
-
-
-def test_the_validated_weight_follows_the_image_the_held_out_pixels_agree_with():
-    from scipy.ndimage import gaussian_filter
-
-    from cusim.recon.pinn import BLEND_GRID, choose_blend_weight
-
-    ds = cusim.simulate(shape=(64, 64), snr=20, seed=3)
-    op, frames, truth = ds.operator(device="cpu"), ds.frames(), ds.ground_truth.astype(np.float32)
-    mask = _held_out(ds)
-
-    def grid(image):  # an image of the field on the operator's object grid
-        full = np.zeros(op.input_shape, np.float32)
-        full[op.field] = image
-        return full
-
-    blurred = gaussian_filter(truth, 2.0)  # what a reconstruction that resolves nothing would give
-    w, res = choose_blend_weight(frames, op, 3.0 * truth + 1.0, grid(blurred), mask)  # the PINN's own scale
-    assert w >= 0.9 and res[-1] < 0.9 * res[0] and res.shape == BLEND_GRID.shape
-    w, res = choose_blend_weight(frames, op, blurred, grid(truth), mask)
-    assert w <= 0.1 and res[0] < 0.9 * res[-1]
-    # two images with independent errors of equal power: the blend halves the error, the weight lands mid-way
-    rng = np.random.default_rng(1)
-    noise = [gaussian_filter(rng.normal(size=truth.shape), 1.0) for _ in range(2)]
-    noise = [0.3 * truth.std() * n / n.std() for n in noise]
-    w, res = choose_blend_weight(frames, op, truth + noise[0], grid(truth + noise[1]), mask)
-    assert 0.3 <= w <= 0.7 and res.min() < 0.95 * min(res[0], res[-1])
+def test_a_low_pass_blend_averages_the_coarse_scales_and_keeps_the_pinn_s_fine_detail():
+    rng = np.random.default_rng(2)
+    pinn = rng.random((64, 64))
+    yy, xx = np.mgrid[:64, :64]
+    coarse = 0.3 * np.sin(2 * np.pi * (xx - 31.5) / 64.0)  # one cycle over the field (mean 0): passed by the low-pass
+    fine = 0.3 * (-1.0) ** (yy + xx)  # the finest checkerboard: stopped by it (to 0.7 %)
+    for sigma in (1.0, 1.5):
+        out = blend_images(2.0 * pinn + 1.0, pinn + fine, 0.5, sigma=sigma)  # the PINN's scale is mapped away
+        assert np.abs(out - pinn)[8:-8, 8:-8].max() < 0.01  # a fine difference: the PINN's image kept
+        out = blend_images(pinn, pinn + coarse, 0.25, sigma=sigma)
+        np.testing.assert_allclose(out[8:-8, 8:-8], (pinn + 0.75 * coarse)[8:-8, 8:-8], atol=0.01)
+    with pytest.raises(ValueError, match=r"^blend_sigma: expected a finite number > 0 and <= 64, got 0"):
+        PINNConfig(blend_sigma=0)
 
 
 def test_held_out_pixels_play_no_part_in_the_fits_they_validate():
     from cusim.recon.config import IterativeConfig
     from cusim.recon.iterative import solve
     from cusim.recon.losses import DataLoss
+    from cusim.recon.pinn import holdout_mask
 
     ds = cusim.simulate(shape=(48, 48), snr=20, seed=3)
     op, frames = ds.operator(device="cpu"), ds.frames().astype(np.float32)
-    mask = _held_out(ds)
+    mask = holdout_mask(frames.shape, PINNConfig(holdout=0.1))
     other = frames.copy()
     other[mask] = 10.0 * frames.max()  # the held-out pixels replaced by garbage
     # FISTA (prior none: its weight would follow the noise level, which is estimated from whole frames)
@@ -124,38 +108,24 @@ def test_held_out_pixels_play_no_part_in_the_fits_they_validate():
         solve(frames, op, IterativeConfig(algorithm="rl"), holdout=mask)
     with pytest.raises(ValueError, match="holdout: expected a boolean mask of the frames' shape"):
         solve(frames, op, cfg, holdout=mask[0])
-    # the PINN's loss and its stopping residual over the other pixels (blend "validated")
-    torch = pytest.importorskip("torch")
-    held = torch.from_numpy(mask)
+    # the PINN's loss (the validation stop): no fit sees the held-out pixels; its residual is theirs
+    import torch
+
     pred = torch.from_numpy(op.forward(ds.ground_truth.astype(np.float32)) + 0.1)
-    for watch_held in (False, True):
-        la, ma = DataLoss("mse", torch.from_numpy(frames), 1.0, holdout=held, watch_held=watch_held)(pred)
-        lb, mb = DataLoss("mse", torch.from_numpy(other), 1.0, holdout=held, watch_held=watch_held)(pred)
-        assert float(la) == pytest.approx(float(lb), rel=1e-6)
-        # the residual: of the other pixels; the validation stop's, of the held-out ones (which differ)
-        assert (float(ma) == pytest.approx(float(mb), rel=1e-6)) is not watch_held
+    la, ma = DataLoss("mse", torch.from_numpy(frames), 1.0, holdout=torch.from_numpy(mask))(pred)
+    lb, mb = DataLoss("mse", torch.from_numpy(other), 1.0, holdout=torch.from_numpy(mask))(pred)
+    assert float(la) == pytest.approx(float(lb), rel=1e-6) and float(mb) > 10 * float(ma)
 
 
-def test_a_validated_blend_records_its_weight_and_blends_its_two_parts(tmp_path):
+def test_cli_blend_sigma_is_recorded(tmp_path):
     from typer.testing import CliRunner
 
     from cusim.cli import app
-    from cusim.recon.iterative import solve
-    from cusim.recon.pinn import BLEND_GRID, holdout_mask
 
-    ds = cusim.simulate(shape=(48, 48), snr=20, seed=3)
-    res = cusim.reconstruct(ds, "pinn", device="cpu", steps=8, stop="max", width=4, blend="validated")
-    w, parts = res.extra["blend_weight"], res.extra["blend_parts"]
-    assert w in BLEND_GRID and f"share {w:g}" in res.extra["blend_validation"]
-    np.testing.assert_allclose(res.image, blend_images(parts["pinn"], parts["iterative"], w), rtol=1e-5, atol=1e-6)
-    op = ds.operator(device="cpu", margin_camera=res.extra["margin_camera"])
-    fista = solve(ds.frames(), op, holdout=holdout_mask(ds.frames().shape, PINNConfig()))
-    np.testing.assert_allclose(parts["iterative"], fista["image"][op.field], rtol=1e-5, atol=1e-6)
-    assert "blend_parts" not in res.recorded_extra()  # the parts are for the caller, not the file
+    ds = cusim.simulate(shape=(32, 32), seed=0)
     path = io.save(ds, tmp_path / "s.h5")
-    out = CliRunner().invoke(app, ["run", str(path), "--method", "pinn", "--blend", "validated", "--steps", "4",
-                                   "--stop", "max", "--metrics-border", "4"])
+    out = CliRunner().invoke(app, ["run", str(path), "--method", "pinn", "--blend", "iterative", "--blend-sigma", "1.5",
+                                   "--steps", "4", "--stop", "max", "--metrics-border", "4"])
     assert out.exit_code == 0, out.output
     rec = io.load(path).recons["pinn"].attrs
-    assert rec["params"]["blend"] == "validated" and rec["blend_weight"] in BLEND_GRID
-    assert "held-out residual" in rec["blend_validation"] and "blend_parts" not in rec
+    assert rec["params"]["blend_sigma"] == 1.5 and "blend_parts" not in rec

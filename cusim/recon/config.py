@@ -25,9 +25,7 @@ PRECISIONS = ("float32", "bfloat16")
 # host every 10 steps. Physics, loss, weights and Adam stay float32.
 FAST = {"precision": "bfloat16", "channels_last": True, "sync_every": 10}
 INPUTS = ("upsampled", "widefield")
-# the PINN's image alone, averaged with cusim's iterative (FISTA + TV) image at a fixed weight, or at the weight
-# that predicts held-out camera pixels best
-BLENDS = ("none", "iterative", "validated")
+BLENDS = ("none", "iterative")  # the PINN's image alone, or averaged with cusim's iterative (FISTA + TV) image
 # steps between read-backs on CUDA when ``sync_every`` is not given: the images of a block are kept on the
 # device (25 x 512 x 512 float32 = 26 MB per network), and a stop is found up to 25 steps late, then
 # taken back exactly
@@ -116,7 +114,7 @@ class PINNConfig(_Config):
     stop: str = "discrepancy"  # "max" | "plateau" | "discrepancy" | "validation": hold out ``holdout`` of the
     # camera pixels (seeded) from the loss, and return the image where their residual was least once it has
     # not improved for ``patience`` steps (no noise level needed; opt-in: docs/quality.md, "Low light")
-    holdout: float = 0.05  # stop "validation", blend "validated": the share of the frames' pixels held out
+    holdout: float = 0.05  # validation: the share of the frames' pixels held out
     tau: float = 1.0  # discrepancy: stop when the residual mean square <= tau * sigma^2 ...
     stall: float = 0.01  # ... or when it fell by less than this fraction over `patience` steps (a floor;
     # both measured on the paper's data: docs/quality.md, "The whole samples on a GPU")
@@ -133,10 +131,10 @@ class PINNConfig(_Config):
     # on the paper's crops: docs/quality.md, "Ensembles")
     blend: str = "none"  # "none" | "iterative": return blend_weight * PINN + (1 - blend_weight) * FISTA + TV (the
     # iterative method's defaults on the same operator and margin), the PINN's image first mapped onto FISTA's by
-    # a least-squares scale and offset (cusim.recon.pinn.blend_images) | "validated": the same blend, both methods
-    # fitted without ``holdout`` of the camera pixels (seeded) and the weight (0, 0.05, ..., 1) the one whose
-    # predicted frames fit those held-out pixels best (cusim.recon.pinn.choose_blend_weight)
+    # a least-squares scale and offset (cusim.recon.pinn.blend_images)
     blend_weight: float = 0.5  # blend "iterative": the PINN's share of the blend
+    blend_sigma: float | None = None  # blend "iterative": average only the coarser scales, below a
+    # Gaussian low-pass of this width in fine pixels, and keep the PINN's image alone above it (blend_images)
     warm_start_steps: int = 200  # time series: steps for frames after the first
     refine_patterns: bool = False  # learn k (per carrier), phase (per frame), modulation (per carrier)
     refine_start: int = 100  # ... from this step on (the object must take shape first)
@@ -164,9 +162,10 @@ class PINNConfig(_Config):
         check_choice("background", self.background, BACKGROUNDS)
         check_number("holdout", self.holdout, lo=0.0, hi=0.5, strict=True)
         check_number("blend_weight", self.blend_weight, lo=0.0, hi=1.0)
-        if "ssim" in parse_loss(self.loss) and (self.stop == "validation" or self.blend == "validated"):
-            what = "stop 'validation'" if self.stop == "validation" else "blend 'validated'"
-            raise ValueError(f"loss: {what} holds pixels out of 'mse' and 'pg' only, got {self.loss!r}")
+        if self.blend_sigma is not None:
+            check_number("blend_sigma", self.blend_sigma, lo=0.0, hi=64.0, strict=True)
+        if self.stop == "validation" and "ssim" in parse_loss(self.loss):
+            raise ValueError(f"loss: stop 'validation' holds pixels out of 'mse' and 'pg' only, got {self.loss!r}")
         _check_camera(self)
         parse_loss(self.loss)
         for name, allowed in (("stop", STOPS), ("input", INPUTS), ("blend", BLENDS), ("gain", ("frame", "global")),

@@ -70,8 +70,8 @@ def solve(frames: np.ndarray, op, cfg: IterativeConfig | None = None, callback=N
 
     ``callback(i, n_iter, loss, residual)`` reports progress (residual in units of sigma^2).
     ``holdout`` (FISTA under the white noise model only), a boolean mask of the frames: those pixels
-    are left out of the fit (weight 0) and of its residual, for a choice made on them afterwards
-    (the PINN's ``blend="validated"``); the noise level is still estimated from whole frames.
+    are left out of the fit (weight 0) and of its residual, for a choice validated on them afterwards;
+    the noise level is still estimated from whole frames.
     """
     cfg = IterativeConfig() if cfg is None else cfg
     if not isinstance(cfg, IterativeConfig):

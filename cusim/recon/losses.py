@@ -79,8 +79,8 @@ class DataLoss:
     scaled to the measured range.
 
     ``watch`` (a pair of slices of the frames' rows and columns) restricts the residual ``mse`` to that
-    window; the loss sees every pixel but those of ``holdout`` (a boolean mask of the frames), whose residual
-    ``mse`` is (``watch_held``, the validation stop) or which ``mse`` leaves out.
+    window; the loss sees every pixel but those of ``holdout`` (a boolean mask of the frames, the validation
+    stop), whose residual ``mse`` then is: no fit (gain, offset, moments) sees them.
 
     With a ``camera`` (:class:`cusim.noise.CameraNoise`) every pixel's squared residual is divided by its
     own noise variance ``camera.variance`` at the fitted prediction (detached) instead of ``sigma**2``, in
@@ -89,8 +89,7 @@ class DataLoss:
     """
 
     def __init__(self, spec: str, y: torch.Tensor, sigma: float, gain: str = "frame",
-                 watch: tuple[slice, slice] | None = None, camera=None, holdout: torch.Tensor | None = None,
-                 watch_held: bool = True):
+                 watch: tuple[slice, slice] | None = None, camera=None, holdout: torch.Tensor | None = None):
         if gain not in ("frame", "global"):
             raise ValueError(f"gain: expected 'frame' or 'global', got {gain!r}")
         self.terms = parse_loss(spec)
@@ -99,14 +98,13 @@ class DataLoss:
         self.range = float(y.max() - y.min()) or 1.0
         self._pg = _poisson_gaussian_fit(y, self.sigma2) if "pg" in self.terms else None
         self.camera = camera
-        # pixels held out of the loss (``holdout``, a boolean mask of the frames): with ``watch_held`` (the
-        # validation stop) they are those the stopping residual watches (within ``watch``); without (the held-out
-        # pixels kept for a later choice, blend "validated") the residual watches the others
+        # validation: pixels held out of the loss (``holdout``, a boolean mask of the frames) are those the
+        # stopping residual watches (within ``watch``)
         self._train = self._watched = None
         if holdout is not None:
             self._train = (~holdout).to(y.dtype)
             watched = torch.zeros_like(y)
-            watched[self.watch] = (holdout if watch_held else ~holdout)[self.watch].to(y.dtype)
+            watched[self.watch] = holdout[self.watch].to(y.dtype)
             self._watched = watched
         # the floor of a pixel's variance: a tenth of the mean (a prediction that dips below the offset)
         self._var_floor = None if camera is None else 0.1 * float(camera.variance(y).mean())

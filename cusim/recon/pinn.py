@@ -102,7 +102,7 @@ class _Stopper:
 
 def holdout_mask(shape: tuple, cfg: PINNConfig) -> np.ndarray:
     """The camera pixels (a boolean mask of the frames' ``shape``) that ``stop="validation"`` and
-    ``blend="validated"`` hold out of the fit: ``cfg.holdout`` of them, drawn from ``cfg.seed``."""
+    holds out of the fit: ``cfg.holdout`` of them, drawn from ``cfg.seed``."""
     gen = torch.Generator().manual_seed(cfg.seed)
     return (torch.rand(tuple(shape), generator=gen) < cfg.holdout).numpy()
 
@@ -186,10 +186,10 @@ class PINNStep:
         watch = (slice(i, h - i), slice(i, w - i)) if i and min(h, w) > 4 * i else None
         self.camera = camera_model(frames, op, cfg)
         holdout = None
-        if cfg.stop == "validation" or cfg.blend == "validated":  # the same pixels for every member
+        if cfg.stop == "validation":  # the same pixels for every member
             holdout = torch.from_numpy(holdout_mask(tuple(y.shape), cfg)).to(dev)
         self.data_loss = DataLoss(cfg.loss, y, self.sigma, cfg.gain, watch=watch, camera=self.camera,
-                                  holdout=holdout, watch_held=cfg.stop == "validation")
+                                  holdout=holdout)
         if physics is None:
             self.physics = lambda x: sim_forward(x, op)  # (N, H, W) -> (N, K, h, w): the operator's batch axis
         else:  # a peer's physics maps one image (H, W) to its frames
@@ -665,7 +665,7 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
             "margin_camera": margin, "watch_inset": inset, "ensemble": cfg.ensemble,
             "steps_run": int(sum(len(v) for v in losses))}
     if cfg.blend != "none":
-        images, blend_info = _blend_iterative(dataset, op, images, cfg, inset)
+        images, blend_info = _blend_iterative(dataset, op, images, cfg)
         info.update(blend_info)
     image = np.stack(images) if dataset.is_series else images[0]
     if run.pattern_params is not None:
@@ -677,93 +677,42 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
     return image, info
 
 
-def blend_images(pinn: np.ndarray, other: np.ndarray, weight: float, border: int = 10) -> np.ndarray:
-    """``weight * P' + (1 - weight) * other``, where ``P'`` is ``pinn`` mapped onto ``other`` by the least-squares
+def blend_images(pinn: np.ndarray, other: np.ndarray, weight: float, border: int = 10, *,
+                 sigma: float | None = None) -> np.ndarray:
+    """``P' + (1 - weight) L(other - P')``, where ``P'`` is ``pinn`` mapped onto ``other`` by the least-squares
     scale and offset over the interior (``border`` pixels in, less on a small field): the PINN's image has the
-    scale of its closed-form gain, another method's its own, and the blend must not depend on either."""
+    scale of its closed-form gain, another method's its own, and the blend must not depend on either.
+
+    Without ``sigma``, ``L`` is the identity and the blend is ``weight * P' + (1 - weight) * other``. With it,
+    ``L`` is a Gaussian low-pass of that width in pixels (edges reflected): below its cut-off (half power at
+    ``0.19 / sigma`` cycles per pixel) the blend is that average, above it the PINN's image alone."""
     b = min(border, min(pinn.shape[-2:]) // 8)
     inner = (slice(b, pinn.shape[-2] - b), slice(b, pinn.shape[-1] - b))
     p, o = pinn.astype(np.float64), other.astype(np.float64)
     A = np.stack([p[inner].ravel(), np.ones(p[inner].size)], axis=1)
     (scale, offset), *_ = np.linalg.lstsq(A, o[inner].ravel(), rcond=None)
-    return (weight * (scale * p + offset) + (1.0 - weight) * o).astype(np.float32)
+    mapped = scale * p + offset
+    if not sigma:
+        return (weight * mapped + (1.0 - weight) * o).astype(np.float32)
+    from scipy.ndimage import gaussian_filter  # noqa: PLC0415
+
+    return (mapped + (1.0 - weight) * gaussian_filter(o - mapped, float(sigma), mode="reflect")).astype(np.float32)
 
 
-# the blend weights blend "validated" chooses from: the PINN's share 0, 0.05, ..., 1
-BLEND_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
-
-
-def choose_blend_weight(frames: np.ndarray, op, pinn: np.ndarray, other: np.ndarray, holdout: np.ndarray,
-                        inset: int = 0) -> tuple[float, np.ndarray]:
-    """The PINN's share ``w`` (of :data:`BLEND_GRID`) of ``blend_images(pinn, other[op.field], w)`` whose predicted
-    frames fit the ``holdout`` pixels best, and the held-out residual mean square of every weight of the grid.
-
-    ``pinn`` is the PINN's image of the field, ``other`` the other method's on the whole object grid (its margin,
-    where the PINN has none, is the blend's too), both fitted without the ``holdout`` pixels (a boolean mask of
-    the frames). Each candidate's frames ``A x_w`` (by linearity, ``w A x_1 + (1 - w) A x_0``: two forward passes)
-    are mapped onto ``frames`` by least squares on the other pixels, per frame ``g A x_w + h A 1 + o``: a
-    gain, a camera offset, and an offset of the object (as the metrics fit an image to the truth; an object's
-    constant is not a constant of its frames near their edges). Its residual is the mean square over the
-    held-out pixels ``inset`` camera pixels in from the frames' edge (the stopping rule's window). Neither
-    image has seen those pixels, so the residual is the image's prediction error plus the noise, which is the
-    same for every weight: the least residual marks the image nearest the frames' object (as far as the
-    frames can see it), with no ground truth."""
-    xp = xp_for(op.device)
-    other = np.asarray(other, dtype=np.float32)
-    one = other.copy()
-    one[op.field] = blend_images(pinn, other[op.field], 1.0)
-    a, b, flat = (to_numpy(op.forward(xp.asarray(x))).astype(np.float64)
-                  for x in (one, other, np.ones_like(other)))
-    y = np.asarray(frames, dtype=np.float64)
-    h, w = y.shape[-2:]
-    i = inset if min(h, w) > 4 * inset else 0
-    inner = np.zeros(y.shape, dtype=bool)
-    inner[:, i:h - i, i:w - i] = True
-    train, held = ~holdout & inner, holdout & inner
-    if not held.any():
-        raise ValueError("blend 'validated': no held-out pixel inside the watched window (raise holdout)")
-    res = np.empty(len(BLEND_GRID))
-    for j, wt in enumerate(BLEND_GRID):
-        pred = wt * a + (1.0 - wt) * b
-        sq, n = 0.0, 0
-        for k in range(y.shape[0]):
-            cols = np.stack([pred[k], flat[k], np.ones_like(pred[k])], axis=-1)
-            coef, *_ = np.linalg.lstsq(cols[train[k]], y[k][train[k]], rcond=None)
-            r = cols[held[k]] @ coef - y[k][held[k]]
-            sq, n = sq + float(r @ r), n + r.size
-        res[j] = sq / n
-    return float(BLEND_GRID[int(np.argmin(res))]), res
-
-
-def _blend_iterative(dataset, op, images: list, cfg: PINNConfig, inset: int) -> tuple[list, dict]:
-    """``cfg.blend`` "iterative" or "validated": every time point's PINN image blended (:func:`blend_images`) with
-    cusim's iterative reconstruction (FISTA + TV at its defaults) on the same operator, margin and frames, at
-    ``cfg.blend_weight`` or at the weight :func:`choose_blend_weight` finds (FISTA then also without the held-out
-    pixels the PINN did not see). Returns the blended images and what to add to the run's info."""
+def _blend_iterative(dataset, op, images: list, cfg: PINNConfig) -> tuple[list, dict]:
+    """``cfg.blend == "iterative"``: every time point's PINN image blended (:func:`blend_images`, at
+    ``cfg.blend_weight`` and ``cfg.blend_sigma``) with cusim's iterative reconstruction (FISTA + TV at its defaults)
+    on the same operator, margin and frames. Returns the blended images and what to add to the run's info: FISTA's
+    stop reasons and iterations, and (not stored with a result) the two images blended."""
     from .iterative import solve  # noqa: PLC0415
 
-    validated = cfg.blend == "validated"
-    out, reasons, iters, weights, notes, parts = [], [], 0, [], [], {"pinn": [], "iterative": []}
+    out, reasons, iters, parts = [], [], 0, {"pinn": [], "iterative": []}
     for t, image in enumerate(images):
-        frames = dataset.frames(t)
-        holdout = holdout_mask(frames.shape, cfg) if validated else None
-        fista = solve(frames, op, holdout=holdout)
-        weight = cfg.blend_weight
-        if validated:
-            weight, res = choose_blend_weight(frames, op, image, fista["image"], holdout, inset)
-            res = res / fista["sigma"] ** 2
-            j = int(np.flatnonzero(BLEND_GRID == weight)[0])
-            notes.append(f"held-out residual {res[-1]:.4f} sigma^2 for the PINN alone, {res[0]:.4f} for FISTA + TV "
-                         f"alone, {res[j]:.4f} at the PINN's share {weight:g}")
-        out.append(blend_images(image, fista["image"][op.field], weight))
-        weights.append(weight)
+        fista = solve(dataset.frames(t), op)
+        out.append(blend_images(image, fista["image"][op.field], cfg.blend_weight, sigma=cfg.blend_sigma))
         reasons.append(fista["stop_reason"])
         iters += fista["steps_run"]
         parts["pinn"].append(image)
         parts["iterative"].append(fista["image"][op.field])
-    info = {"iterative_stop_reason": "; ".join(reasons), "iterative_steps": iters,
-            "blend_parts": {k: np.stack(v) if dataset.is_series else v[0] for k, v in parts.items()}}
-    if validated:
-        info["blend_weight"] = weights[0] if len(weights) == 1 else " ".join(f"{w:g}" for w in weights)
-        info["blend_validation"] = "; ".join(notes)
-    return out, info
+    return out, {"iterative_stop_reason": "; ".join(reasons), "iterative_steps": iters,
+                 "blend_parts": {k: np.stack(v) if dataset.is_series else v[0] for k, v in parts.items()}}
