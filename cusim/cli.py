@@ -172,6 +172,9 @@ def demo(
     gain = res["scores"]["pinn"]["psnr_db"] - res["scores"]["widefield"]["psnr_db"]
     console.print(f"pinn on {res['device']}: {res['steps']} steps in {res['runtime_s']:.1f} s, stopped by "
                   f"{res['stop']}; {gain:+.1f} dB over widefield")
+    if res["blend"] != "none":
+        console.print("pinn's image: its fine detail, its coarse scales averaged with FISTA + TV's (--blend; "
+                      "cusim run --blend none gives the network's image alone)")
     console.print(f"data and reconstructions: [bold]{res['file']}[/]   figure: [bold]{res['figure']}[/]")
     console.print(f"next: cusim info {res['file']}")
 
@@ -367,7 +370,7 @@ def run(
                                        f"of the average, 0-1 (default {_D.blend_weight})."),
     blend_sigma: float = typer.Option(None, "--blend-sigma", help="pinn, --blend iterative: average "
                                       "only the coarser scales, below a Gaussian low-pass of this width in fine "
-                                      f"pixels; the PINN's image alone above it (default {_D.blend_sigma})."),
+                                      f"pixels; the PINN's image alone above it; 0: every scale (default {_D.blend_sigma})."),
     warm_start_steps: int = typer.Option(None, help=f"pinn: steps for each later time point (warm start) "
                                                     f"(default {_D.warm_start_steps})."),
     fast: bool = typer.Option(False, "--fast", help="pinn: the fast step: the U-Net in bfloat16 (autocast) with "

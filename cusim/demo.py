@@ -31,4 +31,5 @@ def pinn_demo(out: Path, *, size: int = 192, seed: int = 0, device: str = "auto"
     figure = save_figure(out / "demo.png", ds, pinn_res.image, "pinn", pinn_res.loss)
     return {"file": path, "figure": figure, "device": pinn_res.device, "runtime_s": pinn_res.runtime_s,
             "steps": pinn_res.extra.get("steps_run"), "stop": pinn_res.extra.get("stop_reason"),
+            "blend": pinn_res.params.get("blend", "none"),
             "scores": {m: s for m, (_, s) in results.items()}, "pixel_nm": pixel_nm}

@@ -29,15 +29,21 @@ def test_a_blend_does_not_depend_on_the_scale_and_offset_of_the_pinn_image():
 def test_a_blended_run_returns_the_mean_of_its_pinn_and_fista_images_and_records_both():
     ds = cusim.simulate(shape=(48, 48), snr=20, seed=3)
     kw = dict(device="cpu", steps=6, stop="max", width=4)
-    alone = cusim.reconstruct(ds, "pinn", **kw)
+    alone = cusim.reconstruct(ds, "pinn", blend="none", **kw)
     fista = cusim.reconstruct(ds, "iterative", device="cpu")
-    both = cusim.reconstruct(ds, "pinn", blend="iterative", **kw)
+    default = cusim.reconstruct(ds, "pinn", **kw)  # the default: the coarse scales averaged, 1 px low-pass
+    np.testing.assert_allclose(default.image, blend_images(alone.image, fista.image, 0.5, sigma=1.0), rtol=1e-5,
+                               atol=1e-6)
+    assert default.params["blend"] == "iterative" and default.params["blend_weight"] == 0.5
+    assert default.params["blend_sigma"] == 1.0
+    assert default.extra["iterative_steps"] == fista.extra["steps_run"]
+    assert default.extra["iterative_stop_reason"] == fista.extra["stop_reason"]
+    np.testing.assert_allclose(default.extra["blend_parts"]["pinn"], alone.image, rtol=1e-6, atol=1e-7)
+    both = cusim.reconstruct(ds, "pinn", blend_sigma=None, **kw)  # every scale averaged
     np.testing.assert_allclose(both.image, blend_images(alone.image, fista.image, 0.5), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(both.image, default.image, atol=1e-3)
     assert not np.allclose(both.image, blend_images(alone.image, fista.image, 1.0), atol=1e-3)
-    assert both.params["blend"] == "iterative" and both.params["blend_weight"] == 0.5
-    assert both.extra["iterative_steps"] == fista.extra["steps_run"]
-    assert both.extra["iterative_stop_reason"] == fista.extra["stop_reason"]
-    quarter = cusim.reconstruct(ds, "pinn", blend="iterative", blend_weight=0.25, **kw)
+    quarter = cusim.reconstruct(ds, "pinn", blend_weight=0.25, blend_sigma=None, **kw)
     np.testing.assert_allclose(quarter.image, blend_images(alone.image, fista.image, 0.25), rtol=1e-5, atol=1e-6)
 
 
@@ -63,13 +69,16 @@ def test_cli_blend_is_recorded_and_refused_for_other_methods(tmp_path):
     assert code == 1 and len(text.splitlines()) == 1 and "--blend: only for --method pinn" in text
     code, text = cli("--method", "pinn", "--blend", "iterative", "--blend-weight", "-0.1")
     assert code == 1 and len(text.splitlines()) == 1 and "--blend-weight: expected a finite number >= 0" in text
-    for other in ((), ("--blend", "validated")):  # a weight that would be ignored is refused
-        code, text = cli("--method", "pinn", *other, "--blend-weight", "0.3")
-        assert code == 1 and len(text.splitlines()) == 1 and "--blend-weight: only with --blend iterative" in text
-    code, text = cli("--method", "pinn", "--blend", "iterative", "--steps", "4", "--stop", "max")
+    code, text = cli("--method", "pinn", "--blend", "none", "--blend-weight", "0.3")  # it would be ignored
+    assert code == 1 and len(text.splitlines()) == 1 and "--blend-weight: only with --blend iterative" in text
+    code, text = cli("--method", "pinn", "--steps", "4", "--stop", "max")  # the default blends
     assert code == 0, text
     rec = io.load(path).recons["pinn"].attrs
     assert rec["params"]["blend"] == "iterative" and rec["iterative_steps"] >= 1
+    code, text = cli("--method", "pinn", "--blend", "none", "--steps", "4", "--stop", "max", "--name", "alone")
+    assert code == 0, text
+    rec = io.load(path).recons["alone"].attrs
+    assert rec["params"]["blend"] == "none" and "iterative_steps" not in rec
 
 
 
@@ -84,8 +93,9 @@ def test_a_low_pass_blend_averages_the_coarse_scales_and_keeps_the_pinn_s_fine_d
         assert np.abs(out - pinn)[8:-8, 8:-8].max() < 0.01  # a fine difference: the PINN's image kept
         out = blend_images(pinn, pinn + coarse, 0.25, sigma=sigma)
         np.testing.assert_allclose(out[8:-8, 8:-8], (pinn + 0.75 * coarse)[8:-8, 8:-8], atol=0.01)
-    with pytest.raises(ValueError, match=r"^blend_sigma: expected a finite number > 0 and <= 64, got 0"):
-        PINNConfig(blend_sigma=0)
+    with pytest.raises(ValueError, match=r"^blend_sigma: expected a finite number >= 0 and <= 64, got -1"):
+        PINNConfig(blend_sigma=-1)
+    np.testing.assert_array_equal(blend_images(pinn, pinn + fine, 0.5, sigma=0), blend_images(pinn, pinn + fine, 0.5))
 
 
 def test_held_out_pixels_play_no_part_in_the_fits_they_validate():

@@ -24,7 +24,7 @@ from .._files import atomic_target
 from .._threads import threads
 from .._validate import check_frames_vary, check_int
 from .._warnings import warn
-from ..backend import resolve_device, to_numpy, xp_for
+from ..backend import resolve_device, to_numpy
 from ..noise import camera_model, estimate_sigma
 from ..patterns import SinusoidParams, params_record
 from ..torch_ops import sim_forward
@@ -101,8 +101,8 @@ class _Stopper:
 
 
 def holdout_mask(shape: tuple, cfg: PINNConfig) -> np.ndarray:
-    """The camera pixels (a boolean mask of the frames' ``shape``) that ``stop="validation"`` and
-    holds out of the fit: ``cfg.holdout`` of them, drawn from ``cfg.seed``."""
+    """The camera pixels (a boolean mask of the frames' ``shape``) that ``stop="validation"`` holds out of the
+    fit: ``cfg.holdout`` of them, drawn from ``cfg.seed``."""
     gen = torch.Generator().manual_seed(cfg.seed)
     return (torch.rand(tuple(shape), generator=gen) < cfg.holdout).numpy()
 
@@ -684,8 +684,9 @@ def blend_images(pinn: np.ndarray, other: np.ndarray, weight: float, border: int
     scale of its closed-form gain, another method's its own, and the blend must not depend on either.
 
     Without ``sigma``, ``L`` is the identity and the blend is ``weight * P' + (1 - weight) * other``. With it,
-    ``L`` is a Gaussian low-pass of that width in pixels (edges reflected): below its cut-off (half power at
-    ``0.19 / sigma`` cycles per pixel) the blend is that average, above it the PINN's image alone."""
+    ``L`` is a Gaussian low-pass of that width in pixels (edges reflected; it passes half of a frequency of
+    ``0.19 / sigma`` cycles per pixel): at the coarse scales the blend is that average, at the fine ones the
+    PINN's image alone."""
     b = min(border, min(pinn.shape[-2:]) // 8)
     inner = (slice(b, pinn.shape[-2] - b), slice(b, pinn.shape[-1] - b))
     p, o = pinn.astype(np.float64), other.astype(np.float64)
