@@ -637,7 +637,10 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
     ``ensemble = N`` fits N networks (seeds ``seed`` to ``seed + N - 1``) stepped together as one batched
     network, each its own chain of warm starts through a time series, and returns the mean of their
     images; the losses and stop reasons are those of every member in order, refined patterns those of
-    the first. The checkpoint (of the first time point) holds every member."""
+    the first. The checkpoint (of the first time point) holds every member.
+
+    With ``blend="iterative"`` (the default) the image is :func:`blend_images` of the network's and FISTA + TV's;
+    ``info["blend_parts"]`` holds those two images (``"pinn"``, ``"iterative"``; not stored with a result)."""
     cfg, from_file = with_file_camera(PINNConfig.from_params(params), dataset.camera)
     check_int("checkpoint_every", checkpoint_every, 1)
     torch.set_num_threads(threads())  # cusim's setting (the process's cores unless --threads said otherwise)
