@@ -309,9 +309,18 @@ def test_an_ensemble_is_the_mean_of_its_members_each_warm_started_through_the_se
     # step); at lr 1e-2 Adam amplified that to 3e-3 by step 12 on this tiny network, at 1e-3 it stays ~1e-6
     # blend "none": the networks' images (the default blend maps the ensemble's mean, not each member, onto FISTA's)
     kw = dict(steps=6, warm_start_steps=3, stop="max", width=4, lr=1e-3, blend="none")
-    single = [cusim.reconstruct(ds, "pinn", device="cpu", seed=s, **kw) for s in (3, 4)]
+    # two threads wherever it runs: with one (a 1-core machine, taskset) the rounding differs and grew to 9e-4
+    # relative by the last step, with two it stays ~1e-6
+    from cusim._threads import set_threads, threads
+
+    previous = threads()
+    set_threads(2)
+    try:
+        single = [cusim.reconstruct(ds, "pinn", device="cpu", seed=s, **kw) for s in (3, 4)]
+        ens = cusim.reconstruct(ds, "pinn", device="cpu", seed=3, ensemble=2, **kw)
+    finally:
+        set_threads(previous)
     assert not np.allclose(single[0].image, single[1].image, atol=1e-3)  # the members differ
-    ens = cusim.reconstruct(ds, "pinn", device="cpu", seed=3, ensemble=2, **kw)
     mean = (single[0].image + single[1].image) / 2
     np.testing.assert_allclose(ens.image, mean, rtol=0, atol=1e-5 * float(mean.max()))
     assert ens.extra["ensemble"] == 2 and ens.extra["steps_run"] == 18 and len(ens.loss) == 18
