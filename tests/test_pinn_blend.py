@@ -79,7 +79,10 @@ def test_cli_blend_is_recorded_and_refused_for_other_methods(tmp_path):
     assert code == 0, text
     rec = io.load(path).recons["alone"].attrs
     assert rec["params"]["blend"] == "none" and "iterative_steps" not in rec
-
+    code, text = cli("--method", "pinn", "--blend-sigma", "1.5", "--steps", "4", "--stop", "max", "--name", "s15")
+    assert code == 0, text
+    rec = io.load(path).recons["s15"].attrs
+    assert rec["params"]["blend_sigma"] == 1.5 and "blend_parts" not in rec
 
 
 def test_a_low_pass_blend_averages_the_coarse_scales_and_keeps_the_pinn_s_fine_detail():
@@ -125,17 +128,3 @@ def test_held_out_pixels_play_no_part_in_the_fits_they_validate():
     la, ma = DataLoss("mse", torch.from_numpy(frames), 1.0, holdout=torch.from_numpy(mask))(pred)
     lb, mb = DataLoss("mse", torch.from_numpy(other), 1.0, holdout=torch.from_numpy(mask))(pred)
     assert float(la) == pytest.approx(float(lb), rel=1e-6) and float(mb) > 10 * float(ma)
-
-
-def test_cli_blend_sigma_is_recorded(tmp_path):
-    from typer.testing import CliRunner
-
-    from cusim.cli import app
-
-    ds = cusim.simulate(shape=(32, 32), seed=0)
-    path = io.save(ds, tmp_path / "s.h5")
-    out = CliRunner().invoke(app, ["run", str(path), "--method", "pinn", "--blend", "iterative", "--blend-sigma", "1.5",
-                                   "--steps", "4", "--stop", "max", "--metrics-border", "4"])
-    assert out.exit_code == 0, out.output
-    rec = io.load(path).recons["pinn"].attrs
-    assert rec["params"]["blend_sigma"] == 1.5 and "blend_parts" not in rec

@@ -96,7 +96,8 @@ def solve(frames: np.ndarray, op, cfg: IterativeConfig | None = None, callback=N
     K, N = frames.shape[0], frames.size
     weights = None
     if holdout is not None:  # the data term and its residual over the other pixels only
-        weights, N = xp.asarray((~holdout).astype(np.float32)), int((~holdout).sum())
+        kept = ~holdout
+        weights, N = xp.asarray(kept.astype(np.float32)), int(kept.sum())
     lam = cfg.prior_weight * sigma * K if prior != "none" else 0.0
     penalty = {"tv": tv, "hessian": hessian_norm}.get(prior)
     gain = offset = None

@@ -713,10 +713,11 @@ def _blend_iterative(dataset, op, images: list, cfg: PINNConfig) -> tuple[list, 
     out, reasons, iters, parts = [], [], 0, {"pinn": [], "iterative": []}
     for t, image in enumerate(images):
         fista = solve(dataset.frames(t), op)
-        out.append(blend_images(image, fista["image"][op.field], cfg.blend_weight, sigma=cfg.blend_sigma))
+        other = fista["image"][op.field]
+        out.append(blend_images(image, other, cfg.blend_weight, sigma=cfg.blend_sigma))
         reasons.append(fista["stop_reason"])
         iters += fista["steps_run"]
         parts["pinn"].append(image)
-        parts["iterative"].append(fista["image"][op.field])
+        parts["iterative"].append(other)
     return out, {"iterative_stop_reason": "; ".join(reasons), "iterative_steps": iters,
                  "blend_parts": {k: np.stack(v) if dataset.is_series else v[0] for k, v in parts.items()}}
