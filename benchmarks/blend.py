@@ -51,6 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--analyse", action="store_true",
                     help="also print where each method's error lies: dark / mid / bright pixels of the truth, and "
                          "frequency bands (Hann-windowed error power and the two errors' correlation per band)")
+    ap.add_argument("--peers", nargs="+", type=Path, default=[], metavar="JSON",
+                    help="benchmarks.quality JSON (same crop) whose 'paper' runs join the tables as the paper's method; "
+                         "the difference columns are then to the better of it and FISTA + TV")
     args = ap.parse_args(argv)
     args.pinn_params = {}
     for item in args.pinn_param:
@@ -162,28 +165,60 @@ def analyse(im: dict) -> list[str]:
     return lines
 
 
-def markdown(rows: list[dict]) -> str:
-    """Per sample PSNR dB / SSIM of every image, each against FISTA + TV; per set the means."""
-    keys = [k for k in rows[0] if isinstance(rows[0][k], dict)]
-    head = "| set | sample | " + " | ".join(keys) + " | " + " | ".join(f"{k} - fista" for k in keys
-                                                                      if k not in ("widefield", "fista")) + " |"
-    lines = [head, "|" + " --- |" * (2 + len(keys) + len(keys) - 2)]
+PEERS = ("widefield", "fista", "paper")  # columns scored against, not differenced
+
+
+def add_peers(rows: list[dict], paths: list[Path], crop: int) -> None:
+    """Each row's ``"paper"``: the paper's method on the same set, sample and crop in a ``benchmarks.quality`` JSON
+    (the same scoring, :func:`benchmarks.quality.quality`); rows it did not run stay without one."""
+    runs = {}
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        for rec in data.get("samples", []):
+            got = rec["methods"].get("paper")
+            if rec.get("crop") == crop and got and "psnr_db" in got:
+                runs[(rec["set"], int(rec["sample"]))] = got
     for r in rows:
-        f = r["fista"]["psnr_db"]
-        lines.append(f"| {r['set']} | {r['sample']} | " + " | ".join(f"{r[k]['psnr_db']:.2f} / {r[k]['ssim']:.3f}"
-                                                                     for k in keys)
-                     + " | " + " | ".join(f"{r[k]['psnr_db'] - f:+.2f}" for k in keys if k not in ("widefield", "fista"))
-                     + " |")
-    lines += ["", "Means per set (PSNR dB / SSIM); in brackets the mean difference to FISTA + TV and the worst sample's:",
+        if (r["set"], r["sample"]) in runs:
+            r["paper"] = runs[(r["set"], r["sample"])]
+
+
+def _best_peer(r: dict) -> float:
+    return max(r[k]["psnr_db"] for k in ("fista", "paper") if k in r)
+
+
+def markdown(rows: list[dict]) -> str:
+    """Per sample PSNR dB / SSIM of every image, each against FISTA + TV (or, where the paper's method ran, the
+    better of the two); per set the means. A cell is "-" where the sample has no such image."""
+    keys = list(dict.fromkeys(k for r in rows for k in r if isinstance(r[k], dict)))
+    peer = "best peer" if "paper" in keys else "fista"
+    diffs = [k for k in keys if k not in PEERS]
+
+    def cell(r, k):
+        return f"{r[k]['psnr_db']:.2f} / {r[k]['ssim']:.3f}" if k in r else "-"
+
+    head = "| set | sample | " + " | ".join(keys) + " | " + " | ".join(f"{k} - {peer}" for k in diffs) + " |"
+    lines = [head, "|" + " --- |" * (2 + len(keys) + len(diffs))]
+    for r in rows:
+        b = _best_peer(r)
+        lines.append(f"| {r['set']} | {r['sample']} | " + " | ".join(cell(r, k) for k in keys) + " | "
+                     + " | ".join(f"{r[k]['psnr_db'] - b:+.2f}" if k in r else "-" for k in diffs) + " |")
+    lines += ["", f"Means per set (PSNR dB / SSIM); in brackets the mean difference to the {peer} and the worst "
+              "sample's; a column some samples lack averages the samples it has (their count in brackets):",
               "", "| set | samples | " + " | ".join(keys) + " |", "|" + " --- |" * (2 + len(keys))]
     for name in dict.fromkeys(r["set"] for r in rows):
         rs = [r for r in rows if r["set"] == name]
         cells = []
         for k in keys:
-            d = [r[k]["psnr_db"] - r["fista"]["psnr_db"] for r in rs]
-            extra = "" if k in ("widefield", "fista") else f" ({np.mean(d):+.2f}; worst {min(d):+.2f})"
-            cells.append(f"{np.mean([r[k]['psnr_db'] for r in rs]):.2f} / {np.mean([r[k]['ssim'] for r in rs]):.3f}"
-                         + extra)
+            have = [r for r in rs if k in r]
+            if not have:
+                cells.append("-")
+                continue
+            d = [r[k]["psnr_db"] - _best_peer(r) for r in have]
+            extra = "" if k in PEERS else f" ({np.mean(d):+.2f}; worst {min(d):+.2f})"
+            extra += "" if len(have) == len(rs) else f" ({len(have)} of {len(rs)})"
+            cells.append(f"{np.mean([r[k]['psnr_db'] for r in have]):.2f} / "
+                         f"{np.mean([r[k]['ssim'] for r in have]):.3f}" + extra)
         lines.append(f"| {name} | {', '.join(str(r['sample']) for r in rs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -204,7 +239,8 @@ def main(argv=None) -> int:
         print(f"{name} #{sample} ({int(im['pinn_steps'])} steps, {float(im['pinn_s']):.0f} s): {line}", flush=True)
         if args.analyse:
             print("\n".join(analyse(im)))
-    keys = [k for k in rows[0] if isinstance(rows[0][k], dict)]
+    add_peers(rows, args.peers, args.crop)
+    keys = [k for k in rows[0] if isinstance(rows[0][k], dict) and all(k in r for r in rows)]
     print("\nmean PSNR / SSIM per set, and the difference to the better of pinn and fista:")
     for name in dict.fromkeys(r["set"] for r in rows):
         rs = [r for r in rows if r["set"] == name]

@@ -65,3 +65,27 @@ def test_pinn_curve_replays_the_default_stop_of_a_real_run(shared_data, tmp_path
     assert rec["rules"]["default"]["psnr_db"] == pytest.approx(quality(run.image.astype(np.float64),
                                                                        ds.ground_truth)["psnr_db"], abs=1e-6)
     assert rec["rules"]["loose"]["step"] < rec["rules"]["default"]["step"]
+
+
+def test_blend_tables_difference_to_the_better_peer_where_the_paper_method_ran(tmp_path):
+    """benchmarks.blend --peers: a sample the paper's method ran on is differenced to the better of it and
+    FISTA + TV; one it did not run on keeps FISTA + TV, and its paper cell is '-'."""
+    import json
+
+    from benchmarks.blend import add_peers, markdown
+
+    def q(psnr, ssim=0.9):
+        return {"psnr_db": psnr, "ssim": ssim, "frc05": 0.3}
+
+    rows = [{"set": "S", "sample": 6, "widefield": q(20.0), "fista": q(30.0), "pinn": q(31.0)},
+            {"set": "S", "sample": 7, "widefield": q(20.0), "fista": q(30.0), "pinn": q(29.0)}]
+    peers = {"samples": [{"set": "S", "sample": 6, "crop": 240, "methods": {"paper": q(30.5, 0.95)}},
+                         {"set": "S", "sample": 7, "crop": 120, "methods": {"paper": q(40.0)}}]}  # another crop
+    (tmp_path / "q.json").write_text(json.dumps(peers))
+    add_peers(rows, [tmp_path / "q.json"], crop=240)
+    assert "paper" in rows[0] and "paper" not in rows[1]
+    text = markdown(rows)
+    assert "| S | 6 | 20.00 / 0.900 | 30.00 / 0.900 | 31.00 / 0.900 | 30.50 / 0.950 | +0.50 |" in text
+    assert "| S | 7 | 20.00 / 0.900 | 30.00 / 0.900 | 29.00 / 0.900 | - | -1.00 |" in text
+    # means: pinn - best peer (+0.50, -1.00) -> -0.25, worst -1.00; the paper column averages its one sample
+    assert "30.00 / 0.900 (-0.25; worst -1.00)" in text and "30.50 / 0.950 (1 of 2)" in text
