@@ -55,6 +55,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="benchmarks.quality JSON (same crop) whose 'paper' runs join the tables as the paper's method; "
                          "the difference columns are then to the better of it and FISTA + TV")
     args = ap.parse_args(argv)
+    for path in args.peers:
+        if not path.is_file():
+            ap.error(f"--peers: {path}: no such file (a benchmarks.quality JSON)")
     args.pinn_params = {}
     for item in args.pinn_param:
         key, sep, value = item.partition("=")
