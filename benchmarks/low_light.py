@@ -17,9 +17,10 @@ is the unthinned frames (the ceiling each method reaches with all the light).
 
 Simulated: ``cusim.simulate`` filaments, ``--sim-size`` squared fine pixels (camera: half), linear 3 x 3,
 SNR ``--sim-snr`` per raw pixel, true patterns; PSNR / SSIM / FRC against the truth (the convention of
-``benchmarks.quality``). Each PINN row is one ``stop="max"`` run of ``--sim-steps`` steps
-(``benchmarks.pinn_curve``): its PSNR-vs-step curve's best point, and the image where the default
-stopping rule fires (the image the default run returns; "max" if it never fires within the steps).
+``benchmarks.quality``). Each PINN row is what ``cusim.reconstruct`` returns with ``steps=--sim-steps``
+(with the default blend, the network's image where its rule fires, blended with FISTA + TV's); beside it a
+second, ``stop="max"`` run of the network alone (``benchmarks.pinn_curve``, same seed) gives its PSNR-vs-step
+curve's best point and the network's image where the rule fires on it ("max" if never within the steps).
 
 Writes ``benchmarks/results/low_light-<device>.json`` and ``.md`` (the table of docs/quality.md, "Low light").
 """
