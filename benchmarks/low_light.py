@@ -191,11 +191,10 @@ def simulated(args, methods: dict, save) -> dict:
             # the row is what the run itself returns (with the default blend, the network's image at the stop
             # blended with FISTA + TV's); the curve is the network's alone
             t1 = time.perf_counter()
-            cfg = PINNConfig()
             res = cusim.reconstruct(ds, method, device=args.device, steps=args.sim_steps, **params)
             rec = {**quality(res.image.astype(np.float64), ds.ground_truth), "runtime_s": time.perf_counter() - t1,
                    "stop": res.extra.get("stop_reason"), "steps": res.extra.get("steps_run"),
-                   "blend": f"{params.get('blend', cfg.blend)}" if "blend_parts" in res.extra else "none"}
+                   "blend": params.get("blend", PINNConfig.blend) if "blend_parts" in res.extra else "none"}
             out["pinn_curves"][label] = {"best": best, "stop": {k: fired[k] for k in ("step", "reason", "psnr_db")},
                                          "returned": {"psnr_db": rec["psnr_db"], "blend": rec["blend"]},
                                          "curve_runtime_s": t1 - t0,
