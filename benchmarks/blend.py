@@ -1,7 +1,7 @@
 """Does averaging the PINN's image with FISTA + TV's beat both? (issue 19 experiment)
 
     python -m benchmarks.blend --items NL_SIM/ccp:1 SIM/microtubules:2 sim/linear:10 ... [--crop 240] [--cache DIR]
-        [--pinn-param KEY=VALUE ...] [--weights 0.25 0.5 0.75] [--sigmas 1] [--out JSON]
+        [--pinn-param KEY=VALUE ...] [--weights 0.25 0.5 0.75] [--sigmas 1] [--ensemble-seeds 1 ...] [--out JSON]
 
 Per item (the central ``--crop`` of a PINN-paper sample, the protocol of ``benchmarks.quality``): cusim's default
 PINN and its default FISTA + TV (both with their default margin), each image kept in ``--cache`` (an ``.npz`` per
@@ -11,6 +11,10 @@ where ``P'`` is the PINN image mapped onto FISTA's by a least-squares scale and 
 PINN's image has the scale of its closed-form gain; nothing of the ground truth is used to blend), each scored like the methods
 themselves (least-squares fit to the ground truth, 10 px border, PSNR / SSIM / FRC 0.5).
 An item ``sim/<family>:<snr>`` is ``cusim.simulate``'s 128 x 128 filaments of that pattern family at that SNR (seed 7).
+
+With ``--ensemble-seeds 1 ...`` the networks of those seeds (each run once and cached like the first) join it: the
+ensemble ``ens<N>`` is the mean of the N networks' images, which is what ``ensemble=N`` computes (its members are
+the separate runs: tests/test_pinn.py), scored alone and blended like one network's image.
 
 With ``--pinn-param blend=iterative`` the PINN run blends itself: its PINN part is scored as ``pinn`` and its image
 as ``run_blend``; ``fista`` is FISTA + TV at its defaults.
@@ -51,6 +55,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--analyse", action="store_true",
                     help="also print where each method's error lies: dark / mid / bright pixels of the truth, and "
                          "frequency bands (Hann-windowed error power and the two errors' correlation per band)")
+    ap.add_argument("--ensemble-seeds", nargs="+", type=int, default=[], metavar="SEED",
+                    help="also score the ensemble of the PINN run with the network runs of these seeds (each its own "
+                         "cached run with seed=SEED, blend=none): the mean of the networks' images (what ensemble=N "
+                         "returns unblended), and that mean blended with FISTA + TV at every weight and sigma")
     ap.add_argument("--peers", nargs="+", type=Path, default=[], metavar="JSON",
                     help="benchmarks.quality JSON (same crop) whose 'paper' runs join the tables as the paper's method; "
                          "the difference columns are then to the better of it and FISTA + TV")
@@ -64,6 +72,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         if not sep:
             ap.error(f"--pinn-param: expected KEY=VALUE, got {item!r}")
         args.pinn_params[key.strip()] = _param_value(value.strip())
+    base = args.pinn_params.get("seed", 0)
+    if base in args.ensemble_seeds or len(set(args.ensemble_seeds)) < len(args.ensemble_seeds):
+        ap.error(f"--ensemble-seeds: expected seeds other than the run's own ({base}) and each once, "
+                 f"got {args.ensemble_seeds}")
     return args
 
 
@@ -126,15 +138,37 @@ def images(name: str, sample: int, args) -> dict:
     return out
 
 
-def score(im: dict, weights: list[float], sigmas: list[float] = ()) -> dict:
+def members(name: str, sample: int, args) -> list[np.ndarray]:
+    """The network images (blend none) of the same item for every seed of ``--ensemble-seeds``, each from its own
+    cached run (``--pinn-param`` plus ``seed`` and ``blend=none``); empty where one is not cached under
+    ``--no-run`` (the row then has no ensemble)."""
+    out = []
+    for seed in args.ensemble_seeds:
+        sub = argparse.Namespace(**{**vars(args), "pinn_params": {**args.pinn_params, "seed": seed, "blend": "none"}})
+        try:
+            out.append(images(name, sample, sub)["pinn"])
+        except FileNotFoundError:
+            return []
+    return out
+
+
+def score(im: dict, weights: list[float], sigmas: list[float] = (), others: list[np.ndarray] = ()) -> dict:
+    """PSNR / SSIM / FRC of every image of an item: widefield, pinn, fista, the blends ``blend{w}`` and
+    ``blend{w}s{sigma}``, the run's own blend; with ``others`` (further networks' images of the same item) the
+    ensemble ``ens{N}``, the mean of the N networks' images, and its blends ``ens{N}_blend{w}[s{sigma}]``."""
     truth = im["truth"].astype(np.float64)
     p, f = im["pinn"].astype(np.float64), im["fista"].astype(np.float64)
     res = {"widefield": quality(im["widefield"].astype(np.float64), truth), "pinn": quality(p, truth),
            "fista": quality(f, truth)}
-    for w in weights:  # the arithmetic of cusim run --method pinn --blend iterative --blend-weight w
-        res[f"blend{w:g}"] = quality(blend_images(p, f, w).astype(np.float64), truth)
-        for sg in sigmas:  # ... with --blend-sigma sg
-            res[f"blend{w:g}s{sg:g}"] = quality(blend_images(p, f, w, sigma=sg).astype(np.float64), truth)
+    images = {"": p}
+    if len(others):  # what ensemble=N returns before its blend: the mean of the members' images
+        images[f"ens{len(others) + 1}_"] = np.mean([p, *(o.astype(np.float64) for o in others)], axis=0)
+        res[f"ens{len(others) + 1}"] = quality(images[f"ens{len(others) + 1}_"], truth)
+    for tag, q in images.items():
+        for w in weights:  # the arithmetic of cusim run --method pinn --blend iterative --blend-weight w
+            res[f"{tag}blend{w:g}"] = quality(blend_images(q, f, w).astype(np.float64), truth)
+            for sg in sigmas:  # ... with --blend-sigma sg
+                res[f"{tag}blend{w:g}s{sg:g}"] = quality(blend_images(q, f, w, sigma=sg).astype(np.float64), truth)
     if "blended" in im:  # the run's own blend (a --pinn-param blend=iterative run)
         res["run_blend"] = quality(im["blended"].astype(np.float64), truth)
     return res
@@ -235,7 +269,7 @@ def main(argv=None) -> int:
     for item in args.items:
         name, _, sample = item.rpartition(":")
         im = images(name, int(sample), args)
-        s = score(im, args.weights, args.sigmas)
+        s = score(im, args.weights, args.sigmas, members(name, int(sample), args))
         rows.append({"set": name, "sample": int(sample), "pinn_steps": int(im["pinn_steps"]),
                      "pinn_s": float(im["pinn_s"]), **s})
         line = "  ".join(f"{k} {v['psnr_db']:.2f}/{v['ssim']:.3f}" for k, v in s.items())

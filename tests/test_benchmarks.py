@@ -89,3 +89,29 @@ def test_blend_tables_difference_to_the_better_peer_where_the_paper_method_ran(t
     assert "| S | 7 | 20.00 / 0.900 | 30.00 / 0.900 | 29.00 / 0.900 | - | -1.00 |" in text
     # means: pinn - best peer (+0.50, -1.00) -> -0.25, worst -1.00; the paper column averages its one sample
     assert "30.00 / 0.900 (-0.25; worst -1.00)" in text and "30.50 / 0.950 (1 of 2)" in text
+
+
+def test_blend_scores_the_ensemble_of_cached_seeds_as_ensemble_n_returns_it(tmp_path):
+    """benchmarks.blend --ensemble-seeds: the ensemble is the mean of the networks' images (the batched ensemble's
+    image: tests/test_pinn.py), blended with FISTA + TV like one network's; a seed not cached under --no-run
+    leaves the row without an ensemble; the run's own seed is refused."""
+    from benchmarks.blend import members, parse_args, score
+    from benchmarks.quality import quality
+    from cusim.recon.pinn import blend_images
+
+    rng = np.random.default_rng(0)
+    truth = rng.random((48, 48))
+    im = {"truth": truth, "widefield": truth + 0.3 * rng.random((48, 48)),
+          "fista": truth + 0.1 * rng.standard_normal((48, 48)), "pinn": truth + 0.1 * rng.standard_normal((48, 48))}
+    other = truth + 0.1 * rng.standard_normal((48, 48))
+    res = score(im, [0.5], [1.0], [other])
+    mean = (im["pinn"] + other) / 2
+    assert res["ens2"] == quality(mean, truth)
+    assert res["ens2_blend0.5s1"] == quality(blend_images(mean, im["fista"], 0.5, sigma=1.0).astype(np.float64),
+                                             truth)
+    assert res["ens2"]["psnr_db"] > res["pinn"]["psnr_db"] + 1.0  # independent errors average down (~3 dB)
+    assert "ens2" not in score(im, [0.5], [1.0])
+    args = parse_args(["--items", "S:1", "--ensemble-seeds", "1", "--no-run", "--cache", str(tmp_path)])
+    assert members("S", 1, args) == []
+    with pytest.raises(SystemExit):
+        parse_args(["--items", "S:1", "--ensemble-seeds", "0"])
