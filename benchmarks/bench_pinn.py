@@ -79,7 +79,7 @@ def pinn_step(ds, device: str = "cpu", physics: str = "cusim", cfg=None):
     """
     from cusim.recon.pinn import PINNConfig, PINNStep  # noqa: PLC0415
 
-    cfg = cfg or PINNConfig()
+    cfg = cfg or PINNConfig(ensemble=1)
     frames = ds.frames()
     op = ds.operator(device=device)
     if physics == "cusim":
@@ -198,12 +198,13 @@ def bench_step_case(ds, device: str, repeats: int, warmup: int, paper: bool = Tr
     then the per-stage breakdown of the eager steps and peer (b)."""
     from cusim.recon.pinn import FAST, PINNConfig  # noqa: PLC0415
 
-    makers = {"cusim": lambda: pinn_step(ds, device, "cusim", PINNConfig(graph=False)),
-              "cusim_fast": lambda: pinn_step(ds, device, "cusim", PINNConfig(graph=False, **FAST)),
-              "cusim_graph": lambda: pinn_step(ds, device, "cusim", PINNConfig()),
-              "cusim_graph_fast": lambda: pinn_step(ds, device, "cusim", PINNConfig(**FAST)),
+    one = {"ensemble": 1}  # one network's step (the default reconstruction on CUDA is an ensemble: ENSEMBLE_CUDA)
+    makers = {"cusim": lambda: pinn_step(ds, device, "cusim", PINNConfig(graph=False, **one)),
+              "cusim_fast": lambda: pinn_step(ds, device, "cusim", PINNConfig(graph=False, **FAST, **one)),
+              "cusim_graph": lambda: pinn_step(ds, device, "cusim", PINNConfig(**one)),
+              "cusim_graph_fast": lambda: pinn_step(ds, device, "cusim", PINNConfig(**FAST, **one)),
               "cusim_ens4": lambda: pinn_step(ds, device, "cusim", PINNConfig(ensemble=ENSEMBLE)),
-              "torch_fft_pinn": lambda: pinn_step(ds, device, "torch_fft", PINNConfig(graph=False))}
+              "torch_fft_pinn": lambda: pinn_step(ds, device, "torch_fft", PINNConfig(graph=False, **one))}
     if paper:
         makers["paper_pinn"] = lambda: paper_pinn.step_fn(ds, device)
     steps, out = {}, {}
@@ -351,25 +352,26 @@ def run_full(args) -> dict:
             info.update(cusim.reconstruct(ds, "pinn", device=dev, steps=n, **kw).extra)
         return fn
 
-    _guarded(cusim_run(2, stop="max"))  # warm-ups: kernels compiled, cuDNN initialised
+    _guarded(cusim_run(2, stop="max", ensemble=1))  # warm-ups: kernels compiled, cuDNN initialised
     _guarded(lambda: paper_pinn.paper_pinn(ds, steps=2, device=dev))
-    _guarded(cusim_run(2, stop="max", **FAST))
+    _guarded(cusim_run(2, stop="max", ensemble=1, **FAST))
 
     def note(name, res):
         return _report(name, res, lambda r: f"{r['median_ms'] / 1e3:.2f} s, {r.get('steps')} steps")
 
-    # the N-step runs time the network against the paper's (blend "none"); the default-stop run below is the
-    # default reconstruction, the blend with FISTA + TV included
-    out = {"cusim": note("cusim", _guarded(lambda: {"status": "ok", **timed(cusim_run(steps, stop="max", blend="none"),
-                                                                            1, 0), "steps": steps})),
+    # the N-step runs time one network against the paper's (blend "none", ensemble 1); the default-stop run below
+    # is the default reconstruction: the blend with FISTA + TV included, and on CUDA an ensemble (ENSEMBLE_CUDA)
+    out = {"cusim": note("cusim", _guarded(lambda: {"status": "ok", **timed(cusim_run(steps, stop="max", blend="none",
+                                                                                      ensemble=1), 1, 0),
+                                                    "steps": steps})),
            FASTEST: note(FASTEST, _guarded(lambda: {"status": "ok", **timed(cusim_run(steps, stop="max", blend="none",
-                                                                                      **FAST), 1, 0),
+                                                                                      ensemble=1, **FAST), 1, 0),
                                                     "steps": steps}))}
     if dev == "cuda" or args.default_stop:  # before the paper's method: the slowest run goes last
         # the wall clock from calling cusim.reconstruct to the image on the host (set-up and capture included)
         out["cusim_default_stop"] = note("cusim_default_stop", _guarded(lambda: {
             "status": "ok", **C.time_cpu(cusim_run(FULL_STEPS_GPU), 3 if dev == "cuda" else 1, 0),
-            "steps": info.get("steps_run"), "stop_reason": info.get("stop_reason")}))
+            "steps": info.get("steps_run"), "stop_reason": info.get("stop_reason"), "ensemble": info.get("ensemble")}))
     else:
         out["cusim_default_stop"] = C.skipped("CPU: cusim's default stop takes ~150-500 steps of about a second "
                                               "or more each; add --default-stop to time it")
@@ -380,7 +382,8 @@ def run_full(args) -> dict:
               if v.get("status") == "ok" and k != "cusim_default_stop" and steps != FULL_STEPS_GPU}
     rows = []
     for k, v in out.items():
-        names = {"cusim_default_stop": "cusim, default stop (discrepancy; wall clock)",
+        names = {"cusim_default_stop": f"cusim, default stop (discrepancy; wall clock; {v.get('ensemble')} "
+                                       "network(s), steps summed)",
                  "cusim": "cusim float32" + (" (captured)" if dev == "cuda" else ""),
                  FASTEST: "cusim fast (--fast" + (", captured)" if dev == "cuda" else ")")}
         rows.append([label, names.get(k, IMPLS.get(k, k)),

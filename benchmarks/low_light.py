@@ -135,7 +135,7 @@ def validation_curve(ds, params: dict, steps: int, every: int, device: str) -> d
     from cusim.recon import pinn as P  # noqa: PLC0415
 
     margin = P.auto_margin(ds)
-    cfg = P.PINNConfig(**{**params, "steps": steps, "stop": "validation"})
+    cfg = P.PINNConfig(**{"ensemble": 1, **params, "steps": steps, "stop": "validation"})  # one trajectory
     fit = P.PINNStep(ds.frames(), ds.operator(margin_camera=margin, device=device), cfg,
                      watch_inset=P.watch_inset(ds, margin))
 

@@ -93,7 +93,8 @@ def curve(ds, args, device: str) -> dict:
     from cusim.recon import pinn as P  # noqa: PLC0415
 
     margin = P.auto_margin(ds) if args.margin_camera is None else args.margin_camera
-    cfg = P.PINNConfig(**{**args.params, "steps": args.steps, "stop": "max"})
+    # one network: the curve is one trajectory (the CUDA default, an ensemble, would step several)
+    cfg = P.PINNConfig(**{"ensemble": 1, **args.params, "steps": args.steps, "stop": "max"})
     fit = P.PINNStep(ds.frames(), ds.operator(margin_camera=margin, device=device), cfg,
                      watch_inset=P.watch_inset(ds, margin))
     truth = ds.ground_truth
@@ -103,7 +104,7 @@ def curve(ds, args, device: str) -> dict:
 
     stoppers = {}
     for name, rp in args.rules.items():
-        rcfg = P.PINNConfig(**{**args.params, **rp, "steps": args.steps, "stop": "discrepancy"})
+        rcfg = P.PINNConfig(**{"ensemble": 1, **args.params, **rp, "steps": args.steps, "stop": "discrepancy"})
         stoppers[name] = P._Stopper(rcfg)
     fired, points = {}, []
     t0 = time.perf_counter()

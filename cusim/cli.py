@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ._version import __version__
-from .recon.config import CONFIGS, FAST
+from .recon.config import CONFIGS, ENSEMBLE_CUDA, FAST
 from .recon.config import IterativeConfig as _I
 from .recon.config import PINNConfig as _D  # the defaults the help texts name
 from .recon.config import WienerConfig as _W
@@ -362,8 +362,8 @@ def run(
     reg: float = typer.Option(None, "--reg", hidden=True, help="Deprecated spelling of --prior-weight."),
     seed: int = typer.Option(None, help=f"pinn: seed of the network's weights (default {_D.seed})."),
     ensemble: int = typer.Option(None, help="pinn: average the images of this many networks (seeds seed, seed+1, "
-                                            f"...), stepped together as one batched network: that many times the "
-                                            f"time on a CPU, less on a GPU (default {_D.ensemble})."),
+                                            "...), stepped together as one batched network, about that many times "
+                                            f"the time (default {ENSEMBLE_CUDA} on a GPU, 1 on the CPU)."),
     blend: str = typer.Option(None, "--blend", help="pinn: none | iterative: return the PINN's image averaged with "
                               f"FISTA + TV's (--method iterative at its defaults) (default {_D.blend})."),
     blend_weight: float = typer.Option(None, "--blend-weight", help="pinn, --blend iterative: the PINN's share "

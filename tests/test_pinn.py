@@ -460,6 +460,19 @@ def test_cli_fast_records_its_settings_and_is_refused_for_other_methods(tmp_path
     assert (params["precision"], params["channels_last"], params["sync_every"]) == ("bfloat16", True, 10)
 
 
+def test_the_ensemble_default_is_one_network_on_the_cpu_and_ensemble_cuda_on_cuda():
+    from cusim.recon.config import ENSEMBLE_CUDA, with_ensemble  # noqa: PLC0415
+
+    assert ENSEMBLE_CUDA >= 2 and pinn.PINNConfig().ensemble is None
+    assert with_ensemble(pinn.PINNConfig(), "cpu").ensemble == 1
+    assert with_ensemble(pinn.PINNConfig(), "cuda").ensemble == ENSEMBLE_CUDA
+    assert with_ensemble(pinn.PINNConfig(ensemble=3), "cpu").ensemble == 3
+    assert with_ensemble(pinn.PINNConfig(ensemble=1), "cuda").ensemble == 1
+    res = cusim.reconstruct(cusim.simulate(shape=(32, 32), seed=0), "pinn", device="cpu", steps=5, stop="max",
+                            width=4, blend="none")
+    assert res.extra["ensemble"] == 1 and res.extra["steps_run"] == 5 and res.params["ensemble"] is None
+
+
 def test_cli_ensemble_is_recorded_and_checked(tmp_path):
     path = io.save(cusim.simulate(shape=(32, 32), seed=0), tmp_path / "s.h5")
     res, text = _cli("run", path, "--method", "iterative", "--ensemble", "2", "--metrics-border", "4")
@@ -530,7 +543,7 @@ def test_discrepancy_also_stops_where_the_residual_stalls_above_tau():
 def test_pinn_on_cuda_fits_like_the_cpu(small):
     """The same seeded U-Net and physics on the GPU: the same first loss (cuDNN's TF32 convolutions change
     the rounding, not the function) and after 60 steps the same fit and quality; the fast step too."""
-    cfg = dict(steps=60, stop="max", width=8, lr=1e-2, seed=2)
+    cfg = dict(steps=60, stop="max", width=8, lr=1e-2, seed=2, ensemble=1)  # one network on both devices
     runs = {"cpu": pinn.optimise(small.frames(), small.operator(device="cpu"), pinn.PINNConfig(**cfg)),
             "cuda": pinn.optimise(small.frames(), small.operator(device="cuda"), pinn.PINNConfig(**cfg)),
             "fast": pinn.optimise(small.frames(), small.operator(device="cuda"), pinn.PINNConfig(**cfg, **pinn.FAST))}
@@ -599,15 +612,32 @@ def test_the_captured_step_stops_where_the_eager_step_stops(small, deterministic
     """The rule looks at every step of a replayed block: the stop, its histories and image are the eager
     run's (read back every step), and a warm-started time series runs captured too."""
     op = small.operator(device="cuda")
-    cfg = dict(steps=300, tau=8.0, width=8, lr=1e-2, seed=1)
+    cfg = dict(steps=300, tau=8.0, width=8, lr=1e-2, seed=1, ensemble=1)
     captured = pinn.optimise(small.frames(), op, pinn.PINNConfig(**cfg))
     eager = pinn.optimise(small.frames(), op, pinn.PINNConfig(graph=False, sync_every=1, **cfg))
     assert captured.stop_reason.startswith("discrepancy") and captured.steps % pinn.GRAPH_BLOCK != 0
     assert (captured.steps, captured.stop_reason) == (eager.steps, eager.stop_reason)
     np.testing.assert_allclose(captured.image, eager.image, rtol=0, atol=1e-4 * float(eager.image.max()))
     ds = cusim.simulate(shape=(32, 32), snr=20, T=2, seed=2)
-    res = cusim.reconstruct(ds, "pinn", device="cuda", steps=30, warm_start_steps=10, stop="max", width=4)
+    res = cusim.reconstruct(ds, "pinn", device="cuda", steps=30, warm_start_steps=10, stop="max", width=4,
+                            ensemble=1)
     assert res.image.shape == (2, 32, 32) and res.extra["steps_run"] == 40 and np.isfinite(res.image).all()
+
+
+@pytest.mark.gpu
+def test_the_default_on_cuda_is_an_ensemble_of_ensemble_cuda_networks(small):
+    """On CUDA an ensemble size left unset is ENSEMBLE_CUDA networks (seeds 0, 1, ...): the image is the mean of
+    what those seeds give as single networks, and the record says how many ran; the settings record it unset."""
+    from cusim.recon.config import ENSEMBLE_CUDA  # noqa: PLC0415
+
+    common = dict(steps=20, stop="max", width=4, blend="none")
+    res = cusim.reconstruct(small, "pinn", device="cuda", **common)
+    singles = [cusim.reconstruct(small, "pinn", device="cuda", ensemble=1, seed=j, **common).image
+               for j in range(ENSEMBLE_CUDA)]
+    assert res.extra["ensemble"] == ENSEMBLE_CUDA and res.params["ensemble"] is None
+    assert res.extra["steps_run"] == 20 * ENSEMBLE_CUDA
+    scale = float(np.abs(res.image).max())
+    assert float(np.abs(res.image - np.mean(singles, axis=0)).max()) <= 1e-2 * scale  # TF32 rounding apart
 
 
 @pytest.mark.gpu

@@ -28,7 +28,8 @@ from ..backend import resolve_device, to_numpy
 from ..noise import camera_model, estimate_sigma
 from ..patterns import SinusoidParams, params_record
 from ..torch_ops import sim_forward
-from .config import FAST, GRAPH_BLOCK, INPUTS, PRECISIONS, PRIORS, STOPS, PINNConfig, with_file_camera  # noqa: F401  (re-exported)
+from .config import (FAST, GRAPH_BLOCK, INPUTS, PRECISIONS, PRIORS, STOPS, PINNConfig, with_ensemble,  # noqa: F401
+                     with_file_camera)  # (re-exported)
 from ._pinn_background import Background
 from .losses import DataLoss, prior
 from .widefield import upsample_cubic
@@ -144,8 +145,9 @@ class PINNStep:
     def __init__(self, frames: np.ndarray, op, cfg: PINNConfig, *, init_state: dict | None = None,
                  pattern_params=None, blur=None, physics=None, watch_inset: int | None = None):
         t0 = time.perf_counter()
-        self.cfg, self.op = cfg, op
         self.device = dev = _torch_device(op)
+        cfg = with_ensemble(cfg, dev.type)  # an ensemble size left to the device
+        self.cfg, self.op = cfg, op
         self.members = n = cfg.ensemble
         self.sigma, _ = estimate_sigma(frames, op)
         m = getattr(op, "margin_camera", 0)  # camera pixels past the field (peers' physics objects have none)
@@ -646,6 +648,7 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
     torch.set_num_threads(threads())  # cusim's setting (the process's cores unless --threads said otherwise)
     margin = auto_margin(dataset) if margin_camera is None else margin_camera
     op = dataset.operator(pad_fine=pad_fine, margin_camera=margin, device=resolve_device(device))
+    cfg = with_ensemble(cfg, op.device)
     inset = watch_inset(dataset, margin)
     pparams, blur = _refine_setup(dataset, op) if cfg.refine_patterns else (None, None)
     checkpoint = None if checkpoint is None else Path(checkpoint)
