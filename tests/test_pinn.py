@@ -625,10 +625,12 @@ def test_the_captured_step_stops_where_the_eager_step_stops(small, deterministic
 
 
 @pytest.mark.gpu
-def test_the_default_on_cuda_is_an_ensemble_of_ensemble_cuda_networks(small):
+def test_the_default_on_cuda_is_an_ensemble_of_ensemble_cuda_networks(small, deterministic_cudnn, monkeypatch):
     """On CUDA an ensemble size left unset is ENSEMBLE_CUDA networks (seeds 0, 1, ...): the image is the mean of
     what those seeds give as single networks, and the record says how many ran; the settings record it unset."""
     from cusim.recon.config import ENSEMBLE_CUDA  # noqa: PLC0415
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # grouped and single convolutions round alike
 
     common = dict(steps=20, stop="max", width=4, blend="none")
     res = cusim.reconstruct(small, "pinn", device="cuda", **common)
