@@ -382,8 +382,9 @@ def run_full(args) -> dict:
               if v.get("status") == "ok" and k != "cusim_default_stop" and steps != FULL_STEPS_GPU}
     rows = []
     for k, v in out.items():
-        names = {"cusim_default_stop": f"cusim, default stop (discrepancy; wall clock; {v.get('ensemble')} "
-                                       "network(s), steps summed)",
+        n = v.get("ensemble")
+        names = {"cusim_default_stop": "cusim, default stop (discrepancy; wall clock"
+                                       + (f"; {n} networks, steps summed)" if n and n > 1 else ")"),
                  "cusim": "cusim float32" + (" (captured)" if dev == "cuda" else ""),
                  FASTEST: "cusim fast (--fast" + (", captured)" if dev == "cuda" else ")")}
         rows.append([label, names.get(k, IMPLS.get(k, k)),
