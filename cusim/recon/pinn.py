@@ -648,7 +648,6 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
     torch.set_num_threads(threads())  # cusim's setting (the process's cores unless --threads said otherwise)
     margin = auto_margin(dataset) if margin_camera is None else margin_camera
     op = dataset.operator(pad_fine=pad_fine, margin_camera=margin, device=resolve_device(device))
-    cfg = with_ensemble(cfg, op.device)
     inset = watch_inset(dataset, margin)
     pparams, blur = _refine_setup(dataset, op) if cfg.refine_patterns else (None, None)
     checkpoint = None if checkpoint is None else Path(checkpoint)
@@ -668,7 +667,7 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
         if cfg.refine_patterns:  # each member's chain goes on from its own refined patterns
             pparams = [m["pattern_params"] for m in run.members]
     info = {"loss": np.concatenate(losses), "stop_reason": "; ".join(reasons), "sigma": run.sigma, "tau": run.tau,
-            "margin_camera": margin, "watch_inset": inset, "ensemble": cfg.ensemble,
+            "margin_camera": margin, "watch_inset": inset, "ensemble": len(run.members),
             "steps_run": int(sum(len(v) for v in losses))}
     if cfg.blend != "none":
         images, blend_info = _blend_iterative(dataset, op, images, cfg)
