@@ -4,24 +4,50 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .backend import resolve_device
 from .io import add_recon, save
 from .recon import reconstruct
+from .recon.config import FAST
 from .report import image_metrics, save_figure
 from .simulate import simulate
 
 
+def native_bfloat16_cpu() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX), where the PINN's fast step
+    (``cusim.recon.config.FAST``) takes about 0.6x the float32 step's time (docs/performance.md); elsewhere
+    bfloat16 is emulated and slower. False without PyTorch or where it cannot tell."""
+    try:
+        import torch  # noqa: PLC0415
+    except ImportError:
+        return False
+    cpu = getattr(torch, "cpu", None)
+    checks = (getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    try:
+        return any(check() for check in checks if check is not None)
+    except RuntimeError:
+        return False
+
+
 def pinn_demo(out: Path, *, size: int = 192, seed: int = 0, device: str = "auto", steps: int = 400,
-              callback=None) -> dict:
+              fast: bool | None = None, callback=None) -> dict:
     """Simulate a ``size`` x ``size`` linear-SIM dataset (SNR 20, camera 2x coarser), reconstruct it with
-    the widefield method and the PINN, store both in ``out/demo.h5`` and draw ``out/demo.png``."""
+    the widefield method and the PINN, store both in ``out/demo.h5`` and draw ``out/demo.png``.
+
+    ``fast`` runs the PINN's fast step (``cusim run --fast``: the U-Net's inner levels in bfloat16);
+    None: on a CPU with native bfloat16 (:func:`native_bfloat16_cpu`), where it keeps the demo near a
+    minute on 2 cores, and not elsewhere (on a GPU the default step is the fast one to have)."""
     out = Path(out)
+    device = resolve_device(device)
+    if fast is None:
+        fast = device == "cpu" and native_bfloat16_cpu()
     out.mkdir(parents=True, exist_ok=True)
     ds = simulate(phantom="filaments", shape=(size, size), upsample=2, family="linear", snr=20.0, seed=seed,
                   device=device)
     path = save(ds, out / "demo.h5")
     pixel_nm = ds.pixel_size_nm / ds.upsample
     results = {}  # scored by the one convention of cusim.report (as `cusim run` and `cusim info` score)
-    for method, params in (("widefield", {}), ("pinn", {"steps": steps, "seed": seed, "callback": callback})):
+    pinn_params = {"steps": steps, "seed": seed, "callback": callback, **(FAST if fast else {})}
+    for method, params in (("widefield", {}), ("pinn", pinn_params)):
         res = reconstruct(ds, method, device=device, **params)
         scores = image_metrics(ds, res.image)
         extra = res.recorded_extra()
@@ -31,5 +57,5 @@ def pinn_demo(out: Path, *, size: int = 192, seed: int = 0, device: str = "auto"
     figure = save_figure(out / "demo.png", ds, pinn_res.image, "pinn", pinn_res.loss)
     return {"file": path, "figure": figure, "device": pinn_res.device, "runtime_s": pinn_res.runtime_s,
             "steps": pinn_res.extra.get("steps_run"), "stop": pinn_res.extra.get("stop_reason"),
-            "blend": pinn_res.params.get("blend", "none"),
+            "blend": pinn_res.params.get("blend", "none"), "fast": fast,
             "scores": {m: s for m, (_, s) in results.items()}, "pixel_nm": pixel_nm}

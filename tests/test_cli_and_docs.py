@@ -21,6 +21,26 @@ def test_demo_reconstructs_with_the_pinn_and_writes_file_and_figure(tmp_path):
     assert gain > 3.0  # even 60 steps on a 64 x 64 field beat the widefield image clearly
 
 
+def test_demo_runs_the_fast_step_where_asked_and_says_which_step_ran(tmp_path, monkeypatch):
+    from cusim import demo
+
+    runs = {}
+    for flag in ("--fast", "--no-fast"):
+        out = tmp_path / flag
+        res = CliRunner().invoke(app, ["demo", "--out", str(out), "--size", "48", "--steps", "5", "--device", "cpu",
+                                       flag])
+        assert res.exit_code == 0, res.output
+        runs[flag] = (" ".join(res.output.split()), load(out / "demo.h5").recons["pinn"].attrs["params"])
+    assert "the fast step" in runs["--fast"][0] and runs["--fast"][1]["precision"] == "bfloat16"
+    assert "the float32 step" in runs["--no-fast"][0] and runs["--no-fast"][1]["precision"] == "float32"
+    # unasked, the CPU's own bfloat16 support decides
+    for native, precision in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(demo, "native_bfloat16_cpu", lambda native=native: native)
+        res = demo.pinn_demo(tmp_path / str(native), size=48, steps=5, device="cpu")
+        assert res["fast"] is native
+        assert load(res["file"]).recons["pinn"].attrs["params"]["precision"] == precision
+
+
 def test_demo_bad_options_exit_1_with_one_line(tmp_path):
     res = CliRunner().invoke(app, ["demo", "--size", "17", "--out", str(tmp_path)])
     assert res.exit_code == 1
