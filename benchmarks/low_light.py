@@ -1,7 +1,7 @@
 """Low light: every method at its default settings on photon-thinned real frames and on simulated low light.
 
     python -m benchmarks.low_light [--fractions 1 0.2 0.1 0.05] [--no-pinn] [--methods LABEL ...] [--only real|sim]
-        [--sim-snr 4] [--sim-size 128] [--sim-steps 400] [--device auto|cpu|cuda] [--threads N]
+        [--sim-snr 4] [--sim-seed 1] [--sim-size 128] [--sim-steps 400] [--device auto|cpu|cuda] [--threads N]
 
 Real: ``../shared/data/real/dlsim-microtubules/raw_normal_light.tif`` imported with the options of
 docs/data.md (binning 2 undoes the source's 2x interpolation; upsample 2 gives the 256 grid of the
@@ -173,8 +173,10 @@ def simulated(args, methods: dict, save) -> dict:
     from cusim.recon.config import PINNConfig  # noqa: PLC0415
 
     n = args.sim_size
-    ds = cusim.simulate(phantom="filaments", shape=(n, n), upsample=2, snr=args.sim_snr, seed=1, device="cpu")
-    out = {"snr": ds.attrs["sim_snr"], "photons": ds.attrs["sim_photons"], "size": n, "methods": {}, "pinn_curves": {}}
+    ds = cusim.simulate(phantom="filaments", shape=(n, n), upsample=2, snr=args.sim_snr, seed=args.sim_seed,
+                        device="cpu")
+    out = {"snr": ds.attrs["sim_snr"], "photons": ds.attrs["sim_photons"], "size": n, "seed": args.sim_seed,
+           "methods": {}, "pinn_curves": {}}
     print(f"simulated: SNR {ds.attrs['sim_snr']:.2f}, {ds.attrs['sim_photons']:.1f} photons per camera pixel",
           flush=True)
     for label, (method, params) in methods.items():
@@ -238,7 +240,8 @@ def tables(data: dict) -> str:
         rows = [[label, f"{m['psnr_db']:.2f}", f"{m['ssim']:.3f}", f"{m['frc05']:.3f}", str(m["steps"] or "-")]
                 for label, m in s["methods"].items()]
         text.append(C.markdown_table(
-            f"simulated filaments, SNR {s['snr']:.1f} per raw pixel ({s['photons']:.1f} photons), true patterns",
+            f"simulated filaments, SNR {s['snr']:.1f} per raw pixel ({s['photons']:.1f} photons), true patterns, "
+            f"seed {s.get('seed', 1)}",
             ["method", "PSNR dB", "SSIM", "FRC 0.5", "steps"], rows))
         for label, pc in s.get("pinn_curves", {}).items():
             got = pc.get("returned")
@@ -286,6 +289,8 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--only", choices=["real", "sim"], default=None)
     ap.add_argument("--no-pinn", dest="pinn", action="store_false", help="leave the PINN out (minutes per run on a CPU)")
     ap.add_argument("--sim-snr", type=float, default=4.0)
+    ap.add_argument("--sim-seed", type=int, default=1, help="seed of the simulated field (phantom and noise; the "
+                    "network's seed stays 0)")
     ap.add_argument("--sim-size", type=int, default=128, help="fine-grid side of the simulated field (camera: half)")
     ap.add_argument("--sim-steps", type=int, default=400, help="steps of the PINN's PSNR-vs-step curve (stop=max)")
     ap.add_argument("--every", type=int, default=25, help="curve points every this many steps")

@@ -115,3 +115,22 @@ def test_blend_scores_the_ensemble_of_cached_seeds_as_ensemble_n_returns_it(tmp_
     assert members("S", 1, args) == []
     with pytest.raises(SystemExit):
         parse_args(["--items", "S:1", "--ensemble-seeds", "0"])
+
+
+def test_low_light_simulates_the_seed_it_is_given_and_names_it(tmp_path, monkeypatch):
+    """`--sim-seed` picks the simulated field (phantom and noise); the record and the table name it."""
+    import json
+
+    from benchmarks import _common as C
+    from benchmarks import low_light
+
+    monkeypatch.setattr(C, "RESULTS", tmp_path)
+    psnr = {}
+    for seed in (1, 2):
+        assert low_light.main(["--only", "sim", "--no-pinn", "--methods", "widefield", "Wiener", "--sim-size", "48",
+                               "--sim-seed", str(seed), "--device", "cpu", "--out", f"s{seed}"]) == 0
+        rec = json.loads((tmp_path / f"s{seed}-cpu.json").read_text())["sim"]
+        assert rec["seed"] == seed and set(rec["methods"]) == {"widefield", "Wiener"}
+        assert f"true patterns, seed {seed}" in (tmp_path / f"s{seed}-cpu.md").read_text()
+        psnr[seed] = rec["methods"]["Wiener"]["psnr_db"]
+    assert abs(psnr[1] - psnr[2]) > 0.01  # two fields, not one
