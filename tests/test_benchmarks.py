@@ -134,3 +134,29 @@ def test_low_light_simulates_the_seed_it_is_given_and_names_it(tmp_path, monkeyp
         assert f"true patterns, seed {seed}" in (tmp_path / f"s{seed}-cpu.md").read_text()
         psnr[seed] = rec["methods"]["Wiener"]["psnr_db"]
     assert abs(psnr[1] - psnr[2]) > 0.01  # two fields, not one
+
+
+def test_noise_level_compares_each_estimate_with_the_true_objects_residual(tmp_path, monkeypatch):
+    """The benchmark runs end to end; with the whole field watched, the band estimate (filtered frames
+    averaged over the window) is the periodic component's spectral one (Parseval), and the ratios are near 1."""
+    import json
+
+    from benchmarks import _common as C
+    from benchmarks import noise_level
+
+    monkeypatch.setattr(C, "RESULTS", tmp_path)
+    assert noise_level.main(["--snrs", "10", "--seeds", "2", "--size", "64", "--paper-sets", "--out", "n"]) == 0
+    (rec,) = json.loads((tmp_path / "n-cpu.json").read_text())["records"]
+    assert rec["inset"] == 0 and rec["band"] == pytest.approx(rec["p+s"], rel=1e-9)
+    assert all(0.7 < rec[k] < 1.3 for k in ("cusim", "p+s", "band"))
+
+
+def test_the_periodic_component_drops_the_edge_jump_and_keeps_a_periodic_image():
+    from benchmarks.noise_level import periodic_component
+
+    y, x = np.mgrid[0:32, 0:48]
+    wave = np.cos(2 * np.pi * (3 * x / 48 + 2 * y / 32))  # periodic on the grid: (almost) nothing to remove
+    assert np.corrcoef(periodic_component(wave).ravel(), wave.ravel())[0, 1] > 0.99
+    ramp = x.astype(float)  # a jump of 47 at the wrap: its periodic part wraps smoothly
+    p = periodic_component(ramp)
+    assert abs(p[:, -1] - p[:, 0]).max() < 0.1 * abs(ramp[:, -1] - ramp[:, 0]).max()
