@@ -160,3 +160,22 @@ def test_the_periodic_component_drops_the_edge_jump_and_keeps_a_periodic_image()
     ramp = x.astype(float)  # a jump of 47 at the wrap: its periodic part wraps smoothly
     p = periodic_component(ramp)
     assert abs(p[:, -1] - p[:, 0]).max() < 0.1 * abs(ramp[:, -1] - ramp[:, 0]).max()
+
+
+def test_camera_loss_runs_each_variant_and_puts_cusims_loss_back(tmp_path, monkeypatch):
+    import json
+
+    from benchmarks import _common as C
+    from benchmarks import camera_loss
+    from cusim.recon import losses
+
+    monkeypatch.setattr(C, "RESULTS", tmp_path)
+    before = losses.DataLoss.__call__
+    assert camera_loss.main(["--seeds", "2", "--size", "48", "--steps", "20", "--every", "10", "--threads", "1",
+                             "--out", "c"]) == 0
+    assert losses.DataLoss.__call__ is before
+    recs = {r["variant"]: r for r in json.loads((tmp_path / "c-cpu.json").read_text())["records"]}
+    assert set(recs) == set(camera_loss.VARIANTS)
+    assert all([s for s, _ in r["curve"]] == [10, 20] for r in recs.values())
+    # the variants change the trajectory (each is a different loss), the white one switches to nothing
+    assert len({r["at_max"] for r in recs.values()}) >= 4 and recs["white"]["switch"] is None
