@@ -1,7 +1,7 @@
 """Hexagonal SIM on simulated filaments: pattern estimation accuracy and every method's PSNR (issue 20).
 
     python -m benchmarks.hexagonal [--size 128] [--snr 10] [--seeds 0] [--methods widefield wiener iterative pinn]
-                                   [--truth-patterns] [--device cpu|cuda]
+                                   [--truth-patterns] [--device cpu|cuda] [--out hexagonal]
 
 Per seed: ``cusim.simulate(family="hexagonal", phantom="filaments", shape=(size, size), upsample=2,
 snr=snr)`` (7 frames of ``size/2`` camera pixels, Poisson + read noise); the illumination is estimated
@@ -47,6 +47,7 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     ap.add_argument("--truth-patterns", action="store_true", help="reconstruct with the simulated patterns")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--out", default="hexagonal", help="results name: benchmarks/results/<out>-<device>.json/.md")
     args = ap.parse_args(argv)
     import cusim  # noqa: PLC0415
     from cusim import metrics  # noqa: PLC0415
@@ -86,8 +87,8 @@ def main(argv=None) -> int:
                  f"{'PASS' if over >= 0 else 'MISS'}"]
         print("\n".join(lines))
     env = C.environment(args.device, "float32")
-    C.write_json("hexagonal", args.device, {"environment": env, "settings": vars(args), "records": records})
-    C.write_markdown("hexagonal", args.device, C.markdown_table(title, cols, rows) + "\n" + "\n".join(lines) + "\n")
+    C.write_json(args.out, args.device, {"environment": env, "settings": vars(args), "records": records})
+    C.write_markdown(args.out, args.device, C.markdown_table(title, cols, rows) + "\n" + "\n".join(lines) + "\n")
     return 0
 
 
