@@ -269,6 +269,9 @@ def merge(paths: list[Path]) -> dict:
                 have = r["levels"].setdefault(frac, {k: v for k, v in lv.items() if k != "methods"})
                 have.setdefault("methods", {}).update(lv["methods"])
         if "sim" in part:
+            if "sim" in data and part["sim"].get("seed", 1) != data["sim"].get("seed", 1):
+                raise SystemExit(f"low_light: --merge: {path} holds simulated seed {part['sim'].get('seed', 1)}, "
+                                 f"the files before it seed {data['sim'].get('seed', 1)}; merge one field at a time")
             sim = data.setdefault("sim", {k: v for k, v in part["sim"].items() if k not in ("methods", "pinn_curves")})
             sim.setdefault("methods", {}).update(part["sim"]["methods"])
             sim.setdefault("pinn_curves", {}).update(part["sim"].get("pinn_curves", {}))

@@ -179,3 +179,15 @@ def test_camera_loss_runs_each_variant_and_puts_cusims_loss_back(tmp_path, monke
     assert all([s for s, _ in r["curve"]] == [10, 20] for r in recs.values())
     # the variants change the trajectory (each is a different loss), the white one switches to nothing
     assert len({r["at_max"] for r in recs.values()}) >= 4 and recs["white"]["switch"] is None
+
+
+def test_low_light_merge_refuses_two_simulated_fields(tmp_path, monkeypatch):
+    from benchmarks import _common as C
+    from benchmarks import low_light
+
+    monkeypatch.setattr(C, "RESULTS", tmp_path)
+    for seed in (1, 2):
+        assert low_light.main(["--only", "sim", "--no-pinn", "--methods", "widefield", "--sim-size", "32",
+                               "--sim-seed", str(seed), "--device", "cpu", "--out", f"s{seed}"]) == 0
+    with pytest.raises(SystemExit, match="seed 2, the files before it seed 1; merge one field at a time"):
+        low_light.main(["--merge", str(tmp_path / "s1-cpu.json"), str(tmp_path / "s2-cpu.json"), "--out", "m"])
