@@ -1,7 +1,7 @@
 """How well the frames' estimated noise level matches the noise the stopping rule meets.
 
     python -m benchmarks.noise_level [--snrs 4 10] [--seeds 1 2 3 4 5 6] [--size 128]
-        [--sim-inset 0] [--paper-sets SET ...] [--samples 1 2 3 4 5] [--crop 240] [--out noise_level]
+        [--sim-inset 0] [--pinn-steps 0] [--threads N] [--paper-sets SET ...] [--samples 1 2 3 4 5] [--crop 240] [--out noise_level]
 
 The discrepancy stop ends a run when the residual mean square over the watched pixels reaches
 ``tau * sigma^2``, with ``sigma`` from :func:`cusim.noise.estimate_sigma` (the power beyond the passband of
@@ -94,12 +94,31 @@ def row(op, frames, truth, inset: int) -> dict:
     return {"inset": inset, **{k: tr / s**2 for k, s in sig.items()}}
 
 
-def simulated(snr: float, seed: int, size: int, inset: int = 0) -> dict:
+def simulated(snr: float, seed: int, size: int, inset: int = 0, pinn_steps: int = 0) -> dict:
+    """The ratios of one simulated field; with ``pinn_steps``, one ``stop="max"`` run of cusim's PINN (one
+    network, ``blend="none"``, as ``benchmarks.pinn_curve``) and where its discrepancy stop would fire with each
+    estimate's sigma and with the true noise level ("truth"): the stop fires at ``mse <= tau`` in units of cusim's
+    sigma^2, so another sigma is the rule with ``tau = (sigma / cusim's sigma)^2`` on the same trajectory (the
+    loss's scale does not move Adam's steps)."""
+    from types import SimpleNamespace  # noqa: PLC0415
+
     import cusim  # noqa: PLC0415
 
     ds = cusim.simulate(phantom="filaments", shape=(size, size), upsample=2, snr=snr, seed=seed, device="cpu")
     op = ds.operator(margin_camera=0, device="cpu")
-    return row(op, ds.frames(), ds.ground_truth, inset)
+    rec = row(op, ds.frames(), ds.ground_truth, inset)
+    if pinn_steps:
+        from benchmarks.pinn_curve import curve  # noqa: PLC0415
+
+        rules = {"cusim": {}, **{k: {"tau": rec["cusim"] / rec[k]} for k in ("p+s", "band")},
+                 "truth": {"tau": rec["cusim"]}}
+        c = curve(ds, SimpleNamespace(margin_camera=0, params={"blend": "none"}, steps=pinn_steps, every=25,
+                                      rules=rules), "cpu")
+        best = c["best_on_curve"]
+        rec["pinn"] = {"best": best, **{k: {"step": v["step"], "psnr_db": v["psnr_db"],
+                                            "below_best_db": best["psnr_db"] - v["psnr_db"]}
+                                        for k, v in c["rules"].items()}}
+    return rec
 
 
 def paper(name: str, sample: int, crop: int, data: Path) -> dict:
@@ -122,6 +141,9 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=128, help="simulated fine-grid side (camera: half)")
     ap.add_argument("--sim-inset", type=int, default=0, help="camera pixels left out at the simulated field's edge "
                     "(cusim's stop watches the whole simulated field: 0)")
+    ap.add_argument("--pinn-steps", type=int, default=0, help="simulated fields: also one PINN run of this many steps "
+                    "and where its stop fires with each estimate (0: none)")
+    ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--paper-sets", nargs="*", default=["SIM/microtubules", "NL_SIM/ccp", "NL_SIM/er", "NL_SIM/factin",
                                                          "NL_SIM/microtubules", "LPSIM/microtubules"])
     ap.add_argument("--samples", type=int, nargs="*", default=[1, 2, 3, 4, 5])
@@ -129,10 +151,16 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=PAPER)
     ap.add_argument("--out", default=NAME)
     args = ap.parse_args(argv)
+    if args.pinn_steps and args.sim_inset:
+        raise SystemExit("noise_level: --pinn-steps: the PINN's stop watches the whole simulated field; "
+                         "leave --sim-inset at 0")
+    from cusim._threads import set_threads  # noqa: PLC0415
+
+    set_threads(args.threads)
     records = []
     for snr in args.snrs:
         for seed in args.seeds:
-            rec = simulated(snr, seed, args.size, args.sim_inset)
+            rec = simulated(snr, seed, args.size, args.sim_inset, args.pinn_steps)
             records.append({"field": f"simulated SNR {snr:g}", "seed": seed, **rec})
     if args.paper_sets and not args.data.is_dir():
         raise SystemExit(f"noise_level: --data: no folder {args.data}")
@@ -144,6 +172,16 @@ def main(argv=None) -> int:
     text = C.markdown_table("the true object's residual over the watched pixels / sigma^2 (1: the stop fires at the "
                             "noise; below 1: sigma too high, the stop fires early)",
                             ["field", "seed / sample", "watch inset px", "cusim (Tukey)", "p+s", "band"], rows)
+    stops = [r for r in records if "pinn" in r]
+    if stops:
+        def cell(p):
+            return f"{p['psnr_db']:.2f} @ {p['step'] or 'max'} ({-p['below_best_db']:+.2f})"
+        text += "\n" + C.markdown_table(
+            "the PINN's discrepancy stop with each sigma (truth: the true object's residual as the noise level): "
+            "PSNR dB @ step (minus the curve's best)",
+            ["field", "seed", "curve best", "cusim (Tukey)", "p+s", "band", "truth"],
+            [[r["field"], str(r["seed"]), f"{r['pinn']['best']['psnr_db']:.2f} @ {r['pinn']['best']['step']}",
+              *(cell(r["pinn"][k]) for k in ("cusim", "p+s", "band", "truth"))] for r in stops])
     print(text)
     data = {"environment": C.environment("cpu", "float64"), "records": records}
     print(C.write_json(args.out, "cpu", data))

@@ -149,6 +149,14 @@ def test_noise_level_compares_each_estimate_with_the_true_objects_residual(tmp_p
     (rec,) = json.loads((tmp_path / "n-cpu.json").read_text())["records"]
     assert rec["inset"] == 0 and rec["band"] == pytest.approx(rec["p+s"], rel=1e-9)
     assert all(0.7 < rec[k] < 1.3 for k in ("cusim", "p+s", "band"))
+    # with a PINN run: where its stop fires with each estimate, on one trajectory
+    assert noise_level.main(["--snrs", "10", "--seeds", "2", "--size", "48", "--paper-sets", "--pinn-steps", "30",
+                             "--threads", "1", "--out", "p"]) == 0
+    (rec,) = json.loads((tmp_path / "p-cpu.json").read_text())["records"]
+    assert set(rec["pinn"]) == {"best", "cusim", "p+s", "band", "truth"}
+    assert "the PINN's discrepancy stop with each sigma" in (tmp_path / "p-cpu.md").read_text()
+    with pytest.raises(SystemExit, match="leave --sim-inset at 0"):
+        noise_level.main(["--pinn-steps", "30", "--sim-inset", "4", "--paper-sets"])
 
 
 def test_the_periodic_component_drops_the_edge_jump_and_keeps_a_periodic_image():
