@@ -151,7 +151,7 @@ def test_noise_level_compares_each_estimate_with_the_true_objects_residual(tmp_p
     assert all(0.7 < rec[k] < 1.3 for k in ("cusim", "p+s", "band"))
     # with a PINN run: where its stop fires with each estimate, on one trajectory
     assert noise_level.main(["--snrs", "10", "--seeds", "2", "--size", "48", "--paper-sets", "--pinn-steps", "30",
-                             "--threads", "1", "--out", "p"]) == 0
+                             "--out", "p"]) == 0
     (rec,) = json.loads((tmp_path / "p-cpu.json").read_text())["records"]
     assert set(rec["pinn"]) == {"best", "cusim", "p+s", "band", "truth"}
     assert "the PINN's discrepancy stop with each sigma" in (tmp_path / "p-cpu.md").read_text()
@@ -179,7 +179,7 @@ def test_camera_loss_runs_each_variant_and_puts_cusims_loss_back(tmp_path, monke
 
     monkeypatch.setattr(C, "RESULTS", tmp_path)
     before = losses.DataLoss.__call__
-    assert camera_loss.main(["--seeds", "2", "--size", "48", "--steps", "20", "--every", "10", "--threads", "1",
+    assert camera_loss.main(["--seeds", "2", "--size", "48", "--steps", "20", "--every", "10",
                              "--out", "c"]) == 0
     assert losses.DataLoss.__call__ is before
     recs = {r["variant"]: r for r in json.loads((tmp_path / "c-cpu.json").read_text())["records"]}
