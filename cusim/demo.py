@@ -35,7 +35,7 @@ def pinn_demo(out: Path, *, size: int = 192, seed: int = 0, device: str = "auto"
 
     ``fast`` runs the PINN's fast step (``cusim run --fast``: the U-Net's inner levels in bfloat16);
     None: on a CPU with native bfloat16 (:func:`native_bfloat16_cpu`), where it takes the demo from about 2 to
-    about 1.5 minutes on 2 cores, and not elsewhere (on a GPU, the default step)."""
+    1-1.5 minutes on 2 cores, and not elsewhere (on a GPU, the default step)."""
     out = Path(out)
     device = resolve_device(device)
     if fast is None:
