@@ -1,7 +1,8 @@
 """How well the frames' estimated noise level matches the noise the stopping rule meets.
 
-    python -m benchmarks.noise_level [--snrs 4 10] [--seeds 1 2 3 4 5 6] [--size 128]
-        [--sim-inset 0] [--pinn-steps 0] [--threads N] [--paper-sets SET ...] [--samples 1 2 3 4 5] [--crop 240] [--out noise_level]
+    python -m benchmarks.noise_level [--snrs 4 10] [--seeds 1 2 3 4 5 6] [--size 128] [--sim-inset 0]
+        [--pinn-steps 0] [--threads N] [--paper-sets SET ...] [--samples 1 2 3 4 5] [--crop 240]
+        [--out noise_level]
 
 The discrepancy stop ends a run when the residual mean square over the watched pixels reaches
 ``tau * sigma^2``, with ``sigma`` from :func:`cusim.noise.estimate_sigma` (the power beyond the passband of
