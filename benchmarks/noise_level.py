@@ -73,14 +73,12 @@ def band_sigma(frames: np.ndarray, passband: np.ndarray, window: tuple) -> float
 
 def truth_residual(op, truth: np.ndarray, y: np.ndarray, window: tuple) -> float:
     """Mean square of ``y - (a A truth + b)`` over ``window`` (a, b least squares per frame there)."""
-    p = np.asarray(op.forward(truth.astype(np.float32)), np.float64)
-    res = []
-    for pk, yk in zip(p, y):
-        pk, yk = pk[window].ravel(), yk[window].ravel()
-        a = np.stack([pk, np.ones_like(pk)], 1)
-        c, *_ = np.linalg.lstsq(a, yk, rcond=None)
-        res.append(np.mean((a @ c - yk) ** 2))
-    return float(np.mean(res))
+    from cusim.optim import fit_gain_offset  # noqa: PLC0415
+
+    p = np.asarray(op.forward(truth.astype(np.float32)), np.float64)[(Ellipsis, *window)]
+    y = y[(Ellipsis, *window)]
+    a, b = fit_gain_offset(p, y, positive=False)
+    return float(np.mean((a[:, None, None] * p + b[:, None, None] - y) ** 2))
 
 
 def row(op, frames, truth, inset: int) -> dict:
