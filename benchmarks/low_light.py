@@ -49,6 +49,8 @@ IMPORT = dict(angles=3, phases=5, order="angle-major", binning=2, upsample=2, na
 # rings 0.24, 0.28, 0.32, 0.36, 0.40): the mean-variance band stops at 0.36 (0.32: gain 4.7; 0.36: 4.2;
 # 0.40: 3.7; everything beyond the cut-off: 1.8, a third of the white level).
 DLSIM_BAND_TOP = 0.36
+# The simulated field's seed when --sim-seed is not given; JSON written before --sim-seed existed holds this one.
+SIM_SEED = 1
 # method label -> (cusim.reconstruct method, params)
 METHODS = {
     "widefield": ("widefield", {}),
@@ -241,7 +243,7 @@ def tables(data: dict) -> str:
                 for label, m in s["methods"].items()]
         text.append(C.markdown_table(
             f"simulated filaments, SNR {s['snr']:.1f} per raw pixel ({s['photons']:.1f} photons), true patterns, "
-            f"seed {s.get('seed', 1)}",
+            f"seed {s.get('seed', SIM_SEED)}",
             ["method", "PSNR dB", "SSIM", "FRC 0.5", "steps"], rows))
         for label, pc in s.get("pinn_curves", {}).items():
             got = pc.get("returned")
@@ -269,9 +271,10 @@ def merge(paths: list[Path]) -> dict:
                 have = r["levels"].setdefault(frac, {k: v for k, v in lv.items() if k != "methods"})
                 have.setdefault("methods", {}).update(lv["methods"])
         if "sim" in part:
-            if "sim" in data and part["sim"].get("seed", 1) != data["sim"].get("seed", 1):
-                raise SystemExit(f"low_light: --merge: {path} holds simulated seed {part['sim'].get('seed', 1)}, "
-                                 f"the files before it seed {data['sim'].get('seed', 1)}; merge one field at a time")
+            seed, seed_before = part["sim"].get("seed", SIM_SEED), data.get("sim", {}).get("seed", SIM_SEED)
+            if "sim" in data and seed != seed_before:
+                raise SystemExit(f"low_light: --merge: {path} holds simulated seed {seed}, the files before it seed "
+                                 f"{seed_before}; merge one field at a time")
             sim = data.setdefault("sim", {k: v for k, v in part["sim"].items() if k not in ("methods", "pinn_curves")})
             sim.setdefault("methods", {}).update(part["sim"]["methods"])
             sim.setdefault("pinn_curves", {}).update(part["sim"].get("pinn_curves", {}))
@@ -292,8 +295,8 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--only", choices=["real", "sim"], default=None)
     ap.add_argument("--no-pinn", dest="pinn", action="store_false", help="leave the PINN out (minutes per run on a CPU)")
     ap.add_argument("--sim-snr", type=float, default=4.0)
-    ap.add_argument("--sim-seed", type=int, default=1, help="seed of the simulated field (phantom and noise; the "
-                    "network's seed stays 0)")
+    ap.add_argument("--sim-seed", type=int, default=SIM_SEED, help="seed of the simulated field (phantom and "
+                    "noise; the network's seed stays 0)")
     ap.add_argument("--sim-size", type=int, default=128, help="fine-grid side of the simulated field (camera: half)")
     ap.add_argument("--sim-steps", type=int, default=400, help="steps of the PINN's PSNR-vs-step curve (stop=max)")
     ap.add_argument("--every", type=int, default=25, help="curve points every this many steps")
