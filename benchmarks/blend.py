@@ -18,6 +18,14 @@ the separate runs: tests/test_pinn.py), scored alone and blended like one networ
 
 With ``--pinn-param blend=iterative`` the PINN run blends itself: its PINN part is scored as ``pinn`` and its image
 as ``run_blend``; ``fista`` is FISTA + TV at its defaults.
+
+With ``--versus [KEY=VALUE ...]`` each item is also scored for a second PINN setting (no values: the default run;
+cached or run like the first), and ``--markdown`` writes this run minus that one per sample and per set: the
+image returned, the network's image alone, every scored blend against the other run's image returned, and
+the ratio of the steps run. E.g. a stopping rule against the default, from the cache alone::
+
+    python -m benchmarks.blend --items SIM/microtubules:1 ... --pinn-param stop=validation --weights 0.5 \
+        --sigmas 1 --versus --no-run --markdown stop.md
 """
 
 from __future__ import annotations
@@ -62,16 +70,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--peers", nargs="+", type=Path, default=[], metavar="JSON",
                     help="benchmarks.quality JSON (same crop) whose 'paper' runs join the tables as the paper's method; "
                          "the difference columns are then to the better of it and FISTA + TV")
+    ap.add_argument("--versus", nargs="*", default=None, metavar="KEY=VALUE",
+                    help="also score the PINN run with these --pinn-param values instead (none: the default run), "
+                         "and tabulate this run minus that one (--markdown)")
     args = ap.parse_args(argv)
     for path in args.peers:
         if not path.is_file():
             ap.error(f"--peers: {path}: no such file (a benchmarks.quality JSON)")
-    args.pinn_params = {}
-    for item in args.pinn_param:
-        key, sep, value = item.partition("=")
-        if not sep:
-            ap.error(f"--pinn-param: expected KEY=VALUE, got {item!r}")
-        args.pinn_params[key.strip()] = _param_value(value.strip())
+    def params(option: str, items: list[str]) -> dict:
+        out = {}
+        for item in items:
+            key, sep, value = item.partition("=")
+            if not sep:
+                ap.error(f"{option}: expected KEY=VALUE, got {item!r}")
+            out[key.strip()] = _param_value(value.strip())
+        return out
+
+    args.pinn_params = params("--pinn-param", args.pinn_param)
+    args.versus_params = None if args.versus is None else params("--versus", args.versus)
+    if args.versus_params is not None and _tag(args.versus_params) == _tag(args.pinn_params):
+        ap.error(f"--versus: the same PINN setting as the run itself ({_tag(args.pinn_params)}); expected another")
     base = args.pinn_params.get("seed", 0)
     if base in args.ensemble_seeds or len(set(args.ensemble_seeds)) < len(args.ensemble_seeds):
         ap.error(f"--ensemble-seeds: expected seeds other than the run's own ({base}) and each once, "
@@ -227,7 +245,7 @@ def _best_peer(r: dict) -> float:
 def markdown(rows: list[dict]) -> str:
     """Per sample PSNR dB / SSIM of every image, each against FISTA + TV (or, where the paper's method ran, the
     better of the two); per set the means. A cell is "-" where the sample has no such image."""
-    keys = list(dict.fromkeys(k for r in rows for k in r if isinstance(r[k], dict)))
+    keys = list(dict.fromkeys(k for r in rows for k in r if isinstance(r[k], dict) and k != "versus"))
     peer = "best peer" if "paper" in keys else "fista"
     diffs = [k for k in keys if k not in PEERS]
 
@@ -272,12 +290,16 @@ def main(argv=None) -> int:
         s = score(im, args.weights, args.sigmas, members(name, int(sample), args))
         rows.append({"set": name, "sample": int(sample), "pinn_steps": int(im["pinn_steps"]),
                      "pinn_s": float(im["pinn_s"]), **s})
+        if args.versus_params is not None:
+            vim = images(name, int(sample), argparse.Namespace(**{**vars(args), "pinn_params": args.versus_params}))
+            rows[-1]["versus"] = {"pinn_steps": int(vim["pinn_steps"]), "pinn_s": float(vim["pinn_s"]),
+                                  **score(vim, [], [])}
         line = "  ".join(f"{k} {v['psnr_db']:.2f}/{v['ssim']:.3f}" for k, v in s.items())
         print(f"{name} #{sample} ({int(im['pinn_steps'])} steps, {float(im['pinn_s']):.0f} s): {line}", flush=True)
         if args.analyse:
             print("\n".join(analyse(im)))
     add_peers(rows, args.peers, args.crop)
-    keys = [k for k in rows[0] if isinstance(rows[0][k], dict) and all(k in r for r in rows)]
+    keys = [k for k in rows[0] if isinstance(rows[0][k], dict) and k != "versus" and all(k in r for r in rows)]
     print("\nmean PSNR / SSIM per set, and the difference to the better of pinn and fista:")
     for name in dict.fromkeys(r["set"] for r in rows):
         rs = [r for r in rows if r["set"] == name]
@@ -286,13 +308,63 @@ def main(argv=None) -> int:
         print(f"{name} ({len(rs)}): " + "  ".join(f"{k} {m[0]:.2f}/{m[1]:.3f} ({m[0] - best:+.2f})"
                                                    for k, m in means.items()))
     if args.markdown:
-        args.markdown.write_text(markdown(rows))
+        args.markdown.write_text(markdown(rows) if args.versus_params is None else versus_markdown(rows))
         print(f"markdown: {args.markdown}")
     if args.out:
         write_json_atomic(args.out, {"benchmark": NAME, "command": "python -m benchmarks.blend " + " ".join(
             argv if argv is not None else sys.argv[1:]), "crop": args.crop, "pinn_params": args.pinn_params,
-            "environment": C.environment("cpu", "float32"), "rows": rows})
+            "versus_params": args.versus_params, "environment": C.environment("cpu", "float32"), "rows": rows})
     return 0
+
+
+def _returned(r: dict) -> dict:
+    """The scores of the image ``cusim run --method pinn`` returned: the run's own blend, else the network's."""
+    return r.get("run_blend", r["pinn"])
+
+
+def versus_markdown(rows: list[dict]) -> str:
+    """This run against ``--versus``'s, per sample and per set: PSNR dB / SSIM of the network's image alone and of
+    the image returned, and steps, for each; the differences (this run minus the other) of the image returned,
+    the network's image and every scored blend (``blend{w}[s{sigma}]``, against the other's image returned);
+    the ratio of the steps run. Per set and over all rows: the mean difference (the worst sample's in brackets)."""
+    blends = [k for k in rows[0] if k.startswith("blend") and all(k in r for r in rows)]
+
+    def both(q, steps):
+        return f"{q['pinn']['psnr_db']:.2f} / {_returned(q)['psnr_db']:.2f} / {_returned(q)['ssim']:.3f}, {steps}"
+
+    def diffs(r):
+        v = r["versus"]
+        d = {"returned": _returned(r)["psnr_db"] - _returned(v)["psnr_db"],
+             "ssim": _returned(r)["ssim"] - _returned(v)["ssim"], "pinn": r["pinn"]["psnr_db"] - v["pinn"]["psnr_db"],
+             "steps": r["pinn_steps"] / max(v["pinn_steps"], 1)}
+        d.update({k: r[k]["psnr_db"] - _returned(v)["psnr_db"] for k in blends})
+        return d
+
+    lines = ["| set | sample | other: network / returned (PSNR dB / SSIM), steps | this run: the same | returned: "
+             "this - other (dB / SSIM) | network alone (dB) | steps ratio |", "|" + " --- |" * 7]
+    for r in rows:
+        d = diffs(r)
+        lines.append(f"| {r['set']} | {r['sample']} | {both(r['versus'], r['versus']['pinn_steps'])} | "
+                     f"{both(r, r['pinn_steps'])} | {d['returned']:+.2f} / {d['ssim']:+.4f} | {d['pinn']:+.2f} | "
+                     f"{d['steps']:.1f} |")
+    lines += ["", "Means (the worst sample in brackets); each blend column is that blend of this run's images minus "
+              "the other run's image returned:", "",
+              "| set | samples | returned: this - other dB | SSIM | network alone dB | steps ratio | "
+              + " | ".join(blends) + " |", "|" + " --- |" * (6 + len(blends))]
+    groups = {name: [r for r in rows if r["set"] == name] for name in dict.fromkeys(r["set"] for r in rows)}
+    if len(groups) > 1:
+        groups["all"] = rows
+    for name, rs in groups.items():
+        ds = [diffs(r) for r in rs]
+
+        def mean(k, fmt="+.2f", worst=True):
+            v = [d[k] for d in ds]
+            return f"{np.mean(v):{fmt}}" + (f" ({min(v):{fmt}})" if worst else "")
+
+        lines.append(f"| {name} | {len(rs)} | {mean('returned')} | {mean('ssim', '+.4f', False)} | "
+                     f"{mean('pinn', worst=False)} | {mean('steps', '.1f', False)} | "
+                     + " | ".join(mean(k) for k in blends) + " |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -117,6 +117,46 @@ def test_blend_scores_the_ensemble_of_cached_seeds_as_ensemble_n_returns_it(tmp_
         parse_args(["--items", "S:1", "--ensemble-seeds", "0"])
 
 
+def test_blend_versus_tabulates_one_pinn_setting_minus_another_from_the_cache(tmp_path):
+    """benchmarks.blend --versus: each item's images of a second PINN setting (none given: the default run) are
+    scored beside the run's, and --markdown writes this run minus that one: the image returned, the network
+    alone, each blend against the other's image returned, the steps ratio; per set and over all sets."""
+    from benchmarks.blend import _tag, main, parse_args
+    from benchmarks.quality import quality
+    from cusim.recon.pinn import blend_images
+
+    rng = np.random.default_rng(1)
+    truth = rng.random((48, 48)).astype(np.float32)
+    noisy = {s: truth + s * rng.standard_normal((48, 48)).astype(np.float32) for s in (0.05, 0.1, 0.2)}
+    runs = {"default": (noisy[0.2], 100), "stop-validation": (noisy[0.05], 250)}
+    for item in ("S_1", "T_2"):
+        for tag, (pinn, steps) in runs.items():
+            blended = blend_images(pinn, noisy[0.1], 0.5)
+            np.savez(tmp_path / f"{item}_crop240_{tag}.npz", pinn=pinn, fista=noisy[0.1], blended=blended,
+                     widefield=truth + 0.3, truth=truth, pinn_steps=np.int64(steps), pinn_s=np.float64(1.0),
+                     fista_s=np.float64(0.1))
+    md = tmp_path / "v.md"
+    assert main(["--items", "S:1", "T:2", "--pinn-param", "stop=validation", "--weights", "1", "--versus",
+                 "--no-run", "--cache", str(tmp_path), "--markdown", str(md)]) == 0
+    text = md.read_text()
+
+    def q(im):
+        return quality(np.asarray(im, np.float64), truth.astype(np.float64))
+
+    this, other = q(blend_images(noisy[0.05], noisy[0.1], 0.5)), q(blend_images(noisy[0.2], noisy[0.1], 0.5))
+    d_ret, d_net = this["psnr_db"] - other["psnr_db"], q(noisy[0.05])["psnr_db"] - q(noisy[0.2])["psnr_db"]
+    assert d_ret > 1.0 and d_net > d_ret  # the blend with the same FISTA image narrows the gap
+    d_w1 = q(blend_images(noisy[0.05], noisy[0.1], 1.0))["psnr_db"] - other["psnr_db"]
+    row = f"| {d_ret:+.2f} / {this['ssim'] - other['ssim']:+.4f} | {d_net:+.2f} | 2.5 |"
+    assert f"| S | 1 | {q(noisy[0.2])['psnr_db']:.2f} / {other['psnr_db']:.2f} / {other['ssim']:.3f}, 100 |" in text
+    assert row in text and text.count(row) == 2
+    assert f"| all | 2 | {d_ret:+.2f} ({d_ret:+.2f}) |" in text and f"| 2.5 | {d_w1:+.2f} ({d_w1:+.2f}) |" in text
+    with pytest.raises(SystemExit):  # the same setting on both sides
+        parse_args(["--items", "S:1", "--pinn-param", "stop=validation", "--versus", "stop=validation"])
+    assert _tag(parse_args(["--items", "S:1", "--pinn-param", "stop=validation", "--versus"]).versus_params) \
+        == "default"
+
+
 def test_low_light_simulates_the_seed_it_is_given_and_names_it(tmp_path, monkeypatch):
     """`--sim-seed` picks the simulated field (phantom and noise); the record and the table name it."""
     import json
