@@ -157,6 +157,48 @@ def test_blend_versus_tabulates_one_pinn_setting_minus_another_from_the_cache(tm
         == "default"
 
 
+def test_fista_curve_rules_pick_where_they_should():
+    """benchmarks.fista_curve.picks: the discrepancy rule takes the first iteration at tau, the default that or
+    its cap, the held-out rule the least held-out residual once it has not fallen for ``patience`` iterations
+    (or by the end), and ``best`` the curve's best PSNR."""
+    from benchmarks.fista_curve import picks
+
+    held = [5, 4, 3, 2.5, 2.6, 2.7, 2.8, 2.4, 2.9, 3.0, 3.1, 3.2]  # least at 4, then 8 (after a rise of 3)
+    fit = [3, 2, 1.5, 1.2, 1.1, 0.99, 0.95, 0.9, 0.85, 0.8, 0.8, 0.8]  # at tau 1 first at iteration 6
+    psnr = [20, 21, 22, 23, 24, 25, 26, 25.5, 25, 24, 23, 22]
+    curve = [{"it": i + 1, "fit": f, "held": h, "psnr_db": q, "ssim": 0.5} for i, (f, h, q) in
+             enumerate(zip(fit, held, psnr))]
+    got = picks(curve, tau=1.0, cap=100, patience=3)
+    assert [got[k]["it"] for k in ("best", "discrepancy", "default", "held-out")] == [7, 6, 6, 4]
+    assert "at 7" in got["held-out"]["reason"]  # 3 iterations after 4 without a new least
+    got = picks(curve, tau=1.0, cap=100, patience=5)  # the rise to 2.8 is forgiven: 8 is the least, then 13 is past
+    assert got["held-out"]["it"] == 8 and "by iteration 12" in got["held-out"]["reason"]
+    got = picks(curve, tau=0.5, cap=10, patience=3)  # no discrepancy: the default is the cap
+    assert got["discrepancy"] is None and got["default"]["it"] == 10 and got["default"]["reason"] == "cap (10)"
+
+
+def test_fista_curve_runs_a_simulated_item_and_its_default_pick_is_the_default_runs_stop(tmp_path, monkeypatch):
+    """One short curve on a simulated field: an entry per iteration, no rule above the curve's best, and the
+    default pick where cusim's default FISTA stops on the same data (its discrepancy iteration)."""
+    import json
+
+    import cusim
+    from benchmarks import _common as C
+    from benchmarks import fista_curve
+
+    monkeypatch.setattr(C, "RESULTS", tmp_path)
+    assert fista_curve.main(["--items", "sim/linear:4", "--sim-seeds", "1", "--iterations", "30", "--out", "f"]) == 0
+    (item,) = json.loads((tmp_path / "f-cpu.json").read_text())["items"]
+    assert [p["it"] for p in item["curve"]] == list(range(1, 31))
+    best = item["picks"]["best"]["psnr_db"]
+    assert all(p is None or p["psnr_db"] <= best for p in item["picks"].values())
+    ds = cusim.simulate(shape=fista_curve.SIM_SHAPE, family="linear", snr=4.0, seed=1)
+    run = cusim.reconstruct(ds, "iterative", device="cpu")
+    assert run.extra["stop_reason"].startswith("discrepancy")
+    # 5 % fewer pixels in the fit: the same stop to within two iterations
+    assert abs(item["picks"]["default"]["it"] - run.extra["steps_run"]) <= 2
+
+
 def test_low_light_simulates_the_seed_it_is_given_and_names_it(tmp_path, monkeypatch):
     """`--sim-seed` picks the simulated field (phantom and noise); the record and the table name it."""
     import json
