@@ -150,6 +150,9 @@ def main(argv=None) -> int:
         f"{args.iterations} iterations; PSNR dB @ iteration where each rule picks (held-out: patience {args.patience})",
         ["item", "best", "default (discrepancy, else cap)", "discrepancy", "held-out", "held-out - default",
          f"held-out residual at {args.iterations} (sigma^2)"], rows)
+    env = payload["environment"]
+    text = (f"- device: cpu ({env['cpu_name']}), float32, one FISTA run per item; {env['date']}, commit "
+            f"{env['git_commit']}\n- command: `{payload['command']}`\n\n" + text)
     print(text)
     (C.RESULTS / f"{args.out}-cpu.md").write_text(text)
     print(f"JSON: {out}")
