@@ -111,8 +111,8 @@ def curve(ds, args) -> list[dict]:
         g, o = fit_gain_offset(ax, y, weights=kept)
         r2 = (g[:, None, None] * ax + o[:, None, None] - y) ** 2
         q = quality(np.asarray(x)[op.field].astype(np.float64), ds.ground_truth)
-        points.append({"it": i + 1, "fit": float(r2[~held].mean()) / sigma**2, "held": float(r2[held].mean()) / sigma**2,
-                       "psnr_db": q["psnr_db"], "ssim": q["ssim"]})
+        points.append({"it": i + 1, "fit": float(r2[~held].mean()) / sigma**2,
+                       "held": float(r2[held].mean()) / sigma**2, "psnr_db": q["psnr_db"], "ssim": q["ssim"]})
         return False
 
     fista(op, y, n_iter=args.iterations, prior=cfg.prior, prior_weight=cfg.prior_weight * sigma * y.shape[0],
