@@ -101,12 +101,12 @@ def _tag(params: dict) -> str:
     return "default" if not params else "_".join(f"{k}-{v}" for k, v in sorted(params.items()))
 
 
-def _dataset(name: str, sample: int, args):
+def _dataset(name: str, sample: int, args, seed: int = SIM_SEED):
     import cusim  # noqa: PLC0415
     from cusim.importers import import_paper  # noqa: PLC0415
 
     if name.startswith("sim/"):  # cusim simulate's filaments, 128 x 128 fine, 2x, at SNR ``sample``, seed 7
-        return cusim.simulate(shape=SIM_SHAPE, family=name[4:], snr=float(sample), seed=SIM_SEED)
+        return cusim.simulate(shape=SIM_SHAPE, family=name[4:], snr=float(sample), seed=seed)
     return import_paper(args.data / name, sample).crop_center(args.crop)
 
 

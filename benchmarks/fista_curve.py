@@ -28,17 +28,17 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import _common as C
+from benchmarks.blend import SIM_SEED, _dataset
 from benchmarks.quality import DATA, quality, write_json_atomic
 
 NAME = "fista_curve"
-SIM_SHAPE = (128, 128)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.fista_curve", description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DATA, help="the pinn-sim-paper folder")
     ap.add_argument("--items", nargs="+", default=["SIM/microtubules:1", "sim/linear:4"], metavar="SET:SAMPLE")
-    ap.add_argument("--sim-seeds", nargs="+", type=int, default=[7])
+    ap.add_argument("--sim-seeds", nargs="+", type=int, default=[SIM_SEED])
     ap.add_argument("--crop", type=int, default=240)
     ap.add_argument("--iterations", type=int, default=200)
     ap.add_argument("--holdout", type=float, default=0.05, help="share of the camera pixels held out of the fit")
@@ -83,15 +83,6 @@ def picks(curve: list[dict], tau: float, cap: int, patience: int) -> dict:
     return out
 
 
-def _dataset(name: str, value, seed, args):
-    import cusim  # noqa: PLC0415
-    from cusim.importers import import_paper  # noqa: PLC0415
-
-    if name.startswith("sim/"):
-        return cusim.simulate(shape=SIM_SHAPE, family=name[4:], snr=value, seed=seed)
-    return import_paper(args.data / name, value).crop_center(args.crop)
-
-
 def curve(ds, args) -> list[dict]:
     """One FISTA run of ``args.iterations`` with ``args.holdout`` of the pixels held out: the per-iteration curve."""
     from cusim.noise import estimate_sigma  # noqa: PLC0415
@@ -132,7 +123,7 @@ def main(argv=None) -> int:
     out = C.RESULTS / f"{args.out}-cpu.json"
     rows = []
     for name, value, seed in args.parsed:
-        pts = curve(_dataset(name, value, seed, args), args)
+        pts = curve(_dataset(name, value, args, seed), args)  # seed None: a paper crop (no seed)
         got = picks(pts, d.tau, d.n_iter, args.patience)
         label = f"{name} SNR {value:g} seed {seed}" if seed is not None else f"{name} {value}"
         payload["items"].append({"item": label, "curve": pts, "picks": got})

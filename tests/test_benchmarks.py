@@ -184,7 +184,7 @@ def test_fista_curve_runs_a_simulated_item_and_its_default_pick_is_the_default_r
 
     import cusim
     from benchmarks import _common as C
-    from benchmarks import fista_curve
+    from benchmarks import blend, fista_curve
 
     monkeypatch.setattr(C, "RESULTS", tmp_path)
     assert fista_curve.main(["--items", "sim/linear:4", "--sim-seeds", "1", "--iterations", "30", "--out", "f"]) == 0
@@ -192,7 +192,7 @@ def test_fista_curve_runs_a_simulated_item_and_its_default_pick_is_the_default_r
     assert [p["it"] for p in item["curve"]] == list(range(1, 31))
     best = item["picks"]["best"]["psnr_db"]
     assert all(p is None or p["psnr_db"] <= best for p in item["picks"].values())
-    ds = cusim.simulate(shape=fista_curve.SIM_SHAPE, family="linear", snr=4.0, seed=1)
+    ds = cusim.simulate(shape=blend.SIM_SHAPE, family="linear", snr=4.0, seed=1)
     run = cusim.reconstruct(ds, "iterative", device="cpu")
     assert run.extra["stop_reason"].startswith("discrepancy")
     # 5 % fewer pixels in the fit: the same stop to within two iterations
