@@ -26,6 +26,11 @@ the ratio of the steps run. E.g. a stopping rule against the default, from the c
 
     python -m benchmarks.blend --items SIM/microtubules:1 ... --pinn-param stop=validation --weights 0.5 \
         --sigmas 1 --versus --no-run --markdown stop.md
+
+With ``--versus-table MD`` the other run is a recorded one: its scores per sample come from a per-sample table
+``--markdown`` wrote (``--versus-column``: the image returned, default "default PINN"; the network's image from
+the "PINN alone" column where there is one; no steps), e.g. ``benchmarks/results/heldout_default-cpu.md``, the
+default PINN on the held-out samples 6-10, so a new setting there needs only its own runs.
 """
 
 from __future__ import annotations
@@ -73,7 +78,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--versus", nargs="*", default=None, metavar="KEY=VALUE",
                     help="also score the PINN run with these --pinn-param values instead (none: the default run), "
                          "and tabulate this run minus that one (--markdown)")
+    ap.add_argument("--versus-table", type=Path, default=None, metavar="MD",
+                    help="like --versus, but the other run's scores come from a per-sample table a --markdown run "
+                         "wrote (columns set, sample and 'PSNR / SSIM' cells), e.g. a recorded default run")
+    ap.add_argument("--versus-column", default="default PINN",
+                    help="--versus-table's column of the image returned (default: %(default)s); its network's "
+                         "image is the column named 'PINN alone ...' where there is one")
     args = ap.parse_args(argv)
+    if args.versus_table is not None:
+        if args.versus is not None:
+            ap.error("--versus-table: give it or --versus, not both")
+        if not args.versus_table.is_file():
+            ap.error(f"--versus-table: {args.versus_table}: no such file (a per-sample table of --markdown)")
     for path in args.peers:
         if not path.is_file():
             ap.error(f"--peers: {path}: no such file (a benchmarks.quality JSON)")
@@ -283,6 +299,18 @@ def main(argv=None) -> int:
     import torch  # noqa: PLC0415
 
     torch.manual_seed(0)
+    table = None
+    if args.versus_table is not None:
+        try:
+            table = read_table(args.versus_table, args.versus_column)
+        except ValueError as e:
+            print(f"error: --versus-table: {e}", file=sys.stderr)
+            return 1
+        missing = [i for i in args.items if (i.rpartition(":")[0], int(i.rpartition(":")[2])) not in table]
+        if missing:
+            print(f"error: --versus-table: {args.versus_table} has no {args.versus_column!r} score for "
+                  f"{', '.join(missing)}", file=sys.stderr)
+            return 1
     rows = []
     for item in args.items:
         name, _, sample = item.rpartition(":")
@@ -294,6 +322,8 @@ def main(argv=None) -> int:
             vim = images(name, int(sample), argparse.Namespace(**{**vars(args), "pinn_params": args.versus_params}))
             rows[-1]["versus"] = {"pinn_steps": int(vim["pinn_steps"]), "pinn_s": float(vim["pinn_s"]),
                                   **score(vim, [], [])}
+        elif table is not None:
+            rows[-1]["versus"] = table[(name, int(sample))]
         line = "  ".join(f"{k} {v['psnr_db']:.2f}/{v['ssim']:.3f}" for k, v in s.items())
         print(f"{name} #{sample} ({int(im['pinn_steps'])} steps, {float(im['pinn_s']):.0f} s): {line}", flush=True)
         if args.analyse:
@@ -308,13 +338,47 @@ def main(argv=None) -> int:
         print(f"{name} ({len(rs)}): " + "  ".join(f"{k} {m[0]:.2f}/{m[1]:.3f} ({m[0] - best:+.2f})"
                                                    for k, m in means.items()))
     if args.markdown:
-        args.markdown.write_text(markdown(rows) if args.versus_params is None else versus_markdown(rows))
+        args.markdown.write_text(markdown(rows) if "versus" not in rows[0] else versus_markdown(rows))
         print(f"markdown: {args.markdown}")
     if args.out:
         write_json_atomic(args.out, {"benchmark": NAME, "command": "python -m benchmarks.blend " + " ".join(
             argv if argv is not None else sys.argv[1:]), "crop": args.crop, "pinn_params": args.pinn_params,
-            "versus_params": args.versus_params, "environment": C.environment("cpu", "float32"), "rows": rows})
+            "versus_params": args.versus_params,
+            "versus_table": None if table is None else [str(args.versus_table), args.versus_column],
+            "environment": C.environment("cpu", "float32"), "rows": rows})
     return 0
+
+
+def read_table(path: Path, column: str) -> dict:
+    """The scores of ``column`` (the image returned) and of the network alone (a column named ``PINN alone ...``,
+    where there is one) per ``(set, sample)`` in the first per-sample table of a markdown file (the format of
+    :func:`markdown`; ``**`` around a column name is ignored): ``{(set, sample): {"run_blend": {...},
+    "pinn": {...}, "pinn_steps": None}}``, each score ``{"psnr_db", "ssim"}``. Raises ValueError naming the file
+    where it has no such table or column."""
+    lines = [ln.strip() for ln in Path(path).read_text().splitlines()]
+    start = next((i for i, ln in enumerate(lines) if ln.startswith("| set | sample |")), None)
+    if start is None:
+        raise ValueError(f"{path}: no per-sample table (a line starting '| set | sample |')")
+    head = [c.strip().strip("*").strip() for c in lines[start].strip("|").split("|")]
+    if column not in head:
+        raise ValueError(f"{path}: no column {column!r} in its per-sample table; it has {head[2:]}")
+    net = next((c for c in head if c.startswith("PINN alone") and " - " not in c), None)
+
+    def parse(cell: str) -> dict | None:
+        psnr, sep, ssim = cell.partition("/")
+        return {"psnr_db": float(psnr), "ssim": float(ssim)} if sep else None
+
+    out = {}
+    for ln in lines[start + 2:]:
+        if not ln.startswith("|"):
+            break
+        cells = dict(zip(head, (c.strip() for c in ln.strip("|").split("|"))))
+        rec = {"run_blend": parse(cells[column]), "pinn_steps": None}
+        if net and parse(cells[net]):
+            rec["pinn"] = parse(cells[net])
+        if rec["run_blend"]:
+            out[(cells["set"], int(cells["sample"]))] = rec
+    return out
 
 
 def _returned(r: dict) -> dict:
@@ -329,24 +393,29 @@ def versus_markdown(rows: list[dict]) -> str:
     the ratio of the steps run. Per set and over all rows: the mean difference (the worst sample's in brackets)."""
     blends = [k for k in rows[0] if k.startswith("blend") and all(k in r for r in rows)]
 
-    def both(q, steps):
-        return f"{q['pinn']['psnr_db']:.2f} / {_returned(q)['psnr_db']:.2f} / {_returned(q)['ssim']:.3f}, {steps}"
+    def both(q, steps):  # a recorded run (--versus-table) may lack its network's image and its steps: "-"
+        net = f"{q['pinn']['psnr_db']:.2f}" if "pinn" in q else "-"
+        return f"{net} / {_returned(q)['psnr_db']:.2f} / {_returned(q)['ssim']:.3f}, {'-' if steps is None else steps}"
 
     def diffs(r):
         v = r["versus"]
         d = {"returned": _returned(r)["psnr_db"] - _returned(v)["psnr_db"],
-             "ssim": _returned(r)["ssim"] - _returned(v)["ssim"], "pinn": r["pinn"]["psnr_db"] - v["pinn"]["psnr_db"],
-             "steps": r["pinn_steps"] / max(v["pinn_steps"], 1)}
+             "ssim": _returned(r)["ssim"] - _returned(v)["ssim"],
+             "pinn": r["pinn"]["psnr_db"] - v["pinn"]["psnr_db"] if "pinn" in v else None,
+             "steps": None if v["pinn_steps"] is None else r["pinn_steps"] / max(v["pinn_steps"], 1)}
         d.update({k: r[k]["psnr_db"] - _returned(v)["psnr_db"] for k in blends})
         return d
+
+    def fmt(x, spec):
+        return "-" if x is None else f"{x:{spec}}"
 
     lines = ["| set | sample | other: network / returned (PSNR dB / SSIM), steps | this run: the same | returned: "
              "this - other (dB / SSIM) | network alone (dB) | steps ratio |", "|" + " --- |" * 7]
     for r in rows:
         d = diffs(r)
         lines.append(f"| {r['set']} | {r['sample']} | {both(r['versus'], r['versus']['pinn_steps'])} | "
-                     f"{both(r, r['pinn_steps'])} | {d['returned']:+.2f} / {d['ssim']:+.4f} | {d['pinn']:+.2f} | "
-                     f"{d['steps']:.1f} |")
+                     f"{both(r, r['pinn_steps'])} | {d['returned']:+.2f} / {d['ssim']:+.4f} | {fmt(d['pinn'], '+.2f')} | "
+                     f"{fmt(d['steps'], '.1f')} |")
     lines += ["", "Means (the worst sample in brackets); each blend column is that blend of this run's images minus "
               "the other run's image returned:", "",
               "| set | samples | returned: this - other dB | SSIM | network alone dB | steps ratio | "
@@ -357,9 +426,12 @@ def versus_markdown(rows: list[dict]) -> str:
     for name, rs in groups.items():
         ds = [diffs(r) for r in rs]
 
-        def mean(k, fmt="+.2f", worst=True):
-            v = [d[k] for d in ds]
-            return f"{np.mean(v):{fmt}}" + (f" ({min(v):{fmt}})" if worst else "")
+        def mean(k, spec="+.2f", worst=True):  # over the samples that have it ("-" where none has)
+            v = [d[k] for d in ds if d[k] is not None]
+            if not v:
+                return "-"
+            return (f"{np.mean(v):{spec}}" + (f" ({min(v):{spec}})" if worst else "")
+                    + ("" if len(v) == len(ds) else f" ({len(v)} of {len(ds)})"))
 
         lines.append(f"| {name} | {len(rs)} | {mean('returned')} | {mean('ssim', '+.4f', False)} | "
                      f"{mean('pinn', worst=False)} | {mean('steps', '.1f', False)} | "

@@ -157,6 +157,61 @@ def test_blend_versus_tabulates_one_pinn_setting_minus_another_from_the_cache(tm
         == "default"
 
 
+def test_blend_versus_table_scores_against_a_recorded_per_sample_table(tmp_path, capsys):
+    """benchmarks.blend --versus-table: the other run's scores come from a per-sample markdown table (its image
+    returned from --versus-column, its network from the 'PINN alone' column, no steps); the differences equal
+    --versus's against the same images to the table's rounding; an item or column the table lacks is one clear
+    error and exit 1."""
+    from benchmarks.blend import main, read_table, score
+
+    rng = np.random.default_rng(2)
+    truth = rng.random((48, 48)).astype(np.float32)
+    noisy = {s: truth + s * rng.standard_normal((48, 48)).astype(np.float32) for s in (0.05, 0.1, 0.2)}
+    from cusim.recon.pinn import blend_images
+
+    rows = []
+    for item, (name, sample) in (("S_1", ("S", 1)), ("T_2", ("T", 2))):
+        for tag, pinn, steps in (("default", noisy[0.2], 100), ("stop-validation", noisy[0.05], 250)):
+            im = {"pinn": pinn, "fista": noisy[0.1], "blended": blend_images(pinn, noisy[0.1], 0.5),
+                  "widefield": truth + 0.3, "truth": truth}
+            np.savez(tmp_path / f"{item}_crop240_{tag}.npz", **im, pinn_steps=np.int64(steps),
+                     pinn_s=np.float64(1.0), fista_s=np.float64(0.1))
+            if tag == "default":
+                sc = score(im, [])
+                rows.append(f"| {name} | {sample} | {sc['fista']['psnr_db']:.2f} / {sc['fista']['ssim']:.3f} | "
+                            f"{sc['pinn']['psnr_db']:.2f} / {sc['pinn']['ssim']:.3f} | "
+                            f"{sc['run_blend']['psnr_db']:.2f} / {sc['run_blend']['ssim']:.3f} | +0.00 |")
+    table = tmp_path / "recorded.md"
+    table.write_text("# a recorded run\n\nsome words\n\n| set | sample | FISTA + TV | PINN alone (`--blend none`) | "
+                     "**default PINN** | default PINN - best peer |\n| --- | --- | --- | --- | --- | --- |\n"
+                     + "\n".join(rows) + "\n\n| set | samples | means |\n| --- | --- | --- |\n")
+    rec = read_table(table, "default PINN")
+    assert set(rec) == {("S", 1), ("T", 2)} and rec[("S", 1)]["pinn_steps"] is None
+    common = ["--items", "S:1", "T:2", "--pinn-param", "stop=validation", "--weights", "1", "--no-run", "--cache",
+              str(tmp_path)]
+    md_table, md_live = tmp_path / "t.md", tmp_path / "l.md"
+    assert main(common + ["--versus-table", str(table), "--markdown", str(md_table)]) == 0
+    assert main(common + ["--versus", "--markdown", str(md_live)]) == 0
+
+    def cells(path, set_name):  # the per-set means row: returned dB, SSIM, network alone dB, steps ratio
+        line = next(ln for ln in path.read_text().splitlines() if ln.startswith(f"| {set_name} | "))
+        return [c.strip() for c in line.strip("|").split("|")][2:6]
+
+    got, want = cells(md_table, "all"), cells(md_live, "all")
+    assert abs(float(got[0].split()[0]) - float(want[0].split()[0])) <= 0.011
+    assert abs(float(got[2]) - float(want[2])) <= 0.011 and float(got[0].split()[0]) > 1.0
+    assert got[3] == "-" and want[3] == "2.5"  # the recorded run has no steps
+    assert ", 100 |" not in md_table.read_text() and ", - |" in md_table.read_text()
+    capsys.readouterr()
+    assert main(["--items", "S:1", "U:3", "--pinn-param", "stop=validation", "--no-run", "--cache", str(tmp_path),
+                 "--versus-table", str(table)]) == 1
+    assert "has no 'default PINN' score for U:3" in capsys.readouterr().err
+    assert main(common + ["--versus-table", str(table), "--versus-column", "nope"]) == 1
+    assert "no column 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(common + ["--versus-table", str(table), "--versus"])
+
+
 def test_fista_curve_rules_pick_where_they_should():
     """benchmarks.fista_curve.picks: the discrepancy rule takes the first iteration at tau, the default that or
     its cap, the held-out rule the least held-out residual once it has not fallen for ``patience`` iterations
