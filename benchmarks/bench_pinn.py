@@ -337,7 +337,7 @@ def run_full(args) -> dict:
     the 1000-step time is extrapolated, labelled so.
     """
     import cusim  # noqa: PLC0415
-    from cusim.recon.pinn import FAST  # noqa: PLC0415
+    from cusim.recon.pinn import FAST, PINNConfig  # noqa: PLC0415
 
     dev = args.device
     steps = args.steps or (FULL_STEPS_GPU if dev == "cuda" else (3 if args.quick else 20))
@@ -373,8 +373,9 @@ def run_full(args) -> dict:
             "status": "ok", **C.time_cpu(cusim_run(FULL_STEPS_GPU), 3 if dev == "cuda" else 1, 0),
             "steps": info.get("steps_run"), "stop_reason": info.get("stop_reason"), "ensemble": info.get("ensemble")}))
     else:
-        out["cusim_default_stop"] = C.skipped("CPU: cusim's default stop takes ~150-500 steps of about a second "
-                                              "or more each; add --default-stop to time it")
+        out["cusim_default_stop"] = C.skipped("CPU: cusim's default stop takes hundreds of steps (300-1500 on the "
+                                              "paper's crops) of about a second or more each; add --default-stop "
+                                              "to time it")
     out["paper_pinn"] = note("paper_pinn", _guarded(lambda: {"status": "ok", **timed(lambda: paper_pinn.paper_pinn(
         ds, steps=steps, device=dev), 1, 0), "steps": steps}))
     out = {k: out[k] for k in ("cusim", FASTEST, "paper_pinn", "cusim_default_stop")}  # the table's order
@@ -383,7 +384,7 @@ def run_full(args) -> dict:
     rows = []
     for k, v in out.items():
         n = v.get("ensemble")
-        names = {"cusim_default_stop": "cusim, default stop (discrepancy; wall clock"
+        names = {"cusim_default_stop": f"cusim, default stop ({PINNConfig().stop}; wall clock"
                                        + (f"; {n} networks, steps summed)" if n and n > 1 else ")"),
                  "cusim": "cusim float32" + (" (captured)" if dev == "cuda" else ""),
                  FASTEST: "cusim fast (--fast" + (", captured)" if dev == "cuda" else ")")}

@@ -10,7 +10,10 @@ of ``benchmarks.quality``: least-squares fit, 10 px border, PSNR / SSIM / FRC 0.
 residual (sigma^2) and loss; and, replayed on the same run, every ``--rule`` (a set of stopping
 parameters, ``stop="discrepancy"``): the step where it fires and the quality of the image there, the
 image the same run with those parameters would return (same seed, same trajectory up to that step).
-The rule ``default`` (no parameters) is cusim's. So one run per sample measures every candidate rule.
+The rule ``default`` (no parameters) is the discrepancy stop at cusim's settings (cusim's default stop until
+2026-12-05). So one run per sample measures every candidate discrepancy rule. The validation stop, cusim's
+default now, cannot be replayed here: it holds pixels out of the loss, so its trajectory is its own
+(``benchmarks.low_light.validation_curve``).
 
 ``--workers N`` splits the items over N processes (a PINN step on a GPU is bound by the host, so one
 GPU serves several; runtimes are then shared-GPU times); ``--deadline`` stops them, keeping the items

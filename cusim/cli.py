@@ -135,7 +135,7 @@ def demo(
     seed: int = typer.Option(0, help="Seed of the phantom, the noise and the network."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     steps: int = typer.Option(400, help="Most PINN steps (1-1.5 minutes on 2 CPU cores with native bfloat16, 2-2.5 "
-                              "without; the discrepancy principle may stop earlier)."),
+                              "without; the validation stop may end it earlier)."),
     fast: bool = typer.Option(None, "--fast/--no-fast", help="The PINN's fast step (as cusim run --fast: the "
                               "U-Net's inner levels in bfloat16). Default: on a CPU with native bfloat16 "
                               "(AVX-512 BF16 or AMX), not elsewhere."),
@@ -354,8 +354,9 @@ def run(
                                         f"(default {_D.lr})."),
     loss: str = typer.Option(None, help=f"pinn: mse | ssim | pg | a weighted sum like mse+0.5*ssim (default {_D.loss})."),
     stop: str = typer.Option(None, help="pinn: max | plateau | discrepancy | validation (pixels held out of the "
-                                        "loss; the image of their least residual); iterative: max | tol | "
-                                        "discrepancy (default discrepancy)."),
+                                        "loss; the image of their least residual; the default, discrepancy with "
+                                        "an ssim loss); iterative: max | tol | discrepancy (default "
+                                        "discrepancy)."),
     holdout: float = typer.Option(None, "--holdout", help=f"pinn, --stop validation: the share of the frames' "
                                   f"pixels held out of the loss (default {_D.holdout})."),
     tau: float = typer.Option(None, help=f"pinn/iterative: discrepancy stop at residual <= tau * sigma^2 "

@@ -116,7 +116,9 @@ def test_benchmarked_step_is_the_step_of_optimise_and_peer_b_follows_it(crop):
     try:
         cusim_step, peer_step = pinn_step(crop), pinn_step(crop, physics="torch_fft")
         cusim_losses, peer_losses = zip(*[(cusim_step(), peer_step()) for _ in range(3)])
-        run = optimise(crop.frames(), crop.operator(device="cpu"), PINNConfig(steps=3, stop="max"))
+        # the default step, as pinn_step's (with the default validation stop, 5% of the pixels held out of
+        # the loss; no rule fires in 3 steps)
+        run = optimise(crop.frames(), crop.operator(device="cpu"), PINNConfig(steps=3))
     finally:
         torch.set_num_threads(n)
     np.testing.assert_allclose(cusim_losses, run.loss, rtol=1e-6)

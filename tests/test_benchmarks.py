@@ -39,9 +39,10 @@ def test_gpu_check_fails_fast_with_one_clear_line_without_a_gpu(tmp_path):
     assert (tmp_path / "gpu_check.log").exists()
 
 
-def test_pinn_curve_replays_the_default_stop_of_a_real_run(shared_data, tmp_path):
-    """The curve benchmark's replayed `default` rule stops where `cusim.reconstruct` stops, with the
-    same image quality (same seed, same trajectory); a looser tau stops earlier on the same run."""
+def test_pinn_curve_replays_the_discrepancy_stop_of_a_real_run(shared_data, tmp_path):
+    """The curve benchmark's replayed `default` rule (the discrepancy stop at cusim's settings) stops where
+    `cusim.reconstruct` with that stop stops, with the same image quality (same seed, same trajectory); a
+    looser tau stops earlier on the same run."""
     import json
     import sys
 
@@ -60,7 +61,8 @@ def test_pinn_curve_replays_the_default_stop_of_a_real_run(shared_data, tmp_path
     (rec,) = json.loads(out.read_text())["samples"]
     assert [p["step"] for p in rec["curve"]] == [20, 40, 60]
     ds = import_paper(shared_data / "pinn-sim-paper" / "SIM/microtubules", 1).crop_center(64)
-    run = cusim.reconstruct(ds, "pinn", device="cpu", steps=60, blend="none")  # the curve is the network's image
+    # the curve is the network's image; its rule "default" is the discrepancy stop at cusim's settings
+    run = cusim.reconstruct(ds, "pinn", device="cpu", steps=60, blend="none", stop="discrepancy")
     assert rec["rules"]["default"]["step"] == run.extra["steps_run"] < 60
     assert rec["rules"]["default"]["psnr_db"] == pytest.approx(quality(run.image.astype(np.float64),
                                                                        ds.ground_truth)["psnr_db"], abs=1e-6)

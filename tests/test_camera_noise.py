@@ -164,6 +164,10 @@ def test_validation_stop_returns_the_image_of_the_least_held_out_residual():
     np.testing.assert_allclose(run.image, again.image, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="holds pixels out of 'mse' and 'pg' only"):
         P.PINNConfig(stop="validation", loss="mse+0.5*ssim")
+    # the default stop is this one, and the discrepancy stop where the loss cannot hold pixels out (ssim)
+    assert P.PINNConfig().stop == P.PINNConfig(loss="pg").stop == "validation"
+    assert P.PINNConfig(loss="mse+0.5*ssim").stop == P.PINNConfig(loss="ssim").stop == "discrepancy"
+    assert P.PINNConfig.from_params({"loss": "ssim"}).stop == "discrepancy"
 
 
 @pytest.mark.slow  # PINN steps

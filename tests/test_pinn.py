@@ -238,7 +238,7 @@ def test_cli_resume_on_a_file_whose_frames_changed_fails_with_one_line(tmp_path)
 
 def test_a_run_cut_off_by_the_step_cap_says_how_far_its_residual_still_was(small):
     op = small.operator(device="cpu")
-    short = pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=3, width=8))
+    short = pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=3, width=8, stop="discrepancy"))
     assert short.steps == 3 and short.residual_sigma2[-1] > 1.0
     assert short.stop_reason == (f"max steps (3), residual {short.residual_sigma2[-1]:.3f} sigma^2 still above "
                                  "tau 1 (more steps fit further)")
@@ -248,7 +248,7 @@ def test_a_run_cut_off_by_the_step_cap_says_how_far_its_residual_still_was(small
 def test_discrepancy_principle_stops_at_the_noise_level(small):
     op = small.operator(device="cpu")
     # a loose tau keeps the test short; the mechanism is the same at tau = 1
-    run = pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=300, tau=8.0, width=8, lr=1e-2))
+    run = pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=300, stop="discrepancy", tau=8.0, width=8, lr=1e-2))
     assert run.stop_reason.startswith("discrepancy") and run.steps < 300
     assert run.residual_sigma2[-1] <= 8.0 < run.residual_sigma2[-2]
 
@@ -260,7 +260,7 @@ def test_reading_the_loss_back_in_blocks_changes_nothing_in_the_result(small):
     block = pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=12, stop="max", sync_every=5, **base))
     np.testing.assert_array_equal(block.loss, every.loss)  # 5 + 5 + 2 steps, read back three times
     np.testing.assert_array_equal(block.image, every.image)
-    cfg = dict(steps=300, tau=8.0, **base)
+    cfg = dict(steps=300, stop="discrepancy", tau=8.0, **base)
     exact = pinn.optimise(small.frames(), op, pinn.PINNConfig(**cfg))
     late = pinn.optimise(small.frames(), op, pinn.PINNConfig(sync_every=7, **cfg))
     assert exact.stop_reason.startswith("discrepancy") and exact.steps < 300 and exact.steps % 7 != 0
@@ -359,7 +359,7 @@ def test_a_batched_ensemble_equals_the_mean_of_separate_runs_whose_rules_stop_th
     # round differently from single ones (3e-6 relative after a step) and on this tiny network Adam
     # amplifies that over tens of steps (measured: 1e-2 to 1e-1 relative after 60 steps at lr 1e-3).
     op = small.operator(device="cpu")
-    cfg = dict(steps=30, tau=60.0, width=4, lr=1e-3, seed=5)
+    cfg = dict(steps=30, stop="discrepancy", tau=60.0, width=4, lr=1e-3, seed=5)
     single = [pinn.optimise(small.frames(), op, pinn.PINNConfig(**{**cfg, "seed": 5 + j})) for j in range(3)]
     ens = pinn.optimise(small.frames(), op, pinn.PINNConfig(ensemble=3, **cfg))
     stops = [r.steps for r in single]
@@ -513,7 +513,8 @@ def test_tau_is_sigma_squared_unless_given(small):
     assert pinn.PINNConfig().tau == 1.0
     op = small.operator(device="cpu")
     assert pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=2, width=4)).tau == 1.0
-    run = pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=300, tau=8.0, width=4))
+    run = pinn.optimise(small.frames(), op,
+                        pinn.PINNConfig(steps=300, stop="discrepancy", tau=8.0, width=4))
     assert run.tau == 8.0 and run.stop_reason.endswith("<= tau 8") and run.residual_sigma2[-1] <= 8.0 < run.residual_sigma2[-2]
     for bad in (0, -1.0, True, "1.2", None):
         with pytest.raises(ValueError, match="tau: expected a finite number > 0"):
@@ -521,10 +522,11 @@ def test_tau_is_sigma_squared_unless_given(small):
 
 
 def test_the_default_stall_lets_a_slow_descent_near_tau_go_on():
-    """1% over 100 steps: a residual still falling 2% per 100 steps above tau goes on (the image was
-    still improving there on the paper's NL_SIM and LPSIM samples); one falling 0.5% stops."""
+    """The discrepancy stop's default stall, 1% over 100 steps: a residual still falling 2% per 100 steps
+    above tau goes on (the image was still improving there on the paper's NL_SIM and LPSIM samples); one
+    falling 0.5% stops."""
     def first_stop(rate):
-        stop = pinn._Stopper(pinn.PINNConfig())
+        stop = pinn._Stopper(pinn.PINNConfig(stop="discrepancy"))
         mses = [1.2 * (1 - rate) ** (step / 100) for step in range(600)]
         return next((step for step, mse in enumerate(mses) if stop(step, 0.0, mse)), None)
 
@@ -532,11 +534,12 @@ def test_the_default_stall_lets_a_slow_descent_near_tau_go_on():
 
 
 def test_discrepancy_also_stops_where_the_residual_stalls_above_tau():
-    stop = pinn._Stopper(pinn.PINNConfig(tau=1.2, stall=0.03, patience=10))
+    stop = pinn._Stopper(pinn.PINNConfig(stop="discrepancy", tau=1.2, stall=0.03, patience=10))
     reasons = [stop(step, 0.0, mse) for step, mse in enumerate([3.0, 2.0, 1.6, 1.5] + [1.49] * 20)]
     first = next(i for i, r in enumerate(reasons) if r)
     assert first == 3 + 10 and "above tau 1.2" in reasons[first]  # 10 steps after the last 3% gain
-    assert pinn._Stopper(pinn.PINNConfig(tau=1.2))(0, 0.0, 1.1).startswith("discrepancy: residual 1.100")
+    assert pinn._Stopper(pinn.PINNConfig(stop="discrepancy", tau=1.2))(0, 0.0, 1.1).startswith(
+        "discrepancy: residual 1.100")
 
 
 @pytest.mark.gpu
@@ -612,7 +615,7 @@ def test_the_captured_step_stops_where_the_eager_step_stops(small, deterministic
     """The rule looks at every step of a replayed block: the stop, its histories and image are the eager
     run's (read back every step), and a warm-started time series runs captured too."""
     op = small.operator(device="cuda")
-    cfg = dict(steps=300, tau=8.0, width=8, lr=1e-2, seed=1, ensemble=1)
+    cfg = dict(steps=300, stop="discrepancy", tau=8.0, width=8, lr=1e-2, seed=1, ensemble=1)
     captured = pinn.optimise(small.frames(), op, pinn.PINNConfig(**cfg))
     eager = pinn.optimise(small.frames(), op, pinn.PINNConfig(graph=False, sync_every=1, **cfg))
     assert captured.stop_reason.startswith("discrepancy") and captured.steps % pinn.GRAPH_BLOCK != 0
