@@ -299,6 +299,7 @@ def main(argv=None) -> int:
     import torch  # noqa: PLC0415
 
     torch.manual_seed(0)
+    items = [(name, int(sample)) for name, _, sample in (item.rpartition(":") for item in args.items)]
     table = None
     if args.versus_table is not None:
         try:
@@ -306,24 +307,23 @@ def main(argv=None) -> int:
         except ValueError as e:
             print(f"error: --versus-table: {e}", file=sys.stderr)
             return 1
-        missing = [i for i in args.items if (i.rpartition(":")[0], int(i.rpartition(":")[2])) not in table]
+        missing = [f"{name}:{sample}" for name, sample in items if (name, sample) not in table]
         if missing:
             print(f"error: --versus-table: {args.versus_table} has no {args.versus_column!r} score for "
                   f"{', '.join(missing)}", file=sys.stderr)
             return 1
     rows = []
-    for item in args.items:
-        name, _, sample = item.rpartition(":")
-        im = images(name, int(sample), args)
-        s = score(im, args.weights, args.sigmas, members(name, int(sample), args))
-        rows.append({"set": name, "sample": int(sample), "pinn_steps": int(im["pinn_steps"]),
+    for name, sample in items:
+        im = images(name, sample, args)
+        s = score(im, args.weights, args.sigmas, members(name, sample, args))
+        rows.append({"set": name, "sample": sample, "pinn_steps": int(im["pinn_steps"]),
                      "pinn_s": float(im["pinn_s"]), **s})
         if args.versus_params is not None:
-            vim = images(name, int(sample), argparse.Namespace(**{**vars(args), "pinn_params": args.versus_params}))
+            vim = images(name, sample, argparse.Namespace(**{**vars(args), "pinn_params": args.versus_params}))
             rows[-1]["versus"] = {"pinn_steps": int(vim["pinn_steps"]), "pinn_s": float(vim["pinn_s"]),
                                   **score(vim, [], [])}
         elif table is not None:
-            rows[-1]["versus"] = table[(name, int(sample))]
+            rows[-1]["versus"] = table[(name, sample)]
         line = "  ".join(f"{k} {v['psnr_db']:.2f}/{v['ssim']:.3f}" for k, v in s.items())
         print(f"{name} #{sample} ({int(im['pinn_steps'])} steps, {float(im['pinn_s']):.0f} s): {line}", flush=True)
         if args.analyse:

@@ -165,11 +165,11 @@ def test_blend_versus_table_scores_against_a_recorded_per_sample_table(tmp_path,
     --versus's against the same images to the table's rounding; an item or column the table lacks is one clear
     error and exit 1."""
     from benchmarks.blend import main, read_table, score
+    from cusim.recon.pinn import blend_images
 
     rng = np.random.default_rng(2)
     truth = rng.random((48, 48)).astype(np.float32)
     noisy = {s: truth + s * rng.standard_normal((48, 48)).astype(np.float32) for s in (0.05, 0.1, 0.2)}
-    from cusim.recon.pinn import blend_images
 
     rows = []
     for item, (name, sample) in (("S_1", ("S", 1)), ("T_2", ("T", 2))):
