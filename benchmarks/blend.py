@@ -30,7 +30,9 @@ the ratio of the steps run. E.g. a stopping rule against the default, from the c
 With ``--versus-table MD`` the other run is a recorded one: its scores per sample come from a per-sample table
 ``--markdown`` wrote (``--versus-column``: the image returned, default "default PINN"; the network's image from
 the "PINN alone" column where there is one; no steps), e.g. ``benchmarks/results/heldout_default-cpu.md``, the
-default PINN on the held-out samples 6-10, so a new setting there needs only its own runs.
+default PINN on the held-out samples 6-10, so a new setting there needs only its own runs. ``--peers-table MD``
+does the same for ``--peers``: the paper's method's scores from such a table's "paper's method" column, so the
+per-sample table (without ``--versus``) differences every image to the better of it and FISTA + TV.
 """
 
 from __future__ import annotations
@@ -75,6 +77,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--peers", nargs="+", type=Path, default=[], metavar="JSON",
                     help="benchmarks.quality JSON (same crop) whose 'paper' runs join the tables as the paper's method; "
                          "the difference columns are then to the better of it and FISTA + TV")
+    ap.add_argument("--peers-table", type=Path, default=None, metavar="MD",
+                    help="like --peers, but the paper's method's scores come from --peers-column of a per-sample "
+                         "markdown table, e.g. benchmarks/results/heldout_default-cpu.md (samples it has no score "
+                         "for stay without one)")
+    ap.add_argument("--peers-column", default="paper's method",
+                    help="--peers-table's column of the paper's method (default: %(default)s)")
     ap.add_argument("--versus", nargs="*", default=None, metavar="KEY=VALUE",
                     help="also score the PINN run with these --pinn-param values instead (none: the default run), "
                          "and tabulate this run minus that one (--markdown)")
@@ -93,6 +101,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     for path in args.peers:
         if not path.is_file():
             ap.error(f"--peers: {path}: no such file (a benchmarks.quality JSON)")
+    if args.peers_table is not None:
+        if args.peers:
+            ap.error("--peers-table: give it or --peers, not both")
+        if not args.peers_table.is_file():
+            ap.error(f"--peers-table: {args.peers_table}: no such file (a per-sample markdown table)")
     def params(option: str, items: list[str]) -> dict:
         out = {}
         for item in items:
@@ -312,6 +325,13 @@ def main(argv=None) -> int:
             print(f"error: --versus-table: {args.versus_table} has no {args.versus_column!r} score for "
                   f"{', '.join(missing)}", file=sys.stderr)
             return 1
+    paper = None
+    if args.peers_table is not None:
+        try:
+            paper = table_column(args.peers_table, args.peers_column)
+        except ValueError as e:
+            print(f"error: --peers-table: {e}", file=sys.stderr)
+            return 1
     rows = []
     for name, sample in items:
         im = images(name, sample, args)
@@ -329,6 +349,9 @@ def main(argv=None) -> int:
         if args.analyse:
             print("\n".join(analyse(im)))
     add_peers(rows, args.peers, args.crop)
+    for r in rows if paper is not None else ():
+        if (r["set"], r["sample"]) in paper:
+            r["paper"] = paper[(r["set"], r["sample"])]
     keys = [k for k in rows[0] if isinstance(rows[0][k], dict) and k != "versus" and all(k in r for r in rows)]
     print("\nmean PSNR / SSIM per set, and the difference to the better of pinn and fista:")
     for name in dict.fromkeys(r["set"] for r in rows):
@@ -349,12 +372,10 @@ def main(argv=None) -> int:
     return 0
 
 
-def read_table(path: Path, column: str) -> dict:
-    """The scores of ``column`` (the image returned) and of the network alone (a column named ``PINN alone ...``,
-    where there is one) per ``(set, sample)`` in the first per-sample table of a markdown file (the format of
-    :func:`markdown`; ``**`` around a column name is ignored): ``{(set, sample): {"run_blend": {...},
-    "pinn": {...}, "pinn_steps": None}}``, each score ``{"psnr_db", "ssim"}``. Raises ValueError naming the file
-    where it has no such table or column."""
+def _table_rows(path: Path, column: str) -> tuple[list[str], list[dict]]:
+    """The header and the rows (column name -> cell) of the first per-sample table of a markdown file (the format
+    of :func:`markdown`; ``**`` around a column name is ignored). Raises ValueError naming the file where it has
+    no such table, or no ``column``."""
     lines = [ln.strip() for ln in Path(path).read_text().splitlines()]
     start = next((i for i, ln in enumerate(lines) if ln.startswith("| set | sample |")), None)
     if start is None:
@@ -362,20 +383,39 @@ def read_table(path: Path, column: str) -> dict:
     head = [c.strip().strip("*").strip() for c in lines[start].strip("|").split("|")]
     if column not in head:
         raise ValueError(f"{path}: no column {column!r} in its per-sample table; it has {head[2:]}")
-    net = next((c for c in head if c.startswith("PINN alone") and " - " not in c), None)
-
-    def parse(cell: str) -> dict | None:
-        psnr, sep, ssim = cell.partition("/")
-        return {"psnr_db": float(psnr), "ssim": float(ssim)} if sep else None
-
-    out = {}
+    rows = []
     for ln in lines[start + 2:]:
         if not ln.startswith("|"):
             break
-        cells = dict(zip(head, (c.strip() for c in ln.strip("|").split("|"))))
-        rec = {"run_blend": parse(cells[column]), "pinn_steps": None}
-        if net and parse(cells[net]):
-            rec["pinn"] = parse(cells[net])
+        rows.append(dict(zip(head, (c.strip() for c in ln.strip("|").split("|")))))
+    return head, rows
+
+
+def _cell_score(cell: str) -> dict | None:
+    """A 'PSNR / SSIM' cell as ``{"psnr_db", "ssim"}``; None for '-'."""
+    psnr, sep, ssim = cell.partition("/")
+    return {"psnr_db": float(psnr), "ssim": float(ssim)} if sep else None
+
+
+def table_column(path: Path, column: str) -> dict:
+    """The scores in ``column`` of a per-sample markdown table: ``{(set, sample): {"psnr_db", "ssim"}}``, only
+    the samples that have one."""
+    _, rows = _table_rows(path, column)
+    return {(c["set"], int(c["sample"])): q for c in rows if (q := _cell_score(c[column]))}
+
+
+def read_table(path: Path, column: str) -> dict:
+    """The scores of ``column`` (the image returned) and of the network alone (a column named ``PINN alone ...``,
+    where there is one) per ``(set, sample)`` in the first per-sample table of a markdown file:
+    ``{(set, sample): {"run_blend": {...}, "pinn": {...}, "pinn_steps": None}}``, each score
+    ``{"psnr_db", "ssim"}``. Raises ValueError naming the file where it has no such table or column."""
+    head, rows = _table_rows(path, column)
+    net = next((c for c in head if c.startswith("PINN alone") and " - " not in c), None)
+    out = {}
+    for cells in rows:
+        rec = {"run_blend": _cell_score(cells[column]), "pinn_steps": None}
+        if net and _cell_score(cells[net]):
+            rec["pinn"] = _cell_score(cells[net])
         if rec["run_blend"]:
             out[(cells["set"], int(cells["sample"]))] = rec
     return out

@@ -93,6 +93,43 @@ def test_blend_tables_difference_to_the_better_peer_where_the_paper_method_ran(t
     assert "30.00 / 0.900 (-0.25; worst -1.00)" in text and "30.50 / 0.950 (1 of 2)" in text
 
 
+def test_blend_peers_table_takes_the_papers_method_from_a_recorded_table(tmp_path, capsys):
+    """benchmarks.blend --peers-table: the paper's method's scores come from a per-sample markdown table's
+    "paper's method" column; a sample where that cell is '-' keeps FISTA + TV as its best peer."""
+    from benchmarks.blend import main, score, table_column
+    from cusim.recon.pinn import blend_images
+
+    rng = np.random.default_rng(3)
+    truth = rng.random((48, 48)).astype(np.float32)
+    noisy = {s: truth + s * rng.standard_normal((48, 48)).astype(np.float32) for s in (0.05, 0.1)}
+    im = {"pinn": noisy[0.05], "fista": noisy[0.1], "blended": blend_images(noisy[0.05], noisy[0.1], 0.5),
+          "widefield": truth + 0.3, "truth": truth}
+    for item in ("S_6", "S_7"):
+        np.savez(tmp_path / f"{item}_crop240_default.npz", **im, pinn_steps=np.int64(9), pinn_s=np.float64(1.0),
+                 fista_s=np.float64(0.1))
+    sc = score(im, [])
+    paper = sc["fista"]["psnr_db"] + 0.5  # the better peer where it ran
+    table = tmp_path / "recorded.md"
+    table.write_text("| set | sample | widefield | paper's method | FISTA + TV |\n| --- | --- | --- | --- | --- |\n"
+                     f"| S | 6 | 1.00 / 0.100 | {paper:.2f} / 0.950 | 2.00 / 0.200 |\n"
+                     "| S | 7 | 1.00 / 0.100 | - | 2.00 / 0.200 |\n")
+    assert table_column(table, "paper's method") == {("S", 6): {"psnr_db": round(paper, 2), "ssim": 0.95}}
+    md = tmp_path / "p.md"
+    assert main(["--items", "S:6", "S:7", "--weights", "1", "--no-run", "--cache", str(tmp_path), "--peers-table",
+                 str(table), "--markdown", str(md)]) == 0
+    rows = {ln.split("|")[2].strip(): [c.strip() for c in ln.strip("|").split("|")]
+            for ln in md.read_text().splitlines() if ln.startswith("| S | ")}
+    head = [c.strip() for c in md.read_text().splitlines()[0].strip("|").split("|")]
+    col = head.index("pinn - best peer")
+    assert rows["6"][head.index("paper")] == f"{paper:.2f} / 0.950" and rows["7"][head.index("paper")] == "-"
+    net = sc["pinn"]["psnr_db"]
+    assert float(rows["6"][col]) == pytest.approx(net - round(paper, 2), abs=0.011)
+    assert float(rows["7"][col]) == pytest.approx(net - sc["fista"]["psnr_db"], abs=0.011)
+    assert main(["--items", "S:6", "--no-run", "--cache", str(tmp_path), "--peers-table", str(table),
+                 "--peers-column", "nope"]) == 1
+    assert "--peers-table" in capsys.readouterr().err
+
+
 def test_blend_scores_the_ensemble_of_cached_seeds_as_ensemble_n_returns_it(tmp_path):
     """benchmarks.blend --ensemble-seeds: the ensemble is the mean of the networks' images (the batched ensemble's
     image: tests/test_pinn.py), blended with FISTA + TV like one network's; a seed not cached under --no-run
