@@ -313,24 +313,24 @@ def main(argv=None) -> int:
 
     torch.manual_seed(0)
     items = [(name, int(sample)) for name, _, sample in (item.rpartition(":") for item in args.items)]
-    table = None
-    if args.versus_table is not None:
+    def recorded(option: str, read, path: Path, column: str) -> dict | None:  # a table, or None and one line
         try:
-            table = read_table(args.versus_table, args.versus_column)
+            return read(path, column)
         except ValueError as e:
-            print(f"error: --versus-table: {e}", file=sys.stderr)
+            print(f"error: {option}: {e}", file=sys.stderr)
+            return None
+
+    table = paper = None
+    if args.versus_table is not None:
+        if (table := recorded("--versus-table", read_table, args.versus_table, args.versus_column)) is None:
             return 1
         missing = [f"{name}:{sample}" for name, sample in items if (name, sample) not in table]
         if missing:
             print(f"error: --versus-table: {args.versus_table} has no {args.versus_column!r} score for "
                   f"{', '.join(missing)}", file=sys.stderr)
             return 1
-    paper = None
     if args.peers_table is not None:
-        try:
-            paper = table_column(args.peers_table, args.peers_column)
-        except ValueError as e:
-            print(f"error: --peers-table: {e}", file=sys.stderr)
+        if (paper := recorded("--peers-table", table_column, args.peers_table, args.peers_column)) is None:
             return 1
     rows = []
     for name, sample in items:
