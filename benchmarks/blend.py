@@ -313,6 +313,7 @@ def main(argv=None) -> int:
 
     torch.manual_seed(0)
     items = [(name, int(sample)) for name, _, sample in (item.rpartition(":") for item in args.items)]
+
     def recorded(option: str, read, path: Path, column: str) -> dict | None:  # a table, or None and one line
         try:
             return read(path, column)
@@ -349,8 +350,8 @@ def main(argv=None) -> int:
         if args.analyse:
             print("\n".join(analyse(im)))
     add_peers(rows, args.peers, args.crop)
-    for r in rows if paper is not None else ():
-        if (r["set"], r["sample"]) in paper:
+    for r in rows:
+        if paper and (r["set"], r["sample"]) in paper:
             r["paper"] = paper[(r["set"], r["sample"])]
     keys = [k for k in rows[0] if isinstance(rows[0][k], dict) and k != "versus" and all(k in r for r in rows)]
     print("\nmean PSNR / SSIM per set, and the difference to the better of pinn and fista:")
