@@ -118,7 +118,7 @@ class PINNConfig(_Config):
     # 2026-12-05: against the discrepancy stop it gained on every one of 28 chosen-on paper crops (samples 1-5,
     # +0.50 dB mean) and on the simulated low-light fields, and the held-out samples 6-8 confirmed it (+0.49 dB
     # mean, every set gains; docs/quality.md, "Issue 20: the stop on a second field ...", items 5, 6 and 8), at
-    # about 2.3x the steps
+    # about 2.3x the steps; samples 9-10, run after the choice, report +0.53 dB over all of 6-10 (item 9)
     holdout: float = 0.05  # validation: the share of the frames' pixels held out
     tau: float = 1.0  # discrepancy: stop when the residual mean square <= tau * sigma^2 ...
     stall: float = 0.01  # ... or when it fell by less than this fraction over `patience` steps (a floor;
