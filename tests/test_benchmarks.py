@@ -375,3 +375,19 @@ def test_low_light_merge_refuses_two_simulated_fields(tmp_path, monkeypatch):
                                "--sim-seed", str(seed), "--device", "cpu", "--out", f"s{seed}"]) == 0
     with pytest.raises(SystemExit, match="seed 2, the files before it seed 1; merge one field at a time"):
         low_light.main(["--merge", str(tmp_path / "s1-cpu.json"), str(tmp_path / "s2-cpu.json"), "--out", "m"])
+
+
+def test_low_light_filtered_r_sees_through_a_filter_but_not_through_noise():
+    """`filtered_r` scores an isotropic filtering of the reference near 1 where the plain r does not, and finds
+    nothing in an unrelated image (its 33 coefficients are fitted on the other half of the field)."""
+    from scipy.ndimage import gaussian_filter
+
+    from benchmarks.low_light import filtered_r, pearson
+
+    rng = np.random.default_rng(3)
+    ref = gaussian_filter(rng.normal(size=(96, 96)), 1.5) + 0.3 * gaussian_filter(rng.normal(size=(96, 96)), 6)
+    blurred = gaussian_filter(ref, 2.5)
+    assert pearson(blurred, ref) < 0.9 < 0.99 < filtered_r(blurred, ref)
+    assert abs(filtered_r(rng.normal(size=ref.shape), ref)) < 0.15
+    with pytest.raises(ValueError, match="two images of one shape"):
+        filtered_r(ref[:, :90], ref)
