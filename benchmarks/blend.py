@@ -32,7 +32,8 @@ With ``--versus-table MD`` the other run is a recorded one: its scores per sampl
 the "PINN alone" column where there is one; no steps), e.g. ``benchmarks/results/heldout_default-cpu.md``, the
 default PINN on the held-out samples 6-10, so a new setting there needs only its own runs. ``--peers-table MD``
 does the same for ``--peers``: the paper's method's scores from such a table's "paper's method" column, so the
-per-sample table (without ``--versus``) differences every image to the better of it and FISTA + TV.
+per-sample table (without ``--versus``) differences every image to the better of it and FISTA + TV. Both may
+be given: the recorded samples from the table, newer runs from the JSON (which wins where both have a sample).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--peers-table", type=Path, default=None, metavar="MD",
                     help="like --peers, but the paper's method's scores come from --peers-column of a per-sample "
                          "markdown table, e.g. benchmarks/results/heldout_default-cpu.md (samples it has no score "
-                         "for stay without one)")
+                         "for stay without one); with --peers too, a sample the JSON has takes the JSON's score")
     ap.add_argument("--peers-column", default="paper's method",
                     help="--peers-table's column of the paper's method (default: %(default)s)")
     ap.add_argument("--versus", nargs="*", default=None, metavar="KEY=VALUE",
@@ -102,8 +103,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         if not path.is_file():
             ap.error(f"--peers: {path}: no such file (a benchmarks.quality JSON)")
     if args.peers_table is not None:
-        if args.peers:
-            ap.error("--peers-table: give it or --peers, not both")
         if not args.peers_table.is_file():
             ap.error(f"--peers-table: {args.peers_table}: no such file (a per-sample markdown table)")
     def params(option: str, items: list[str]) -> dict:
@@ -351,7 +350,7 @@ def main(argv=None) -> int:
             print("\n".join(analyse(im)))
     add_peers(rows, args.peers, args.crop)
     for r in rows:
-        if paper and (r["set"], r["sample"]) in paper:
+        if paper and (r["set"], r["sample"]) in paper and "paper" not in r:  # --peers' own runs first
             r["paper"] = paper[(r["set"], r["sample"])]
     keys = [k for k in rows[0] if isinstance(rows[0][k], dict) and k != "versus" and all(k in r for r in rows)]
     print("\nmean PSNR / SSIM per set, and the difference to the better of pinn and fista:")

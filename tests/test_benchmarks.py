@@ -128,6 +128,18 @@ def test_blend_peers_table_takes_the_papers_method_from_a_recorded_table(tmp_pat
     assert main(["--items", "S:6", "--no-run", "--cache", str(tmp_path), "--peers-table", str(table),
                  "--peers-column", "nope"]) == 1
     assert "--peers-table" in capsys.readouterr().err
+    # with --peers too: a sample the JSON has (7) takes its score; the table fills the others (6)
+    import json
+
+    fresh = {"psnr_db": paper + 1.0, "ssim": 0.96, "frc05": 0.3}
+    (tmp_path / "q.json").write_text(json.dumps({"samples": [{"set": "S", "sample": 7, "crop": 240,
+                                                              "methods": {"paper": fresh}}]}))
+    assert main(["--items", "S:6", "S:7", "--weights", "1", "--no-run", "--cache", str(tmp_path), "--peers-table",
+                 str(table), "--peers", str(tmp_path / "q.json"), "--markdown", str(md)]) == 0
+    rows = {ln.split("|")[2].strip(): [c.strip() for c in ln.strip("|").split("|")]
+            for ln in md.read_text().splitlines() if ln.startswith("| S | ")}
+    assert rows["6"][head.index("paper")] == f"{paper:.2f} / 0.950"
+    assert rows["7"][head.index("paper")] == f"{paper + 1.0:.2f} / 0.960"
 
 
 def test_blend_scores_the_ensemble_of_cached_seeds_as_ensemble_n_returns_it(tmp_path):
