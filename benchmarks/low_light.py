@@ -83,7 +83,7 @@ def filtered_r(img, ref, border: int = BORDER, bands: int = FILTER_BANDS) -> flo
     filter is ``bands`` hat functions of the radial frequency (0 to the corner), fitted by least squares
     on one half of the field (left or right of the middle column) and applied to the other, so the
     reference's pixels never score the filter that was fitted on them. It measures how much of ``img``'s
-    r is only its spectral weighting: an image the reference's own filtering of would score near 1."""
+    r is only its spectral weighting: an isotropic blur of the reference itself scores near 1."""
     x = np.asarray(img, np.float64)
     y = np.asarray(ref, np.float64)
     if x.shape != y.shape or x.ndim != 2:
