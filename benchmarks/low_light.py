@@ -101,7 +101,7 @@ def filtered_r(img, ref, border: int = BORDER, bands: int = FILTER_BANDS) -> flo
     for fit, use in ((left, right), (right, left)):
         design = np.c_[parts[:, fit].T, np.ones(int(fit.sum()))]
         coef, *_ = np.linalg.lstsq(design, y[fit], rcond=None)
-        pred[use] = (np.tensordot(coef[:-1], parts[:, use], 1) + coef[-1])
+        pred[use] = np.tensordot(coef[:-1], parts[:, use], 1) + coef[-1]
     inner = left | right
     return float(np.corrcoef(pred[inner], y[inner])[0, 1])
 

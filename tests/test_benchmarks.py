@@ -96,6 +96,8 @@ def test_blend_tables_difference_to_the_better_peer_where_the_paper_method_ran(t
 def test_blend_peers_table_takes_the_papers_method_from_a_recorded_table(tmp_path, capsys):
     """benchmarks.blend --peers-table: the paper's method's scores come from a per-sample markdown table's
     "paper's method" column; a sample where that cell is '-' keeps FISTA + TV as its best peer."""
+    import json
+
     from benchmarks.blend import main, score, table_column
     from cusim.recon.pinn import blend_images
 
@@ -129,8 +131,6 @@ def test_blend_peers_table_takes_the_papers_method_from_a_recorded_table(tmp_pat
                  "--peers-column", "nope"]) == 1
     assert "--peers-table" in capsys.readouterr().err
     # with --peers too: a sample the JSON has (7) takes its score; the table fills the others (6)
-    import json
-
     fresh = {"psnr_db": paper + 1.0, "ssim": 0.96, "frc05": 0.3}
     (tmp_path / "q.json").write_text(json.dumps({"samples": [{"set": "S", "sample": 7, "crop": 240,
                                                               "methods": {"paper": fresh}}]}))
