@@ -348,10 +348,10 @@ def main(argv=None) -> int:
         print(f"{name} #{sample} ({int(im['pinn_steps'])} steps, {float(im['pinn_s']):.0f} s): {line}", flush=True)
         if args.analyse:
             print("\n".join(analyse(im)))
-    add_peers(rows, args.peers, args.crop)
-    for r in rows:
-        if paper and (r["set"], r["sample"]) in paper and "paper" not in r:  # --peers' own runs first
+    for r in rows if paper else ():
+        if (r["set"], r["sample"]) in paper:
             r["paper"] = paper[(r["set"], r["sample"])]
+    add_peers(rows, args.peers, args.crop)  # after the recorded table: --peers' own runs win
     keys = [k for k in rows[0] if isinstance(rows[0][k], dict) and k != "versus" and all(k in r for r in rows)]
     print("\nmean PSNR / SSIM per set, and the difference to the better of pinn and fista:")
     for name in dict.fromkeys(r["set"] for r in rows):

@@ -257,26 +257,23 @@ def tables(data: dict) -> str:
         cam = r["camera"]
         seen = {k for lv in r["levels"].values() for k in lv["methods"]}
         labels = [k for k in METHODS if k in seen] + sorted(seen - set(METHODS))
-        rows = []
-        for label in labels:
-            row = [label]
-            for lv in r["levels"].values():
-                m = lv["methods"].get(label)
-                row.append("not run" if m is None else f"{m['r']:.3f} / {m['frc05']:.3f}")
-            rows.append(row)
+
+        def grid(key: str) -> list[list[str]]:  # a row per method: "r / <key>" per level, where it was measured
+            return [[label] + [("not run" if (m := lv["methods"].get(label)) is None or key not in m
+                                else f"{m['r']:.3f} / {m[key]:.3f}") for lv in r["levels"].values()]
+                    for label in labels]
+
         cols = ["method"] + [("all light" if float(f) == 1 else f"1/{1 / float(f):g} light") +
                              f" ({lv['photons']:.0f} e-)" for f, lv in r["levels"].items()]
         text.append(C.markdown_table(
             f"dlsim-microtubules thinned: Pearson r / FRC 0.5 cut-off (cycles per 256-grid pixel) against the "
             f"source's normal-light reconstruction (r: 8 px border; FRC: whole field); camera estimated offset {cam['offset']:.1f}, "
-            f"gain {cam['gain']:.2f} counts/e-", cols, rows))
+            f"gain {cam['gain']:.2f} counts/e-", cols, grid("frc05")))
         if any("r_filtered" in m for lv in r["levels"].values() for m in lv["methods"].values()):
-            rows = [[label] + [("not run" if (m := lv["methods"].get(label)) is None or "r_filtered" not in m
-                                else f"{m['r']:.3f} / {m['r_filtered']:.3f}") for lv in r["levels"].values()]
-                    for label in labels]
             text.append(C.markdown_table(
                 "the same images: Pearson r as is / after the isotropic filter that best maps each half of the "
-                "field onto the reference, fitted on the other half (benchmarks.low_light.filtered_r)", cols, rows))
+                "field onto the reference, fitted on the other half (benchmarks.low_light.filtered_r)", cols,
+                grid("r_filtered")))
     if "sim" in data:
         s = data["sim"]
         rows = [[label, f"{m['psnr_db']:.2f}", f"{m['ssim']:.3f}", f"{m['frc05']:.3f}", str(m["steps"] or "-")]
