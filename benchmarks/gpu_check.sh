@@ -3,8 +3,9 @@
 # the GPU benchmarks in quick mode (operators, then `python -m benchmarks --quick --device cuda`); logs,
 # JSON and markdown tables go to $OUT when it is set. Installs nothing. Fails fast, with one clear line,
 # where there is no GPU or no CuPy.
-#   bash benchmarks/gpu_check.sh [PART ...]     PART: tests operators pinn more quality protocol
-# Default: tests pinn operators more, in that order (inside 8 minutes). `quality` (the fast path's quality at 480x480,
+#   bash benchmarks/gpu_check.sh [PART ...]     PART: tests operators pinn hexagonal more quality protocol
+# Default: tests pinn operators hexagonal more, in that order (inside 8 minutes). `hexagonal`: issue 20's
+# hexagonal SIM at its size, 512x512 camera frames (1024x1024 fine), every method at cusim's defaults. `quality` (the fast path's quality at 480x480,
 # then cusim's PINN and the paper's method on the whole 480x480 SIM/microtubules samples 1-3) takes the
 # time that is left. `protocol`: issue 4's GPU protocol, the whole 480x480 samples 1-10 (PROTOCOL_SAMPLES)
 # of all six sets, in parallel pieces (benchmarks/protocol.sh; PROTOCOL_PIECES and PROTOCOL_VARIANTS pass
@@ -16,11 +17,12 @@ mkdir -p "$OUT"
 PY=${PYTHON:-python}
 [ -x .venv/bin/python ] && PY=.venv/bin/python
 command -v "$PY" >/dev/null || PY=python3
-PARTS=" ${*:-tests pinn operators more} "
+PARTS=" ${*:-tests pinn operators hexagonal more} "
 BUDGET=${GPU_CHECK_BUDGET:-450}
 for p in $PARTS; do
-  case $p in tests|operators|pinn|more|quality|protocol) ;;
-    *) echo "gpu_check: unknown part '$p'; expected some of: tests operators pinn more quality protocol"; exit 1;; esac
+  case $p in tests|operators|pinn|hexagonal|more|quality|protocol) ;;
+    *) echo "gpu_check: unknown part '$p'; expected some of: tests operators pinn hexagonal more quality protocol"
+       exit 1;; esac
 done
 log="$OUT/gpu_check.log"
 exec > >(tee "$log") 2>&1
@@ -72,6 +74,11 @@ want pinn && part bench_pinn_step "$(cap 150)" $PY -m benchmarks --quick --devic
 want pinn && part bench_pinn_full "$(cap 120)" $PY -m benchmarks --quick --device cuda --only pinn_full --data "$data" --results "$OUT"
 # forward+adjoint at 480 and 2048 (K=9, K=25), with the fraction of the bandwidth bound at 2048x2048 K=9
 want operators && part bench_operators "$(cap 90)" $PY -m benchmarks.bench_operators --quick --device cuda
+# issue 20's hexagonal bars at 512x512 camera frames (estimate, then widefield, Wiener, FISTA + TV and the default
+# PINN with the estimated patterns; the PINN did not finish in 64 minutes on one CPU core)
+want hexagonal && part bench_hexagonal "$(cap 150)" $PY -m benchmarks.hexagonal --size 1024 --seeds 0 --device cuda \
+  --out hexagonal_1024
+cp benchmarks/results/hexagonal_1024-cuda.* "$OUT"/ 2>/dev/null || true
 if want more; then  # what time is left: iterative, Wiener, scaling 256..4096
   left=$(cap 9999)
   if [ "$left" -ge 30 ]; then
