@@ -7,8 +7,8 @@
 # Default: tests pinn operators hexagonal more, in that order (inside 8 minutes). `hexagonal`: issue 20's
 # hexagonal SIM at its size, 512x512 camera frames (1024x1024 fine), every method at cusim's defaults.
 # `quality` (the fast path's quality at 480x480, then cusim's PINN and the paper's method on the whole 480x480
-# SIM/microtubules samples 1-3) takes the time that is left. `protocol`: issue 4's GPU protocol, the whole 480x480 samples 1-10 (PROTOCOL_SAMPLES)
-# of all six sets, in parallel pieces (benchmarks/protocol.sh; PROTOCOL_PIECES and PROTOCOL_VARIANTS pass
+# SIM/microtubules samples 1-3) takes the time that is left. `protocol`: issue 4's GPU protocol, the whole
+# 480x480 samples 1-10 (PROTOCOL_SAMPLES) of all six sets, in parallel pieces (benchmarks/protocol.sh; PROTOCOL_PIECES and PROTOCOL_VARIANTS pass
 # through). GPU_CHECK_BUDGET (seconds, default 450) bounds the whole script.
 set -uo pipefail
 cd "$(dirname "$0")/.."
