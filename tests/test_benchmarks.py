@@ -403,3 +403,43 @@ def test_low_light_filtered_r_sees_through_a_filter_but_not_through_noise():
     assert abs(filtered_r(rng.normal(size=ref.shape), ref)) < 0.15
     with pytest.raises(ValueError, match="two images of one shape"):
         filtered_r(ref[:, :90], ref)
+
+
+def test_second_member_scores_each_pair_as_ensemble_2_returns_it(tmp_path, capsys):
+    """benchmarks.second_member: each pair is the plain mean of the first network's image and a second cached
+    run's (what ensemble=2 computes), blended with the item's FISTA + TV image like one network's; the table
+    differences every pair to the first pair; a run not in the cache is one line and exit 1."""
+    from benchmarks.quality import quality
+    from benchmarks.second_member import main
+    from cusim.recon.pinn import blend_images
+
+    rng = np.random.default_rng(2)
+    truth = rng.random((48, 48)).astype(np.float32)
+    fista = truth + 0.1 * rng.standard_normal((48, 48)).astype(np.float32)
+    nets = {tag: truth + s * rng.standard_normal((48, 48)).astype(np.float32)
+            for tag, s in (("stop-validation", 0.1), ("blend-none_seed-1_stop-validation", 0.1),
+                           ("input-widefield_stop-validation", 0.02))}
+    for tag, pinn in nets.items():
+        np.savez(tmp_path / f"S_1_crop240_{tag}.npz", pinn=pinn, fista=fista, widefield=truth + 0.3, truth=truth,
+                 pinn_steps=np.int64(100), pinn_s=np.float64(1.0), fista_s=np.float64(0.1))
+
+    def q(img):
+        return quality(blend_images(img, fista, 0.5, sigma=1.0).astype(np.float64), truth.astype(np.float64))
+
+    one = q(nets["stop-validation"].astype(np.float64))
+    seeds = q((nets["stop-validation"].astype(np.float64) + nets["blend-none_seed-1_stop-validation"]) / 2)
+    inputs = q((nets["stop-validation"].astype(np.float64) + nets["input-widefield_stop-validation"]) / 2)
+    md = tmp_path / "p.md"
+    assert main(["--items", "S:1", "--pinn-param", "stop=validation", "--second", "seed=1,blend=none",
+                 "--second", "input=widefield", "--cache", str(tmp_path), "--markdown", str(md)]) == 0
+    text = md.read_text()
+    d_in, d_seed = inputs["psnr_db"] - seeds["psnr_db"], seeds["psnr_db"] - one["psnr_db"]
+    assert d_in > 0.5 and d_seed > 0.5  # the cleaner second network; two independent errors average down
+    assert (f"| S | 1 | {one['psnr_db']:.2f} / {one['ssim']:.3f} | {seeds['psnr_db']:.2f} / {seeds['ssim']:.3f} | "
+            f"{inputs['psnr_db']:.2f} / {inputs['ssim']:.3f} | {d_in:+.2f} | {d_seed:+.2f} | 100 / 100 / 100 |") in text
+    assert f"| {d_in:+.2f} ({d_in:+.2f}) | {d_seed:+.2f} ({d_seed:+.2f}) |" in text
+    capsys.readouterr()
+    assert main(["--items", "S:1", "--pinn-param", "stop=validation", "--second", "seed=2",
+                 "--cache", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "seed-2_stop-validation.npz: not cached" in err[0]
