@@ -12,7 +12,11 @@ full-resolution convolutions) and the head stay float32; the inner levels run in
 (``groups=N``), so member ``j`` owns channels ``j*c .. (j+1)*c - 1`` of every layer, batch norm
 normalises each member's channels by its own statistics, and the skip concatenations stay per member.
 The N members step together (one launch per layer instead of N); :meth:`UNet.stack` builds one from N
-separately initialised networks, so the ensemble starts exactly where N separate runs start.
+separately initialised networks, so the ensemble starts exactly where N separate runs start. Members may
+see different inputs, even of different channel counts: the input is then (B, N * C, H, W), member j's C
+channels in turn, a member with fewer channels zero-padded to C; its first convolution's weights on the
+padded channels are zero and stay zero (their gradient is zero), so it computes what the narrower network
+computes.
 """
 
 from __future__ import annotations
@@ -72,7 +76,8 @@ class UNet(nn.Module):
     network fit a SIM stack several times faster). Keep the module in training mode: the statistics
     of the image itself are the normalisation. ``float32_levels``: under autocast, this many outer
     levels (and always the head) run in float32. ``members``: N independent networks in one (see the
-    module's description); the input (B, in_channels, H, W) is shared, the output is (B, N, H, W).
+    module's description); the input (B, in_channels, H, W) is shared, or (B, N * in_channels, H, W) gives
+    each member its own; the output is (B, N, H, W).
     """
 
     def __init__(self, in_channels: int, *, width: int = 32, depth: int = 3, up: str = "nearest",
@@ -105,15 +110,23 @@ class UNet(nn.Module):
 
     @classmethod
     def stack(cls, nets: list[UNet]) -> UNet:
-        """One ``members=len(nets)`` network holding the given single networks (same architecture) as its
-        members, weights and batch-norm statistics copied: member j computes what ``nets[j]`` computes."""
-        if not nets or any(n.members != 1 or n.arch != nets[0].arch for n in nets):
+        """One ``members=len(nets)`` network holding the given single networks (one architecture, except perhaps
+        their input channels) as its members, weights and batch-norm statistics copied: member j computes what
+        ``nets[j]`` computes, given its input zero-padded to the widest member's channels (the class's notes)."""
+        def rest(n):
+            return {k: v for k, v in n.arch.items() if k != "in_channels"}
+
+        if not nets or any(n.members != 1 or rest(n) != rest(nets[0]) for n in nets):
             raise ValueError("UNet.stack: expected one or more single networks of one architecture")
-        out = cls(**nets[0].arch, members=len(nets)).to(next(nets[0].parameters()).device)
+        c = max(n.arch["in_channels"] for n in nets)
+        out = cls(**{**nets[0].arch, "in_channels": c}, members=len(nets)).to(next(nets[0].parameters()).device)
         states = [n.state_dict() for n in nets]
+        first = "down.0.0.weight"  # the only weight whose shape depends on the input channels
         merged = {}
         for key, value in out.state_dict().items():
             parts = [s[key] for s in states]
+            if key == first:  # a narrower member's weights on the padded channels: zero
+                parts = [F.pad(p, (0, 0, 0, 0, 0, c - p.shape[1])) for p in parts]
             # every weight, bias and statistic is split among the members along its first axis; the
             # batch-norm step counts are one number each
             merged[key] = parts[0].clone() if value.ndim == 0 else torch.cat(parts, dim=0)
@@ -128,7 +141,7 @@ class UNet(nn.Module):
         return fn(*xs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.members > 1:
+        if self.members > 1 and x.shape[1] != self.members * self.arch["in_channels"]:
             x = x.repeat(1, self.members, 1, 1)  # every member sees the same input
         skips = []
         for i, block in enumerate(self.down):

@@ -42,6 +42,25 @@ def test_a_batched_unet_computes_what_its_members_compute():
         UNet.stack([UNet(3, width=4), UNet(3, width=8)])
 
 
+def test_a_batched_unet_gives_members_of_different_inputs_their_own():
+    # A member of 1 input channel beside one of 5: the input is each member's channels in turn, the narrower
+    # zero-padded; the stacked network computes what each computes alone on its own input.
+    torch.manual_seed(0)
+    wide = UNet(5, width=4, depth=2, norm="batch")
+    torch.manual_seed(1)
+    narrow = UNet(1, width=4, depth=2, norm="batch")
+    both = UNet.stack([wide, narrow])
+    assert both.arch["in_channels"] == 5
+    w = both.state_dict()["down.0.0.weight"]
+    assert w.shape == (8, 5, 3, 3) and float(w[4:, 1:].abs().max()) == 0.0  # the narrow member's padding
+    a, b = torch.rand(1, 5, 34, 30), torch.rand(1, 1, 34, 30)
+    x = torch.cat([a, torch.nn.functional.pad(b, (0, 0, 0, 0, 0, 4))], dim=1)
+    alone = torch.cat([wide(a), narrow(b)], dim=1)
+    np.testing.assert_allclose(both(x).detach(), alone.detach(), rtol=0, atol=1e-5 * float(alone.detach().max()))
+    with pytest.raises(ValueError, match="UNet.stack: expected one or more single networks of one architecture"):
+        UNet.stack([UNet(3, width=4), UNet(1, width=8)])
+
+
 def test_unet_is_non_negative_and_keeps_odd_shapes():
     torch.manual_seed(0)
     for up in ("nearest", "transpose"):
@@ -376,6 +395,31 @@ def test_a_batched_ensemble_equals_the_mean_of_separate_runs_whose_rules_stop_th
     assert ens.steps == sum(stops) and len(ens.loss) == sum(stops)
 
 
+def test_a_mixed_ensemble_equals_separate_runs_of_each_members_input(small):
+    # input="mixed": member 0 sees the upsampled frames, member 1 their mean (the widefield image), each from its
+    # own seed, stepped together; each computes what a separate run of its seed and input computes (the rounding
+    # tolerance of the test above; measured 2e-4 of the maximum after 3 steps, 1.5e-3 after 4, as for members of
+    # one input). The narrow member's first-layer weights on the padded channels stay zero through Adam's steps.
+    # Stop "max": a validation stop draws its held-out pixels from cfg.seed for every member, so a separate run
+    # of seed 6 would hold out other pixels than the ensemble's member 1.
+    op = small.operator(device="cpu")
+    cfg = dict(steps=3, stop="max", width=4, lr=1e-3, seed=5)
+    single = [pinn.optimise(small.frames(), op, pinn.PINNConfig(**{**cfg, "seed": 5 + j, "input": kind}))
+              for j, kind in enumerate(("upsampled", "widefield"))]
+    ens = pinn.optimise(small.frames(), op, pinn.PINNConfig(ensemble=2, input="mixed", **cfg))
+    assert [m["input"] for m in ens.members] == ["upsampled", "widefield"]
+    for m, r in zip(ens.members, single):
+        np.testing.assert_allclose(m["image"], r.image, rtol=0, atol=1e-3 * float(r.image.max()))
+        np.testing.assert_allclose(m["loss"], r.loss, rtol=1e-4)
+    assert abs(float(single[0].image.mean() - single[1].image.mean())) + float(
+        np.abs(single[0].image - single[1].image).max()) > 1e-2 * float(single[0].image.max())  # two networks
+    w = ens.state["down.0.0.weight"]
+    assert w.shape == (8, small.frames().shape[0], 3, 3) and float(w[4:, 1:].abs().max()) == 0.0
+    assert pinn.member_inputs(pinn.PINNConfig(ensemble=3, input="mixed")) == ["upsampled", "widefield", "upsampled"]
+    assert pinn.member_inputs(pinn.PINNConfig(ensemble=1, input="mixed")) == ["upsampled"]
+    assert pinn.member_inputs(pinn.PINNConfig(ensemble=2, input="widefield")) == ["widefield"] * 2
+
+
 def test_a_margin_explains_the_light_from_outside_a_crop():
     # The frames of a crop hold light blurred in from structure outside it. Without a margin the
     # network can only fit that with artefacts at the edge, and the residual stays far above the
@@ -484,6 +528,15 @@ def test_cli_ensemble_is_recorded_and_checked(tmp_path):
     rec = io.load(path).recons["pinn"].attrs
     assert rec["params"]["ensemble"] == 2 and rec["steps_run"] == 10 and rec["ensemble"] == 2
     assert not [p for p in tmp_path.iterdir() if "ckpt" in p.name]  # no checkpoint or member result left
+    res, text = _cli("run", path, "--method", "pinn", "--input", "mixed", "--ensemble", "2", "--steps", "5", "--stop",
+                     "max", "--metrics-border", "4", "--name", "mixed")
+    assert res.exit_code == 0, text
+    rec = io.load(path).recons["mixed"].attrs
+    assert rec["params"]["input"] == "mixed" and rec["member_inputs"] == "upsampled,widefield"
+    res, text = _cli("run", path, "--method", "pinn", "--input", "frames", "--metrics-border", "4")
+    assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and "--input: expected one of" in text
+    res, text = _cli("run", path, "--method", "wiener", "--input", "widefield", "--metrics-border", "4")
+    assert res.exit_code == 1 and "--input: only for --method pinn" in text
 
 
 def test_cli_resume_after_killing_the_process_matches_an_uninterrupted_run(tmp_path):
@@ -588,14 +641,15 @@ def _no_notes(record) -> list[str]:
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("ensemble", [1, 3])
-def test_the_captured_step_equals_the_eager_step(small, deterministic_cudnn, ensemble):
+@pytest.mark.parametrize("ensemble, kind", [(1, "upsampled"), (3, "upsampled"), (2, "mixed")])
+def test_the_captured_step_equals_the_eager_step(small, deterministic_cudnn, ensemble, kind):
     """The whole step captured as one CUDA graph and replayed computes what the eager step computes: the
-    image after 50 steps to 1e-5 relative (same seed, float32), for one network and a batched ensemble."""
+    image after 50 steps to 1e-5 relative (same seed, float32), for one network, a batched ensemble, and one
+    whose members see different inputs."""
     import warnings  # noqa: PLC0415
 
     op = small.operator(device="cuda")
-    cfg = dict(steps=50, stop="max", width=8, lr=1e-3, seed=2, ensemble=ensemble)
+    cfg = dict(steps=50, stop="max", width=8, lr=1e-3, seed=2, ensemble=ensemble, input=kind)
     fit = pinn.PINNStep(small.frames(), op, pinn.PINNConfig(**cfg))
     assert fit.graph is not None and fit.block == pinn.GRAPH_BLOCK
     fit.close()

@@ -24,7 +24,7 @@ PRECISIONS = ("float32", "bfloat16")
 # full-resolution level and head in float32) with channels-last tensors, the loss read back to the
 # host every 10 steps. Physics, loss, weights and Adam stay float32.
 FAST = {"precision": "bfloat16", "channels_last": True, "sync_every": 10}
-INPUTS = ("upsampled", "widefield")
+INPUTS = ("upsampled", "widefield", "mixed")  # "mixed": the members alternate, upsampled first (member_inputs)
 BLENDS = ("none", "iterative")  # the PINN's image alone, or averaged with cusim's iterative (FISTA + TV) image
 # steps between read-backs on CUDA when ``sync_every`` is not given: the images of a block are kept on the
 # device (25 x 512 x 512 float32 = 26 MB per network), and a stop is found up to 25 steps late, then
@@ -130,7 +130,12 @@ class PINNConfig(_Config):
     depth: int = 3
     up: str = "nearest"
     norm: str = "batch"  # "batch" (fits several times faster) | "none" (the paper's network)
-    input: str = "upsampled"  # "upsampled" (K channels) | "widefield" (1 channel)
+    input: str = "upsampled"  # "upsampled" (the K frames, K channels) | "widefield" (their mean, 1 channel) |
+    # "mixed": an ensemble's members alternate, member j the upsampled frames for even j and the widefield image
+    # for odd j (one network: the upsampled frames); see member_inputs. Opt-in: against two seeds of the
+    # upsampled input (the CUDA default's pair) it gained +0.36 dB on linear SIM, +0.06 on NL_SIM (worst crop
+    # -0.42) and +0.10 on LPSIM, on chosen-on crops (docs/quality.md, "Issue 20: the stop on a second field",
+    # item 11), so the default pair stays two seeds
     seed: int = 0
     ensemble: int | None = None  # independent networks (seeds seed, seed + 1, ...) whose images are averaged,
     # stepped together as one batched network (models.UNet members), about N x the time; None: ENSEMBLE_CUDA on
@@ -207,6 +212,16 @@ def with_ensemble(cfg: PINNConfig, device: str) -> PINNConfig:
     if cfg.ensemble is not None:
         return cfg
     return dataclasses.replace(cfg, ensemble=ENSEMBLE_CUDA if device == "cuda" else 1)
+
+
+def member_inputs(cfg: PINNConfig) -> list[str]:
+    """The input of each of ``cfg``'s networks (its ensemble size resolved): ``cfg.input`` for every one, or for
+    "mixed" "upsampled" and "widefield" in turn, member 0 upsampled."""
+    if cfg.ensemble is None:
+        raise ValueError("member_inputs: resolve the ensemble size first (with_ensemble)")
+    if cfg.input != "mixed":
+        return [cfg.input] * cfg.ensemble
+    return ["upsampled" if j % 2 == 0 else "widefield" for j in range(cfg.ensemble)]
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ from ..backend import resolve_device, to_numpy
 from ..noise import camera_model, estimate_sigma
 from ..patterns import SinusoidParams, params_record
 from ..torch_ops import sim_forward
-from .config import (FAST, GRAPH_BLOCK, INPUTS, PRECISIONS, PRIORS, STOPS, PINNConfig, with_ensemble,  # noqa: F401
-                     with_file_camera)  # (re-exported)
+from .config import (FAST, GRAPH_BLOCK, INPUTS, PRECISIONS, PRIORS, STOPS, PINNConfig, member_inputs,  # noqa: F401
+                     with_ensemble, with_file_camera)  # (re-exported)
 from ._pinn_background import Background
 from .losses import DataLoss, prior
 from .widefield import upsample_cubic
@@ -56,7 +56,7 @@ class PINNRun:
     pattern_params: SinusoidParams | None = None  # the refined patterns (``refine_patterns``; the first member's)
     tau: float | None = None  # the discrepancy threshold used (``cfg.tau``)
     members: list = field(repr=False, default_factory=list)  # per member: image, loss, residual_sigma2,
-    # steps, stop_reason, pattern_params
+    # steps, stop_reason, input (member_inputs), pattern_params
     camera: dict | None = None  # the camera noise model used (``cfg.noise == "camera"``): CameraNoise.record()
     background: dict | None = None  # the background fitted (``cfg.background``): Background.record()
 
@@ -127,7 +127,9 @@ class PINNStep:
 
     ``cfg.ensemble = N`` steps N independent networks (seeds ``seed`` .. ``seed + N - 1``) together as
     one batched network (:class:`cusim.models.UNet` with ``members=N``): images (N, H, W), one loss and
-    one residual per member. Member j computes what a single run of seed ``seed + j`` computes.
+    one residual per member. Member j computes what a single run of seed ``seed + j`` (and input
+    ``member_inputs(cfg)[j]``) computes, except that a validation stop holds out the same pixels, drawn from
+    ``seed``, for every member.
 
     On CUDA with ``cfg.graph`` (the default) the whole step (U-Net forward and backward, the physics
     through the CuPy kernels and cuFFT on torch's stream, the loss, Adam with its state and learning rate
@@ -156,12 +158,20 @@ class PINNStep:
         # input is mirrored out to it, and the image returned is the field (``field``).
         e = self.margin_px = m * op.upsample
         self.field = op.field if m else (slice(None), slice(None))
-        inp = network_input(frames, op.upsample, cfg.input)
-        if e:
-            inp = np.pad(inp, ((0, 0), (e, e), (e, e)), mode="reflect")
+        self.inputs = kinds = member_inputs(cfg)
+        inputs = {}
+        for kind in dict.fromkeys(kinds):
+            inp = network_input(frames, op.upsample, kind)
+            inputs[kind] = np.pad(inp, ((0, 0), (e, e), (e, e)), mode="reflect") if e else inp
+        channels = [inputs[kind].shape[0] for kind in kinds]
+        inp = inputs[kinds[0]]  # every member's, repeated by the network
+        if len(inputs) > 1:  # members of different inputs: each its own, zero-padded to the widest (models.UNet)
+            c = max(channels)
+            inp = np.concatenate([np.pad(inputs[kind], ((0, c - inputs[kind].shape[0]), (0, 0), (0, 0)))
+                                  for kind in kinds])
         self.inp = torch.from_numpy(inp)[None].to(dev).contiguous(memory_format=self.memory_format)
         y = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).to(dev)
-        self.net = _network(self.inp.shape[1], cfg).to(dev)
+        self.net = _network(channels, cfg).to(dev)
         if init_state:
             self.net.load_state_dict(init_state)
         self.net = self.net.to(memory_format=self.memory_format)
@@ -398,14 +408,15 @@ class PINNStep:
             self.popt.load_state_dict(ck["popt"])
 
 
-def _network(channels: int, cfg: PINNConfig):
-    """The U-Net of ``cfg``: member j initialised from seed ``cfg.seed + j``, as a single run of that seed."""
+def _network(channels: list[int], cfg: PINNConfig):
+    """The U-Net of ``cfg``: member j, of ``channels[j]`` input channels, initialised from seed ``cfg.seed + j``,
+    as a single run of that seed and input."""
     from ..models import UNet  # noqa: PLC0415
 
     nets = []
     for j in range(cfg.ensemble):
         torch.manual_seed(cfg.seed + j)
-        nets.append(UNet(channels, width=cfg.width, depth=cfg.depth, up=cfg.up, norm=cfg.norm,
+        nets.append(UNet(channels[j], width=cfg.width, depth=cfg.depth, up=cfg.up, norm=cfg.norm,
                          float32_levels=cfg.float32_levels))
     return nets[0] if len(nets) == 1 else UNet.stack(nets)
 
@@ -567,7 +578,7 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
     for j, (image, reason) in enumerate(finished):
         h = np.asarray(history[j], dtype=float).reshape(-1, 2)
         members.append({"image": np.ascontiguousarray(image[fit.field], dtype=np.float32), "loss": h[:, 0],
-                        "residual_sigma2": h[:, 1], "steps": len(h), "stop_reason": reason,
+                        "residual_sigma2": h[:, 1], "steps": len(h), "stop_reason": reason, "input": fit.inputs[j],
                         "pattern_params": None if fit.pmodels is None else fit.pmodels[j].params().moved(e, e)})
     image = np.mean([m["image"] for m in members], axis=0, dtype=np.float32)
     return PINNRun(image, np.concatenate([m["loss"] for m in members]),
@@ -669,6 +680,8 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
     info = {"loss": np.concatenate(losses), "stop_reason": "; ".join(reasons), "sigma": run.sigma, "tau": run.tau,
             "margin_camera": margin, "watch_inset": inset, "ensemble": len(run.members),
             "steps_run": int(sum(len(v) for v in losses))}
+    if cfg.input == "mixed":  # which network saw which input
+        info["member_inputs"] = ",".join(m["input"] for m in run.members)
     if cfg.blend != "none":
         images, blend_info = _blend_iterative(dataset, op, images, cfg)
         info.update(blend_info)
