@@ -265,7 +265,7 @@ def _pinn_progress(description: str, total: int, unit: str = "steps"):
 # methods' configurations (cusim.recon.config) say what is valid.
 _OPTIONS = {
     "--steps": ("steps", ("pinn",)), "--lr": ("lr", ("pinn",)), "--loss": ("loss", ("pinn",)),
-    "--seed": ("seed", ("pinn",)), "--ensemble": ("ensemble", ("pinn",)),
+    "--seed": ("seed", ("pinn",)), "--ensemble": ("ensemble", ("pinn",)), "--input": ("input", ("pinn",)),
     "--blend": ("blend", ("pinn",)), "--blend-weight": ("blend_weight", ("pinn",)),
     "--blend-sigma": ("blend_sigma", ("pinn",)),
     "--warm-start-steps": ("warm_start_steps", ("pinn",)), "--fast": (None, ("pinn",)),
@@ -371,6 +371,9 @@ def run(
     ensemble: int = typer.Option(None, help="pinn: average the images of this many networks (seeds seed, seed+1, "
                                             "...), stepped together as one batched network, about that many times "
                                             f"the time (default {ENSEMBLE_CUDA} on a GPU, 1 on the CPU)."),
+    input: str = typer.Option(None, "--input", help="pinn: the network's input: upsampled (the frames "
+                              "interpolated to the fine grid) | widefield (their mean) | mixed (an ensemble's "
+                              f"networks alternate, the first upsampled) (default {_D.input})."),
     blend: str = typer.Option(None, "--blend", help="pinn: none | iterative: return the PINN's image averaged with "
                               f"FISTA + TV's (--method iterative at its defaults) (default {_D.blend})."),
     blend_weight: float = typer.Option(None, "--blend-weight", help="pinn, --blend iterative: the PINN's share "
@@ -432,7 +435,7 @@ def run(
     margin_camera = _deprecated("--margin", "--margin-camera", margin, margin_camera)
     prior_weight = _deprecated("--reg", "--prior-weight", reg, prior_weight)
     metrics_border = _deprecated("--crop", "--metrics-border", crop, metrics_border)
-    given = {"--steps": steps, "--lr": lr, "--loss": loss, "--seed": seed, "--ensemble": ensemble,
+    given = {"--steps": steps, "--lr": lr, "--loss": loss, "--seed": seed, "--ensemble": ensemble, "--input": input,
              "--blend": blend, "--blend-weight": blend_weight, "--blend-sigma": blend_sigma,
              "--warm-start-steps": warm_start_steps, "--fast": fast, "--no-graph": no_graph,
              "--refine-patterns": refine_patterns,
