@@ -11,8 +11,9 @@ second's (what ``ensemble=2`` computes from its two members: tests/test_pinn.py)
 ``benchmarks.blend`` (least-squares fit to the min-max normalised truth, 10 px border). Nothing runs here: a
 missing run is one line and exit 1 (run it with ``python -m benchmarks.blend --items ... --pinn-param ...``).
 
-The tables give each arm's PSNR dB / SSIM and, per pair after the first, its difference to the first pair; the
-means are per set and per pattern family (the part of the set's name before "/").
+The tables give FISTA + TV's and each arm's PSNR dB / SSIM and, per pair after the first, its difference to the
+first pair, then the first pair's differences to one network and to FISTA + TV; the means are per set and per
+pattern family (the part of the set's name before "/").
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ def rows(args) -> list[dict]:
         def scored(img):
             return quality(blend_images(img, fista, args.weight, sigma=args.sigma).astype(np.float64), truth)
 
-        r = {"set": name, "sample": int(sample), "arms": [scored(p0)], "steps": [int(first["pinn_steps"])]}
+        r = {"set": name, "sample": int(sample), "fista": quality(fista.astype(np.float64), truth),
+             "arms": [scored(p0)], "steps": [int(first["pinn_steps"])]}
         for p in args.seconds:
             second = _run(args, p, name, int(sample))
             r["arms"].append(scored((p0 + second["pinn"].astype(np.float64)) / 2))
@@ -87,16 +89,16 @@ def rows(args) -> list[dict]:
 
 def markdown(args, rs: list[dict]) -> str:
     arms = ["one network"] + [f"pair with {s}" for s in args.second]
-    diffs = [f"{a} - {arms[1]}" for a in arms[2:]] + [f"{arms[1]} - one network"]
+    diffs = [f"{a} - {arms[1]}" for a in arms[2:]] + [f"{arms[1]} - one network", f"{arms[1]} - FISTA + TV"]
 
     def d(r):  # the differences, in the order of ``diffs``
         return [a["psnr_db"] - r["arms"][1]["psnr_db"] for a in r["arms"][2:]] + \
-            [r["arms"][1]["psnr_db"] - r["arms"][0]["psnr_db"]]
+            [r["arms"][1]["psnr_db"] - r["arms"][0]["psnr_db"], r["arms"][1]["psnr_db"] - r["fista"]["psnr_db"]]
 
-    lines = ["| set | sample | " + " | ".join(arms) + " | " + " | ".join(diffs) + " | steps |",
-             "|" + " --- |" * (3 + len(arms) + len(diffs))]
+    lines = ["| set | sample | FISTA + TV | " + " | ".join(arms) + " | " + " | ".join(diffs) + " | steps |",
+             "|" + " --- |" * (4 + len(arms) + len(diffs))]
     for r in rs:
-        lines.append(f"| {r['set']} | {r['sample']} | "
+        lines.append(f"| {r['set']} | {r['sample']} | {r['fista']['psnr_db']:.2f} / {r['fista']['ssim']:.3f} | "
                      + " | ".join(f"{a['psnr_db']:.2f} / {a['ssim']:.3f}" for a in r["arms"]) + " | "
                      + " | ".join(f"{x:+.2f}" for x in d(r)) + " | " + " / ".join(map(str, r["steps"])) + " |")
     groups = {}
@@ -108,11 +110,13 @@ def markdown(args, rs: list[dict]) -> str:
     if len(families) < len(groups):
         groups.update(families)
     lines += ["", "Means (PSNR dB / SSIM); the differences' means, worst in brackets:", "",
-              "| group | items | " + " | ".join(arms) + " | " + " | ".join(diffs) + " |",
-              "|" + " --- |" * (2 + len(arms) + len(diffs))]
+              "| group | items | FISTA + TV | " + " | ".join(arms) + " | " + " | ".join(diffs) + " |",
+              "|" + " --- |" * (3 + len(arms) + len(diffs))]
     for g, grs in groups.items():
-        cells = [f"{np.mean([r['arms'][i]['psnr_db'] for r in grs]):.2f} / "
-                 f"{np.mean([r['arms'][i]['ssim'] for r in grs]):.3f}" for i in range(len(arms))]
+        cells = [f"{np.mean([r['fista']['psnr_db'] for r in grs]):.2f} / "
+                 f"{np.mean([r['fista']['ssim'] for r in grs]):.3f}"]
+        cells += [f"{np.mean([r['arms'][i]['psnr_db'] for r in grs]):.2f} / "
+                  f"{np.mean([r['arms'][i]['ssim'] for r in grs]):.3f}" for i in range(len(arms))]
         dd = np.array([d(r) for r in grs])
         cells += [f"{dd[:, j].mean():+.2f} ({dd[:, j].min():+.2f})" for j in range(len(diffs))]
         lines.append(f"| {g} | {len(grs)} | " + " | ".join(cells) + " |")
