@@ -105,17 +105,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.peers_table is not None:
         if not args.peers_table.is_file():
             ap.error(f"--peers-table: {args.peers_table}: no such file (a per-sample markdown table)")
-    def params(option: str, items: list[str]) -> dict:
-        out = {}
-        for item in items:
-            key, sep, value = item.partition("=")
-            if not sep:
-                ap.error(f"{option}: expected KEY=VALUE, got {item!r}")
-            out[key.strip()] = _param_value(value.strip())
-        return out
-
-    args.pinn_params = params("--pinn-param", args.pinn_param)
-    args.versus_params = None if args.versus is None else params("--versus", args.versus)
+    args.pinn_params = kv_params(ap, "--pinn-param", args.pinn_param)
+    args.versus_params = None if args.versus is None else kv_params(ap, "--versus", args.versus)
     if args.versus_params is not None and _tag(args.versus_params) == _tag(args.pinn_params):
         ap.error(f"--versus: the same PINN setting as the run itself ({_tag(args.pinn_params)}); expected another")
     base = args.pinn_params.get("seed", 0)
@@ -123,6 +114,18 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error(f"--ensemble-seeds: expected seeds other than the run's own ({base}) and each once, "
                  f"got {args.ensemble_seeds}")
     return args
+
+
+def kv_params(ap: argparse.ArgumentParser, option: str, items: list[str]) -> dict:
+    """PINN settings from ``KEY=VALUE`` strings (values parsed as benchmarks.quality does); one usage line and
+    exit 2 for an item without ``=``."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            ap.error(f"{option}: expected KEY=VALUE, got {item!r}")
+        out[key.strip()] = _param_value(value.strip())
+    return out
 
 
 def _tag(params: dict) -> str:

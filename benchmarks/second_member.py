@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import _common as C
-from benchmarks.blend import _tag, images
-from benchmarks.quality import DATA, _param_value, quality
+from benchmarks.blend import _tag, images, kv_params
+from benchmarks.quality import DATA, quality
 from cusim.recon.pinn import blend_images
 
 
@@ -44,17 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--markdown", type=Path, default=None)
     args = ap.parse_args(argv)
 
-    def params(option: str, pairs: list[str]) -> dict:
-        out = {}
-        for pair in pairs:
-            key, sep, value = pair.partition("=")
-            if not sep or not key.strip():
-                ap.error(f"{option}: expected KEY=VALUE, got {pair!r}")
-            out[key.strip()] = _param_value(value.strip())
-        return out
-
-    args.pinn_params = params("--pinn-param", args.pinn_param)
-    args.seconds = [{**args.pinn_params, **params("--second", s.split(","))} for s in args.second]
+    args.pinn_params = kv_params(ap, "--pinn-param", args.pinn_param)
+    args.seconds = [{**args.pinn_params, **kv_params(ap, "--second", s.split(","))} for s in args.second]
     for s, p in zip(args.second, args.seconds):
         if _tag(p) == _tag(args.pinn_params):
             ap.error(f"--second {s}: the first network's own settings; expected another run")
