@@ -4,7 +4,9 @@
                          [--repeats N] [--warmup N] [--steps N] [--default-stop] [--results DIR]
 
 Benchmarks (``--only``): operators (forward+adjoint, :mod:`benchmarks.bench_operators`), pinn_step,
-pinn_full, scaling (:mod:`benchmarks.bench_pinn`), wiener, iterative (:mod:`benchmarks.bench_recon`);
+pinn_full, pinn_default (the default reconstruction of a linear, a nonlinear and an LPSIM sample, wall clock;
+on the CPU only with ``--default-stop``), scaling (:mod:`benchmarks.bench_pinn`), wiener, iterative
+(:mod:`benchmarks.bench_recon`);
 and, only when named: batch (inputs per minute over 1, 2 (CPU) or 1, 2, 4 (GPU) Dask workers,
 :mod:`benchmarks.bench_batch`; needs the dask extra) and resolution (line pairs for every pattern family,
 :mod:`benchmarks.resolution`: a quality benchmark, tens of PINN runs; ``--quick`` is its smoke test;
@@ -26,7 +28,7 @@ from pathlib import Path
 
 from benchmarks import _common as C
 
-NAMES = ["operators", "pinn_step", "pinn_full", "wiener", "iterative", "scaling"]
+NAMES = ["operators", "pinn_step", "pinn_full", "pinn_default", "wiener", "iterative", "scaling"]
 EXTRA = ["batch", "resolution"]  # run only when named in --only (batch needs the dask extra)
 
 
@@ -37,7 +39,8 @@ def _runner(name: str):
         from benchmarks import bench_batch  # noqa: PLC0415
 
         return bench_batch.run
-    return {"pinn_step": bench_pinn.run_step, "pinn_full": bench_pinn.run_full, "scaling": bench_pinn.run_scaling,
+    return {"pinn_step": bench_pinn.run_step, "pinn_full": bench_pinn.run_full,
+            "pinn_default": bench_pinn.run_default, "scaling": bench_pinn.run_scaling,
             "wiener": bench_recon.run_wiener, "iterative": bench_recon.run_iterative}[name]
 
 
@@ -145,8 +148,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=None, help="timed repeats (defaults per benchmark)")
     p.add_argument("--warmup", type=int, default=None, help="untimed calls first (defaults per benchmark)")
     p.add_argument("--steps", type=int, default=None, help="pinn_full steps (default 1000 GPU, 20 CPU, 3 --quick)")
-    p.add_argument("--default-stop", action="store_true", help="pinn_full on the CPU: also time cusim's default "
-                   "stopping rule (minutes; always done on a GPU)")
+    p.add_argument("--default-stop", action="store_true", help="pinn_full and pinn_default on the CPU: also "
+                   "time cusim's default stopping rule (minutes to hours; always done on a GPU)")
     p.add_argument("--no-paper", action="store_true", help="pinn_step: leave out peer (a), the paper's method "
                    "(its warm-up takes tens of seconds)")
     p.add_argument("--size", type=int, default=None, help=argparse.SUPPRESS)  # testing: central N x N crop

@@ -413,6 +413,71 @@ def run_full(args) -> dict:
                         rows)]}
 
 
+# -- the default reconstruction of every pattern family (issue 19's runtime bar) ----------------------------
+DEFAULT_CASES = [("SIM/microtubules", 1), ("NL_SIM/microtubules", 1), ("LPSIM/microtubules", 1)]
+GPU_DEFAULT_PER_SAMPLE_S = 10.0  # issue 19: a default reconstruction <= 10 s per 480 x 480 sample on a GPU
+
+
+def run_default(args) -> dict:
+    """``cusim.reconstruct(ds, "pinn")`` at the defaults on sample 1 of a linear SIM, a nonlinear SIM (K = 25) and
+    an LPSIM set: the wall clock from the call to the image on the host (set-up, capture, every step of the
+    default stop, the FISTA + TV run of the blend), and beside it the same with one network (``ensemble=1``, the CPU
+    default; on CUDA the default is :data:`cusim.recon.config.ENSEMBLE_CUDA` networks). Each its median over
+    ``--repeats`` runs (1 with ``--quick``, else 3) after one short warm-up run per process. On the CPU the default
+    stop takes minutes to hours at 480 x 480, so it runs only with ``--default-stop``; ``--steps`` caps the steps
+    (testing)."""
+    import cusim  # noqa: PLC0415
+
+    dev = args.device
+    repeats = args.repeats or (1 if args.quick else 3)
+    cap = {"steps": args.steps} if args.steps else {}
+    cases, rows, targets = [], [], []
+    run = dev == "cuda" or args.default_stop
+    warmed = False
+    for set_name, sample in DEFAULT_CASES:
+        ds = load_case(set_name, sample, args.data, args.size)
+        label = f"{set_name} {sample} ({ds.fine_shape[0]}x{ds.fine_shape[1]} K={ds.K})"
+        res = {}
+        for name, kw in (("default", {}), ("one_network", {"ensemble": 1})):
+            if not run:
+                res[name] = C.skipped("CPU: the default stop takes hundreds of steps of about a second or more each "
+                                      "at 480x480; add --default-stop to time it")
+                continue
+            info = {}
+
+            def call(kw=kw, info=info):
+                info.update(cusim.reconstruct(ds, "pinn", device=dev, **cap, **kw).extra)
+
+            if not warmed:  # kernels compiled, cuDNN and cuFFT initialised, FISTA's first call
+                _guarded(lambda: cusim.reconstruct(ds, "pinn", device=dev, steps=2, stop="max"))
+                warmed = True
+            print(f"[{dev}] pinn_default {label}, {name} ...", flush=True)
+            res[name] = _report(f"{name}", _guarded(lambda call=call, info=info: {
+                "status": "ok", **C.time_cpu(call, repeats, 0), "steps": info.get("steps_run"),
+                "networks": info.get("ensemble"), "stop_reason": info.get("stop_reason"),
+                "iterative_steps": info.get("iterative_steps")}),
+                lambda r: f"{r['median_ms'] / 1e3:.2f} s, {r.get('networks')} network(s), {r.get('steps')} steps")
+            free_gpu(dev)
+        for name, r in res.items():
+            what = ("default" + (f" ({r.get('networks')} networks, steps summed)" if (r.get("networks") or 1) > 1
+                                 else "") if name == "default" else "one network (ensemble=1)")
+            rows.append([label, what, str(r.get("steps", "")), _fmt(r, scale=1e-3, digits=2),
+                         str(r.get("repeats", "")) if r.get("status") == "ok" else "",
+                         r.get("stop_reason") or r.get("reason", "")])
+        if dev == "cuda":
+            d = res["default"].get("median_ms") if ds.fine_shape == (480, 480) else None
+            targets.append(C.target_max_line(f"GPU: default reconstruction (wall clock) <= {GPU_DEFAULT_PER_SAMPLE_S:g} s "
+                                             f"per 480x480 sample (issue 19), {label}",
+                                             None if d is None else d / 1e3, GPU_DEFAULT_PER_SAMPLE_S, " s"))
+        cases.append({"label": label, "set": set_name, "sample": sample, "fine": list(ds.fine_shape), "K": ds.K,
+                      "results": res, "ratios": {"default/one_network": ratio(res, "default", "one_network")}})
+    return {"name": "pinn_default", "unit": "one default reconstruction, wall clock, float32", "targets": targets,
+            "args": {"steps": args.steps, "size": args.size, "repeats": repeats},
+            "cases": cases,
+            "tables": [(f"default PINN reconstruction, wall clock ({dev})",
+                        ["case", "run", "steps", "time s", "runs", "stop"], rows)]}
+
+
 # -- scaling with image size and frame count -----------------------------------------------------
 SCALING = {  # (operator sizes, PINN-step sizes) per device and mode; the CPU caps are said in the output
     ("cpu", False): ([256, 512, 1024, 2048], [256, 512]), ("cpu", True): ([256, 512, 1024], [256]),

@@ -3,8 +3,10 @@
 # the GPU benchmarks in quick mode (operators, then `python -m benchmarks --quick --device cuda`); logs,
 # JSON and markdown tables go to $OUT when it is set. Installs nothing. Fails fast, with one clear line,
 # where there is no GPU or no CuPy.
-#   bash benchmarks/gpu_check.sh [PART ...]     PART: tests operators pinn hexagonal more quality protocol
-# Default: tests pinn operators hexagonal more, in that order (inside 8 minutes). `hexagonal`: issue 20's
+#   bash benchmarks/gpu_check.sh [PART ...]     PART: tests operators pinn runtime hexagonal more quality protocol
+# Default: tests pinn runtime operators hexagonal more, in that order (inside 8 minutes). `runtime`: issue 19's
+# bar, the default reconstruction (wall clock) of SIM, NL_SIM and LPSIM sample 1 at 480x480, and one network beside
+# it (`python -m benchmarks --only pinn_default`). `hexagonal`: issue 20's
 # hexagonal SIM at its size, 512x512 camera frames (1024x1024 fine), every method at cusim's defaults.
 # `quality` (the fast path's quality at 480x480, then cusim's PINN and the paper's method on the whole 480x480
 # SIM/microtubules samples 1-3) takes the time that is left. `protocol`: issue 4's GPU protocol, the whole
@@ -17,11 +19,11 @@ mkdir -p "$OUT"
 PY=${PYTHON:-python}
 [ -x .venv/bin/python ] && PY=.venv/bin/python
 command -v "$PY" >/dev/null || PY=python3
-PARTS=" ${*:-tests pinn operators hexagonal more} "
+PARTS=" ${*:-tests pinn runtime operators hexagonal more} "
 BUDGET=${GPU_CHECK_BUDGET:-450}
 for p in $PARTS; do
-  case $p in tests|operators|pinn|hexagonal|more|quality|protocol) ;;
-    *) echo "gpu_check: unknown part '$p'; expected some of: tests operators pinn hexagonal more quality protocol"
+  case $p in tests|operators|pinn|runtime|hexagonal|more|quality|protocol) ;;
+    *) echo "gpu_check: unknown part '$p'; expected some of: tests operators pinn runtime hexagonal more quality protocol"
        exit 1;; esac
 done
 log="$OUT/gpu_check.log"
@@ -72,6 +74,8 @@ fi
 # steps-in-a-row times apart), then the full 1000-step reconstructions and the default one (wall clock)
 want pinn && part bench_pinn_step "$(cap 150)" $PY -m benchmarks --quick --device cuda --only pinn_step --data "$data" --results "$OUT"
 want pinn && part bench_pinn_full "$(cap 120)" $PY -m benchmarks --quick --device cuda --only pinn_full --data "$data" --results "$OUT"
+# issue 19's runtime bar: the default reconstruction per pattern family, with one network beside it (one run each)
+want runtime && part bench_pinn_default "$(cap 120)" $PY -m benchmarks --quick --device cuda --only pinn_default --data "$data" --results "$OUT"
 # forward+adjoint at 480 and 2048 (K=9, K=25), with the fraction of the bandwidth bound at 2048x2048 K=9
 want operators && part bench_operators "$(cap 90)" $PY -m benchmarks.bench_operators --quick --device cuda
 # issue 20's hexagonal bars at 512x512 camera frames (estimate, then widefield, Wiener, FISTA + TV and the default

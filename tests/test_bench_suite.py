@@ -89,6 +89,25 @@ def test_each_benchmark_runs_on_a_tiny_size_and_writes_results(tmp_path, name, s
     assert C.RESULTS == ROOT / "benchmarks" / "results"  # --results does not leak
 
 
+def test_default_reconstruction_is_timed_per_pattern_family_only_when_asked_on_the_cpu(tmp_path):
+    base = [*TINY, "--size", "32", "--only", "pinn_default", "--steps", "2"]
+    assert suite.main([*base, "--results", str(tmp_path / "skip")]) == 0
+    skipped = _payload(tmp_path / "skip", "pinn_default")
+    assert all(r["status"] == "skipped" and "--default-stop" in r["reason"]
+               for c in skipped["cases"] for r in c["results"].values())
+    assert suite.main([*base, "--default-stop", "--results", str(tmp_path)]) == 0
+    data = _payload(tmp_path, "pinn_default")
+    assert [(c["set"], c["K"]) for c in data["cases"]] == [
+        ("SIM/microtubules", 9), ("NL_SIM/microtubules", 25), ("LPSIM/microtubules", 24)]
+    for case in data["cases"]:
+        for name in ("default", "one_network"):
+            _ok(case["results"][name])
+            assert case["results"][name]["networks"] == 1  # the CPU default is one network
+            assert case["results"][name]["steps"] == 2 and case["results"][name]["iterative_steps"] > 0
+        assert case["ratios"]["default/one_network"] > 0
+    assert data["targets"] == []  # issue 19's runtime bar is a GPU bar
+
+
 def test_operators_benchmark_runs_through_the_suite(tmp_path):
     assert suite.main([*TINY, "--size", "32", "--only", "operators", "--results", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "bench_operators-cpu.json").read_text())
