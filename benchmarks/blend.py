@@ -409,11 +409,12 @@ def table_column(path: Path, column: str) -> dict:
 
 def read_table(path: Path, column: str) -> dict:
     """The scores of ``column`` (the image returned) and of the network alone (a column named ``PINN alone ...``,
-    where there is one) per ``(set, sample)`` in the first per-sample table of a markdown file:
+    or ``pinn`` as this script's own tables name it, where there is one) per ``(set, sample)`` in the first
+    per-sample table of a markdown file:
     ``{(set, sample): {"run_blend": {...}, "pinn": {...}, "pinn_steps": None}}``, each score
     ``{"psnr_db", "ssim"}``. Raises ValueError naming the file where it has no such table or column."""
     head, rows = _table_rows(path, column)
-    net = next((c for c in head if c.startswith("PINN alone") and " - " not in c), None)
+    net = next((c for c in head if (c.startswith("PINN alone") or c == "pinn") and " - " not in c), None)
     out = {}
     for cells in rows:
         rec = {"run_blend": _cell_score(cells[column]), "pinn_steps": None}
@@ -426,7 +427,7 @@ def read_table(path: Path, column: str) -> dict:
 
 def _returned(r: dict) -> dict:
     """The scores of the image ``cusim run --method pinn`` returned: the run's own blend, else the network's."""
-    return r.get("run_blend", r["pinn"])
+    return r["run_blend"] if "run_blend" in r else r["pinn"]  # a recorded run may lack its network's image
 
 
 def versus_markdown(rows: list[dict]) -> str:

@@ -261,6 +261,19 @@ def test_blend_versus_table_scores_against_a_recorded_per_sample_table(tmp_path,
     assert "no column 'nope'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(common + ["--versus-table", str(table), "--versus"])
+    # this script's own per-sample tables name the network "pinn" and the image returned "run_blend"; a table
+    # without the network's column still scores the image returned
+    own = tmp_path / "own.md"
+    own.write_text(table.read_text().replace("PINN alone (`--blend none`)", "pinn").replace("**default PINN**",
+                                                                                            "run_blend"))
+    assert set(read_table(own, "run_blend")[("S", 1)]) == {"run_blend", "pinn", "pinn_steps"}
+    assert main(common + ["--versus-table", str(own), "--versus-column", "run_blend", "--markdown", str(md_live)]) == 0
+    assert cells(md_live, "all") == got
+    bare = tmp_path / "bare.md"
+    bare.write_text(table.read_text().replace("PINN alone (`--blend none`)", "FISTA again"))
+    assert "pinn" not in read_table(bare, "default PINN")[("S", 1)]
+    assert main(common + ["--versus-table", str(bare), "--markdown", str(md_live)]) == 0
+    assert cells(md_live, "all")[:2] == got[:2] and cells(md_live, "all")[2] == "-"
 
 
 def test_fista_curve_rules_pick_where_they_should():
