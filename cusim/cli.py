@@ -131,7 +131,7 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
 @command
 def demo(
     out: Path = typer.Option(Path("cusim-demo"), "--out", "-o", help="Folder for demo.h5 and demo.png."),
-    size: int = typer.Option(192, help="Fine-grid side in pixels (even)."),
+    size: int = typer.Option(160, help="Fine-grid side in pixels (even)."),
     seed: int = typer.Option(0, help="Seed of the phantom, the noise and the network."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     steps: int = typer.Option(400, help="Most PINN steps (1-1.5 minutes on 2 CPU cores with native bfloat16, 2-2.5 "

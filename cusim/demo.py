@@ -28,7 +28,7 @@ def native_bfloat16_cpu() -> bool:
         return False
 
 
-def pinn_demo(out: Path, *, size: int = 192, seed: int = 0, device: str = "auto", steps: int = 400,
+def pinn_demo(out: Path, *, size: int = 160, seed: int = 0, device: str = "auto", steps: int = 400,
               fast: bool | None = None, callback=None) -> dict:
     """Simulate a ``size`` x ``size`` linear-SIM dataset (SNR 20, camera 2x coarser), reconstruct it with
     the widefield method and the PINN, store both in ``out/demo.h5`` and draw ``out/demo.png``.
