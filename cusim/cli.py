@@ -134,8 +134,8 @@ def demo(
     size: int = typer.Option(160, help="Fine-grid side in pixels (even)."),
     seed: int = typer.Option(0, help="Seed of the phantom, the noise and the network."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    steps: int = typer.Option(400, help="Most PINN steps (1-1.5 minutes on 2 CPU cores with native bfloat16, 2-2.5 "
-                              "without; the validation stop may end it earlier)."),
+    steps: int = typer.Option(400, help="Most PINN steps (about two minutes on 2 CPU cores without native "
+                              "bfloat16, less with it; the validation stop may end it earlier)."),
     fast: bool = typer.Option(None, "--fast/--no-fast", help="The PINN's fast step (as cusim run --fast: the "
                               "U-Net's inner levels in bfloat16). Default: on a CPU with native bfloat16 "
                               "(AVX-512 BF16 or AMX), not elsewhere."),

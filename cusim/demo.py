@@ -34,8 +34,8 @@ def pinn_demo(out: Path, *, size: int = 160, seed: int = 0, device: str = "auto"
     the widefield method and the PINN, store both in ``out/demo.h5`` and draw ``out/demo.png``.
 
     ``fast`` runs the PINN's fast step (``cusim run --fast``: the U-Net's inner levels in bfloat16);
-    None: on a CPU with native bfloat16 (:func:`native_bfloat16_cpu`), where it takes the demo from about 2 to
-    1-1.5 minutes on 2 cores, and not elsewhere (on a GPU, the default step)."""
+    None: on a CPU with native bfloat16 (:func:`native_bfloat16_cpu`), where it took the 192 x 192 demo from about
+    2 to 1-1.5 minutes on 2 cores, and not elsewhere (on a GPU, the default step)."""
     out = Path(out)
     device = resolve_device(device)
     if fast is None:
