@@ -459,8 +459,9 @@ def run_default(args) -> dict:
                 lambda r: f"{r['median_ms'] / 1e3:.2f} s, {r.get('networks')} network(s), {r.get('steps')} steps")
             free_gpu(dev)
         for name, r in res.items():
-            what = ("default" + (f" ({r.get('networks')} networks, steps summed)" if (r.get("networks") or 1) > 1
-                                 else "") if name == "default" else "one network (ensemble=1)")
+            n = r.get("networks") or 1
+            what = "one network (ensemble=1)" if name == "one_network" else (
+                f"default ({n} networks, steps summed)" if n > 1 else "default")
             rows.append([label, what, str(r.get("steps", "")), _fmt(r, scale=1e-3, digits=2),
                          str(r.get("repeats", "")) if r.get("status") == "ok" else "",
                          r.get("stop_reason") or r.get("reason", "")])
