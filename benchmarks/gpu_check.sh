@@ -11,7 +11,9 @@
 # `quality` (the fast path's quality at 480x480, then cusim's PINN and the paper's method on the whole 480x480
 # SIM/microtubules samples 1-3) takes the time that is left. `protocol`: issue 4's GPU protocol, the whole
 # 480x480 samples 1-10 (PROTOCOL_SAMPLES) of all six sets, in parallel pieces (benchmarks/protocol.sh; PROTOCOL_PIECES and PROTOCOL_VARIANTS pass
-# through). GPU_CHECK_BUDGET (seconds, default 450) bounds the whole script.
+# through; PROTOCOL_SECONDS caps its share of the budget, else it takes what is left). GPU_CHECK_BUDGET (seconds,
+# default 450) bounds the whole script. Issue 19's held-out table on the whole samples with the CUDA default:
+#   PROTOCOL_SAMPLES="6 7 8 9 10" PROTOCOL_PIECES=iterative bash benchmarks/gpu_check.sh tests runtime protocol
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results}
@@ -59,8 +61,11 @@ cap() { local left=$((BUDGET - SECONDS)); echo $(( $1 < left ? $1 : left )); }  
 # the paper's data: ../shared beside the checkout, or a shared/ folder inside it (what travels to a lent GPU)
 data=../shared/data/pinn-sim-paper; [ -d "$data" ] || data=shared/data/pinn-sim-paper
 want tests && part gpu_tests "$(cap 150)" $PY -m pytest -q -m gpu -p no:cacheprovider --continue-on-collection-errors tests
+# issue 19's runtime bar: the default reconstruction per pattern family, with one network beside it (one run each; alone,
+# before the protocol's processes share the GPU)
+want runtime && part bench_pinn_default "$(cap 120)" $PY -m benchmarks --quick --device cuda --only pinn_default --data "$data" --results "$OUT"
 if want protocol; then
-  limit=$(( $(cap 9999) - 20 ))  # the merge and the reports need a few seconds after the pieces stop
+  limit=$(( $(cap ${PROTOCOL_SECONDS:-9999}) - 20 ))  # the merge and the reports need a few seconds after the pieces stop
   if [ "$limit" -ge 30 ]; then
     # shellcheck disable=SC2086  # PROTOCOL_SAMPLES is a list
     part protocol $((limit + 15)) bash benchmarks/protocol.sh "$OUT/protocol" "$limit" --data "$data" --device cuda \
@@ -74,8 +79,6 @@ fi
 # steps-in-a-row times apart), then the full 1000-step reconstructions and the default one (wall clock)
 want pinn && part bench_pinn_step "$(cap 150)" $PY -m benchmarks --quick --device cuda --only pinn_step --data "$data" --results "$OUT"
 want pinn && part bench_pinn_full "$(cap 120)" $PY -m benchmarks --quick --device cuda --only pinn_full --data "$data" --results "$OUT"
-# issue 19's runtime bar: the default reconstruction per pattern family, with one network beside it (one run each)
-want runtime && part bench_pinn_default "$(cap 120)" $PY -m benchmarks --quick --device cuda --only pinn_default --data "$data" --results "$OUT"
 # forward+adjoint at 480 and 2048 (K=9, K=25), with the fraction of the bandwidth bound at 2048x2048 K=9
 want operators && part bench_operators "$(cap 90)" $PY -m benchmarks.bench_operators --quick --device cuda
 # issue 20's hexagonal bars at 512x512 camera frames (estimate, then widefield, Wiener, FISTA + TV and the default
