@@ -100,11 +100,12 @@ def test_default_reconstruction_is_timed_per_pattern_family_only_when_asked_on_t
     assert [(c["set"], c["K"]) for c in data["cases"]] == [
         ("SIM/microtubules", 9), ("NL_SIM/microtubules", 25), ("LPSIM/microtubules", 24)]
     for case in data["cases"]:
-        for name in ("default", "one_network"):
-            _ok(case["results"][name])
-            assert case["results"][name]["networks"] == 1  # the CPU default is one network
-            assert case["results"][name]["steps"] == 2 and case["results"][name]["iterative_steps"] > 0
-        assert case["ratios"]["default/one_network"] > 0
+        assert list(case["results"]) == ["default", "one_network", "fast", "fast_one_network"]
+        for name, r in case["results"].items():
+            _ok(r)
+            assert r["networks"] == 1  # the CPU default is one network
+            assert r["steps"] == 2 and r["iterative_steps"] > 0
+        assert all(case["ratios"][f"default/{name}"] > 0 for name in ("one_network", "fast", "fast_one_network"))
     assert data["targets"] == []  # issue 19's runtime bar is a GPU bar
 
 
