@@ -148,8 +148,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=None, help="timed repeats (defaults per benchmark)")
     p.add_argument("--warmup", type=int, default=None, help="untimed calls first (defaults per benchmark)")
     p.add_argument("--steps", type=int, default=None, help="pinn_full steps (default 1000 GPU, 20 CPU, 3 --quick)")
-    p.add_argument("--default-stop", action="store_true", help="pinn_full and pinn_default on the CPU: also "
-                   "time cusim's default stopping rule (minutes to hours; always done on a GPU)")
+    p.add_argument("--default-stop", action="store_true", help="pinn_default on the CPU: time the default "
+                   "reconstructions (minutes to hours; always done on a GPU)")
     p.add_argument("--no-paper", action="store_true", help="pinn_step: leave out peer (a), the paper's method "
                    "(its warm-up takes tens of seconds)")
     p.add_argument("--size", type=int, default=None, help=argparse.SUPPRESS)  # testing: central N x N crop

@@ -109,6 +109,38 @@ def test_default_reconstruction_is_timed_per_pattern_family_only_when_asked_on_t
     assert data["targets"] == []  # issue 19's runtime bar is a GPU bar
 
 
+def test_on_cuda_the_default_reconstruction_is_held_to_issue_18s_and_issue_19s_bars(shared_data, monkeypatch):
+    """The CUDA branch of pinn_default without a GPU: reconstruct is replaced by an instant fake (0.01 s
+    against the bars' seconds), so what is checked is which bars are printed for which sample: issue 18's 1.5 s
+    once, for SIM/microtubules 1, and issue 19's 10 s for each whole 480 x 480 sample."""
+    import types
+
+    import cusim
+    from benchmarks import bench_pinn
+
+    calls = []
+
+    def fake(ds, method, **kw):
+        calls.append(kw)
+        return types.SimpleNamespace(extra={"steps_run": 7, "ensemble": kw.get("ensemble", 2), "stop_reason": "x"})
+
+    monkeypatch.setattr(cusim, "reconstruct", fake)
+    monkeypatch.setattr(bench_pinn, "free_gpu", lambda dev: None)
+    args = types.SimpleNamespace(device="cuda", repeats=1, quick=True, steps=None, default_stop=False,
+                                 data=shared_data / "pinn-sim-paper", size=None)
+    out = bench_pinn.run_default(args)
+    assert [t.split(": measured")[0] for t in out["targets"]] == [
+        "TARGET GPU: default reconstruction (wall clock, set-up and capture included) <= 1.5 s (issue 18), "
+        "SIM/microtubules 1 (480x480 K=9)",
+        *(f"TARGET GPU: default reconstruction (wall clock) <= 10 s per 480x480 sample (issue 19), {case}"
+          for case in ("SIM/microtubules 1 (480x480 K=9)", "NL_SIM/microtubules 1 (480x480 K=25)",
+                       "LPSIM/microtubules 1 (480x480 K=24)"))]
+    assert all(t.endswith("PASS") for t in out["targets"])
+    # per sample: a warm-up run once, then the default, one network and the two fast-step candidates
+    assert [c.get("ensemble") for c in calls] == [None, None, 1, None, 1] + [None, 1, None, 1] * 2
+    assert sum(c.get("precision") == "bfloat16" for c in calls) == 6
+
+
 def test_operators_benchmark_runs_through_the_suite(tmp_path):
     assert suite.main([*TINY, "--size", "32", "--only", "operators", "--results", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "bench_operators-cpu.json").read_text())
