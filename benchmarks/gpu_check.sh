@@ -3,17 +3,18 @@
 # the GPU benchmarks in quick mode (operators, then `python -m benchmarks --quick --device cuda`); logs,
 # JSON and markdown tables go to $OUT when it is set. Installs nothing. Fails fast, with one clear line,
 # where there is no GPU or no CuPy.
-#   bash benchmarks/gpu_check.sh [PART ...]     PART: tests operators pinn runtime hexagonal more quality protocol
+#   bash benchmarks/gpu_check.sh [PART ...]     PART: tests operators pinn runtime hexagonal heldout more quality protocol
 # Default: tests pinn runtime operators hexagonal more, in that order (inside 8 minutes). `runtime`: issue 19's
-# bar, the default reconstruction (wall clock) of SIM, NL_SIM and LPSIM sample 1 at 480x480, and one network beside
-# it (`python -m benchmarks --only pinn_default`). `hexagonal`: issue 20's
+# bar (and issue 18's 1.5 s), the default reconstruction (wall clock) of SIM, NL_SIM and LPSIM sample 1 at 480x480,
+# with one network and the fast step beside it (`python -m benchmarks --only pinn_default`). `hexagonal`: issue 20's
 # hexagonal SIM at its size, 512x512 camera frames (1024x1024 fine), every method at cusim's defaults.
 # `quality` (the fast path's quality at 480x480, then cusim's PINN and the paper's method on the whole 480x480
 # SIM/microtubules samples 1-3) takes the time that is left. `protocol`: issue 4's GPU protocol, the whole
-# 480x480 samples 1-10 (PROTOCOL_SAMPLES) of all six sets, in parallel pieces (benchmarks/protocol.sh; PROTOCOL_PIECES and PROTOCOL_VARIANTS pass
-# through; PROTOCOL_SECONDS caps its share of the budget, else it takes what is left). GPU_CHECK_BUDGET (seconds,
-# default 450) bounds the whole script. Issue 19's held-out table on the whole samples with the CUDA default:
-#   PROTOCOL_SAMPLES="6 7 8 9 10" PROTOCOL_PIECES=iterative bash benchmarks/gpu_check.sh tests runtime protocol
+# 480x480 samples 1-10 (PROTOCOL_SAMPLES) of all six sets, in parallel pieces (benchmarks/protocol.sh; PROTOCOL_PIECES
+# and PROTOCOL_VARIANTS pass through; PROTOCOL_SECONDS caps its share of the budget, else it takes what is left).
+# `heldout`: issue 19's held-out table on the whole samples in one process, resuming the committed record (below),
+# with what is left, e.g. GPU_CHECK_BUDGET=540 bash benchmarks/gpu_check.sh runtime heldout.
+# GPU_CHECK_BUDGET (seconds, default 450) bounds the whole script.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results}
@@ -24,8 +25,8 @@ command -v "$PY" >/dev/null || PY=python3
 PARTS=" ${*:-tests pinn runtime operators hexagonal more} "
 BUDGET=${GPU_CHECK_BUDGET:-450}
 for p in $PARTS; do
-  case $p in tests|operators|pinn|runtime|hexagonal|more|quality|protocol) ;;
-    *) echo "gpu_check: unknown part '$p'; expected some of: tests operators pinn runtime hexagonal more quality protocol"
+  case $p in tests|operators|pinn|runtime|hexagonal|heldout|more|quality|protocol) ;;
+    *) echo "gpu_check: unknown part '$p'; expected some of: tests operators pinn runtime hexagonal heldout more quality protocol"
        exit 1;; esac
 done
 log="$OUT/gpu_check.log"
@@ -86,6 +87,23 @@ want operators && part bench_operators "$(cap 90)" $PY -m benchmarks.bench_opera
 if want hexagonal; then
   part bench_hexagonal "$(cap 150)" $PY -m benchmarks.hexagonal --size 1024 --seeds 0 --device cuda --out hexagonal_1024
   cp benchmarks/results/hexagonal_1024-cuda.* "$OUT"/ 2>/dev/null || true
+fi
+# issue 19's held-out table on the whole 480x480 samples (HELDOUT_SAMPLES, default 6-10, all six sets) in ONE process,
+# sample-major: the captured step is GPU-bound, and processes sharing the GPU time-slice it (12 protocol processes
+# gave no more samples per minute than one, 2026-12-06). It resumes the committed record of the last GPU run
+# (HELDOUT_FROM), so only what that lacks runs: first widefield, FISTA + TV and cusim's default, then the paper's
+# method, each with what is left of the budget; the markdown is made from the JSON even if a pass is cut short.
+if want heldout; then
+  from=${HELDOUT_FROM:-benchmarks/results/heldout_whole-cuda-h100.json}
+  [ -f "$from" ] && cp "$from" "$OUT/heldout.json"
+  for methods in "widefield iterative cusim" "paper"; do
+    # shellcheck disable=SC2086  # HELDOUT_SAMPLES and methods are lists
+    part "heldout_${methods##* }" $(( $(cap 9999) - 15 )) $PY -m benchmarks.quality --data "$data" --device cuda \
+      --crop 480 --samples ${HELDOUT_SAMPLES:-6 7 8 9 10} --methods $methods --order samples --resume --threads 1 \
+      --out "$OUT/heldout.json"
+  done
+  [ -f "$OUT/heldout.json" ] && $PY -m benchmarks.quality --merge "$OUT/heldout.json" --out "$OUT/heldout_all.json" \
+    --markdown "$OUT/heldout.md" >/dev/null
 fi
 if want more; then  # what time is left: iterative, Wiener, scaling 256..4096
   left=$(cap 9999)

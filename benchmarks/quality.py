@@ -3,7 +3,7 @@
     python -m benchmarks.quality [--sets SIM/microtubules ...] [--samples 1 2 3] [--crop 240]
         [--steps N] [--seed 0] [--paper-conv fft|direct] [--methods widefield paper cusim [iterative]] [--device auto|cpu|cuda]
         [--pinn-param key=value ...] [--out benchmarks/results/quality-<device>.json]
-        [--markdown docs/quality.md] [--resume] [--quick] [--threads N]
+        [--markdown docs/quality.md] [--resume] [--order sets|samples] [--quick] [--threads N]
     python -m benchmarks.quality --merge PIECE.json ... --out ALL.json [--markdown ALL.md]
 
 Protocol. For every set of ``../shared/data/pinn-sim-paper`` and every sample (1-3 by default), the
@@ -101,6 +101,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=None, help="JSON; default benchmarks/results/quality-<device>.json")
     ap.add_argument("--markdown", type=Path, default=None, help="write the markdown summary here")
     ap.add_argument("--resume", action="store_true", help="keep the samples already in --out and skip them")
+    ap.add_argument("--order", default="sets", choices=["sets", "samples"],
+                    help="sets: every sample of a set, then the next set (default); samples: sample-major, each "
+                         "sample of every set before the next sample, so a run cut short has covered every set")
     ap.add_argument("--quick", action="store_true", help="smoke test: sample 1, crop 120, 30 steps")
     ap.add_argument("--merge", nargs="+", type=Path, default=None, metavar="JSON",
                     help="run nothing: combine the JSONs of a protocol run in pieces (same settings; each "
@@ -470,14 +473,13 @@ def main(argv=None) -> int:
         payload["environment"]["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         write_json_atomic(out, payload)
 
-    for name in args.sets:
-        set_dir = args.data / name
-        for sample in args.samples:
-            rec = next((r for r in records if r["set"] == name and r["sample"] == sample), None)
-            todo = [m for m in methods if rec is None or m not in rec["methods"]]
-            if not todo:
-                continue
-            ds = import_paper(set_dir, sample).crop_center(args.crop)
+    pairs = ([(n, s) for n in args.sets for s in args.samples] if args.order == "sets"
+             else [(n, s) for s in args.samples for n in args.sets])
+    for i, (name, sample) in enumerate(pairs):
+        rec = next((r for r in records if r["set"] == name and r["sample"] == sample), None)
+        todo = [m for m in methods if rec is None or m not in rec["methods"]]
+        if todo:
+            ds = import_paper(args.data / name, sample).crop_center(args.crop)
             if rec is None:
                 rec = {"set": name, "sample": sample, "crop": args.crop, "K": ds.K,
                        "fine_shape": list(ds.fine_shape), "methods": {}}
@@ -493,9 +495,13 @@ def main(argv=None) -> int:
                           else "") if "psnr_db" in d else d["reason"])
                 print(f"{name} #{sample} {m}: {msg}", flush=True)
             save()
-        save()
-        print_set_table(name, records, payload["sets"], payload["methods"])
+        if args.order == "sets" and (i + 1 == len(pairs) or pairs[i + 1][0] != name):  # the set is done
+            save()
+            print_set_table(name, records, payload["sets"], payload["methods"])
     save()
+    if args.order == "samples":
+        for name in args.sets:
+            print_set_table(name, records, payload["sets"], payload["methods"])
     return report(payload, out, args.markdown)
 
 

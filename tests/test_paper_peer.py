@@ -124,6 +124,24 @@ def test_quality_quick_smoke_writes_json_and_markdown(tmp_path, shared_data):
     assert "Smoke test" in text and "| SIM/microtubules |" in text
 
 
+def test_quality_runs_sample_major_on_request_and_resumes_what_is_missing(tmp_path, shared_data):
+    """--order samples reaches every set before the next sample (a GPU run cut short has covered every set);
+    --resume then runs only the methods a sample lacks."""
+    from benchmarks import quality as Q
+
+    out = tmp_path / "q.json"
+    base = ["--quick", "--sets", "SIM/microtubules", "NL_SIM/ccp", "--samples", "1", "2", "--out", str(out)]
+    assert Q.main([*base, "--methods", "widefield", "--order", "samples"]) == 0
+    data = json.loads(out.read_text())
+    assert [(r["set"], r["sample"]) for r in data["samples"]] == [
+        ("SIM/microtubules", 1), ("NL_SIM/ccp", 1), ("SIM/microtubules", 2), ("NL_SIM/ccp", 2)]
+    first = data["samples"][0]["methods"]["widefield"]
+    assert Q.main([*base, "--methods", "widefield", "iterative", "--resume"]) == 0  # the default order: sets
+    data = json.loads(out.read_text())
+    assert all(sorted(r["methods"]) == ["iterative", "widefield"] for r in data["samples"])
+    assert data["samples"][0]["methods"]["widefield"] == first  # kept, not run again
+
+
 def test_quality_protocol_gives_both_pinns_the_papers_steps_per_set():
     from benchmarks import quality as Q
 
