@@ -92,7 +92,8 @@ fi
 # sample-major: the captured step is GPU-bound, and processes sharing the GPU time-slice it (12 protocol processes
 # gave no more samples per minute than one, 2026-12-06). It resumes the committed record of the last GPU run
 # (HELDOUT_FROM), so only what that lacks runs: first widefield, FISTA + TV and cusim's default, then the paper's
-# method, each with what is left of the budget; the markdown is made from the JSON even if a pass is cut short.
+# method, each with what is left of the budget; the markdown is made from the JSON even if a pass is cut short. The
+# record holds cusim's default as at b088433: once a default changes, HELDOUT_FROM=none starts the table afresh.
 if want heldout; then
   from=${HELDOUT_FROM:-benchmarks/results/heldout_whole-cuda-h100.json}
   [ -f "$from" ] && cp "$from" "$OUT/heldout.json"
