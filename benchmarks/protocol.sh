@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Issue 4's quality protocol in parallel pieces, for a lent GPU: per set, one process runs widefield and
 # cusim's PINN (then cusim again with each PROTOCOL_VARIANTS entry), another the paper's method (and one
-# per further PROTOCOL_PIECES entry), all sets at once. A PINN step at 480x480 is bound by the host (docs/performance.md, "GPU"), so one GPU
-# serves several processes; runtimes measured this way are shared-GPU times, not speeds. Every piece
+# per further PROTOCOL_PIECES entry), all sets at once. Built when the eager PINN step was bound by the host, so one
+# GPU served several processes. The captured step is GPU-bound: on an H100 (2026-12-06) 12 pieces were no faster than
+# one process would have been (they time-slice the GPU), so for cusim's default prefer one process
+# (`benchmarks.quality --order samples`, gpu_check.sh's `heldout`). Runtimes measured here are shared-GPU times, not
+# speeds. Every piece
 # writes its JSON after each sample, and stops at the deadline; the pieces are then merged
 # (`benchmarks.quality --merge`), the bars taken over the samples both methods finished.
 #   bash benchmarks/protocol.sh OUTDIR SECONDS [benchmarks.quality args ...]
