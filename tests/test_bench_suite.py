@@ -101,11 +101,14 @@ def test_default_reconstruction_is_timed_per_pattern_family_only_when_asked_on_t
         ("SIM/microtubules", 9), ("NL_SIM/microtubules", 25), ("LPSIM/microtubules", 24)]
     for case in data["cases"]:
         assert list(case["results"]) == ["default", "one_network", "fast", "fast_one_network"]
-        for name, r in case["results"].items():
+        for name in ("default", "one_network"):
+            r = case["results"][name]
             _ok(r)
             assert r["networks"] == 1  # the CPU default is one network
             assert r["steps"] == 2 and r["iterative_steps"] > 0
-        assert all(case["ratios"][f"default/{name}"] > 0 for name in ("one_network", "fast", "fast_one_network"))
+        assert case["ratios"]["default/one_network"] > 0
+        for name in ("fast", "fast_one_network"):  # GPU candidates: timed on CUDA only (next test)
+            assert case["results"][name]["status"] == "skipped" and case["ratios"][f"default/{name}"] is None
     assert data["targets"] == []  # issue 19's runtime bar is a GPU bar
 
 
