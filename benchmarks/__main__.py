@@ -63,13 +63,14 @@ def run_operators(args) -> tuple[int, list[str], str]:
     argv = ["--device", args.device] + (["--quick"] if args.quick else [])
     argv += ["--repeats", str(args.repeats)] if args.repeats else []
     argv += ["--warmup", str(args.warmup)] if args.warmup is not None else []
-    cases = B.CASES
+    cases, passes_case = B.CASES, B.PASSES_CASE
     if args.size:
         B.CASES = [B.Case(f"{args.size}x{args.size} K=9 s=4", args.size, 9, 4)]
+        B.PASSES_CASE = B.CASES[0].label
     try:
         rc = B.main(argv)
     finally:
-        B.CASES = cases
+        B.CASES, B.PASSES_CASE = cases, passes_case
     path = C.RESULTS / f"{B.NAME}-{C.device_tag(args.device)}.json"
     data = json.loads(path.read_text())
     rows = []
@@ -81,9 +82,17 @@ def run_operators(args) -> tuple[int, list[str], str]:
     bw = next((c["results"].get("bandwidth") for c in data["cases"] if "bandwidth" in c["results"]), None)
     notes = [f"bandwidth: achieved fraction {bw['achieved_fraction']:.2f} of the bound {bw['bound_ms']:.3f} ms"
              ] if bw and "achieved_fraction" in bw else []
-    md = _markdown(data["environment"], [(f"operator forward+adjoint, float32, median ms ({args.device})",
-                                          ["case", "implementation", "median ms", "peer/cusim", "note"], rows)],
-                   data["targets"], notes, args.command)
+    tables = [(f"operator forward+adjoint, float32, median ms ({args.device})",
+               ["case", "implementation", "median ms", "peer/cusim", "note"], rows)]
+    for case in data["cases"]:
+        if case["results"].get("passes"):
+            tables.append((f"cusim pass by pass at {case['label']} ({args.device}; each pass timed alone)",
+                           ["pass", "median ms", "MB moved", "GB/s", "of peak"],
+                           [[p["pass"], f"{p['median_ms']:.3f}", f"{p['bytes'] / 1e6:.1f}",
+                             f"{p['bytes_per_s'] / 1e9:.0f}",
+                             f"{p['fraction_of_peak']:.2f}" if "fraction_of_peak" in p else ""]
+                            for p in case["results"]["passes"]]))
+    md = _markdown(data["environment"], tables, data["targets"], notes, args.command)
     C.write_markdown("operators", args.device, md)
     return rc, data["targets"], md
 

@@ -6,7 +6,8 @@ The timed unit is one forward pass of ``x`` and one adjoint pass of a camera sta
 Peers: :mod:`benchmarks.peers.numpy_direct` (CPU) and :mod:`benchmarks.peers.torch_fft` (torch.fft
 with the adjoint by autograd; CPU, and CUDA where torch sees a GPU). Every peer is checked against
 ``SIMOperator`` before it is timed. On a GPU the script also counts the bytes cusim's passes move and
-reports the fraction of the memory-bandwidth bound achieved. Results: ``benchmarks/results/*.json``.
+reports the fraction of the memory-bandwidth bound achieved; at 2048x2048 K = 9 each pass is also timed alone
+(:func:`time_passes`), with its bytes and bandwidth. Results: ``benchmarks/results/*.json``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ CASES = [Case("480x480 K=9 s=4", 480, 9, 4), Case("480x480 K=25 s=4", 480, 25, 4
          Case("2048x2048 K=9 s=4", 2048, 9, 4)]
 CPU_TARGET = ("480x480 K=9 s=4", 2.0)  # cusim >= 2x faster than the NumPy peer
 GPU_TARGET = ("2048x2048 K=9 s=4", 3.0, 0.5)  # >= 3x faster than torch autograd, >= 50% of bound
+PASSES_CASE = GPU_TARGET[0]  # where each pass is also timed alone (time_passes)
 
 
 def make_inputs(case: Case, seed: int = 0):
@@ -65,7 +67,7 @@ def bytes_moved(g, itemsize: int = 4) -> list[tuple[str, int]]:
         ("fwd fold_transfer", K * f * c + f * c + K * cam * c),
         ("fwd irfft2 (camera)", K * cam * c + K * cr * r),
     ]
-    if g.off:
+    if g.off or g.margin:  # the frames are an inner window of the camera grid: cropped, and zero-padded back
         passes += [("fwd crop", 2 * K * hw * r), ("adj zero-pad", K * cr * r + 2 * K * hw * r)]
     passes += [
         ("adj rfft2 (camera)", K * cr * r + K * cam * c),
@@ -74,6 +76,22 @@ def bytes_moved(g, itemsize: int = 4) -> list[tuple[str, int]]:
         ("adj pattern_multiply_sum", K * HW * r + K * HW * r + HW * r),
     ]
     return passes
+
+
+def time_passes(op, x, r, timer, repeats: int, warmup: int) -> list[dict]:
+    """Each pass of ``op``'s forward (on object ``x``) and adjoint (on stack ``r``) timed alone, on the output of
+    the pass before it (computed once), with the bytes it moves (:func:`bytes_moved`) and the bandwidth that
+    makes: where the time goes, pass by pass (issue 18). ``timer``: ``C.time_cpu`` or ``C.time_cupy``."""
+    moved = dict(bytes_moved(op.geometry, op.patterns.dtype.itemsize))
+    rows = []
+    for which, a in (("forward", x[None]), ("adjoint", r[None])):
+        for name, run in op.passes(which):
+            t = timer(lambda run=run, a=a: run(a), repeats, warmup)
+            rows.append({"pass": name, "median_ms": t["median_ms"], "min_ms": t["min_ms"], "repeats": t["repeats"],
+                         "clock": t["clock"], "bytes": moved[name],
+                         "bytes_per_s": moved[name] / (t["median_ms"] * 1e-3)})
+            a = run(a)
+    return rows
 
 
 def bench_cpu(case: Case, args) -> dict:
@@ -87,6 +105,8 @@ def bench_cpu(case: Case, args) -> dict:
     op64 = SIMOperator(pat, psf, case.s, device="cpu", dtype="float64")  # for the self-checks
     out = {"cusim": {"status": "ok", **C.time_cpu(lambda: (op.forward(x32), op.adjoint(r32)),
                                                   args.repeats, args.warmup)}}
+    if case.label == PASSES_CASE:
+        out["passes"] = time_passes(op, x32, r32, C.time_cpu, args.repeats, args.warmup)
     npeer = numpy_direct.NumpyDirectSIM(pat32, psf, case.s)
     out["numpy_direct"] = C.time_checked_cpu(lambda: npeer.forward_adjoint(x32, r32),
                                        lambda: numpy_direct.check_against(op64, psf),
@@ -122,6 +142,8 @@ def bench_cuda(case: Case, args) -> dict:
         assert err < 1e-4, f"cusim on CUDA disagrees with cusim on CPU: relative error {err:.3g}"
         out["cusim"] = {"status": "ok", "self_check_rel_err": err, **C.time_cupy(
             lambda: (op.forward(xc), op.adjoint(rc)), args.repeats, args.warmup)}
+        if case.label == PASSES_CASE:
+            out["passes"] = time_passes(op, xc, rc, C.time_cupy, args.repeats, args.warmup)
     except Exception as exc:  # noqa: BLE001 - report, never invent a number
         out["cusim"], op = C.failed(exc), None
     if not torch.cuda.is_available():
@@ -147,6 +169,8 @@ def bench_cuda(case: Case, args) -> dict:
         bound_ms = total / bw * 1e3
         out["bandwidth"].update(peak_B_per_s=bw, source=source, bound_ms=bound_ms,
                                 achieved_fraction=bound_ms / out["cusim"]["median_ms"])
+        for row in out.get("passes", []):
+            row["fraction_of_peak"] = row["bytes_per_s"] / bw
     return out
 
 
@@ -171,6 +195,17 @@ def report(device: str, env: dict, results: dict[str, dict]) -> list[str]:
     C.print_table(f"forward+adjoint, float32, {device}: {env['device_name']}",
                   ["case", "implementation", "median ms", "min ms", "n", "peer/cusim", "self-check",
                    "note"], rows)
+    for label, res in results.items():
+        if res.get("passes"):
+            total = res["cusim"].get("median_ms")
+            rows = [[p["pass"], f"{p['median_ms']:.3f}", f"{p['bytes'] / 1e6:.1f}", f"{p['bytes_per_s'] / 1e9:.0f}",
+                     f"{p['fraction_of_peak']:.2f}" if "fraction_of_peak" in p else ""] for p in res["passes"]]
+            rows.append(["sum of the passes", f"{sum(p['median_ms'] for p in res['passes']):.3f}",
+                         f"{sum(p['bytes'] for p in res['passes']) / 1e6:.1f}", "", ""])
+            if total:
+                rows.append(["forward+adjoint as one call", f"{total:.3f}", "", "", ""])
+            C.print_table(f"cusim forward+adjoint pass by pass at {label}, {device}",
+                          ["pass", "median ms", "MB moved", "GB/s", "of peak"], rows)
     lines = []
     if device == "cpu":
         label, want = CPU_TARGET
@@ -234,7 +269,7 @@ def main(argv=None) -> int:
         for case in CASES:
             print(f"[{device}] {case.label} ...", flush=True)
             results[case.label] = bench(case, run)
-            failed |= any(v.get("status") == "failed" for v in results[case.label].values())
+            failed |= any(isinstance(v, dict) and v.get("status") == "failed" for v in results[case.label].values())
         env = C.environment(device, "float32")
         lines = report(device, env, results)
         targets += lines

@@ -192,37 +192,49 @@ class SIMOperator:
         return a if a.ndim == len(tail) + 1 else a[None], a.ndim == len(tail)
 
     # -- the operator -------------------------------------------------------------------------
+    def passes(self, which: str, batch: int = 1) -> list[tuple[str, object]]:
+        """The forward (``which="forward"``) or adjoint operator as its passes over memory, in order: pairs
+        (name, function of the previous pass's output) for ``batch`` images. The first takes a contiguous
+        (batch, H, W) object (forward) or (batch, K, fh, fw) stack (adjoint) in the operator's dtype; the last
+        returns (batch, K, fh, fw) frames or (batch, H, W) images. :meth:`forward` and :meth:`adjoint` run
+        them; ``benchmarks/bench_operators.py`` times each one against the bytes it moves."""
+        g, ops, xp, B = self.geometry, self._ops, self._xp, batch
+        r0, cropped = g.offc + g.margin, bool(g.off or g.margin)
+        if which == "forward":
+            run = [("fwd pattern_multiply_pad", lambda x3: ops.pattern_multiply_pad(x3, self.patterns, (g.Hp, g.Wp),
+                                                                                    g.off)),
+                   ("fwd rfft2 (fine)", lambda u: ops.rfft2(u.reshape(B * g.K, g.Hp, g.Wp))),
+                   ("fwd fold_transfer", lambda U: ops.fold_transfer(U, self._T, g.s, (g.Hp, g.Wp))),
+                   ("fwd irfft2 (camera)", lambda Y: ops.irfft2(Y, (g.hp, g.wp)).reshape(B, g.K, g.hp, g.wp))]
+            if cropped:
+                run.append(("fwd crop", lambda z: xp.ascontiguousarray(z[:, :, r0 : r0 + g.fh, r0 : r0 + g.fw])))
+            return run
+        if which != "adjoint":
+            raise ValueError(f"passes: which must be 'forward' or 'adjoint', got {which!r}")
+
+        def zero_pad(y4):
+            yp = xp.zeros((B, g.K, g.hp, g.wp), dtype=self._rdt)
+            yp[:, :, r0 : r0 + g.fh, r0 : r0 + g.fw] = y4
+            return yp
+
+        return [*([("adj zero-pad", zero_pad)] if cropped else []),
+                ("adj rfft2 (camera)", lambda yp: ops.rfft2(yp.reshape(B * g.K, g.hp, g.wp))),
+                ("adj unfold_transfer", lambda R: ops.unfold_transfer(R, self._Tadj, g.s, (g.Hp, g.Wp))),
+                ("adj irfft2 (fine)", lambda V: ops.irfft2(V, (g.Hp, g.Wp)).reshape(B, g.K, g.Hp, g.Wp)),
+                ("adj pattern_multiply_sum", lambda w: ops.pattern_multiply_sum(w, self.patterns, g.off))]
+
     def forward(self, x):
         """Noise-free camera frames ``A x``: (H, W) -> (K, h, w), or (B, H, W) -> (B, K, h, w)."""
-        g = self.geometry
-        x3, single = self._check_input(x, "x", self.input_shape)
-        ops = self._ops
-        B = x3.shape[0]
-        u = ops.pattern_multiply_pad(x3, self.patterns, (g.Hp, g.Wp), g.off)
-        U = ops.rfft2(u.reshape(B * g.K, g.Hp, g.Wp))
-        Y = ops.fold_transfer(U, self._T, g.s, (g.Hp, g.Wp))
-        z = ops.irfft2(Y, (g.hp, g.wp))
-        r0 = g.offc + g.margin
-        y = z.reshape(B, g.K, g.hp, g.wp)[:, :, r0 : r0 + g.fh, r0 : r0 + g.fw]
-        y = self._xp.ascontiguousarray(y)
+        y, single = self._check_input(x, "x", self.input_shape)
+        for _, run in self.passes("forward", y.shape[0]):
+            y = run(y)
         return y[0] if single else y
 
     def adjoint(self, y):
         """``A^T y``: (K, h, w) -> (H, W), or (B, K, h, w) -> (B, H, W)."""
-        g = self.geometry
-        y4, single = self._check_input(y, "y", self.output_shape)
-        ops, xp = self._ops, self._xp
-        B = y4.shape[0]
-        if g.off or g.margin:
-            r0 = g.offc + g.margin
-            yp = xp.zeros((B, g.K, g.hp, g.wp), dtype=self._rdt)
-            yp[:, :, r0 : r0 + g.fh, r0 : r0 + g.fw] = y4
-        else:
-            yp = y4
-        R = ops.rfft2(yp.reshape(B * g.K, g.hp, g.wp))
-        V = ops.unfold_transfer(R, self._Tadj, g.s, (g.Hp, g.Wp))
-        w = ops.irfft2(V, (g.Hp, g.Wp)).reshape(B, g.K, g.Hp, g.Wp)
-        x = ops.pattern_multiply_sum(w, self.patterns, g.off)
+        x, single = self._check_input(y, "y", self.output_shape)
+        for _, run in self.passes("adjoint", x.shape[0]):
+            x = run(x)
         return x[0] if single else x
 
     def normal(self, x):

@@ -148,7 +148,34 @@ def test_operators_benchmark_runs_through_the_suite(tmp_path):
     assert suite.main([*TINY, "--size", "32", "--only", "operators", "--results", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "bench_operators-cpu.json").read_text())
     assert [c["fine"] for c in data["cases"]] == [[32, 32]]
-    assert (tmp_path / "operators-cpu.md").exists()
+    passes = data["cases"][0]["results"]["passes"]  # each pass timed alone, with the bytes it moves
+    assert [p["pass"] for p in passes][:2] == ["fwd pattern_multiply_pad", "fwd rfft2 (fine)"]
+    assert passes[-1]["pass"] == "adj pattern_multiply_sum" and len(passes) == 8  # periodic: no crop, no zero-pad
+    assert all(p["median_ms"] > 0 and p["bytes"] > 0 and p["bytes_per_s"] > 0 for p in passes)
+    assert "pass by pass" in (tmp_path / "operators-cpu.md").read_text()
+
+
+def test_the_operators_passes_are_its_forward_and_adjoint_and_each_is_counted():
+    """SIMOperator.passes composes to forward and adjoint (one image and a batch, with and without a pad), and
+    every pass has its line in bench_operators' byte count, so the per-pass bandwidth is of the passes that run."""
+    from benchmarks.bench_operators import bytes_moved
+    from cusim import SIMOperator
+
+    rng = np.random.default_rng(0)
+    pat = rng.random((9, 32, 32)).astype(np.float32)
+    psf = np.outer(np.hanning(9), np.hanning(9))
+    for pad, margin in ((0, 0), (4, 0), (0, 1)):
+        op = SIMOperator(pat, psf, 4, device="cpu", dtype="float32", pad_fine=pad, margin_camera=margin)
+        x, r = rng.random((2, *op.input_shape), dtype=np.float32), rng.random((2, *op.output_shape), dtype=np.float32)
+        for which, a, ref in (("forward", x, op.forward(x)), ("adjoint", r, op.adjoint(r))):
+            for _, run in op.passes(which, batch=2):
+                a = run(a)
+            np.testing.assert_array_equal(a, ref)
+        names = [n for which in ("forward", "adjoint") for n, _ in op.passes(which)]
+        assert sorted(names) == sorted(n for n, _ in bytes_moved(op.geometry))
+        assert ("fwd crop" in names) == bool(pad or margin) == ("adj zero-pad" in names)
+    with pytest.raises(ValueError, match="forward' or 'adjoint"):
+        op.passes("backward")
 
 
 def test_cuda_without_a_gpu_is_a_usage_error(capsys):
