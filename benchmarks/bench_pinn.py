@@ -30,7 +30,8 @@ from cusim.recon.config import FAST
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pinn-sim-paper"
 CASES = [("SIM/microtubules", 1), ("NL_SIM/microtubules", 1)]  # K = 9 and K = 25, 480 x 480 fine grid
 IMPLS = {"cusim": "cusim float32 (eager)", "cusim_fast": "cusim fast (--fast, eager)",
-         "cusim_graph": "cusim captured (default)", "cusim_graph_fast": "cusim captured fast",
+         "cusim_graph": "cusim captured (default)", "cusim_graph_cl": "cusim captured, channels-last float32",
+         "cusim_graph_fast": "cusim captured fast",
          "cusim_ens4": "cusim captured ensemble of 4", "paper_pinn": "peer (a) paper PINN",
          "torch_fft_pinn": "peer (b) torch.fft autograd"}
 FASTEST = "cusim_fast"  # the CPU targets' step: cusim's fast step (cusim.recon.pinn.FAST)
@@ -186,7 +187,9 @@ def _fmt(res: dict, key: str = "median_ms", scale: float = 1.0, digits: int = 1)
 
 
 # -- one step ------------------------------------------------------------------------------------
-GRAPH_IMPLS = ("cusim_graph", "cusim_graph_fast", "cusim_ens4")  # captured steps: CUDA only
+# captured steps: CUDA only. cusim_graph_cl: the default's float32 arithmetic in the channels-last layout the fast
+# step uses, to tell how much of the fast step's 0.61x (H200) is the layout alone (issue 19's 10 s bar)
+GRAPH_IMPLS = ("cusim_graph", "cusim_graph_cl", "cusim_graph_fast", "cusim_ens4")
 ENSEMBLE = 4
 
 
@@ -203,6 +206,7 @@ def bench_step_case(ds, device: str, repeats: int, warmup: int, paper: bool = Tr
     makers = {"cusim": lambda: pinn_step(ds, device, "cusim", PINNConfig(graph=False, **one)),
               "cusim_fast": lambda: pinn_step(ds, device, "cusim", PINNConfig(graph=False, **FAST, **one)),
               "cusim_graph": lambda: pinn_step(ds, device, "cusim", PINNConfig(**one)),
+              "cusim_graph_cl": lambda: pinn_step(ds, device, "cusim", PINNConfig(channels_last=True, **one)),
               "cusim_graph_fast": lambda: pinn_step(ds, device, "cusim", PINNConfig(**FAST, **one)),
               "cusim_ens4": lambda: pinn_step(ds, device, "cusim", PINNConfig(ensemble=ENSEMBLE)),
               "torch_fft_pinn": lambda: pinn_step(ds, device, "torch_fft", PINNConfig(graph=False, **one))}

@@ -49,7 +49,7 @@ def test_entry_point_times_the_pinn_step_of_cusim_and_both_peers(tmp_path):
     assert "÷ cusim fast" in res.stdout and "TARGET CPU: cusim fast (--fast, eager) step >= 2x" in res.stdout
     data = _payload(tmp_path, "pinn_step")
     assert [c["K"] for c in data["cases"]] == [9, 25]
-    graph = ("cusim_graph", "cusim_graph_fast", "cusim_ens4")  # captured steps: CUDA only
+    graph = ("cusim_graph", "cusim_graph_cl", "cusim_graph_fast", "cusim_ens4")  # captured steps: CUDA only
     for case in data["cases"]:
         assert case["fine"] == [32, 32] and case["camera"] == [8, 8] and case["upsample"] == 4
         impls = ("cusim", "cusim_fast", "paper_pinn", "torch_fft_pinn")
