@@ -113,7 +113,7 @@ def test_default_reconstruction_is_timed_per_pattern_family_only_when_asked_on_t
 
 
 def test_on_cuda_the_default_reconstruction_is_held_to_issue_18s_and_issue_19s_bars(shared_data, monkeypatch):
-    """The CUDA branch of pinn_default without a GPU: reconstruct is replaced by an instant fake (0.01 s
+    """The CUDA branch of pinn_default without a GPU: reconstruct is replaced by an instant fake (microseconds
     against the bars' seconds), so what is checked is which bars are printed for which sample: issue 18's 1.5 s
     once, for SIM/microtubules 1, and issue 19's 10 s for each whole 480 x 480 sample."""
     import types
