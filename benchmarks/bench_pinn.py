@@ -450,7 +450,8 @@ def run_default(args) -> dict:
             res[name] = _report(f"{name}", _guarded(lambda call=call, info=info: {
                 "status": "ok", **C.time_cpu(call, repeats, 0), "steps": info.get("steps_run"),
                 "networks": info.get("ensemble"), "stop_reason": info.get("stop_reason"),
-                "iterative_steps": info.get("iterative_steps")}),
+                "iterative_steps": info.get("iterative_steps"), "network_s": info.get("network_s"),
+                "iterative_s": info.get("iterative_s")}),
                 lambda r: f"{r['median_ms'] / 1e3:.2f} s, {r.get('networks')} network(s), {r.get('steps')} steps")
             free_gpu(dev)
         for name, r in res.items():
@@ -458,7 +459,8 @@ def run_default(args) -> dict:
             what = {"one_network": "one network (ensemble=1)", "fast": "the default, fast step",
                     "fast_one_network": "one network, fast step"}.get(name, "default")
             what += f" ({n} networks, steps summed)" if n > 1 else ""
-            rows.append([label, what, str(r.get("steps", "")), _fmt(r, scale=1e-3, digits=2),
+            split = [f"{r[k]:.2f}" if isinstance(r.get(k), float) else "" for k in ("network_s", "iterative_s")]
+            rows.append([label, what, str(r.get("steps", "")), _fmt(r, scale=1e-3, digits=2), *split,
                          str(r.get("repeats", "")) if r.get("status") == "ok" else "",
                          r.get("stop_reason") or r.get("reason", "")])
         if dev == "cuda":
@@ -477,7 +479,7 @@ def run_default(args) -> dict:
             "args": {"steps": args.steps, "size": args.size, "repeats": repeats},
             "cases": cases,
             "tables": [(f"default PINN reconstruction, wall clock ({dev})",
-                        ["case", "run", "steps", "time s", "runs", "stop"], rows)]}
+                        ["case", "run", "steps", "time s", "networks s", "FISTA + blend s", "runs", "stop"], rows)]}
 
 
 # -- scaling with image size and frame count -----------------------------------------------------

@@ -106,6 +106,9 @@ def test_default_reconstruction_is_timed_per_pattern_family_only_when_asked_on_t
             _ok(r)
             assert r["networks"] == 1  # the CPU default is one network
             assert r["steps"] == 2 and r["iterative_steps"] > 0
+            # the split of the (one) run's wall clock: the networks, then FISTA + TV and the blend; the rest is set-up
+            assert r["repeats"] == 1 and 0 < r["network_s"] and 0 < r["iterative_s"]
+            assert r["network_s"] + r["iterative_s"] <= r["max_ms"] / 1e3
         assert case["ratios"]["default/one_network"] > 0
         for name in ("fast", "fast_one_network"):  # GPU candidates: timed on CUDA only (next test)
             assert case["results"][name]["status"] == "skipped" and case["ratios"][f"default/{name}"] is None

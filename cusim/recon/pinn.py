@@ -653,7 +653,9 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
     the first. The checkpoint (of the first time point) holds every member.
 
     With ``blend="iterative"`` (the default) the image is :func:`blend_images` of the network's and FISTA + TV's;
-    ``info["blend_parts"]`` holds those two images (``"pinn"``, ``"iterative"``; not stored with a result)."""
+    ``info["blend_parts"]`` holds those two images (``"pinn"``, ``"iterative"``; not stored with a result).
+    ``info["network_s"]`` and ``info["iterative_s"]`` split the wall clock: the networks (set-up, capture, steps)
+    and FISTA + TV with the blend."""
     cfg, from_file = with_file_camera(PINNConfig.from_params(params), dataset.camera)
     check_int("checkpoint_every", checkpoint_every, 1)
     torch.set_num_threads(threads())  # cusim's setting (the process's cores unless --threads said otherwise)
@@ -664,7 +666,7 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
     checkpoint = None if checkpoint is None else Path(checkpoint)
     images, losses, reasons, state = [], [], [], None
     total = cfg.steps + (dataset.T - 1) * cfg.warm_start_steps
-    done = 0
+    done, t0 = 0, time.perf_counter()
     for t in range(dataset.T):
         steps = cfg.steps if t == 0 else cfg.warm_start_steps
         cb = None if callback is None else (lambda s, _n, l, m, d=done: callback(d + s, total, l, m))
@@ -679,12 +681,14 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
             pparams = [m["pattern_params"] for m in run.members]
     info = {"loss": np.concatenate(losses), "stop_reason": "; ".join(reasons), "sigma": run.sigma, "tau": run.tau,
             "margin_camera": margin, "watch_inset": inset, "ensemble": len(run.members),
-            "steps_run": int(sum(len(v) for v in losses))}
+            "steps_run": int(sum(len(v) for v in losses)),
+            "network_s": time.perf_counter() - t0}  # the networks' set-up, capture and steps, images on the host
     if cfg.input == "mixed":  # which network saw which input
         info["member_inputs"] = ",".join(m["input"] for m in run.members)
     if cfg.blend != "none":
+        t0 = time.perf_counter()
         images, blend_info = _blend_iterative(dataset, op, images, cfg)
-        info.update(blend_info)
+        info.update(blend_info, iterative_s=time.perf_counter() - t0)  # FISTA + TV's run(s) and the blend
     image = np.stack(images) if dataset.is_series else images[0]
     if run.pattern_params is not None:
         info["pattern_params"] = params_record(run.pattern_params)
