@@ -67,6 +67,9 @@ BORDER = 10  # px left out at every border for PSNR, SSIM and FRC
 # The issue's bars, per set (means over the samples)
 BAR_PAPER_PSNR, BAR_PAPER_SSIM, BAR_WF_PSNR, BAR_FRC, BAR_ITERATIVE = 1.0, 0.03, 3.0, 0.13, -1.0
 FRC_SETS = ("SIM/microtubules", "NL_SIM/ccp", "NL_SIM/er", "NL_SIM/factin", "NL_SIM/microtubules")
+# Issue 19: cusim's default against the better (by PSNR, per sample) of these peers, with what was run said
+PEERS = ("iterative", "paper")
+BAR_BEST_MEAN, BAR_BEST_WORST, BAR_BEST_SSIM = 1.0, -0.5, 0.0
 QUICK = {"samples": [1], "crop": 120, "steps": 30}
 FULL = {"samples": [1, 2, 3], "crop": 240, "steps": None}  # steps None: the paper's, per set (steps_for)
 PAPER_STEPS, PAPER_STEPS_PER_SET = 1000, {"LPSIM/microtubules": 1500}  # the notebooks' step counts
@@ -239,6 +242,38 @@ def paired(records: list[dict], name: str, a: str, b: str, key: str = "psnr_db")
     return (float(np.mean(d)) if d else None), len(d)
 
 
+def _done(d) -> bool:
+    return bool(d) and "psnr_db" in d
+
+
+def best_peer(records: list[dict], name: str) -> dict | None:
+    """Issue 19's comparison on set ``name``: on every sample where cusim and at least one of :data:`PEERS`
+    finished, cusim minus the best of those peers by PSNR, and cusim's SSIM minus the highest SSIM among them.
+    Returns the per-sample rows, their mean and worst PSNR difference, the mean SSIM difference, and how many
+    samples each peer ran on (a peer not run is not a peer beaten); None where no sample has both."""
+    rows = []
+    for r in sorted((r for r in records if r["set"] == name), key=lambda r: r["sample"]):
+        m = r["methods"]
+        peers = {p: m[p] for p in PEERS if _done(m.get(p))}
+        if not _done(m.get("cusim")) or not peers:
+            continue
+        best = max(peers, key=lambda p: peers[p]["psnr_db"])
+        rows.append({"sample": r["sample"], "best": best, "peers": sorted(peers),
+                     "cusim": m["cusim"]["psnr_db"], "best_psnr": peers[best]["psnr_db"],
+                     "psnr_diff": m["cusim"]["psnr_db"] - peers[best]["psnr_db"],
+                     "ssim_diff": m["cusim"]["ssim"] - max(p["ssim"] for p in peers.values())})
+    if not rows:
+        return None
+    return {"rows": rows, "n": len(rows), "mean": float(np.mean([x["psnr_diff"] for x in rows])),
+            "worst": float(min(x["psnr_diff"] for x in rows)),
+            "ssim": float(np.mean([x["ssim_diff"] for x in rows])),
+            "ran": {p: sum(p in x["peers"] for x in rows) for p in PEERS}}
+
+
+def _ran(bp: dict) -> str:
+    return ", ".join(f"{p} on {k} of {bp['n']}" for p, k in bp["ran"].items())
+
+
 def bars(summary: dict, records: list[dict]) -> list[dict]:
     """The issue's bars per set, each with PASS / MISS / NOT MEASURED (differences over common samples)."""
     out = []
@@ -262,6 +297,15 @@ def bars(summary: dict, records: list[dict]) -> list[dict]:
         if name in FRC_SETS:
             add(name, f"cusim FRC 0.5 cut-off >= {BAR_FRC:g} cycles/px", (c["frc05"], c["n"]) if c else (None, 0),
                 BAR_FRC, " cycles/px")
+        bp = best_peer(records, name)
+        if bp:  # issue 19's three bars, against the peers that ran
+            ran = f" [peers run: {_ran(bp)}]"
+            add(name, f"cusim - best peer PSNR >= {BAR_BEST_MEAN:g} dB (mean){ran}", (bp["mean"], bp["n"]),
+                BAR_BEST_MEAN, "dB")
+            add(name, f"cusim - best peer PSNR >= {BAR_BEST_WORST:g} dB (worst sample){ran}", (bp["worst"], bp["n"]),
+                BAR_BEST_WORST, "dB")
+            add(name, f"cusim SSIM - best peer's >= {BAR_BEST_SSIM:g} (mean){ran}", (bp["ssim"], bp["n"]),
+                BAR_BEST_SSIM, "")
     return out
 
 
@@ -356,7 +400,21 @@ def markdown(payload: dict) -> str:
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "Runtime per sample (s, mean): " + "; ".join(
         f"{name}: " + ", ".join(f"{m} {d[m]['runtime_s']:.1f}" for m in methods if m in d)
-        for name, d in summary.items()), "", "## Bars", ""]
+        for name, d in summary.items())]
+    best = {name: bp for name in summary if (bp := best_peer(payload["samples"], name))}
+    if best:
+        lines += ["", f"## cusim against the best peer ({' or '.join(PEERS)}, by PSNR per sample)", "",
+                  "Per sample where cusim and at least one peer finished; SSIM against the highest of the peers'. "
+                  "A peer that did not run is not counted as beaten: the peers run are listed.", "",
+                  "| set | samples | peers run | mean cusim - best peer dB | worst sample dB | mean SSIM difference |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {name} | {bp['n']} | {_ran(bp)} | {bp['mean']:+.2f} | {bp['worst']:+.2f} | {bp['ssim']:+.3f} |"
+                  for name, bp in best.items()]
+        lines += ["", "| set | sample | cusim PSNR | best peer | its PSNR | cusim - best peer dB | SSIM difference |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {name} | {x['sample']} | {x['cusim']:.2f} | {x['best']} | {x['best_psnr']:.2f} | "
+                  f"{x['psnr_diff']:+.2f} | {x['ssim_diff']:+.3f} |" for name, bp in best.items() for x in bp["rows"]]
+    lines += ["", "## Bars", ""]
     lines += [f"- {bar_line(b)}" for b in payload["bars"]]
     return "\n".join(lines) + "\n"
 

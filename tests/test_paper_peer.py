@@ -167,6 +167,39 @@ def _rec(name, sample, **methods):
                                                        for m, p in methods.items()}}
 
 
+def test_cusim_is_compared_with_the_best_peer_that_ran_on_each_sample(tmp_path):
+    """Issue 19's comparison: per sample, cusim minus the better of FISTA + TV and the paper's method (whichever
+    ran), SSIM against the higher of theirs; a sample without cusim or without any peer is left out, and the
+    peers that ran are counted, so a bar met against FISTA + TV alone says so."""
+    from benchmarks import quality as Q
+
+    def rec(sample, **m):  # PSNR and SSIM per method
+        return {"set": "NL_SIM/er", "sample": sample,
+                "methods": {k: {"psnr_db": p, "ssim": q, "frc05": 0.1, "runtime_s": 1.0, "steps_run": 1}
+                            for k, (p, q) in m.items()}}
+
+    records = [rec(1, cusim=(33.0, 0.95), iterative=(31.0, 0.93), paper=(32.5, 0.96)),  # the paper is the best
+               rec(2, cusim=(34.0, 0.96), iterative=(33.5, 0.94)),  # the paper did not run
+               rec(3, iterative=(30.0, 0.90), paper=(29.0, 0.90)),  # cusim did not run: left out
+               rec(4, cusim=(30.0, 0.90), widefield=(20.0, 0.5))]  # no peer: left out
+    bp = Q.best_peer(records, "NL_SIM/er")
+    assert [(x["sample"], x["best"]) for x in bp["rows"]] == [(1, "paper"), (2, "iterative")]
+    assert bp["mean"] == pytest.approx((0.5 + 0.5) / 2) and bp["worst"] == pytest.approx(0.5)
+    assert bp["ssim"] == pytest.approx((-0.01 + 0.02) / 2)
+    assert bp["ran"] == {"iterative": 2, "paper": 1} and Q.best_peer(records, "SIM/microtubules") is None
+    got = {b["bar"].split(" [")[0]: (b["status"], b["n"]) for b in Q.bars({"NL_SIM/er": {}}, records)
+           if "best peer" in b["bar"]}
+    assert got == {"cusim - best peer PSNR >= 1 dB (mean)": ("MISS", 2),
+                   "cusim - best peer PSNR >= -0.5 dB (worst sample)": ("PASS", 2),
+                   "cusim SSIM - best peer's >= 0 (mean)": ("PASS", 2)}
+    settings = Q.settings_of(Q.parse_args([]), "cuda")
+    piece = _piece(tmp_path / "a.json", settings, records)
+    assert Q.main(["--merge", str(piece), "--out", str(tmp_path / "all.json"), "--markdown", str(tmp_path / "a.md")]) == 0
+    text = (tmp_path / "a.md").read_text()
+    assert "| NL_SIM/er | 2 | iterative on 2 of 2, paper on 1 of 2 | +0.50 | +0.50 | +0.005 |" in text
+    assert "| NL_SIM/er | 1 | 33.00 | paper | 32.50 | +0.50 | -0.010 |" in text
+
+
 def test_quality_merge_joins_pieces_and_compares_methods_on_common_samples(tmp_path, capsys):
     from benchmarks import quality as Q
 
