@@ -87,11 +87,7 @@ def run_operators(args) -> tuple[int, list[str], str]:
     for case in data["cases"]:
         if case["results"].get("passes"):
             tables.append((f"cusim pass by pass at {case['label']} ({args.device}; each pass timed alone)",
-                           ["pass", "median ms", "MB moved", "GB/s", "of peak"],
-                           [[p["pass"], f"{p['median_ms']:.3f}", f"{p['bytes'] / 1e6:.1f}",
-                             f"{p['bytes_per_s'] / 1e9:.0f}",
-                             f"{p['fraction_of_peak']:.2f}" if "fraction_of_peak" in p else ""]
-                            for p in case["results"]["passes"]]))
+                           B.PASS_COLUMNS, B.pass_rows(case["results"]["passes"])))
     md = _markdown(data["environment"], tables, data["targets"], notes, args.command)
     C.write_markdown("operators", args.device, md)
     return rc, data["targets"], md

@@ -94,6 +94,15 @@ def time_passes(op, x, r, timer, repeats: int, warmup: int) -> list[dict]:
     return rows
 
 
+PASS_COLUMNS = ["pass", "median ms", "MB moved", "GB/s", "of peak"]
+
+
+def pass_rows(passes: list[dict]) -> list[list[str]]:
+    """The table rows of :func:`time_passes`' result (the fraction of the peak where it is known)."""
+    return [[p["pass"], f"{p['median_ms']:.3f}", f"{p['bytes'] / 1e6:.1f}", f"{p['bytes_per_s'] / 1e9:.0f}",
+             f"{p['fraction_of_peak']:.2f}" if "fraction_of_peak" in p else ""] for p in passes]
+
+
 def bench_cpu(case: Case, args) -> dict:
     import torch  # noqa: PLC0415
 
@@ -198,14 +207,12 @@ def report(device: str, env: dict, results: dict[str, dict]) -> list[str]:
     for label, res in results.items():
         if res.get("passes"):
             total = res["cusim"].get("median_ms")
-            rows = [[p["pass"], f"{p['median_ms']:.3f}", f"{p['bytes'] / 1e6:.1f}", f"{p['bytes_per_s'] / 1e9:.0f}",
-                     f"{p['fraction_of_peak']:.2f}" if "fraction_of_peak" in p else ""] for p in res["passes"]]
+            rows = pass_rows(res["passes"])
             rows.append(["sum of the passes", f"{sum(p['median_ms'] for p in res['passes']):.3f}",
                          f"{sum(p['bytes'] for p in res['passes']) / 1e6:.1f}", "", ""])
             if total:
                 rows.append(["forward+adjoint as one call", f"{total:.3f}", "", "", ""])
-            C.print_table(f"cusim forward+adjoint pass by pass at {label}, {device}",
-                          ["pass", "median ms", "MB moved", "GB/s", "of peak"], rows)
+            C.print_table(f"cusim forward+adjoint pass by pass at {label}, {device}", PASS_COLUMNS, rows)
     lines = []
     if device == "cpu":
         label, want = CPU_TARGET
