@@ -212,6 +212,11 @@ def _mean(values):
     return float(np.mean(vals)) if vals else None
 
 
+def _done(d) -> bool:
+    """Whether a method's record on a sample holds a result (a failed run holds its reason instead)."""
+    return bool(d) and "psnr_db" in d
+
+
 def summarise(records: list[dict], sets: list[str], methods: list[str]) -> dict:
     """Per set and method: the means over the samples and their count."""
     out = {}
@@ -221,7 +226,7 @@ def summarise(records: list[dict], sets: list[str], methods: list[str]) -> dict:
             continue
         out[name] = {"samples": sorted(r["sample"] for r in rows)}
         for m in methods:
-            got = [r["methods"][m] for r in rows if m in r["methods"] and "psnr_db" in r["methods"][m]]
+            got = [r["methods"][m] for r in rows if _done(r["methods"].get(m))]
             if not got:
                 continue
             out[name][m] = {k: _mean([g[k] for g in got]) for k in ("psnr_db", "ssim", "frc05", "runtime_s",
@@ -238,12 +243,8 @@ def paired(records: list[dict], name: str, a: str, b: str, key: str = "psnr_db")
     Bars compare methods on the same samples: a run cut short, or run in pieces (``--merge``), may hold
     more samples of one method than of another, and means over different samples compare nothing."""
     d = [r["methods"][a][key] - r["methods"][b][key] for r in records if r["set"] == name
-         and all(m in r["methods"] and "psnr_db" in r["methods"][m] for m in (a, b))]
+         and all(_done(r["methods"].get(m)) for m in (a, b))]
     return (float(np.mean(d)) if d else None), len(d)
-
-
-def _done(d) -> bool:
-    return bool(d) and "psnr_db" in d
 
 
 def best_peer(records: list[dict], name: str) -> dict | None:
