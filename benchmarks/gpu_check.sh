@@ -14,7 +14,8 @@
 # and PROTOCOL_VARIANTS pass through; PROTOCOL_SECONDS caps its share of the budget, else it takes what is left).
 # `heldout`: issue 19's held-out table on the whole samples in one process, resuming the committed record (below),
 # with what is left, e.g. GPU_CHECK_BUDGET=540 bash benchmarks/gpu_check.sh runtime heldout.
-# GPU_CHECK_BUDGET (seconds, default 450) bounds the whole script.
+# GPU_CHECK_BUDGET (seconds, default 450) bounds the whole script. On a lent machine, whose $OUT hands back 8 files:
+#   O=$OUT; OUT=/tmp/gc GPU_CHECK_TAR=$O/gc.tgz bash benchmarks/gpu_check.sh ...
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results}
@@ -126,4 +127,8 @@ cp benchmarks/results/bench_operators-cuda-*.json "$OUT"/ 2>/dev/null || true
 echo "== targets"
 grep -h "^TARGET" "$OUT"/bench_*.log 2>/dev/null || true
 echo "== done after ${SECONDS} s, status $status"
+# a lent machine hands back at most 8 files: GPU_CHECK_TAR=PATH packs everything under $OUT into one archive
+if [ -n "${GPU_CHECK_TAR:-}" ]; then
+  tar czf "$GPU_CHECK_TAR" -C "$OUT" . && echo "== everything under $OUT is in $GPU_CHECK_TAR"
+fi
 exit $status
