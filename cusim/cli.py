@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import signal
 import threading
 import warnings
@@ -17,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ._version import __version__
-from .recon.config import CONFIGS, ENSEMBLE_CUDA, FAST
+from .recon.config import CONFIGS, DEMO_TIME_LIMIT, ENSEMBLE_CUDA, FAST
 from .recon.config import IterativeConfig as _I
 from .recon.config import PINNConfig as _D  # the defaults the help texts name
 from .recon.config import WienerConfig as _W
@@ -134,8 +135,11 @@ def demo(
     size: int = typer.Option(160, help="Fine-grid side in pixels (even)."),
     seed: int = typer.Option(0, help="Seed of the phantom, the noise and the network."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    steps: int = typer.Option(400, help="Most PINN steps (about two minutes on 2 CPU cores without native "
-                              "bfloat16, less with it; the validation stop may end it earlier)."),
+    steps: int = typer.Option(400, help="Most PINN steps (the validation stop or --time-limit may end them "
+                              "earlier)."),
+    time_limit: float = typer.Option(None, "--time-limit", help="Seconds of PINN steps at most, 0 for no limit "
+                                     f"(default {DEMO_TIME_LIMIT:g}: the demo ends within about a minute; on 2 CPU cores "
+                                     "without native bfloat16 the 400 steps take about 2 minutes)."),
     fast: bool = typer.Option(None, "--fast/--no-fast", help="The PINN's fast step (as cusim run --fast: the "
                               "U-Net's inner levels in bfloat16). Default: on a CPU with native bfloat16 "
                               "(AVX-512 BF16 or AMX), not elsewhere."),
@@ -154,13 +158,16 @@ def demo(
 
     if size < 32 or size % 2:
         fail(f"--size: expected an even number >= 32, got {size}")
+    if time_limit is not None and not (time_limit >= 0 and math.isfinite(time_limit)):
+        fail(f"--time-limit: expected seconds >= 0 (0: no limit), got {time_limit}")
     _threads_option(threads)
     try:
         device = resolve_device(device)
         if out.exists() and not out.is_dir():
             fail(f"--out: {out} exists and is not a folder")
         with _pinn_progress("pinn", steps) as callback:
-            res = pinn_demo(out, size=size, seed=seed, device=device, steps=steps, fast=fast, callback=callback)
+            res = pinn_demo(out, size=size, seed=seed, device=device, steps=steps, fast=fast, callback=callback,
+                            time_limit=DEMO_TIME_LIMIT if time_limit is None else (time_limit or None))
     except ValueError as e:
         fail(str(e))
     first = next(iter(res["scores"].values()))
@@ -280,6 +287,7 @@ _OPTIONS = {
     "--camera-gain": ("camera_gain", ("pinn", "iterative")),
     "--camera-read-sigma": ("camera_read_sigma", ("pinn", "iterative")),
     "--background": ("background", ("pinn",)), "--holdout": ("holdout", ("pinn",)),
+    "--time-limit": ("time_limit", ("pinn",)),
 }
 _FLAG_OF = {setting: flag for flag, (setting, _) in _OPTIONS.items() if setting}
 
@@ -359,6 +367,9 @@ def run(
                                         "discrepancy)."),
     holdout: float = typer.Option(None, "--holdout", help=f"pinn, --stop validation: the share of the frames' "
                                   f"pixels held out of the loss (default {_D.holdout})."),
+    time_limit: float = typer.Option(None, "--time-limit", help="pinn: stop stepping after this many seconds of "
+                                     "steps and keep the image the stopping rule holds then (each time point its "
+                                     "own; default: no limit)."),
     tau: float = typer.Option(None, help=f"pinn/iterative: discrepancy stop at residual <= tau * sigma^2 "
                                          f"(default {_D.tau})."),
     prior: str = typer.Option(None, help="pinn/iterative: none | tv | hessian (default tv for --algorithm fista, "
@@ -443,7 +454,7 @@ def run(
              "--margin-camera": margin_camera, "--prior": prior, "--prior-weight": prior_weight,
              "--iterations": iterations, "--algorithm": algorithm, "--wiener-w": wiener_w, "--noise": noise,
              "--camera-offset": camera_offset, "--camera-gain": camera_gain, "--camera-read-sigma": camera_read_sigma,
-             "--background": background, "--holdout": holdout}
+             "--background": background, "--holdout": holdout, "--time-limit": time_limit}
     if len(files) > 1 or scheduler is not None or workers is not None or _pattern_or_folder(files[0]):
         return _run_many(files, method, given, name, device, out, force, resume, threads, scheduler, workers,
                          estimate_patterns, {"--roi": roi, "--tiff": tiff, "--figure": figure,

@@ -7,7 +7,7 @@ from pathlib import Path
 from .backend import resolve_device
 from .io import add_recon, save
 from .recon import reconstruct
-from .recon.config import FAST
+from .recon.config import DEMO_TIME_LIMIT, FAST
 from .report import image_metrics, save_figure
 from .simulate import simulate
 
@@ -29,13 +29,15 @@ def native_bfloat16_cpu() -> bool:
 
 
 def pinn_demo(out: Path, *, size: int = 160, seed: int = 0, device: str = "auto", steps: int = 400,
-              fast: bool | None = None, callback=None) -> dict:
+              fast: bool | None = None, time_limit: float | None = DEMO_TIME_LIMIT, callback=None) -> dict:
     """Simulate a ``size`` x ``size`` linear-SIM dataset (SNR 20, camera 2x coarser), reconstruct it with
     the widefield method and the PINN, store both in ``out/demo.h5`` and draw ``out/demo.png``.
 
     ``fast`` runs the PINN's fast step (``cusim run --fast``: the U-Net's inner levels in bfloat16);
     None: on a CPU with native bfloat16 (:func:`native_bfloat16_cpu`), where it took the 192 x 192 demo from about
-    2 to 1-1.5 minutes on 2 cores, and not elsewhere (on a GPU, the default step)."""
+    2 to 1-1.5 minutes on 2 cores, and not elsewhere (on a GPU, the default step). ``time_limit``: the PINN's
+    steps end after this many seconds (:attr:`PINNConfig.time_limit <cusim.recon.config.PINNConfig.time_limit>`;
+    None: they run to ``steps`` or the stop)."""
     out = Path(out)
     device = resolve_device(device)
     if fast is None:
@@ -46,7 +48,8 @@ def pinn_demo(out: Path, *, size: int = 160, seed: int = 0, device: str = "auto"
     path = save(ds, out / "demo.h5")
     pixel_nm = ds.pixel_size_nm / ds.upsample
     results = {}  # scored by the one convention of cusim.report (as `cusim run` and `cusim info` score)
-    pinn_params = {"steps": steps, "seed": seed, "callback": callback, **(FAST if fast else {})}
+    pinn_params = {"steps": steps, "seed": seed, "time_limit": time_limit, "callback": callback,
+                   **(FAST if fast else {})}
     for method, params in (("widefield", {}), ("pinn", pinn_params)):
         res = reconstruct(ds, method, device=device, **params)
         scores = image_metrics(ds, res.image)

@@ -47,6 +47,28 @@ def test_demo_bad_options_exit_1_with_one_line(tmp_path):
     assert res.output.strip().count("\n") == 0 and "--size" in res.output
     res = CliRunner().invoke(app, ["demo", "--device", "tpu", "--out", str(tmp_path)])
     assert res.exit_code == 1 and "device: expected one of" in res.output
+    res = CliRunner().invoke(app, ["demo", "--time-limit", "-1", "--out", str(tmp_path)])
+    assert res.exit_code == 1 and res.output.strip().count("\n") == 0 and "--time-limit: expected" in res.output
+
+
+def test_demo_ends_its_steps_at_the_time_limit_and_says_so(tmp_path):
+    from cusim import demo
+    from cusim.recon.config import DEMO_TIME_LIMIT
+
+    # a limit every step passes: the first step ends the run (the default limit, DEMO_TIME_LIMIT, is 50 s)
+    res = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "cut"), "--size", "48", "--steps", "30",
+                                   "--device", "cpu", "--time-limit", "1e-9"])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 0, res.output
+    assert "1 steps in" in text and "stopped by time limit (1e-09 s) at step 1" in text
+    assert load(tmp_path / "cut" / "demo.h5").recons["pinn"].attrs["params"]["time_limit"] == 1e-9
+    res = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "free"), "--size", "48", "--steps", "3",
+                                   "--device", "cpu", "--time-limit", "0"])  # 0: no limit
+    assert res.exit_code == 0 and "3 steps in" in res.output, res.output
+    assert load(tmp_path / "free" / "demo.h5").recons["pinn"].attrs["params"]["time_limit"] is None
+    # the library's demo applies the default limit too
+    lib = demo.pinn_demo(tmp_path / "lib", size=48, steps=2, device="cpu")
+    assert load(lib["file"]).recons["pinn"].attrs["params"]["time_limit"] == DEMO_TIME_LIMIT == 50.0
 
 
 def test_old_option_spellings_still_work_for_one_release_with_a_note(tmp_path):

@@ -264,6 +264,36 @@ def test_a_run_cut_off_by_the_step_cap_says_how_far_its_residual_still_was(small
     assert pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=3, width=8, stop="max")).stop_reason == "max steps (3)"
 
 
+def test_a_time_limit_ends_the_steps_after_the_block_that_passed_it_with_what_the_rule_holds(small):
+    op = small.operator(device="cpu")
+    base = dict(width=8, lr=1e-2, seed=1)
+    # a limit any step passes: one block runs (a step on the CPU, sync_every steps where set), then it ends
+    cut = pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=50, stop="max", time_limit=1e-9, **base))
+    one = pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=1, stop="max", **base))
+    assert (cut.steps, cut.stop_reason) == (1, "time limit (1e-09 s) at step 1")
+    np.testing.assert_array_equal(cut.image, one.image)
+    block = pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=50, stop="max", time_limit=1e-9, sync_every=5,
+                                                              **base))
+    assert (block.steps, block.stop_reason) == (5, "time limit (1e-09 s) at step 5")
+    # the validation stop returns its least held-out residual's image so far, as at the step cap
+    val = dict(steps=50, stop="validation", sync_every=5, **base)
+    v_cut = pinn.optimise(small.frames(), op, pinn.PINNConfig(time_limit=1e-9, **val))
+    v_cap = pinn.optimise(small.frames(), op, pinn.PINNConfig(**{**val, "steps": 5}))
+    assert v_cut.stop_reason.startswith("time limit (1e-09 s) at step 5; the image of the least held-out residual")
+    assert v_cut.stop_reason.split(";")[1] == v_cap.stop_reason.split(";")[1]
+    np.testing.assert_array_equal(v_cut.image, v_cap.image)
+    # a limit never reached changes nothing; a run that ends at its cap says so, not the limit
+    free = pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=6, stop="max", time_limit=1e6, **base))
+    plain = pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=6, stop="max", **base))
+    assert free.stop_reason == "max steps (6)"
+    np.testing.assert_array_equal(free.image, plain.image)
+    at_cap = pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=1, stop="max", time_limit=1e-9, **base))
+    assert at_cap.stop_reason == "max steps (1)"
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="time_limit: expected"):
+            pinn.PINNConfig(time_limit=bad)
+
+
 def test_discrepancy_principle_stops_at_the_noise_level(small):
     op = small.operator(device="cpu")
     # a loose tau keeps the test short; the mechanism is the same at tau = 1
@@ -542,6 +572,20 @@ def test_cli_ensemble_is_recorded_and_checked(tmp_path):
     assert res.exit_code == 1 and "--input: only for --method pinn" in text
 
 
+def test_cli_time_limit_is_recorded_with_its_stop_and_checked(tmp_path):
+    path = io.save(cusim.simulate(shape=(32, 32), seed=0), tmp_path / "s.h5")
+    res, text = _cli("run", path, "--method", "iterative", "--time-limit", "5", "--metrics-border", "4")
+    assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and "--time-limit: only for --method pinn" in text
+    res, text = _cli("run", path, "--method", "pinn", "--time-limit", "-2", "--metrics-border", "4")
+    assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and "--time-limit: expected a finite number > 0" in text
+    res, text = _cli("run", path, "--method", "pinn", "--time-limit", "1e-9", "--steps", "20", "--metrics-border", "4",
+                     "--device", "cpu")
+    assert res.exit_code == 0, text
+    rec = io.load(path).recons["pinn"].attrs
+    assert rec["params"]["time_limit"] == 1e-9 and rec["steps_run"] == 1
+    assert rec["stop_reason"].startswith("time limit (1e-09 s) at step 1; the image of the least held-out residual")
+
+
 def test_cli_resume_after_killing_the_process_matches_an_uninterrupted_run(tmp_path):
     ds = cusim.simulate(shape=(64, 64), snr=20, seed=4)
     a, b = io.save(ds, tmp_path / "a.h5"), io.save(ds, tmp_path / "b.h5")
@@ -682,6 +726,19 @@ def test_the_captured_step_stops_where_the_eager_step_stops(small, deterministic
     res = cusim.reconstruct(ds, "pinn", device="cuda", steps=30, warm_start_steps=10, stop="max", width=4,
                             ensemble=1)
     assert res.image.shape == (2, 32, 32) and res.extra["steps_run"] == 40 and np.isfinite(res.image).all()
+
+
+@pytest.mark.gpu
+def test_a_time_limit_on_cuda_ends_the_captured_steps_after_the_first_block(small, deterministic_cudnn):
+    """The limit is looked at after each replayed block: a limit any block passes ends a pair's run after
+    GRAPH_BLOCK steps of each network, with the validation stop's image so far."""
+    op = small.operator(device="cuda")
+    cfg = dict(steps=200, stop="validation", width=8, lr=1e-2, seed=1, ensemble=2)
+    cut = pinn.optimise(small.frames(), op, pinn.PINNConfig(time_limit=1e-9, **cfg))
+    block = pinn.optimise(small.frames(), op, pinn.PINNConfig(**{**cfg, "steps": pinn.GRAPH_BLOCK}))
+    assert cut.steps == 2 * pinn.GRAPH_BLOCK
+    assert cut.stop_reason.startswith(f"time limit (1e-09 s) at step {pinn.GRAPH_BLOCK}; the image of the least")
+    np.testing.assert_allclose(cut.image, block.image, rtol=0, atol=1e-4 * float(block.image.max()))
 
 
 @pytest.mark.gpu

@@ -24,6 +24,10 @@ PRECISIONS = ("float32", "bfloat16")
 # full-resolution level and head in float32) with channels-last tensors, the loss read back to the
 # host every 10 steps. Physics, loss, weights and Adam stay float32.
 FAST = {"precision": "bfloat16", "channels_last": True, "sync_every": 10}
+# `cusim demo`'s budget of PINN steps, seconds (``--time-limit``, PINNConfig.time_limit): the whole demo then ends
+# within about a minute where its 400 steps take longer (about 2 minutes on 2 AVX2 cores without native bfloat16;
+# docs/performance.md, "The README demo")
+DEMO_TIME_LIMIT = 50.0
 INPUTS = ("upsampled", "widefield", "mixed")  # "mixed": the members alternate, upsampled first (member_inputs)
 BLENDS = ("none", "iterative")  # the PINN's image alone, or averaged with cusim's iterative (FISTA + TV) image
 # steps between read-backs on CUDA when ``sync_every`` is not given: the images of a block are kept on the
@@ -120,6 +124,11 @@ class PINNConfig(_Config):
     # mean, every set gains; docs/quality.md, "Issue 20: the stop on a second field ...", items 5, 6 and 8), at
     # about 2.3x the steps; samples 9-10, run after the choice, report +0.53 dB over all of 6-10 (item 9)
     holdout: float = 0.05  # validation: the share of the frames' pixels held out
+    time_limit: float | None = None  # seconds: stop stepping once the steps have run this long (wall clock, from
+    # the first step; each fit of a time series has its own), and return the image the stopping rule holds then
+    # (validation: the least held-out residual's so far; else the last step's). None: no limit. Checked after
+    # each block of steps (every step on the CPU, every GRAPH_BLOCK on CUDA). `cusim demo` sets one, so the
+    # demo ends within about a minute on a slow CPU (docs/performance.md, "The README demo")
     tau: float = 1.0  # discrepancy: stop when the residual mean square <= tau * sigma^2 ...
     stall: float = 0.01  # ... or when it fell by less than this fraction over `patience` steps (a floor;
     # both measured on the paper's data: docs/quality.md, "The whole samples on a GPU")
@@ -179,6 +188,8 @@ class PINNConfig(_Config):
         check_number("min_delta", self.min_delta, lo=0.0)
         check_choice("background", self.background, BACKGROUNDS)
         check_number("holdout", self.holdout, lo=0.0, hi=0.5, strict=True)
+        if self.time_limit is not None:
+            check_positive("time_limit", self.time_limit)
         check_number("blend_weight", self.blend_weight, lo=0.0, hi=1.0)
         if self.blend_sigma is not None:
             check_number("blend_sigma", self.blend_sigma, lo=0.0, hi=64.0)

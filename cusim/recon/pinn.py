@@ -446,7 +446,8 @@ def optimise(frames: np.ndarray, op, cfg: PINNConfig, *, steps: int | None = Non
     each member's stopping rule then looks at each of those steps in order, and where it fires that
     member's result is that step's image and histories, as with a read-back every step. A member that
     stopped is still stepped with the others (its result is kept); the run ends when every member has
-    stopped or the steps are spent. Only the returned weights (``state``, the warm start of a time
+    stopped, the steps are spent or, with ``cfg.time_limit``, the steps have run that many seconds (checked after
+    each block; the members still running then return what their rule holds). Only the returned weights (``state``, the warm start of a time
     series) are those after the last block's updates.
     """
     steps = cfg.steps if steps is None else steps
@@ -540,7 +541,8 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
         for st, (best, best_step) in zip(stoppers, ck["stoppers"]):
             st.best, st.best_step = best, best_step
         torch.set_rng_state(ck["rng"])
-    while step < steps and any(f is None for f in finished):
+    began, timed_out = time.perf_counter(), False
+    while step < steps and any(f is None for f in finished) and not timed_out:
         size = min(fit.block, steps - step)
         if checkpoint is not None:
             size = min(size, checkpoint_every - step % checkpoint_every)
@@ -559,6 +561,7 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
                 callback(step + i + 1, steps, float(values[i, running, 0].mean()), float(values[i, running, 1].mean()))
             running = [j for j in running if finished[j] is None]
         step += size
+        timed_out = cfg.time_limit is not None and time.perf_counter() - began >= cfg.time_limit
         if checkpoint is not None and step % checkpoint_every == 0 and step < steps and running:
             _save_checkpoint(Path(checkpoint), {
                 "settings": settings, **fit.state(), "history": history, "finished": finished, "step": step,
@@ -567,10 +570,13 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
     if any(f is None for f in finished):
         with torch.no_grad():  # the images after the last update
             last = fit.image().cpu().numpy()
+        limited = timed_out and step < steps  # the time limit ended it before the step budget
+        cap = f"time limit ({cfg.time_limit:g} s) at step {step}" if limited else f"max steps ({steps})"
         if validation:  # the least held-out residual's image, not the last
-            finished = [f or (best_images[j], f"max steps ({steps}); the image of the least held-out residual, step "
+            finished = [f or (best_images[j], f"{cap}; the image of the least held-out residual, step "
                                        f"{stoppers[j].best_step + 1}") for j, f in enumerate(finished)]
-        finished = [f or (last[j], _cap_reason(cfg, steps, history[j])) for j, f in enumerate(finished)]
+        finished = [f or (last[j], cap if limited else _cap_reason(cfg, steps, history[j]))
+                    for j, f in enumerate(finished)]
     if checkpoint is not None:
         Path(checkpoint).unlink(missing_ok=True)
     e = fit.margin_px
