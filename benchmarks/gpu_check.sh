@@ -3,7 +3,7 @@
 # the GPU benchmarks in quick mode (operators, then `python -m benchmarks --quick --device cuda`); logs,
 # JSON and markdown tables go to $OUT when it is set. Installs nothing. Fails fast, with one clear line,
 # where there is no GPU or no CuPy.
-#   bash benchmarks/gpu_check.sh [PART ...]     PART: tests operators pinn runtime hexagonal heldout more quality protocol
+#   bash benchmarks/gpu_check.sh [PART ...]     PART: tests operators pinn runtime hexagonal heldout budget more quality protocol
 # Default: tests pinn runtime operators hexagonal more, in that order (inside 8 minutes). `runtime`: issue 19's
 # bar (and issue 18's 1.5 s), the default reconstruction (wall clock) of SIM, NL_SIM and LPSIM sample 1 at 480x480,
 # with one network and the fast step beside it (`python -m benchmarks --only pinn_default`). `hexagonal`: issue 20's
@@ -13,7 +13,8 @@
 # 480x480 samples 1-10 (PROTOCOL_SAMPLES) of all six sets, in parallel pieces (benchmarks/protocol.sh; PROTOCOL_PIECES
 # and PROTOCOL_VARIANTS pass through; PROTOCOL_SECONDS caps its share of the budget, else it takes what is left).
 # `heldout`: issue 19's held-out table on the whole samples in one process, resuming the committed record (below),
-# with what is left, e.g. GPU_CHECK_BUDGET=540 bash benchmarks/gpu_check.sh runtime heldout.
+# with what is left, e.g. GPU_CHECK_BUDGET=540 bash benchmarks/gpu_check.sh runtime heldout. `budget`: issue 19's two
+# bars at once, on chosen-on samples (below).
 # GPU_CHECK_BUDGET (seconds, default 450) bounds the whole script. On a lent machine, whose $OUT hands back 8 files:
 #   O=$OUT; OUT=/tmp/gc GPU_CHECK_TAR=$O/gc.tgz bash benchmarks/gpu_check.sh ...
 set -uo pipefail
@@ -26,8 +27,8 @@ command -v "$PY" >/dev/null || PY=python3
 PARTS=" ${*:-tests pinn runtime operators hexagonal more} "
 BUDGET=${GPU_CHECK_BUDGET:-450}
 for p in $PARTS; do
-  case $p in tests|operators|pinn|runtime|hexagonal|heldout|more|quality|protocol) ;;
-    *) echo "gpu_check: unknown part '$p'; expected some of: tests operators pinn runtime hexagonal heldout more quality protocol"
+  case $p in tests|operators|pinn|runtime|hexagonal|heldout|budget|more|quality|protocol) ;;
+    *) echo "gpu_check: unknown part '$p'; expected some of: tests operators pinn runtime hexagonal heldout budget more quality protocol"
        exit 1;; esac
 done
 log="$OUT/gpu_check.log"
@@ -106,6 +107,23 @@ if want heldout; then
   done
   [ -f "$OUT/heldout.json" ] && $PY -m benchmarks.quality --merge "$OUT/heldout.json" --out "$OUT/heldout_all.json" \
     --markdown "$OUT/heldout.md" >/dev/null
+fi
+# issue 19's runtime bar against its quality bar: the CUDA default's two networks take 12-20 s per whole sample (H100,
+# 2026-12-06), one network 6-11 s. Given the same network-steps (about 8 s of steps on an H100), are they better spent
+# on the pair capped at BUDGET_STEPS (default 400) or on one network capped at twice that? Both against FISTA + TV,
+# on the whole 480x480 samples BUDGET_SAMPLES (default 1 2 3: chosen-on samples, so a default may be chosen from it),
+# sample-major, one process per arm, half of what is left each; the markdown names each arm's lead and its runtime.
+if want budget; then
+  steps=${BUDGET_STEPS:-400}
+  for arm in "pair ensemble=2 $steps 2" "one ensemble=1 $((2 * steps)) 1"; do
+    read -r name member most share <<< "$arm"  # share: the arms still to run, this one included
+    # shellcheck disable=SC2086  # BUDGET_SAMPLES is a list
+    part "budget_$name" $(( $(cap 9999) / share - 10 )) $PY -m benchmarks.quality --data "$data" --device cuda \
+      --crop 480 --samples ${BUDGET_SAMPLES:-1 2 3} --methods widefield iterative cusim --order samples \
+      --pinn-param "$member" --steps "$most" --threads 1 --out "$OUT/budget_$name.json"
+    [ -f "$OUT/budget_$name.json" ] && $PY -m benchmarks.quality --merge "$OUT/budget_$name.json" \
+      --out "$OUT/budget_${name}_all.json" --markdown "$OUT/budget_$name.md" >/dev/null
+  done
 fi
 if want more; then  # what time is left: iterative, Wiener, scaling 256..4096
   left=$(cap 9999)
