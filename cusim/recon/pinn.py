@@ -446,9 +446,9 @@ def optimise(frames: np.ndarray, op, cfg: PINNConfig, *, steps: int | None = Non
     each member's stopping rule then looks at each of those steps in order, and where it fires that
     member's result is that step's image and histories, as with a read-back every step. A member that
     stopped is still stepped with the others (its result is kept); the run ends when every member has
-    stopped, the steps are spent or, with ``cfg.time_limit``, the steps have run that many seconds (checked after
-    each block; the members still running then return what their rule holds). Only the returned weights (``state``, the warm start of a time
-    series) are those after the last block's updates.
+    stopped, the steps are spent or, with ``cfg.time_limit``, the steps have run that many seconds (checked
+    after each block; the members still running then return what their rule holds). Only the returned
+    weights (``state``, the warm start of a time series) are those after the last block's updates.
     """
     steps = cfg.steps if steps is None else steps
     check_frames_vary(frames)  # a constant frame has no noise level and nothing to fit
