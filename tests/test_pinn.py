@@ -572,12 +572,16 @@ def test_cli_ensemble_is_recorded_and_checked(tmp_path):
     assert res.exit_code == 1 and "--input: only for --method pinn" in text
 
 
+def _refused_in_one_line(says: str, *args) -> None:
+    res, text = _cli(*args)
+    assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and says in text, text
+
+
 def test_cli_time_limit_is_recorded_with_its_stop_and_checked(tmp_path):
     path = io.save(cusim.simulate(shape=(32, 32), seed=0), tmp_path / "s.h5")
-    res, text = _cli("run", path, "--method", "iterative", "--time-limit", "5", "--metrics-border", "4")
-    assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and "--time-limit: only for --method pinn" in text
-    res, text = _cli("run", path, "--method", "pinn", "--time-limit", "-2", "--metrics-border", "4")
-    assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and "--time-limit: expected a finite number > 0" in text
+    for method, value, says in (("iterative", "5", "--time-limit: only for --method pinn"),
+                                ("pinn", "-2", "--time-limit: expected a finite number > 0")):
+        _refused_in_one_line(says, "run", path, "--method", method, "--time-limit", value, "--metrics-border", "4")
     res, text = _cli("run", path, "--method", "pinn", "--time-limit", "1e-9", "--steps", "20", "--metrics-border", "4",
                      "--device", "cpu")
     assert res.exit_code == 0, text
