@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import signal
 import threading
 import warnings
@@ -17,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from ._validate import check_number
 from ._version import __version__
 from .recon.config import CONFIGS, DEMO_TIME_LIMIT, ENSEMBLE_CUDA, FAST
 from .recon.config import IterativeConfig as _I
@@ -158,8 +158,11 @@ def demo(
 
     if size < 32 or size % 2:
         fail(f"--size: expected an even number >= 32, got {size}")
-    if time_limit is not None and not (time_limit >= 0 and math.isfinite(time_limit)):
-        fail(f"--time-limit: expected seconds >= 0 (0: no limit), got {time_limit}")
+    if time_limit is not None:
+        try:
+            check_number("--time-limit", time_limit, lo=0.0)  # seconds; 0: no limit
+        except ValueError as e:
+            fail(str(e))
     _threads_option(threads)
     try:
         device = resolve_device(device)
