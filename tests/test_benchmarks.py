@@ -459,3 +459,23 @@ def test_second_member_scores_each_pair_as_ensemble_2_returns_it(tmp_path, capsy
                  "--cache", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "seed-2_stop-validation.npz: not cached" in err[0]
+
+
+def test_low_light_records_a_level_too_dark_to_estimate_and_goes_on(shared_data, tmp_path, monkeypatch):
+    """At a thousandth of the light no carrier stands out of the noise: the level records the estimator's
+    reason, its pattern-based methods show "patterns not estimated", widefield (which needs no patterns) still
+    runs, and so do the levels after it, where before the run ended in a traceback and wrote no table."""
+    import json
+
+    from benchmarks import _common as C
+    from benchmarks import low_light
+
+    monkeypatch.setattr(C, "RESULTS", tmp_path)
+    assert low_light.main(["--only", "real", "--no-pinn", "--methods", "widefield", "Wiener", "--fractions", "0.001",
+                           "0.1", "--device", "cpu", "--out", "dark"]) == 0
+    levels = json.loads((tmp_path / "dark-cpu.json").read_text())["real"]["levels"]
+    assert "no carrier peak stands out of the noise" in levels["0.001"]["estimate_error"]
+    assert set(levels["0.001"]["methods"]) == {"widefield"} and "estimate_error" not in levels["0.1"]
+    assert levels["0.1"]["methods"]["Wiener"]["r"] > levels["0.1"]["methods"]["widefield"]["r"] > 0.4
+    table = (tmp_path / "dark-cpu.md").read_text()
+    assert "| Wiener | patterns not estimated | 0.7" in table
