@@ -643,6 +643,22 @@ def _store(res, ds, file, out, region: bool, target, name, border, norm, force, 
         console.print(f"figure: {save_figure(figure, ds, res.image, name, res.loss)}")
 
 
+def _parse_guess(text: str) -> tuple[list[float], list[float]]:
+    """``--guess`` "PERIOD@ANGLE,..." -> (periods in fine pixels, angles in degrees); one clear line otherwise."""
+    periods, angles = [], []
+    for part in text.split(","):
+        try:
+            period, angle = (float(v) for v in part.split("@"))
+            check_number("period", period, lo=0.0, strict=True)
+            check_number("angle", angle)
+        except ValueError:
+            fail(f"--guess: expected PERIOD@ANGLE pairs (a period > 0 in fine pixels @ an angle in degrees) separated "
+                 f"by commas, e.g. 16.4@14,16.4@-46,16.5@74; got {part.strip()!r} in {text!r}")
+        periods.append(period)
+        angles.append(angle)
+    return periods, angles
+
+
 @app.command()
 @command
 def estimate(
@@ -655,6 +671,14 @@ def estimate(
     t: int = typer.Option(0, "--t", help="Time point to estimate from."),
     figure: Path = typer.Option(None, "--figure", help="Write a figure of the detected carrier peaks (format from "
                                 "the suffix: .png, .pdf, .svg, .jpg)."),
+    guess: str = typer.Option(None, "--guess", help="Approximate carriers, one per angle (hexagonal: per carrier), "
+                              "as PERIOD@ANGLE in the units the estimate prints (period in fine pixels, angle in "
+                              "degrees), comma-separated, e.g. 16.4@14,16.4@-46,16.5@74: the search stays within 10 % "
+                              "of each. For very noisy frames (with --min-peak-snr)."),
+    min_peak_snr: float = typer.Option(None, "--min-peak-snr",
+                                       help="The significance every carrier must reach (the estimate's 'peak SNR'; "
+                                       "pure noise scores 1-4; default 10). Lower it for very dark frames, and check "
+                                       "the carriers with --figure."),
     write: bool = typer.Option(True, "--write/--no-write", help="Store the result as /pattern_params."),
     force: bool = typer.Option(False, "--force", help="Replace existing /pattern_params and --figure."),
     threads: int = typer.Option(None, "--threads", help=THREADS_HELP),
@@ -665,7 +689,7 @@ def estimate(
 
     Example: cusim estimate data.h5 --figure peaks.png
     """
-    from .estimate import estimate_dataset  # noqa: PLC0415
+    from .estimate import MIN_PEAK_SNR, carrier_guess, estimate_dataset  # noqa: PLC0415
     from .io import set_pattern_params  # noqa: PLC0415
 
     from ._outputs import check_output, figure_kind  # noqa: PLC0415
@@ -676,9 +700,17 @@ def estimate(
         check_output("--figure", figure, figure_kind("--figure", figure), inputs=[file], force=force)
     if write and ds.pattern_params is not None and not force:
         fail(f"{file}: /pattern_params: exists already; use --force to replace it (or --no-write)")
-    kw = {"order": order, "family": family}
+    if min_peak_snr is None:
+        min_peak_snr = MIN_PEAK_SNR
+    try:
+        check_number("--min-peak-snr", min_peak_snr, lo=0.0, strict=True)
+    except ValueError as e:
+        fail(str(e))
+    kw = {"order": order, "family": family, "min_peak_snr": float(min_peak_snr)}
     if angles is not None or phases is not None:
         kw.update(n_angles=angles, n_phases=phases)
+    if guess is not None:
+        kw["k_guess"] = carrier_guess(*_parse_guess(guess))
     try:
         est = estimate_dataset(ds, t=t, **kw)
     except ValueError as e:  # EstimationError: no carrier, bad counts, ...
@@ -689,7 +721,10 @@ def estimate(
     if not write:
         return
     attrs = {"source": "cusim estimate", "time_point": t, "order": order, "peak_snr": est.peak_snr.tolist(),
-             "n_angles": est.n_angles, "n_phases": est.n_phases, "pattern_family": est.family}
+             "n_angles": est.n_angles, "n_phases": est.n_phases, "pattern_family": est.family,
+             "min_peak_snr": kw["min_peak_snr"]}
+    if guess is not None:
+        attrs["k_guess"] = kw["k_guess"].tolist()  # cycles per fine pixel, (ky, kx) per angle or carrier
     try:
         set_pattern_params(file, est.params, kind="estimated", attrs=attrs, force=force)
     except ValueError as e:

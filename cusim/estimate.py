@@ -55,11 +55,14 @@ from .optics import Widefield, transfer, transfer_cutoff, validate_psf
 from .pattern_fit import EstimationError, _stack, params_from_patterns
 from .patterns import ANGLE_PHASE_DEFAULTS, HEX_PHASES, HexagonalParams, SinusoidParams, angle_phase_counts
 
-__all__ = ["FAMILIES", "EstimateResult", "EstimationError", "estimate_dataset", "estimate_hexagonal", "estimate_params",
-           "params_from_patterns", "pattern_family"]
+__all__ = ["FAMILIES", "EstimateResult", "EstimationError", "carrier_guess", "estimate_dataset", "estimate_hexagonal",
+           "estimate_params", "params_from_patterns", "pattern_family"]
 
 FAMILIES = ("linear", "hexagonal")
 MIN_PEAK_SNR = 10.0
+# the significance pure noise reaches at most, about (its candidates score 1-4): a refused candidate above it
+# may be a weak carrier, and the refusal says how to take it
+NOISE_Z = 4.0
 _LAYOUTS = ", ".join(f"{k} = {a} x {p}" for k, (a, p) in ANGLE_PHASE_DEFAULTS.items())
 MIN_FIT = 0.1
 PHASE_STEP_TOL = 0.2
@@ -248,11 +251,14 @@ def _choose(corr: _Correlator, cands, min_peak_snr: float, label: str,
     else:
         i = int(np.argmax(z))
     if not ok[i] or (fit[i] < MIN_FIT and z[i] >= 3 * min_peak_snr):
+        weak = (f"; above pure noise ({NOISE_Z:g}), it may be the carrier of very dark frames: min_peak_snr below "
+                f"{z[i]:.1f} (cusim estimate --min-peak-snr) takes it, and k_guess (--guess) narrows the search; "
+                "check the result with --figure" if NOISE_Z <= z[i] < min_peak_snr and fit[i] >= MIN_FIT else "")
         raise EstimationError(
             f"{label}: no carrier peak stands out of the noise (the best candidate, at "
             f"{np.hypot(*cands[i]) * corr.T.s:.3f} cycles per camera pixel, has significance {z[i]:.1f} and "
             f"band fit {fit[i]:.2f}; expected significance >= {min_peak_snr:g}, and a fit >= {MIN_FIT:g} when "
-            f"it is >= {3 * min_peak_snr:g}); {hint}")
+            f"it is >= {3 * min_peak_snr:g}); {hint}{weak}")
     return cands[i]
 
 
@@ -504,6 +510,30 @@ def _prepare(d: np.ndarray, s: int, psf):
     return T, source, _noise_var(d, T())
 
 
+def _checked_guess(k_guess, shape: tuple[int, int], expected: str, one_for_all: bool = False) -> np.ndarray:
+    """``k_guess`` as a float array of ``shape`` (with ``one_for_all``, one carrier (2,) stands for every row),
+    finite and non-zero; else one :class:`EstimationError` that says what was expected."""
+    try:
+        g = np.asarray(k_guess, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise EstimationError(f"k_guess: expected {expected} in cycles per fine pixel, got {k_guess!r}") from None
+    if g.shape != shape and not (one_for_all and g.shape == (2,)):
+        raise EstimationError(f"k_guess: expected {expected} in cycles per fine pixel, got shape {g.shape}")
+    g = np.broadcast_to(g, shape)
+    if not np.isfinite(g).all() or (np.hypot(g[:, 0], g[:, 1]) == 0).any():
+        raise EstimationError(f"k_guess: expected finite, non-zero carriers in cycles per fine pixel, got {g.tolist()}")
+    return g
+
+
+def carrier_guess(period_px, angle_deg) -> np.ndarray:
+    """Carriers (ky, kx) in cycles per fine pixel (the ``k_guess`` of :func:`estimate_params`) from periods in
+    fine pixels and angles in degrees, the units of :meth:`EstimateResult.summary`'s "period (fine px)" and
+    "angle (deg)" columns: ``k = (sin a, cos a) / period``."""
+    period = np.atleast_1d(np.asarray(period_px, dtype=np.float64))
+    angle = np.radians(np.atleast_1d(np.asarray(angle_deg, dtype=np.float64)))
+    return np.stack([np.sin(angle), np.cos(angle)], axis=-1) / period[..., None]
+
+
 def _estimate(frames, *, upsample: int, n_angles: int | None = None, n_phases: int | None = None, psf=None,
               order: int = 1, k_guess=None, min_peak_snr: float = MIN_PEAK_SNR) -> EstimateResult:
     """:func:`estimate_params` without the check of the frame order."""
@@ -521,7 +551,7 @@ def _estimate(frames, *, upsample: int, n_angles: int | None = None, n_phases: i
         raise EstimationError(f"n_phases: {nP} phases cannot separate the orders up to {order}; "
                               f"expected at least {2 * order + 1}")
     if k_guess is not None:
-        k_guess = np.broadcast_to(np.asarray(k_guess, dtype=np.float64), (nA, 2))
+        k_guess = _checked_guess(k_guess, (nA, 2), f"one carrier (2,) or one per angle ({nA}, 2)", one_for_all=True)
     T, source, var = _prepare(d, s, psf)
     angles = [_estimate_angle(d[a * nP:(a + 1) * nP], T, var, order,
                               None if k_guess is None else k_guess[a], min_peak_snr, f"angle {a + 1} of {nA}")
@@ -575,9 +605,7 @@ def estimate_hexagonal(frames, *, upsample: int, psf=None, k_guess=None,
     if K != HEX_PHASES:
         raise EstimationError(f"frames: hexagonal SIM takes {HEX_PHASES} frames (one per phase step), got {K}")
     if k_guess is not None:
-        k_guess = np.asarray(k_guess, dtype=np.float64)
-        if k_guess.shape != (3, 2):
-            raise EstimationError(f"k_guess: expected shape (3, 2) for hexagonal SIM, got {k_guess.shape}")
+        k_guess = _checked_guess(k_guess, (3, 2), "shape (3, 2) for hexagonal SIM")
     T, source, var = _prepare(d, s, psf)
     mean = d.mean(axis=(1, 2), keepdims=True)
     if np.all(mean > 0):  # equal frame intensities (as in _estimate_angle)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
+import h5py
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -70,3 +72,43 @@ def test_run_with_estimate_patterns_records_the_estimate(no_params):
     assert rec.attrs["params"]["estimate_patterns"] is True
     k = np.array(rec.attrs["pattern_params"]["k"])
     np.testing.assert_allclose(np.abs(k), np.abs(truth.normalised().k), atol=2e-3)
+
+
+def test_estimate_takes_a_guess_and_a_lower_significance_for_the_very_noisy_tirf_set(shared_data, tmp_path):
+    """rdlsim-tirf (real, very low SNR): blind, an angle stays in the noise; with the documented carriers as
+    --guess (period 2 / 0.346 fine pixels at upsample 2; the README's angles from the y axis, so 90 - theta here)
+    and --min-peak-snr 4 every carrier is found, stored, and the settings recorded with it."""
+    import math
+
+    h5 = tmp_path / "rd.h5"
+    res, text = _cli("import", "stack", shared_data / "real" / "rdlsim-tirf-microtubules" / "raw.tif", "--out", h5,
+                     "--angles", 3, "--phases", 3, "--order", "angle-major", "--upsample", 2, "--na", 1.3,
+                     "--wavelength-nm", 525, "--pixel-size-nm", 62.6)
+    assert res.exit_code == 0, text
+    res, text = _cli("estimate", h5)
+    assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and "stands out of the noise" in text
+    guess = ",".join(f"{2 / 0.346:.3f}@{90 - math.degrees(th):.2f}" for th in (0.0908, -0.9564, -2.0036))
+    res, text = _cli("estimate", h5, "--guess", guess, "--min-peak-snr", 4)
+    assert res.exit_code == 0, text
+    ds = io.load(h5)
+    k_cam = ds.pattern_params.normalised().k[::3] * 2
+    np.testing.assert_allclose(np.hypot(*k_cam.T), 0.346, rtol=0.01)
+    with h5py.File(h5, "r") as f:
+        stored = dict(f["pattern_params"].attrs)
+    assert stored["min_peak_snr"] == 4.0 and np.shape(json.loads(stored["k_guess"])) == (3, 2), stored
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (("--guess", "16.4@14,16.4"), "--guess: expected PERIOD@ANGLE pairs"),
+    (("--guess", "0@14"), "--guess: expected PERIOD@ANGLE pairs (a period > 0"),
+    (("--guess", "16@nan,16@60,16@120"), "--guess: expected PERIOD@ANGLE pairs"),
+    (("--guess", "16@0,16@60"), "k_guess: expected one carrier (2,) or one per angle (3, 2)"),
+    (("--min-peak-snr", 0), "--min-peak-snr: expected a finite number > 0"),
+    (("--min-peak-snr", "nan"), "--min-peak-snr: expected a finite number > 0"),
+])
+def test_estimate_refuses_a_bad_guess_or_significance_in_one_line_and_writes_nothing(no_params, args, needle):
+    path, _ = no_params
+    before = path.read_bytes()
+    res, text = _cli("estimate", path, *args)
+    assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and needle in text, text
+    assert path.read_bytes() == before
