@@ -479,3 +479,9 @@ def test_low_light_records_a_level_too_dark_to_estimate_and_goes_on(shared_data,
     assert levels["0.1"]["methods"]["Wiener"]["r"] > levels["0.1"]["methods"]["widefield"]["r"] > 0.4
     table = (tmp_path / "dark-cpu.md").read_text()
     assert "| Wiener | patterns not estimated | 0.7" in table
+    # at 1/200 the weakest carrier scores about 8: refused at the default 10, taken with --min-peak-snr 5
+    for extra, estimated in (([], False), (["--min-peak-snr", "5"], True)):
+        assert low_light.main(["--only", "real", "--no-pinn", "--methods", "Wiener", "--fractions", "0.005",
+                               "--device", "cpu", "--out", "d", *extra]) == 0
+        level = json.loads((tmp_path / "d-cpu.json").read_text())["real"]["levels"]["0.005"]
+        assert ("Wiener" in level["methods"]) is estimated and ("estimate_error" in level) is not estimated
