@@ -284,7 +284,8 @@ _OPTIONS = {
     "--stop": ("stop", ("pinn", "iterative")), "--tau": ("tau", ("pinn", "iterative")),
     "--margin-camera": ("margin_camera", ("pinn", "iterative")), "--prior": ("prior", ("pinn", "iterative")),
     "--prior-weight": ("prior_weight", ("pinn", "iterative")),
-    "--iterations": ("n_iter", ("iterative",)), "--algorithm": ("algorithm", ("iterative",)),
+    "--iterations": ("n_iter", ("iterative",)), "--min-iterations": ("min_iter", ("iterative",)),
+    "--algorithm": ("algorithm", ("iterative",)),
     "--wiener-w": ("w", ("wiener",)),
     "--noise": ("noise", ("pinn", "iterative")), "--camera-offset": ("camera_offset", ("pinn", "iterative")),
     "--camera-gain": ("camera_gain", ("pinn", "iterative")),
@@ -427,6 +428,8 @@ def run(
     checkpoint_every: int = typer.Option(None, help="pinn: write a checkpoint every this many steps (default 50)."),
     resume: bool = typer.Option(False, "--resume", help="pinn: continue an interrupted run from its checkpoint."),
     iterations: int = typer.Option(None, help=f"iterative: most iterations (default {_I.n_iter})."),
+    min_iterations: int = typer.Option(None, "--min-iterations", help="iterative: the discrepancy stop not before "
+                                       f"this many iterations (default {_I.min_iter}; 1: the rule before 2026-12-06)."),
     algorithm: str = typer.Option(None, help=f"iterative: fista | rl (Richardson-Lucy) (default {_I.algorithm})."),
     wiener_w: float = typer.Option(None, "--wiener-w", help=f"wiener: the Wiener parameter (default {_W.w})."),
     scheduler: str = typer.Option(None, "--scheduler", help="Run on this existing Dask cluster (e.g. "
@@ -455,7 +458,8 @@ def run(
              "--refine-patterns": refine_patterns,
              "--checkpoint-every": checkpoint_every, "--resume": resume, "--stop": stop, "--tau": tau,
              "--margin-camera": margin_camera, "--prior": prior, "--prior-weight": prior_weight,
-             "--iterations": iterations, "--algorithm": algorithm, "--wiener-w": wiener_w, "--noise": noise,
+             "--iterations": iterations, "--min-iterations": min_iterations, "--algorithm": algorithm,
+             "--wiener-w": wiener_w, "--noise": noise,
              "--camera-offset": camera_offset, "--camera-gain": camera_gain, "--camera-read-sigma": camera_read_sigma,
              "--background": background, "--holdout": holdout, "--time-limit": time_limit}
     if len(files) > 1 or scheduler is not None or workers is not None or _pattern_or_folder(files[0]):

@@ -204,7 +204,7 @@ def test_bad_arguments_raise_one_clear_error(kwargs, match):
 def test_a_hexagonal_guess_needs_three_carriers():
     from cusim.estimate import estimate_hexagonal
 
-    with pytest.raises(EstimationError, match=r"k_guess: expected shape \(3, 2\) for hexagonal SIM .* got shape \(2,\)"):
+    with pytest.raises(EstimationError, match=r"k_guess: expected shape \(3, 2\) for hexagonal SIM .* shape \(2,\)"):
         estimate_hexagonal(np.ones((7, 32, 32)), upsample=2, k_guess=[0.1, 0.0])
 
 

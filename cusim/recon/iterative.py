@@ -8,7 +8,9 @@ FISTA steps of non-negative least squares, since a percentile of a crowded field
 Stopping matters more than the prior: run to convergence, least squares fits the noise (on the paper's
 SIM/microtubules sample 1 the PSNR peaks at 32.7 dB after ~25 FISTA steps and falls to 30.8 dB by 100).
 The default stop is the discrepancy principle: the first iterate whose residual mean square reaches
-``tau`` times the noise variance, estimated from the frames' out-of-band spectrum (:mod:`cusim.noise`).
+``tau`` times the noise variance, estimated from the frames' out-of-band spectrum (:mod:`cusim.noise`), and not
+before iteration ``min_iter`` (10): in very dark frames the first iterates are already within the estimate's
+few % of the noise level (``IterativeConfig``).
 The prior's weight ``prior_weight`` is relative: ``lam = prior_weight * sigma * K`` (the absolute weight
 of :func:`cusim.optim.fista`), so it follows the data's units.
 
@@ -119,8 +121,11 @@ def solve(frames: np.ndarray, op, cfg: IterativeConfig | None = None, callback=N
         residuals.append(res)
         if callback is not None:
             callback(i + 1, n_iter, float(loss), res)
-        if stop == "discrepancy" and res <= tau:
+        if stop == "discrepancy" and res <= tau and i + 1 >= cfg.min_iter:
             state["reason"] = f"discrepancy: residual {res:.3f} sigma^2 <= tau {tau:g}"
+            if i + 1 == cfg.min_iter and len(residuals) > 1 and residuals[-2] <= tau:
+                state["reason"] += f" (from iteration {next(j for j, r in enumerate(residuals) if r <= tau) + 1}; " \
+                                   f"not before {cfg.min_iter})"
             return True
         return False
 
