@@ -63,7 +63,8 @@ METHODS = {
     # the camera noise model (opt-in): the data term weighted by 1 / var(y) (cusim.recon.iterative)
     "FISTA + TV, camera noise": ("iterative", {"noise": "camera"}),
     "FISTA + Hessian, camera noise": ("iterative", {"prior": "hessian", "noise": "camera"}),
-    # FISTA without its discrepancy stop (the 100-iteration cap): at 1/100 of the light the stop fires at iteration 2
+    # FISTA without its discrepancy stop (to the 100-iteration cap): what the stop costs or saves (at 1/100 and 1/200
+    # of the light it fired after 4 and 1 iterations, before its floor of 10: docs/quality.md, "Darker still")
     "FISTA + TV, no stop": ("iterative", {"stop": "max"}),
     "FISTA + Hessian, no stop": ("iterative", {"prior": "hessian", "stop": "max"}),
     "PINN": ("pinn", {}),
@@ -155,8 +156,8 @@ def real(args, methods: dict, save) -> dict:
         lds = dataclasses.replace(ds, raw=raw)
         level = {"photons": photons * frac, "methods": {}}
         try:
-            est_ds, est = with_estimated_patterns(lds, **({} if args.min_peak_snr is None
-                                                          else {"min_peak_snr": args.min_peak_snr}))
+            options = {} if args.min_peak_snr is None else {"min_peak_snr": args.min_peak_snr}
+            est_ds, est = with_estimated_patterns(lds, **options)
             level["estimate"] = est.summary()
         except EstimationError as e:  # too few photons to find a carrier: recorded; widefield still runs
             est_ds, level["estimate_error"] = None, str(e)
