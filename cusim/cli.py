@@ -1,6 +1,7 @@
 """The ``cusim`` command line. It only parses, calls the library and prints.
 
-Exit codes: 0 success, 1 bad input (one clear line, no traceback), 2 usage (Typer's own).
+Exit codes: 0 success, 1 bad input (one clear line, no traceback; an option Typer cannot parse too), 2 a bare
+``cusim`` or ``cusim import`` (it prints the help), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import signal
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -23,7 +25,62 @@ from .recon.config import IterativeConfig as _I
 from .recon.config import PINNConfig as _D  # the defaults the help texts name
 from .recon.config import WienerConfig as _W
 
+# The click that Typer runs on: the package itself (older Typer) or Typer's own copy of it (typer._click, 0.2x);
+# its UsageError is the base of typer.BadParameter either way. click >= 8.2 shows the help of a bare group
+# through a UsageError subclass; that one stays click's (exit 2), it is not bad input.
+_UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+_HELP_ERRORS = tuple(e for e in (getattr(sys.modules[_UsageError.__module__], "NoArgsIsHelpError", None),) if e)
+
+
+def _given(e, argv: list[str]) -> str | None:
+    """What the command line gave the option of the BadParameter ``e`` (its last use in ``argv``), or None."""
+    param = getattr(e, "param", None)
+    if not argv or getattr(param, "param_type_name", None) != "option":
+        return None
+    n, given = max(getattr(param, "nargs", 1), 1), None
+    for i, token in enumerate(argv):
+        for opt in param.opts:
+            if token == opt:
+                given = " ".join(argv[i + 1:i + 1 + n])
+            elif opt.startswith("--") and token.startswith(opt + "="):
+                given = token[len(opt) + 1:]
+    return given
+
+
+class _Group(typer.core.TyperGroup):
+    """Typer's group, whose usage errors (an unknown option or command, a value that does not parse, a missing
+    value) exit with code 1 like every other bad input, not click's 2, and name the value that did not parse;
+    the message stays Typer's one panel."""
+
+    @staticmethod
+    def _bad_input(e, argv: list[str]) -> None:
+        if isinstance(e, _HELP_ERRORS):
+            return
+        e.exit_code = 1
+        given = _given(e, argv) if isinstance(e, typer.BadParameter) else None
+        if given and given not in e.message:
+            e.message = f"{given!r}: {e.message}"
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        argv = list(args)
+        try:
+            ctx = super().make_context(info_name, args, parent=parent, **extra)
+        except _UsageError as e:
+            self._bad_input(e, argv)
+            raise
+        ctx.meta.setdefault("cusim.argv", argv)  # the whole command line: the first group's
+        return ctx
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except _UsageError as e:  # a subcommand's (the commands themselves raise typer.Exit)
+            self._bad_input(e, ctx.meta.get("cusim.argv", []))
+            raise
+
+
 app = typer.Typer(
+    cls=_Group,
     add_completion=False,
     no_args_is_help=True,
     help="cusim: GPU-fast structured illumination microscopy (SIM) reconstruction.",
@@ -344,7 +401,8 @@ def run(
     out: Path = typer.Option(None, "--out", "-o", help="Write the result to this HDF5 file instead (a copy of the "
                              "input's data with /recon/<name>, or added to it if it holds the same raw data); the "
                              "input is only read and may be read-only."),
-    roi: tuple[int, int, int, int] = typer.Option(None, "--roi", help="Reconstruct only the region Y X H W (fine "
+    roi: tuple[int, int, int, int] = typer.Option(None, "--roi", metavar="Y X H W",
+                                                  help="Reconstruct only the region Y X H W (four integers: fine "
                                                   "pixels, multiples of the upsample factor), with the whole field's "
                                                   "patterns around it as margin context; needs --out."),
     force: bool = typer.Option(False, "--force", help="Replace what exists: /recon/<name>, the --out, --tiff and "
@@ -739,7 +797,7 @@ def estimate(
                       "to reconstruct with the estimate, run with --estimate-patterns")
 
 
-import_app = typer.Typer(no_args_is_help=True, help="Import raw SIM data into a cusim-sim HDF5 file.")
+import_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Import raw SIM data into a cusim-sim HDF5 file.")
 app.add_typer(import_app, name="import")
 
 

@@ -102,3 +102,24 @@ def test_options_of_another_method_are_refused_not_ignored(tmp_path):
     res = CliRunner().invoke(app, ["run", str(path), "--method", "pinn", "--lr", "-1"])
     assert res.exit_code == 1 and "--lr: expected a finite number > 0, got -1" in res.output
     assert "pinn" not in load(path).recons
+
+
+def test_options_that_do_not_parse_exit_1_naming_what_was_given():
+    """Typer's own usage errors are bad input like any other: exit 1 (not click's 2), the value named."""
+    cases = [(["run", "x.h5", "--steps", "abc"], "--steps", "'abc'"),
+             (["run", "x.h5", "--roi", "1", "2", "3", "-o", "y.h5"], "--roi", "'1 2 3 -o'"),  # -o taken as the 4th
+             (["estimate", "x.h5", "--min-peak-snr=x"], "--min-peak-snr", "'x'"),
+             (["import", "stack", "a.tif", "--angles", "x"], "--angles", "'x'"),
+             (["run", "x.h5", "--nope"], "--nope", "No such option"),
+             (["run", "x.h5", "-m"], "-m", "requires an argument"),
+             (["runn"], "runn", "Did you mean 'run'")]
+    for args, where, what in cases:
+        res = CliRunner().invoke(app, args)
+        text = " ".join(res.output.replace("│", " ").split())
+        assert res.exit_code == 1, (args, res.output)
+        assert where in text and what in text and "Traceback" not in text, (args, text)
+    for bare in ([], ["import"]):  # a bare group prints its help, as before
+        res = CliRunner().invoke(app, bare)
+        assert res.exit_code == 2 and "Usage:" in res.output
+    res = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0 and "--roi" in res.output and "Y X H W" in res.output
