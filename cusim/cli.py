@@ -363,9 +363,12 @@ def _deprecated(old: str, new: str, old_value, new_value):
     return old_value
 
 
-def _as_option(message: str) -> str:
-    """A library message ``setting: ...`` about a setting that an option gives, as ``--option: ...``."""
+def _as_option(message: str, own: tuple[str, ...] = ()) -> str:
+    """A library message ``setting: ...`` about a setting that an option gives, as ``--option: ...``; ``own``:
+    the command's further settings, each given by the option of its name (``binning`` by ``--binning``)."""
     head, sep, rest = message.partition(":")
+    if sep and head in own:
+        return f"--{head.replace('_', '-')}:{rest}"
     return f"{_FLAG_OF[head]}:{rest}" if sep and head in _FLAG_OF else message
 
 
@@ -856,6 +859,9 @@ def import_stack_cmd(
     pixel_size_nm: float = typer.Option(None, help="Camera pixel size at the sample in nm (after --binning)."),
     patterns: Path = typer.Option(None, help="Pattern stack (K, H, W) in the raw's frame order (TIFF/MRC/NPY)."),
     psf: Path = typer.Option(None, help="PSF on the fine grid, odd size (TIFF/NPY/PNG)."),
+    otf: Path = typer.Option(None, "--otf", help="Instead of --psf: a measured radial OTF profile (1-D .npy, "
+                             "sample j at j x --otf-step-per-um cycles/um; needs --pixel-size-nm), made into the PSF."),
+    otf_step_per_um: float = typer.Option(None, "--otf-step-per-um", help="--otf: cycles/um between its samples."),
     ground_truth: Path = typer.Option(None, help="Ground truth on the fine grid (TIFF/NPY/PNG)."),
     time_points: int = typer.Option(None, help="Number of time points T (default: frames / (angles*phases))."),
     binning: int = typer.Option(1, help="Mean-bin the raw frames by this factor first (for interpolated stacks)."),
@@ -875,19 +881,21 @@ def import_stack_cmd(
     from . import importers  # noqa: PLC0415
     from .io import save  # noqa: PLC0415
 
-    _check_out(out, force, inputs=[p for p in (raw, patterns, psf, ground_truth) if p is not None])
+    _check_out(out, force, inputs=[p for p in (raw, patterns, psf, otf, ground_truth) if p is not None])
     try:
         ds = importers.import_stack(raw, angles=angles, phases=phases, order=order, upsample=upsample, na=na,
                                     wavelength_nm=wavelength_nm, pixel_size_nm=pixel_size_nm, patterns=patterns,
                                     psf=psf, ground_truth=ground_truth, time_points=time_points, binning=binning,
                                     family=family, camera_offset=camera_offset, camera_gain=camera_gain,
-                                    camera_read_sigma=camera_read_sigma)
+                                    camera_read_sigma=camera_read_sigma, otf=otf, otf_step_per_um=otf_step_per_um)
         save(ds, out)
     except ValueError as e:
-        fail(_as_option(str(e)))
+        fail(_as_option(str(e), own=("angles", "phases", "family", "order", "upsample", "binning", "time_points",
+                                     "otf", "otf_step_per_um")))
     camera = "" if ds.camera is None else ", camera " + ", ".join(f"{k} {v:g}" for k, v in ds.camera.items())
+    psf_text = f", PSF {ds.psf.shape[0]}x{ds.psf.shape[1]} from the radial OTF" if otf is not None else ""
     console.print(f"imported {raw}: raw {ds.raw.shape} {ds.raw.dtype}, upsample {ds.upsample}, patterns "
-                  f"{'given' if ds.has_patterns() else 'to be estimated'}{camera} -> {out}")
+                  f"{'given' if ds.has_patterns() else 'to be estimated'}{psf_text}{camera} -> {out}")
 
 
 @app.command()

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ._outputs import check_output
-from ._validate import check_int
+from ._validate import check_int, check_number
 from ._warnings import warn_saturated
 from .io import RAW_DTYPES, Dataset, DatasetError, check_camera, save
 from .patterns import HEX_PHASES
@@ -280,7 +280,7 @@ def import_stack(path, *, angles: int | None = None, phases: int | None = None, 
                  pixel_size_nm: float | None = None, patterns=None, psf=None, ground_truth=None,
                  time_points: int | None = None, binning: int = 1, family: str = "linear",
                  camera_offset: float | None = None, camera_gain: float | None = None,
-                 camera_read_sigma: float | None = None) -> Dataset:
+                 camera_read_sigma: float | None = None, otf=None, otf_step_per_um: float | None = None) -> Dataset:
     """A raw TIFF/MRC stack of ``angles x phases`` frames (per time point) as a validated Dataset.
 
     ``family`` "hexagonal": hexagonal-lattice SIM, 7 frames per time point in their phase-step order
@@ -292,6 +292,9 @@ def import_stack(path, *, angles: int | None = None, phases: int | None = None, 
     (T, K, h, w), frames grouped per time point; ``time_points`` (optional) checks T. ``patterns`` is a
     (K, H, W) TIFF/MRC/NPY stack on the fine grid in the SAME frame order as the raw (reordered alongside);
     ``psf`` an odd 2-D PSF on the fine grid (TIFF/NPY/PNG/MRC); ``ground_truth`` (H, W) or (T, H, W).
+    ``otf`` instead of ``psf``: a measured radial OTF profile (a 1-D ``.npy`` or array, sample j at
+    ``j * otf_step_per_um`` cycles/um), turned into the PSF by :func:`psf_from_radial_otf` (needs
+    ``pixel_size_nm``); the file and step are recorded in the attributes ``psf_source``.
     ``binning`` > 1 mean-bins the raw frames first (for stacks interpolated up from the camera grid);
     ``pixel_size_nm`` is then the pixel after binning. Raw uint8/uint16/float32 is kept, other dtypes
     become float32 (binned frames are float32). Integer raw data with more than 1 % of its pixels at the
@@ -303,6 +306,7 @@ def import_stack(path, *, angles: int | None = None, phases: int | None = None, 
     model's defaults whenever a method runs with noise "camera" on the file.
     """
     path = Path(path)
+    otf_source = _checked_otf(otf, otf_step_per_um, psf, pixel_size_nm)
     camera = {k: v for k, v in (("offset", camera_offset), ("gain", camera_gain), ("read_sigma", camera_read_sigma))
               if v is not None}
     camera = check_camera(camera, error=lambda msg: DatasetError(f"camera_{msg}")) if camera else None
@@ -330,12 +334,34 @@ def import_stack(path, *, angles: int | None = None, phases: int | None = None, 
         ds.patterns = _stack_patterns(patterns, K, angles, phases, order)
     if psf is not None:
         ds.psf = _plane(psf, "psf")
+    if otf is not None:
+        ds.psf = psf_from_radial_otf(otf, otf_step_per_um, pixel_size_nm, upsample)
     if ground_truth is not None:
         ds.ground_truth = _plane(ground_truth, "ground truth")
     ds.attrs = {"source": "stack", "source_file": str(path.resolve()), "angles": int(angles),
                 "phases": int(phases), "source_order": order, "source_dtype": source_dtype,
                 "binning": int(binning), "pattern_family": family}
+    if otf_source is not None:
+        ds.attrs["psf_source"] = otf_source
     return _validated(ds, path)
+
+
+def _checked_otf(otf, step_per_um, psf, pixel_size_nm) -> str | None:
+    """The provenance line of import_stack's ``otf`` (None without one), after checking that it comes with its
+    step and a pixel size and not with a ``psf`` too (DatasetError otherwise)."""
+    if otf is None:
+        if step_per_um is not None:
+            raise DatasetError("otf_step_per_um: given without otf (the radial OTF profile it is the step of)")
+        return None
+    if psf is not None:
+        raise DatasetError("otf: give a PSF or a radial OTF, not both")
+    if step_per_um is None:
+        raise DatasetError("otf_step_per_um: needed with otf (the cycles/um between its samples)")
+    check_number("otf_step_per_um", step_per_um, lo=0.0, strict=True, error=DatasetError)
+    if pixel_size_nm is None:
+        raise DatasetError("otf: needs pixel_size_nm (the OTF's cycles/um are put on the fine grid through it)")
+    what = f"{Path(otf).resolve()}" if isinstance(otf, (str, Path)) else "an array"
+    return f"radial OTF {what}, {step_per_um:g} cycles/um per sample"
 
 
 # -- a measured radial OTF -----------------------------------------------------------------------------

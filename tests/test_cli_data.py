@@ -94,3 +94,31 @@ def test_real_sets_import_with_the_documented_options(shared_data, tmp_path, nam
     ds = io.load(h5)
     assert not ds.has_patterns() and ds.na is not None
     assert cli("run", h5, "--method", "widefield")[0].exit_code == 0
+
+
+def test_import_stack_takes_a_measured_radial_otf_as_the_psf(shared_data, tmp_path):
+    from cusim.importers import psf_from_radial_otf
+
+    d = shared_data / "real" / "rdlsim-tirf-microtubules"
+    base = ["import", "stack", d / "raw.tif", "--angles", 3, "--phases", 3, "--upsample", 2, "--na", 1.3,
+            "--wavelength-nm", 525]
+    h5 = tmp_path / "otf.h5"
+    res, text = cli(*base, "--pixel-size-nm", 62.6, "--otf", d / "otf_radial_488.npy", "--otf-step-per-um", 0.0312,
+                    "-o", h5)
+    assert res.exit_code == 0 and "PSF 65x65 from the radial OTF" in " ".join(text.split()), text
+    ds = io.load(h5)
+    np.testing.assert_array_equal(ds.psf, psf_from_radial_otf(d / "otf_radial_488.npy", 0.0312, 62.6, 2))
+    assert ds.attrs["psf_source"].endswith("otf_radial_488.npy, 0.0312 cycles/um per sample")
+    bad = [(["--pixel-size-nm", 62.6, "--otf", d / "otf_radial_488.npy"], "--otf-step-per-um: needed with otf"),
+           (["--pixel-size-nm", 62.6, "--otf-step-per-um", 0.03], "--otf-step-per-um: given without otf"),
+           (["--pixel-size-nm", 62.6, "--otf", d / "otf_radial_488.npy", "--otf-step-per-um", 0], "> 0, got 0"),
+           (["--otf", d / "otf_radial_488.npy", "--otf-step-per-um", 0.03], "--otf: needs pixel_size_nm"),
+           (["--pixel-size-nm", 62.6, "--otf", d / "raw.tif", "--otf-step-per-um", 0.03], "expected one of .npy"),
+           (["--pixel-size-nm", 62.6, "--otf", d / "otf_radial_488.npy", "--otf-step-per-um", 0.03, "--psf",
+             d / "otf_radial_488.npy"], "--otf: give a PSF or a radial OTF, not both")]
+    for extra, message in bad:
+        out = tmp_path / "bad.h5"
+        res, text = cli(*base, *extra, "-o", out)
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        assert res.exit_code == 1 and len(lines) == 1 and message in lines[0], (extra, text)
+        assert not out.exists()
