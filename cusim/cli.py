@@ -744,6 +744,10 @@ def estimate(
                                        help="The significance every carrier must reach (the estimate's 'peak SNR'; "
                                        "pure noise scores 1-4; default 10). Lower it for very dark frames, and check "
                                        "the carriers with --figure."),
+    ideal_otf: bool = typer.Option(False, "--ideal-otf", help="Score the carriers with the ideal OTF of the file's "
+                                   "--na/--wavelength-nm/--pixel-size-nm even where it has a /psf (a measured OTF "
+                                   "scored rdlsim's weakest carrier lower: docs/data.md); the reconstructions still "
+                                   "use the /psf."),
     write: bool = typer.Option(True, "--write/--no-write", help="Store the result as /pattern_params."),
     force: bool = typer.Option(False, "--force", help="Replace existing /pattern_params and --figure."),
     threads: int = typer.Option(None, "--threads", help=THREADS_HELP),
@@ -756,6 +760,7 @@ def estimate(
     """
     from .estimate import MIN_PEAK_SNR, carrier_guess, estimate_dataset  # noqa: PLC0415
     from .io import set_pattern_params  # noqa: PLC0415
+    from .optics import Widefield  # noqa: PLC0415
 
     from ._outputs import check_output, figure_kind  # noqa: PLC0415
 
@@ -776,6 +781,11 @@ def estimate(
         kw.update(n_angles=angles, n_phases=phases)
     if guess is not None:
         kw["k_guess"] = carrier_guess(*_parse_guess(guess))
+    if ideal_otf:
+        if ds.na is None or ds.wavelength_nm is None or ds.pixel_size_nm is None:
+            fail(f"{file}: --ideal-otf: the file has no optics attributes (na, wavelength_nm, pixel_size_nm) to make "
+                 "the ideal OTF from; re-import with --na/--wavelength-nm/--pixel-size-nm")
+        kw["psf"] = Widefield(ds.na, ds.wavelength_nm, ds.pixel_size_nm)
     try:
         est = estimate_dataset(ds, t=t, **kw)
     except ValueError as e:  # EstimationError: no carrier, bad counts, ...
@@ -787,7 +797,7 @@ def estimate(
         return
     attrs = {"source": "cusim estimate", "time_point": t, "order": order, "peak_snr": est.peak_snr.tolist(),
              "n_angles": est.n_angles, "n_phases": est.n_phases, "pattern_family": est.family,
-             "min_peak_snr": kw["min_peak_snr"]}
+             "min_peak_snr": kw["min_peak_snr"], "otf": est.otf_source}
     if guess is not None:
         attrs["k_guess"] = kw["k_guess"].tolist()  # cycles per fine pixel, (ky, kx) per angle or carrier
     try:

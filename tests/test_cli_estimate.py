@@ -96,6 +96,30 @@ def test_estimate_takes_a_guess_and_a_lower_significance_for_the_very_noisy_tirf
     with h5py.File(h5, "r") as f:
         stored = dict(f["pattern_params"].attrs)
     assert stored["min_peak_snr"] == 4.0 and np.shape(json.loads(stored["k_guess"])) == (3, 2), stored
+    assert stored["otf"].startswith("ideal widefield"), stored
+
+    # imported with the measured OTF as its PSF, --ideal-otf scores the carriers as above: the same estimate,
+    # while the file keeps the measured PSF for the reconstructions
+    d = shared_data / "real" / "rdlsim-tirf-microtubules"
+    h5m = tmp_path / "rd_measured.h5"
+    res, text = _cli("import", "stack", d / "raw.tif", "--out", h5m, "--angles", 3, "--phases", 3, "--upsample", 2,
+                     "--na", 1.3, "--wavelength-nm", 525, "--pixel-size-nm", 62.6, "--otf", d / "otf_radial_488.npy",
+                     "--otf-step-per-um", 0.0312)
+    assert res.exit_code == 0, text
+    res, text = _cli("estimate", h5m, "--ideal-otf", "--guess", guess, "--min-peak-snr", 4)
+    assert res.exit_code == 0, text
+    measured = io.load(h5m)
+    assert measured.psf is not None and measured.psf.shape == (65, 65)
+    np.testing.assert_allclose(measured.pattern_params.k, ds.pattern_params.k, rtol=1e-6)
+    np.testing.assert_allclose(measured.pattern_params.phase, ds.pattern_params.phase, atol=1e-6)
+
+
+def test_ideal_otf_needs_the_optics_attributes(shared_data, tmp_path):
+    h5 = tmp_path / "paper.h5"  # the paper's layout: a PSF image, no na / wavelength / pixel size
+    assert _cli("import", "paper", shared_data / "pinn-sim-paper" / "SIM" / "microtubules", "--sample", 1,
+                "-o", h5)[0].exit_code == 0
+    res, text = _cli("estimate", h5, "--ideal-otf", "--no-write")
+    assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and "--ideal-otf: the file has no optics" in text
 
 
 @pytest.mark.parametrize(("args", "needle"), [
