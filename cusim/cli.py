@@ -742,8 +742,12 @@ def estimate(
                               "of each. For very noisy frames (with --min-peak-snr)."),
     min_peak_snr: float = typer.Option(None, "--min-peak-snr",
                                        help="The significance every carrier must reach (the estimate's 'peak SNR'; "
-                                       "pure noise scores 1-4; default 10). Lower it for very dark frames, and check "
-                                       "the carriers with --figure."),
+                                       "an angle without a carrier scores up to about 6; default 10). Lower it for "
+                                       "very dark frames, and check the carriers with --figure."),
+    lattice: bool = typer.Option(True, "--lattice/--no-lattice", help="An angle whose carrier is not found alone is "
+                                 "searched again near the lattice of the angles found (equal |k|, angles 180/angles "
+                                 "deg apart) and taken from significance 6 (or --min-peak-snr if lower); "
+                                 "--no-lattice: every angle alone."),
     ideal_otf: bool = typer.Option(False, "--ideal-otf", help="Score the carriers with the ideal OTF of the file's "
                                    "--na/--wavelength-nm/--pixel-size-nm even where it has a /psf (a measured OTF "
                                    "scored rdlsim's weakest carrier lower: docs/data.md); the reconstructions still "
@@ -776,7 +780,7 @@ def estimate(
         check_number("--min-peak-snr", min_peak_snr, lo=0.0, strict=True)
     except ValueError as e:
         fail(str(e))
-    kw = {"order": order, "family": family, "min_peak_snr": float(min_peak_snr)}
+    kw = {"order": order, "family": family, "min_peak_snr": float(min_peak_snr), "lattice": lattice}
     if angles is not None or phases is not None:
         kw.update(n_angles=angles, n_phases=phases)
     if guess is not None:
@@ -797,7 +801,8 @@ def estimate(
         return
     attrs = {"source": "cusim estimate", "time_point": t, "order": order, "peak_snr": est.peak_snr.tolist(),
              "n_angles": est.n_angles, "n_phases": est.n_phases, "pattern_family": est.family,
-             "min_peak_snr": kw["min_peak_snr"], "otf": est.otf_source}
+             "min_peak_snr": kw["min_peak_snr"], "otf": est.otf_source,
+             "lattice_angles": [a + 1 for a in est.lattice]}  # angles found near the others' lattice (1-based)
     if guess is not None:
         attrs["k_guess"] = kw["k_guess"].tolist()  # cycles per fine pixel, (ky, kx) per angle or carrier
     try:

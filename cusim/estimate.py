@@ -10,7 +10,8 @@ frame and the modulation depth are measured from the data. Per angle (frames ang
    ``H / (H^2 + 0.01)`` of the OTF ``H``, ``|FT[(F * b1) (F * s0)]|^2``, peaks at ``q = k``, also beyond
    the detection OTF (TIRF). Its 20 strongest local maxima over the noise floor are candidates; the one
    whose bands fit a carrier best (step 3's criterion) is taken if its significance ``|<B, A>| / std``
-   under noise alone reaches ``min_peak_snr``, else :class:`EstimationError` (pure noise gives 1-4).
+   under noise alone reaches ``min_peak_snr``, else :class:`EstimationError` (pure Gaussian noise gives 1-4;
+   an angle without a carrier in frames of an object up to about 6: ``benchmarks/estimate_null.py``).
 3. **Sub-pixel refinement.** Noise-free, the shifted band and the 0 band obey
    ``A = H(f) B1(f + k) = c H(f + k) S0(f) = c B`` exactly (both are ``c H(f) H(f + k) X(f)``; the
    OTF-weighted band comparison of Gustafsson 2000, Wicker et al. 2013, fairSIM). The two sides are
@@ -60,11 +61,23 @@ __all__ = ["FAMILIES", "EstimateResult", "EstimationError", "carrier_guess", "es
 
 FAMILIES = ("linear", "hexagonal")
 MIN_PEAK_SNR = 10.0
-# the significance pure noise reaches at most, about (its candidates score 1-4): a refused candidate above it
-# may be a weak carrier, and the refusal says how to take it
+# the significance pure Gaussian noise reaches at most, about (its candidates score 1-4): a refused candidate above
+# it may be a weak carrier, and the refusal says how to take it (an angle without a carrier in frames of an object
+# scores more, up to about 6 blind: LATTICE_Z below, so the refusal says "may" and asks for --figure)
 NOISE_Z = 4.0
 _LAYOUTS = ", ".join(f"{k} = {a} x {p}" for k, (a, p) in ANGLE_PHASE_DEFAULTS.items())
 MIN_FIT = 0.1
+# The lattice pass (estimate_params, lattice=True): an angle whose carrier is not found on its own is searched
+# again near where the found angles put it (equal |k|, angles 180 / n_angles apart, either way round), in the
+# guided search's small region, and taken from significance LATTICE_Z. Chosen on simulated frames where one
+# angle has no carrier at all (`python -m benchmarks.estimate_null`: filaments, 3 x 3 frames of 96 and 128
+# camera pixels, SNR 3, 5 and 20, 288 stacks, the other two angles modulated): that angle's best candidate in
+# the lattice region scored median 3.4, 99th percentile 5.0, at most 5.3 (blind, over the whole spectrum: at
+# most 6.3, against MIN_PEAK_SNR 10); pure Gaussian noise without an object scores at most 2.2 there.
+LATTICE_Z = 6.0
+# The found angles must agree with one lattice to within this many degrees (a carrier's angle is known to
+# ~0.1 degree at any usable significance; the guided search itself reaches about 5.7 degrees off).
+LATTICE_TOL_DEG = 3.0
 PHASE_STEP_TOL = 0.2
 # Frames in the other order (phase-major read as angle-major) give angles off an even spread and phase
 # steps off 2 pi / n_phases (a 3 x 3 simulation: angles 70, 70, 131 deg, steps up to 1.9 rad off). Real
@@ -254,11 +267,13 @@ def _choose(corr: _Correlator, cands, min_peak_snr: float, label: str,
         weak = (f"; above pure noise ({NOISE_Z:g}), it may be the carrier of very dark frames: min_peak_snr below "
                 f"{z[i]:.1f} (cusim estimate --min-peak-snr) takes it, and k_guess (--guess) narrows the search; "
                 "check the result with --figure" if NOISE_Z <= z[i] < min_peak_snr and fit[i] >= MIN_FIT else "")
-        raise EstimationError(
+        err = EstimationError(
             f"{label}: no carrier peak stands out of the noise (the best candidate, at "
             f"{np.hypot(*cands[i]) * corr.T.s:.3f} cycles per camera pixel, has significance {z[i]:.1f} and "
             f"band fit {fit[i]:.2f}; expected significance >= {min_peak_snr:g}, and a fit >= {MIN_FIT:g} when "
             f"it is >= {3 * min_peak_snr:g}); {hint}{weak}")
+        err.significance = float(z[i])  # read by the lattice pass
+        raise err
     return cands[i]
 
 
@@ -358,7 +373,8 @@ class EstimateResult:
     ``params`` holds all K frames (normalised: kx > 0, or ky > 0 if kx = 0). Per angle: ``k_camera``
     (n_angles, 2) as (ky, kx) in cycles per CAMERA pixel, ``angle_deg`` (atan2(ky, kx), -90..90],
     ``period_px`` in FINE pixels, ``modulation``, ``peak_snr`` (significance of the carrier: the band
-    correlation at ``k`` over its standard deviation under noise alone; pure noise gives 1-4) and
+    correlation at ``k`` over its standard deviation under noise alone; pure Gaussian noise gives 1-4, an
+    angle without a carrier in frames of an object up to about 6) and
     ``harmonic`` (relative 2nd-harmonic amplitude, NaN unless ``order=2``). ``phase`` (K,) are the
     frame phases of the fine-grid formula, in radians. ``maps`` holds per angle the band
     cross-correlation map and the +1 band power spectrum (fftshifted, for :meth:`figure`).
@@ -384,6 +400,8 @@ class EstimateResult:
     maps: list = field(default_factory=list, repr=False)
     family: str = "linear"
     closure: float = float("nan")
+    lattice: tuple = ()  # the angles (0-based) whose carrier the lattice pass found (estimate_params, lattice) ...
+    lattice_z: float = LATTICE_Z  # ... at this significance or more
 
     @property
     def hexagonal(self) -> bool:
@@ -404,6 +422,11 @@ class EstimateResult:
             if np.isfinite(self.harmonic[a]):
                 line += f"  {self.harmonic[a]:13.3f}"
             lines.append(line)
+        if self.lattice:
+            which = ", ".join(str(a + 1) for a in self.lattice)
+            lines.append(f"angle{'s' if len(self.lattice) > 1 else ''} {which}: not found alone; found near the "
+                         f"lattice of the others (equal |k|, angles {180 / self.n_angles:g} deg apart) at peak SNR "
+                         f">= {self.lattice_z:g} (no lattice: lattice=False, cusim estimate --no-lattice)")
         ph = self.phase.T if self.hexagonal else self.phase.reshape(self.n_angles, self.n_phases)
         lines.append(f"phases (rad{', per carrier' if self.hexagonal else ''}): "
                      + "; ".join(" ".join(f"{v:+.3f}" for v in row) for row in ph))
@@ -446,7 +469,8 @@ class EstimateResult:
 
 # -- public entry points -----------------------------------------------------------------------------------
 def estimate_params(frames, *, upsample: int, n_angles: int | None = None, n_phases: int | None = None,
-                    psf=None, order: int = 1, k_guess=None, min_peak_snr: float = MIN_PEAK_SNR) -> EstimateResult:
+                    psf=None, order: int = 1, k_guess=None, min_peak_snr: float = MIN_PEAK_SNR,
+                    lattice: bool = True) -> EstimateResult:
     """Estimate carriers, phases and modulation of sinusoidal SIM patterns from raw frames.
 
     Parameters
@@ -466,11 +490,21 @@ def estimate_params(frames, *, upsample: int, n_angles: int | None = None, n_pha
         ``n_phases >= 5``); it is stored as ``params.harmonics`` (K, 1).
     k_guess : array (n_angles, 2) or (2,), optional
         Approximate carriers (ky, kx) in cycles per fine pixel; the search stays within 10 % (at least
-        3 frequency bins) of +-k_guess. In so small a region pure noise stays below about 4, so a lower
-        ``min_peak_snr`` is safe there.
+        3 frequency bins) of +-k_guess. In so small a region an angle without any carrier scores less than
+        over the whole spectrum (simulated filaments: at most 5.3 there, 6.3 blind; pure Gaussian noise at
+        most 2.2), so a lower ``min_peak_snr`` is safer there; below about 5.5 a carrier is not told from
+        none by its significance alone (check its |k| and angle against the optics).
     min_peak_snr : float
-        Minimum significance of every carrier (``EstimateResult.peak_snr``; pure noise gives 1-4). A
+        Minimum significance of every carrier (``EstimateResult.peak_snr``; an angle without a carrier scores
+        up to about 6 over the whole spectrum, pure Gaussian noise 1-4). A
         candidate that is very significant (3 x this) but fits a carrier poorly is refused too.
+    lattice : bool
+        Without ``k_guess``: an angle whose carrier does not reach ``min_peak_snr`` on its own is searched again
+        near where the angles found put it (the same |k|, angles ``180 / n_angles`` degrees apart, stepping
+        either way), in the small region of a guess, and taken from significance ``LATTICE_Z`` (6; an angle
+        without any carrier scored at most 5.3 there on simulated frames), or ``min_peak_snr`` if lower. The
+        found angles must lie on one such lattice (within ``LATTICE_TOL_DEG``); ``EstimateResult.lattice``
+        lists the angles found so. False: every angle alone.
 
     Returns
     -------
@@ -488,7 +522,7 @@ def estimate_params(frames, *, upsample: int, n_angles: int | None = None, n_pha
         steps far from 2 pi / n_phases, and the frames reordered fit clearly better (:func:`_check_frame_order`).
     """
     kw = dict(upsample=upsample, n_angles=n_angles, n_phases=n_phases, psf=psf, order=order, k_guess=k_guess,
-              min_peak_snr=min_peak_snr)
+              min_peak_snr=min_peak_snr, lattice=lattice)
     result = _estimate(frames, **kw)
     _check_frame_order(frames, result, **kw)
     return result
@@ -535,7 +569,7 @@ def carrier_guess(period_px, angle_deg) -> np.ndarray:
 
 
 def _estimate(frames, *, upsample: int, n_angles: int | None = None, n_phases: int | None = None, psf=None,
-              order: int = 1, k_guess=None, min_peak_snr: float = MIN_PEAK_SNR) -> EstimateResult:
+              order: int = 1, k_guess=None, min_peak_snr: float = MIN_PEAK_SNR, lattice: bool = True) -> EstimateResult:
     """:func:`estimate_params` without the check of the frame order."""
     d = _stack(frames)
     K, h, w = d.shape
@@ -553,9 +587,34 @@ def _estimate(frames, *, upsample: int, n_angles: int | None = None, n_phases: i
     if k_guess is not None:
         k_guess = _checked_guess(k_guess, (nA, 2), f"one carrier (2,) or one per angle ({nA}, 2)", one_for_all=True)
     T, source, var = _prepare(d, s, psf)
-    angles = [_estimate_angle(d[a * nP:(a + 1) * nP], T, var, order,
-                              None if k_guess is None else k_guess[a], min_peak_snr, f"angle {a + 1} of {nA}")
-              for a in range(nA)]
+
+    def one(a, guess, threshold):
+        return _estimate_angle(d[a * nP:(a + 1) * nP], T, var, order, guess, threshold, f"angle {a + 1} of {nA}")
+
+    angles, failed = [], {}
+    for a in range(nA):
+        try:
+            angles.append(one(a, None if k_guess is None else k_guess[a], min_peak_snr))
+        except EstimationError as e:
+            if k_guess is not None or not lattice or nA < 2:
+                raise
+            angles.append(None)
+            failed[a] = e
+    threshold = min(min_peak_snr, LATTICE_Z)
+    if failed:
+        found = {a: r for a, r in enumerate(angles) if r is not None}
+        if not found:
+            raise failed[min(failed)]
+        filled, reached = _lattice_pass(one, {a: r.k for a, r in found.items()}, sorted(failed), nA, threshold)
+        if filled is None:
+            first = min(failed)
+            near = (f"significance {reached[first]:.1f} there, below the {threshold:g} needed" if first in reached
+                    else "but the angles found lie on no such lattice")
+            sep = " " if str(failed[first]).endswith("?") else ". "
+            raise EstimationError(
+                f"{failed[first]}{sep}Searched again where the angles found ({', '.join(str(a + 1) for a in found)}) "
+                f"put its carrier (equal |k|, angles {180 / nA:g} deg apart): {near}") from None
+        angles = [filled.get(a, r) for a, r in enumerate(angles)]
     k = np.repeat([r.k for r in angles], nP, axis=0)
     mod = np.array([r.modulation for r in angles])
     harm = np.array([r.harmonic for r in angles])
@@ -566,7 +625,43 @@ def _estimate(frames, *, upsample: int, n_angles: int | None = None, n_phases: i
                           period_px=1 / np.hypot(kn[:, 0], kn[:, 1]), modulation=mod,
                           peak_snr=np.array([r.peak_snr for r in angles]), phase=params.phase, n_angles=nA,
                           n_phases=nP, upsample=s, harmonic=harm, otf_source=source,
-                          maps=[(r.corr_map, r.band_map) for r in angles])
+                          maps=[(r.corr_map, r.band_map) for r in angles], lattice=tuple(sorted(failed)),
+                          lattice_z=threshold)
+
+
+def _lattice_pass(one, found: dict, failed: list, n_angles: int, threshold: float):
+    """The carriers of the ``failed`` angles searched near the lattice of the ``found`` ones ({angle: k}, k in
+    cycles per fine pixel): |k| their mean, angle ``theta0 + sign * a * 180 / n_angles`` for both signs (the
+    angles may step either way), ``theta0`` fitted to the found angles (modulo 180 degrees), which must lie
+    within LATTICE_TOL_DEG of it. ``one(a, k_guess, min_peak_snr)`` estimates angle ``a`` near ``k_guess``.
+    Returns {angle: _Angle} for every failed angle, from the sign whose weakest carrier is the most
+    significant, or None where neither sign finds them all; and {angle: the best significance it reached}
+    over the searches that failed."""
+    ks = np.array(list(found.values()))
+    kmag = float(np.hypot(ks[:, 0], ks[:, 1]).mean())
+    theta = np.arctan2(ks[:, 0], ks[:, 1])
+    idx = np.array(list(found))
+    best, reached = None, {}
+    for sign in (1, -1):
+        step = sign * np.pi / n_angles
+        doubled = np.exp(2j * (theta - idx * step))  # carriers +-k are one carrier: angles modulo 180 degrees
+        theta0 = np.angle(doubled.mean()) / 2
+        if np.degrees(np.abs(np.angle(doubled * np.exp(-2j * theta0))) / 2).max() > LATTICE_TOL_DEG:
+            continue  # the found angles do not sit on one lattice of this sign
+        got = {}
+        for a in failed:
+            th = theta0 + a * step
+            try:
+                got[a] = one(a, kmag * np.array([np.sin(th), np.cos(th)]), threshold)
+            except EstimationError as e:
+                if hasattr(e, "significance"):
+                    reached[a] = max(reached.get(a, 0.0), e.significance)
+                break
+        else:
+            weakest = min(r.peak_snr for r in got.values())
+            if best is None or weakest > best[0]:
+                best = (weakest, got)
+    return (None if best is None else best[1]), reached
 
 
 # -- hexagonal SIM ----------------------------------------------------------------------------------------
@@ -780,6 +875,7 @@ def _hexagonal_options(kw: dict) -> dict:
     1 x 7 (what ``cusim import stack --family hexagonal`` records), order 1."""
     kw = dict(kw)
     n_angles, n_phases, order = kw.pop("n_angles", None), kw.pop("n_phases", None), kw.pop("order", 1)
+    kw.pop("lattice", None)  # the linear layout's second pass; a hexagonal estimate finds its three carriers jointly
     if n_angles not in (None, 1) or n_phases not in (None, HEX_PHASES):
         raise EstimationError(f"n_angles, n_phases: hexagonal SIM is 1 x {HEX_PHASES} frames (three carriers in "
                               f"every frame), got {n_angles} x {n_phases}")

@@ -479,9 +479,24 @@ def test_low_light_records_a_level_too_dark_to_estimate_and_goes_on(shared_data,
     assert levels["0.1"]["methods"]["Wiener"]["r"] > levels["0.1"]["methods"]["widefield"]["r"] > 0.4
     table = (tmp_path / "dark-cpu.md").read_text()
     assert "| Wiener | patterns not estimated | 0.7" in table
-    # at 1/200 the weakest carrier scores about 8: refused at the default 10, taken with --min-peak-snr 5
-    for extra, estimated in (([], False), (["--min-peak-snr", "5"], True)):
-        assert low_light.main(["--only", "real", "--no-pinn", "--methods", "Wiener", "--fractions", "0.005",
+    # at 1/200 the weakest carrier scores about 8: below the default 10 alone, taken near the lattice of the
+    # other two, or alone with --min-peak-snr 5; at 1/500 no angle stands out alone, so there is no lattice
+    for fraction, extra, estimated in (("0.005", [], True), ("0.005", ["--min-peak-snr", "5"], True),
+                                       ("0.002", [], False)):
+        assert low_light.main(["--only", "real", "--no-pinn", "--methods", "Wiener", "--fractions", fraction,
                                "--device", "cpu", "--out", "d", *extra]) == 0
-        level = json.loads((tmp_path / "d-cpu.json").read_text())["real"]["levels"]["0.005"]
+        level = json.loads((tmp_path / "d-cpu.json").read_text())["real"]["levels"][fraction]
         assert ("Wiener" in level["methods"]) is estimated and ("estimate_error" in level) is not estimated
+
+
+def test_estimate_null_reads_both_passes_significance_of_an_angle_without_a_carrier(tmp_path, monkeypatch):
+    from benchmarks import _common as C
+    from benchmarks import estimate_null
+
+    raw, psf, angle = estimate_null.null_stack(seed=1, snr=20, size=192)
+    blind, lattice = estimate_null.significances(raw, psf, angle)
+    assert 0 < lattice < 6 and 0 < blind < 10  # below both thresholds: refused, as the estimate itself does
+    monkeypatch.setattr(C, "RESULTS", tmp_path)
+    assert estimate_null.main(["--seeds", "1", "--snrs", "20", "--sizes", "192", "--out", "n"]) == 0
+    table = (tmp_path / "n-cpu.md").read_text()
+    assert f"| lattice | {lattice:.2f} |" in table and "1 simulated stacks" in table

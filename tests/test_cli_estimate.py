@@ -136,3 +136,20 @@ def test_estimate_refuses_a_bad_guess_or_significance_in_one_line_and_writes_not
     res, text = _cli("estimate", path, *args)
     assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and needle in text, text
     assert path.read_bytes() == before
+
+
+def test_the_lattice_pass_is_on_by_default_recorded_and_can_be_turned_off(tmp_path):
+    """An angle too weak alone (modulation 0.07 at SNR 10) is found near the lattice of the other two; the file
+    records which; --no-lattice refuses it in one line."""
+    ds = cusim.simulate(shape=(192, 192), snr=10, seed=0, device="cpu")
+    weak = cusim.simulate(shape=(192, 192), snr=10, seed=0, modulation=0.07, device="cpu")
+    raw = ds.raw.copy()
+    raw[3:6] = weak.raw[3:6]
+    h5 = io.save(dataclasses.replace(ds, raw=raw, pattern_params=None, pattern_kind=None), tmp_path / "weak.h5")
+    res, text = _cli("estimate", h5, "--no-lattice")
+    assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and "angle 2 of 3: no carrier" in text
+    assert io.load(h5).pattern_params is None
+    res, text = _cli("estimate", h5)
+    assert res.exit_code == 0 and "angle 2: not found alone; found near the lattice" in " ".join(text.split()), text
+    with h5py.File(h5, "r") as f:
+        assert json.loads(f["pattern_params"].attrs["lattice_angles"]) == [2]
