@@ -153,3 +153,10 @@ def test_the_lattice_pass_is_on_by_default_recorded_and_can_be_turned_off(tmp_pa
     assert res.exit_code == 0 and "angle 2: not found alone; found near the lattice" in " ".join(text.split()), text
     with h5py.File(h5, "r") as f:
         assert json.loads(f["pattern_params"].attrs["lattice_angles"]) == [2]
+
+
+def test_the_lattice_help_names_the_librarys_threshold():
+    from cusim.estimate import LATTICE_Z
+
+    res = CliRunner().invoke(app, ["estimate", "--help"], env={"COLUMNS": "250"})
+    assert res.exit_code == 0 and f"taken from significance {LATTICE_Z:g} " in " ".join(res.output.split())
