@@ -368,7 +368,8 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--out", default=NAME, help=f"results name: benchmarks/results/<out>-<device>.json/.md ({NAME})")
     ap.add_argument("--min-peak-snr", type=float, default=None,
                     help="the pattern estimate's significance threshold (default: the library's, 10); at 1/200 of the "
-                         "light the weakest dlsim carrier scores about 8")
+                         "light the weakest dlsim carrier scores about 8 alone, and the estimate's lattice pass takes "
+                         "it (down to 1/300) at the default")
     ap.add_argument("--methods", nargs="+", default=[k for k in METHODS if k not in DIAGNOSTIC], metavar="LABEL",
                     help=f"a subset of {list(METHODS)} (default: all but {sorted(DIAGNOSTIC)})")
     args = ap.parse_args(argv)
