@@ -494,9 +494,11 @@ def test_estimate_null_reads_both_passes_significance_of_an_angle_without_a_carr
     from benchmarks import estimate_null
 
     raw, psf, angle = estimate_null.null_stack(seed=1, snr=20, size=192)
-    blind, lattice = estimate_null.significances(raw, psf, angle)
-    assert 0 < lattice < 6 and 0 < blind < 10  # below both thresholds: refused, as the estimate itself does
+    r = estimate_null.significances(raw, psf, angle)
+    assert 0 < r["lattice"] < 6 and 0 < r["blind"] < 10  # below both thresholds: refused, as the estimate does
+    assert 0 <= r["blind_fit"] <= 1 and r["advised"] is False
     monkeypatch.setattr(C, "RESULTS", tmp_path)
     assert estimate_null.main(["--seeds", "1", "--snrs", "20", "--sizes", "192", "--out", "n"]) == 0
     table = (tmp_path / "n-cpu.md").read_text()
-    assert f"| lattice | {lattice:.2f} |" in table and "1 simulated stacks" in table
+    assert f"| lattice | {r['lattice']:.2f} |" in table and "1 simulated stacks" in table
+    assert "advised taking that angle's candidate as a weak carrier in 0 of 1" in table
