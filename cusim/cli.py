@@ -739,7 +739,8 @@ def estimate(
     guess: str = typer.Option(None, "--guess", help="Approximate carriers, one per angle (hexagonal: per carrier), "
                               "as PERIOD@ANGLE in the units the estimate prints (period in fine pixels, angle in "
                               "degrees), comma-separated, e.g. 16.4@14,16.4@-46,16.5@74: the search stays within 10 % "
-                              "of each. For very noisy frames (with --min-peak-snr)."),
+                              "of each; or angle 1's alone, the others then searched on its lattice (equal period, "
+                              "angles 180/angles deg apart). For very noisy frames (with --min-peak-snr)."),
     min_peak_snr: float = typer.Option(None, "--min-peak-snr",
                                        help="The significance every carrier must reach (the estimate's 'peak SNR'; "
                                        "an angle without a carrier scores up to about 6; default 10). Lower it for "
@@ -785,6 +786,8 @@ def estimate(
         kw.update(n_angles=angles, n_phases=phases)
     if guess is not None:
         kw["k_guess"] = carrier_guess(*_parse_guess(guess))
+        if len(kw["k_guess"]) == 1:
+            kw["k_guess"] = kw["k_guess"][0]  # one carrier: angle 1's, the others on its lattice
     if ideal_otf:
         if ds.na is None or ds.wavelength_nm is None or ds.pixel_size_nm is None:
             fail(f"{file}: --ideal-otf: the file has no optics attributes (na, wavelength_nm, pixel_size_nm) to make "

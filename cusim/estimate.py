@@ -403,7 +403,8 @@ class EstimateResult:
     family: str = "linear"
     closure: float = float("nan")
     lattice: tuple = ()  # the angles (0-based) whose carrier the lattice pass found (estimate_params, lattice) ...
-    lattice_z: float = LATTICE_Z  # ... at this significance or more
+    lattice_z: float = LATTICE_Z  # ... at this significance or more, ...
+    lattice_alone: bool = True  # ... after a search alone (False: one carrier was guessed, angle 1's)
 
     @property
     def hexagonal(self) -> bool:
@@ -426,9 +427,11 @@ class EstimateResult:
             lines.append(line)
         if self.lattice:
             which = ", ".join(str(a + 1) for a in self.lattice)
-            lines.append(f"angle{'s' if len(self.lattice) > 1 else ''} {which}: not found alone; found near the "
-                         f"lattice of the others (equal |k|, angles {180 / self.n_angles:g} deg apart) at peak SNR "
-                         f">= {self.lattice_z:g} (no lattice: lattice=False, cusim estimate --no-lattice)")
+            how = ("not found alone; found near the lattice of the others" if self.lattice_alone else
+                   "found on the lattice of angle 1, whose carrier was guessed")
+            off = " (no lattice: lattice=False, cusim estimate --no-lattice)" if self.lattice_alone else ""
+            lines.append(f"angle{'s' if len(self.lattice) > 1 else ''} {which}: {how} (equal |k|, angles "
+                         f"{180 / self.n_angles:g} deg apart) at peak SNR >= {self.lattice_z:g}{off}")
         ph = self.phase.T if self.hexagonal else self.phase.reshape(self.n_angles, self.n_phases)
         lines.append(f"phases (rad{', per carrier' if self.hexagonal else ''}): "
                      + "; ".join(" ".join(f"{v:+.3f}" for v in row) for row in ph))
@@ -492,7 +495,9 @@ def estimate_params(frames, *, upsample: int, n_angles: int | None = None, n_pha
         ``n_phases >= 5``); it is stored as ``params.harmonics`` (K, 1).
     k_guess : array (n_angles, 2) or (2,), optional
         Approximate carriers (ky, kx) in cycles per fine pixel; the search stays within 10 % (at least
-        3 frequency bins) of +-k_guess. In so small a region an angle without any carrier scores less than
+        3 frequency bins) of +-k_guess. One carrier (2,) for several angles is angle 1's: the others are
+        searched where it puts them, as the lattice pass does (``lattice`` aside), from significance
+        ``min(min_peak_snr, LATTICE_Z)``. In so small a region an angle without any carrier scores less than
         over the whole spectrum (simulated filaments: at most 5.3 there, 6.3 blind; pure Gaussian noise at
         most 2.2), so a lower ``min_peak_snr`` is safer there; below about 5.5 a carrier is not told from
         none by its significance alone (check its |k| and angle against the optics).
@@ -586,7 +591,9 @@ def _estimate(frames, *, upsample: int, n_angles: int | None = None, n_phases: i
     if nP < 2 * order + 1:
         raise EstimationError(f"n_phases: {nP} phases cannot separate the orders up to {order}; "
                               f"expected at least {2 * order + 1}")
+    single = False  # one carrier guessed for several angles: angle 1's, the others searched on its lattice
     if k_guess is not None:
+        single = nA > 1 and np.shape(k_guess) == (2,)
         k_guess = _checked_guess(k_guess, (nA, 2), f"one carrier (2,) or one per angle ({nA}, 2)", one_for_all=True)
     T, source, var = _prepare(d, s, psf)
 
@@ -595,10 +602,14 @@ def _estimate(frames, *, upsample: int, n_angles: int | None = None, n_phases: i
 
     angles, failed = [], {}
     for a in range(nA):
+        if single and a > 0:  # not searched alone: only where angle 1 puts it
+            angles.append(None)
+            failed[a] = None
+            continue
         try:
             angles.append(one(a, None if k_guess is None else k_guess[a], min_peak_snr))
         except EstimationError as e:
-            if k_guess is not None or not lattice or nA < 2:
+            if k_guess is not None or not lattice or nA < 2:  # a single guess's angle 1 too: nothing to go on
                 raise
             angles.append(None)
             failed[a] = e
@@ -612,10 +623,13 @@ def _estimate(frames, *, upsample: int, n_angles: int | None = None, n_phases: i
             first = min(failed)
             near = (f"significance {reached[first]:.1f} there, below the {threshold:g} needed" if first in reached
                     else "but the angles found lie on no such lattice")
-            sep = " " if str(failed[first]).endswith("?") else ". "
+            head = (f"angle {first + 1} of {nA}: one carrier guessed (angle 1's) for {nA} angles" if single
+                    else str(failed[first]))
+            sep = " " if head.endswith("?") else ". "
             raise EstimationError(
-                f"{failed[first]}{sep}Searched again where the angles found ({', '.join(str(a + 1) for a in found)}) "
-                f"put its carrier (equal |k|, angles {180 / nA:g} deg apart): {near}") from None
+                f"{head}{sep}Searched{'' if single else ' again'} where the angles found "
+                f"({', '.join(str(a + 1) for a in found)}) put its "
+                f"carrier (equal |k|, angles {180 / nA:g} deg apart): {near}") from None
         angles = [filled.get(a, r) for a, r in enumerate(angles)]
     k = np.repeat([r.k for r in angles], nP, axis=0)
     mod = np.array([r.modulation for r in angles])
@@ -628,7 +642,7 @@ def _estimate(frames, *, upsample: int, n_angles: int | None = None, n_phases: i
                           peak_snr=np.array([r.peak_snr for r in angles]), phase=params.phase, n_angles=nA,
                           n_phases=nP, upsample=s, harmonic=harm, otf_source=source,
                           maps=[(r.corr_map, r.band_map) for r in angles], lattice=tuple(sorted(failed)),
-                          lattice_z=threshold)
+                          lattice_z=threshold, lattice_alone=not single)
 
 
 def _lattice_pass(one, found: dict, failed: list, n_angles: int, threshold: float):

@@ -98,6 +98,13 @@ def test_estimate_takes_a_guess_and_a_lower_significance_for_the_very_noisy_tirf
     assert stored["min_peak_snr"] == 4.0 and np.shape(json.loads(stored["k_guess"])) == (3, 2), stored
     assert stored["otf"].startswith("ideal widefield"), stored
 
+    # angle 1's carrier alone: the others are searched on its lattice, and the estimate is the same
+    res, text = _cli("estimate", h5, "--guess", guess.split(",")[0], "--min-peak-snr", 4, "--force")
+    assert res.exit_code == 0 and "angles 2, 3: found on the lattice of angle 1" in " ".join(text.split()), text
+    single = io.load(h5)
+    np.testing.assert_allclose(single.pattern_params.k, ds.pattern_params.k, rtol=1e-9)
+    np.testing.assert_allclose(single.pattern_params.phase, ds.pattern_params.phase, atol=1e-9)
+
     # imported with the measured OTF as its PSF, --ideal-otf scores the carriers as above: the same estimate,
     # while the file keeps the measured PSF for the reconstructions
     d = shared_data / "real" / "rdlsim-tirf-microtubules"

@@ -191,6 +191,14 @@ def test_an_angle_too_weak_alone_is_found_on_the_lattice_of_the_others():
         assert np.degrees(np.abs(dang)).max() < 0.3
 
 
+def test_one_guessed_carrier_is_angle_1s_and_the_others_follow_on_its_lattice():
+    ds = simulate(shape=(192, 192), snr=20, seed=3, device="cpu")
+    truth = ds.pattern_params.normalised().k[::3]
+    res = estimate_params(ds.raw, upsample=2, psf=ds.optics(), k_guess=truth[0] * 1.03)
+    assert res.lattice == (1, 2) and not res.lattice_alone and "found on the lattice of angle 1" in res.summary()
+    np.testing.assert_allclose(res.params.normalised().k[::3], truth, rtol=2e-3, atol=1e-5)
+
+
 def test_an_angle_without_a_carrier_is_not_taken_from_the_lattice():
     """The lattice pass's threshold (6) stands above what an angle without any carrier reaches near the
     lattice (at most 5.3 over 288 simulated stacks: benchmarks.estimate_null)."""
