@@ -199,6 +199,24 @@ def test_one_guessed_carrier_is_angle_1s_and_the_others_follow_on_its_lattice():
     np.testing.assert_allclose(res.params.normalised().k[::3], truth, rtol=2e-3, atol=1e-5)
 
 
+def test_a_guess_that_took_a_side_lobe_is_doubted_and_a_right_one_is_not():
+    """Angle 2's carrier guessed as angle 1's: the guided search takes a side lobe of angle 1's own carrier (the
+    region holds no carrier); that carrier, 20x as significant outside the region, is named in a warning."""
+    import warnings
+
+    from cusim import CusimWarning
+
+    ds = simulate(shape=(192, 192), snr=20, seed=3, device="cpu")
+    truth = ds.pattern_params.normalised().k[::3]
+    with pytest.warns(CusimWarning, match=r"angle 1 of 3: the guessed carrier .* may be a side lobe: .* "
+                                          r"period 4\.[78][0-9] fine px at 10\.0 deg"):
+        estimate_params(ds.raw, upsample=2, psf=ds.optics(), k_guess=truth[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CusimWarning)
+        estimate_params(ds.raw, upsample=2, psf=ds.optics(), k_guess=truth * 1.03)
+        estimate_params(ds.raw, upsample=2, psf=ds.optics(), k_guess=truth[0] * 1.03)
+
+
 def test_an_angle_without_a_carrier_is_not_taken_from_the_lattice():
     """The lattice pass's threshold (6) stands above what an angle without any carrier reaches near the
     lattice (at most 5.3 over 288 simulated stacks: benchmarks.estimate_null)."""
