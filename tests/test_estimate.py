@@ -217,6 +217,20 @@ def test_a_guess_that_took_a_side_lobe_is_doubted_and_a_right_one_is_not():
         estimate_params(ds.raw, upsample=2, psf=ds.optics(), k_guess=truth[0] * 1.03)
 
 
+def test_a_run_that_estimates_its_patterns_records_the_angles_found_on_the_lattice():
+    import dataclasses as dc
+
+    import cusim
+
+    raw, ds = _one_angle_replaced(0, snr=10, modulation=0.07)
+    data = dc.replace(ds, raw=raw.astype(np.float32), pattern_params=None, pattern_kind=None, patterns=None)
+    res = cusim.reconstruct(data, "wiener", device="cpu", estimate_patterns=True)
+    assert res.extra["pattern_params"]["lattice_angles"] == [2] and len(res.extra["pattern_params"]["k"]) == 9
+    full = cusim.reconstruct(dc.replace(ds, pattern_params=None, pattern_kind=None, patterns=None), "wiener",
+                             device="cpu", estimate_patterns=True)
+    assert "lattice_angles" not in full.extra["pattern_params"]
+
+
 def test_an_angle_without_a_carrier_is_not_taken_from_the_lattice():
     """The lattice pass's threshold (6) stands above what an angle without any carrier reaches near the
     lattice (at most 5.3 over 288 simulated stacks: benchmarks.estimate_null)."""

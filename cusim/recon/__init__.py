@@ -121,6 +121,8 @@ def reconstruct(dataset: Dataset, method: str = "widefield", *, device: str = "a
     if estimate_patterns:
         dataset, est = with_estimated_patterns(dataset)
         estimated = params_record(est.params)
+        if est.lattice:  # angles found near the others' lattice (1-based), as cusim estimate records them
+            estimated["lattice_angles"] = [a + 1 for a in est.lattice]
     image, info = fn(dataset, device=dev, **params)
     runtime = time.perf_counter() - t0
     recorded = recorded_params(method, params, estimate_patterns)
