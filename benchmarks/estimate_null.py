@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -31,15 +30,23 @@ from benchmarks import _common as C
 NAME = "estimate_null"
 
 
-def null_stack(seed: int, snr: float, size: int):
-    """A 3 x 3 stack whose angle ``seed % 3`` has no carrier, the optics, and that angle."""
+def angle_replaced(seed: int, snr: float, size: int, modulation: float, angle: int):
+    """A simulated 3 x 3 stack (filaments, ``size`` x ``size`` fine, upsample 2) whose ``angle`` comes from the
+    same simulation at ``modulation`` (0: no carrier at all), as float64, and the full simulation (its patterns
+    are the truth)."""
     import cusim  # noqa: PLC0415
 
-    ds = cusim.simulate(shape=(size, size), snr=snr, seed=seed)
-    flat = cusim.simulate(shape=(size, size), snr=snr, seed=seed, modulation=0.0)
-    raw, a = ds.raw.astype(np.float64), seed % 3
-    raw[3 * a:3 * a + 3] = flat.raw[3 * a:3 * a + 3]
-    return raw, ds.optics(), a
+    ds = cusim.simulate(shape=(size, size), snr=snr, seed=seed, device="cpu")
+    other = cusim.simulate(shape=(size, size), snr=snr, seed=seed, modulation=modulation, device="cpu")
+    raw = ds.raw.astype(np.float64)
+    raw[3 * angle:3 * angle + 3] = other.raw[3 * angle:3 * angle + 3]
+    return raw, ds
+
+
+def null_stack(seed: int, snr: float, size: int):
+    """A 3 x 3 stack whose angle ``seed % 3`` has no carrier, the optics, and that angle."""
+    raw, ds = angle_replaced(seed, snr, size, 0.0, seed % 3)
+    return raw, ds.optics(), seed % 3
 
 
 def significances(raw, psf, angle: int) -> dict:

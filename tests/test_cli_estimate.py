@@ -148,11 +148,11 @@ def test_estimate_refuses_a_bad_guess_or_significance_in_one_line_and_writes_not
 def test_the_lattice_pass_is_on_by_default_recorded_and_can_be_turned_off(tmp_path):
     """An angle too weak alone (modulation 0.07 at SNR 10) is found near the lattice of the other two; the file
     records which; --no-lattice refuses it in one line."""
-    ds = cusim.simulate(shape=(192, 192), snr=10, seed=0, device="cpu")
-    weak = cusim.simulate(shape=(192, 192), snr=10, seed=0, modulation=0.07, device="cpu")
-    raw = ds.raw.copy()
-    raw[3:6] = weak.raw[3:6]
-    h5 = io.save(dataclasses.replace(ds, raw=raw, pattern_params=None, pattern_kind=None), tmp_path / "weak.h5")
+    from benchmarks.estimate_null import angle_replaced
+
+    raw, ds = angle_replaced(seed=0, snr=10, size=192, modulation=0.07, angle=1)
+    h5 = io.save(dataclasses.replace(ds, raw=raw.astype(np.float32), pattern_params=None, pattern_kind=None),
+                 tmp_path / "weak.h5")
     res, text = _cli("estimate", h5, "--no-lattice")
     assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and "angle 2 of 3: no carrier" in text
     assert io.load(h5).pattern_params is None

@@ -169,13 +169,10 @@ def test_a_weak_carrier_of_very_dark_frames_is_found_on_the_lattice_or_refused_w
 
 
 def _one_angle_replaced(seed: int, snr: float, modulation: float, angle: int = 1):
-    """A simulated 3 x 3 stack (filaments, 192 x 192) whose ``angle`` comes from the same simulation at
-    ``modulation`` (0: no carrier at all), and the full simulation (its patterns are the truth)."""
-    ds = simulate(shape=(192, 192), snr=snr, seed=seed, device="cpu")
-    other = simulate(shape=(192, 192), snr=snr, seed=seed, modulation=modulation, device="cpu")
-    raw = ds.raw.astype(np.float64)
-    raw[3 * angle:3 * angle + 3] = other.raw[3 * angle:3 * angle + 3]
-    return raw, ds
+    """benchmarks.estimate_null's stack at 192 x 192: ``angle`` at ``modulation``, and the full simulation."""
+    from benchmarks.estimate_null import angle_replaced
+
+    return angle_replaced(seed, snr, 192, modulation, angle)
 
 
 def test_an_angle_too_weak_alone_is_found_on_the_lattice_of_the_others():
