@@ -182,7 +182,7 @@ def real(args, methods: dict, save) -> dict:
 
 def validation_curve(ds, params: dict, steps: int, every: int, device: str) -> dict:
     """One run of ``stop="validation"`` (its pixels held out) stepped ``steps`` times: the PSNR-vs-step curve
-    of its own trajectory, and where the rule fires with the image it returns (its least held-out residual's),
+    of its own trajectory, and where the rule fires with the image it returns (the one its rule keeps),
     in the layout of :func:`benchmarks.pinn_curve.curve`."""
     import torch  # noqa: PLC0415
 
@@ -197,16 +197,16 @@ def validation_curve(ds, params: dict, steps: int, every: int, device: str) -> d
     def q(x):
         return quality(x.detach()[0][fit.field].float().cpu().numpy().astype(np.float64), ds.ground_truth)
 
-    stopper, fired, at_best, points = P._Stopper(cfg), None, None, []
+    stopper, fired, at_best, points = P._Stopper(cfg, fit.data_loss.n_held), None, None, []
     try:
         for step in range(steps):
             x, loss, mse = fit.evaluate()
             if fired is None:
                 reason = stopper(step, float(loss), float(mse))
-                if stopper.best_step == step:
+                if stopper.keep == step:
                     at_best = q(x)
                 if reason:
-                    fired = {"step": stopper.best_step + 1, "fired_at": step + 1, "reason": reason, **at_best}
+                    fired = {"step": stopper.keep + 1, "fired_at": step + 1, "reason": reason, **at_best}
             if (step + 1) % every == 0 or step + 1 == steps:
                 points.append({"step": step + 1, "loss": float(loss), "mse": float(mse), **q(x)})
             fit.update()
@@ -215,7 +215,7 @@ def validation_curve(ds, params: dict, steps: int, every: int, device: str) -> d
     finally:
         fit.close()
     if fired is None:
-        fired = {"step": stopper.best_step + 1, "fired_at": None, "reason": f"max steps ({steps})", **at_best}
+        fired = {"step": stopper.keep + 1, "fired_at": None, "reason": f"max steps ({steps})", **at_best}
     best = max(points, key=lambda p: p["psnr_db"])
     return {"curve": points, "rules": {"default": fired},
             "best_on_curve": {"step": best["step"], "psnr_db": best["psnr_db"], "ssim": best["ssim"]}, "at_max": last}

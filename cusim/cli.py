@@ -348,7 +348,7 @@ _OPTIONS = {
     "--camera-gain": ("camera_gain", ("pinn", "iterative")),
     "--camera-read-sigma": ("camera_read_sigma", ("pinn", "iterative")),
     "--background": ("background", ("pinn",)), "--holdout": ("holdout", ("pinn",)),
-    "--time-limit": ("time_limit", ("pinn",)),
+    "--keep-within": ("keep_within", ("pinn",)), "--time-limit": ("time_limit", ("pinn",)),
 }
 _FLAG_OF = {setting: flag for flag, (setting, _) in _OPTIONS.items() if setting}
 
@@ -432,6 +432,9 @@ def run(
                                         "discrepancy)."),
     holdout: float = typer.Option(None, "--holdout", help=f"pinn, --stop validation: the share of the frames' "
                                   f"pixels held out of the loss (default {_D.holdout})."),
+    keep_within: float = typer.Option(None, "--keep-within", help="pinn, --stop validation: keep the latest "
+                                      "image whose held-out residual is within this many standard errors of the "
+                                      f"least (0: the least's; default {_D.keep_within:g})."),
     time_limit: float = typer.Option(None, "--time-limit", help="pinn: stop stepping after this many seconds of "
                                      "steps and keep the image the stopping rule holds then (each time point its "
                                      "own; default: no limit)."),
@@ -522,7 +525,8 @@ def run(
              "--iterations": iterations, "--min-iterations": min_iterations, "--algorithm": algorithm,
              "--wiener-w": wiener_w, "--noise": noise,
              "--camera-offset": camera_offset, "--camera-gain": camera_gain, "--camera-read-sigma": camera_read_sigma,
-             "--background": background, "--holdout": holdout, "--time-limit": time_limit}
+             "--background": background, "--holdout": holdout, "--keep-within": keep_within,
+             "--time-limit": time_limit}
     if len(files) > 1 or scheduler is not None or workers is not None or _pattern_or_folder(files[0]):
         return _run_many(files, method, given, name, device, out, force, resume, threads, scheduler, workers,
                          estimate_patterns, {"--roi": roi, "--tiff": tiff, "--figure": figure,

@@ -170,6 +170,57 @@ def test_validation_stop_returns_the_image_of_the_least_held_out_residual():
     assert P.PINNConfig.from_params({"loss": "ssim"}).stop == "discrepancy"
 
 
+def test_keep_within_keeps_the_latest_step_near_the_least_held_out_residual():
+    """keep_within C: the image kept is the latest step whose held-out residual is within C standard errors
+    (sqrt(2 / n) sigma^2) of the least so far; a new least resets it; the run still ends ``patience`` steps after
+    the least. 0 keeps the least's step."""
+    pytest.importorskip("torch")
+    from cusim.recon import pinn as P
+
+    n = 800  # held-out pixels: one standard error is 0.05 sigma^2
+    mse = [3.0, 2.0, 1.20, 1.24, 1.26, 1.10, 1.14, 1.149, 1.16, 1.151, 1.30, 1.12, 1.5, 1.5]
+
+    def run(**kw):
+        stop = P._Stopper(P.PINNConfig(stop="validation", patience=7, **kw), n_held=n)
+        reasons = [stop(step, 0.0, m) for step, m in enumerate(mse)]
+        return stop, next((i for i, r in enumerate(reasons) if r), None), next(filter(None, reasons), None)
+
+    stop, fired, reason = run()
+    assert stop.keep == stop.best_step == 5 and fired == 12 and "least at step 6 (1.100" in reason
+    assert "kept" not in reason
+    stop, fired, reason = run(keep_within=1.0)
+    assert stop.tol == pytest.approx(0.05) and stop.best_step == 5 and fired == 12
+    assert stop.keep == 11 and reason.endswith("kept step 12, within 1 standard errors of it")  # 1.12 <= 1.15
+    stop, _, _ = run(keep_within=0.9)  # tolerance 0.045: 1.12 and 1.14 qualify, 1.151 and 1.149 do not
+    assert stop.keep == 11
+    mse[11] = 1.30
+    assert run(keep_within=0.9)[0].keep == 6  # 1.14
+    assert run(keep_within=1.0)[0].keep == 7  # 1.149 is the last within 0.05 of 1.10 (1.151 at step 9 is not)
+    assert P._Stopper(P.PINNConfig(stop="discrepancy", keep_within=2.0), n_held=n).tol == 0  # validation only
+    with pytest.raises(ValueError, match="keep_within"):
+        P.PINNConfig(keep_within=-1)
+
+
+@pytest.mark.slow  # PINN steps: minutes on a loaded 2-core CPU
+def test_keep_within_returns_the_kept_steps_image():
+    pytest.importorskip("torch")
+    from cusim.recon import pinn as P
+
+    ds = cusim.simulate(shape=(64, 64), snr=2, seed=4, device="cpu")
+    cfg = P.PINNConfig(steps=40, stop="validation", patience=8, holdout=0.1, keep_within=2.0, width=8, depth=2)
+    run = P.optimise(ds.frames(), ds.operator(device="cpu"), cfg)
+    held = run.residual_sigma2
+    best = int(np.argmin(held))
+    n = int(P.holdout_mask(ds.frames().shape, cfg).sum())  # no margin: every held-out pixel is watched
+    tol = 2.0 * np.sqrt(2.0 / n)
+    keep = max(s for s in range(best, len(held)) if held[s] <= held[best] + tol and s - best <= cfg.patience)
+    assert keep > best, "this field's held-out residual must stay near its least after it, or the test shows nothing"
+    assert f"kept step {keep + 1}" in run.stop_reason or (keep == best and "kept" not in run.stop_reason)
+    # the image returned is the kept step's: a run of keep + 1 steps that never fires keeps that same step
+    again = P.optimise(ds.frames(), ds.operator(device="cpu"), dataclasses.replace(cfg, steps=keep + 1, patience=10_000))
+    np.testing.assert_allclose(run.image, again.image, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.slow  # PINN steps
 def test_validation_stop_with_a_background_resumes_to_the_uninterrupted_result(tmp_path):
     pytest.importorskip("torch")

@@ -124,6 +124,9 @@ class PINNConfig(_Config):
     # mean, every set gains; docs/quality.md, "Issue 20: the stop on a second field ...", items 5, 6 and 8), at
     # about 2.3x the steps; samples 9-10, run after the choice, report +0.53 dB over all of 6-10 (item 9)
     holdout: float = 0.05  # validation: the share of the frames' pixels held out
+    keep_within: float = 0.0  # validation: return the image of the LATEST step whose held-out residual is within
+    # this many standard errors (sqrt(2 / n) sigma^2, n the held-out pixels watched) of the least so far, not the
+    # least's own; the run still stops ``patience`` steps after the least. 0: the least's image
     time_limit: float | None = None  # seconds: stop stepping once the steps have run this long (wall clock, from
     # the first step; each fit of a time series has its own), and return the image the stopping rule holds then
     # (validation: the least held-out residual's so far; else the last step's). None: no limit. Checked after
@@ -188,6 +191,7 @@ class PINNConfig(_Config):
         check_number("min_delta", self.min_delta, lo=0.0)
         check_choice("background", self.background, BACKGROUNDS)
         check_number("holdout", self.holdout, lo=0.0, hi=0.5, strict=True)
+        check_number("keep_within", self.keep_within, lo=0.0)
         if self.time_limit is not None:
             check_positive("time_limit", self.time_limit)
         check_number("blend_weight", self.blend_weight, lo=0.0, hi=1.0)

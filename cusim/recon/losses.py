@@ -106,6 +106,8 @@ class DataLoss:
             watched = torch.zeros_like(y)
             watched[self.watch] = holdout[self.watch].to(y.dtype)
             self._watched = watched
+        # the held-out pixels the stopping residual is a mean over (validation), per frame stack
+        self.n_held = 0 if self._watched is None else int(self._watched.sum())
         # the floor of a pixel's variance: a tenth of the mean (a prediction that dips below the offset)
         self._var_floor = None if camera is None else 0.1 * float(camera.variance(y).mean())
 

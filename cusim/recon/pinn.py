@@ -70,24 +70,36 @@ def network_input(frames: np.ndarray, upsample: int, kind: str) -> np.ndarray:
 
 
 class _Stopper:
-    """The stopping rule, as state that a checkpoint can carry."""
+    """The stopping rule, as state that a checkpoint can carry. ``n_held``: the held-out pixels the validation
+    residual is a mean over (its standard error, for ``cfg.keep_within``)."""
 
-    def __init__(self, cfg: PINNConfig):
+    def __init__(self, cfg: PINNConfig, n_held: int = 0):
         self.cfg = cfg
         self.best = float("inf")
         self.best_step = 0
+        self.keep = 0  # validation: the step whose image is returned
+        # the mean of n squared unit normals has standard error sqrt(2 / n) (in sigma^2)
+        self.tol = cfg.keep_within * (2.0 / n_held) ** 0.5 if n_held and cfg.stop == "validation" else 0.0
 
     def __call__(self, step: int, loss: float, mse: float) -> str | None:
         """``discrepancy`` stops at the noise level, or where the residual stalls above it: model
         mismatch (8-bit data, pattern errors) can put its floor above ``tau``, and from there on the
-        network only fits noise. ``plateau`` stops when the loss stalls."""
+        network only fits noise. ``plateau`` stops when the loss stalls. ``validation`` keeps the latest
+        step whose held-out residual is within ``tol`` of the least so far (the least's, at 0), and stops
+        ``patience`` steps after the least."""
         cfg = self.cfg
-        if cfg.stop == "validation":  # mse: the held-out pixels' residual; the image returned is the best one's
+        if cfg.stop == "validation":  # mse: the held-out pixels' residual; the image returned is ``keep``'s
             if mse < self.best:
                 self.best, self.best_step = mse, step
-            elif step - self.best_step >= cfg.patience:
+                self.keep = step
+                return None
+            if self.tol and mse <= self.best + self.tol:
+                self.keep = step
+            if step - self.best_step >= cfg.patience:
+                kept = "" if self.keep == self.best_step else (
+                    f"; kept step {self.keep + 1}, within {cfg.keep_within:g} standard errors of it")
                 return (f"validation: held-out residual least at step {self.best_step + 1} ({self.best:.3f} sigma^2), "
-                        f"not lower over {cfg.patience} steps")
+                        f"not lower over {cfg.patience} steps{kept}")
             return None
         if cfg.stop == "discrepancy" and mse <= cfg.tau:
             return f"discrepancy: residual {mse:.3f} sigma^2 <= tau {cfg.tau:g}"
@@ -99,6 +111,13 @@ class _Stopper:
                 what = "loss" if cfg.stop == "plateau" else f"residual ({mse:.3f} sigma^2, above tau {cfg.tau:g})"
                 return f"{cfg.stop}: {what} improved by < {delta:g} over {cfg.patience} steps"
         return None
+
+    def kept(self) -> str:
+        """Which image a validation run that no rule ended returns."""
+        if self.keep == self.best_step:
+            return f"the image of the least held-out residual, step {self.best_step + 1}"
+        return (f"the image of step {self.keep + 1}, within {self.cfg.keep_within:g} standard errors of the least "
+                f"held-out residual (step {self.best_step + 1})")
 
 
 def holdout_mask(shape: tuple, cfg: PINNConfig) -> np.ndarray:
@@ -524,7 +543,7 @@ def _cap_reason(cfg, steps: int, history) -> str:
 def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resume: bool, callback,
               data: dict | None = None) -> PINNRun:
     cfg, n = fit.cfg, fit.members
-    stoppers = [_Stopper(cfg) for _ in range(n)]
+    stoppers = [_Stopper(cfg, fit.data_loss.n_held) for _ in range(n)]
     history = [[] for _ in range(n)]  # per member: (loss, residual) of every step its rule looked at
     finished = [None] * n  # per member, once its rule fired: (image (H, W) on the host, reason)
     best_images = [None] * n  # stop "validation": per member, the image of its least held-out residual so far
@@ -538,8 +557,9 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
         history, finished, step = ck["history"], ck["finished"], ck["step"]
         best_images = ck.get("best_images", best_images)
         fit.step_index = step
-        for st, (best, best_step) in zip(stoppers, ck["stoppers"]):
-            st.best, st.best_step = best, best_step
+        for st, state in zip(stoppers, ck["stoppers"]):
+            st.best, st.best_step, *keep = state  # a checkpoint before keep_within holds no ``keep``
+            st.keep = keep[0] if keep else st.best_step
         torch.set_rng_state(ck["rng"])
     began, timed_out = time.perf_counter(), False
     while step < steps and any(f is None for f in finished) and not timed_out:
@@ -553,7 +573,7 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
                 lv, mv = values[i, j]
                 history[j].append((float(lv), float(mv)))
                 reason = stoppers[j](step + i, float(lv), float(mv))
-                if validation and stoppers[j].best_step == step + i:
+                if validation and stoppers[j].keep == step + i:
                     best_images[j] = images[i, j].cpu().numpy().copy()  # the buffer is reused
                 if reason:
                     finished[j] = (best_images[j] if validation else images[i, j].cpu().numpy().copy(), reason)
@@ -565,7 +585,7 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
         if checkpoint is not None and step % checkpoint_every == 0 and step < steps and running:
             _save_checkpoint(Path(checkpoint), {
                 "settings": settings, **fit.state(), "history": history, "finished": finished, "step": step,
-                "stoppers": [(st.best, st.best_step) for st in stoppers], "rng": torch.get_rng_state(),
+                "stoppers": [(st.best, st.best_step, st.keep) for st in stoppers], "rng": torch.get_rng_state(),
                 **({"best_images": best_images} if validation else {})})
     if any(f is None for f in finished):
         with torch.no_grad():  # the images after the last update
@@ -573,8 +593,7 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
         limited = timed_out and step < steps  # the time limit ended it before the step budget
         cap = f"time limit ({cfg.time_limit:g} s) at step {step}" if limited else f"max steps ({steps})"
         if validation:  # the least held-out residual's image, not the last
-            finished = [f or (best_images[j], f"{cap}; the image of the least held-out residual, step "
-                                       f"{stoppers[j].best_step + 1}") for j, f in enumerate(finished)]
+            finished = [f or (best_images[j], f"{cap}; {stoppers[j].kept()}") for j, f in enumerate(finished)]
         finished = [f or (last[j], cap if limited else _cap_reason(cfg, steps, history[j]))
                     for j, f in enumerate(finished)]
     if checkpoint is not None:
