@@ -151,7 +151,8 @@ def test_validation_stop_returns_the_image_of_the_least_held_out_residual():
     from cusim.recon import pinn as P
 
     ds = cusim.simulate(shape=(64, 64), snr=4, seed=4, device="cpu")
-    cfg = P.PINNConfig(steps=30, stop="validation", patience=5, holdout=0.1, width=8, depth=2)  # small: fast
+    cfg = P.PINNConfig(steps=30, stop="validation", patience=5, holdout=0.1, keep_within=0, width=8,
+                       depth=2)  # small: fast; keep_within 0: the least's own image
     run = P.optimise(ds.frames(), ds.operator(device="cpu"), cfg)
     held = run.residual_sigma2  # the held-out pixels' residual, every step the rule looked at
     best = int(np.argmin(held))
@@ -173,7 +174,7 @@ def test_validation_stop_returns_the_image_of_the_least_held_out_residual():
 def test_keep_within_keeps_the_latest_step_near_the_least_held_out_residual():
     """keep_within C: the image kept is the latest step whose held-out residual is within C standard errors
     (sqrt(2 / n) sigma^2) of the least so far; a new least resets it; the run still ends ``patience`` steps after
-    the least. 0 keeps the least's step."""
+    the least. 0 keeps the least's step (the default keeps within 0.5)."""
     pytest.importorskip("torch")
     from cusim.recon import pinn as P
 
@@ -185,7 +186,7 @@ def test_keep_within_keeps_the_latest_step_near_the_least_held_out_residual():
         reasons = [stop(step, 0.0, m) for step, m in enumerate(mse)]
         return stop, next((i for i, r in enumerate(reasons) if r), None), next(filter(None, reasons), None)
 
-    stop, fired, reason = run()
+    stop, fired, reason = run(keep_within=0)
     assert stop.keep == stop.best_step == 5 and fired == 12 and "least at step 6 (1.100" in reason
     assert "kept" not in reason
     stop, fired, reason = run(keep_within=1.0)
@@ -197,6 +198,9 @@ def test_keep_within_keeps_the_latest_step_near_the_least_held_out_residual():
     assert run(keep_within=0.9)[0].keep == 6  # 1.14
     assert run(keep_within=1.0)[0].keep == 7  # 1.149 is the last within 0.05 of 1.10 (1.151 at step 9 is not)
     assert P._Stopper(P.PINNConfig(stop="discrepancy", keep_within=2.0), n_held=n).tol == 0  # validation only
+    assert P.PINNConfig().keep_within == 0.5 and run()[0].keep == 5  # the default: within 0.025, none after 5
+    mse[11] = 1.12
+    assert run()[0].keep == 11  # 1.12 <= 1.125
     with pytest.raises(ValueError, match="keep_within"):
         P.PINNConfig(keep_within=-1)
 
@@ -207,7 +211,7 @@ def test_keep_within_returns_the_kept_steps_image():
     from cusim.recon import pinn as P
 
     ds = cusim.simulate(shape=(64, 64), snr=2, seed=4, device="cpu")
-    cfg = P.PINNConfig(steps=40, stop="validation", patience=8, holdout=0.1, keep_within=2.0, width=8, depth=2)
+    cfg = P.PINNConfig(steps=150, stop="validation", patience=8, holdout=0.1, keep_within=2.0, width=8, depth=2)
     run = P.optimise(ds.frames(), ds.operator(device="cpu"), cfg)
     held = run.residual_sigma2
     best = int(np.argmin(held))
@@ -215,7 +219,7 @@ def test_keep_within_returns_the_kept_steps_image():
     tol = 2.0 * np.sqrt(2.0 / n)
     keep = max(s for s in range(best, len(held)) if held[s] <= held[best] + tol and s - best <= cfg.patience)
     assert keep > best, "this field's held-out residual must stay near its least after it, or the test shows nothing"
-    assert f"kept step {keep + 1}" in run.stop_reason or (keep == best and "kept" not in run.stop_reason)
+    assert run.stop_reason.startswith("validation:") and f"step {keep + 1}, within 2 standard errors" in run.stop_reason
     # the image returned is the kept step's: a run of keep + 1 steps that never fires keeps that same step
     again = P.optimise(ds.frames(), ds.operator(device="cpu"), dataclasses.replace(cfg, steps=keep + 1, patience=10_000))
     np.testing.assert_allclose(run.image, again.image, rtol=1e-5, atol=1e-6)
