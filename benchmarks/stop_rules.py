@@ -52,7 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--replay", type=Path, nargs="+", default=None, metavar="JSON",
-                    help="no runs: replay --rules on the trajectories these files recorded and print the summary")
+                    help="no runs: replay --rules on the trajectories these files (.json or .json.gz) recorded and print "
+                         "the summary")
     args = ap.parse_args(argv)
     args.parsed_rules = {}
     for r in args.rules:
@@ -195,7 +196,10 @@ def main(argv=None) -> int:
     if args.replay:
         import json  # noqa: PLC0415
 
-        items = [it for path in args.replay for it in json.loads(path.read_text())["items"]]
+        import gzip  # noqa: PLC0415
+
+        items = [it for path in args.replay for it in json.loads(
+            gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_text())["items"]]
         print("PSNR of the image returned, dB, against the least held-out residual's: mean / worst per group")
         print("\n".join(summarise(items, args.parsed_rules)))
         return 0
