@@ -174,7 +174,7 @@ def test_validation_stop_returns_the_image_of_the_least_held_out_residual():
 def test_keep_within_keeps_the_latest_step_near_the_least_held_out_residual():
     """keep_within C: the image kept is the latest step whose held-out residual is within C standard errors
     (sqrt(2 / n) sigma^2) of the least so far; a new least resets it; the run still ends ``patience`` steps after
-    the least. 0 keeps the least's step (the default keeps within 0.5)."""
+    the least. 0 (the default) keeps the least's step."""
     pytest.importorskip("torch")
     from cusim.recon import pinn as P
 
@@ -198,9 +198,10 @@ def test_keep_within_keeps_the_latest_step_near_the_least_held_out_residual():
     assert run(keep_within=0.9)[0].keep == 6  # 1.14
     assert run(keep_within=1.0)[0].keep == 7  # 1.149 is the last within 0.05 of 1.10 (1.151 at step 9 is not)
     assert P._Stopper(P.PINNConfig(stop="discrepancy", keep_within=2.0), n_held=n).tol == 0  # validation only
-    assert P.PINNConfig().keep_within == 0.5 and run()[0].keep == 5  # the default: within 0.025, none after 5
+    assert P.PINNConfig().keep_within == 0  # the default: the least's image
+    assert run(keep_within=0.5)[0].keep == 5  # within 0.025: none after step 5
     mse[11] = 1.12
-    assert run()[0].keep == 11  # 1.12 <= 1.125
+    assert run(keep_within=0.5)[0].keep == 11  # 1.12 <= 1.125
     with pytest.raises(ValueError, match="keep_within"):
         P.PINNConfig(keep_within=-1)
 
