@@ -578,28 +578,20 @@ def _refused_in_one_line(says: str, *args) -> None:
     assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and says in text, text
 
 
-def test_cli_time_limit_is_recorded_with_its_stop_and_checked(tmp_path):
+def test_cli_time_limit_and_keep_within_are_recorded_with_the_stop_and_checked(tmp_path):
     path = io.save(cusim.simulate(shape=(32, 32), seed=0), tmp_path / "s.h5")
-    for method, value, says in (("iterative", "5", "--time-limit: only for --method pinn"),
-                                ("pinn", "-2", "--time-limit: expected a finite number > 0")):
-        _refused_in_one_line(says, "run", path, "--method", method, "--time-limit", value, "--metrics-border", "4")
-    res, text = _cli("run", path, "--method", "pinn", "--time-limit", "1e-9", "--steps", "20", "--metrics-border", "4",
-                     "--device", "cpu")
+    for option, method, value, says in (
+            ("--time-limit", "iterative", "5", "--time-limit: only for --method pinn"),
+            ("--time-limit", "pinn", "-2", "--time-limit: expected a finite number > 0"),
+            ("--keep-within", "wiener", "1", "--keep-within: only for --method pinn"),
+            ("--keep-within", "pinn", "-1", "--keep-within: expected a finite number >= 0")):
+        _refused_in_one_line(says, "run", path, "--method", method, option, value, "--metrics-border", "4")
+    res, text = _cli("run", path, "--method", "pinn", "--time-limit", "1e-9", "--keep-within", "0.5", "--steps", "20",
+                     "--metrics-border", "4", "--device", "cpu")
     assert res.exit_code == 0, text
     rec = io.load(path).recons["pinn"].attrs
-    assert rec["params"]["time_limit"] == 1e-9 and rec["steps_run"] == 1
+    assert rec["params"]["time_limit"] == 1e-9 and rec["params"]["keep_within"] == 0.5 and rec["steps_run"] == 1
     assert rec["stop_reason"].startswith("time limit (1e-09 s) at step 1; the image of the least held-out residual")
-
-
-def test_cli_keep_within_is_recorded_and_checked(tmp_path):
-    path = io.save(cusim.simulate(shape=(32, 32), seed=0), tmp_path / "s.h5")
-    for method, value, says in (("wiener", "1", "--keep-within: only for --method pinn"),
-                                ("pinn", "-1", "--keep-within: expected a finite number >= 0")):
-        _refused_in_one_line(says, "run", path, "--method", method, "--keep-within", value, "--metrics-border", "4")
-    res, text = _cli("run", path, "--method", "pinn", "--keep-within", "0", "--steps", "3", "--metrics-border", "4",
-                     "--device", "cpu")
-    assert res.exit_code == 0, text
-    assert io.load(path).recons["pinn"].attrs["params"]["keep_within"] == 0
 
 
 def test_cli_resume_after_killing_the_process_matches_an_uninterrupted_run(tmp_path):
