@@ -234,7 +234,9 @@ def test_validation_stop_with_a_background_resumes_to_the_uninterrupted_result(t
     ds = cusim.simulate(shape=(64, 64), snr=4, seed=5, device="cpu")
     op = ds.operator(device="cpu")
     # patience 2: the rule fires within 20 steps on this small field, after the checkpoint of step 10
-    cfg = P.PINNConfig(steps=20, stop="validation", patience=2, holdout=0.1, background="frame", width=4, depth=2)
+    # keep_within: the checkpoint carries the kept step too
+    cfg = P.PINNConfig(steps=20, stop="validation", patience=2, holdout=0.1, background="frame", keep_within=2.0,
+                       width=4, depth=2)
     ref = P.optimise(ds.frames(), op, cfg)
     ckpt = tmp_path / "run.ckpt"
 

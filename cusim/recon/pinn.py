@@ -557,9 +557,8 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
         history, finished, step = ck["history"], ck["finished"], ck["step"]
         best_images = ck.get("best_images", best_images)
         fit.step_index = step
-        for st, state in zip(stoppers, ck["stoppers"]):
-            st.best, st.best_step, *keep = state  # a checkpoint before keep_within holds no ``keep``
-            st.keep = keep[0] if keep else st.best_step
+        for st, (best, best_step, keep) in zip(stoppers, ck["stoppers"]):  # settings equal: keep_within too
+            st.best, st.best_step, st.keep = best, best_step, keep
         torch.set_rng_state(ck["rng"])
     began, timed_out = time.perf_counter(), False
     while step < steps and any(f is None for f in finished) and not timed_out:
