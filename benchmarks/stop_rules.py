@@ -40,6 +40,7 @@ import numpy as np
 
 from benchmarks import _common as C
 from benchmarks.quality import BORDER, DATA, quality, write_json_atomic
+from cusim.recon.config import PINNConfig
 
 NAME = "stop_rules"
 DEFAULT_RULES = ["least:", "floor30:floor=30", "floor50:floor=50", "se0.5:se=0.5", "se1:se=1", "se2:se=2",
@@ -91,7 +92,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def replay(mse: np.ndarray, *, floor: int = 0, se: float = 0.0, rel: int = 0, n_held: int = 1, patience: int = 100):
+def replay(mse: np.ndarray, *, floor: int = 0, se: float = 0.0, rel: int = 0, n_held: int = 1,
+           patience: int = PINNConfig.patience):
     """The step (0-based) whose image the rule keeps and the step at which it ends the run (None: not within
     ``mse``'s steps) on the held-out residuals ``mse`` of one trajectory. ``rel``: the standard error scaled by
     the least residual so far (the squared residuals' own level), not by sigma^2."""
@@ -111,8 +113,6 @@ def replay(mse: np.ndarray, *, floor: int = 0, se: float = 0.0, rel: int = 0, n_
 
 
 def run_item(ds, args, label: str) -> dict:
-    import torch  # noqa: PLC0415
-
     from cusim import metrics  # noqa: PLC0415
     from cusim.recon import pinn as P  # noqa: PLC0415
     from cusim.recon.iterative import solve  # noqa: PLC0415
@@ -120,18 +120,11 @@ def run_item(ds, args, label: str) -> dict:
     margin = P.auto_margin(ds)
     cfg = P.PINNConfig(ensemble=1, steps=args.cap, stop="validation")
     op = ds.operator(margin_camera=margin, device="cpu")
-    inset = P.watch_inset(ds, margin)
     t0 = time.perf_counter()
     fista = solve(ds.frames(), op)["image"][op.field]
-    fit = P.PINNStep(ds.frames(), op, cfg, watch_inset=inset)
-    h, w = op.camera_shape
-    held = P.holdout_mask((ds.frames().shape[0], h, w), cfg)
-    if fit.watch_inset and min(h, w) > 4 * fit.watch_inset:
-        i = fit.watch_inset
-        held = held[:, i:h - i, i:w - i]
-    n_held = int(held.sum())
+    fit = P.PINNStep(ds.frames(), op, cfg, watch_inset=P.watch_inset(ds, margin))
+    n_held = fit.data_loss.n_held  # the held-out pixels the rule's residual watches
     truth = ds.ground_truth
-    rules = {name: {"patience": cfg.patience, **spec} for name, spec in args.parsed_rules.items()}
     mse, p_net, p_blend, images = [], [], [], []
     try:
         for step in range(args.cap):
@@ -143,7 +136,7 @@ def run_item(ds, args, label: str) -> dict:
             p_blend.append(metrics.psnr(blended.astype(np.float64), truth, norm="lstsq", crop=BORDER))
             images.append(blended)
             if step % 10 == 9 and step + 1 >= args.min_run and all(
-                    replay(np.array(mse), n_held=n_held, **r)[1] is not None for r in rules.values()):
+                    replay(np.array(mse), n_held=n_held, **r)[1] is not None for r in args.parsed_rules.values()):
                 break
             fit.update()
     finally:
@@ -154,7 +147,7 @@ def run_item(ds, args, label: str) -> dict:
            "best_blended": {"step": int(np.argmax(p_blend)) + 1, "psnr_db": float(max(p_blend))},
            "best_network": {"step": int(np.argmax(p_net)) + 1, "psnr_db": float(max(p_net))},
            "curve": [(s + 1, arr[s], p_net[s], p_blend[s]) for s in range(len(mse))], "rules": {}}
-    for name, r in rules.items():
+    for name, r in args.parsed_rules.items():
         pick, end = replay(arr, n_held=n_held, **r)
         out["rules"][name] = {"step": pick + 1, "ends": None if end is None else end + 1,
                               "network_psnr_db": p_net[pick], **quality(images[pick].astype(np.float64), truth)}
@@ -177,7 +170,7 @@ def summarise(items: list[dict], rules: dict) -> list[str]:
         least = returned[replay(mse, n_held=it["n_held"])[0]]
         row = {}
         for name, r in rules.items():
-            pick, end = replay(mse, n_held=it["n_held"], **{"patience": 100, **r})
+            pick, end = replay(mse, n_held=it["n_held"], **r)
             row[name] = (returned[pick] - least, end is not None and pick == end, end is None)
         row["best"] = (returned.max() - least, False, False)
         rows.setdefault(group_of(it["label"]), []).append(row)
