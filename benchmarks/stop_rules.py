@@ -1,7 +1,7 @@
 """Candidate variants of the PINN's validation stop, replayed on one trajectory per item.
 
-    python -m benchmarks.stop_rules [--items sim:SNR:SEED | SET:SAMPLE ...] [--crop 120] [--sim-size 128]
-        [--rules NAME:floor=F,se=C,rel=0|1,patience=P ...] [--min-run N] [--cap 1000] [--threads N]
+    python -m benchmarks.stop_rules [--items sim:SNR:SEED[:PHANTOM] | SET:SAMPLE ...] [--crop 120] [--sim-size 128]
+        [--rules NAME:floor=F,se=C,jit=K,rel=0|1,patience=P ...] [--min-run N] [--cap 1000] [--threads N]
         [--out benchmarks/results/stop_rules-cpu.json]
     python -m benchmarks.stop_rules --replay FILE.json[.gz] ... [--rules ...]
 
@@ -40,11 +40,12 @@ import numpy as np
 
 from benchmarks import _common as C
 from benchmarks.quality import BORDER, DATA, quality, write_json_atomic
-from cusim.recon.config import PINNConfig
+from cusim.phantoms import PHANTOMS
+from cusim.recon.config import KEEP_WINDOW, PINNConfig
 
 NAME = "stop_rules"
 DEFAULT_RULES = ["least:", "floor30:floor=30", "floor50:floor=50", "se0.5:se=0.5", "se1:se=1", "se2:se=2",
-                 "se1p200:se=1,patience=200", "least_p200:patience=200"]
+                 "se1p200:se=1,patience=200", "least_p200:patience=200", "jit1:jit=1", "jit2:jit=2", "jit4:jit=4"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -54,7 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--crop", type=int, default=120)
     ap.add_argument("--sim-size", type=int, default=128)
     ap.add_argument("--rules", nargs="+", default=DEFAULT_RULES, metavar="NAME:KEY=VALUE,...",
-                    help="floor=F, se=C, patience=P (default 0, 0, cusim's patience); 'NAME:' alone is cusim's rule")
+                    help="floor=F, se=C, jit=K, patience=P (default 0, 0, 0, cusim's patience); 'NAME:' alone is cusim's rule")
     ap.add_argument("--min-run", type=int, default=0, help="step at least this many times (the curve past the stops)")
     ap.add_argument("--cap", type=int, default=1000, help="the run's step cap (cusim's default steps)")
     ap.add_argument("--threads", type=int, default=None)
@@ -69,10 +70,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         spec = {}
         for pair in filter(None, kv.split(",")):
             key, _, value = pair.partition("=")
-            if key not in ("floor", "se", "patience", "rel"):
-                ap.error(f"--rules {name}: expected floor=, se=, rel= or patience=, got {pair!r}")
+            if key not in ("floor", "se", "jit", "patience", "rel"):
+                ap.error(f"--rules {name}: expected floor=, se=, jit=, rel= or patience=, got {pair!r}")
             try:
-                spec[key] = float(value) if key == "se" else int(value)
+                spec[key] = float(value) if key in ("se", "jit") else int(value)
             except ValueError:
                 ap.error(f"--rules {name}: {key}= expects a number, got {value!r}")
         if not sep or not name:
@@ -82,21 +83,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     for it in args.items:
         parts = it.split(":")
         try:
-            if parts[0] == "sim" and len(parts) == 3:
-                args.parsed.append(("sim", float(parts[1]), int(parts[2])))
+            if parts[0] == "sim" and len(parts) in (3, 4):
+                phantom = parts[3] if len(parts) == 4 else "filaments"
+                if phantom not in PHANTOMS:
+                    ap.error(f"--items {it}: phantom expected one of {sorted(PHANTOMS)}, got {phantom!r}")
+                args.parsed.append(("sim", float(parts[1]), int(parts[2]), phantom))
                 continue
             name, sample = it.rsplit(":", 1)
             args.parsed.append(("paper", name, int(sample)))
         except ValueError:
-            ap.error(f"--items: expected sim:SNR:SEED or SET:SAMPLE, got {it!r}")
+            ap.error(f"--items: expected sim:SNR:SEED[:PHANTOM] or SET:SAMPLE, got {it!r}")
     return args
 
 
-def replay(mse: np.ndarray, *, floor: int = 0, se: float = 0.0, rel: int = 0, n_held: int = 1,
+def replay(mse: np.ndarray, *, floor: int = 0, se: float = 0.0, rel: int = 0, jit: float = 0.0, n_held: int = 1,
            patience: int = PINNConfig.patience):
     """The step (0-based) whose image the rule keeps and the step at which it ends the run (None: not within
     ``mse``'s steps) on the held-out residuals ``mse`` of one trajectory. ``rel``: the standard error scaled by
-    the least residual so far (the squared residuals' own level), not by sigma^2."""
+    the least residual so far (the squared residuals' own level), not by sigma^2. ``jit``: keep_jitter's tolerance,
+    that many times the median step-to-step change over the last KEEP_WINDOW steps (the larger of the two)."""
     unit = se * np.sqrt(2.0 / n_held)
     best, best_step, pick = np.inf, -1, -1
     for s, m in enumerate(mse):
@@ -105,7 +110,10 @@ def replay(mse: np.ndarray, *, floor: int = 0, se: float = 0.0, rel: int = 0, n_
         if m < best:
             best, best_step, pick = m, s, s
             continue
-        if se and m <= best + unit * (best if rel else 1.0):
+        tol = unit * (best if rel else 1.0)
+        if jit:
+            tol = max(tol, jit * float(np.median(np.abs(np.diff(mse[max(0, s - KEEP_WINDOW):s + 1])))))
+        if tol and m <= best + tol:
             pick = s
         if s - best_step >= patience:
             return pick, s
@@ -155,7 +163,11 @@ def run_item(ds, args, label: str) -> dict:
 
 
 def group_of(label: str) -> str:
-    return label.split(" seed")[0] if label.startswith("sim") else label.split(" #")[0]
+    """"sim SNR 4" (filaments), "sim SNR 4 ccp" (another phantom) or the paper set's name."""
+    if not label.startswith("sim"):
+        return label.split(" #")[0]
+    head, _, tail = label.partition(" seed ")
+    return " ".join([head, *tail.split()[1:]])
 
 
 def summarise(items: list[dict], rules: dict) -> list[str]:
@@ -221,10 +233,10 @@ def main(argv=None) -> int:
                "environment": C.environment("cpu", "float32"), "items": []}
     for item in args.parsed:
         if item[0] == "sim":
-            _, snr, seed = item
+            _, snr, seed, phantom = item
             n = args.sim_size
-            ds = cusim.simulate(phantom="filaments", shape=(n, n), upsample=2, snr=snr, seed=seed, device="cpu")
-            label = f"sim SNR {snr:g} seed {seed}"
+            ds = cusim.simulate(phantom=phantom, shape=(n, n), upsample=2, snr=snr, seed=seed, device="cpu")
+            label = f"sim SNR {snr:g} seed {seed}" + ("" if phantom == "filaments" else f" {phantom}")
         else:
             _, name, sample = item
             ds = import_paper(args.data / name, sample).crop_center(args.crop)

@@ -348,7 +348,8 @@ _OPTIONS = {
     "--camera-gain": ("camera_gain", ("pinn", "iterative")),
     "--camera-read-sigma": ("camera_read_sigma", ("pinn", "iterative")),
     "--background": ("background", ("pinn",)), "--holdout": ("holdout", ("pinn",)),
-    "--keep-within": ("keep_within", ("pinn",)), "--time-limit": ("time_limit", ("pinn",)),
+    "--keep-within": ("keep_within", ("pinn",)), "--keep-jitter": ("keep_jitter", ("pinn",)),
+    "--time-limit": ("time_limit", ("pinn",)),
 }
 _FLAG_OF = {setting: flag for flag, (setting, _) in _OPTIONS.items() if setting}
 
@@ -435,6 +436,10 @@ def run(
     keep_within: float = typer.Option(None, "--keep-within", help="pinn, --stop validation: keep the latest "
                                       "image whose held-out residual is within this many standard errors of the "
                                       f"least (0: the least's; default {_D.keep_within:g})."),
+    keep_jitter: float = typer.Option(None, "--keep-jitter", help="pinn, --stop validation: keep the latest "
+                                      "image whose held-out residual is within this many times its median "
+                                      "step-to-step change of the least (0: the least's; default "
+                                      f"{_D.keep_jitter:g})."),
     time_limit: float = typer.Option(None, "--time-limit", help="pinn: stop stepping after this many seconds of "
                                      "steps and keep the image the stopping rule holds then (each time point its "
                                      "own; default: no limit)."),
@@ -525,7 +530,7 @@ def run(
              "--iterations": iterations, "--min-iterations": min_iterations, "--algorithm": algorithm,
              "--wiener-w": wiener_w, "--noise": noise,
              "--camera-offset": camera_offset, "--camera-gain": camera_gain, "--camera-read-sigma": camera_read_sigma,
-             "--background": background, "--holdout": holdout, "--keep-within": keep_within,
+             "--background": background, "--holdout": holdout, "--keep-within": keep_within, "--keep-jitter": keep_jitter,
              "--time-limit": time_limit}
     if len(files) > 1 or scheduler is not None or workers is not None or _pattern_or_folder(files[0]):
         return _run_many(files, method, given, name, device, out, force, resume, threads, scheduler, workers,

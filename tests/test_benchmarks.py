@@ -505,8 +505,8 @@ def test_estimate_null_reads_both_passes_significance_of_an_angle_without_a_carr
 
 
 def test_stop_rules_replays_the_library_validation_rule_step_for_step():
-    """benchmarks.stop_rules chooses keep_within by replaying it on recorded residuals: its replay must keep the
-    step and end the run where cusim's own rule (pinn._Stopper) does, for the rule before (0) and after."""
+    """benchmarks.stop_rules chooses keep_within and keep_jitter by replaying them on recorded residuals: its replay
+    must keep the step and end the run where cusim's own rule (pinn._Stopper) does, for each and for both."""
     pytest.importorskip("torch")
     from benchmarks.stop_rules import replay
     from cusim.recon import pinn
@@ -516,9 +516,10 @@ def test_stop_rules_replays_the_library_validation_rule_step_for_step():
     for trial in range(20):  # a falling residual, then a flat floor with noise of about one standard error
         mse = np.concatenate([np.linspace(5, 1.05, 30), 1.0 + rng.normal(0, np.sqrt(2 / n), 300)
                               + np.linspace(0, 0.05 * (trial % 3), 300)])
-        for c in (0.0, 0.5, 1.0):
-            stop = pinn._Stopper(pinn.PINNConfig(stop="validation", keep_within=c, patience=40), n_held=n)
+        for c, k in ((0.0, 0.0), (0.5, 0.0), (1.0, 0.0), (0.0, 1.0), (0.0, 2.0), (0.5, 2.0)):
+            stop = pinn._Stopper(pinn.PINNConfig(stop="validation", keep_within=c, keep_jitter=k, patience=40),
+                                 n_held=n)
             fired = next((s for s, m in enumerate(mse) if stop(s, 0.0, float(m))), None)
-            assert replay(mse, se=c, n_held=n, patience=40) == (stop.keep, fired), (trial, c)
-            if c == 0:
+            assert replay(mse, se=c, jit=k, n_held=n, patience=40) == (stop.keep, fired), (trial, c, k)
+            if c == k == 0:
                 assert stop.keep == int(np.argmin(mse[:fired + 1]))

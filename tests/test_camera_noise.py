@@ -206,6 +206,41 @@ def test_keep_within_keeps_the_latest_step_near_the_least_held_out_residual():
         P.PINNConfig(keep_within=-1)
 
 
+def test_keep_jitter_tolerates_a_wandering_residual_not_a_steady_rise():
+    """keep_jitter K: the tolerance is K times the median step-to-step change of the held-out residual over the
+    last KEEP_WINDOW steps. A residual that wanders about its least lets a later step be kept; one that rises
+    smoothly by as much keeps the least's step (keep_within, at any C that admits the wandering, keeps both)."""
+    pytest.importorskip("torch")
+    from cusim.recon import pinn as P
+
+    assert P.KEEP_WINDOW == 50
+    least = [2.0 - 0.01 * s for s in range(100)]  # a steady fall, steps 0-99: changes of 0.01; least 1.01 at 99
+    wander = [*least, *[1.01 + (0.003 if s % 2 else 0.001) for s in range(60)]]  # changes of 0.002 about it
+    rise = [*least, *[1.01 + 0.0005 * (s + 1) for s in range(60)]]  # the same level reached smoothly
+
+    def run(mse, **kw):  # steps until the rule fires, as a run does
+        stop = P._Stopper(P.PINNConfig(stop="validation", patience=50, **kw), n_held=1000)
+        return stop, next(filter(None, (stop(step, 0.0, m) for step, m in enumerate(mse))), None)
+
+    stop, reason = run(wander, keep_jitter=2.0)
+    # the window holds the fall's changes at first (tolerance 0.02), then the wandering's (2 x 0.002): every step
+    # after the least is within it, up to step 149, where patience ends the run
+    assert stop.best_step == 99 and stop.keep == 149
+    assert reason.endswith("kept step 150, within 2 times its median step-to-step change of it")
+    stop, _ = run(rise, keep_jitter=2.0)
+    # while most of the window's changes are the fall's (to step 123) the tolerance is 0.02; from step 124 the
+    # rise's (0.0005) make up half of it or more, the tolerance falls to 0.0105 and then 0.001, below the rise
+    assert stop.best_step == 99 and stop.keep == 123 and stop.jitter() == pytest.approx(0.0005)
+    assert run(rise, keep_jitter=0.5)[0].keep == 109  # 1.01 + 0.005 <= 1.01 + 0.5 x 0.01
+    assert run(rise, keep_within=0.0)[0].keep == 99
+    assert run(rise, keep_within=1.0)[0].keep == 149  # one standard error, 0.045, admits the whole rise
+    assert run(rise, keep_within=1.0, keep_jitter=2.0)[0].keep == 149  # both: the larger tolerance
+    assert P.PINNConfig().keep_jitter == 0
+    assert run(wander)[0].recent == []  # the window is kept only where the rule uses it
+    with pytest.raises(ValueError, match="keep_jitter"):
+        P.PINNConfig(keep_jitter=-0.5)
+
+
 @pytest.mark.slow  # PINN steps: minutes on a loaded 2-core CPU
 def test_keep_within_returns_the_kept_steps_image():
     pytest.importorskip("torch")
@@ -234,9 +269,9 @@ def test_validation_stop_with_a_background_resumes_to_the_uninterrupted_result(t
     ds = cusim.simulate(shape=(64, 64), snr=4, seed=5, device="cpu")
     op = ds.operator(device="cpu")
     # patience 2: the rule fires within 20 steps on this small field, after the checkpoint of step 10
-    # keep_within: the checkpoint carries the kept step too
+    # keep_within, keep_jitter: the checkpoint carries the kept step and the residuals' window too
     cfg = P.PINNConfig(steps=20, stop="validation", patience=2, holdout=0.1, background="frame", keep_within=2.0,
-                       width=4, depth=2)
+                       keep_jitter=2.0, width=4, depth=2)
     ref = P.optimise(ds.frames(), op, cfg)
     ckpt = tmp_path / "run.ckpt"
 

@@ -578,19 +578,22 @@ def _refused_in_one_line(says: str, *args) -> None:
     assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and says in text, text
 
 
-def test_cli_time_limit_and_keep_within_are_recorded_with_the_stop_and_checked(tmp_path):
+def test_cli_time_limit_keep_within_and_keep_jitter_are_recorded_with_the_stop_and_checked(tmp_path):
     path = io.save(cusim.simulate(shape=(32, 32), seed=0), tmp_path / "s.h5")
     for option, method, value, says in (
             ("--time-limit", "iterative", "5", "--time-limit: only for --method pinn"),
             ("--time-limit", "pinn", "-2", "--time-limit: expected a finite number > 0"),
             ("--keep-within", "wiener", "1", "--keep-within: only for --method pinn"),
-            ("--keep-within", "pinn", "-1", "--keep-within: expected a finite number >= 0")):
+            ("--keep-within", "pinn", "-1", "--keep-within: expected a finite number >= 0"),
+            ("--keep-jitter", "iterative", "2", "--keep-jitter: only for --method pinn"),
+            ("--keep-jitter", "pinn", "nan", "--keep-jitter: expected a finite number >= 0")):
         _refused_in_one_line(says, "run", path, "--method", method, option, value, "--metrics-border", "4")
-    res, text = _cli("run", path, "--method", "pinn", "--time-limit", "1e-9", "--keep-within", "0.5", "--steps", "20",
-                     "--metrics-border", "4", "--device", "cpu")
+    res, text = _cli("run", path, "--method", "pinn", "--time-limit", "1e-9", "--keep-within", "0.5", "--keep-jitter",
+                     "1.5", "--steps", "20", "--metrics-border", "4", "--device", "cpu")
     assert res.exit_code == 0, text
     rec = io.load(path).recons["pinn"].attrs
     assert rec["params"]["time_limit"] == 1e-9 and rec["params"]["keep_within"] == 0.5 and rec["steps_run"] == 1
+    assert rec["params"]["keep_jitter"] == 1.5
     assert rec["stop_reason"].startswith("time limit (1e-09 s) at step 1; the image of the least held-out residual")
 
 

@@ -34,6 +34,8 @@ BLENDS = ("none", "iterative")  # the PINN's image alone, or averaged with cusim
 # device (25 x 512 x 512 float32 = 26 MB per network), and a stop is found up to 25 steps late, then
 # taken back exactly
 GRAPH_BLOCK = 25
+# PINNConfig.keep_jitter: the held-out residual's step-to-step changes are measured over this many latest steps
+KEEP_WINDOW = 50
 ALGORITHMS = ("fista", "rl")
 ITERATIVE_STOPS = ("max", "tol", "discrepancy")
 
@@ -131,6 +133,11 @@ class PINNConfig(_Config):
     # the held-out crops 6-10, but lost 1.83 dB on NL_SIM/ccp 7 (the held-out residual rose steadily within the
     # tolerance while the network overfitted) and 0.05-0.18 dB on fresh simulated fields at SNR 3-4, so it is not
     # the default (docs/quality.md, "Keeping a later image under the validation stop")
+    keep_jitter: float = 0.0  # validation: return the image of the LATEST step whose held-out residual is within
+    # this many times its median step-to-step change (over the last KEEP_WINDOW steps) of the least so far. Unlike
+    # keep_within's standard error, this tolerance follows the trajectory: where the residual wanders from step to
+    # step (flat near its least) later steps are kept; where it rises smoothly (the network fitting noise) the
+    # tolerance is small. Both set: the larger tolerance. The run still stops ``patience`` steps after the least.
     time_limit: float | None = None  # seconds: stop stepping once the steps have run this long (wall clock, from
     # the first step; each fit of a time series has its own), and return the image the stopping rule holds then
     # (validation: the least held-out residual's so far; else the last step's). None: no limit. Checked after
@@ -196,6 +203,7 @@ class PINNConfig(_Config):
         check_choice("background", self.background, BACKGROUNDS)
         check_number("holdout", self.holdout, lo=0.0, hi=0.5, strict=True)
         check_number("keep_within", self.keep_within, lo=0.0)
+        check_number("keep_jitter", self.keep_jitter, lo=0.0)
         if self.time_limit is not None:
             check_positive("time_limit", self.time_limit)
         check_number("blend_weight", self.blend_weight, lo=0.0, hi=1.0)

@@ -28,8 +28,8 @@ from ..backend import resolve_device, to_numpy
 from ..noise import camera_model, estimate_sigma
 from ..patterns import SinusoidParams, params_record
 from ..torch_ops import sim_forward
-from .config import (FAST, GRAPH_BLOCK, INPUTS, PRECISIONS, PRIORS, STOPS, PINNConfig, member_inputs,  # noqa: F401
-                     with_ensemble, with_file_camera)  # (re-exported)
+from .config import (FAST, GRAPH_BLOCK, INPUTS, KEEP_WINDOW, PRECISIONS, PRIORS, STOPS, PINNConfig,  # noqa: F401
+                     member_inputs, with_ensemble, with_file_camera)  # (re-exported)
 from ._pinn_background import Background
 from .losses import DataLoss, prior
 from .widefield import upsample_cubic
@@ -70,16 +70,29 @@ def network_input(frames: np.ndarray, upsample: int, kind: str) -> np.ndarray:
 
 
 class _Stopper:
-    """The stopping rule, as state that a checkpoint can carry. ``n_held``: the held-out pixels the validation
-    residual is a mean over (its standard error, for ``cfg.keep_within``)."""
+    """The stopping rule, as state that a checkpoint can carry (``state`` / ``load``). ``n_held``: the held-out
+    pixels the validation residual is a mean over (its standard error, for ``cfg.keep_within``)."""
 
     def __init__(self, cfg: PINNConfig, n_held: int = 0):
         self.cfg = cfg
         self.best = float("inf")
         self.best_step = 0
         self.keep = 0  # validation: the step whose image is returned
+        self.recent: list[float] = []  # validation, keep_jitter: the last KEEP_WINDOW + 1 held-out residuals
         # the mean of n squared unit normals has standard error sqrt(2 / n) (in sigma^2)
         self.tol = cfg.keep_within * (2.0 / n_held) ** 0.5 if n_held and cfg.stop == "validation" else 0.0
+
+    def state(self) -> tuple:
+        return self.best, self.best_step, self.keep, list(self.recent)
+
+    def load(self, state) -> None:
+        self.best, self.best_step, self.keep, recent = state
+        self.recent = list(recent)
+
+    def jitter(self) -> float:
+        """The median step-to-step change of the held-out residual over the last ``KEEP_WINDOW`` steps."""
+        r = self.recent
+        return float(np.median(np.abs(np.diff(r)))) if len(r) > 1 else 0.0
 
     def __call__(self, step: int, loss: float, mse: float) -> str | None:
         """``discrepancy`` stops at the noise level, or where the residual stalls above it: model
@@ -89,15 +102,17 @@ class _Stopper:
         ``patience`` steps after the least."""
         cfg = self.cfg
         if cfg.stop == "validation":  # mse: the held-out pixels' residual; the image returned is ``keep``'s
+            if cfg.keep_jitter:
+                self.recent = [*self.recent[-KEEP_WINDOW:], mse]
             if mse < self.best:
                 self.best, self.best_step = mse, step
                 self.keep = step
                 return None
-            if self.tol and mse <= self.best + self.tol:
+            tol = max(self.tol, cfg.keep_jitter * self.jitter() if cfg.keep_jitter else 0.0)
+            if tol and mse <= self.best + tol:
                 self.keep = step
             if step - self.best_step >= cfg.patience:
-                kept = "" if self.keep == self.best_step else (
-                    f"; kept step {self.keep + 1}, within {cfg.keep_within:g} standard errors of it")
+                kept = "" if self.keep == self.best_step else f"; kept step {self.keep + 1}, {self._within()} of it"
                 return (f"validation: held-out residual least at step {self.best_step + 1} ({self.best:.3f} sigma^2), "
                         f"not lower over {cfg.patience} steps{kept}")
             return None
@@ -116,8 +131,15 @@ class _Stopper:
         """Which image a validation run that no rule ended returns."""
         if self.keep == self.best_step:
             return f"the image of the least held-out residual, step {self.best_step + 1}"
-        return (f"the image of step {self.keep + 1}, within {self.cfg.keep_within:g} standard errors of the least "
-                f"held-out residual (step {self.best_step + 1})")
+        return f"the image of step {self.keep + 1}, {self._within()} of the least held-out residual (step {self.best_step + 1})"
+
+    def _within(self) -> str:
+        cfg, parts = self.cfg, []
+        if cfg.keep_within:
+            parts.append(f"{cfg.keep_within:g} standard errors")
+        if cfg.keep_jitter:
+            parts.append(f"{cfg.keep_jitter:g} times its median step-to-step change")
+        return "within " + " or ".join(parts)
 
 
 def holdout_mask(shape: tuple, cfg: PINNConfig) -> np.ndarray:
@@ -557,8 +579,8 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
         history, finished, step = ck["history"], ck["finished"], ck["step"]
         best_images = ck.get("best_images", best_images)
         fit.step_index = step
-        for st, (best, best_step, keep) in zip(stoppers, ck["stoppers"]):  # settings equal: keep_within too
-            st.best, st.best_step, st.keep = best, best_step, keep
+        for st, state in zip(stoppers, ck["stoppers"]):  # settings equal: keep_within and keep_jitter too
+            st.load(state)
         torch.set_rng_state(ck["rng"])
     began, timed_out = time.perf_counter(), False
     while step < steps and any(f is None for f in finished) and not timed_out:
@@ -584,7 +606,7 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
         if checkpoint is not None and step % checkpoint_every == 0 and step < steps and running:
             _save_checkpoint(Path(checkpoint), {
                 "settings": settings, **fit.state(), "history": history, "finished": finished, "step": step,
-                "stoppers": [(st.best, st.best_step, st.keep) for st in stoppers], "rng": torch.get_rng_state(),
+                "stoppers": [st.state() for st in stoppers], "rng": torch.get_rng_state(),
                 **({"best_images": best_images} if validation else {})})
     if any(f is None for f in finished):
         with torch.no_grad():  # the images after the last update
