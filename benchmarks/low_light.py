@@ -76,11 +76,13 @@ METHODS = {
     # the default stop until 2026-12-05 (the default is now the validation stop: pixels held out of the loss,
     # the image of their least residual, no noise level needed)
     "PINN, discrepancy stop": ("pinn", {"stop": "discrepancy"}),
+    # the validation stop's image before 2026-12-07: the least held-out residual's (keep_jitter 0)
+    "PINN, least held-out residual": ("pinn", {"keep_jitter": 0.0}),
 }
 
 
 # rows that explain others (not defaults, not opt-in models): run only when named in --methods
-DIAGNOSTIC = {"FISTA + TV, no stop", "FISTA + Hessian, no stop", "PINN, network alone"}
+DIAGNOSTIC = {"FISTA + TV, no stop", "FISTA + Hessian, no stop", "PINN, network alone", "PINN, least held-out residual"}
 
 
 def pearson(img, ref, border: int = BORDER) -> float:

@@ -428,9 +428,9 @@ def run(
                                         f"(default {_D.lr})."),
     loss: str = typer.Option(None, help=f"pinn: mse | ssim | pg | a weighted sum like mse+0.5*ssim (default {_D.loss})."),
     stop: str = typer.Option(None, help="pinn: max | plateau | discrepancy | validation (pixels held out of the "
-                                        "loss; the image of their least residual; the default, discrepancy with "
-                                        "an ssim loss); iterative: max | tol | discrepancy (default "
-                                        "discrepancy)."),
+                                        "loss; the latest image near their least residual, --keep-jitter; the "
+                                        "default, discrepancy with an ssim loss); iterative: max | tol | "
+                                        "discrepancy (default discrepancy)."),
     holdout: float = typer.Option(None, "--holdout", help=f"pinn, --stop validation: the share of the frames' "
                                   f"pixels held out of the loss (default {_D.holdout})."),
     keep_within: float = typer.Option(None, "--keep-within", help="pinn, --stop validation: keep the latest "

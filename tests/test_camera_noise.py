@@ -151,8 +151,8 @@ def test_validation_stop_returns_the_image_of_the_least_held_out_residual():
     from cusim.recon import pinn as P
 
     ds = cusim.simulate(shape=(64, 64), snr=4, seed=4, device="cpu")
-    cfg = P.PINNConfig(steps=30, stop="validation", patience=5, holdout=0.1, keep_within=0, width=8,
-                       depth=2)  # small: fast; keep_within 0: the least's own image
+    cfg = P.PINNConfig(steps=30, stop="validation", patience=5, holdout=0.1, keep_within=0, keep_jitter=0, width=8,
+                       depth=2)  # small: fast; keep_within and keep_jitter 0: the least's own image
     run = P.optimise(ds.frames(), ds.operator(device="cpu"), cfg)
     held = run.residual_sigma2  # the held-out pixels' residual, every step the rule looked at
     best = int(np.argmin(held))
@@ -182,7 +182,7 @@ def test_keep_within_keeps_the_latest_step_near_the_least_held_out_residual():
     mse = [3.0, 2.0, 1.20, 1.24, 1.26, 1.10, 1.14, 1.149, 1.16, 1.151, 1.30, 1.12, 1.5, 1.5]
 
     def run(**kw):
-        stop = P._Stopper(P.PINNConfig(stop="validation", patience=7, **kw), n_held=n)
+        stop = P._Stopper(P.PINNConfig(stop="validation", patience=7, keep_jitter=0, **kw), n_held=n)
         reasons = [stop(step, 0.0, m) for step, m in enumerate(mse)]
         return stop, next((i for i, r in enumerate(reasons) if r), None), next(filter(None, reasons), None)
 
@@ -232,30 +232,41 @@ def test_keep_jitter_tolerates_a_wandering_residual_not_a_steady_rise():
     # rise's (0.0005) make up half of it or more, the tolerance falls to 0.0105 and then 0.001, below the rise
     assert stop.best_step == 99 and stop.keep == 123 and stop.jitter() == pytest.approx(0.0005)
     assert run(rise, keep_jitter=0.5)[0].keep == 109  # 1.01 + 0.005 <= 1.01 + 0.5 x 0.01
-    assert run(rise, keep_within=0.0)[0].keep == 99
-    assert run(rise, keep_within=1.0)[0].keep == 149  # one standard error, 0.045, admits the whole rise
+    assert run(rise, keep_jitter=0)[0].keep == 99  # the least's own image
+    assert run(rise, keep_within=1.0, keep_jitter=0)[0].keep == 149  # one standard error, 0.045, admits the rise
     assert run(rise, keep_within=1.0, keep_jitter=2.0)[0].keep == 149  # both: the larger tolerance
-    assert P.PINNConfig().keep_jitter == 0
-    assert run(wander)[0].recent == []  # the window is kept only where the rule uses it
+    assert P.PINNConfig().keep_jitter == 2.0 and P.PINNConfig().keep_within == 0  # the defaults
+    assert run(wander, keep_jitter=0)[0].recent == []  # the window is kept only where the rule uses it
     with pytest.raises(ValueError, match="keep_jitter"):
         P.PINNConfig(keep_jitter=-0.5)
 
 
 @pytest.mark.slow  # PINN steps: minutes on a loaded 2-core CPU
-def test_keep_within_returns_the_kept_steps_image():
+@pytest.mark.parametrize("rule", ["keep_within", "keep_jitter"])
+def test_the_validation_stop_returns_the_kept_steps_image(rule):
+    """keep_within 2 (keep_jitter 0), and keep_jitter 2 (the default): the step kept is the latest after the least
+    within the rule's tolerance, recomputed here from the residuals the run recorded, and the image returned is that
+    step's."""
     pytest.importorskip("torch")
     from cusim.recon import pinn as P
 
     ds = cusim.simulate(shape=(64, 64), snr=2, seed=4, device="cpu")
-    cfg = P.PINNConfig(steps=150, stop="validation", patience=8, holdout=0.1, keep_within=2.0, width=8, depth=2)
+    kw = {"keep_within": 2.0, "keep_jitter": 0.0} if rule == "keep_within" else {}  # keep_jitter: its default, 2
+    cfg = P.PINNConfig(steps=150, stop="validation", patience=8, holdout=0.1, width=8, depth=2, **kw)
     run = P.optimise(ds.frames(), ds.operator(device="cpu"), cfg)
     held = run.residual_sigma2
     best = int(np.argmin(held))
     n = int(P.holdout_mask(ds.frames().shape, cfg).sum())  # no margin: every held-out pixel is watched
-    tol = 2.0 * np.sqrt(2.0 / n)
-    keep = max(s for s in range(best, len(held)) if held[s] <= held[best] + tol and s - best <= cfg.patience)
+
+    def tol(s):
+        if rule == "keep_within":
+            return 2.0 * np.sqrt(2.0 / n)
+        return 2.0 * np.median(np.abs(np.diff(held[max(0, s - 50):s + 1])))
+
+    keep = max(s for s in range(best, len(held)) if held[s] <= held[best] + tol(s) and s - best <= cfg.patience)
     assert keep > best, "this field's held-out residual must stay near its least after it, or the test shows nothing"
-    assert run.stop_reason.startswith("validation:") and f"step {keep + 1}, within 2 standard errors" in run.stop_reason
+    says = "2 standard errors" if rule == "keep_within" else "2 times its median step-to-step change"
+    assert run.stop_reason.startswith("validation:") and f"step {keep + 1}, within {says}" in run.stop_reason
     # the image returned is the kept step's: a run of keep + 1 steps that never fires keeps that same step
     again = P.optimise(ds.frames(), ds.operator(device="cpu"), dataclasses.replace(cfg, steps=keep + 1, patience=10_000))
     np.testing.assert_allclose(run.image, again.image, rtol=1e-5, atol=1e-6)
