@@ -5,8 +5,9 @@
         [--out benchmarks/results/stop_rules-cpu.json]
     python -m benchmarks.stop_rules --replay FILE.json[.gz] ... [--rules ...]
 
-The validation stop (cusim's default) holds ``holdout`` of the camera pixels out of the loss and keeps the image of
-their least residual, stopping ``patience`` steps after it. At SNR 1 that least residual came at steps 13-28 while
+The validation stop (cusim's default) holds ``holdout`` of the camera pixels out of the loss and, before 2026-12-07,
+kept the image of their least residual (rule ``least:`` here), stopping ``patience`` steps after it. At SNR 1 that
+least residual came at steps 13-28 while
 the image's PSNR peaked at 25-50 (docs/quality.md, "Darker still"). Every candidate here keeps the held-out pixels
 and the trajectory (so one run per item serves all of them) and changes only which step's image is kept and when
 the run ends:
@@ -17,14 +18,19 @@ the run ends:
   ``patience`` steps after the least. Rationale: the held-out residual is measured in the frames, where the
   detail past the passband that later steps add weighs little, and near its least it is flat within its noise
   (``rel=1``: that standard error scaled by the least residual, not sigma^2). ``se`` is ``PINNConfig.keep_within``.
+- ``jit K``: the same with a tolerance of K times the held-out residual's median step-to-step change over the last
+  ``KEEP_WINDOW`` steps (the larger of the two where both are set): ``PINNConfig.keep_jitter``.
 
 Measured 2026-12-06 (docs/quality.md, "Keeping a later image under the validation stop"): ``se=0.5`` gained on the
-chosen-on items but lost 1.83 dB on a held-out NL_SIM/ccp crop, so cusim's default stays the least's image.
+chosen-on items but lost 1.83 dB on a held-out NL_SIM/ccp crop, where the residual rose steadily within it. Measured
+2026-12-07 ("A tolerance from the residual's own step-to-step change"): ``jit=2`` gained on the chosen-on items, on
+fresh simulated fields and on the held-out crops (ccp 7 included): cusim's default since (``keep_jitter`` 2).
 
 Per item: one run of cusim's default PINN (one network, ``stop="validation"``, its default margin and patience)
 stepped until every candidate has ended, or ``--cap``; each step's held-out residual, and the PSNR of the network's
-image and of the image the run returns (blended with FISTA + TV as ``cusim.reconstruct`` does). Items: ``sim:SNR:SEED``
-(``cusim.simulate`` filaments, ``--sim-size`` fine pixels square, linear 3 x 3) or ``SET:SAMPLE`` (a paper-data
+image and of the image the run returns (blended with FISTA + TV as ``cusim.reconstruct`` does). Items:
+``sim:SNR:SEED[:PHANTOM]`` (``cusim.simulate``, filaments unless named, ``--sim-size`` fine pixels square, linear
+3 x 3) or ``SET:SAMPLE`` (a paper-data
 crop, ``--crop``). The quality convention is ``benchmarks.quality``'s. CPU only (one trajectory per item, every
 step's image scored: a GPU would wait on the host).
 """
@@ -55,7 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--crop", type=int, default=120)
     ap.add_argument("--sim-size", type=int, default=128)
     ap.add_argument("--rules", nargs="+", default=DEFAULT_RULES, metavar="NAME:KEY=VALUE,...",
-                    help="floor=F, se=C, jit=K, patience=P (default 0, 0, 0, cusim's patience); 'NAME:' alone is cusim's rule")
+                    help="floor=F, se=C, jit=K, rel=0|1, patience=P (default 0, 0, 0, 0, cusim's patience); "
+                         "'NAME:' alone is the least's image (keep_jitter 0)")
     ap.add_argument("--min-run", type=int, default=0, help="step at least this many times (the curve past the stops)")
     ap.add_argument("--cap", type=int, default=1000, help="the run's step cap (cusim's default steps)")
     ap.add_argument("--threads", type=int, default=None)
@@ -172,8 +179,8 @@ def group_of(label: str) -> str:
 
 def summarise(items: list[dict], rules: dict) -> list[str]:
     """Per group (simulated SNR, paper set) and rule, replayed on the recorded trajectories: the mean and the
-    worst difference in PSNR (the image the run returns) against cusim's validation stop before keep_within
-    (the least held-out residual's image), and how many runs the rule ended at its last step (the kept step is
+    worst difference in PSNR (the image the run returns) against the validation stop's image before keep_jitter
+    (the least held-out residual's, rule ``least:``), and how many runs the rule ended at its last step (the kept step is
     the step it fired at). The last column is the curve's best, the most any rule could gain."""
     rows = {}
     for it in items:

@@ -98,8 +98,9 @@ class _Stopper:
         """``discrepancy`` stops at the noise level, or where the residual stalls above it: model
         mismatch (8-bit data, pattern errors) can put its floor above ``tau``, and from there on the
         network only fits noise. ``plateau`` stops when the loss stalls. ``validation`` keeps the latest
-        step whose held-out residual is within ``tol`` of the least so far (the least's, at 0), and stops
-        ``patience`` steps after the least."""
+        step whose held-out residual is within a tolerance of the least so far (the larger of keep_within's
+        ``tol`` and keep_jitter times the residual's median step-to-step change over the last KEEP_WINDOW steps;
+        the least's own step where both are 0), and stops ``patience`` steps after the least."""
         cfg = self.cfg
         if cfg.stop == "validation":  # mse: the held-out pixels' residual; the image returned is ``keep``'s
             if cfg.keep_jitter:
@@ -131,7 +132,8 @@ class _Stopper:
         """Which image a validation run that no rule ended returns."""
         if self.keep == self.best_step:
             return f"the image of the least held-out residual, step {self.best_step + 1}"
-        return f"the image of step {self.keep + 1}, {self._within()} of the least held-out residual (step {self.best_step + 1})"
+        return (f"the image of step {self.keep + 1}, {self._within()} of the least held-out residual "
+                f"(step {self.best_step + 1})")
 
     def _within(self) -> str:
         cfg, parts = self.cfg, []
