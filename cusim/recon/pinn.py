@@ -109,7 +109,7 @@ class _Stopper:
                 self.best, self.best_step = mse, step
                 self.keep = step
                 return None
-            tol = max(self.tol, cfg.keep_jitter * self.jitter() if cfg.keep_jitter else 0.0)
+            tol = max(self.tol, cfg.keep_jitter * self.jitter())  # jitter() is 0 where keep_jitter is 0 (no window)
             if tol and mse <= self.best + tol:
                 self.keep = step
             if step - self.best_step >= cfg.patience:
