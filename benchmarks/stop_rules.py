@@ -1,7 +1,7 @@
 """Candidate variants of the PINN's validation stop, replayed on one trajectory per item.
 
     python -m benchmarks.stop_rules [--items sim:SNR:SEED[:PHANTOM] | SET:SAMPLE ...] [--crop 120] [--sim-size 128]
-        [--rules NAME:floor=F,se=C,jit=K,rel=0|1,patience=P ...] [--min-run N] [--cap 1000] [--threads N]
+        [--rules NAME:floor=F,se=C,jit=K,frozen=0|1,rel=0|1,patience=P ...] [--min-run N] [--cap 1000] [--threads N]
         [--out benchmarks/results/stop_rules-cpu.json]
     python -m benchmarks.stop_rules --replay FILE.json[.gz] ... [--rules ...]
 
@@ -19,7 +19,8 @@ the run ends:
   detail past the passband that later steps add weighs little, and near its least it is flat within its noise
   (``rel=1``: that standard error scaled by the least residual, not sigma^2). ``se`` is ``PINNConfig.keep_within``.
 - ``jit K``: the same with a tolerance of K times the held-out residual's median step-to-step change over the last
-  ``KEEP_WINDOW`` steps (the larger of the two where both are set): ``PINNConfig.keep_jitter``.
+  ``KEEP_WINDOW`` steps (the larger of the two where both are set): ``PINNConfig.keep_jitter``; ``frozen=1``: that
+  window ends at the least so far (benchmark only; not adopted, docs/quality.md).
 
 Measured 2026-12-06 (docs/quality.md, "Keeping a later image under the validation stop"): ``se=0.5`` gained on the
 chosen-on items but lost 1.83 dB on a held-out NL_SIM/ccp crop, where the residual rose steadily within it. Measured
@@ -61,8 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--crop", type=int, default=120)
     ap.add_argument("--sim-size", type=int, default=128)
     ap.add_argument("--rules", nargs="+", default=DEFAULT_RULES, metavar="NAME:KEY=VALUE,...",
-                    help="floor=F, se=C, jit=K, rel=0|1, patience=P (default 0, 0, 0, 0, cusim's patience); "
-                         "'NAME:' alone is the least's image (keep_jitter 0)")
+                    help="floor=F, se=C, jit=K, frozen=0|1, rel=0|1, patience=P (default 0, 0, 0, 0, 0, cusim's "
+                         "patience); 'NAME:' alone is the least's image (keep_jitter 0)")
     ap.add_argument("--min-run", type=int, default=0, help="step at least this many times (the curve past the stops)")
     ap.add_argument("--cap", type=int, default=1000, help="the run's step cap (cusim's default steps)")
     ap.add_argument("--threads", type=int, default=None)
@@ -77,8 +78,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         spec = {}
         for pair in filter(None, kv.split(",")):
             key, _, value = pair.partition("=")
-            if key not in ("floor", "se", "jit", "patience", "rel"):
-                ap.error(f"--rules {name}: expected floor=, se=, jit=, rel= or patience=, got {pair!r}")
+            if key not in ("floor", "se", "jit", "patience", "rel", "frozen"):
+                ap.error(f"--rules {name}: expected floor=, se=, jit=, rel=, frozen= or patience=, got {pair!r}")
             try:
                 spec[key] = float(value) if key in ("se", "jit") else int(value)
             except ValueError:
@@ -104,11 +105,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def replay(mse: np.ndarray, *, floor: int = 0, se: float = 0.0, rel: int = 0, jit: float = 0.0, n_held: int = 1,
-           patience: int = PINNConfig.patience):
+           patience: int = PINNConfig.patience, frozen: int = 0):
     """The step (0-based) whose image the rule keeps and the step at which it ends the run (None: not within
     ``mse``'s steps) on the held-out residuals ``mse`` of one trajectory. ``rel``: the standard error scaled by
     the least residual so far (the squared residuals' own level), not by sigma^2. ``jit``: keep_jitter's tolerance,
-    that many times the median step-to-step change over the last KEEP_WINDOW steps (the larger of the two)."""
+    that many times the median step-to-step change over the last KEEP_WINDOW steps (the larger of the two);
+    ``frozen``: that window ends at the least so far, not at the step judged (the steps after the least cannot
+    widen the tolerance)."""
     unit = se * np.sqrt(2.0 / n_held)
     best, best_step, pick = np.inf, -1, -1
     for s, m in enumerate(mse):
@@ -119,7 +122,9 @@ def replay(mse: np.ndarray, *, floor: int = 0, se: float = 0.0, rel: int = 0, ji
             continue
         tol = unit * (best if rel else 1.0)
         if jit:
-            tol = max(tol, jit * float(np.median(np.abs(np.diff(mse[max(0, s - KEEP_WINDOW):s + 1])))))
+            end = best_step if frozen else s
+            tol = max(tol, jit * float(np.median(np.abs(np.diff(mse[max(0, end - KEEP_WINDOW):end + 1]))))
+                      if end > 0 else 0.0)
         if tol and m <= best + tol:
             pick = s
         if s - best_step >= patience:
@@ -181,7 +186,8 @@ def summarise(items: list[dict], rules: dict) -> list[str]:
     """Per group (simulated SNR, paper set) and rule, replayed on the recorded trajectories: the mean and the
     worst difference in PSNR (the image the run returns) against the validation stop's image before keep_jitter
     (the least held-out residual's, rule ``least:``), and how many runs the rule ended at its last step (the kept step is
-    the step it fired at). The last column is the curve's best, the most any rule could gain."""
+    the step it fired at). The last column is the curve's best, the most any rule could gain; the last row, with
+    more than one group, every item."""
     rows = {}
     for it in items:
         c = np.array(it["curve"])
@@ -195,6 +201,8 @@ def summarise(items: list[dict], rules: dict) -> list[str]:
         rows.setdefault(group_of(it["label"]), []).append(row)
     names = [*rules, "best"]
     out = ["| group | n | " + " | ".join(names) + " |", "|" + " --- |" * (len(names) + 2)]
+    if len(rows) > 1:
+        rows["all"] = [r for rs in rows.values() for r in rs]
     for g, rs in rows.items():
         cells = []
         for n in names:

@@ -523,3 +523,15 @@ def test_stop_rules_replays_the_library_validation_rule_step_for_step():
             assert replay(mse, se=c, jit=k, n_held=n, patience=40) == (stop.keep, fired), (trial, c, k)
             if c == k == 0:
                 assert stop.keep == int(np.argmin(mse[:fired + 1]))
+
+
+def test_stop_rules_frozen_window_is_not_widened_by_the_steps_after_the_least():
+    """The ``frozen`` candidate (benchmark only) measures keep_jitter's step-to-step change over the window ending
+    at the least: a residual that starts to jump after its least widens the ordinary tolerance, not the frozen one."""
+    from benchmarks.stop_rules import replay
+
+    before = np.linspace(1.0, 0.99, 60)  # least 0.99 at step 59, step-to-step change 0.00017
+    after = 1.0 + 0.02 * (np.arange(120) % 2)  # 1.00, 1.02, ...: change 0.02, never below the least
+    mse = np.concatenate([before, after])
+    assert replay(mse, jit=2, patience=100) == (159, 159)  # tolerance 0.04: the step it ends at (1.00) kept
+    assert replay(mse, jit=2, frozen=1, patience=100) == (59, 159)  # tolerance 0.00034: the least's image
