@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import signal
 import sys
 import threading
@@ -60,6 +61,14 @@ class _Group(typer.core.TyperGroup):
         given = _given(e, argv) if isinstance(e, typer.BadParameter) else None
         if given and given not in e.message:
             e.message = f"{given!r}: {e.message}"
+
+    def get_command(self, ctx, cmd_name):
+        """The command, its one-line help in the group's list being its docstring's first paragraph joined into
+        one line (Typer's rich list keeps the docstring's line breaks, which then wrap mid-sentence)."""
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is not None and not cmd.short_help and cmd.help:
+            cmd.short_help = " ".join(inspect.cleandoc(cmd.help).split("\n\n")[0].split())
+        return cmd
 
     def make_context(self, info_name, args, parent=None, **extra):
         argv = list(args)

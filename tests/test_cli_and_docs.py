@@ -126,3 +126,19 @@ def test_options_that_do_not_parse_exit_1_naming_what_was_given():
         assert res.exit_code == 2 and "Usage:" in res.output
     res = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
     assert res.exit_code == 0 and "--roi" in res.output and "Y X H W" in res.output
+
+
+def test_the_command_list_gives_each_command_its_first_paragraph_on_one_line():
+    """`cusim --help` lists every command with its docstring's first paragraph as one sentence; Typer's rich list
+    kept the docstring's line breaks, so a wide terminal showed 'and compare' / 'with the widefield ...' on two."""
+    import inspect
+
+    import typer
+
+    group = typer.main.get_command(app)
+    res = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "400"})
+    assert res.exit_code == 0
+    rows = [" ".join(line.replace("│", " ").split()) for line in res.output.splitlines()]
+    for name, cmd in group.commands.items():
+        first = " ".join(inspect.cleandoc(cmd.help).split("\n\n")[0].split())
+        assert f"{name} {first}" in rows, (name, first)
