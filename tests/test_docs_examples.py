@@ -2,7 +2,7 @@
 beside a link to ../shared (as a user who copies them would); and the README's API block prints what
 it says it prints.
 
-The one liberty taken: the PINN's step budget is capped at 5 steps (through PINNConfig), so that the
+The one liberty taken: the PINN's step budget is capped at 2 steps (through PINNConfig), so that the
 README's 1000-step examples finish in seconds; every option is still parsed, validated and used.
 """
 
@@ -47,11 +47,11 @@ def test_the_docs_have_cli_examples_to_run():
 
 
 @pytest.fixture
-def five_step_pinn(monkeypatch):
+def two_step_pinn(monkeypatch):
     original = PINNConfig.from_params.__func__
 
     def capped(cls, params):
-        return original(cls, {**params, "steps": min(int(params.get("steps", 5)), 5)})
+        return original(cls, {**params, "steps": min(int(params.get("steps", 2)), 2)})
 
     monkeypatch.setattr(PINNConfig, "from_params", classmethod(capped))
 
@@ -65,7 +65,7 @@ def _raw_tif(folder):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("doc", [p for p in DOCS if shell_examples(p)], ids=lambda p: p.name)
-def test_every_cli_example_in_the_docs_runs_as_written(doc, tmp_path, monkeypatch, shared_data, five_step_pinn):
+def test_every_cli_example_in_the_docs_runs_as_written(doc, tmp_path, monkeypatch, shared_data, two_step_pinn):
     commands = shell_examples(doc)
     work = tmp_path / "work"
     work.mkdir()
