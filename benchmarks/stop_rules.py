@@ -1,8 +1,8 @@
 """Candidate variants of the PINN's validation stop, replayed on one trajectory per item.
 
     python -m benchmarks.stop_rules [--items sim:SNR:SEED[:PHANTOM] | SET:SAMPLE ...] [--crop 120] [--sim-size 128]
-        [--rules NAME:floor=F,se=C,jit=K,frozen=0|1,rel=0|1,patience=P ...] [--min-run N] [--cap 1000] [--threads N]
-        [--out benchmarks/results/stop_rules-cpu.json]
+        [--rules NAME:floor=F,se=C,jit=K,frozen=0|1,ma=W,rel=0|1,patience=P ...] [--min-run N] [--cap 1000]
+        [--threads N] [--out benchmarks/results/stop_rules-cpu.json]
     python -m benchmarks.stop_rules --replay FILE.json[.gz] ... [--rules ...]
 
 The validation stop (cusim's default) holds ``holdout`` of the camera pixels out of the loss and, before 2026-12-07,
@@ -20,7 +20,9 @@ the run ends:
   (``rel=1``: that standard error scaled by the least residual, not sigma^2). ``se`` is ``PINNConfig.keep_within``.
 - ``jit K``: the same with a tolerance of K times the held-out residual's median step-to-step change over the last
   ``KEEP_WINDOW`` steps (the larger of the two where both are set): ``PINNConfig.keep_jitter``; ``frozen=1``: that
-  window ends at the least so far (benchmark only; not adopted, docs/quality.md).
+  window ends at the least so far (benchmark only; not adopted, docs/quality.md);
+- ``ma W``: the least of the residual's trailing W-step mean, the image at its window's centre (benchmark only; not
+  adopted, docs/quality.md).
 
 Measured 2026-12-06 (docs/quality.md, "Keeping a later image under the validation stop"): ``se=0.5`` gained on the
 chosen-on items but lost 1.83 dB on a held-out NL_SIM/ccp crop, where the residual rose steadily within it. Measured
@@ -62,8 +64,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--crop", type=int, default=120)
     ap.add_argument("--sim-size", type=int, default=128)
     ap.add_argument("--rules", nargs="+", default=DEFAULT_RULES, metavar="NAME:KEY=VALUE,...",
-                    help="floor=F, se=C, jit=K, frozen=0|1, rel=0|1, patience=P (default 0, 0, 0, 0, 0, cusim's "
-                         "patience); 'NAME:' alone is the least's image (keep_jitter 0)")
+                    help="floor=F, se=C, jit=K, frozen=0|1, ma=W, rel=0|1, patience=P (default 0, 0, 0, 0, 0, 0, "
+                         "cusim's patience); 'NAME:' alone is the least's image (keep_jitter 0)")
     ap.add_argument("--min-run", type=int, default=0, help="step at least this many times (the curve past the stops)")
     ap.add_argument("--cap", type=int, default=1000, help="the run's step cap (cusim's default steps)")
     ap.add_argument("--threads", type=int, default=None)
@@ -78,8 +80,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         spec = {}
         for pair in filter(None, kv.split(",")):
             key, _, value = pair.partition("=")
-            if key not in ("floor", "se", "jit", "patience", "rel", "frozen"):
-                ap.error(f"--rules {name}: expected floor=, se=, jit=, rel=, frozen= or patience=, got {pair!r}")
+            if key not in ("floor", "se", "jit", "patience", "rel", "frozen", "ma"):
+                ap.error(f"--rules {name}: expected floor=, se=, jit=, rel=, frozen=, ma= or patience=, got {pair!r}")
             try:
                 spec[key] = float(value) if key in ("se", "jit") else int(value)
             except ValueError:
@@ -105,13 +107,18 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def replay(mse: np.ndarray, *, floor: int = 0, se: float = 0.0, rel: int = 0, jit: float = 0.0, n_held: int = 1,
-           patience: int = PINNConfig.patience, frozen: int = 0):
+           patience: int = PINNConfig.patience, frozen: int = 0, ma: int = 0):
     """The step (0-based) whose image the rule keeps and the step at which it ends the run (None: not within
     ``mse``'s steps) on the held-out residuals ``mse`` of one trajectory. ``rel``: the standard error scaled by
     the least residual so far (the squared residuals' own level), not by sigma^2. ``jit``: keep_jitter's tolerance,
     that many times the median step-to-step change over the last KEEP_WINDOW steps (the larger of the two);
     ``frozen``: that window ends at the least so far, not at the step judged (the steps after the least cannot
-    widen the tolerance)."""
+    widen the tolerance). ``ma``: the least of the residual's trailing mean over that many steps, keeping the
+    image at the centre of its window (the other options do not apply)."""
+    if ma > 1:
+        smooth = np.array([np.mean(mse[max(0, s - ma + 1):s + 1]) for s in range(len(mse))])
+        pick, end = replay(smooth, floor=floor, patience=patience)
+        return max(0, pick - (ma - 1) // 2), end
     unit = se * np.sqrt(2.0 / n_held)
     best, best_step, pick = np.inf, -1, -1
     for s, m in enumerate(mse):
