@@ -526,8 +526,9 @@ def test_stop_rules_replays_the_library_validation_rule_step_for_step():
 
 
 def test_stop_rules_frozen_window_and_moving_average_candidates():
-    """The ``frozen`` candidate (benchmark only) measures keep_jitter's step-to-step change over the window ending
-    at the least: a residual that starts to jump after its least widens the ordinary tolerance, not the frozen one."""
+    """Two benchmark-only candidates. ``frozen`` measures keep_jitter's step-to-step change over the window ending at
+    the least: a residual that starts to jump after its least widens the ordinary tolerance, not the frozen one.
+    ``ma`` takes the least of a trailing mean and keeps the image at the centre of that window."""
     from benchmarks.stop_rules import replay
 
     before = np.linspace(1.0, 0.99, 60)  # least 0.99 at step 59, step-to-step change 0.00017
@@ -535,7 +536,7 @@ def test_stop_rules_frozen_window_and_moving_average_candidates():
     mse = np.concatenate([before, after])
     assert replay(mse, jit=2, patience=100) == (159, 159)  # tolerance 0.04: the step it ends at (1.00) kept
     assert replay(mse, jit=2, frozen=1, patience=100) == (59, 159)  # tolerance 0.00034: the least's image
-    # ``ma``: the least of the trailing mean, the image at its window's centre; a one-step dip moves it less
+    # a one-step dip: the raw least is the dip, the trailing mean's least two steps later, kept at its centre
     dip = np.concatenate([np.linspace(2.0, 1.0, 11), [0.5], np.full(150, 0.9)])  # the dip at step 11
     assert replay(dip, patience=100) == (11, 111)
     assert replay(dip, ma=3, patience=100) == (12, 113)  # means 0.867, 0.8, 0.767 (least, step 13), 0.9, ...
