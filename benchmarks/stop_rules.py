@@ -88,6 +88,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                 ap.error(f"--rules {name}: {key}= expects a number, got {value!r}")
         if not sep or not name:
             ap.error(f"--rules: expected NAME:KEY=VALUE,..., got {r!r}")
+        if spec.get("ma", 0) > 1 and {"se", "jit", "rel", "frozen"} & spec.keys():
+            ap.error(f"--rules {name}: ma= takes only floor= and patience= (the smoothed residual's least), got {kv!r}")
         args.parsed_rules[name] = spec
     args.parsed = []
     for it in args.items:

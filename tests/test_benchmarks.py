@@ -529,7 +529,7 @@ def test_stop_rules_frozen_window_and_moving_average_candidates():
     """Two benchmark-only candidates. ``frozen`` measures keep_jitter's step-to-step change over the window ending at
     the least: a residual that starts to jump after its least widens the ordinary tolerance, not the frozen one.
     ``ma`` takes the least of a trailing mean and keeps the image at the centre of that window."""
-    from benchmarks.stop_rules import replay
+    from benchmarks.stop_rules import parse_args, replay
 
     before = np.linspace(1.0, 0.99, 60)  # least 0.99 at step 59, step-to-step change 0.00017
     after = 1.0 + 0.02 * (np.arange(120) % 2)  # 1.00, 1.02, ...: change 0.02, never below the least
@@ -540,3 +540,5 @@ def test_stop_rules_frozen_window_and_moving_average_candidates():
     dip = np.concatenate([np.linspace(2.0, 1.0, 11), [0.5], np.full(150, 0.9)])  # the dip at step 11
     assert replay(dip, patience=100) == (11, 111)
     assert replay(dip, ma=3, patience=100) == (12, 113)  # means 0.867, 0.8, 0.767 (least, step 13), 0.9, ...
+    with pytest.raises(SystemExit):  # ma ignores the tolerances, so asking for both is refused, not dropped
+        parse_args(["--replay", "x.json", "--rules", "a:ma=5,jit=2"])
