@@ -1,7 +1,10 @@
-"""Shared fixtures: the shared data folder, and the `gpu` marker that skips cleanly without a GPU."""
+"""Shared fixtures: the shared data folder, and the `gpu` marker that skips cleanly without a GPU; and, under
+pytest-xdist (`-n auto`, the README's test command), one worker per core this process may use, each pinned to its
+own share of them."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,30 @@ from cusim.backend import gpu_available
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook; without xdist it is never called
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one worker per core of this process's CPU affinity (xdist's own count is the machine's
+    physical cores, which a container or `taskset` may not give us); `-n logical` keeps xdist's meaning."""
+    if config.option.numprocesses != "auto":
+        return None
+    from cusim._threads import available_cores  # noqa: PLC0415
+
+    return available_cores()
+
+
+def pytest_configure(config):
+    """In an xdist worker: run on this worker's share of the cores (worker i of n takes every n-th core from
+    the i-th), so cusim's default thread count (the process's affinity) is that share and n workers never
+    oversubscribe the machine. Subprocesses the tests start (the CLI, Dask workers) inherit it."""
+    worker = getattr(config, "workerinput", None)
+    if worker is None or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    index, count = int(worker["workerid"].removeprefix("gw")), int(worker["workercount"])
+    if count > 1 and count <= len(cores):
+        os.sched_setaffinity(0, cores[index::count])
 
 
 def pytest_collection_modifyitems(config, items):
