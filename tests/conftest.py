@@ -13,17 +13,20 @@ from cusim.backend import gpu_available
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
+MAX_WORKERS = 8  # pytest -n auto
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook; without xdist it is never called
 def pytest_xdist_auto_num_workers(config):
     """`-n auto`: one worker per core of this process's CPU affinity (xdist's own count is the machine's
-    physical cores, which a container or `taskset` may not give us); `-n logical` keeps xdist's meaning."""
+    physical cores, which a container or `taskset` may not give us), at most MAX_WORKERS: with `--dist loadfile`
+    the longest test file (a few minutes on one core) bounds the run, so more workers would each load torch for
+    little gain; on a larger machine each worker then gets several cores. `-n logical` keeps xdist's meaning."""
     if config.option.numprocesses != "auto":
         return None
     from cusim._threads import available_cores  # noqa: PLC0415
 
-    return available_cores()
+    return min(available_cores(), MAX_WORKERS)
 
 
 def pytest_configure(config):
