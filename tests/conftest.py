@@ -31,15 +31,16 @@ def pytest_xdist_auto_num_workers(config):
 
 def pytest_configure(config):
     """In an xdist worker: run on this worker's share of the cores (worker i of n takes every n-th core from
-    the i-th), so cusim's default thread count (the process's affinity) is that share and n workers never
-    oversubscribe the machine. Subprocesses the tests start (the CLI, Dask workers) inherit it."""
+    the i-th; with more workers than cores, core i modulo their number), so cusim's default thread count (the
+    process's affinity) is that share and the workers never add threads beyond one per worker and core.
+    Subprocesses the tests start (the CLI, Dask workers) inherit it."""
     worker = getattr(config, "workerinput", None)
     if worker is None or not hasattr(os, "sched_setaffinity"):
         return
     cores = sorted(os.sched_getaffinity(0))
     index, count = int(worker["workerid"].removeprefix("gw")), int(worker["workercount"])
-    if count > 1 and count <= len(cores):
-        os.sched_setaffinity(0, cores[index::count])
+    if count > 1:
+        os.sched_setaffinity(0, cores[index::count] or [cores[index % len(cores)]])
 
 
 def pytest_collection_modifyitems(config, items):
