@@ -2,7 +2,7 @@
 
     python -m benchmarks.stop_rules [--items sim:SNR:SEED[:PHANTOM] | SET:SAMPLE ...] [--crop 120] [--sim-size 128]
         [--rules NAME:floor=F,se=C,jit=K,frozen=0|1,ma=W,rel=0|1,patience=P ...] [--min-run N] [--cap 1000]
-        [--threads N] [--out benchmarks/results/stop_rules-cpu.json]
+        [--pinn-param KEY=VALUE ...] [--threads N] [--out benchmarks/results/stop_rules-cpu.json]
     python -m benchmarks.stop_rules --replay FILE.json[.gz] ... [--rules ...]
 
 The validation stop (cusim's default) holds ``holdout`` of the camera pixels out of the loss and, before 2026-12-07,
@@ -22,7 +22,12 @@ the run ends:
   ``KEEP_WINDOW`` steps (the larger of the two where both are set): ``PINNConfig.keep_jitter``; ``frozen=1``: that
   window ends at the least so far (benchmark only; not adopted, docs/quality.md);
 - ``ma W``: the least of the residual's trailing W-step mean, the image at its window's centre (benchmark only; not
-  adopted, docs/quality.md).
+  adopted, docs/quality.md);
+- ``reset R`` / ``gain G``: the ``patience`` steps count from the last least lower than the last one that counted by
+  more than R times the residual's median step-to-step change (or a share G of it), so a residual creeping down
+  within its own jitter ends the run (benchmark only, docs/quality.md, "How many steps a whole sample needs");
+- ``cap N``: the run cut at N steps (cusim's ``steps``), keeping what the rule holds there: the image of a shorter
+  run, from the same trajectory.
 
 Measured 2026-12-06 (docs/quality.md, "Keeping a later image under the validation stop"): ``se=0.5`` gained on the
 chosen-on items but lost 1.83 dB on a held-out NL_SIM/ccp crop, where the residual rose steadily within it. Measured
@@ -48,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import _common as C
-from benchmarks.quality import BORDER, DATA, quality, write_json_atomic
+from benchmarks.quality import BORDER, DATA, _param_value, quality, write_json_atomic
 from cusim.phantoms import PHANTOMS
 from cusim.recon.config import KEEP_WINDOW, PINNConfig
 
@@ -64,11 +69,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--crop", type=int, default=120)
     ap.add_argument("--sim-size", type=int, default=128)
     ap.add_argument("--rules", nargs="+", default=DEFAULT_RULES, metavar="NAME:KEY=VALUE,...",
-                    help="floor=F, se=C, jit=K, frozen=0|1, ma=W, rel=0|1, patience=P (default 0, 0, 0, 0, 0, 0, "
-                         "cusim's patience); 'NAME:' alone is the least's image (keep_jitter 0)")
+                    help="floor=F, se=C, jit=K, frozen=0|1, ma=W, rel=0|1, reset=R, gain=G, cap=N, patience=P (default "
+                         "0 for all but patience, cusim's); 'NAME:' alone is the least's image (keep_jitter 0)")
     ap.add_argument("--min-run", type=int, default=0, help="step at least this many times (the curve past the stops)")
     ap.add_argument("--cap", type=int, default=1000, help="the run's step cap (cusim's default steps)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--pinn-param", action="append", default=[], metavar="KEY=VALUE",
+                    help="another PINNConfig setting for the run (repeatable), e.g. --pinn-param lr_decay=0.95; "
+                         "not ensemble, steps or stop (one network, --cap, the validation stop)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--replay", type=Path, nargs="+", default=None, metavar="JSON",
                     help="no runs: replay --rules on the trajectories these files (.json or .json.gz) recorded and print "
@@ -80,17 +88,30 @@ def parse_args(argv=None) -> argparse.Namespace:
         spec = {}
         for pair in filter(None, kv.split(",")):
             key, _, value = pair.partition("=")
-            if key not in ("floor", "se", "jit", "patience", "rel", "frozen", "ma"):
-                ap.error(f"--rules {name}: expected floor=, se=, jit=, rel=, frozen=, ma= or patience=, got {pair!r}")
+            if key not in ("floor", "se", "jit", "patience", "rel", "frozen", "ma", "reset", "gain", "cap"):
+                ap.error(f"--rules {name}: expected floor=, se=, jit=, rel=, frozen=, ma=, reset=, gain=, cap= or "
+                         f"patience=, got {pair!r}")
             try:
-                spec[key] = float(value) if key in ("se", "jit") else int(value)
+                spec[key] = float(value) if key in ("se", "jit", "reset", "gain") else int(value)
             except ValueError:
                 ap.error(f"--rules {name}: {key}= expects a number, got {value!r}")
         if not sep or not name:
             ap.error(f"--rules: expected NAME:KEY=VALUE,..., got {r!r}")
-        if spec.get("ma", 0) > 1 and {"se", "jit", "rel", "frozen"} & spec.keys():
+        if spec.get("ma", 0) > 1 and {"se", "jit", "rel", "frozen", "reset", "gain"} & spec.keys():
             ap.error(f"--rules {name}: ma= takes only floor= and patience= (the smoothed residual's least), got {kv!r}")
         args.parsed_rules[name] = spec
+    args.pinn_params = {}
+    for item in args.pinn_param:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            ap.error(f"--pinn-param: expected KEY=VALUE, got {item!r}")
+        if key.strip() in ("ensemble", "steps", "stop"):
+            ap.error(f"--pinn-param {key.strip()}=...: fixed here (one network, --cap, the validation stop)")
+        args.pinn_params[key.strip()] = _param_value(value.strip())
+    try:
+        PINNConfig(**args.pinn_params)
+    except (TypeError, ValueError) as e:
+        ap.error(f"--pinn-param: {e}")
     args.parsed = []
     for it in args.items:
         parts = it.split(":")
@@ -109,34 +130,52 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def replay(mse: np.ndarray, *, floor: int = 0, se: float = 0.0, rel: int = 0, jit: float = 0.0, n_held: int = 1,
-           patience: int = PINNConfig.patience, frozen: int = 0, ma: int = 0):
+           patience: int = PINNConfig.patience, frozen: int = 0, ma: int = 0, reset: float = 0.0,
+           gain: float = 0.0, cap: int = 0):
     """The step (0-based) whose image the rule keeps and the step at which it ends the run (None: not within
     ``mse``'s steps) on the held-out residuals ``mse`` of one trajectory. ``rel``: the standard error scaled by
     the least residual so far (the squared residuals' own level), not by sigma^2. ``jit``: keep_jitter's tolerance,
     that many times the median step-to-step change over the last KEEP_WINDOW steps (the larger of the two);
     ``frozen``: that window ends at the least so far, not at the step judged (the steps after the least cannot
     widen the tolerance). ``ma``: the least of the residual's trailing mean over that many steps, keeping the
-    image at the centre of its window (the other options do not apply)."""
+    image at the centre of its window (the other options do not apply). ``reset`` / ``gain``: the ``patience``
+    steps count from the last least that was lower than the one before it that counted by more than ``reset``
+    times the median step-to-step change over the last KEEP_WINDOW steps, or ``gain`` of its value (the larger;
+    a least by less, the residual creeping down within its own jitter, does not restart them); the image kept
+    is chosen as without them. ``cap``: a run of at most that many steps (cusim's ``steps``): where the rule has
+    not ended it by then, it ends at the last, keeping what the rule holds there."""
+    if cap and len(mse) >= cap:
+        pick, end = replay(mse[:cap], floor=floor, se=se, rel=rel, jit=jit, n_held=n_held, patience=patience,
+                           frozen=frozen, ma=ma, reset=reset, gain=gain)
+        return pick, cap - 1 if end is None else end
     if ma > 1:
         smooth = np.array([np.mean(mse[max(0, s - ma + 1):s + 1]) for s in range(len(mse))])
         pick, end = replay(smooth, floor=floor, patience=patience)
         return max(0, pick - (ma - 1) // 2), end
     unit = se * np.sqrt(2.0 / n_held)
     best, best_step, pick = np.inf, -1, -1
+    anchor, anchor_step = np.inf, -1  # the last least that restarted the patience steps
+
+    def median_change(end):
+        return float(np.median(np.abs(np.diff(mse[max(0, end - KEEP_WINDOW):end + 1])))) if end > 0 else 0.0
+
     for s, m in enumerate(mse):
         if s < floor:
             continue
         if m < best:
             best, best_step, pick = m, s, s
-            continue
-        tol = unit * (best if rel else 1.0)
-        if jit:
-            end = best_step if frozen else s
-            tol = max(tol, jit * float(np.median(np.abs(np.diff(mse[max(0, end - KEEP_WINDOW):end + 1]))))
-                      if end > 0 else 0.0)
-        if tol and m <= best + tol:
-            pick = s
-        if s - best_step >= patience:
+        else:
+            tol = unit * (best if rel else 1.0)
+            if jit:
+                tol = max(tol, jit * median_change(best_step if frozen else s))
+            if tol and m <= best + tol:
+                pick = s
+        if reset or gain:
+            if anchor == np.inf or m < anchor - max(reset * median_change(s), gain * anchor):
+                anchor, anchor_step = m, s
+        else:
+            anchor_step = best_step
+        if s - anchor_step >= patience:
             return pick, s
     return pick, None
 
@@ -147,7 +186,7 @@ def run_item(ds, args, label: str) -> dict:
     from cusim.recon.iterative import solve  # noqa: PLC0415
 
     margin = P.auto_margin(ds)
-    cfg = P.PINNConfig(ensemble=1, steps=args.cap, stop="validation")
+    cfg = P.PINNConfig(**{**args.pinn_params, "ensemble": 1, "steps": args.cap, "stop": "validation"})
     op = ds.operator(margin_camera=margin, device="cpu")
     t0 = time.perf_counter()
     fista = solve(ds.frames(), op)["image"][op.field]
@@ -196,7 +235,8 @@ def summarise(items: list[dict], rules: dict) -> list[str]:
     worst difference in PSNR (the image the run returns) against the validation stop's image before keep_jitter
     (the least held-out residual's, rule ``least:``), and how many runs the rule ended at its last step (the kept step is
     the step it fired at). The last column is the curve's best, the most any rule could gain; the last row, with
-    more than one group, every item."""
+    more than one group, every item. Each cell also gives the mean step at which the rule ends the run (the steps
+    recorded where it did not end; in the last column, the curve's best step)."""
     rows = {}
     for it in items:
         c = np.array(it["curve"])
@@ -205,8 +245,9 @@ def summarise(items: list[dict], rules: dict) -> list[str]:
         row = {}
         for name, r in rules.items():
             pick, end = replay(mse, n_held=it["n_held"], **r)
-            row[name] = (returned[pick] - least, end is not None and pick == end, end is None)
-        row["best"] = (returned.max() - least, False, False)
+            row[name] = (returned[pick] - least, end is not None and pick == end, end is None,
+                         len(mse) if end is None else end + 1)
+        row["best"] = (returned.max() - least, False, False, int(np.argmax(returned)) + 1)
         rows.setdefault(group_of(it["label"]), []).append(row)
     names = [*rules, "best"]
     out = ["| group | n | " + " | ".join(names) + " |", "|" + " --- |" * (len(names) + 2)]
@@ -217,7 +258,8 @@ def summarise(items: list[dict], rules: dict) -> list[str]:
         for n in names:
             d = [r[n][0] for r in rs]
             at_end, unended = sum(r[n][1] for r in rs), sum(r[n][2] for r in rs)
-            cells.append(f"{np.mean(d):+.2f} / {min(d):+.2f}" + (f" ({at_end} at end)" if at_end else "")
+            steps = np.mean([r[n][3] for r in rs])
+            cells.append(f"{np.mean(d):+.2f} / {min(d):+.2f}, {steps:.0f} steps" + (f" ({at_end} at end)" if at_end else "")
                          + (f" ({unended} not ended)" if unended else ""))
         out.append(f"| {g} | {len(rs)} | " + " | ".join(cells) + " |")
     return out
@@ -253,7 +295,7 @@ def main(argv=None) -> int:
     names = list(args.parsed_rules)
     payload = {"benchmark": NAME, "command": "python -m benchmarks.stop_rules " + " ".join(argv or sys.argv[1:]),
                "settings": {"crop": args.crop, "sim_size": args.sim_size, "rules": args.parsed_rules,
-                            "cap": args.cap, "min_run": args.min_run},
+                            "cap": args.cap, "min_run": args.min_run, "pinn_params": args.pinn_params},
                "environment": C.environment("cpu", "float32"), "items": []}
     for item in args.parsed:
         if item[0] == "sim":

@@ -542,3 +542,27 @@ def test_stop_rules_frozen_window_and_moving_average_candidates():
     assert replay(dip, ma=3, patience=100) == (12, 113)  # means 0.867, 0.8, 0.767 (least, step 13), 0.9, ...
     with pytest.raises(SystemExit):  # ma ignores the tolerances, so asking for both is refused, not dropped
         parse_args(["--replay", "x.json", "--rules", "a:ma=5,jit=2"])
+
+
+def test_stop_rules_reset_counts_patience_from_the_last_least_that_beat_the_jitter():
+    """``reset`` / ``gain`` (benchmark-only candidates): a residual that creeps down by less than its own step-to-step
+    jitter keeps setting new leasts, which restart the plain rule's patience every time; with ``reset`` only a least
+    lower by more than ``reset`` times that jitter (or ``gain`` of its value) restarts them, so the run ends sooner,
+    and the image kept is chosen as without it."""
+    from benchmarks.stop_rules import parse_args, replay
+
+    s = np.arange(400)
+    # 2.0, then from step 50 on 1.0 creeping down 1e-5 per step; a zigzag of 0.01 throughout (jitter 0.01 per step)
+    mse = np.where(s < 50, 2.0, 1.0 - 1e-5 * (s - 50)) + 0.01 * (s % 2)
+    assert replay(mse, patience=100)[1] is None  # every even step is a new least: the plain rule never ends
+    # the last least that beat 2 x 0.01 is step 50's; 100 steps later it ends, keeping the least so far (step 150's)
+    assert replay(mse, reset=2, patience=100) == (150, 150)
+    assert replay(mse, gain=3e-3, patience=100) == (150, 150)  # 3e-3 of 1.0 is more than the creep's 1e-3 too
+    assert replay(mse, gain=1e-6, patience=100)[1] is None  # ... 1e-6 is less than its 2e-5 per least
+    # a clean fall beats 2 x its own step every third step, so it never ends while falling
+    assert replay(np.linspace(2.0, 1.0, 300), reset=2, patience=100) == (299, None)
+    # cap: the run cut at 120 steps keeps what the rule holds at its last step (the least so far: step 118's)
+    assert replay(mse, patience=100, cap=120) == (118, 119)
+    assert replay(mse, reset=2, patience=100, cap=400) == (150, 150)  # a rule that ends first is not changed
+    with pytest.raises(SystemExit):
+        parse_args(["--replay", "x.json", "--rules", "a:ma=5,reset=2"])
