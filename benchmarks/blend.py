@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import _common as C
-from benchmarks.quality import BORDER, DATA, _param_value, quality, steps_for, write_json_atomic
+from benchmarks.quality import BORDER, DATA, kv_params, quality, steps_for, write_json_atomic
 from cusim.recon.pinn import blend_images
 
 NAME = "blend"
@@ -114,18 +114,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error(f"--ensemble-seeds: expected seeds other than the run's own ({base}) and each once, "
                  f"got {args.ensemble_seeds}")
     return args
-
-
-def kv_params(ap: argparse.ArgumentParser, option: str, items: list[str]) -> dict:
-    """PINN settings from ``KEY=VALUE`` strings (values parsed as benchmarks.quality does); one usage line and
-    exit 2 for an item without ``=``."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            ap.error(f"{option}: expected KEY=VALUE, got {item!r}")
-        out[key.strip()] = _param_value(value.strip())
-    return out
 
 
 def _tag(params: dict) -> str:

@@ -84,6 +84,18 @@ def _param_value(text: str):
         return text
 
 
+def kv_params(ap: argparse.ArgumentParser, option: str, items: list[str]) -> dict:
+    """PINN settings from ``KEY=VALUE`` strings (values by :func:`_param_value`); one usage line and exit 2 for an
+    item without ``=`` or without a key."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            ap.error(f"{option}: expected KEY=VALUE, got {item!r}")
+        out[key.strip()] = _param_value(value.strip())
+    return out
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DATA, help="the pinn-sim-paper folder")
@@ -120,12 +132,7 @@ def parse_args(argv=None) -> argparse.Namespace:
             setattr(args, key, v)
     if args.crop < 1 or (args.steps is not None and args.steps < 1) or any(s < 1 for s in args.samples):
         ap.error("--crop, --steps and --samples must be positive")
-    params = {}
-    for item in args.pinn_param:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            ap.error(f"--pinn-param: expected KEY=VALUE, got {item!r}")
-        params[key.strip()] = _param_value(value.strip())
+    params = kv_params(ap, "--pinn-param", args.pinn_param)
     for key in ("steps", "seed"):
         if key in params:
             ap.error(f"--pinn-param {key}=...: use --{key} (the paper peer uses the same value)")

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import _common as C
-from benchmarks.blend import _tag, images, kv_params
-from benchmarks.quality import DATA, quality
+from benchmarks.blend import _tag, images
+from benchmarks.quality import DATA, kv_params, quality
 from cusim.recon.pinn import blend_images
 
 

@@ -1,7 +1,7 @@
 """Candidate variants of the PINN's validation stop, replayed on one trajectory per item.
 
     python -m benchmarks.stop_rules [--items sim:SNR:SEED[:PHANTOM] | SET:SAMPLE ...] [--crop 120] [--sim-size 128]
-        [--rules NAME:floor=F,se=C,jit=K,frozen=0|1,ma=W,rel=0|1,patience=P ...] [--min-run N] [--cap 1000]
+        [--rules NAME:floor=F,se=C,jit=K,frozen=0|1,ma=W,rel=0|1,reset=R,gain=G,cap=N,patience=P ...] [--min-run N] [--cap 1000]
         [--pinn-param KEY=VALUE ...] [--threads N] [--out benchmarks/results/stop_rules-cpu.json]
     python -m benchmarks.stop_rules --replay FILE.json[.gz] ... [--rules ...]
 
@@ -25,7 +25,7 @@ the run ends:
   adopted, docs/quality.md);
 - ``reset R`` / ``gain G``: the ``patience`` steps count from the last least lower than the last one that counted by
   more than R times the residual's median step-to-step change (or a share G of it), so a residual creeping down
-  within its own jitter ends the run (benchmark only, docs/quality.md, "How many steps a whole sample needs");
+  within its own jitter ends the run (benchmark only, docs/quality.md, "Issue 19: how many steps a whole sample needs");
 - ``cap N``: the run cut at N steps (cusim's ``steps``), keeping what the rule holds there: the image of a shorter
   run, from the same trajectory.
 
@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import _common as C
-from benchmarks.quality import BORDER, DATA, _param_value, quality, write_json_atomic
+from benchmarks.quality import BORDER, DATA, kv_params, quality, write_json_atomic
 from cusim.phantoms import PHANTOMS
 from cusim.recon.config import KEEP_WINDOW, PINNConfig
 
@@ -100,14 +100,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         if spec.get("ma", 0) > 1 and {"se", "jit", "rel", "frozen", "reset", "gain"} & spec.keys():
             ap.error(f"--rules {name}: ma= takes only floor= and patience= (the smoothed residual's least), got {kv!r}")
         args.parsed_rules[name] = spec
-    args.pinn_params = {}
-    for item in args.pinn_param:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            ap.error(f"--pinn-param: expected KEY=VALUE, got {item!r}")
-        if key.strip() in ("ensemble", "steps", "stop"):
-            ap.error(f"--pinn-param {key.strip()}=...: fixed here (one network, --cap, the validation stop)")
-        args.pinn_params[key.strip()] = _param_value(value.strip())
+    args.pinn_params = kv_params(ap, "--pinn-param", args.pinn_param)
+    for key in ("ensemble", "steps", "stop"):
+        if key in args.pinn_params:
+            ap.error(f"--pinn-param {key}=...: fixed here (one network, --cap, the validation stop)")
     try:
         PINNConfig(**args.pinn_params)
     except (TypeError, ValueError) as e:
