@@ -3,7 +3,10 @@
     python -m benchmarks.stop_rules [--items sim:SNR:SEED[:PHANTOM] | SET:SAMPLE ...] [--crop 120] [--sim-size 128]
         [--rules NAME:floor=F,se=C,jit=K,frozen=0|1,ma=W,rel=0|1,reset=R,gain=G,cap=N,patience=P ...] [--min-run N] [--cap 1000]
         [--pinn-param KEY=VALUE ...] [--threads N] [--out benchmarks/results/stop_rules-cpu.json]
-    python -m benchmarks.stop_rules --replay FILE.json[.gz] ... [--rules ...]
+    python -m benchmarks.stop_rules --replay FILE.json[.gz] ... [--rules ...] [--against BASE.json[.gz] ...]
+
+``--against``: a variant's runs (``--pinn-param``, a schedule say) item by item against the default's runs of the same
+items, the paired difference that screens a setting (docs/quality.md, "The schedule").
 
 The validation stop (cusim's default) holds ``holdout`` of the camera pixels out of the loss and, before 2026-12-07,
 kept the image of their least residual (rule ``least:`` here), stopping ``patience`` steps after it. At SNR 1 that
@@ -81,7 +84,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--replay", type=Path, nargs="+", default=None, metavar="JSON",
                     help="no runs: replay --rules on the trajectories these files (.json or .json.gz) recorded and print "
                          "the summary")
+    ap.add_argument("--against", type=Path, nargs="+", default=None, metavar="JSON",
+                    help="with --replay: the runs there (a variant, e.g. another --pinn-param) item by item against "
+                         "these recorded runs of the same items (matched by label), per group and rule")
     args = ap.parse_args(argv)
+    if args.against and not args.replay:
+        ap.error("--against compares with the runs --replay names: give --replay too")
     args.parsed_rules = {}
     for r in args.rules:
         name, sep, kv = r.partition(":")
@@ -261,6 +269,44 @@ def summarise(items: list[dict], rules: dict) -> list[str]:
     return out
 
 
+def compare(items: list[dict], base: list[dict], rules: dict) -> list[str]:
+    """Item by item (matched by label), the runs in ``items`` (a variant: another schedule, say) against ``base``
+    (the same items at the defaults): per group and rule, the mean and worst difference in PSNR of the image the run
+    returns (variant minus base) and the mean step the rule ends the run at, base -> variant (the steps recorded
+    where it did not end); the last column, the curves' best. Items in only one of the two are left out (and
+    counted in the last line)."""
+    by_label = {it["label"]: it for it in base}
+    rows, unmatched = {}, 0
+    for it in items:
+        b = by_label.get(it["label"])
+        if b is None:
+            unmatched += 1
+            continue
+        row = {}
+        for name, r in [*rules.items(), ("best", None)]:
+            pair = []
+            for rec in (b, it):
+                c = np.array(rec["curve"])
+                if r is None:
+                    pair.append((c[:, 3].max(), int(np.argmax(c[:, 3])) + 1))
+                    continue
+                pick, end = replay(c[:, 1], n_held=rec["n_held"], **r)
+                pair.append((c[pick, 3], len(c) if end is None else end + 1))
+            row[name] = (pair[1][0] - pair[0][0], pair[0][1], pair[1][1])
+        rows.setdefault(group_of(it["label"]), []).append(row)
+    names = [*rules, "best"]
+    out = ["| group | n | " + " | ".join(names) + " |", "|" + " --- |" * (len(names) + 2)]
+    if len(rows) > 1:
+        rows["all"] = [r for rs in rows.values() for r in rs]
+    for g, rs in rows.items():
+        cells = [f"{np.mean([r[n][0] for r in rs]):+.2f} / {min(r[n][0] for r in rs):+.2f}, "
+                 f"{np.mean([r[n][1] for r in rs]):.0f} -> {np.mean([r[n][2] for r in rs]):.0f} steps" for n in names]
+        out.append(f"| {g} | {len(rs)} | " + " | ".join(cells) + " |")
+    if unmatched:
+        out.append(f"({unmatched} item(s) with no run of the same label in --against, left out)")
+    return out
+
+
 def line(rec: dict, names: list[str]) -> str:
     cells = " | ".join(f"{n} {rec['rules'][n]['psnr_db']:.2f}@{rec['rules'][n]['step']}" for n in names)
     b = rec["best_blended"]
@@ -275,8 +321,15 @@ def main(argv=None) -> int:
 
         import gzip  # noqa: PLC0415
 
-        items = [it for path in args.replay for it in json.loads(
-            gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_text())["items"]]
+        def load(paths):
+            return [it for path in paths for it in json.loads(
+                gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_text())["items"]]
+
+        items = load(args.replay)
+        if args.against:
+            print("PSNR of the image returned, dB, these runs minus --against's: mean / worst per group; steps base -> these")
+            print("\n".join(compare(items, load(args.against), args.parsed_rules)))
+            return 0
         print("PSNR of the image returned, dB, against the least held-out residual's: mean / worst per group")
         print("\n".join(summarise(items, args.parsed_rules)))
         return 0

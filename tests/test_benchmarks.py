@@ -3,6 +3,7 @@ like), and the prepared GPU script fails fast and clearly where there is no GPU.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 
@@ -566,3 +567,30 @@ def test_stop_rules_reset_counts_patience_from_the_last_least_that_beat_the_jitt
     assert replay(mse, reset=2, patience=100, cap=400) == (150, 150)  # a rule that ends first is not changed
     with pytest.raises(SystemExit):
         parse_args(["--replay", "x.json", "--rules", "a:ma=5,reset=2"])
+
+
+def test_stop_rules_compares_a_variant_with_the_default_item_by_item(tmp_path, capsys):
+    """``--replay VARIANT --against BASE`` (how a schedule is screened): per group and rule, the variant's returned
+    image minus the base's, matched by label, with the steps each run took; items in only one file are counted."""
+    from benchmarks.stop_rules import main
+
+    s = np.arange(300)
+
+    def run(label, low_at, psnr):  # a residual with its least at low_at; the returned image's PSNR rises to psnr
+        mse = 1.0 + 1e-3 * np.abs(s - low_at)
+        return {"label": label, "n_held": 1000,
+                "curve": [[int(k) + 1, float(mse[k]), 0.0, psnr * min(1.0, (k + 1) / low_at)] for k in s]}
+
+    base = [run("NL_SIM/ccp #1", 150, 40.0), run("NL_SIM/ccp #2", 100, 30.0), run("SIM/microtubules #1", 50, 20.0)]
+    variant = [run("NL_SIM/ccp #1", 100, 41.0), run("NL_SIM/ccp #2", 100, 29.5), run("LPSIM/microtubules #1", 50, 9.0)]
+    (tmp_path / "b.json").write_text(json.dumps({"items": base}))
+    (tmp_path / "v.json").write_text(json.dumps({"items": variant}))
+    assert main(["--replay", str(tmp_path / "v.json"), "--against", str(tmp_path / "b.json"),
+                 "--rules", "least:patience=100"]) == 0
+    out = capsys.readouterr().out
+    # ccp: +1.0 and -0.5 dB, mean +0.25; the base ends 100 steps after its leasts (251, 201), the variant at 201, 201
+    assert "| NL_SIM/ccp | 2 | +0.25 / -0.50, 226 -> 201 steps |" in out
+    assert "(1 item(s) with no run of the same label in --against, left out)" in out
+    assert "SIM/microtubules" not in out and "| all |" not in out  # one matched group: no summary row
+    with pytest.raises(SystemExit):
+        main(["--against", str(tmp_path / "b.json")])
