@@ -253,20 +253,22 @@ def summarise(items: list[dict], rules: dict) -> list[str]:
                          len(mse) if end is None else end + 1)
         row["best"] = (returned.max() - least, False, False, int(np.argmax(returned)) + 1)
         rows.setdefault(group_of(it["label"]), []).append(row)
-    names = [*rules, "best"]
+    def cell(rs, n):
+        d = [r[n][0] for r in rs]
+        at_end, unended = sum(r[n][1] for r in rs), sum(r[n][2] for r in rs)
+        return (f"{np.mean(d):+.2f} / {min(d):+.2f}, {np.mean([r[n][3] for r in rs]):.0f} steps"
+                + (f" ({at_end} at end)" if at_end else "") + (f" ({unended} not ended)" if unended else ""))
+
+    return group_table(rows, [*rules, "best"], cell)
+
+
+def group_table(rows: dict, names: list[str], cell) -> list[str]:
+    """A markdown table: one row per group of ``rows`` (group -> per-item dicts), then "all" where there is more
+    than one group; ``cell(items, name)`` writes each column's cell."""
     out = ["| group | n | " + " | ".join(names) + " |", "|" + " --- |" * (len(names) + 2)]
     if len(rows) > 1:
-        rows["all"] = [r for rs in rows.values() for r in rs]
-    for g, rs in rows.items():
-        cells = []
-        for n in names:
-            d = [r[n][0] for r in rs]
-            at_end, unended = sum(r[n][1] for r in rs), sum(r[n][2] for r in rs)
-            steps = np.mean([r[n][3] for r in rs])
-            cells.append(f"{np.mean(d):+.2f} / {min(d):+.2f}, {steps:.0f} steps" + (f" ({at_end} at end)" if at_end else "")
-                         + (f" ({unended} not ended)" if unended else ""))
-        out.append(f"| {g} | {len(rs)} | " + " | ".join(cells) + " |")
-    return out
+        rows = {**rows, "all": [r for rs in rows.values() for r in rs]}
+    return out + [f"| {g} | {len(rs)} | " + " | ".join(cell(rs, n) for n in names) + " |" for g, rs in rows.items()]
 
 
 def compare(items: list[dict], base: list[dict], rules: dict) -> list[str]:
@@ -294,14 +296,9 @@ def compare(items: list[dict], base: list[dict], rules: dict) -> list[str]:
                 pair.append((c[pick, 3], len(c) if end is None else end + 1))
             row[name] = (pair[1][0] - pair[0][0], pair[0][1], pair[1][1])
         rows.setdefault(group_of(it["label"]), []).append(row)
-    names = [*rules, "best"]
-    out = ["| group | n | " + " | ".join(names) + " |", "|" + " --- |" * (len(names) + 2)]
-    if len(rows) > 1:
-        rows["all"] = [r for rs in rows.values() for r in rs]
-    for g, rs in rows.items():
-        cells = [f"{np.mean([r[n][0] for r in rs]):+.2f} / {min(r[n][0] for r in rs):+.2f}, "
-                 f"{np.mean([r[n][1] for r in rs]):.0f} -> {np.mean([r[n][2] for r in rs]):.0f} steps" for n in names]
-        out.append(f"| {g} | {len(rs)} | " + " | ".join(cells) + " |")
+    out = group_table(rows, [*rules, "best"], lambda rs, n: (
+        f"{np.mean([r[n][0] for r in rs]):+.2f} / {min(r[n][0] for r in rs):+.2f}, "
+        f"{np.mean([r[n][1] for r in rs]):.0f} -> {np.mean([r[n][2] for r in rs]):.0f} steps"))
     if unmatched:
         out.append(f"({unmatched} item(s) with no run of the same label in --against, left out)")
     return out
