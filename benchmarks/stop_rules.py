@@ -284,17 +284,13 @@ def compare(items: list[dict], base: list[dict], rules: dict) -> list[str]:
         if b is None:
             unmatched += 1
             continue
-        row = {}
-        for name, r in [*rules.items(), ("best", None)]:
-            pair = []
-            for rec in (b, it):
-                c = np.array(rec["curve"])
-                if r is None:
-                    pair.append((c[:, 3].max(), int(np.argmax(c[:, 3])) + 1))
-                    continue
-                pick, end = replay(c[:, 1], n_held=rec["n_held"], **r)
-                pair.append((c[pick, 3], len(c) if end is None else end + 1))
-            row[name] = (pair[1][0] - pair[0][0], pair[0][1], pair[1][1])
+        curves = [(np.array(rec["curve"]), rec["n_held"]) for rec in (b, it)]
+        row = {"best": (curves[1][0][:, 3].max() - curves[0][0][:, 3].max(),
+                        *(int(np.argmax(c[:, 3])) + 1 for c, _ in curves))}
+        for name, r in rules.items():
+            (pb, eb), (pv, ev) = (replay(c[:, 1], n_held=n, **r) for c, n in curves)
+            row[name] = (curves[1][0][pv, 3] - curves[0][0][pb, 3],
+                         *(len(c) if e is None else e + 1 for (c, _), e in zip(curves, (eb, ev))))
         rows.setdefault(group_of(it["label"]), []).append(row)
     out = group_table(rows, [*rules, "best"], lambda rs, n: (
         f"{np.mean([r[n][0] for r in rs]):+.2f} / {min(r[n][0] for r in rs):+.2f}, "
