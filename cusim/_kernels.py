@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,9 @@ KERNEL_NAMES = [
     for p in ("f32", "f64")
 ]
 
-_BLOCK = 256
-_BLOCKS_PER_SM = 8  # with 256 threads, one full wave on the SMs; the grid-stride loop does the rest
+_BLOCK = (32, 8, 1)  # (x: columns, y: rows, z: planes); a warp covers 32 consecutive columns of one row
+_BLOCKS_PER_SM = 8  # with 256 threads, one full wave on the SMs; the grid-stride loops do the rest
+_GRID_YZ_MAX = 65535  # CUDA's limit on gridDim.y and gridDim.z
 _REAL = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 _COMPLEX = {np.dtype(np.complex64): "f32", np.dtype(np.complex128): "f64"}
 
@@ -53,15 +55,29 @@ def _grid_cap(device_id: int) -> int:
     return _BLOCKS_PER_SM * cupy.cuda.Device(device_id).attributes["MultiProcessorCount"]
 
 
-def _launch(name: str, n: int, *args) -> None:
-    """Run kernel ``name`` over ``n`` output elements; integers go in as ``long long``."""
-    if n == 0:
+def launch_grid(shape: tuple[int, int, int], cap: int) -> tuple[int, int, int]:
+    """The grid (x, y, z) for an output of ``shape`` (planes, rows, columns) in blocks of ``_BLOCK``: enough
+    blocks to cover the columns, then the rows, then the planes, at most ``cap`` blocks in all (the kernels'
+    grid-stride loops cover the rest). Every kernel maps x to columns, y to rows and z to planes."""
+    planes, rows, cols = shape
+    bx, by, bz = _BLOCK
+    gx = max(1, min(-(-cols // bx), cap))
+    gy = max(1, min(-(-rows // by), cap // gx, _GRID_YZ_MAX))
+    gz = max(1, min(-(-planes // bz), cap // (gx * gy), _GRID_YZ_MAX))
+    return gx, gy, gz
+
+
+def _launch(name: str, shape: tuple[int, ...], *args) -> None:
+    """Run kernel ``name`` over an output of ``shape`` (its last three axes: planes, rows, columns; leading
+    axes fold into the planes); integers go in as ``long long``."""
+    if math.prod(shape) == 0:
         return
     import cupy  # noqa: PLC0415
 
-    grid = min(-(-n // _BLOCK), _grid_cap(cupy.cuda.Device().id))
+    planes, rows, cols = math.prod(shape[:-2]), shape[-2], shape[-1]
+    grid = launch_grid((planes, rows, cols), _grid_cap(cupy.cuda.Device().id))
     args = tuple(np.int64(a) if isinstance(a, (int, np.integer)) else a for a in args)
-    _module().get_function(name)((grid,), (_BLOCK,), args)  # CuPy's order: grid, block, arguments
+    _module().get_function(name)(grid, _BLOCK, args)  # CuPy's order: grid, block, arguments
 
 
 def _precision(table: dict, *arrays) -> str:
@@ -103,7 +119,7 @@ def pattern_multiply_pad(x, pat, hp_wp: tuple[int, int], off: int):
 
     x, pat = _on_device(x, pat)
     u = cupy.empty((B, K, Hp, Wp), dtype=x.dtype)  # the kernel writes the zero margin too
-    _launch(f"pattern_multiply_pad_{p}", u.size, x, pat, u, B, K, H, W, Hp, Wp, off)
+    _launch(f"pattern_multiply_pad_{p}", u.shape, x, pat, u, B, K, H, W, Hp, Wp, off)
     return u
 
 
@@ -121,7 +137,7 @@ def pattern_multiply_sum(w, pat, off: int):
 
     w, pat = _on_device(w, pat)
     out = cupy.empty((B, H, W), dtype=w.dtype)
-    _launch(f"pattern_multiply_sum_{p}", out.size, w, pat, out, B, K, H, W, Hp, Wp, off)
+    _launch(f"pattern_multiply_sum_{p}", out.shape, w, pat, out, B, K, H, W, Hp, Wp, off)
     return out
 
 
@@ -143,7 +159,7 @@ def fold_transfer(U, T, s: int, hp_wp: tuple[int, int]):
     U, T = _on_device(U, T)
     N, hp, wp = U.shape[0], Hp // s, Wp // s
     Y = cupy.empty((N, hp, wp // 2 + 1), dtype=U.dtype)
-    _launch(f"fold_transfer_{p}", Y.size, U, T, Y, N, Hp, Wp, s)
+    _launch(f"fold_transfer_{p}", Y.shape, U, T, Y, N, Hp, Wp, s)
     return Y
 
 
@@ -161,5 +177,5 @@ def unfold_transfer(R, Tc, s: int, hp_wp: tuple[int, int]):
 
     R, Tc = _on_device(R, Tc)
     V = cupy.empty((R.shape[0], Hp, Wp // 2 + 1), dtype=R.dtype)
-    _launch(f"unfold_transfer_{p}", V.size, R, Tc, V, R.shape[0], Hp, Wp, s)
+    _launch(f"unfold_transfer_{p}", V.shape, R, Tc, V, R.shape[0], Hp, Wp, s)
     return V

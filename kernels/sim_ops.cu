@@ -2,91 +2,115 @@
 //
 // Each kernel computes exactly what the NumPy function of the same name in cusim/_twins.py computes;
 // read the layouts there. Rules: one thread per OUTPUT element, grid-stride loops, gathers only (no
-// atomics, no shared memory, no barriers), 64-bit element indices. Every output element is written,
-// so callers may pass uninitialised buffers. All sizes arrive as long long; within one image plane
-// (which always fits in 32 bits) the arithmetic is done in int, because 64-bit division is slow.
+// atomics, no shared memory, no barriers). Every output element is written, so callers may pass
+// uninitialised buffers. All sizes arrive as long long.
+//
+// Launch shape: every output is a stack of planes (planes, rows, columns), and the launch is 3-D to
+// match: x runs over columns (a warp reads and writes consecutive addresses), y over rows, z over
+// planes, each axis a grid-stride loop of its own. So no thread divides to find its element: the
+// 1-D layout this replaced did a 64-bit division per element (a long software sequence on the GPU,
+// more integer work than the pass's memory traffic at 2048 x 2048) plus two 32-bit ones. Plane offsets
+// are 64-bit (B * K * Hp * Wp can pass 2^31); within one plane, which always fits in 32 bits, the
+// arithmetic is int.
 #include "cusim_complex.cuh"
 
 typedef long long i64;
 
-// The first element of this thread, and the step of the grid-stride loop.
-__device__ __forceinline__ i64 first_index() { return (i64)blockIdx.x * blockDim.x + threadIdx.x; }
-__device__ __forceinline__ i64 grid_stride() { return (i64)blockDim.x * gridDim.x; }
+// The grid-stride loops over planes (z), rows (y) and columns (x) of this thread.
+#define FOR_PLANES(n, N) \
+    for (i64 n = (i64)blockIdx.z * blockDim.z + threadIdx.z; n < (N); n += (i64)gridDim.z * blockDim.z)
+#define FOR_ROWS(i, H) \
+    for (int i = (int)(blockIdx.y * blockDim.y + threadIdx.y); i < (int)(H); i += (int)(gridDim.y * blockDim.y))
+#define FOR_COLUMNS(j, W) \
+    for (int j = (int)(blockIdx.x * blockDim.x + threadIdx.x); j < (int)(W); j += (int)(gridDim.x * blockDim.x))
 
 // u[b, k, i + off, j + off] = pat[k, i, j] * x[b, i, j]; zero in the margin. u is (B, K, Hp, Wp).
+// Planes: b * K + k; rows and columns of the padded plane.
 template <typename T>
 __device__ __forceinline__ void pattern_multiply_pad(const T* __restrict__ x, const T* __restrict__ pat,
                                                      T* __restrict__ u, i64 B, i64 K, i64 H, i64 W,
                                                      i64 Hp, i64 Wp, i64 off) {
-    const i64 plane = Hp * Wp, total = B * K * plane;
-    for (i64 e = first_index(); e < total; e += grid_stride()) {
-        const i64 bk = e / plane;                           // b * K + k
-        const int p = (int)(e - bk * plane);                // index within the padded plane
-        const int i = p / (int)Wp - (int)off, j = p % (int)Wp - (int)off;  // unpadded row, column
-        T v = T(0);
-        if (i >= 0 && i < H && j >= 0 && j < W) {
-            const i64 b = bk / K, k = bk - b * K;
-            const int q = i * (int)W + j;
-            v = pat[k * H * W + q] * x[b * H * W + q];
+    const int h = (int)H, w = (int)W, o = (int)off;
+    FOR_PLANES(bk, B * K) {
+        const i64 b = bk / K, k = bk - b * K;               // once per plane, not per element
+        const T* xb = x + b * H * W;
+        const T* pk = pat + k * H * W;
+        T* ub = u + bk * Hp * Wp;
+        FOR_ROWS(R, Hp) {
+            const int i = R - o;                            // unpadded row
+            const bool row_inside = i >= 0 && i < h;
+            FOR_COLUMNS(C, Wp) {
+                const int j = C - o;                        // unpadded column
+                T v = T(0);
+                if (row_inside && j >= 0 && j < w) v = pk[i * w + j] * xb[i * w + j];
+                ub[R * (int)Wp + C] = v;
+            }
         }
-        u[e] = v;
     }
 }
 
 // out[b, i, j] = sum_k pat[k, i, j] * w[b, k, i + off, j + off], summed in order k = 0, 1, ...
+// Planes: b; rows and columns of the unpadded image.
 template <typename T>
 __device__ __forceinline__ void pattern_multiply_sum(const T* __restrict__ w, const T* __restrict__ pat,
                                                      T* __restrict__ out, i64 B, i64 K, i64 H, i64 W,
                                                      i64 Hp, i64 Wp, i64 off) {
-    const i64 plane = H * W, total = B * plane, padded = Hp * Wp;
-    for (i64 e = first_index(); e < total; e += grid_stride()) {
-        const i64 b = e / plane;
-        const int q = (int)(e - b * plane);                 // i * W + j
-        const int i = q / (int)W, j = q % (int)W;
-        const T* wb = w + b * K * padded + (i + off) * Wp + (j + off);  // &w[b, 0, i + off, j + off]
-        T acc = T(0);
-        for (i64 k = 0; k < K; ++k) acc += pat[k * plane + q] * wb[k * padded];
-        out[e] = acc;
+    const i64 plane = H * W, padded = Hp * Wp;
+    FOR_PLANES(b, B) {
+        const T* wb = w + b * K * padded + off * Wp + off;  // &w[b, 0, off, off]
+        T* ob = out + b * plane;
+        FOR_ROWS(i, H) {
+            FOR_COLUMNS(j, W) {
+                const int q = i * (int)W + j;
+                const T* wq = wb + i * (int)Wp + j;         // &w[b, 0, i + off, j + off]
+                T acc = T(0);
+                for (i64 k = 0; k < K; ++k) acc += pat[k * plane + q] * wq[k * padded];
+                ob[q] = acc;
+            }
+        }
     }
 }
 
 // Y[n, r, c] = sum_{a, b < s} T[R, C] U[n, R, C], R = r + a*hp, C = c + b*wp, over the FULL fine
 // spectrum: a column C >= Wf is read as conj(T U) at its Hermitian mirror ((Hp - R) % Hp, Wp - C).
-// U is (N, Hp, Wf), T is (Hp, Wf), Y is (N, hp, wcf).
+// U is (N, Hp, Wf), T is (Hp, Wf), Y is (N, hp, wcf). Planes: n; rows and columns of the camera half spectrum.
 template <typename T>
 __device__ __forceinline__ void fold_transfer(const typename cplx<T>::type* __restrict__ U,
                                               const typename cplx<T>::type* __restrict__ Tf,
                                               typename cplx<T>::type* __restrict__ Y, i64 N, i64 Hp,
                                               i64 Wp, i64 s) {
     typedef typename cplx<T>::type Complex;
-    const int hp = (int)(Hp / s), wp = (int)(Wp / s), Wf = (int)(Wp / 2 + 1), wcf = wp / 2 + 1;
-    const i64 fine_plane = Hp * Wf, plane = (i64)hp * wcf, total = N * plane;
-    for (i64 e = first_index(); e < total; e += grid_stride()) {
-        const i64 n = e / plane;
-        const int p = (int)(e - n * plane);
-        const int r = p / wcf, c = p % wcf;
-        const Complex* Un = U + n * fine_plane;
-        Complex acc = make_cplx(T(0), T(0));
-        for (int a = 0; a < s; ++a) {          // tile order a * s + b, as in the twin
-            const int R = r + a * hp;
-            for (int b = 0; b < s; ++b) {
-                const int C = c + b * wp;      // at most wp/2 + (s-1)*wp < Wp, so Wp - C >= 1
-                if (C < Wf) {
-                    const int q = R * Wf + C;
-                    acc = cadd(acc, cmul(Un[q], Tf[q]));
-                } else {
-                    const int q = ((int)Hp - R) % (int)Hp * Wf + ((int)Wp - C);
-                    acc = cadd(acc, cconj(cmul(Un[q], Tf[q])));
+    const int S = (int)s, hp = (int)(Hp / s), wp = (int)(Wp / s), Wf = (int)(Wp / 2 + 1), wcf = wp / 2 + 1;
+    const int H = (int)Hp, W = (int)Wp;
+    FOR_PLANES(n, N) {
+        const Complex* Un = U + n * Hp * Wf;
+        Complex* Yn = Y + n * hp * wcf;
+        FOR_ROWS(r, hp) {
+            FOR_COLUMNS(c, wcf) {
+                Complex acc = make_cplx(T(0), T(0));
+                for (int a = 0; a < S; ++a) {          // tile order a * s + b, as in the twin
+                    const int R = r + a * hp;
+                    const int mirror_row = R == 0 ? 0 : H - R;   // (Hp - R) % Hp
+                    for (int b = 0; b < S; ++b) {
+                        const int C = c + b * wp;      // at most wp/2 + (s-1)*wp < Wp, so Wp - C >= 1
+                        if (C < Wf) {
+                            const int q = R * Wf + C;
+                            acc = cadd(acc, cmul(Un[q], Tf[q]));
+                        } else {
+                            const int q = mirror_row * Wf + (W - C);
+                            acc = cadd(acc, cconj(cmul(Un[q], Tf[q])));
+                        }
+                    }
                 }
+                Yn[r * wcf + c] = acc;
             }
         }
-        Y[e] = acc;
     }
 }
 
 // V[n, R, C] = Tc[R, C] * Rfull[n, R % hp, C % wp]: the camera spectrum repeated over the s x s
 // tiles; a camera column c >= wcf is read as conj(Rs) at its mirror ((hp - r) % hp, wp - c).
-// Rs is (N, hp, wcf), Tc is (Hp, Wf), V is (N, Hp, Wf).
+// Rs is (N, hp, wcf), Tc is (Hp, Wf), V is (N, Hp, Wf). Planes: n; rows and columns of the fine half spectrum.
 template <typename T>
 __device__ __forceinline__ void unfold_transfer(const typename cplx<T>::type* __restrict__ Rs,
                                                 const typename cplx<T>::type* __restrict__ Tc,
@@ -94,14 +118,18 @@ __device__ __forceinline__ void unfold_transfer(const typename cplx<T>::type* __
                                                 i64 Wp, i64 s) {
     typedef typename cplx<T>::type Complex;
     const int hp = (int)(Hp / s), wp = (int)(Wp / s), Wf = (int)(Wp / 2 + 1), wcf = wp / 2 + 1;
-    const i64 fine_plane = Hp * Wf, cam_plane = (i64)hp * wcf, total = N * fine_plane;
-    for (i64 e = first_index(); e < total; e += grid_stride()) {
-        const i64 n = e / fine_plane;
-        const int q = (int)(e - n * fine_plane);            // R * Wf + C
-        const int r = q / Wf % hp, c = q % Wf % wp;         // camera row and column of (R, C)
-        const Complex* Rn = Rs + n * cam_plane;
-        const Complex g = c < wcf ? Rn[r * wcf + c] : cconj(Rn[(hp - r) % hp * wcf + (wp - c)]);
-        V[e] = cmul(g, Tc[q]);
+    FOR_PLANES(n, N) {
+        const Complex* Rn = Rs + n * hp * wcf;
+        Complex* Vn = V + n * Hp * Wf;
+        FOR_ROWS(R, Hp) {
+            const int r = R % hp, mirror_row = r == 0 ? 0 : hp - r;  // camera row, and (hp - r) % hp
+            FOR_COLUMNS(C, Wf) {
+                const int q = R * Wf + C;
+                const int c = C % wp;                   // camera column of (R, C)
+                const Complex g = c < wcf ? Rn[r * wcf + c] : cconj(Rn[mirror_row * wcf + (wp - c)]);
+                Vn[q] = cmul(g, Tc[q]);
+            }
+        }
     }
 }
 

@@ -32,13 +32,15 @@ CASES = [
     (6, 9, 3, 3, 12, 18),  # hp, wp = 4, 6: even, with a Nyquist row and column
     (8, 12, 4, 4, 12, 24),  # hp, wp = 3, 6
 ]
-# (grid, block): every grid here has far fewer threads than output elements, so each thread runs
-# several turns of the grid-stride loop; (1, 1) runs the whole loop in one thread.
-LAUNCHES = [(1, 1), (2, 5), (3, 32), (7, 64)]
+# (grid, block), each (x, y, z): every grid here has far fewer threads than output elements along some
+# axis, so threads run several turns of the grid-stride loops; ((1, 1, 1), (1, 1, 1)) runs every loop in one
+# thread; the others split columns, rows and planes (x, y, z) among blocks and threads in different ways.
+LAUNCHES = [((1, 1, 1), (1, 1, 1)), ((2, 1, 3), (5, 2, 1)), ((1, 3, 1), (32, 1, 2)), ((3, 2, 2), (4, 3, 2))]
 PRECISIONS = {"f32": (np.float32, np.complex64, 1e-5), "f64": (np.float64, np.complex128, 1e-12)}
 
 host_cases = pytest.mark.parametrize("case", CASES, ids=lambda c: "H{}W{}s{}off{}Hp{}Wp{}".format(*c))
-host_launches = pytest.mark.parametrize("launch", LAUNCHES, ids=lambda gb: f"grid{gb[0]}xblock{gb[1]}")
+host_launches = pytest.mark.parametrize(
+    "launch", LAUNCHES, ids=lambda gb: "grid{}xblock{}".format(*("x".join(map(str, d)) for d in gb)))
 precisions = pytest.mark.parametrize("precision", list(PRECISIONS))
 
 
@@ -101,13 +103,14 @@ def host_kernels(tmp_path_factory):
     _run([gxx, "-x", "c++", "-std=c++17", "-include", SHIM, "-shared", "-fPIC", "-O1", "-ffp-contract=off",
           "-I", KERNELS, SOURCE, "-o", so])
     lib = ctypes.CDLL(str(so))
-    lib.cusim_shim_set_thread.argtypes = [ctypes.c_uint] * 4
+    lib.cusim_shim_set_thread.argtypes = [ctypes.c_uint] * 12
     lib.cusim_shim_set_thread.restype = None
     return lib
 
 
-def launch_on_host(lib, name: str, launch: tuple[int, int], *args) -> None:
-    """Call kernel ``name`` once for every (blockIdx.x, threadIdx.x) of a 1-D launch, in shuffled order.
+def launch_on_host(lib, name: str, launch: tuple[tuple[int, int, int], tuple[int, int, int]], *args) -> None:
+    """Call kernel ``name`` once for every (blockIdx, threadIdx) of a launch of grid and block shapes
+    ``launch`` (each (x, y, z)), in shuffled order.
 
     Arrays pass as pointers (complex64/128 are interleaved re/im, the layout of float2/double2),
     integers as long long. The output (the third argument of every kernel) is reset to NaN before
@@ -120,9 +123,12 @@ def launch_on_host(lib, name: str, launch: tuple[int, int], *args) -> None:
     assert all(a.flags.c_contiguous for a in args if isinstance(a, np.ndarray))
     cargs = [ctypes.c_void_p(a.ctypes.data) if isinstance(a, np.ndarray) else ctypes.c_longlong(a) for a in args]
     result, writers = np.full_like(out, np.nan), np.zeros(out.shape, dtype=int)
-    for t in np.random.default_rng(0).permutation(grid * block):  # threads are independent: any order
+    n_blocks, n_threads = int(np.prod(grid)), int(np.prod(block))
+    for t in np.random.default_rng(0).permutation(n_blocks * n_threads):  # threads are independent: any order
         out.fill(np.nan)
-        lib.cusim_shim_set_thread(grid, block, t // block, t % block)
+        block_idx = np.unravel_index(t // n_threads, grid[::-1])[::-1]  # x varies fastest, as on the GPU
+        thread_idx = np.unravel_index(t % n_threads, block[::-1])[::-1]
+        lib.cusim_shim_set_thread(*grid, *block, *map(int, block_idx), *map(int, thread_idx))
         kernel(*cargs)
         written = ~np.isnan(out)
         writers += written
@@ -193,6 +199,51 @@ def test_unfold_transfer_on_host_matches_twin_with_hermitian_mirror(host_kernels
     assert_matches_twin(V, _twins.unfold_transfer(R, Tc, s, (Hp, Wp)), rtol)
 
 
+@pytest.mark.parametrize("name", ["pattern_multiply_pad", "pattern_multiply_sum", "fold_transfer", "unfold_transfer"])
+def test_kernels_on_host_match_twins_under_the_wrappers_own_launch_shape(host_kernels, name):
+    """The block and grid shapes cusim._kernels launches on a GPU (there with the cap of 8 blocks per SM;
+    here a cap of 3 blocks, so the loops of the 256-thread blocks must still cover every plane and row)."""
+    H, W, s, off, Hp, Wp = CASES[2]
+    real, cplx, rtol = PRECISIONS["f32"]
+    rng = np.random.default_rng(7)
+    N, hp, wp = B * K, Hp // s, Wp // s
+    if name == "pattern_multiply_pad":
+        x, pat = rng.standard_normal((B, H, W)).astype(real), rng.random((K, H, W)).astype(real)
+        out, args, want = np.empty((B, K, Hp, Wp), real), (x, pat), _twins.pattern_multiply_pad(x, pat, (Hp, Wp), off)
+        sizes = (B, K, H, W, Hp, Wp, off)
+    elif name == "pattern_multiply_sum":
+        w, pat = rng.standard_normal((B, K, Hp, Wp)).astype(real), rng.random((K, H, W)).astype(real)
+        out, args, want = np.empty((B, H, W), real), (w, pat), _twins.pattern_multiply_sum(w, pat, off)
+        sizes = (B, K, H, W, Hp, Wp, off)
+    elif name == "fold_transfer":
+        U, T = _complex(rng, (N, Hp, Wp // 2 + 1), cplx), _complex(rng, (Hp, Wp // 2 + 1), cplx)
+        out, args, want = np.empty((N, hp, wp // 2 + 1), cplx), (U, T), _twins.fold_transfer(U, T, s, (Hp, Wp))
+        sizes = (N, Hp, Wp, s)
+    else:
+        R, Tc = _complex(rng, (N, hp, wp // 2 + 1), cplx), _complex(rng, (Hp, Wp // 2 + 1), cplx)
+        out, args, want = np.empty((N, Hp, Wp // 2 + 1), cplx), (R, Tc), _twins.unfold_transfer(R, Tc, s, (Hp, Wp))
+        sizes = (N, Hp, Wp, s)
+    planes = int(np.prod(out.shape[:-2]))
+    grid = _kernels.launch_grid((planes, *out.shape[-2:]), cap=3)
+    assert np.prod(grid) <= 3
+    launch_on_host(host_kernels, f"{name}_f32", (grid, _kernels._BLOCK), *args, out, *sizes)
+    assert_matches_twin(out, want, rtol)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (9, 120, 61), (18, 544, 273), (9, 2080, 2080), (70000, 3, 3),
+                                   (1, 100000, 40)])
+@pytest.mark.parametrize("cap", [1, 7, 1056])
+def test_launch_grid_stays_within_the_cap_and_cudas_limits_and_never_exceeds_the_work(shape, cap):
+    planes, rows, cols = shape
+    bx, by, bz = _kernels._BLOCK
+    gx, gy, gz = _kernels.launch_grid(shape, cap)
+    assert 1 <= gx * gy * gz <= cap and gy <= 65535 and gz <= 65535
+    # no block is wholly idle: each axis has at most as many blocks as it needs to cover its extent once
+    assert gx <= -(-cols // bx) and gy <= -(-rows // by) and gz <= -(-planes // bz)
+    # the grid fills the cap where the work allows it (one wave of blocks, as the 1-D launch did)
+    assert gx * gy * gz >= min(cap, -(-cols // bx) * -(-rows // by) * planes) // 2
+
+
 # ---- the Python loader, without a GPU ----------------------------------------------------------
 
 
@@ -219,8 +270,14 @@ def test_kernel_source_dir_holds_the_kernel_and_its_header():
 
 @pytest.mark.gpu
 @precisions
-def test_gpu_kernels_match_twins_at_480x480_upsample4_nine_frames(precision):
+@pytest.mark.parametrize("cap", [None, 5], ids=["one-wave", "cap5"])
+def test_gpu_kernels_match_twins_at_480x480_upsample4_nine_frames(precision, cap, monkeypatch):
+    """At the launch shape of the wrappers (one wave of blocks), and with 5 blocks in all, so every thread
+    runs many turns of all three grid-stride loops on the GPU too."""
     import cupy  # noqa: PLC0415
+
+    if cap is not None:
+        monkeypatch.setattr(_kernels, "_grid_cap", lambda device_id: cap)
 
     real, cplx, rtol = PRECISIONS[precision]
     H = W = 480

@@ -28,11 +28,15 @@ inline double2 make_double2(double x, double y) { return double2{x, y}; }
 
 // Math intrinsics: kernels/sim_ops.cu uses none beyond + - * /; add any new one here (e.g. from <cmath>).
 
-// 1-D launches: set gridDim.x, blockDim.x, blockIdx.x, threadIdx.x before each per-thread call.
-extern "C" void cusim_shim_set_thread(unsigned int grid_x, unsigned int block_x, unsigned int block_idx,
-                                      unsigned int thread_idx) {
-    gridDim = dim3{grid_x, 1, 1};
-    blockDim = dim3{block_x, 1, 1};
-    blockIdx = uint3{block_idx, 0, 0};
-    threadIdx = uint3{thread_idx, 0, 0};
+// Launches of up to three dimensions: set gridDim, blockDim, blockIdx and threadIdx (x, y, z each)
+// before each per-thread call.
+extern "C" void cusim_shim_set_thread(unsigned int grid_x, unsigned int grid_y, unsigned int grid_z,
+                                      unsigned int block_x, unsigned int block_y, unsigned int block_z,
+                                      unsigned int block_idx_x, unsigned int block_idx_y, unsigned int block_idx_z,
+                                      unsigned int thread_idx_x, unsigned int thread_idx_y,
+                                      unsigned int thread_idx_z) {
+    gridDim = dim3{grid_x, grid_y, grid_z};
+    blockDim = dim3{block_x, block_y, block_z};
+    blockIdx = uint3{block_idx_x, block_idx_y, block_idx_z};
+    threadIdx = uint3{thread_idx_x, thread_idx_y, thread_idx_z};
 }
