@@ -8,8 +8,8 @@
 // Launch shape: every output is a stack of planes (planes, rows, columns), and the launch is 3-D to
 // match: x runs over columns (a warp reads and writes consecutive addresses), y over rows, z over
 // planes, each axis a grid-stride loop of its own. So no thread divides to find its element: the
-// 1-D layout this replaced did a 64-bit division per element (a long software sequence on the GPU,
-// more integer work than the pass's memory traffic at 2048 x 2048) plus two 32-bit ones. Plane offsets
+// 1-D layout this replaced did 64-bit and 32-bit divisions per element (each a software sequence on the
+// GPU; by instruction count about as long as the pass's memory traffic at 2048 x 2048, not timed). Plane offsets
 // are 64-bit (B * K * Hp * Wp can pass 2^31); within one plane, which always fits in 32 bits, the
 // arithmetic is int.
 #include "cusim_complex.cuh"
