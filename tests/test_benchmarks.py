@@ -594,3 +594,53 @@ def test_stop_rules_compares_a_variant_with_the_default_item_by_item(tmp_path, c
     assert "SIM/microtubules" not in out and "| all |" not in out  # one matched group: no summary row
     with pytest.raises(SystemExit):
         main(["--against", str(tmp_path / "b.json")])
+
+
+@pytest.mark.parametrize("grid, overlap", [(1, 0), (2, 0), (2, 8), (3, 4), (3, 16)])
+def test_tiled_weights_cover_the_field_once_and_reach_only_into_neighbours(grid, overlap):
+    """benchmarks.tiled stitches tiles with linear ramps across their overlaps: the tiles cover the field, each
+    reaches ``overlap`` pixels into a neighbour and no further, and the weights sum to 1 at every pixel."""
+    from benchmarks.tiled import ramp, tile_boxes
+
+    size = 48 * grid
+    boxes = tile_boxes(size, grid, overlap, 4)
+    total = np.zeros(size)
+    for i, (start, length) in enumerate(boxes):
+        assert start == max(0, i * 48 - overlap) and start + length == min(size, (i + 1) * 48 + overlap)
+        total[start:start + length] += ramp(length, start, size, overlap)
+    np.testing.assert_allclose(total, 1.0, atol=1e-12)
+    with pytest.raises(ValueError, match="multiples of 4"):
+        tile_boxes(size, grid, 6, 4)
+
+
+def test_tiled_stitches_tiles_back_into_the_field(monkeypatch):
+    """With every tile reconstructed exactly (its own ground truth), the raw stitch is the field's truth; a tile
+    off by a factor and an offset shows in the raw stitch (seams) and not in the aligned one, which maps every tile
+    onto the field's FISTA + TV first."""
+    import argparse
+
+    import cusim
+    from benchmarks.tiled import run_item
+    from cusim.recon import Result
+
+    ds = cusim.simulate(phantom="filaments", shape=(96, 96), upsample=2, snr=20, seed=0, device="cpu")
+    calls = []
+
+    def exact(tile, method, **kw):
+        calls.append(tile.attrs["crop"])
+        a, c = (2.0, 0.3) if len(calls) == 4 and off else (1.0, 0.0)
+        return Result(image=a * tile.ground_truth + c, method=method, params={}, device="cpu", runtime_s=0.0,
+                      extra={"steps_run": 7 * len(calls), "stop_reason": "fake"})
+
+    monkeypatch.setattr(cusim, "reconstruct", exact)
+    args = argparse.Namespace(field=80, grid=2, overlap=8, pinn_params={}, whole=False, images=None)
+    off = False
+    rec = run_item(ds, args, "sim")
+    assert [c[2:] for c in calls] == [[48, 48]] * 4  # 40 + 8 each, at the central 80 x 80 crop's corners
+    assert rec["tiled_raw"]["psnr_db"] > 80 and rec["tiled"]["steps_max"] == 28 and rec["tiled"]["steps_sum"] == 70
+    assert rec["tiled"]["psnr_db"] < rec["tiled_raw"]["psnr_db"]  # aligned to FISTA's image, not to the truth
+    calls.clear()
+    off = True
+    skewed = run_item(ds, args, "sim")
+    assert skewed["tiled_raw"]["psnr_db"] < 30
+    assert skewed["tiled"]["psnr_db"] == pytest.approx(rec["tiled"]["psnr_db"], abs=1e-6)
