@@ -94,14 +94,6 @@ def stitch(images: list[np.ndarray], boxes: list[tuple[int, int, int, int]], siz
     return acc / wsum
 
 
-def align(img: np.ndarray, ref: np.ndarray, border: int) -> np.ndarray:
-    """``img`` mapped onto ``ref`` by the least-squares scale and offset over the interior (``border`` px in)."""
-    inner = (slice(border, img.shape[0] - border), slice(border, img.shape[1] - border))
-    A = np.stack([img[inner].ravel(), np.ones(img[inner].size)], axis=1)
-    (scale, offset), *_ = np.linalg.lstsq(A, ref[inner].ravel(), rcond=None)
-    return scale * img + offset
-
-
 def run_item(ds, args, label: str) -> dict:
     """The field cut into tiles, each reconstructed by ``cusim.reconstruct(tile, "pinn")`` and stitched two ways:
     as they come ("raw": each tile's image is in the units of its own FISTA + TV, which the default blend maps it
@@ -134,8 +126,8 @@ def run_item(ds, args, label: str) -> dict:
         t = tiles[-1]
         print(f"  {label} tile {t['box']}: {t['steps']} steps, {t['runtime_s']:.0f} s, {t['psnr_db']:.2f} dB",
               flush=True)
-    border = min(BORDER, args.field // args.grid // 4)
-    aligned = [align(img, fista[top:top + h, left:left + w], border) for img, (top, left, h, w) in zip(images, boxes)]
+    aligned = [P.map_onto(img, fista[top:top + h, left:left + w], BORDER)
+               for img, (top, left, h, w) in zip(images, boxes)]
     if args.images is not None:
         args.images.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(args.images / f"{label.replace('/', '_').replace(' #', '_')}.npz", truth=truth,

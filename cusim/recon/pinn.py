@@ -747,6 +747,17 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
     return image, info
 
 
+def map_onto(image: np.ndarray, reference: np.ndarray, border: int = 10) -> np.ndarray:
+    """``image`` (float64) mapped onto ``reference`` by the least-squares scale and offset over the interior
+    (``border`` pixels in, less on a small field: at most an eighth of its shorter side)."""
+    b = min(border, min(image.shape[-2:]) // 8)
+    inner = (slice(b, image.shape[-2] - b), slice(b, image.shape[-1] - b))
+    p = image.astype(np.float64)
+    A = np.stack([p[inner].ravel(), np.ones(p[inner].size)], axis=1)
+    (scale, offset), *_ = np.linalg.lstsq(A, reference[inner].astype(np.float64).ravel(), rcond=None)
+    return scale * p + offset
+
+
 def blend_images(pinn: np.ndarray, other: np.ndarray, weight: float, border: int = 10, *,
                  sigma: float | None = None) -> np.ndarray:
     """``P' + (1 - weight) L(other - P')``, where ``P'`` is ``pinn`` mapped onto ``other`` by the least-squares
@@ -757,12 +768,8 @@ def blend_images(pinn: np.ndarray, other: np.ndarray, weight: float, border: int
     ``L`` is a Gaussian low-pass of that width in pixels (edges reflected; it passes half of a frequency of
     ``0.19 / sigma`` cycles per pixel): at the coarse scales the blend is that average, at the fine ones the
     PINN's image alone."""
-    b = min(border, min(pinn.shape[-2:]) // 8)
-    inner = (slice(b, pinn.shape[-2] - b), slice(b, pinn.shape[-1] - b))
-    p, o = pinn.astype(np.float64), other.astype(np.float64)
-    A = np.stack([p[inner].ravel(), np.ones(p[inner].size)], axis=1)
-    (scale, offset), *_ = np.linalg.lstsq(A, o[inner].ravel(), rcond=None)
-    mapped = scale * p + offset
+    o = other.astype(np.float64)
+    mapped = map_onto(pinn, o, border)
     if not sigma:
         return (weight * mapped + (1.0 - weight) * o).astype(np.float32)
     from scipy.ndimage import gaussian_filter  # noqa: PLC0415
