@@ -111,8 +111,8 @@ def run_item(ds, args, label: str) -> dict:
     op = field.operator(margin_camera=P.auto_margin(field), device="cpu")
     fista = solve(field.frames(), op)["image"][op.field].astype(np.float64)
     fista_s = time.perf_counter() - t0
-    boxes = [(top, left, h, w) for top, h in tile_boxes(args.field, args.grid, args.overlap, ds.upsample)
-             for left, w in tile_boxes(args.field, args.grid, args.overlap, ds.upsample)]
+    spans = tile_boxes(args.field, args.grid, args.overlap, ds.upsample)  # the same along rows and columns
+    boxes = [(top, left, h, w) for top, h in spans for left, w in spans]
     tiles, images = [], []
     for top, left, h, w in boxes:
         t0 = time.perf_counter()
