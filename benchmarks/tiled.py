@@ -105,7 +105,7 @@ def run_item(ds, args, label: str) -> dict:
     from cusim.recon.iterative import solve  # noqa: PLC0415
 
     field = ds.crop_center(args.field)
-    H0, W0 = ((n - args.field) // 2 // ds.upsample * ds.upsample for n in ds.fine_shape)
+    H0, W0 = field.attrs["crop"][:2]  # where crop_center put the field in ds
     truth = field.ground_truth.astype(np.float64)
     t0 = time.perf_counter()
     op = field.operator(margin_camera=P.auto_margin(field), device="cpu")
