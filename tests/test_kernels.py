@@ -141,93 +141,71 @@ def _complex(rng, shape, dtype):
     return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dtype)
 
 
+def _kernel_inputs(name: str, case: tuple, precision: str, seed: int):
+    """Kernel ``name`` on ``case``: its array inputs, its output buffer (NaN: "uninitialised", so every element,
+    the zero margin included, must be written), its integer arguments and its NumPy twin's result. The inputs are
+    arbitrary (the transfers need not be Hermitian): the kernel must equal its twin on any input."""
+    H, W, s, off, Hp, Wp = case
+    real, cplx, _ = PRECISIONS[precision]
+    rng = np.random.default_rng(seed)
+    N, hp, wp = B * K, Hp // s, Wp // s
+    if name == "pattern_multiply_pad":
+        x, pat = rng.standard_normal((B, H, W)).astype(real), rng.random((K, H, W)).astype(real)
+        want = _twins.pattern_multiply_pad(x, pat, (Hp, Wp), off)
+        return (x, pat), (B, K, Hp, Wp), real, (B, K, H, W, Hp, Wp, off), want
+    if name == "pattern_multiply_sum":
+        w, pat = rng.standard_normal((B, K, Hp, Wp)).astype(real), rng.random((K, H, W)).astype(real)
+        return (w, pat), (B, H, W), real, (B, K, H, W, Hp, Wp, off), _twins.pattern_multiply_sum(w, pat, off)
+    if name == "fold_transfer":
+        U, T = _complex(rng, (N, Hp, Wp // 2 + 1), cplx), _complex(rng, (Hp, Wp // 2 + 1), cplx)
+        return (U, T), (N, hp, wp // 2 + 1), cplx, (N, Hp, Wp, s), _twins.fold_transfer(U, T, s, (Hp, Wp))
+    R, Tc = _complex(rng, (N, hp, wp // 2 + 1), cplx), _complex(rng, (Hp, Wp // 2 + 1), cplx)
+    return (R, Tc), (N, Hp, Wp // 2 + 1), cplx, (N, Hp, Wp, s), _twins.unfold_transfer(R, Tc, s, (Hp, Wp))
+
+
+def _check_on_host(lib, name: str, case: tuple, launch, precision: str, seed: int) -> None:
+    inputs, shape, dtype, sizes, want = _kernel_inputs(name, case, precision, seed)
+    out = np.full(shape, np.nan, dtype=dtype)
+    launch_on_host(lib, f"{name}_{precision}", launch, *inputs, out, *sizes)
+    assert_matches_twin(out, want, PRECISIONS[precision][2])
+
+
 @host_cases
 @host_launches
 @precisions
 def test_pattern_multiply_pad_on_host_matches_twin_including_zero_margin(host_kernels, case, launch, precision):
-    H, W, s, off, Hp, Wp = case
-    real, _, rtol = PRECISIONS[precision]
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((B, H, W)).astype(real)
-    pat = rng.random((K, H, W)).astype(real)
-    u = np.full((B, K, Hp, Wp), np.nan, dtype=real)  # an "uninitialised" buffer: the margin must be written
-    launch_on_host(host_kernels, f"pattern_multiply_pad_{precision}", launch, x, pat, u, B, K, H, W, Hp, Wp, off)
-    assert_matches_twin(u, _twins.pattern_multiply_pad(x, pat, (Hp, Wp), off), rtol)
+    _check_on_host(host_kernels, "pattern_multiply_pad", case, launch, precision, seed=1)
 
 
 @host_cases
 @host_launches
 @precisions
 def test_pattern_multiply_sum_on_host_matches_twin(host_kernels, case, launch, precision):
-    H, W, s, off, Hp, Wp = case
-    real, _, rtol = PRECISIONS[precision]
-    rng = np.random.default_rng(2)
-    w = rng.standard_normal((B, K, Hp, Wp)).astype(real)
-    pat = rng.random((K, H, W)).astype(real)
-    out = np.full((B, H, W), np.nan, dtype=real)
-    launch_on_host(host_kernels, f"pattern_multiply_sum_{precision}", launch, w, pat, out, B, K, H, W, Hp, Wp, off)
-    assert_matches_twin(out, _twins.pattern_multiply_sum(w, pat, off), rtol)
+    _check_on_host(host_kernels, "pattern_multiply_sum", case, launch, precision, seed=2)
 
 
 @host_cases
 @host_launches
 @precisions
 def test_fold_transfer_on_host_matches_twin_with_hermitian_mirror(host_kernels, case, launch, precision):
-    _, _, s, _, Hp, Wp = case
-    _, cplx, rtol = PRECISIONS[precision]
-    rng = np.random.default_rng(3)
-    N, hp, wp = B * K, Hp // s, Wp // s
-    U = _complex(rng, (N, Hp, Wp // 2 + 1), cplx)  # arbitrary: the kernel must equal the twin on any input
-    T = _complex(rng, (Hp, Wp // 2 + 1), cplx)
-    Y = np.full((N, hp, wp // 2 + 1), np.nan, dtype=cplx)
-    launch_on_host(host_kernels, f"fold_transfer_{precision}", launch, U, T, Y, N, Hp, Wp, s)
-    assert_matches_twin(Y, _twins.fold_transfer(U, T, s, (Hp, Wp)), rtol)
+    _check_on_host(host_kernels, "fold_transfer", case, launch, precision, seed=3)
 
 
 @host_cases
 @host_launches
 @precisions
 def test_unfold_transfer_on_host_matches_twin_with_hermitian_mirror(host_kernels, case, launch, precision):
-    _, _, s, _, Hp, Wp = case
-    _, cplx, rtol = PRECISIONS[precision]
-    rng = np.random.default_rng(4)
-    N, hp, wp = B * K, Hp // s, Wp // s
-    R = _complex(rng, (N, hp, wp // 2 + 1), cplx)
-    Tc = _complex(rng, (Hp, Wp // 2 + 1), cplx)
-    V = np.full((N, Hp, Wp // 2 + 1), np.nan, dtype=cplx)
-    launch_on_host(host_kernels, f"unfold_transfer_{precision}", launch, R, Tc, V, N, Hp, Wp, s)
-    assert_matches_twin(V, _twins.unfold_transfer(R, Tc, s, (Hp, Wp)), rtol)
+    _check_on_host(host_kernels, "unfold_transfer", case, launch, precision, seed=4)
 
 
 @pytest.mark.parametrize("name", ["pattern_multiply_pad", "pattern_multiply_sum", "fold_transfer", "unfold_transfer"])
 def test_kernels_on_host_match_twins_under_the_wrappers_own_launch_shape(host_kernels, name):
     """The block and grid shapes cusim._kernels launches on a GPU (there with the cap of 8 blocks per SM;
     here a cap of 3 blocks, so the loops of the 256-thread blocks must still cover every plane and row)."""
-    H, W, s, off, Hp, Wp = CASES[2]
-    real, cplx, rtol = PRECISIONS["f32"]
-    rng = np.random.default_rng(7)
-    N, hp, wp = B * K, Hp // s, Wp // s
-    if name == "pattern_multiply_pad":
-        x, pat = rng.standard_normal((B, H, W)).astype(real), rng.random((K, H, W)).astype(real)
-        out, args, want = np.empty((B, K, Hp, Wp), real), (x, pat), _twins.pattern_multiply_pad(x, pat, (Hp, Wp), off)
-        sizes = (B, K, H, W, Hp, Wp, off)
-    elif name == "pattern_multiply_sum":
-        w, pat = rng.standard_normal((B, K, Hp, Wp)).astype(real), rng.random((K, H, W)).astype(real)
-        out, args, want = np.empty((B, H, W), real), (w, pat), _twins.pattern_multiply_sum(w, pat, off)
-        sizes = (B, K, H, W, Hp, Wp, off)
-    elif name == "fold_transfer":
-        U, T = _complex(rng, (N, Hp, Wp // 2 + 1), cplx), _complex(rng, (Hp, Wp // 2 + 1), cplx)
-        out, args, want = np.empty((N, hp, wp // 2 + 1), cplx), (U, T), _twins.fold_transfer(U, T, s, (Hp, Wp))
-        sizes = (N, Hp, Wp, s)
-    else:
-        R, Tc = _complex(rng, (N, hp, wp // 2 + 1), cplx), _complex(rng, (Hp, Wp // 2 + 1), cplx)
-        out, args, want = np.empty((N, Hp, Wp // 2 + 1), cplx), (R, Tc), _twins.unfold_transfer(R, Tc, s, (Hp, Wp))
-        sizes = (N, Hp, Wp, s)
-    planes = int(np.prod(out.shape[:-2]))
-    grid = _kernels.launch_grid((planes, *out.shape[-2:]), cap=3)
+    _, shape, _, _, _ = _kernel_inputs(name, CASES[2], "f32", seed=7)
+    grid = _kernels.launch_grid((int(np.prod(shape[:-2])), *shape[-2:]), cap=3)
     assert np.prod(grid) <= 3
-    launch_on_host(host_kernels, f"{name}_f32", (grid, _kernels._BLOCK), *args, out, *sizes)
-    assert_matches_twin(out, want, rtol)
+    _check_on_host(host_kernels, name, CASES[2], (grid, _kernels._BLOCK), "f32", seed=7)
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 1), (9, 120, 61), (18, 544, 273), (9, 2080, 2080), (70000, 3, 3),
