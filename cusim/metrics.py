@@ -36,6 +36,14 @@ def _minmax(a: np.ndarray) -> np.ndarray:
     return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
 
 
+def fit_scale_offset(image: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    """The least-squares ``(scale, offset)`` that maps ``image`` onto ``reference`` (same shape), in float64."""
+    img = np.asarray(image, dtype=np.float64).ravel()
+    A = np.stack([img, np.ones(img.size)], axis=1)
+    (scale, offset), *_ = np.linalg.lstsq(A, np.asarray(reference, dtype=np.float64).ravel(), rcond=None)
+    return float(scale), float(offset)
+
+
 def normalise(image, reference, norm: str = "minmax", crop: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The (image, reference) pair after normalisation and crop, as float64.
 
@@ -54,9 +62,8 @@ def normalise(image, reference, norm: str = "minmax", crop: int = 0) -> tuple[np
     if norm == "minmax":
         return crop_border(_minmax(img), crop), ref
     img = crop_border(img, crop)
-    A = np.stack([img.ravel(), np.ones(img.size)], axis=1)
-    coef, *_ = np.linalg.lstsq(A, ref.ravel(), rcond=None)
-    return (A @ coef).reshape(img.shape), ref
+    scale, offset = fit_scale_offset(img, ref)
+    return scale * img + offset, ref
 
 
 def _range(ref: np.ndarray, norm: str, data_range: float | None) -> float:

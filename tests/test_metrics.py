@@ -28,6 +28,17 @@ def test_lstsq_fits_scale_and_offset_exactly():
     ref = rng.random((32, 32))
     assert metrics.psnr(-2.0 * ref + 5.0, ref, norm="lstsq") > 250  # a perfect linear map
     assert metrics.nrmse(4 * ref, ref, norm="lstsq") < 1e-12
+    assert metrics.fit_scale_offset(ref, -2.0 * ref + 5.0) == pytest.approx((-2.0, 5.0), rel=1e-12)
+
+
+def test_lstsq_fits_on_the_compared_region_only():
+    """A border spoiled beyond the crop does not move the fit: the map is exact inside."""
+    rng = np.random.default_rng(2)
+    ref = rng.random((32, 32))
+    img = 3.0 * ref - 1.0
+    img[:4], img[:, :4] = 100.0, -50.0
+    assert metrics.psnr(img, ref, norm="lstsq", crop=4) > 250
+    assert metrics.psnr(img, ref, norm="lstsq", crop=2) < 40
 
 
 def test_psnr_matches_the_textbook_formula_without_normalisation():

@@ -25,6 +25,7 @@ from .._threads import threads
 from .._validate import check_frames_vary, check_int
 from .._warnings import warn
 from ..backend import resolve_device, to_numpy
+from ..metrics import fit_scale_offset
 from ..noise import camera_model, estimate_sigma
 from ..patterns import SinusoidParams, params_record
 from ..torch_ops import sim_forward
@@ -753,8 +754,7 @@ def map_onto(image: np.ndarray, reference: np.ndarray, border: int = 10) -> np.n
     b = min(border, min(image.shape[-2:]) // 8)
     inner = (slice(b, image.shape[-2] - b), slice(b, image.shape[-1] - b))
     p = image.astype(np.float64)
-    A = np.stack([p[inner].ravel(), np.ones(p[inner].size)], axis=1)
-    (scale, offset), *_ = np.linalg.lstsq(A, reference[inner].astype(np.float64).ravel(), rcond=None)
+    scale, offset = fit_scale_offset(p[inner], reference[inner])
     return scale * p + offset
 
 
