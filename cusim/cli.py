@@ -94,7 +94,9 @@ app = typer.Typer(
     no_args_is_help=True,
     help="cusim: GPU-fast structured illumination microscopy (SIM) reconstruction.",
 )
-console = Console()
+# soft_wrap: a printed line stays one line however narrow the output (rich wraps at 80 columns where stdout is not a
+# terminal, which broke the estimate's rows and every long line of a log); tables still fit the width
+console = Console(soft_wrap=True)
 err = Console(stderr=True)
 
 

@@ -53,6 +53,17 @@ def test_estimate_keeps_existing_params_unless_forced_and_no_write_writes_nothin
     assert _cli("estimate", path, "--force")[0].exit_code == 0
 
 
+def test_a_narrow_output_keeps_every_row_of_the_estimate_on_one_line(no_params):
+    """Piped to a log (no terminal: rich's width 80) or a narrow window, a row is still one line to read or parse."""
+    res = CliRunner().invoke(app, ["estimate", str(no_params[0]), "--no-write"], env={"COLUMNS": "50"})
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    header = next(i for i, line in enumerate(lines) if "peak SNR" in line)
+    rows = [line.split() for line in lines[header + 1:header + 4]]
+    assert [r[0] for r in rows] == ["1", "2", "3"] and all(len(r) == 7 for r in rows), res.output
+    assert len(next(line for line in lines if line.startswith("phases (rad):")).split()) == 2 + 9, res.output
+
+
 def test_estimate_refuses_frames_without_a_carrier(tmp_path):
     rng = np.random.default_rng(0)
     ds = io.Dataset(raw=(100 + 5 * rng.standard_normal((9, 64, 64))).astype(np.float32), upsample=2,
