@@ -12,6 +12,7 @@ import inspect
 import signal
 import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -306,9 +307,18 @@ def export(
         console.print(f"{kind}: {path}")
 
 
+# Where stdout is not a terminal (a log, a pipe, a batch job) the bar cannot redraw: one plain line every this many
+# seconds of stepping instead, so a long run shows it is alive and how fast it goes
+PROGRESS_EVERY_S = 30.0
+
+
 @contextlib.contextmanager
 def _pinn_progress(description: str, total: int, unit: str = "steps"):
-    """A rich progress bar for optimisation steps (step, loss, residual, steps/s, ETA); yields the callback."""
+    """Progress of optimisation steps (step, loss, residual, steps/s, ETA); yields the callback. On a terminal a
+    rich bar; elsewhere a line every :data:`PROGRESS_EVERY_S` seconds."""
+    if not console.is_terminal:
+        yield _progress_lines(description, unit)
+        return
     from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn  # noqa: PLC0415
     from rich.text import Text  # noqa: PLC0415
 
@@ -336,6 +346,26 @@ def _pinn_progress(description: str, total: int, unit: str = "steps"):
     finally:
         if task is not None:
             progress.stop()
+
+
+def _progress_lines(description: str, unit: str):
+    """The callback that prints ``description: step/total, loss, residual, rate`` once every PROGRESS_EVERY_S
+    seconds after the first step (the rate over the steps since the first, whose set-up it leaves out)."""
+    first = last = None
+
+    def callback(step, n, loss, mse):
+        nonlocal first, last
+        now = time.perf_counter()
+        if first is None:
+            first = last = (now, step)
+            return
+        if now - last[0] >= PROGRESS_EVERY_S:
+            last = (now, step)
+            rate = (step - first[1]) / (now - first[0])
+            console.print(f"{description}: {step}/{n} {unit}, loss {loss:.4g}, residual {mse:.3g} sigma^2, "
+                          f"{rate:.2f} {unit}/s", highlight=False, markup=False)
+
+    return callback
 
 
 # Each method-specific option of `cusim run`: the setting it gives (None: handled by the CLI) and the

@@ -551,6 +551,23 @@ def test_the_ensemble_default_is_one_network_on_the_cpu_and_ensemble_cuda_on_cud
     assert res.extra["ensemble"] == 1 and res.extra["steps_run"] == 5 and res.params["ensemble"] is None
 
 
+def test_cli_progress_without_a_terminal_is_a_plain_line_every_interval(tmp_path, monkeypatch):
+    """A log or a pipe gets ``pinn FILE: step/total steps, loss, residual, rate`` lines, not a bar it cannot redraw."""
+    from cusim import cli  # noqa: PLC0415
+
+    path = io.save(cusim.simulate(shape=(32, 32), seed=0), tmp_path / "s.h5")
+    args = ("run", path, "--method", "pinn", "--steps", "4", "--stop", "max", "--blend", "none", "--metrics-border", "4")
+    monkeypatch.setattr(cli, "PROGRESS_EVERY_S", 0.0)  # every step after the first
+    res, text = _cli(*args)
+    assert res.exit_code == 0, text
+    lines = [line for line in text.splitlines() if line.startswith("pinn s.h5: ")]
+    assert [line.split()[2] for line in lines] == ["2/4", "3/4", "4/4"], text
+    assert all("residual" in line and "sigma^2" in line and line.endswith("steps/s") for line in lines), text
+    monkeypatch.setattr(cli, "PROGRESS_EVERY_S", 3600.0)
+    res, text = _cli(*args, "--name", "quiet")
+    assert res.exit_code == 0 and not [line for line in text.splitlines() if line.startswith("pinn s.h5")], text
+
+
 def test_cli_ensemble_is_recorded_and_checked(tmp_path):
     path = io.save(cusim.simulate(shape=(32, 32), seed=0), tmp_path / "s.h5")
     res, text = _cli("run", path, "--method", "iterative", "--ensemble", "2", "--metrics-border", "4")
