@@ -183,6 +183,51 @@ def _interrupted_run(frames, op, cfg, ckpt, at: int = 7) -> None:
     assert ckpt.exists()
 
 
+def _device_schedule(fit):
+    """``fit`` with the optimiser of PINNStep's CUDA branch (a learning-rate tensor the step decays, no StepLR), on
+    the CPU: the schedule an eager CUDA run (refined patterns, ``graph=False``) checkpoints and resumes."""
+    fit._lr = torch.full((), fit.cfg.lr)
+    fit.opt = torch.optim.Adam([p for g in fit.opt.param_groups for p in g["params"]], lr=fit._lr, foreach=False)
+    fit.sched = None
+    return fit
+
+
+def test_a_run_on_the_device_learning_rate_resumes_with_its_rate_still_decaying(small, tmp_path):
+    op, frames = small.operator(device="cpu"), small.frames()
+    cfg = pinn.PINNConfig(steps=12, stop="max", width=4, lr=1e-2, lr_every=3, lr_decay=0.3)
+    ref = pinn._optimise(_device_schedule(pinn.PINNStep(frames, op, cfg)), 12, None, 5, False, None)
+    ckpt = tmp_path / "run.ckpt"
+
+    def interrupt(step, total, loss, mse):
+        if step == 7:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pinn._optimise(_device_schedule(pinn.PINNStep(frames, op, cfg)), 12, ckpt, 5, False, interrupt)
+    fit = _device_schedule(pinn.PINNStep(frames, op, cfg))
+    resumed = pinn._optimise(fit, 12, ckpt, 5, True, None)
+    assert fit.opt.param_groups[0]["lr"] is fit._lr  # not a copy the schedule no longer reaches
+    assert float(fit._lr) == pytest.approx(1e-2 * 0.3 ** 4)
+    np.testing.assert_allclose(resumed.loss, ref.loss, rtol=1e-5)
+
+
+def test_a_checkpoint_made_on_cuda_resumes_on_the_cpu(small, tmp_path):
+    """CUDA's checkpoint holds the step count for its schedule and a fused, capturable Adam's settings; the CPU's
+    StepLR takes the step and its own Adam the moments (the record below is a CPU one rewritten as CUDA writes it)."""
+    op, frames = small.operator(device="cpu"), small.frames()
+    cfg = pinn.PINNConfig(steps=12, stop="max", width=4, ensemble=1, lr_every=3, lr_decay=0.5)
+    ref = pinn.optimise(frames, op, cfg)
+    ckpt = tmp_path / "run.ckpt"
+    _interrupted_run(frames, op, cfg, ckpt, at=7)
+    ck = torch.load(ckpt, weights_only=False)
+    ck["sched"] = {"step": ck["sched"]["last_epoch"]}
+    for g in ck["opt"]["param_groups"]:
+        g.update(lr=torch.tensor(g["lr"]), capturable=True, fused=True)
+    torch.save(ck, ckpt)
+    resumed = pinn.optimise(frames, op, cfg, checkpoint=ckpt, checkpoint_every=5, resume=True)
+    np.testing.assert_allclose(resumed.loss, ref.loss, rtol=1e-5)
+
+
 def test_resume_on_other_data_is_refused_naming_what_changed(small, tmp_path):
     op = small.operator(device="cpu")
     cfg = pinn.PINNConfig(steps=10, stop="max", width=4)

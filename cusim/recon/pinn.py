@@ -434,19 +434,29 @@ class PINNStep:
             if self.bg is not None:
                 self.bg.theta.copy_(ck["background"]["theta"])
             self._t.fill_(int(ck["sched"].get("step", ck["sched"].get("last_epoch", 0))))
+        cfg, t = self.cfg, int(self._t)
+        lr = cfg.lr * cfg.lr_decay ** (t // cfg.lr_every)  # StepLR's learning rate after t updates
+        same_kind = (self.sched is not None) == ("last_epoch" in ck["sched"])  # CPU and CUDA schedules differ
         if self.graph is not None:  # Adam's state tensors exist (the warm-up made them): copy into them
             mine = self.opt.state_dict()["state"]
             with torch.no_grad():
                 for key, st in ck["opt"]["state"].items():
                     for name, v in st.items():
                         mine[key][name].copy_(v)
-        else:
+        elif same_kind:
             self.opt.load_state_dict(ck["opt"])
-        if self.sched is not None:
+        else:  # another device's checkpoint: its Adam moments and step counts, this device's optimiser settings
+            self.opt.load_state_dict({"state": ck["opt"]["state"],
+                                      "param_groups": [{**g, "lr": lr} for g in self.opt.state_dict()["param_groups"]]})
+        if self.sched is None:  # the device learning rate that the step decays (load_state_dict put a copy in)
+            for g in self.opt.param_groups:
+                g["lr"] = self._lr
+            self._lr.fill_(lr)
+        elif same_kind:
             self.sched.load_state_dict(ck["sched"])
-        else:  # the device learning rate of the step reached (StepLR's value)
-            cfg = self.cfg
-            self._lr.fill_(cfg.lr * cfg.lr_decay ** (int(self._t) // cfg.lr_every))
+        else:  # a CUDA checkpoint holds the step count only: StepLR at that step
+            self.sched.last_epoch = t
+            self.sched._last_lr = [g["lr"] for g in self.opt.param_groups]
         if self.pmodels is not None:
             self.pmodels.load_state_dict(ck["patterns"])
             self.popt.load_state_dict(ck["popt"])
