@@ -536,7 +536,11 @@ def test_margin_is_recorded_and_refined_patterns_come_back_in_the_fields_coordin
     np.testing.assert_allclose(np.angle(np.exp(1j * (got - crop.pattern_params.phase))), 0, atol=1e-5)
     res0 = cusim.reconstruct(crop, "pinn", device="cpu", steps=2, stop="max", width=4, margin_camera=0)
     assert res0.image.shape == (32, 40) and res0.extra["margin_camera"] == 0
-    assert res.extra["watch_inset"] == 4 and res0.extra["watch_inset"] == crop.margin_reach() == 4
+    # the rule watches the frames 4 camera pixels in where that leaves over half of each side; these 16 x 20
+    # frames it watches whole, and the record says so
+    assert crop.raw.shape[-2:] == (16, 20) and crop.margin_reach() == 4
+    assert res.extra["watch_inset"] == 0 and res0.extra["watch_inset"] == 0
+    assert (pinn.watched_inset(4, (17, 20)), pinn.watched_inset(4, (16, 20)), pinn.watched_inset(0, (9, 9))) == (4, 0, 0)
 
 
 def _cli(*args):

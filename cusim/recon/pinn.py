@@ -238,8 +238,8 @@ class PINNStep:
         # light reaches that far in); without one, light from outside the field puts a floor under the
         # edge band's residual. The interior is what only the field's own object explains.
         h, w = op.camera_shape
-        i = self.watch_inset = m if watch_inset is None else int(watch_inset)
-        watch = (slice(i, h - i), slice(i, w - i)) if i and min(h, w) > 4 * i else None
+        i = self.watch_inset = watched_inset(m if watch_inset is None else watch_inset, (h, w))
+        watch = (slice(i, h - i), slice(i, w - i)) if i else None
         self.camera = camera_model(frames, op, cfg)
         holdout = None
         if cfg.stop == "validation":  # the same pixels for every member
@@ -683,6 +683,12 @@ def watch_inset(dataset, margin: int) -> int:
     return 0 if dataset.field_isolated else dataset.margin_reach()
 
 
+def watched_inset(inset: int, camera_shape: tuple[int, int]) -> int:
+    """The inset the stopping rule watches on frames of ``camera_shape``: ``inset``, or 0 (the whole frames)
+    where the interior would be less than half of each side."""
+    return int(inset) if min(camera_shape) > 4 * int(inset) else 0
+
+
 def auto_margin(dataset) -> int:
     """The PINN's default ``margin``: :meth:`Dataset.default_margin <cusim.io.Dataset.default_margin>`,
     the PSF's reach where the patterns are known that far (0 for ``field_isolated`` fields such as
@@ -720,7 +726,7 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
     torch.set_num_threads(threads())  # cusim's setting (the process's cores unless --threads said otherwise)
     margin = auto_margin(dataset) if margin_camera is None else margin_camera
     op = dataset.operator(pad_fine=pad_fine, margin_camera=margin, device=resolve_device(device))
-    inset = watch_inset(dataset, margin)
+    inset = watched_inset(watch_inset(dataset, margin), op.camera_shape)
     pparams, blur = _refine_setup(dataset, op) if cfg.refine_patterns else (None, None)
     checkpoint = None if checkpoint is None else Path(checkpoint)
     images, losses, reasons, state = [], [], [], None
