@@ -391,6 +391,19 @@ def test_fast_settings_are_validated():
         pinn.PINNConfig(channels_last="yes")
 
 
+def test_a_holdout_of_no_watched_pixel_and_impossible_step_counts_are_refused(small, tmp_path):
+    """Not a run that returns its first step's image with a NaN residual, or a TypeError / ZeroDivisionError."""
+    op, frames = small.operator(device="cpu"), small.frames()
+    with pytest.raises(ValueError, match=r"holdout: 1e-06 of these frames' 9216 camera pixels holds none"):
+        pinn.optimise(frames, op, pinn.PINNConfig(steps=3, width=4, holdout=1e-6))
+    with pytest.raises(ValueError, match="steps: expected an integer >= 1, got 0"):
+        pinn.optimise(frames, op, pinn.PINNConfig(width=4), steps=0)
+    with pytest.raises(ValueError, match="checkpoint_every: expected an integer >= 1, got 0"):
+        pinn.optimise(frames, op, pinn.PINNConfig(steps=3, width=4, stop="max"), checkpoint=tmp_path / "c.ckpt",
+                      checkpoint_every=0)
+    assert not list(tmp_path.iterdir())
+
+
 def test_time_series_warm_starts_each_frame_from_the_previous():
     ds = cusim.simulate(shape=(32, 32), snr=20, T=2, seed=2)
     res = cusim.reconstruct(ds, "pinn", device="cpu", steps=6, warm_start_steps=2, stop="max", width=4)

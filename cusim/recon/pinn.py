@@ -246,6 +246,10 @@ class PINNStep:
             holdout = torch.from_numpy(holdout_mask(tuple(y.shape), cfg)).to(dev)
         self.data_loss = DataLoss(cfg.loss, y, self.sigma, cfg.gain, watch=watch, camera=self.camera,
                                   holdout=holdout)
+        if holdout is not None and self.data_loss.n_held == 0:
+            raise ValueError(f"holdout: {cfg.holdout:g} of these frames' {holdout.numel()} camera pixels holds none of "
+                             f"the watched ones out, and the validation stop watches those; expected a larger "
+                             f"holdout (the default is {PINNConfig.holdout}) or another stop")
         if physics is None:
             self.physics = lambda x: sim_forward(x, op)  # (N, H, W) -> (N, K, h, w): the operator's batch axis
         else:  # a peer's physics maps one image (H, W) to its frames
@@ -504,7 +508,9 @@ def optimise(frames: np.ndarray, op, cfg: PINNConfig, *, steps: int | None = Non
     after each block; the members still running then return what their rule holds). Only the returned
     weights (``state``, the warm start of a time series) are those after the last block's updates.
     """
-    steps = cfg.steps if steps is None else steps
+    steps = cfg.steps if steps is None else check_int("steps", steps, 1)
+    if checkpoint is not None:
+        check_int("checkpoint_every", checkpoint_every, 1)
     check_frames_vary(frames)  # a constant frame has no noise level and nothing to fit
     data = None if checkpoint is None else fingerprint(frames, op, pattern_params)
     fit = PINNStep(frames, op, cfg, init_state=init_state, pattern_params=pattern_params, blur=blur,
