@@ -505,8 +505,10 @@ def optimise(frames: np.ndarray, op, cfg: PINNConfig, *, steps: int | None = Non
     member's result is that step's image and histories, as with a read-back every step. A member that
     stopped is still stepped with the others (its result is kept); the run ends when every member has
     stopped, the steps are spent or, with ``cfg.time_limit``, the steps have run that many seconds (checked
-    after each block; the members still running then return what their rule holds). Only the returned
-    weights (``state``, the warm start of a time series) are those after the last block's updates.
+    after each block; the members still running then return what their rule holds). The returned weights
+    (``state``, the warm start of a time series) are each member's at the end of the block in which its rule
+    fired, where a run of its seed alone ends (so with ``sync_every`` blocks, some steps past the step it
+    returns the image of), or after the last block.
     """
     steps = cfg.steps if steps is None else check_int("steps", steps, 1)
     if checkpoint is not None:
@@ -588,6 +590,9 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
     history = [[] for _ in range(n)]  # per member: (loss, residual) of every step its rule looked at
     finished = [None] * n  # per member, once its rule fired: (image (H, W) on the host, reason)
     best_images = [None] * n  # stop "validation": per member, the image of its least held-out residual so far
+    # per member of an ensemble, once its rule fired: its weights (and refined patterns) at the end of that block,
+    # where a run of its seed alone would have ended: the warm start of its next time point, whatever the others do
+    frozen = [None] * n
     validation = cfg.stop == "validation"
     step = 0
     settings = _settings(cfg, steps, fit.margin_px, fit.watch_inset, data)
@@ -597,6 +602,7 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
         fit.load(ck)
         history, finished, step = ck["history"], ck["finished"], ck["step"]
         best_images = ck.get("best_images", best_images)
+        frozen = ck.get("frozen", frozen)
         fit.step_index = step
         for st, state in zip(stoppers, ck["stoppers"]):  # settings equal: keep_within and keep_jitter too
             st.load(state)
@@ -621,12 +627,16 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
                 callback(step + i + 1, steps, float(values[i, running, 0].mean()), float(values[i, running, 1].mean()))
             running = [j for j in running if finished[j] is None]
         step += size
+        if n > 1:
+            for j in range(n):
+                if finished[j] is not None and frozen[j] is None:
+                    frozen[j] = _member_state(fit, j)
         timed_out = cfg.time_limit is not None and time.perf_counter() - began >= cfg.time_limit
         if checkpoint is not None and step % checkpoint_every == 0 and step < steps and running:
             _save_checkpoint(Path(checkpoint), {
                 "settings": settings, **fit.state(), "history": history, "finished": finished, "step": step,
                 "stoppers": [st.state() for st in stoppers], "rng": torch.get_rng_state(),
-                **({"best_images": best_images} if validation else {})})
+                **({"best_images": best_images} if validation else {}), **({"frozen": frozen} if n > 1 else {})})
     if any(f is None for f in finished):
         with torch.no_grad():  # the images after the last update
             last = fit.image().cpu().numpy()
@@ -640,19 +650,31 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
         Path(checkpoint).unlink(missing_ok=True)
     e = fit.margin_px
     members = []
+    last = [_member_state(fit, j) if f is None else f for j, f in enumerate(frozen)] if n > 1 else None
     for j, (image, reason) in enumerate(finished):
         h = np.asarray(history[j], dtype=float).reshape(-1, 2)
+        params = None if fit.pmodels is None else (last[j][1] if last else fit.pmodels[j].params())
         members.append({"image": np.ascontiguousarray(image[fit.field], dtype=np.float32), "loss": h[:, 0],
                         "residual_sigma2": h[:, 1], "steps": len(h), "stop_reason": reason, "input": fit.inputs[j],
-                        "pattern_params": None if fit.pmodels is None else fit.pmodels[j].params().moved(e, e)})
+                        "pattern_params": None if params is None else params.moved(e, e)})
+    weights = {k: v.detach().cpu().clone() for k, v in fit.net.state_dict().items()}
+    if last:  # each member's slice of the stacked tensors as it was when its rule fired (the step counts: shared)
+        weights = {k: v if v.ndim == 0 else torch.cat([m[0][k] for m in last]) for k, v in weights.items()}
     image = np.mean([m["image"] for m in members], axis=0, dtype=np.float32)
     return PINNRun(image, np.concatenate([m["loss"] for m in members]),
                    np.concatenate([m["residual_sigma2"] for m in members]), sum(m["steps"] for m in members),
-                   "; ".join(m["stop_reason"] for m in members), fit.sigma,
-                   {k: v.detach().cpu().clone() for k, v in fit.net.state_dict().items()},
+                   "; ".join(m["stop_reason"] for m in members), fit.sigma, weights,
                    members[0]["pattern_params"], tau=fit.cfg.tau, members=members,
                    camera=None if fit.camera is None else fit.camera.record(),
                    background=None if fit.bg is None else fit.bg.record())
+
+
+def _member_state(fit: PINNStep, j: int) -> tuple[dict, object]:
+    """Member ``j``'s part of ``fit``'s stacked network (its slice, along the first axis, of every tensor but the
+    shared step counts; on the host) and its refined pattern parameters (None without refinement)."""
+    n = fit.members
+    part = {k: v.detach().chunk(n)[j].cpu().clone() for k, v in fit.net.state_dict().items() if v.ndim}
+    return part, None if fit.pmodels is None else fit.pmodels[j].params()
 
 
 def _refine_setup(dataset, op):
