@@ -389,6 +389,8 @@ def test_fast_settings_are_validated():
         pinn.PINNConfig(sync_every=0)
     with pytest.raises(ValueError, match=r"channels_last: expected one of \[False, True\], got 'yes'"):
         pinn.PINNConfig(channels_last="yes")
+    with pytest.raises(ValueError, match=r"seed: expected an integer >= 0, got 1.5"):  # torch ran it as seed 1
+        pinn.PINNConfig(seed=1.5)
 
 
 def test_a_holdout_of_no_watched_pixel_and_impossible_step_counts_are_refused(small, tmp_path):

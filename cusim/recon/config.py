@@ -196,7 +196,7 @@ class PINNConfig(_Config):
         if self.stop is None:  # the default rule (the field's comment): resolved once, here
             object.__setattr__(self, "stop", "discrepancy" if "ssim" in parse_loss(self.loss) else "validation")
         ints = {"steps": 1, "lr_every": 1, "patience": 1, "width": 1, "depth": 0, "warm_start_steps": 1,
-                "ensemble": 1, "refine_start": 0, "float32_levels": 0}
+                "ensemble": 1, "refine_start": 0, "float32_levels": 0, "seed": 0}
         for name, lo in ints.items():
             if not (name == "ensemble" and self.ensemble is None):
                 check_int(name, getattr(self, name), lo)
