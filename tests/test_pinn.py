@@ -404,6 +404,8 @@ def test_a_holdout_of_no_watched_pixel_and_impossible_step_counts_are_refused(sm
         pinn.optimise(frames, op, pinn.PINNConfig(steps=3, width=4, stop="max"), checkpoint=tmp_path / "c.ckpt",
                       checkpoint_every=0)
     assert not list(tmp_path.iterdir())
+    with pytest.raises(ValueError, match=r"depth: 6 halvings of the 64 x 64 object grid leave 1 x 1 .* depth <= 5"):
+        pinn.optimise(frames, op, pinn.PINNConfig(steps=2, width=4, depth=6, stop="max"))
 
 
 def test_time_series_warm_starts_each_frame_from_the_previous():

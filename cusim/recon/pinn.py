@@ -214,6 +214,12 @@ class PINNStep:
             inp = np.concatenate([np.pad(inputs[kind], ((0, c - inputs[kind].shape[0]), (0, 0), (0, 0)))
                                   for kind in kinds])
         self.inp = torch.from_numpy(inp)[None].to(dev).contiguous(memory_format=self.memory_format)
+        H, W = inp.shape[-2:]
+        if cfg.norm == "batch" and (H >> cfg.depth) * (W >> cfg.depth) < 2:  # batch norm needs two values there
+            deepest = max(d for d in range(cfg.depth + 1) if (H >> d) * (W >> d) >= 2)
+            raise ValueError(f"depth: {cfg.depth} halvings of the {H} x {W} object grid leave "
+                             f"{H >> cfg.depth} x {W >> cfg.depth} pixels at the U-Net's deepest level, where batch "
+                             f"norm needs at least two; expected depth <= {deepest} for this field")
         y = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).to(dev)
         self.net = _network(channels, cfg).to(dev)
         if init_state:
