@@ -223,7 +223,7 @@ def demo(
 
     from .backend import resolve_device  # noqa: PLC0415
     from .demo import pinn_demo  # noqa: PLC0415  (keeps `cusim --help` fast)
-    from .report import FRC_THRESHOLD, convention  # noqa: PLC0415
+    from .report import FRC_THRESHOLD, convention, frc_text  # noqa: PLC0415
 
     if size < 32 or size % 2:
         fail(f"--size: expected an even number >= 32, got {size}")
@@ -250,7 +250,7 @@ def demo(
     for name, sc in res["scores"].items():
         c = sc["frc_cutoff_cycles_per_px"]
         table.add_row(name, f"{sc['psnr_db']:.2f}", f"{sc['ssim']:.3f}",
-                      "beyond Nyquist (0.5 cyc/px)" if c is None else f"{c:.3f} cyc/px ({res['pixel_nm'] / c:.0f} nm)")
+                      frc_text(c, res["pixel_nm"], nyquist="beyond Nyquist (0.5 cyc/px)"))
     console.print(table)
     gain = res["scores"]["pinn"]["psnr_db"] - res["scores"]["widefield"]["psnr_db"]
     step = ("the fast step (U-Net's inner levels in bfloat16; --no-fast: float32)" if res["fast"]
@@ -668,9 +668,15 @@ def _check_run_outputs(file: Path, out, tiff, figure, name: str, ds, region: boo
     """Refuse, before any work, every output that would destroy data or could not be written; returns
     the HDF5 file the result goes to."""
     from ._outputs import check_output, figure_kind  # noqa: PLC0415
-    from .io import check_writable  # noqa: PLC0415
+    from .io import DatasetError, check_recon_name, check_writable  # noqa: PLC0415
 
     target = file if out is None else out
+    try:
+        check_recon_name(target, name)
+    except DatasetError as e:
+        fail(f"--name: {e}")
+    if tiff is not None and figure is not None and Path(tiff).resolve() == Path(figure).resolve():
+        fail(f"--figure: {figure} is also the --tiff; expected two files")
     if out is not None:  # an existing dataset of the same raw data takes the result beside its own
         check_output("--out", out, "hdf5", inputs=[file], force=force or not region)
     existing = ds if out is None else (_load(out) if out.exists() and not region else None)

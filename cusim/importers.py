@@ -337,7 +337,10 @@ def import_stack(path, *, angles: int | None = None, phases: int | None = None, 
     if otf is not None:
         ds.psf = psf_from_radial_otf(otf, otf_step_per_um, pixel_size_nm, upsample)
     if ground_truth is not None:
-        ds.ground_truth = _plane(ground_truth, "ground truth")
+        ds.ground_truth = gt = _plane(ground_truth, "ground truth")
+        if gt.size and float(np.nanmax(gt)) == float(np.nanmin(gt)):
+            raise DatasetError(f"{ground_truth}: the ground truth is one value ({float(np.nanmax(gt)):g}) everywhere: "
+                               f"nothing to compare a reconstruction with; expected an image of the sample")
     ds.attrs = {"source": "stack", "source_file": str(path.resolve()), "angles": int(angles),
                 "phases": int(phases), "source_order": order, "source_dtype": source_dtype,
                 "binning": int(binning), "pattern_family": family}

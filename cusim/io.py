@@ -625,9 +625,11 @@ def _nbytes(*arrays) -> int:
     return sum(int(np.asarray(a).nbytes) for a in arrays if a is not None) + 2**16
 
 
-def _check_recon_name(path: Path, name: str) -> None:
-    if not name or "/" in name or name.endswith("_loss"):
-        raise DatasetError(f"{path}: /recon/{name}: invalid name (no '/', not ending in '_loss')")
+def check_recon_name(path: Path, name: str) -> None:
+    """A name a result can be stored under in ``path``'s ``/recon`` (DatasetError naming the rule otherwise)."""
+    if not name.strip() or name in (".", "..") or "/" in name or name.endswith("_loss"):
+        raise DatasetError(f"{path}: /recon/{name}: invalid name (expected some text other than '.' and '..', "
+                           f"no '/', not ending in '_loss')")
 
 
 def _check_recon_fits(path: Path, name: str, ds: Dataset, rec: Recon, force: bool) -> None:
@@ -656,7 +658,7 @@ def add_recon(path, name: str, rec: Recon, *, force: bool = False) -> None:
     (see :func:`_atomic`); the check for an existing name reads the file after this writer's turn came.
     """
     path = Path(path)
-    _check_recon_name(path, name)
+    check_recon_name(path, name)
 
     def prepare():
         _check_recon_fits(path, name, load(path), rec, force)
@@ -676,7 +678,7 @@ def save_recon_as(source_path, out_path, name: str, rec: Recon, *, force: bool =
     symlink or hard link) is refused. Returns ``out_path``.
     """
     source, out = Path(source_path), Path(out_path)
-    _check_recon_name(out, name)
+    check_recon_name(out, name)
 
     def refuse_input():
         if same_file(source, out):

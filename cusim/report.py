@@ -51,7 +51,7 @@ def convention(norm: str, border: int) -> str:
 def image_metrics(ds: Dataset, image: np.ndarray, border: int | None = None, norm: str = NORM) -> dict | None:
     """PSNR/SSIM/NRMSE and FRC cut-off against the ground truth, averaged over time points; None without GT.
     The dict names its convention (``norm``, ``border_px``, ``frc_threshold``)."""
-    if ds.ground_truth is None:
+    if ds.ground_truth is None or np.ptp(ds.ground_truth) == 0:  # no truth, or one value: nothing to compare
         return None
     imgs = image if image.ndim == 3 else image[None]
     border = default_border(imgs.shape) if border is None else border
@@ -67,6 +67,16 @@ def image_metrics(ds: Dataset, image: np.ndarray, border: int | None = None, nor
     out["frc_cutoff_cycles_per_px"] = None if None in cut else float(np.mean(cut))
     out.update(norm=norm, border_px=border, frc_threshold=FRC_THRESHOLD)
     return out
+
+
+def frc_text(cutoff: float | None, pixel_nm: float | None = None, nyquist: str = "beyond Nyquist") -> str:
+    """An FRC cut-off (cycles per fine pixel) as the tables print it, with the resolution in nm where the pixel
+    size is known; None: the curve never fell below the threshold; 0: it was below it from the start."""
+    if cutoff is None:
+        return nyquist
+    if cutoff <= 0:
+        return "none (no correlation)"
+    return f"{cutoff:.3f} cyc/px" + (f" ({pixel_nm / cutoff:.0f} nm)" if pixel_nm else "")
 
 
 def metrics_table(ds: Dataset, image: np.ndarray, name: str, border: int | None = None, norm: str = NORM):
@@ -85,8 +95,7 @@ def metrics_table(ds: Dataset, image: np.ndarray, name: str, border: int | None 
         table.add_column(col, justify="right" if col != "image" else "left")
     for label, m in rows:
         c = m["frc_cutoff_cycles_per_px"]
-        res = "beyond Nyquist" if c is None else f"{c:.3f} cyc/px" + (f" ({px / c:.0f} nm)" if px else "")
-        table.add_row(label, f"{m['psnr_db']:.2f}", f"{m['ssim']:.3f}", f"{m['nrmse']:.3f}", res)
+        table.add_row(label, f"{m['psnr_db']:.2f}", f"{m['ssim']:.3f}", f"{m['nrmse']:.3f}", frc_text(c, px))
     return table, mine
 
 

@@ -72,6 +72,12 @@ OVERWRITES = {  # case of the issue's report -> (arguments, what the one line mu
                                           "GiB of memory is available"),
     "a simulation that needs 2 TiB": (["simulate", "-o", "{folder}/big.h5", "--size", "100000"],
                                       "GiB of memory is available"),
+    "a result named '.'": (["run", "{s}", "--name", "."], "--name: "),
+    "a result named ' '": (["run", "{s}", "--name", " "], "invalid name"),
+    "the figure onto the tiff": (["run", "{s}", "--tiff", "{folder}/x.png", "--figure", "{folder}/x.png"],
+                                 "is also the --tiff"),
+    "a PINN that diverges, after its steps": (["run", "{s}", "--method", "pinn", "--steps", "3", "--stop", "max",
+                                               "--lr", "1e30"], "--lr: the network's fit diverged"),
 }
 
 
@@ -90,6 +96,29 @@ def test_an_output_that_would_destroy_data_is_refused_in_one_line(tmp_path, sim,
     code, text = cli(*[a.format(**subst) if "{" in a else a for a in args])
     one_line_error(code, text, needle)
     assert digests(tmp_path) == before and no_temporaries(tmp_path)
+
+
+def test_a_constant_ground_truth_is_refused_at_import_and_scores_nothing_in_an_older_file(tmp_path, sim):
+    raw, gt = tmp_path / "raw.tif", tmp_path / "gt.tif"
+    tifffile.imwrite(raw, io.load(sim).raw)
+    tifffile.imwrite(gt, np.zeros((64, 64), np.float32))
+    code, text = cli("import", "stack", raw, "--angles", "3", "--phases", "3", "--upsample", "2", "--ground-truth", gt,
+                     "-o", tmp_path / "i.h5")
+    one_line_error(code, text, "the ground truth is one value (0) everywhere")
+    assert not (tmp_path / "i.h5").exists()
+    ds = io.load(sim)
+    ds.ground_truth = np.ones_like(ds.ground_truth)
+    old = io.save(ds, tmp_path / "old.h5")  # made otherwise: the run keeps its result and prints no scores
+    code, text = cli("run", old, "--method", "wiener")
+    assert code == 0 and "against /ground_truth" not in text, text
+    assert "metrics" not in io.load(old).recons["wiener"].attrs
+
+
+def test_an_frc_below_the_threshold_from_the_start_prints_as_no_correlation():
+    from cusim.report import frc_text  # noqa: PLC0415
+
+    assert frc_text(0.0, 30.0) == "none (no correlation)" and frc_text(None) == "beyond Nyquist"
+    assert frc_text(0.25, 30.0) == "0.250 cyc/px (120 nm)" and frc_text(0.25) == "0.250 cyc/px"
 
 
 def test_force_replaces_an_output_of_the_same_kind_and_the_figure_follows_its_suffix(tmp_path, sim):

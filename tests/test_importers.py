@@ -203,7 +203,7 @@ def test_mrc_stack_and_dtypes(tmp_path):
 def test_psf_and_ground_truth_files(tmp_path):
     tifffile.imwrite(tmp_path / "raw.tif", np.ones((9, 4, 4), np.uint8))
     np.save(tmp_path / "psf.npy", np.pad(np.ones((1, 1), np.float32), 2))
-    tifffile.imwrite(tmp_path / "gt.tif", np.ones((8, 8), np.float32))
+    tifffile.imwrite(tmp_path / "gt.tif", np.arange(64, dtype=np.float32).reshape(8, 8))
     ds = import_stack(tmp_path / "raw.tif", angles=3, phases=3, upsample=2, psf=tmp_path / "psf.npy",
                       ground_truth=tmp_path / "gt.tif")
     assert ds.raw.dtype == np.uint8 and ds.psf.shape == (5, 5) and ds.ground_truth.shape == (8, 8)

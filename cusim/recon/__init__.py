@@ -125,9 +125,14 @@ def reconstruct(dataset: Dataset, method: str = "widefield", *, device: str = "a
             estimated["lattice_angles"] = [a + 1 for a in est.lattice]
     image, info = fn(dataset, device=dev, **params)
     runtime = time.perf_counter() - t0
+    image = np.asarray(image, dtype=np.float32)
+    if not np.isfinite(image).all():  # not a result: no image, no record, no metrics of it
+        bad = int(image.size - np.isfinite(image).sum())
+        raise ValueError(f"{method}: {bad} of the image's {image.size} pixels are not finite (NaN or inf): these "
+                         f"settings made the reconstruction diverge")
     recorded = recorded_params(method, params, estimate_patterns)
     extra = {k: v for k, v in info.items() if k != "loss"}
     if estimated is not None:
         extra.setdefault("pattern_params", estimated)
-    return Result(np.asarray(image, dtype=np.float32), method, recorded, device_name(dev), runtime,
+    return Result(image, method, recorded, device_name(dev), runtime,
                   info.get("loss"), extra)

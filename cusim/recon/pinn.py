@@ -772,6 +772,10 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
         run = optimise(dataset.frames(t), op, cfg, steps=steps, checkpoint=checkpoint if t == 0 else None,
                        resume=resume and t == 0, init_state=state, callback=cb, checkpoint_every=checkpoint_every,
                        pattern_params=pparams, blur=blur, watch_inset=inset)
+        if not np.isfinite(run.image).all():
+            where = f" at time point {t}" if dataset.is_series else ""
+            raise ValueError(f"lr: the network's fit diverged{where} (its image is not finite, NaN or inf) at lr "
+                             f"{cfg.lr:g}; expected a smaller lr (the default is {PINNConfig.lr:g})")
         images.append(run.image)
         losses.append(run.loss)
         reasons.append(run.stop_reason)
