@@ -120,8 +120,9 @@ def test_the_stopping_residual_can_watch_a_window_while_the_loss_sees_every_pixe
 
 def test_loss_specs_parse_and_reject_unknown_terms():
     assert losses.parse_loss("mse+0.5*ssim") == {"mse": 1.0, "ssim": 0.5}
-    with pytest.raises(ValueError, match="loss: expected terms"):
-        losses.parse_loss("l1")
+    for bad in ("l1", "0*mse", "mse+-1*ssim", "1e999*mse", "1..2*mse"):  # a weight that is no number, 0, < 0 or inf
+        with pytest.raises(ValueError, match=r"loss: expected terms .* \(weights finite and > 0\)"):
+            losses.parse_loss(bad)
     with pytest.raises(ValueError, match="stop: expected one of"):
         pinn.PINNConfig(stop="never")
     with pytest.raises(ValueError, match=r"pinn: unknown parameter\(s\) \['epochs'\]"):

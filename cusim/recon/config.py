@@ -86,10 +86,14 @@ def parse_loss(spec: str) -> dict[str, float]:
     terms = {}
     for part in spec.replace(" ", "").split("+"):
         m = re.fullmatch(r"(?:([0-9.eE-]+)\*)?([a-z]+)", part)
-        if not m or m.group(2) not in DATA_LOSSES:
+        try:
+            weight = float(m.group(1) or 1.0) if m else None
+        except ValueError:
+            weight = None
+        if not m or m.group(2) not in DATA_LOSSES or weight is None or not 0 < weight < float("inf"):
             raise ValueError(f"loss: expected terms from {DATA_LOSSES} as 'mse', 'ssim', 'pg' or a weighted sum "
-                             f"like 'mse+0.5*ssim', got {spec!r}")
-        terms[m.group(2)] = terms.get(m.group(2), 0.0) + float(m.group(1) or 1.0)
+                             f"like 'mse+0.5*ssim' (weights finite and > 0), got {spec!r}")
+        terms[m.group(2)] = terms.get(m.group(2), 0.0) + weight
     return terms
 
 
