@@ -220,6 +220,24 @@ def to_phase_major(frames, angles: int, phases: int) -> np.ndarray:
     return a.reshape(*lead, angles, phases, h, w).swapaxes(-4, -3).reshape(*lead, K, h, w)
 
 
+def _refuse_colour(path: Path) -> None:
+    """A TIFF of colour pixels (RGB: several samples per pixel, tifffile's axis 'S') is no camera's SIM stack:
+    flattened as frames its colours would become rows (DatasetError)."""
+    if path.suffix.lower() not in (".tif", ".tiff") or not path.is_file():
+        return
+    import tifffile  # noqa: PLC0415
+
+    try:
+        with tifffile.TiffFile(path) as t:
+            series = t.series[0]
+            axes, shape = series.axes, series.shape
+    except Exception:  # noqa: BLE001 -- an unreadable file is read_array's to report
+        return
+    if "S" in axes and shape[axes.index("S")] > 1:
+        raise _fail(path, f"its pixels are colour ({shape[axes.index('S')]} samples each, shape {tuple(shape)} "
+                          f"{axes}); expected one grey value per pixel, as a camera records: save one channel")
+
+
 def _group_frames(raw: np.ndarray, path, K: int, time_points: int | None, hexagonal: bool = False) -> np.ndarray:
     """(N, h, w) frames in file order -> (K, h, w) or (T, K, h, w), T = N / K frames per time point."""
     if raw.ndim < 2:
@@ -318,6 +336,7 @@ def import_stack(path, *, angles: int | None = None, phases: int | None = None, 
     if order not in ORDERS:
         raise DatasetError(f"order: expected one of {', '.join(ORDERS)}, got {order!r}")
     K = angles * phases
+    _refuse_colour(path)
     raw = _group_frames(read_array(path, "raw", RAW_SUFFIXES), path, K, time_points, family == "hexagonal")
     source_dtype = str(raw.dtype)
     warn_saturated(raw, str(path), "the camera saturated there, which no reconstruction can model (expect "
@@ -335,7 +354,12 @@ def import_stack(path, *, angles: int | None = None, phases: int | None = None, 
     if psf is not None:
         ds.psf = _plane(psf, "psf")
     if otf is not None:
-        ds.psf = psf_from_radial_otf(otf, otf_step_per_um, pixel_size_nm, upsample)
+        try:
+            ds.psf = psf_from_radial_otf(otf, otf_step_per_um, pixel_size_nm, upsample)
+        except DatasetError:
+            raise
+        except ValueError as e:
+            raise DatasetError(f"{otf if isinstance(otf, (str, Path)) else 'otf'}: {e}") from None
     if ground_truth is not None:
         ds.ground_truth = gt = _plane(ground_truth, "ground truth")
         if gt.size and float(np.nanmax(gt)) == float(np.nanmin(gt)):
@@ -377,7 +401,11 @@ def psf_from_radial_otf(otf_radial, step_per_um: float, pixel_size_nm: float, up
     ``size`` defaults to four first-zero radii across; negative ringing is clipped, the sum is 1.
     """
     otf = otf_radial if not isinstance(otf_radial, (str, Path)) else read_array(otf_radial, "OTF", (".npy",), real=False)
-    otf = np.real(np.asarray(otf)).astype(np.float64).ravel()
+    otf = np.real(np.asarray(otf)).astype(np.float64)
+    if sum(d > 1 for d in otf.shape) > 1:  # a 2-D OTF image is not a radial profile: ravel would scramble it
+        raise ValueError(f"otf_radial: expected a 1-D radial profile (sample j at j * step cycles/um), got an array "
+                         f"of shape {otf.shape}")
+    otf = otf.ravel()
     if otf.size < 2 or not np.all(np.isfinite(otf)) or otf[0] <= 0:
         raise ValueError("otf_radial: expected a finite 1-D profile with a positive zero-frequency value")
     otf = otf / otf[0]

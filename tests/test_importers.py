@@ -169,7 +169,7 @@ def _expected(angles, phases, T=1):
 
 
 def test_phase_major_tiff_is_reordered_with_its_patterns(tmp_path):
-    tifffile.imwrite(tmp_path / "raw.tif", _coded_stack(3, 5))
+    tifffile.imwrite(tmp_path / "raw.tif", _coded_stack(3, 5), photometric="minisblack")
     np.save(tmp_path / "pat.npy", _coded_stack(3, 5, h=8, dtype=np.float32))
     ds = import_stack(tmp_path / "raw.tif", angles=3, phases=5, order="phase-major", upsample=2,
                       patterns=tmp_path / "pat.npy")
@@ -180,7 +180,7 @@ def test_phase_major_tiff_is_reordered_with_its_patterns(tmp_path):
 
 
 def test_time_series_and_angle_major(tmp_path):
-    tifffile.imwrite(tmp_path / "series.tiff", _coded_stack(2, 3, T=3, order="angle-major"))
+    tifffile.imwrite(tmp_path / "series.tiff", _coded_stack(2, 3, T=3, order="angle-major"), photometric="minisblack")
     ds = import_stack(tmp_path / "series.tiff", angles=2, phases=3, upsample=1, time_points=3)
     assert ds.raw.shape == (3, 6, 4, 4) and ds.T == 3
     np.testing.assert_array_equal(ds.raw[:, :, 0, 0], _expected(2, 3, T=3))
@@ -201,7 +201,7 @@ def test_mrc_stack_and_dtypes(tmp_path):
 
 
 def test_psf_and_ground_truth_files(tmp_path):
-    tifffile.imwrite(tmp_path / "raw.tif", np.ones((9, 4, 4), np.uint8))
+    tifffile.imwrite(tmp_path / "raw.tif", np.ones((9, 4, 4), np.uint8), photometric="minisblack")
     np.save(tmp_path / "psf.npy", np.pad(np.ones((1, 1), np.float32), 2))
     tifffile.imwrite(tmp_path / "gt.tif", np.arange(64, dtype=np.float32).reshape(8, 8))
     ds = import_stack(tmp_path / "raw.tif", angles=3, phases=3, upsample=2, psf=tmp_path / "psf.npy",
@@ -213,8 +213,26 @@ def test_psf_and_ground_truth_files(tmp_path):
     assert "odd" in _one_line_naming(e, "raw.tif")
 
 
+def test_colour_stacks_and_2d_otf_images_are_refused_not_scrambled(tmp_path):
+    """An RGB stack flattened as frames would turn its colours into rows; a 2-D OTF image raveled, into a profile.
+    (tifffile itself writes an array whose last axis is 3 or 4 long as colour unless told otherwise: the grey
+    4 x 4 frames of the other tests here say photometric="minisblack".)"""
+    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((9, 16, 16, 3), np.uint8), photometric="rgb")
+    with pytest.raises(ValueError) as e:
+        import_stack(tmp_path / "rgb.tif", angles=3, phases=3, upsample=2)
+    assert "its pixels are colour (3 samples each" in _one_line_naming(e, "rgb.tif")
+    tifffile.imwrite(tmp_path / "raw.tif", np.random.default_rng(0).random((9, 16, 16), np.float32))
+    np.save(tmp_path / "otf.npy", np.ones((5, 5)))
+    with pytest.raises(ValueError) as e:
+        import_stack(tmp_path / "raw.tif", angles=3, phases=3, upsample=2, pixel_size_nm=100, otf=tmp_path / "otf.npy",
+                     otf_step_per_um=0.05)
+    assert "expected a 1-D radial profile" in _one_line_naming(e, "otf.npy")
+    psf = psf_from_radial_otf(np.linspace(1, 0, 20)[None], 0.25, 100, 2)  # a (1, n) profile is one still
+    assert psf.ndim == 2 and psf.shape[0] % 2 == 1
+
+
 def test_bad_stacks_fail_with_one_line_naming_the_file(tmp_path):
-    tifffile.imwrite(tmp_path / "raw.tif", np.zeros((14, 4, 4), np.uint16))
+    tifffile.imwrite(tmp_path / "raw.tif", np.zeros((14, 4, 4), np.uint16), photometric="minisblack")
     cases = [
         (dict(path=tmp_path / "raw.tif"), "raw.tif: 14 frames, expected a multiple of angles*phases = 15"),
         (dict(path=tmp_path / "raw.png"), "unsupported raw file type '.png'"),
