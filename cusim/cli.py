@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ._validate import check_number
+from ._validate import check_int, check_number
 from ._version import __version__
 from .recon.config import CONFIGS, DEMO_TIME_LIMIT, ENSEMBLE_CUDA, FAST
 from .recon.config import IterativeConfig as _I
@@ -234,9 +234,16 @@ def demo(
             fail(str(e))
     _threads_option(threads)
     try:
+        check_int("--steps", steps, 1)
+        check_int("--seed", seed, 0)
         device = resolve_device(device)
         if out.exists() and not out.is_dir():
             fail(f"--out: {out} exists and is not a folder")
+        if out.is_dir():  # a demo's own outputs are replaced, never a file of another kind under their names
+            from ._outputs import check_output  # noqa: PLC0415
+
+            check_output("--out", out / "demo.h5", "hdf5", force=True)
+            check_output("--out", out / "demo.png", "png", force=True)
         with _pinn_progress("pinn", steps) as callback:
             res = pinn_demo(out, size=size, seed=seed, device=device, steps=steps, fast=fast, callback=callback,
                             time_limit=DEMO_TIME_LIMIT if time_limit is None else (time_limit or None))

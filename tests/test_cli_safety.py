@@ -114,6 +114,17 @@ def test_a_constant_ground_truth_is_refused_at_import_and_scores_nothing_in_an_o
     assert "metrics" not in io.load(old).recons["wiener"].attrs
 
 
+def test_the_demo_replaces_its_own_outputs_only_and_checks_its_options_before_making_its_folder(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "demo.h5").write_text("my notes")
+    before = digests(tmp_path / "d")
+    one_line_error(*cli("demo", "--out", tmp_path / "d", "--size", "32", "--steps", "2"), "a file cusim did not write")
+    assert digests(tmp_path / "d") == before
+    one_line_error(*cli("demo", "--out", tmp_path / "e", "--steps", "0"), "--steps: expected an integer >= 1")
+    one_line_error(*cli("demo", "--out", tmp_path / "e", "--seed", "-1"), "--seed: expected an integer >= 0")
+    assert not (tmp_path / "e").exists()
+
+
 def test_an_frc_below_the_threshold_from_the_start_prints_as_no_correlation():
     from cusim.report import frc_text  # noqa: PLC0415
 
