@@ -400,6 +400,9 @@ _OPTIONS = {
     "--time-limit": ("time_limit", ("pinn",)),
 }
 _FLAG_OF = {setting: flag for flag, (setting, _) in _OPTIONS.items() if setting}
+# Options that only a stopping rule reads: given with another rule they are refused, not ignored
+_STOP_OPTIONS = {"--holdout": ("validation",), "--keep-within": ("validation",), "--keep-jitter": ("validation",),
+                 "--tau": ("discrepancy",), "--min-iterations": ("discrepancy",)}
 
 
 def _deprecated(old: str, new: str, old_value, new_value):
@@ -438,6 +441,13 @@ def _method_settings(method: str, given: dict):
         settings["graph"] = False
     operational = {k: settings.pop(k) for k in ("margin_camera", "checkpoint_every") if k in settings}
     cfg = CONFIGS[method].from_params(settings) if method in CONFIGS else None
+    for flag, stops in _STOP_OPTIONS.items():  # a setting of another stopping rule would be silently unused
+        if flag in given and cfg is not None and cfg.stop not in stops:
+            raise ValueError(f"{flag}: only with --stop {' or '.join(stops)}, which this run does not use "
+                             f"(its stop: {cfg.stop})")
+    if method == "iterative" and "--min-iterations" in given and cfg.min_iter > cfg.n_iter:
+        raise ValueError(f"--min-iterations: {cfg.min_iter} is more than the --iterations ({cfg.n_iter}); expected "
+                         f"at most as many")
     return {**settings, **operational}, cfg
 
 

@@ -159,6 +159,15 @@ def test_cli_runs_wiener_and_iterative_and_records_them(tmp_path):
     (("--method", "iterative", "--refine-patterns"), "only for --method pinn"),
     (("--method", "iterative", "--min-iterations", "0"), "--min-iterations: expected an integer >= 1"),
     (("--method", "wiener", "--min-iterations", "5"), "--min-iterations"),
+    # a stopping rule's own setting given with another rule: refused, not silently unused
+    (("--method", "iterative", "--tau", "2", "--stop", "max"), "--tau: only with --stop discrepancy"),
+    (("--method", "iterative", "--min-iterations", "3", "--stop", "tol"), "--min-iterations: only with --stop disc"),
+    (("--method", "iterative", "--min-iterations", "10", "--iterations", "5"), "10 is more than the --iterations (5)"),
+    (("--method", "pinn", "--tau", "2"), "--tau: only with --stop discrepancy, which this run does not use (its "
+                                         "stop: validation)"),
+    (("--method", "pinn", "--keep-within", "1", "--stop", "max"), "--keep-within: only with --stop validation"),
+    (("--method", "pinn", "--holdout", "0.2", "--stop", "discrepancy"), "--holdout: only with --stop validation"),
+    (("--method", "pinn", "--keep-jitter", "1", "--loss", "ssim"), "--keep-jitter: only with --stop validation"),
 ])
 def test_cli_bad_options_are_one_line_and_exit_1(tmp_path, args, says):
     path = io.save(cusim.simulate(shape=(32, 32), seed=0), tmp_path / "s.h5")
