@@ -19,6 +19,7 @@ import numpy as np
 
 from ._files import atomic_target, make_temporary, resolve, same_file
 from ._outputs import OutputError, check_output
+from ._syserrors import describe_os_error
 from ._warnings import warn
 
 UNIT = "µm"  # OME-XML's unit symbol; OME-NGFF spells it "micrometer"
@@ -180,6 +181,14 @@ def export(ds, name: str | None, *, ome_zarr=None, ome_tiff=None, force: bool = 
         check_zarr_output("--ome-zarr", ome_zarr, inputs=inputs, force=force)
     if ome_tiff is not None:
         check_output("--ome-tiff", ome_tiff, "tiff", inputs=inputs, force=force)
+    if ome_zarr is not None and ome_tiff is not None and resolve(ome_zarr) == resolve(ome_tiff):
+        raise OutputError(f"--ome-tiff: {ome_tiff} is also the --ome-zarr; expected two paths")
+    for option, path in (("--ome-zarr", ome_zarr), ("--ome-tiff", ome_tiff)):  # each folder takes a new file
+        if path is not None:
+            try:
+                make_temporary(resolve(path)).unlink()
+            except OSError as e:
+                raise OutputError(f"{option}: {describe_os_error(e, path)}") from None
     rec = ds.recons[name]
     desc = provenance(ds, name, rec.attrs)
     out = {}

@@ -99,4 +99,27 @@ def test_export_never_replaces_what_is_not_its_own_kind_and_names_what_is_missin
     assert not (tmp_path / "x.zarr").exists()
     res = cli("export", series, code=1)
     assert "give --ome-zarr DIR and/or --ome-tiff FILE" in res.output
+    res = cli("export", series, "--ome-zarr", tmp_path / "both", "--ome-tiff", tmp_path / "both", code=1)
+    assert "is also the --ome-zarr" in res.output and not (tmp_path / "both").exists()  # not the Zarr, then refused
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
+
+
+def test_export_writes_nothing_when_one_of_its_outputs_cannot_be_written(series, tmp_path, monkeypatch):
+    """A folder that takes no new file (write-protected; simulated, as root may write anywhere) for the OME-TIFF:
+    refused before the OME-Zarr is written."""
+    import errno  # noqa: PLC0415
+
+    from cusim import ome  # noqa: PLC0415
+
+    made = ome.make_temporary
+
+    def protected(target):
+        if target.parent.name == "ro":
+            raise PermissionError(errno.EACCES, "Permission denied", str(target.parent / ".s.tif.tmp"))
+        return made(target)
+
+    (tmp_path / "ro").mkdir()
+    monkeypatch.setattr(ome, "make_temporary", protected)
+    res = cli("export", series, "--ome-zarr", tmp_path / "s.zarr", "--ome-tiff", tmp_path / "ro" / "s.tif", code=1)
+    assert f"--ome-tiff: {tmp_path / 'ro' / 's.tif'}: permission denied" in res.output, res.output
+    assert not (tmp_path / "s.zarr").exists()
