@@ -489,7 +489,11 @@ def _read_recons(f, n: str) -> dict[str, Recon]:
     out = {}
     if "recon" not in f:
         return out
+    import h5py  # noqa: PLC0415
+
     g = f["recon"]
+    if not isinstance(g, h5py.Group):
+        raise DatasetError(f"{n}: /recon: expected a group of reconstructions, found an array")
     for name in g:
         if name.endswith("_loss"):
             continue

@@ -164,6 +164,8 @@ MALFORMED = {
                                                        f["pattern_params"].create_dataset("phase", data=np.zeros(3)),
                                                        f["pattern_params"].create_dataset("modulation", data=np.ones(3)))),
                          "/pattern_params/k: expected 9 frames"),
+    "recon an array": (lambda p: _write(p, lambda f: f.create_dataset("recon", data=np.ones((16, 16)))),
+                       "/recon: expected a group of reconstructions, found an array"),
 }
 
 
