@@ -122,7 +122,10 @@ def atomic_target(path, *, copy_existing: bool = False):
     if target.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
     remove_stale_temporaries(target)
-    tmp = make_temporary(target)
+    try:
+        tmp = make_temporary(target)
+    except OSError as e:
+        raise _naming(e, path) from e
     try:
         if copy_existing:
             shutil.copyfile(target, tmp)
@@ -136,11 +139,25 @@ def atomic_target(path, *, copy_existing: bool = False):
             os.umask(umask)
             os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             Path(tmp).unlink()
+        if isinstance(e, OSError):
+            raise _naming(e, path) from e
         raise
     _fsync_folder(folder)
+
+
+def _naming(e: OSError, path) -> OSError:
+    """``e`` as the error of writing ``path`` (a full disk, a write-protected folder): its file name is the
+    target the user named, not the hidden temporary file it happened in."""
+    if e.filename is not None and str(e.filename) == str(path):
+        return e
+    try:
+        named = type(e)(e.errno, e.strerror or str(e), str(path))
+    except TypeError:  # a subclass with another constructor
+        named = OSError(e.errno, e.strerror or str(e), str(path))
+    return named
 
 
 def _holder_pid(lock: Path) -> int | None:

@@ -474,3 +474,18 @@ def test_check_writable_before_a_long_run(tmp_path):
     with pytest.raises(io.DatasetError, match=rf"^{path}: no space left on device \(writing it needs .* GiB beside it"):
         io.check_writable(path, extra_bytes=2**60)
     assert sorted(os.listdir(tmp_path)) == ["a.h5"]
+
+
+def test_a_failed_write_names_the_file_asked_for_not_its_hidden_temporary(tmp_path):
+    """A full disk or a protected folder while writing a figure, TIFF or dataset: the one line names that file."""
+    target = tmp_path / "f.png"
+    with pytest.raises(OSError) as e:
+        with atomic_target(target) as tmp:
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+    assert e.value.filename == str(target) and e.value.errno == errno.ENOSPC
+    assert describe_os_error(e.value) == f"{target}: no space left on device"
+    with pytest.raises(PermissionError) as e:  # h5py's kind: no errno attribute, the code inside its message
+        with atomic_target(target):
+            raise PermissionError(None, "Unable to create file (errno = 13, error message = 'Permission denied')")
+    assert describe_os_error(e.value) == f"{target}: permission denied"
+    assert not list(tmp_path.iterdir())
