@@ -13,6 +13,7 @@ Every problem is a :class:`~cusim.io.DatasetError` (a ValueError) with one line 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -370,6 +371,10 @@ def import_stack(path, *, angles: int | None = None, phases: int | None = None, 
                 "binning": int(binning), "pattern_family": family}
     if otf_source is not None:
         ds.attrs["psf_source"] = otf_source
+    for field, source in (("patterns", patterns), ("psf", psf), ("ground_truth", ground_truth)):
+        if isinstance(source, (str, Path)):  # each file's own problem names that file, not the raw stack
+            alone = {"patterns": None, "psf": None, "ground_truth": None, field: getattr(ds, field)}
+            _validated(dataclasses.replace(ds, **alone), source)
     return _validated(ds, path)
 
 

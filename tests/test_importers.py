@@ -210,7 +210,11 @@ def test_psf_and_ground_truth_files(tmp_path):
     np.save(tmp_path / "even.npy", np.ones((4, 4), np.float32))
     with pytest.raises(ValueError) as e:
         import_stack(tmp_path / "raw.tif", angles=3, phases=3, upsample=2, psf=tmp_path / "even.npy")
-    assert "odd" in _one_line_naming(e, "raw.tif")
+    assert "odd" in _one_line_naming(e, "even.npy")  # the file whose problem it is, not the raw stack
+    tifffile.imwrite(tmp_path / "gt4.tif", np.arange(16, dtype=np.float32).reshape(4, 4))
+    with pytest.raises(ValueError) as e:
+        import_stack(tmp_path / "raw.tif", angles=3, phases=3, upsample=2, ground_truth=tmp_path / "gt4.tif")
+    assert "/ground_truth: expected shape (8, 8)" in _one_line_naming(e, "gt4.tif")
 
 
 def test_colour_stacks_and_2d_otf_images_are_refused_not_scrambled(tmp_path):
