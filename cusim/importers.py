@@ -178,7 +178,7 @@ def import_paper_all(set_dir, out_dir, *, force: bool = False) -> list[Path]:
     """Import every sample of a set and save each as ``out_dir/<group>_<set>_<N>.h5`` (folder created).
 
     Existing files are replaced only with ``force`` (and never a file that is not HDF5); every target is
-    checked before the first is written."""
+    checked, and every sample read and validated, before the first is written (a bad sample leaves nothing)."""
     samples = paper_samples(set_dir)
     if not samples:
         raise _fail(set_dir, "no samples (input_frames/*.tif)")
@@ -189,8 +189,9 @@ def import_paper_all(set_dir, out_dir, *, force: bool = False) -> list[Path]:
     if out.is_dir():
         for target in targets:
             check_output("--out", target, "hdf5", force=force)
+    datasets = [import_paper(set_dir, n) for n in samples]
     out.mkdir(parents=True, exist_ok=True)
-    return [save(import_paper(set_dir, n), target) for n, target in zip(samples, targets)]
+    return [save(ds, target) for ds, target in zip(datasets, targets)]
 
 
 def _validated(ds: Dataset, source) -> Dataset:

@@ -88,6 +88,11 @@ def test_paper_all_writes_one_file_per_sample(tmp_path):
     ds = load(paths[1])
     assert ds.raw.shape == (4, 8, 8) and ds.attrs["sample"] == 2 and not ds.attrs["has_low_res"]
     np.testing.assert_allclose(ds.patterns[:, 0, 0], np.array([20, 40, 60, 80]) / 255, rtol=1e-6)
+    bad = _tiny_paper_set(tmp_path / "GRP" / "bad", samples=(1, 2, 3))
+    (bad / "input_frames" / "3.tif").write_bytes(b"not a TIFF")  # the last sample corrupt: nothing is written
+    with pytest.raises(ValueError) as e:
+        import_paper_all(bad, tmp_path / "out_bad")
+    assert "unreadable raw file" in _one_line_naming(e, "3.tif") and not (tmp_path / "out_bad").exists()
 
 
 def test_paper_layout_errors(tmp_path):
