@@ -725,6 +725,9 @@ def _reconstruct(recon, ds, method, cfg, params, file, name, device, estimate_pa
     """The reconstruction with a progress bar; a PINN interrupted (Ctrl-C, SIGTERM) says what was kept."""
     if method == "pinn":
         ckpt = file.with_name(f".{file.name}.{name}.ckpt")
+        if resume and not ckpt.exists():
+            note(f"--resume: no checkpoint of /recon/{name} beside {file} (a finished run removes its own); "
+                 f"starting from step 0")
         reached = [0]
         with _pinn_progress(f"pinn {file.name}", cfg.steps) as progress:
             def callback(step, total, loss, mse):

@@ -301,6 +301,13 @@ def test_cli_resume_on_a_file_whose_frames_changed_fails_with_one_line(tmp_path)
     assert ckpt.exists() and "pinn" not in io.load(path).recons
 
 
+def test_cli_resume_without_a_checkpoint_says_it_starts_from_step_0(tmp_path):
+    path = io.save(cusim.simulate(shape=(32, 32), seed=5), tmp_path / "data.h5")
+    res, text = _cli("run", path, "--method", "pinn", "--steps", "2", "--stop", "max", "--resume", "--blend", "none")
+    assert res.exit_code == 0, text
+    assert "note: --resume: no checkpoint of /recon/pinn beside" in text and "starting from step 0" in text
+
+
 def test_a_run_cut_off_by_the_step_cap_says_how_far_its_residual_still_was(small):
     op = small.operator(device="cpu")
     short = pinn.optimise(small.frames(), op, pinn.PINNConfig(steps=3, width=8, stop="discrepancy"))
