@@ -279,6 +279,8 @@ class Dataset:
             v = getattr(self, a)
             if v is not None:
                 check_positive(f"{n}: attribute {a}", v, error=DatasetError)
+        if self.na is not None:  # as the ideal OTF requires (cusim.optics): no immersion gives more than ~1.7
+            check_number(f"{n}: attribute na", self.na, lo=0.0, strict=True, hi=1.7, error=DatasetError)
         if self.ground_truth is not None:
             _check_array(n, "/ground_truth", self.ground_truth)
             want = (H, W) if not self.is_series else (self.T, H, W)

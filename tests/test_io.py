@@ -164,6 +164,8 @@ MALFORMED = {
                                                        f["pattern_params"].create_dataset("phase", data=np.zeros(3)),
                                                        f["pattern_params"].create_dataset("modulation", data=np.ones(3)))),
                          "/pattern_params/k: expected 9 frames"),
+    "NA above any immersion's": (lambda p: _write(p, lambda f: f.attrs.__setitem__("na", 14.9)),
+                                 r"attribute na: expected a finite number > 0 and <= 1.7, got 14.9"),
     "recon an array": (lambda p: _write(p, lambda f: f.create_dataset("recon", data=np.ones((16, 16)))),
                        "/recon: expected a group of reconstructions, found an array"),
 }
