@@ -1030,10 +1030,15 @@ def simulate(
                             snr=snr, photons=photons, read_noise=read_noise, offset=offset, noise=noise,
                             T=time_points, dtype=dtype, seed=seed)
         save(ds, out)
-    except ValueError as e:
-        fail(str(e))
+    except ValueError as e:  # the library's names as the options that gave them (shape: --size; T: --time-points)
+        head, sep, rest = str(e).partition(":")
+        flag = {"shape": "--size", "T": "--time-points"}.get(head, f"--{head.replace('_', '-')}")
+        fail(f"{flag}:{rest}" if sep and (head in ("shape", "T") or head in _SIMULATE_OPTIONS) else str(e))
     console.print(f"simulated {phantom} with {family} SIM: raw {ds.raw.shape} {ds.raw.dtype}, SNR "
                   f"{ds.attrs['sim_snr']:.1f}, {ds.attrs['sim_photons']:.0f} photons/px -> {out}")
+
+
+_SIMULATE_OPTIONS = tuple(inspect.signature(simulate).parameters)
 
 
 if __name__ == "__main__":  # pragma: no cover

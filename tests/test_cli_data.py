@@ -64,9 +64,10 @@ def test_simulate_writes_a_complete_dataset_and_refuses_to_overwrite(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["simulate", "--size", 63, "--upsample", 2], "divisible"),
-    (["simulate", "--family", "moire"], "family"),
-    (["simulate", "--snr", -3], "snr"),
+    (["simulate", "--size", 63, "--upsample", 2], "--size: expected H and W divisible by upsample=2"),
+    (["simulate", "--family", "moire"], "--family: expected one of"),
+    (["simulate", "--snr", -3], "--snr: expected a finite number > 0"),
+    (["simulate", "-T", 0], "--time-points: expected an integer >= 1"),  # the options' names, not the library's
     (["import", "stack", "RAW", "--angles", 3, "--phases", 3, "--upsample", 2], "no such raw file"),
     (["import", "paper", "/nonexistent/set", "--sample", 1], "nonexistent"),
     (["import", "paper", "/nonexistent/set"], "exactly one of --sample N or --all"),
