@@ -141,8 +141,11 @@ def mean_variance(frames: np.ndarray, band: np.ndarray | None = None) -> tuple[n
     mu, e2 = mu[:, b:-b, b:-b].ravel(), (e[:, b:-b, b:-b] ** 2).ravel()
     edges = np.quantile(mu, np.linspace(0, 1, _MV_BINS + 1))
     idx = np.clip(np.searchsorted(edges, mu, side="right") - 1, 0, _MV_BINS - 1)
-    means = np.array([mu[idx == i].mean() for i in range(_MV_BINS)])
-    variances = np.array([np.median(e2[idx == i]) / _CHI2_1_MEDIAN for i in range(_MV_BINS)])
+    # where many pixels share one local mean (a black or clipped region) quantile edges coincide and some bins
+    # hold no pixel: those are left out, so fewer than _MV_BINS pairs may come back
+    full = [i for i in range(_MV_BINS) if np.any(idx == i)]
+    means = np.array([mu[idx == i].mean() for i in full])
+    variances = np.array([np.median(e2[idx == i]) / _CHI2_1_MEDIAN for i in full])
     return means, variances
 
 
@@ -163,6 +166,10 @@ def estimate_camera(frames: np.ndarray, *, passband: np.ndarray | None = None, c
     means, var = mean_variance(frames, noise_band(np.shape(frames), passband=passband, cutoff=cutoff,
                                                   band_top=band_top))
     m, v = means[:-1], var[:-1]
+    if gain is None and len(m) < 3:
+        raise ValueError(f"frames: their local means take {len(means)} distinct levels (large flat or black "
+                         f"regions), too few to fit the noise's growth with the signal; give the camera gain and "
+                         f"offset")
     if gain is None:
         if offset is None:
             g, c = np.polyfit(m, v, 1)
@@ -175,9 +182,16 @@ def estimate_camera(frames: np.ndarray, *, passband: np.ndarray | None = None, c
     else:
         g = check_positive("gain", gain)
         c = float(np.median(v - g * m))
-    off = min(-c / g, float(means[0])) if offset is None else check_number("offset", offset)
+    if read_sigma is not None:
+        read_sigma = check_number("read_sigma", read_sigma, lo=0.0)
+    if offset is not None:
+        off = check_number("offset", offset)
+    elif read_sigma is None:  # where the line reaches zero variance (the read noise folded in)
+        off = min(-c / g, float(means[0]))
+    else:  # the offset that, with the given read noise, keeps the fitted line: g (mean - off) + r^2 = g mean + c
+        off = min((read_sigma**2 - c) / g, float(means[0]))
     r2 = c + g * off
-    r = math.sqrt(max(r2, 0.0)) if read_sigma is None else check_number("read_sigma", read_sigma, lo=0.0)
+    r = math.sqrt(max(r2, 0.0)) if read_sigma is None else read_sigma
     given = [n for n, val in (("offset", offset), ("gain", gain), ("read_sigma", read_sigma)) if val is not None]
     method = "mean-variance" if not given else ("given" if len(given) == 3 else "mean-variance+given " + ",".join(given))
     return CameraNoise(float(off), float(g), float(r), method)

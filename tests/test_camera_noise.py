@@ -40,6 +40,43 @@ def test_given_parts_of_the_camera_are_kept_and_the_rest_refitted():
     assert cam.method == "mean-variance+given offset,read_sigma"
 
 
+def test_a_given_read_noise_is_not_counted_on_top_of_the_one_folded_into_the_fitted_offset():
+    """Without an offset given, the fitted line ``var = g mean + c`` holds the read noise in its offset; a given read
+    noise moves the offset instead of adding its square to every variance (63.5 against 27.5 before, on frames of
+    read noise 6)."""
+    ds = cusim.simulate(shape=(256, 256), snr=4, read_noise=3.0, seed=1, device="cpu")  # read noise 3 e-
+    off = ds.attrs["sim_offset"]
+    raw = (ds.raw.astype(np.float64) - off) * 2.0 + off  # gain 2: read noise 6 counts
+    kw = dict(passband=ds.operator(device="cpu").passband())
+    fitted, given = noise.estimate_camera(raw, **kw), noise.estimate_camera(raw, read_sigma=6.0, **kw)
+    assert given.read_sigma == 6.0 and given.gain == fitted.gain
+    assert fitted.offset < off - 10 and abs(given.offset - off) < 4  # the read noise folded in, then taken out
+    # well above either offset both follow the fitted line (before: 36 = 6^2 above it everywhere); within a few
+    # counts^2, where the given offset is capped at the darkest local mean
+    bright = np.array([off + 20 * fitted.gain, off + 60 * fitted.gain])
+    assert np.abs(given.variance(bright) - fitted.variance(bright)).max() < 9
+
+
+def test_frames_with_large_flat_regions_give_a_camera_estimate_or_one_clear_error():
+    """A black region makes quantile bins of the local mean coincide: empty bins are left out (no NaN, no LinAlgError
+    from the fit), and too few distinct levels are one ValueError."""
+    ds, raw, off = _frames_with_gain(1.0)
+    dark = raw.copy()
+    dark[:, :, :48] = off  # 3/8 of every frame without light or noise
+    means, var = noise.mean_variance(dark)
+    assert np.isfinite(means).all() and np.isfinite(var).all() and 3 <= len(means) < noise._MV_BINS
+    few = np.full_like(raw, off)
+    few[:, :8, :8] = raw[:, :8, :8]  # light in one corner only
+    with pytest.raises(ValueError, match="distinct levels .* give the camera gain and offset"):
+        noise.estimate_camera(few, cutoff=0.3)
+
+
+def test_a_camera_offset_above_every_pixel_is_refused_before_fista_runs():
+    ds = cusim.simulate(shape=(64, 64), snr=5, seed=0, device="cpu")
+    with pytest.raises(ValueError, match=r"camera_offset: the camera model \(offset 10000.*gives these frames no noise"):
+        cusim.reconstruct(ds, "iterative", noise="camera", camera_offset=1e4, camera_read_sigma=0.0)
+
+
 def test_thinning_keeps_poisson_statistics_at_the_fraction_of_the_light():
     rng = np.random.default_rng(0)
     cam = noise.CameraNoise(offset=100.0, gain=3.0)

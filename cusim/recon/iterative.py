@@ -59,6 +59,11 @@ def _camera_weights(frames: np.ndarray, camera) -> tuple[np.ndarray, float]:
     convex and its Lipschitz bound holds), clipped at ``VAR_FLOOR`` times its mean.
     """
     var = camera.variance(frames.astype(np.float64))
+    if not float(var.mean()) > 0:  # an offset above every pixel and no read noise: no pixel has a noise level
+        raise ValueError(f"camera_offset: the camera model (offset {camera.offset:g}, gain {camera.gain:g}, read "
+                         f"noise {camera.read_sigma:g} counts) gives these frames no noise variance (the offset is "
+                         f"at or above every pixel: the frames' least is {float(frames.min()):g}); expected an offset "
+                         f"below the signal, or a read noise > 0")
     var = np.maximum(var, VAR_FLOOR * float(var.mean()))
     inv = 1.0 / var
     sigma_eff = 1.0 / float(np.sqrt(inv.mean()))
@@ -150,13 +155,14 @@ def _solve_camera(frames: np.ndarray, op, cfg: IterativeConfig, camera, callback
     bright pixels (the largest variance, the least weight) take steps ``max(w) / w`` times too short; on
     simulated filaments at SNR 4 it stood at 25.3 dB after 100 iterations against the white stop's 26.6 dB
     (docs/quality.md, "Low light"). The residual of the first stage is in units of the white sigma^2, that
-    of the second in units of each pixel's variance."""
+    of the second in units of each pixel's variance. ``min_iter`` holds the first stage's stop (the run's
+    start-up); the second starts from that stage's image and may stop at its first iteration."""
+    w, sigma = _camera_weights(frames, camera)  # first: a camera that gives no noise level is refused before any work
     white_cfg = dataclasses.replace(cfg, noise="white", stop="discrepancy", camera_offset=None, camera_gain=None,
                                     camera_read_sigma=None)
     first = solve(frames, op, white_cfg, callback=None if callback is None else
                   (lambda i, n, loss, res: callback(i, 2 * cfg.n_iter, loss, res)))
     done = first["steps_run"]
-    w, sigma = _camera_weights(frames, camera)
     xp = xp_for(op.device)
     y, weights = xp.asarray(frames), xp.asarray(w)
     K, N = frames.shape[0], frames.size
