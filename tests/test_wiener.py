@@ -192,3 +192,15 @@ def test_a_psf_array_and_the_widefield_optics_give_the_same_image():
     b = W.wiener(ds.frames(), ds.pattern_params, wf.psf(ds.upsample, size=127), ds.upsample)
     inner = (slice(16, -16), slice(16, -16))
     assert np.abs(a - b)[inner].max() < 0.03 * np.abs(a[inner]).max()
+
+
+def test_camera_frames_reach_a_fine_grid_of_upsample_1_unchanged():
+    """At upsample 1 the fine grid is the camera's: no Nyquist split (it halved the Nyquist column and quartered the
+    row before)."""
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from cusim.recon.wiener import _to_fine  # noqa: PLC0415
+
+    f = np.random.default_rng(0).normal(size=(2, 8, 8))
+    plan = SimpleNamespace(s=1, pad_camera=0, padded=(8, 8), taper=np.ones((8, 8)))
+    np.testing.assert_allclose(_to_fine(f, plan, np), f, atol=1e-12)

@@ -213,6 +213,8 @@ def _to_fine(frames, plan: _Plan, xp):
     h, w = frames.shape[-2:]
     mean = frames.mean(axis=(-2, -1), keepdims=True)
     y = xp.pad(frames - mean, ((0, 0), (pad, hp - h - pad), (pad, wp - w - pad)), mode="symmetric")
+    if s == 1:  # the fine grid is the camera's: nothing to interpolate (the Nyquist split below would damp it)
+        return y * plan.taper + mean
     Y = fft.rfft2(y * plan.taper + mean)
     Hp, Wp = hp * s, wp * s
     Y[..., :, wp // 2] *= 0.5 if wp % 2 == 0 else 1.0  # Nyquist column: half here, half implied at -wp/2
