@@ -851,6 +851,13 @@ def estimate(
         check_output("--figure", figure, figure_kind("--figure", figure), inputs=[file], force=force)
     if write and ds.pattern_params is not None and not force:
         fail(f"{file}: /pattern_params: exists already; use --force to replace it (or --no-write)")
+    from .io import DatasetError, check_writable  # noqa: PLC0415
+
+    try:  # before the estimate is printed: a file it cannot be written into is refused first
+        for target in ([file] if write else []) + ([figure] if figure is not None else []):
+            check_writable(target)
+    except DatasetError as e:
+        fail(str(e))
     if min_peak_snr is None:
         min_peak_snr = MIN_PEAK_SNR
     try:

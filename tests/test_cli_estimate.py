@@ -64,6 +64,22 @@ def test_a_narrow_output_keeps_every_row_of_the_estimate_on_one_line(no_params):
     assert len(next(line for line in lines if line.startswith("phases (rad):")).split()) == 2 + 9, res.output
 
 
+def test_a_file_the_estimate_cannot_be_written_into_is_refused_before_it_is_estimated(no_params, monkeypatch):
+    """(Simulated: root may write a write-protected file.) One line, and no estimate printed first."""
+    from cusim import io as cio  # noqa: PLC0415
+
+    path = no_params[0]
+
+    def protected(target, extra_bytes=0):
+        raise cio.DatasetError(f"{target}: permission denied (the file is write-protected)")
+
+    monkeypatch.setattr(cio, "check_writable", protected)
+    res, text = _cli("estimate", path)
+    assert res.exit_code == 1 and len(text.strip().splitlines()) == 1 and "permission denied" in text, text
+    res, text = _cli("estimate", path, "--no-write")  # nothing to write: it runs
+    assert res.exit_code == 0 and "peak SNR" in text, text
+
+
 def test_estimate_refuses_frames_without_a_carrier(tmp_path):
     rng = np.random.default_rng(0)
     ds = io.Dataset(raw=(100 + 5 * rng.standard_normal((9, 64, 64))).astype(np.float32), upsample=2,
