@@ -910,6 +910,13 @@ def _check_out(out: Path, force: bool, inputs=()) -> None:
     from ._outputs import check_output  # noqa: PLC0415
 
     check_output("--out", out, "hdf5", inputs=inputs, force=force)
+    if out.suffix.lower() in _OTHER_FORMATS:  # an HDF5 file under a name that promises another format
+        fail(f"--out: {out}: cusim writes HDF5 here, not {out.suffix}; expected a name ending in .h5 (cusim run "
+             f"--tiff or cusim export write TIFF and OME-Zarr)")
+
+
+_OTHER_FORMATS = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".npy", ".npz", ".mrc", ".zarr", ".csv", ".txt", ".pdf",
+                  ".svg")
 
 
 @import_app.command("paper")

@@ -72,6 +72,8 @@ OVERWRITES = {  # case of the issue's report -> (arguments, what the one line mu
                                           "GiB of memory is available"),
     "a simulation that needs 2 TiB": (["simulate", "-o", "{folder}/big.h5", "--size", "100000"],
                                       "GiB of memory is available"),
+    "an HDF5 file under a TIFF's name": (["simulate", "-o", "{folder}/new.tif", "--size", "32"],
+                                         "cusim writes HDF5 here, not .tif"),
     "a result named '.'": (["run", "{s}", "--name", "."], "--name: "),
     "a result named ' '": (["run", "{s}", "--name", " "], "invalid name"),
     "the figure onto the tiff": (["run", "{s}", "--tiff", "{folder}/x.png", "--figure", "{folder}/x.png"],
