@@ -74,6 +74,7 @@ OVERWRITES = {  # case of the issue's report -> (arguments, what the one line mu
                                       "GiB of memory is available"),
     "an HDF5 file under a TIFF's name": (["simulate", "-o", "{folder}/new.tif", "--size", "32"],
                                          "cusim writes HDF5 here, not .tif"),
+    "a result to an HDF5 file under a PNG's name": (["run", "{s}", "--out", "{folder}/r.png"], "not .png"),
     "a result named '.'": (["run", "{s}", "--name", "."], "--name: "),
     "a result named ' '": (["run", "{s}", "--name", " "], "invalid name"),
     "the figure onto the tiff": (["run", "{s}", "--tiff", "{folder}/x.png", "--figure", "{folder}/x.png"],
