@@ -19,6 +19,9 @@ _SIGNATURES = {
 }
 # figure suffix -> the kind of file matplotlib writes for it
 FIGURE_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg", ".jpg": "jpeg", ".jpeg": "jpeg"}
+# suffixes that name a format: an output of another kind under one of them (an HDF5 file called data.tif) is refused
+_SUFFIX_KINDS = {**FIGURE_FORMATS, ".h5": "hdf5", ".hdf5": "hdf5", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy",
+                 ".npz": "npz", ".mrc": "mrc", ".zarr": "zarr", ".csv": "text", ".txt": "text"}
 
 
 class OutputError(ValueError):
@@ -61,6 +64,10 @@ def check_output(option: str, path, kind: str, *, inputs=(), force: bool = False
                               f"(remove it yourself, or choose another path)")
         if not force:
             raise OutputError(f"{option}: {path} exists already; use --force to replace it")
+    named = _SUFFIX_KINDS.get(path.suffix.lower(), kind)
+    if named != kind:
+        raise OutputError(f"{option}: {path}: cusim writes {kind.upper()} here, not {path.suffix}; expected a name "
+                          f"that does not promise another format")
     return path
 
 

@@ -696,7 +696,6 @@ def _check_run_outputs(file: Path, out, tiff, figure, name: str, ds, region: boo
         fail(f"--figure: {figure} is also the --tiff; expected two files")
     if out is not None:  # an existing dataset of the same raw data takes the result beside its own
         check_output("--out", out, "hdf5", inputs=[file], force=force or not region)
-        _refuse_other_suffix(out)
     existing = ds if out is None else (_load(out) if out.exists() and not region else None)
     if existing is not None and name in existing.recons and not force:
         fail(f"{target}: /recon/{name}: exists already; use --force to overwrite it (or --name)")
@@ -911,18 +910,6 @@ def _check_out(out: Path, force: bool, inputs=()) -> None:
     from ._outputs import check_output  # noqa: PLC0415
 
     check_output("--out", out, "hdf5", inputs=inputs, force=force)
-    _refuse_other_suffix(out)
-
-
-def _refuse_other_suffix(out: Path) -> None:
-    """An HDF5 output under a name that promises another format (data.tif) is refused."""
-    if out.suffix.lower() in _OTHER_FORMATS:
-        fail(f"--out: {out}: cusim writes HDF5 here, not {out.suffix}; expected a name ending in .h5 (cusim run "
-             f"--tiff or cusim export write TIFF and OME-Zarr)")
-
-
-_OTHER_FORMATS = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".npy", ".npz", ".mrc", ".zarr", ".csv", ".txt", ".pdf",
-                  ".svg")
 
 
 @import_app.command("paper")
