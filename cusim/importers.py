@@ -13,7 +13,6 @@ Every problem is a :class:`~cusim.io.DatasetError` (a ValueError) with one line 
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 
@@ -194,12 +193,16 @@ def import_paper_all(set_dir, out_dir, *, force: bool = False) -> list[Path]:
     return [save(ds, target) for ds, target in zip(datasets, targets)]
 
 
-def _validated(ds: Dataset, source) -> Dataset:
+def _validated(ds: Dataset, source, parts: dict | None = None) -> Dataset:
+    """``ds`` validated; a problem names the imported file (``source``, or the file of ``parts`` that the problem's
+    dataset path, such as "/psf", came from), not the not-yet-written dataset."""
     try:
         return ds.validate()
-    except DatasetError as e:  # name the imported file, not the not-yet-written dataset
+    except DatasetError as e:
         msg = str(e)
-        raise _fail(source, msg.split(": ", 1)[1] if msg.startswith("dataset: ") else msg) from None
+        msg = msg.split(": ", 1)[1] if msg.startswith("dataset: ") else msg
+        named = [f for where, f in (parts or {}).items() if isinstance(f, (str, Path)) and msg.startswith(f"{where}:")]
+        raise _fail(named[0] if named else source, msg) from None
 
 
 # -- generic raw stacks ----------------------------------------------------------------------------------
@@ -372,11 +375,8 @@ def import_stack(path, *, angles: int | None = None, phases: int | None = None, 
                 "binning": int(binning), "pattern_family": family}
     if otf_source is not None:
         ds.attrs["psf_source"] = otf_source
-    for field, source in (("patterns", patterns), ("psf", psf), ("ground_truth", ground_truth)):
-        if isinstance(source, (str, Path)):  # each file's own problem names that file, not the raw stack
-            alone = {"patterns": None, "psf": None, "ground_truth": None, field: getattr(ds, field)}
-            _validated(dataclasses.replace(ds, **alone), source)
-    return _validated(ds, path)
+    # each file's own problem names that file, not the raw stack
+    return _validated(ds, path, {"/patterns": patterns, "/psf": psf, "/ground_truth": ground_truth})
 
 
 def _checked_otf(otf, step_per_um, psf, pixel_size_nm) -> str | None:
