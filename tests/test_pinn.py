@@ -151,6 +151,22 @@ def test_same_seed_gives_the_same_image_on_cpu(small):
     np.testing.assert_array_equal(a, b)
 
 
+def test_the_network_is_drawn_from_its_seed_and_leaves_the_callers_random_state_alone():
+    # A method developer's own torch.rand calls go on as if cusim had not run (it had reseeded the global RNG);
+    # member j's weights are still those torch.manual_seed(seed + j) gives.
+    cfg = pinn.PINNConfig(width=4, depth=2, seed=7, ensemble=2)
+    torch.manual_seed(123)
+    want = torch.rand(3)
+    torch.manual_seed(123)
+    net = pinn._network([3, 3], cfg)
+    np.testing.assert_array_equal(torch.rand(3), want)
+    for j in range(2):
+        torch.manual_seed(7 + j)
+        alone = UNet(3, width=4, depth=2, up=cfg.up, norm=cfg.norm, float32_levels=cfg.float32_levels)
+        got = net.state_dict()["down.0.0.weight"][4 * j:4 * (j + 1)]
+        np.testing.assert_array_equal(got, alone.state_dict()["down.0.0.weight"])
+
+
 def test_gain_and_offset_of_the_frames_do_not_matter(small):
     op = small.operator(device="cpu")
     cfg = pinn.PINNConfig(steps=5, stop="max", width=4)

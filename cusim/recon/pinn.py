@@ -474,15 +474,17 @@ class PINNStep:
 
 def _network(channels: list[int], cfg: PINNConfig):
     """The U-Net of ``cfg``: member j, of ``channels[j]`` input channels, initialised from seed ``cfg.seed + j``,
-    as a single run of that seed and input."""
+    as a single run of that seed and input. The weights are drawn on the CPU from torch's default generator, seeded
+    inside a fork of its state: the caller's random state (torch's, CPU and CUDA) is as it was."""
     from ..models import UNet  # noqa: PLC0415
 
     nets = []
-    for j in range(cfg.ensemble):
-        torch.manual_seed(cfg.seed + j)
-        nets.append(UNet(channels[j], width=cfg.width, depth=cfg.depth, up=cfg.up, norm=cfg.norm,
-                         float32_levels=cfg.float32_levels))
-    return nets[0] if len(nets) == 1 else UNet.stack(nets)
+    with torch.random.fork_rng(devices=[]):  # UNet.stack draws too (a stacked network's initial weights)
+        for j in range(cfg.ensemble):
+            torch.default_generator.manual_seed(cfg.seed + j)
+            nets.append(UNet(channels[j], width=cfg.width, depth=cfg.depth, up=cfg.up, norm=cfg.norm,
+                             float32_levels=cfg.float32_levels))
+        return nets[0] if len(nets) == 1 else UNet.stack(nets)
 
 
 def optimise(frames: np.ndarray, op, cfg: PINNConfig, *, steps: int | None = None, init_state: dict | None = None,
