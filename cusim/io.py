@@ -25,7 +25,7 @@ import numpy as np
 from ._files import LockTimeout, atomic_target, file_lock, make_temporary, resolve, same_file
 from ._syserrors import GiB, check_allocation, describe_os_error
 from ._validate import check_int, check_number, check_positive
-from .optics import Widefield, validate_psf
+from .optics import Widefield, check_optics_value, validate_psf
 from .patterns import HexagonalParams, SinusoidParams
 
 FORMAT, FORMAT_VERSION = "cusim-sim", 1
@@ -275,12 +275,9 @@ class Dataset:
                 validate_psf(self.psf)
             except ValueError as e:
                 raise DatasetError(f"{n}: /{e}") from None
-        for a in OPTICS_ATTRS:
-            v = getattr(self, a)
-            if v is not None:
-                check_positive(f"{n}: attribute {a}", v, error=DatasetError)
-        if self.na is not None:  # as the ideal OTF requires (cusim.optics): no immersion gives more than ~1.7
-            check_number(f"{n}: attribute na", self.na, lo=0.0, strict=True, hi=1.7, error=DatasetError)
+        for a in OPTICS_ATTRS:  # within cusim.optics' ranges: a value in the wrong unit is refused here
+            if getattr(self, a) is not None:
+                check_optics_value(a, getattr(self, a), label=f"{n}: attribute {a}", error=DatasetError)
         if self.ground_truth is not None:
             _check_array(n, "/ground_truth", self.ground_truth)
             want = (H, W) if not self.is_series else (self.T, H, W)

@@ -49,10 +49,29 @@ def otf_cutoff(na: float, wavelength_nm: float, pixel_size_nm: float) -> float:
     return 2.0 * na * pixel_size_nm / wavelength_nm
 
 
+# What the optics may be, so a value in the wrong unit is one clear error, not a PSF a thousand times too wide or
+# too narrow: no immersion medium gives an NA above ~1.7; fluorescence light lies within 100-2000 nm (0.525, a
+# wavelength in micrometres, is refused); a camera pixel at the sample is 1-50000 nm (0.065 in micrometres is refused;
+# 6500, the bare pixel of a camera without the magnification, is accepted: it is a plausible low-magnification pixel).
+OPTICS_RANGES = {"na": (0.0, 1.7), "wavelength_nm": (100.0, 2000.0), "pixel_size_nm": (1.0, 50000.0)}
+
+
+def check_optics_value(name: str, value, *, label: str | None = None, error=ValueError) -> float:
+    """``value`` of the optics attribute ``name`` (a key of ``OPTICS_RANGES``) within its range; ``label`` names
+    it in the message (default ``name``)."""
+    lo, hi = OPTICS_RANGES[name]
+    if name == "na":
+        return check_number(label or name, value, lo=lo, strict=True, hi=hi, error=error)
+    value = check_number(label or name, value, error=error)
+    if not lo <= value <= hi:
+        slip = " (a value in micrometres?)" if value < lo else ""
+        raise error(f"{label or name}: expected nanometres, {lo:g} to {hi:g}, got {value:g}{slip}")
+    return value
+
+
 def _check_optics(na: float, wavelength_nm: float, pixel_size_nm: float) -> None:
-    check_number("na", na, lo=0.0, strict=True, hi=1.7)  # no immersion medium gives more than ~1.7
-    check_positive("wavelength_nm", wavelength_nm)
-    check_positive("pixel_size_nm", pixel_size_nm)
+    for name, value in (("na", na), ("wavelength_nm", wavelength_nm), ("pixel_size_nm", pixel_size_nm)):
+        check_optics_value(name, value)
 
 
 def _check_size(size: int) -> int:

@@ -68,6 +68,10 @@ def test_simulate_writes_a_complete_dataset_and_refuses_to_overwrite(tmp_path):
     (["simulate", "--family", "moire"], "--family: expected one of"),
     (["simulate", "--snr", -3], "--snr: expected a finite number > 0"),
     (["simulate", "-T", 0], "--time-points: expected an integer >= 1"),  # the options' names, not the library's
+    # a unit slip, micrometres for nanometres (the PSF was a thousand times too narrow or too wide)
+    (["simulate", "--wavelength-nm", 0.525], "--wavelength-nm: expected nanometres, 100 to 2000, got 0.525 (a value "
+                                             "in micrometres?)"),
+    (["simulate", "--pixel-size-nm", 0.065], "--pixel-size-nm: expected nanometres, 1 to 50000, got 0.065"),
     (["import", "stack", "RAW", "--angles", 3, "--phases", 3, "--upsample", 2], "no such raw file"),
     (["import", "paper", "/nonexistent/set", "--sample", 1], "nonexistent"),
     (["import", "paper", "/nonexistent/set"], "exactly one of --sample N or --all"),

@@ -166,6 +166,9 @@ MALFORMED = {
                          "/pattern_params/k: expected 9 frames"),
     "NA above any immersion's": (lambda p: _write(p, lambda f: f.attrs.__setitem__("na", 14.9)),
                                  r"attribute na: expected a finite number > 0 and <= 1.7, got 14.9"),
+    "wavelength in micrometres": (lambda p: _write(p, lambda f: f.attrs.__setitem__("wavelength_nm", 0.52)),
+                                  r"attribute wavelength_nm: expected nanometres, 100 to 2000, got 0.52 \(a value in "
+                                  r"micrometres\?\)"),
     "recon an array": (lambda p: _write(p, lambda f: f.create_dataset("recon", data=np.ones((16, 16)))),
                        "/recon: expected a group of reconstructions, found an array"),
 }

@@ -60,7 +60,8 @@ def test_validate_psf_rejects_bad_arrays_by_name(psf, match):
         optics.validate_psf(psf)
 
 
-@pytest.mark.parametrize("kwargs", [dict(na=0), dict(wavelength_nm=-1), dict(pixel_size_nm=np.nan), dict(na=3)])
+@pytest.mark.parametrize("kwargs", [dict(na=0), dict(wavelength_nm=-1), dict(pixel_size_nm=np.nan), dict(na=3),
+                                    dict(wavelength_nm=0.52), dict(wavelength_nm=5e4), dict(pixel_size_nm=0.1)])
 def test_widefield_rejects_unphysical_optics(kwargs):
     args = dict(na=1.2, wavelength_nm=520, pixel_size_nm=100) | kwargs
     with pytest.raises(ValueError, match=list(kwargs)[0]):
