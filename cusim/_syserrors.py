@@ -1,4 +1,5 @@
-"""System errors as one line a user can act on: :func:`describe_os_error`, :func:`check_allocation`."""
+"""System errors as one line a user can act on: :func:`describe_os_error`, :func:`check_allocation`,
+:func:`out_of_memory`."""
 
 from __future__ import annotations
 
@@ -86,3 +87,24 @@ def check_allocation(nbytes: int, what: str) -> None:
     avail = available_memory()
     if avail is not None and nbytes > avail:
         raise NotEnoughMemory(f"{what} needs {nbytes / GiB:.1f} GiB, only {avail / GiB:.1f} GiB of memory is available")
+
+
+# torch reports memory it could not get as a RuntimeError: on the CPU "DefaultCPUAllocator: can't allocate memory:
+# you tried to allocate N bytes", on a GPU torch.OutOfMemoryError "CUDA out of memory. Tried to allocate 2.00 GiB".
+# CuPy's OutOfMemoryError is a MemoryError.
+_OOM_TEXT = re.compile(r"can't allocate memory|CUDA out of memory|out of memory on device", re.IGNORECASE)
+
+
+def out_of_memory(exc: BaseException) -> str | None:
+    """One line for an exception that says memory ran out (Python's MemoryError, CuPy's, or torch's on the CPU or
+    a GPU), with the size that failed where the message gives it; None for any other exception."""
+    gpu = any(c.__name__ == "OutOfMemoryError" for c in type(exc).__mro__)
+    if not (isinstance(exc, MemoryError) or gpu or (isinstance(exc, RuntimeError) and _OOM_TEXT.search(str(exc)))):
+        return None
+    text = str(exc)
+    gpu = gpu or "CUDA" in text or "device" in text.lower()
+    size = re.search(r"allocate (\d+) bytes", text)
+    size = f"{int(size.group(1)) / GiB:.2f} GiB" if size else \
+        (m.group(1) if (m := re.search(r"allocate ([\d.]+ [KMGT]iB)", text, re.IGNORECASE)) else None)
+    where = "GPU memory" if gpu else "memory"
+    return f"out of {where}" + (f" (a further {size} was asked for)" if size else "")

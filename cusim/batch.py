@@ -239,12 +239,12 @@ def _write(job: InputResult, parts: list[dict], name: str, out_dir, force: bool)
 # -- planning ----------------------------------------------------------------------------------------
 def _message(path: Path, exc: BaseException) -> str:
     """One line for a failed input, naming it."""
-    from ._syserrors import describe_os_error  # noqa: PLC0415
+    from ._syserrors import describe_os_error, out_of_memory  # noqa: PLC0415
 
     if isinstance(exc, OSError):
         text = describe_os_error(exc, path)
-    elif isinstance(exc, MemoryError):
-        text = "out of memory"
+    elif (oom := out_of_memory(exc)) is not None:
+        text = oom
     elif isinstance(exc, ValueError):
         text = str(exc)
     else:

@@ -123,7 +123,7 @@ def _boundary():
     disk full, a folder where a file belongs, out of memory) become one line and exit 1; SIGTERM is
     handled like Ctrl-C (one line, exit 130, no temporary file left: the writers clean up on the way out);
     cusim's warnings become ``note:`` lines."""
-    from ._syserrors import describe_os_error  # noqa: PLC0415
+    from ._syserrors import describe_os_error, out_of_memory  # noqa: PLC0415
     from ._warnings import CusimWarning  # noqa: PLC0415
 
     def show(message, category, filename, lineno, file=None, line=None):
@@ -151,9 +151,11 @@ def _boundary():
         raise typer.Exit(code=130) from None
     except OSError as e:
         fail(describe_os_error(e))
-    except MemoryError:
-        fail("out of memory: the data or the reconstruction does not fit; try a smaller region (--roi) or "
-             "another machine")
+    except (MemoryError, RuntimeError) as e:  # RuntimeError: torch's out-of-memory; any other is a bug, re-raised
+        if (text := out_of_memory(e)) is None:
+            raise
+        fail(f"{text}: the data or the reconstruction does not fit; try a smaller region (--roi), fewer --ensemble "
+             "networks, or another machine")
     except ValueError as e:
         fail(_as_option(str(e)))
     finally:

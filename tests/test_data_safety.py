@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from cusim import _files, io, patterns
 from cusim._files import atomic_target, file_lock
-from cusim._syserrors import NotEnoughMemory, available_memory, check_allocation, describe_os_error
+from cusim._syserrors import NotEnoughMemory, available_memory, check_allocation, describe_os_error, out_of_memory
 from cusim.cli import app
 
 FORK = multiprocessing.get_context("fork")
@@ -386,6 +386,35 @@ def test_check_allocation_refuses_more_than_the_available_memory(monkeypatch):
     with pytest.raises(NotEnoughMemory) as info:
         check_allocation(10 * 2**30, "the reconstruction")
     assert str(info.value) == "the reconstruction needs 10.0 GiB, only 3.0 GiB of memory is available"
+
+
+def test_running_out_of_memory_in_torch_is_one_line_and_any_other_runtime_error_is_not_hidden(tmp_path, monkeypatch):
+    # torch reports an allocation it cannot make as a RuntimeError (CPU) or torch.OutOfMemoryError (CUDA), not a
+    # MemoryError: `cusim run --method pinn --ensemble 64` on a 256 x 256 field under a 4 GB limit ended in a traceback.
+    import torch  # noqa: PLC0415
+
+    from cusim import recon as recon_module  # noqa: PLC0415
+
+    path = io.save(dataset(), tmp_path / "a.h5")
+    before = digest(path)
+    monkeypatch.setattr(recon_module, "reconstruct", lambda *a, **k: torch.empty(10**13))  # 40 TB: refused at once
+    res = CliRunner().invoke(app, ["run", str(path), "--method", "wiener"])
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 1 and len(lines) == 1, res.output
+    assert lines[0].startswith("error: out of memory (a further 37252.90 GiB was asked for): the data or the "
+                               "reconstruction does not fit; try a smaller region (--roi)"), res.output
+    assert digest(path) == before and sorted(os.listdir(tmp_path)) == ["a.h5"]
+    gpu = type("OutOfMemoryError", (RuntimeError,), {})("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has ...")
+    assert out_of_memory(gpu) == "out of GPU memory (a further 2.00 GiB was asked for)"
+    assert out_of_memory(MemoryError()) == "out of memory"
+    from cusim import batch  # noqa: PLC0415  (a batch input's failure line: the same words, naming the input)
+
+    assert batch._message(path, gpu) == f"{path}: out of GPU memory (a further 2.00 GiB was asked for)"
+    for other in (RuntimeError("mat1 and mat2 shapes cannot be multiplied"), ValueError("memory: 3")):
+        assert out_of_memory(other) is None
+    monkeypatch.setattr(recon_module, "reconstruct", _fail(RuntimeError("mat1 and mat2 shapes cannot be multiplied")))
+    res = CliRunner().invoke(app, ["run", str(path), "--method", "wiener"])
+    assert type(res.exception) is RuntimeError  # a bug stays a traceback (not SystemExit), not a user's mistake
 
 
 def test_loading_a_file_larger_than_memory_fails_with_one_line_before_reading(tmp_path):
