@@ -425,7 +425,7 @@ def fista(op, y, *, x0=None, n_iter: int = 100, prior: str = "none", prior_weigh
         c = float(g.mean())
         return g / c, o, x * c, ax * c
 
-    L = 1.0 / step if step is not None else 1.01 * float(gain.max()) ** 2 * op_norm2 * w_max
+    L = 1.0 / step if step is not None else 1.01 * float(np.abs(gain).max()) ** 2 * op_norm2 * w_max
     z, az, t, dual = x, ax, 1.0, None
     prev = math.inf
     losses, stop = [], "max_iter"
@@ -458,7 +458,7 @@ def fista(op, y, *, x0=None, n_iter: int = 100, prior: str = "none", prior_weigh
             gain, offset, x, ax = refit(x, ax)
             a, b = col(gain), col(offset)
             if step is None:
-                L = 1.01 * float(gain.max()) ** 2 * op_norm2 * w_max
+                L = 1.01 * float(np.abs(gain).max()) ** 2 * op_norm2 * w_max
             z, az, t, prev = x, ax, 1.0, math.inf
     return OptimResult(x, gain, offset, np.asarray(losses, dtype=np.float64), len(losses), stop)
 

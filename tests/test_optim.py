@@ -90,6 +90,16 @@ def test_fista_unconstrained_matches_lstsq_and_restart_speeds_it_up(small_proble
     assert rel(plain.x, ref) < 1e-4 and plain.n_iter > res.n_iter
 
 
+def test_fista_takes_its_step_from_the_largest_gain_in_magnitude(small_problem):
+    # The Lipschitz constant is max_k a_k^2 ||A||^2: with a negative gain, max(a) undersized it (gains -3 and 1:
+    # 9x too small a constant) and the loss grew to 1e90 in 50 iterations.
+    A, y = small_problem
+    gain = np.array([-3.0, 1.0, 1.0])
+    scaled = (gain[:, None, None] * (A @ np.linalg.lstsq(A, y.ravel(), rcond=None)[0]).reshape(y.shape))
+    res = optim.fista(MatrixOp(A, y.shape, (4, 5)), scaled, gain=gain, n_iter=200, tol=0, nonneg=False, restart=False)
+    assert res.loss.max() <= res.loss[0] and res.loss[-1] < 1e-6 * res.loss[0]  # (accelerated: not monotone)
+
+
 def test_fista_runs_its_own_power_iteration_without_norm_estimate(small_problem):
     A, y = small_problem
     ref, _ = nnls(A, y.ravel())
