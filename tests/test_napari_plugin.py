@@ -79,6 +79,24 @@ def test_reader_yields_raw_frames_recons_and_truth_at_the_physical_pixel_size(si
     assert get_reader(str(tmp_path / "sim.tif")) is None
 
 
+def test_a_time_series_raw_layer_shares_its_t_axis_with_the_fine_layers(tmp_path):
+    # napari lines the axes of layers up from the right: with t first, (t, angle, phase, y, x) against a fine
+    # (t, y, x), the reconstruction's t followed the raw layer's phase slider.
+    path = tmp_path / "ts.h5"
+    cli("simulate", "-o", path, "--size", 32, "--upsample", 2, "-T", 3, "--threads", 1)
+    cli("run", path, "--method", "widefield", "--threads", 1)
+    ds = cusim.load(path)
+    layers = by_name(get_reader(str(path))(str(path)))
+    raw, kw, _ = layers["raw"]
+    assert kw["axis_labels"] == ("angle", "phase", "t", "y", "x") and raw.shape == (3, 3, 3, 16, 16)
+    assert len(kw["scale"]) == len(kw["translate"]) == len(kw["units"]) == 5
+    fine, fkw, _ = layers["widefield"]
+    assert fkw["axis_labels"] == kw["axis_labels"][-3:] and fine.shape == (3, 32, 32)
+    for t in range(3):
+        np.testing.assert_array_equal(raw[:, :, t], ds.raw[t].reshape(3, 3, 16, 16))
+        np.testing.assert_array_equal(fine[t], ds.recons["widefield"].image[t])
+
+
 def test_the_pattern_view_marks_the_true_carriers_on_the_frames_spectrum(sim):
     ds = cusim.load(sim)
     (spec, skw, _), (points, pkw, kind), (stored, _, _) = pattern_layers(ds)

@@ -63,8 +63,8 @@ def frame_axes(ds) -> tuple[tuple[str, ...], tuple[int, ...]]:
     elif K in ANGLE_PHASE_DEFAULTS and ds.attrs.get("sim_family") not in NON_SINUSOIDAL:
         counts = ANGLE_PHASE_DEFAULTS[K]
     labels, shape = (("angle", "phase"), counts) if counts and counts[0] * counts[1] == K else (("frame",), (K,))
-    if ds.is_series:
-        labels, shape = ("t", *labels), (ds.T, *shape)
+    if ds.is_series:  # t next to (y, x): napari lines the axes of layers up from the right, and a fine layer's
+        labels, shape = (*labels, "t"), (*shape, ds.T)  # (t, y, x) then shares the raw layer's t slider
     return (*labels, "y", "x"), (*shape, *ds.camera_shape)
 
 
@@ -96,7 +96,11 @@ def raw_layer(ds) -> tuple:
     px, unit = grid_scale(ds)
     labels, shape = frame_axes(ds)
     s, lead = ds.upsample, len(labels) - 2
-    data = np.asarray(ds.raw).reshape(shape)
+    data = np.asarray(ds.raw)
+    if ds.is_series:  # (T, K, h, w) -> (frame axes..., T, h, w)
+        data = np.moveaxis(data.reshape(ds.T, *shape[:-3], *shape[-2:]), 0, -3)
+    else:
+        data = data.reshape(shape)
     kwargs = {"name": f"{Path(ds.path).stem if ds.path else 'dataset'} raw", "scale": (1.0,) * lead + (s * px,) * 2,
               # camera pixel i covers fine pixels s*i .. s*i+s-1: its centre is at fine coordinate s*i + (s-1)/2
               "translate": (0.0,) * lead + ((s - 1) / 2 * px,) * 2, "axis_labels": labels,
