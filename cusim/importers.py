@@ -52,6 +52,8 @@ def read_array(path, what: str = "array", suffixes=IMAGE_SUFFIXES, *, real: bool
         raise _fail(path, f"no such {what} file" if not path.exists() else f"is not a file ({what} expected)")
     try:
         a = _READERS[suffix](path)
+    except _Unusable as e:  # readable, but not one array of this role
+        raise _fail(path, f"{what} file {e}") from None
     except Exception as e:  # noqa: BLE001 -- any reader failure is one clear line
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise _fail(path, f"unreadable {what} file: {first}") from None
@@ -59,13 +61,33 @@ def read_array(path, what: str = "array", suffixes=IMAGE_SUFFIXES, *, real: bool
         raise _fail(path, f"{what} file holds no image data (empty or unreadable)")
     if real and not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
         raise _fail(path, f"{what}: expected real numbers, got dtype {a.dtype}")
+    if not a.dtype.isnative:  # big-endian MRC or TIFF: this machine's byte order (a '>u2' stack is uint16, kept as such)
+        a = a.astype(a.dtype.newbyteorder("="))
     return a
 
 
+class _Unusable(ValueError):
+    """A file its reader read, holding something other than one array (the message says what)."""
+
+
 def _read_tiff(path: Path) -> np.ndarray:
+    """The TIFF's image data. A file of several series (frames or stacks written one by one with ``append=True``)
+    is read whole, the series one after another in file order, as Fiji shows its pages: tifffile's ``imread``
+    returns the first series only (18 of 27 frames were dropped silently). Series of different shapes or types,
+    or the several images of an OME-TIFF (positions, fields), are refused: which of them are the raw frames?"""
     import tifffile  # noqa: PLC0415
 
-    return np.asarray(tifffile.imread(path))
+    with tifffile.TiffFile(path) as t:
+        series = t.series
+        if len(series) <= 1:
+            return np.asarray(t.asarray())
+        kinds = sorted({f"{tuple(s.shape)} {np.dtype(s.dtype)}" for s in series})
+        if t.is_ome or len(kinds) > 1:
+            what = "OME images (positions or fields)" if t.is_ome else "image series of different shapes or types"
+            raise _Unusable(f"holds {len(series)} {what}: {', '.join(kinds[:4])}{' ...' if len(kinds) > 4 else ''}"
+                             "; expected one stack of raw frames: save the acquisition to import as a file of its own")
+        parts = [np.asarray(s.asarray()) for s in series]
+    return np.stack(parts) if parts[0].ndim == 2 else np.concatenate(parts)
 
 
 def _read_mrc(path: Path) -> np.ndarray:

@@ -205,6 +205,43 @@ def test_mrc_stack_and_dtypes(tmp_path):
     assert import_stack(tmp_path / "f.mrc", angles=3, phases=3, upsample=2).raw.dtype == np.float32
 
 
+def test_big_endian_stacks_keep_their_integer_type(tmp_path):
+    a = _coded_stack(3, 3, order="angle-major", dtype=np.uint16)
+    with mrcfile.new(tmp_path / "be.mrc") as m:  # '>u2' != uint16: it was stored as float32
+        m.set_data(a.astype(">u2"))
+    tifffile.imwrite(tmp_path / "be.tif", a.astype(">u2"), byteorder=">", photometric="minisblack")
+    for name in ("be.mrc", "be.tif"):
+        ds = import_stack(tmp_path / name, angles=3, phases=3, upsample=2)
+        assert ds.raw.dtype == np.uint16 and ds.attrs["source_dtype"] == "uint16"
+        np.testing.assert_array_equal(ds.raw, a)
+
+
+def test_a_tiff_written_series_by_series_is_read_whole(tmp_path):
+    # tifffile.imwrite(..., append=True) per time point or per frame makes a file of several series;
+    # tifffile.imread returns the first only (9 of 27 frames were imported, exit 0). Fiji shows every page.
+    frames = _coded_stack(3, 3, T=3, order="angle-major")
+    for t in range(3):
+        tifffile.imwrite(tmp_path / "by_time.tif", frames[9 * t:9 * (t + 1)], append=True, photometric="minisblack")
+    for k in range(27):
+        tifffile.imwrite(tmp_path / "by_frame.tif", frames[k], append=True, photometric="minisblack")
+    for name in ("by_time.tif", "by_frame.tif"):
+        ds = import_stack(tmp_path / name, angles=3, phases=3, upsample=2)
+        assert ds.raw.shape == (3, 9, 4, 4), name
+        np.testing.assert_array_equal(ds.raw.reshape(27, 4, 4), frames)
+    tifffile.imwrite(tmp_path / "mixed.tif", frames[:9], photometric="minisblack")
+    tifffile.imwrite(tmp_path / "mixed.tif", np.zeros((8, 8), np.uint16), append=True, photometric="minisblack")
+    with pytest.raises(ValueError) as e:
+        import_stack(tmp_path / "mixed.tif", angles=3, phases=3, upsample=2)
+    assert "raw file holds 2 image series of different shapes or types: (8, 8) uint16, (9, 4, 4) uint16; " \
+           "expected one stack of raw frames" in _one_line_naming(e, "mixed.tif")
+    with tifffile.TiffWriter(tmp_path / "positions.ome.tif", ome=True) as tw:  # two fields: not frames of one
+        tw.write(frames[:9], photometric="minisblack")
+        tw.write(frames[9:18], photometric="minisblack")
+    with pytest.raises(ValueError) as e:
+        import_stack(tmp_path / "positions.ome.tif", angles=3, phases=3, upsample=2)
+    assert "raw file holds 2 OME images (positions or fields): (9, 4, 4) uint16" in _one_line_naming(e, "positions")
+
+
 def test_psf_and_ground_truth_files(tmp_path):
     tifffile.imwrite(tmp_path / "raw.tif", np.ones((9, 4, 4), np.uint8), photometric="minisblack")
     np.save(tmp_path / "psf.npy", np.pad(np.ones((1, 1), np.float32), 2))
