@@ -79,6 +79,8 @@ OVERWRITES = {  # case of the issue's report -> (arguments, what the one line mu
     "a result named ' '": (["run", "{s}", "--name", " "], "invalid name"),
     "the figure onto the tiff": (["run", "{s}", "--tiff", "{folder}/x.png", "--figure", "{folder}/x.png"],
                                  "is also the --tiff"),
+    "the tiff onto a new --out": (["run", "{s}", "--out", "{folder}/res", "--tiff", "{folder}/res"],  # the TIFF replaced
+                                  "--tiff: {folder}/res is also the --out"),  # the HDF5 result written a moment before
     "a PINN that diverges, after its steps": (["run", "{s}", "--method", "pinn", "--steps", "3", "--stop", "max",
                                                "--lr", "1e30"], "--lr: the network's fit diverged"),
 }
@@ -97,7 +99,7 @@ def test_an_output_that_would_destroy_data_is_refused_in_one_line(tmp_path, sim,
              "folder": tmp_path / "folder", "link_png": tmp_path / "s.png"}
     before = digests(tmp_path)
     code, text = cli(*[a.format(**subst) if "{" in a else a for a in args])
-    one_line_error(code, text, needle)
+    one_line_error(code, text, needle.format(**subst) if "{" in needle else needle)
     assert digests(tmp_path) == before and no_temporaries(tmp_path)
 
 
