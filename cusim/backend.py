@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-_DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @functools.lru_cache(maxsize=1)
@@ -35,8 +35,8 @@ def gpu_available() -> bool:
 
 def resolve_device(device: str) -> str:
     """Turn ``"auto" | "cpu" | "cuda"`` into ``"cpu"`` or ``"cuda"``, or raise one clear ValueError."""
-    if device not in _DEVICES:
-        raise ValueError(f"device: expected one of {_DEVICES}, got {device!r}")
+    if device not in DEVICES:
+        raise ValueError(f"device: expected one of {DEVICES}, got {device!r}")
     if device == "auto":
         return "cuda" if gpu_available() else "cpu"
     if device == "cuda" and not gpu_available():

@@ -34,6 +34,7 @@ import glob
 import json
 import math
 import socket
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,18 +126,22 @@ def local_client(workers: int | None = None, device: str = "auto"):
     if workers is not None:
         check_int("workers", workers, 1)
     gpus = _gpu_count() if device != "cpu" else 0
-    quiet = {"silence_logs": logging.ERROR, "dashboard_address": None}
+    # CRITICAL: a failing input is one "failed:" line of ours; at ERROR each also printed Dask's "Compute Failed"
+    # with the worker's traceback
+    quiet = {"silence_logs": logging.CRITICAL, "dashboard_address": None}
     cluster = None
-    if gpus and workers is None:
-        try:
-            from dask_cuda import LocalCUDACluster  # noqa: PLC0415
+    with warnings.catch_warnings():  # the scheduler's HTTP server (no dashboard) takes another port than 8787 if
+        warnings.filterwarnings("ignore", message="Port .* is already in use")  # that one is taken: not the user's
+        if gpus and workers is None:
+            try:
+                from dask_cuda import LocalCUDACluster  # noqa: PLC0415
 
-            cluster = LocalCUDACluster(threads_per_worker=1, **quiet)
-        except ImportError:
-            workers = gpus
-    if cluster is None:
-        cluster = LocalCluster(n_workers=workers or gpus or available_cores(), threads_per_worker=1,
-                               processes=True, **quiet)
+                cluster = LocalCUDACluster(threads_per_worker=1, **quiet)
+            except ImportError:
+                workers = gpus
+        if cluster is None:
+            cluster = LocalCluster(n_workers=workers or gpus or available_cores(), threads_per_worker=1,
+                                   processes=True, **quiet)
     try:
         with Client(cluster) as client:
             yield client
@@ -185,12 +190,15 @@ def _run_task(path: str, chunk, method: str, device: str, estimate_patterns: boo
 
     _task_threads(threads, slots)
     ds = load(path)
+    estimate = estimate_patterns
     if chunk is not None:
+        if estimate_patterns:  # the series' patterns, from its time point 0 as one run of it estimates them
+            estimate = recon.with_estimated_patterns(ds)[1]  # (each chunk's own first point: other patterns)
         t0, t1 = chunk
         gt = ds.ground_truth
         ds = dataclasses.replace(ds, raw=ds.raw[t0:t1], recons={},
                                  ground_truth=gt[t0:t1] if gt is not None and gt.ndim == 3 else gt)
-    res = recon.reconstruct(ds, method, device=device, estimate_patterns=estimate_patterns, **params)
+    res = recon.reconstruct(ds, method, device=device, estimate_patterns=estimate, **params)
     try:
         from distributed import get_worker  # noqa: PLC0415
 
@@ -266,7 +274,15 @@ def _plan(job: InputResult, name: str, expected: dict, resume: bool, force: bool
     try:
         shape, attrs = peek(job.path, name)
         if job.target != job.path:
-            attrs = peek(job.target, name)[1] if job.target.exists() else None
+            if job.target.exists():
+                attrs = peek(job.target, name)[1]
+            elif attrs is not None and not force:  # the new file starts as a copy of the input, this result too
+                job.status, job.error = "failed", (
+                    f"{job.target}: /recon/{name}: exists already in the input {job.path}, which the new file "
+                    "copies; use --force to replace it in the copy, or another --name")
+                return
+            else:
+                attrs = None
     except DatasetError as e:
         job.status, job.error = "failed", _message(job.path, e)
         return
@@ -319,6 +335,12 @@ def reconstruct_many(paths, method: str = "widefield", client=None, *, name: str
     for key, value in (("time_chunk", time_chunk), ("threads", threads), ("workers", workers)):
         if value is not None:
             check_int(key, value, 1)
+    from ._files import resolve  # noqa: PLC0415
+    from ._validate import check_choice  # noqa: PLC0415
+    from .backend import DEVICES  # noqa: PLC0415
+    from .io import check_recon_name  # noqa: PLC0415
+
+    check_choice("device", device, DEVICES)  # its spelling (whether a worker has a GPU is the worker's to say)
     params = {k: v for k, v in params.items() if k not in ("checkpoint", "resume", "callback")}
     expected = recon.recorded_params(method, params, estimate_patterns)  # validates the settings
     name = name or method
@@ -326,6 +348,7 @@ def reconstruct_many(paths, method: str = "widefield", client=None, *, name: str
     if out_dir is not None and not out_dir.is_dir():
         raise ValueError(f"{out_dir}: expected an existing folder for the results of several inputs")
     jobs = [InputResult(p, p if out_dir is None else out_dir / p.name, method) for p in expand_inputs(paths)]
+    check_recon_name(jobs[0].target, name)  # one name for all: refused before any work, not after each input's
     targets = [j.target.resolve() for j in jobs]
     if out_dir is not None and len(set(targets)) < len(targets):
         raise ValueError(f"{out_dir}: two inputs of the same file name would write one result file")
@@ -334,7 +357,12 @@ def reconstruct_many(paths, method: str = "widefield", client=None, *, name: str
             client = stack.enter_context(local_client(workers, device))
         slots, total = _host_slots(client)
         for job in jobs:
-            _plan(job, name, expected, resume, force, total, time_chunk)
+            if out_dir is not None and resolve(job.target) == resolve(job.path):
+                job.status, job.error = "failed", (
+                    f"{job.target}: is the input itself (the results' folder is the input's own); write the results "
+                    "to another folder, or add them to the inputs")
+            else:
+                _plan(job, name, expected, resume, force, total, time_chunk)
             if job.status != "pending" and on_result is not None:
                 on_result(job)
         _run(client, [j for j in jobs if j.status == "pending"], name, out_dir, force, method, device,
@@ -352,7 +380,7 @@ def _run(client, jobs, name, out_dir, force, method, device, estimate_patterns, 
     for i, job in enumerate(jobs):
         parts[i] = [None] * len(job.time_chunks)
         for c, chunk in enumerate(job.time_chunks):
-            fut = client.submit(_run_task, str(job.path), chunk, method, device, estimate_patterns, params,
+            fut = client.submit(_run_task, str(job.path.resolve()), chunk, method, device, estimate_patterns, params,
                                 threads, slots, pure=False)
             futures[fut] = (i, c)
     try:

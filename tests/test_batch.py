@@ -182,3 +182,58 @@ def test_a_batch_result_records_the_camera_model_and_background_as_cusim_run_doe
     attrs = io.load(path).recons["pinn"].attrs
     assert attrs["params"]["noise"] == "camera" and attrs["camera"]["gain"] > 0
     assert attrs["params"]["background"] == "shared" and "background" in attrs
+
+
+def test_workers_in_another_folder_read_relative_inputs(tmp_path, client, monkeypatch):
+    # A worker started elsewhere (dask worker, a job queue) got the path as typed: "no such file".
+    io.save(cusim.simulate(shape=(32, 32), seed=4), tmp_path / "rel.h5")
+    monkeypatch.chdir(tmp_path)
+    before = client.run(lambda: __import__("os").getcwd())
+    client.run(lambda: __import__("os").chdir("/"))
+    try:
+        res = batch.reconstruct_many(["rel.h5"], "widefield", client, device="cpu")
+    finally:
+        for address, cwd in before.items():
+            client.run(lambda cwd=cwd: __import__("os").chdir(cwd), workers=[address])
+    assert [r.status for r in res] == ["done"], res
+    assert "widefield" in io.load(tmp_path / "rel.h5").recons
+
+
+def test_a_chunked_series_uses_the_patterns_estimated_from_the_whole_series(tmp_path, client):
+    # Each chunk estimated from its own first time point (phases 0.2 rad apart at t = 1) and only chunk 0's
+    # patterns were recorded: the images at t >= 1 differed from one run's by 9-10 % of the maximum.
+    path = io.save(cusim.simulate(shape=(32, 32), seed=2, T=3), tmp_path / "series.h5")
+    res = batch.reconstruct_many([path], "wiener", client, time_chunk=1, estimate_patterns=True, device="cpu")
+    assert [r.status for r in res] == ["done"] and res[0].time_chunks == [(0, 1), (1, 2), (2, 3)], res
+    rec = io.load(path).recons["wiener"]
+    one = cusim.reconstruct(io.load(path), "wiener", device="cpu", estimate_patterns=True)
+    np.testing.assert_allclose(rec.image, one.image, rtol=0, atol=1e-5 * float(np.abs(one.image).max()))
+    assert rec.attrs["params"]["estimate_patterns"] is True
+    np.testing.assert_allclose(rec.attrs["pattern_params"]["phase"], one.extra["pattern_params"]["phase"])
+
+
+def test_a_batch_that_could_only_fail_at_writing_fails_before_computing(tmp_path, client):
+    good = [io.save(cusim.simulate(shape=(32, 32), seed=i), tmp_path / f"s{i}.h5") for i in range(2)]
+    with pytest.raises(ValueError, match="/recon/a/b: invalid name"):
+        batch.reconstruct_many(good, "widefield", client, name="a/b", device="cpu")
+    with pytest.raises(ValueError, match=r"device: expected one of \['auto', 'cpu', 'cuda'\], got 'gpu'"):
+        batch.reconstruct_many(good, "widefield", client, device="gpu")
+    res = batch.reconstruct_many(good, "widefield", client, out_dir=tmp_path, device="cpu")  # the inputs' folder
+    assert [r.status for r in res] == ["failed", "failed"]
+    assert "is the input itself (the results' folder is the input's own)" in res[0].error, res[0].error
+    batch.reconstruct_many(good[:1], "widefield", client, device="cpu")  # s0.h5 holds /recon/widefield now
+    (tmp_path / "out").mkdir()
+    res = batch.reconstruct_many(good, "widefield", client, out_dir=tmp_path / "out", device="cpu")
+    assert [r.status for r in res] == ["failed", "done"], res
+    assert res[0].error == (f"{tmp_path / 'out' / 's0.h5'}: /recon/widefield: exists already in the input "
+                            f"{good[0]}, which the new file copies; use --force to replace it in the copy, or "
+                            "another --name")
+    assert res[0].runtime_s is None and not (tmp_path / "out" / "s0.h5").exists()  # nothing was computed for it
+
+
+def test_a_local_cluster_reports_a_bad_input_in_one_line_without_dasks_traceback(tmp_path, capfd):
+    good, bad = four_inputs(tmp_path)
+    code, text = cli("run", good[0], bad, "--method", "widefield", "--workers", "1")
+    err = capfd.readouterr().err
+    assert code == 1 and "bad.h5: /raw: contains NaN or Inf" in text, text
+    assert "Compute Failed" not in err and "Traceback" not in err and "Warning" not in err, err

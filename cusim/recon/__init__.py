@@ -12,6 +12,7 @@ import datetime as _dt
 import importlib
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,6 +22,9 @@ from ..backend import device_name, resolve_device
 from ..io import Dataset, Recon
 from ..patterns import params_record
 from .config import CONFIGS
+
+if TYPE_CHECKING:
+    from ..estimate import EstimateResult
 
 METHODS = ("widefield", "wiener", "iterative", "pinn")
 # methods that use the illumination patterns (and can have them estimated first)
@@ -74,12 +78,13 @@ def _method_module(method: str):
                           "pip install 'cusim[pinn]' (or pip install torch)") from None
 
 
-def with_estimated_patterns(dataset: Dataset, **options) -> tuple[Dataset, object]:
+def with_estimated_patterns(dataset: Dataset, estimate=None, **options) -> tuple[Dataset, object]:
     """A copy of ``dataset`` whose patterns are the sinusoidal parameters estimated from its frames
-    (:func:`cusim.estimate.estimate_dataset`), and the estimate itself."""
+    (:func:`cusim.estimate.estimate_dataset`), or those of ``estimate`` (an EstimateResult made before), and the
+    estimate itself."""
     from ..estimate import estimate_dataset  # noqa: PLC0415
 
-    est = estimate_dataset(dataset, **options)
+    est = estimate_dataset(dataset, **options) if estimate is None else estimate
     return dataclasses.replace(dataset, patterns=None, pattern_params=est.params, pattern_kind="estimated",
                                pattern_context=None), est
 
@@ -99,11 +104,13 @@ def recorded_params(method: str, params: dict, estimate_patterns: bool = False) 
 
 
 def reconstruct(dataset: Dataset, method: str = "widefield", *, device: str = "auto",
-                estimate_patterns: bool = False, **params) -> Result:
+                estimate_patterns: bool | EstimateResult = False, **params) -> Result:
     """Reconstruct every time point of ``dataset`` with ``method``; returns a :class:`Result`.
 
     ``params`` go to the method (see ``cusim.recon.<method>.reconstruct``), e.g. ``steps=500`` for the PINN.
-    ``estimate_patterns`` first replaces the dataset's patterns by those estimated from its frames.
+    ``estimate_patterns`` first replaces the dataset's patterns by those estimated from its frames (time point 0);
+    an :class:`~cusim.estimate.EstimateResult` in its place is such an estimate made before, used and recorded as
+    if made here (:mod:`cusim.batch` gives each chunk of a series the estimate of the whole series).
     A time point with a constant frame (every pixel zero, one value, or saturated) is refused first
     (ValueError naming it).
     """
@@ -118,8 +125,8 @@ def reconstruct(dataset: Dataset, method: str = "widefield", *, device: str = "a
     fn = _method_module(method).reconstruct
     t0 = time.perf_counter()
     estimated = None
-    if estimate_patterns:
-        dataset, est = with_estimated_patterns(dataset)
+    if estimate_patterns is not False and estimate_patterns is not None:
+        dataset, est = with_estimated_patterns(dataset, None if estimate_patterns is True else estimate_patterns)
         estimated = params_record(est.params)
         if est.lattice:  # angles found near the others' lattice (1-based), as cusim estimate records them
             estimated["lattice_angles"] = [a + 1 for a in est.lattice]
@@ -130,7 +137,7 @@ def reconstruct(dataset: Dataset, method: str = "widefield", *, device: str = "a
         bad = int(image.size - np.isfinite(image).sum())
         raise ValueError(f"{method}: {bad} of the image's {image.size} pixels are not finite (NaN or inf): these "
                          f"settings made the reconstruction diverge")
-    recorded = recorded_params(method, params, estimate_patterns)
+    recorded = recorded_params(method, params, estimated is not None)
     extra = {k: v for k, v in info.items() if k != "loss"}
     if estimated is not None:
         extra.setdefault("pattern_params", estimated)
