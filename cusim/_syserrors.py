@@ -1,9 +1,10 @@
 """System errors as one line a user can act on: :func:`describe_os_error`, :func:`check_allocation`,
-:func:`out_of_memory`."""
+:func:`out_of_memory`, :func:`import_extra`."""
 
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import re
 
@@ -108,3 +109,18 @@ def out_of_memory(exc: BaseException) -> str | None:
         (m.group(1) if (m := re.search(r"allocate ([\d.]+ [KMGT]iB)", text, re.IGNORECASE)) else None)
     where = "GPU memory" if gpu else "memory"
     return f"out of {where}" + (f" (a further {size} was asked for)" if size else "")
+
+
+class MissingExtra(ImportError):
+    """An optional dependency (one of cusim's extras) that a feature needs is not installed; the message says
+    which extra installs it. An ImportError, so code that catches those still does; the CLI prints it as one line."""
+
+
+def import_extra(module: str, extra: str, what: str):
+    """``module`` imported, or :class:`MissingExtra` ("WHAT needs MODULE, which is not installed: pip install
+    'cusim[EXTRA]'")."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        missing = (e.name or module).split(".")[0]
+        raise MissingExtra(f"{what} needs {missing}, which is not installed: pip install 'cusim[{extra}]'") from None

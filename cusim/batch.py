@@ -118,11 +118,12 @@ def local_client(workers: int | None = None, device: str = "auto"):
     """
     import logging  # noqa: PLC0415
 
-    from distributed import Client, LocalCluster  # noqa: PLC0415
-
+    from ._syserrors import import_extra  # noqa: PLC0415
     from ._threads import available_cores  # noqa: PLC0415
     from ._validate import check_int  # noqa: PLC0415
 
+    distributed = import_extra("distributed", "dask", "reconstructing several inputs on a Dask cluster")
+    Client, LocalCluster = distributed.Client, distributed.LocalCluster
     if workers is not None:
         check_int("workers", workers, 1)
     gpus = _gpu_count() if device != "cpu" else 0

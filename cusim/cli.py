@@ -123,7 +123,7 @@ def _boundary():
     disk full, a folder where a file belongs, out of memory) become one line and exit 1; SIGTERM is
     handled like Ctrl-C (one line, exit 130, no temporary file left: the writers clean up on the way out);
     cusim's warnings become ``note:`` lines."""
-    from ._syserrors import describe_os_error, out_of_memory  # noqa: PLC0415
+    from ._syserrors import MissingExtra, describe_os_error, out_of_memory  # noqa: PLC0415
     from ._warnings import CusimWarning  # noqa: PLC0415
 
     def show(message, category, filename, lineno, file=None, line=None):
@@ -149,6 +149,8 @@ def _boundary():
     except KeyboardInterrupt:
         err.print("interrupted; no output was left half-written (each appears only complete)", highlight=False)
         raise typer.Exit(code=130) from None
+    except MissingExtra as e:  # an optional dependency this command needs
+        fail(str(e))
     except OSError as e:
         fail(describe_os_error(e))
     except (MemoryError, RuntimeError) as e:  # RuntimeError: torch's out-of-memory; any other is a bug, re-raised
@@ -633,10 +635,12 @@ def _run_many(files, method, given, name, device, out, force, resume, threads, s
     from rich.table import Table  # noqa: PLC0415
 
     from . import batch  # noqa: PLC0415
+    from ._syserrors import import_extra  # noqa: PLC0415
 
     for flag, value in single_only.items():
         if value is not None:
             fail(f"{flag}: for one input only; with several inputs (or --scheduler / --workers) leave it out")
+    import_extra("distributed", "dask", "reconstructing several inputs on a Dask cluster")  # before any output
     if scheduler is not None and workers is not None:
         fail("--workers: the workers of an existing cluster (--scheduler) are those started with it")
     from ._validate import check_int  # noqa: PLC0415

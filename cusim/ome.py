@@ -132,8 +132,10 @@ def write_ome_zarr(folder, image, *, pixel_um: float | None, description: dict, 
 
     Written into a temporary folder beside ``folder`` and renamed; an existing OME-Zarr at ``folder`` (the
     caller checked :func:`check_zarr_output`) is replaced only once the new one is complete."""
-    import zarr  # noqa: PLC0415
-    from ome_zarr.writer import write_image  # noqa: PLC0415
+    from ._syserrors import import_extra  # noqa: PLC0415
+
+    zarr = import_extra("zarr", "ome", "OME-Zarr export (--ome-zarr)")
+    write_image = import_extra("ome_zarr.writer", "ome", "OME-Zarr export (--ome-zarr)").write_image
 
     data = np.asarray(image, dtype=np.float32)
     axes = axes_of(data).lower()

@@ -6,6 +6,7 @@ never replaced. Tiny simulated data (64 x 64 fine grid, 100 nm camera pixel, ups
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -123,3 +124,16 @@ def test_export_writes_nothing_when_one_of_its_outputs_cannot_be_written(series,
     res = cli("export", series, "--ome-zarr", tmp_path / "s.zarr", "--ome-tiff", tmp_path / "ro" / "s.tif", code=1)
     assert f"--ome-tiff: {tmp_path / 'ro' / 's.tif'}: permission denied" in res.output, res.output
     assert not (tmp_path / "s.zarr").exists()
+
+
+def test_a_missing_optional_extra_is_one_line_naming_the_extra(series, tmp_path, monkeypatch):
+    # Without cusim[ome] (or cusim[dask]) the export (or a run over several files) ended in a traceback.
+    monkeypatch.setitem(sys.modules, "ome_zarr.writer", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    res = cli("export", series, "--ome-zarr", tmp_path / "s.zarr", code=1)
+    assert res.output.strip() == ("error: OME-Zarr export (--ome-zarr) needs ome_zarr, which is not installed: "
+                                  "pip install 'cusim[ome]'"), res.output
+    assert not list(tmp_path.iterdir())
+    res = cli("run", series, series.with_name("other.h5"), "--method", "widefield", code=1)
+    assert res.output.strip() == ("error: reconstructing several inputs on a Dask cluster needs distributed, which is "
+                                  "not installed: pip install 'cusim[dask]'"), res.output

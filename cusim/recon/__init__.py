@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._syserrors import MissingExtra
 from .._validate import check_frames_vary
 from .._version import __version__
 from ..backend import device_name, resolve_device
@@ -74,8 +75,8 @@ def _method_module(method: str):
     except ModuleNotFoundError as e:
         if e.name != "torch":
             raise
-        raise ImportError(f"method {method!r} needs PyTorch, which is not installed; install it with "
-                          "pip install 'cusim[pinn]' (or pip install torch)") from None
+        raise MissingExtra(f"method {method!r} needs PyTorch, which is not installed; install it with "
+                           "pip install 'cusim[pinn]' (or pip install torch)") from None
 
 
 def with_estimated_patterns(dataset: Dataset, estimate=None, **options) -> tuple[Dataset, object]:
