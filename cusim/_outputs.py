@@ -64,11 +64,18 @@ def check_output(option: str, path, kind: str, *, inputs=(), force: bool = False
                               f"(remove it yourself, or choose another path)")
         if not force:
             raise OutputError(f"{option}: {path} exists already; use --force to replace it")
+    check_suffix(option, path, kind)
+    return path
+
+
+def check_suffix(option: str, path, kind: str) -> None:
+    """Refuse (OutputError) a name whose suffix promises another format than ``kind`` (an HDF5 file data.tif)."""
+    path = Path(path)
     named = _SUFFIX_KINDS.get(path.suffix.lower(), kind)
     if named != kind:
-        raise OutputError(f"{option}: {path}: cusim writes {kind.upper()} here, not {path.suffix}; expected a name "
+        what = "an OME-Zarr folder" if kind == "zarr" else kind.upper()
+        raise OutputError(f"{option}: {path}: cusim writes {what} here, not {path.suffix}; expected a name "
                           f"that does not promise another format")
-    return path
 
 
 def figure_kind(option: str, path) -> str:

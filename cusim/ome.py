@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files import atomic_target, make_temporary, resolve, same_file
-from ._outputs import OutputError, check_output
+from ._files import atomic_target, make_temporary, remove_stale_temporaries, resolve, same_file
+from ._outputs import OutputError, check_output, check_suffix
 from ._syserrors import describe_os_error
 from ._warnings import warn
 
@@ -113,6 +113,7 @@ def check_zarr_output(option: str, folder, *, inputs=(), force: bool = False) ->
                               "or choose another path)")
         if not force:
             raise OutputError(f"{option}: {folder} exists already; use --force to replace it")
+    check_suffix(option, folder, "zarr")
     return folder
 
 
@@ -141,6 +142,7 @@ def write_ome_zarr(folder, image, *, pixel_um: float | None, description: dict, 
     axes = axes_of(data).lower()
     target = resolve(folder)
     _warn_no_size(folder, pixel_um)
+    remove_stale_temporaries(target)  # of an export killed before its rename (kill -9, power loss)
     tmp = make_temporary(target)
     tmp.unlink()
     try:

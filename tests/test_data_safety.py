@@ -233,6 +233,12 @@ def test_a_dead_writers_temporary_folder_goes_too(tmp_path):
     (stale / "0" / "chunk").write_bytes(b"half-written")
     assert _files.remove_stale_temporaries(tmp_path / "out.zarr") == [stale]
     assert not list(tmp_path.iterdir())
+    (stale / "0").mkdir(parents=True)  # and the next export removes it (it had never called the clean-up)
+    pytest.importorskip("ome_zarr")
+    from cusim import ome  # noqa: PLC0415
+
+    ome.write_ome_zarr(tmp_path / "out.zarr", np.ones((32, 32)), pixel_um=0.05, description={})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zarr"]
 
 
 def test_temporary_files_carry_the_writers_pid_and_host(tmp_path):

@@ -100,6 +100,8 @@ def test_export_never_replaces_what_is_not_its_own_kind_and_names_what_is_missin
     assert not (tmp_path / "x.zarr").exists()
     res = cli("export", series, code=1)
     assert "give --ome-zarr DIR and/or --ome-tiff FILE" in res.output
+    res = cli("export", series, "--ome-zarr", tmp_path / "y.h5", code=1)  # a folder under an HDF5 file's name
+    assert "cusim writes an OME-Zarr folder here, not .h5" in res.output and not (tmp_path / "y.h5").exists()
     res = cli("export", series, "--ome-zarr", tmp_path / "both", "--ome-tiff", tmp_path / "both", code=1)
     assert "is also the --ome-zarr" in res.output and not (tmp_path / "both").exists()  # not the Zarr, then refused
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
