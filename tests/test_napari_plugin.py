@@ -113,6 +113,20 @@ def test_the_pattern_view_marks_the_true_carriers_on_the_frames_spectrum(sim):
     assert spec[iy, ix] > np.median(spec[ring]) + 1.0  # ten times the power
 
 
+def test_a_job_that_could_not_store_its_result_is_refused_before_it_runs(sim):
+    # A name already taken (or one HDF5 cannot hold) failed at add_recon, after the whole reconstruction, and the
+    # result was lost; the status line said "use --force", which the widget does not have.
+    from cusim.napari._jobs import Job  # noqa: PLC0415
+
+    for name, needle in (("widefield", "/recon/widefield: exists already; choose another name"),
+                         ("a/b", "/recon/a/b: invalid name")):
+        with pytest.raises(ValueError, match=needle):
+            Job(sim, "iterative", {"n_iter": 30}, name=name, store=True)
+    assert Job(sim, "widefield", name="widefield").store is False  # shown only: no file rule applies
+    layer = Job(sim, "widefield", name="wf_copy", store=True)()
+    assert layer[1]["metadata"]["cusim"]["dataset"] == "/recon/wf_copy" and "wf_copy" in cusim.load(sim).recons
+
+
 # -- in a viewer --------------------------------------------------------------------------------------------
 @pytest.fixture
 def viewer_with(request, sim):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import recon
-from ..io import add_recon, load
+from ..io import add_recon, check_recon_name, check_writable, load, peek
 from ._reader import fine_layer
 
 STEPPED = ("pinn", "iterative")  # methods that report progress (and can stop) after every step
@@ -49,6 +49,12 @@ class Job:
         if self.method not in recon.METHODS:
             raise ValueError(f"method: expected one of {list(recon.METHODS)}, got {self.method!r}")
         self.name = self.name or self.method
+        if self.store:  # before the reconstruction, not after it (the result was lost with an error then)
+            check_recon_name(Path(self.path), self.name)
+            if peek(self.path, self.name)[1] is not None:
+                raise ValueError(f"{self.path}: /recon/{self.name}: exists already; choose another name (the widget "
+                                 "never replaces a stored result)")
+            check_writable(Path(self.path))
 
     def cancel(self) -> None:
         self._cancel.set()
