@@ -202,24 +202,30 @@ def linear(shape: tuple[int, int], **kwargs) -> np.ndarray:
     return linear_params(**kwargs).render(shape)
 
 
-def saturated_harmonics(saturation: float, tol: float = 1e-7, max_orders: int = 16) -> tuple[float, np.ndarray]:
+def saturated_harmonics(saturation: float, tol: float = 1e-7, max_orders: int = 256) -> tuple[float, np.ndarray]:
     """Fourier series of the saturated emission ``1 - exp(-a (1 + cos t) / 2)``, normalised to mean 1.
 
     ``a = saturation`` is the peak excitation in units of the saturation intensity. Returns the
     modulation ``m`` (first order) and the relative amplitudes of orders 2.. (``c_j`` with the order
-    amplitude ``m c_j``) until they fall below ``tol``. From ``exp(z cos t) = I0(z) + 2 sum I_n(z) cos nt``.
+    amplitude ``m c_j``) until they fall below ``tol`` (9 orders at a = 3, 18 at 20, 38 at 100); a
+    saturation that would need more than ``max_orders`` is a ValueError, not a series cut short (16 orders, the
+    limit before, left errors of 1e-3 at a = 50 and 2e-2 at 100). From
+    ``exp(z cos t) = I0(z) + 2 sum I_n(z) cos nt``.
     """
     check_positive("saturation", saturation)
     z = saturation / 2.0
     # scaled Bessel functions ive(n, z) = I_n(z) exp(-z) keep everything finite at strong saturation
     c0 = 1.0 - special.ive(0, z)
-    orders = [2.0 * (-1.0) ** (n + 1) * special.ive(n, z) / c0 for n in range(1, max_orders + 1)]
+    orders = [2.0 * (-1.0) ** (n + 1) * special.ive(n, z) / c0 for n in range(1, max_orders + 2)]
     m = orders[0]
     rel = []
     for c in orders[1:]:
         if abs(c) < tol:
             break
         rel.append(c / m)
+    else:
+        raise ValueError(f"saturation: {saturation:g} needs more than {max_orders} orders to represent its pattern "
+                         f"to {tol:g}; expected a weaker saturation")
     return float(m), np.asarray(rel)
 
 

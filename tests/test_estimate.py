@@ -97,6 +97,17 @@ def test_estimate_meets_the_accuracy_bounds_at_snr_5_for_9_of_10_seeds():
     assert passed >= 9
 
 
+def test_a_diagonal_carrier_beyond_half_a_cycle_per_camera_pixel_is_found():
+    # An undersampled camera (125 nm pixels, NA 1.2): the carrier (0.367, 0.367) cycles per camera pixel, |k| 0.52,
+    # is sampled (each component below 0.5) but lay outside the searched circle |k| < 0.5; another peak came back,
+    # 10 % off in |k|, with no warning.
+    ds = simulate(shape=(128, 128), upsample=2, snr=20, seed=0, device="cpu", pixel_size_nm=125, pattern_freq=0.9,
+                  n_angles=1, angle_offset_deg=45)
+    res = estimate_dataset(ds, n_angles=1, n_phases=3)
+    k, a, p = errors(res.params, ds.pattern_params)
+    assert k < 0.2 and a < 0.2 and p < 0.15, (k, a, p)
+
+
 def test_unequal_phase_steps_are_measured_and_used():
     ds = simulate(snr=20, seed=3, device="cpu")
     rng = np.random.default_rng(0)
@@ -277,6 +288,7 @@ def test_pure_noise_and_widefield_frames_are_refused(shared_data):
      r"k_guess: expected one carrier \(2,\) or one per angle \(3, 2\) in cycles per fine pixel, got shape \(2, 2\)"),
     ({"upsample": 2, "k_guess": [[0.1, 0.0], [0.0, 0.0], [0.1, 0.1]]}, "expected finite, non-zero carriers"),
     ({"upsample": 2, "k_guess": "near 0.1"}, "k_guess: expected one carrier"),
+    ({"upsample": 2, "k_guess": [[0.1, 0.1], [0.1]]}, r"k_guess: expected one carrier .* got \[\[0.1, 0.1\], \[0.1\]\]"),
 ])
 def test_bad_arguments_raise_one_clear_error(kwargs, match):
     with pytest.raises(EstimationError, match=match):
@@ -294,6 +306,9 @@ def test_bad_frames_raise_one_clear_error():
     with pytest.raises(EstimationError, match="10 frames fit neither the linear SIM layouts .* nor hexagonal SIM "
                        r"\(7 frames\); give n_angles and n_phases"):
         estimate_params(np.ones((10, 32, 32)), upsample=2)
+    with pytest.raises(EstimationError, match="7 frames are hexagonal SIM's layout, not a linear one .* estimate them "
+                                              "with estimate_hexagonal"):  # it said they fit neither, hexagonal included
+        estimate_params(np.ones((7, 32, 32)), upsample=2)
     with pytest.raises(EstimationError, match="NaN or Inf"):
         estimate_params(np.full((9, 32, 32), np.nan), upsample=2)
     with pytest.raises(EstimationError, match="too small"):

@@ -42,14 +42,16 @@ def test_normalised_flips_k_and_phase_together_and_keeps_the_pattern():
     np.testing.assert_allclose(p.render((16, 16)), q.render((16, 16)), atol=1e-5)
 
 
-def test_saturated_series_reproduces_the_saturating_response():
-    a = 5.0
+@pytest.mark.parametrize("a", [5.0, 50.0, 100.0])  # 16 orders, the cap before, left 1e-3 at 50 and 2e-2 at 100
+def test_saturated_series_reproduces_the_saturating_response(a):
     t = np.linspace(0, 2 * np.pi, 257)
     m, rel = patterns.saturated_harmonics(a)
     series = 1 + m * np.cos(t) + sum(m * c * np.cos((j + 2) * t) for j, c in enumerate(rel))
     exact = (1 - np.exp(-a * (1 + np.cos(t)) / 2)) / (1 - special.ive(0, a / 2))
     np.testing.assert_allclose(series, exact, atol=1e-6)
     assert len(rel) >= 3  # strong saturation has real harmonics
+    with pytest.raises(ValueError, match="saturation: 1e\+06 needs more than 256 orders"):
+        patterns.saturated_harmonics(1e6)
 
 
 def test_nonlinear_patterns_have_harmonics_and_stay_non_negative():
