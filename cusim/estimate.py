@@ -48,7 +48,7 @@ from scipy import ndimage, optimize
 from scipy.signal import windows
 
 from ._files import atomic_target
-from ._validate import check_choice, check_int, check_positive
+from ._validate import check_choice, check_int, check_number, check_positive
 from ._warnings import warn
 from .io import DatasetError
 from .noise import immerkaer_sigma, spectral_sigma
@@ -119,6 +119,8 @@ class _Transfer:
                 psf = self.psf = validate_psf(psf, "psf")
             except ValueError as e:
                 raise EstimationError(str(e)) from None
+        elif not isinstance(psf, Widefield):  # a cut-off (cycles per fine pixel; below the fine grid's corner)
+            psf = check_number("psf", psf, lo=0.0, strict=True, hi=np.sqrt(0.5), error=EstimationError)
         self.optics = psf
         self.cutoff = transfer_cutoff(psf, s, (shape[0] * s, shape[1] * s))  # cycles per fine pixel
         self.cutoff_cam = self.cutoff * s

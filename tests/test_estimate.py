@@ -288,6 +288,8 @@ def test_pure_noise_and_widefield_frames_are_refused(shared_data):
      r"k_guess: expected one carrier \(2,\) or one per angle \(3, 2\) in cycles per fine pixel, got shape \(2, 2\)"),
     ({"upsample": 2, "k_guess": [[0.1, 0.0], [0.0, 0.0], [0.1, 0.1]]}, "expected finite, non-zero carriers"),
     ({"upsample": 2, "k_guess": "near 0.1"}, "k_guess: expected one carrier"),
+    ({"upsample": 2, "psf": 0.0}, "psf: expected a finite number > 0"),  # a cut-off: ZeroDivisionError before
+    ({"upsample": 2, "psf": float("nan")}, "psf: expected a finite number > 0"),
     ({"upsample": 2, "k_guess": [[0.1, 0.1], [0.1]]}, r"k_guess: expected one carrier .* got \[\[0.1, 0.1\], \[0.1\]\]"),
 ])
 def test_bad_arguments_raise_one_clear_error(kwargs, match):
