@@ -720,14 +720,20 @@ def _check_run_outputs(file: Path, out, tiff, figure, name: str, ds, region: boo
 
 def _metrics_border(ds, border):
     """The metrics border (fine px): given, or cusim's default for the image's size; None without truth."""
-    from .report import default_border  # noqa: PLC0415
+    from .metrics import SSIM_WINDOW  # noqa: PLC0415
+    from .report import default_border, scorable  # noqa: PLC0415
 
     if ds.ground_truth is None:
         return border
-    border = default_border(ds.fine_shape) if border is None else border
-    if not 0 <= 2 * border < min(ds.fine_shape):
-        fail(f"--metrics-border: a {border} px border leaves nothing of the {ds.fine_shape[0]}x{ds.fine_shape[1]} "
-             f"image to compare with /ground_truth; expected 0 <= border < {(min(ds.fine_shape) + 1) // 2}")
+    H, W = ds.fine_shape
+    if border is None:
+        border = default_border(ds.fine_shape)
+        if not scorable(ds.fine_shape, border):  # a tiny field: the run goes on, unscored
+            note(f"metrics: the {H}x{W} image is smaller than SSIM's {SSIM_WINDOW} px window once a {border} px "
+                 "border is left out; the result is not scored against /ground_truth")
+    elif border < 0 or not scorable(ds.fine_shape, border):
+        fail(f"--metrics-border: a {border} px border leaves less of the {H}x{W} image than SSIM's {SSIM_WINDOW} px "
+             f"window to compare with /ground_truth; expected 0 <= border <= {max((min(H, W) - SSIM_WINDOW) // 2, 0)}")
     return border
 
 

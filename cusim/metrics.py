@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._validate import check_int
+
 NORMS = ("minmax", "lstsq", "none")
 
 
@@ -85,11 +87,19 @@ def nrmse(image, reference, *, norm: str = "minmax", crop: int = 0) -> float:
     return float(np.sqrt(np.mean((img - ref) ** 2)) / np.sqrt(np.mean(ref**2)))
 
 
+# the side of SSIM's Gaussian window (sigma 1.5, truncated at 3.5 sigma): the least image SSIM can score
+SSIM_WINDOW = 11
+
+
 def ssim(image, reference, *, norm: str = "minmax", crop: int = 0, data_range: float | None = None) -> float:
-    """Gaussian-window structural similarity (scikit-image)."""
+    """Gaussian-window structural similarity (scikit-image); the image after ``crop`` must be at least
+    ``SSIM_WINDOW`` pixels a side (ValueError)."""
     from skimage.metrics import structural_similarity  # noqa: PLC0415
 
     img, ref = normalise(image, reference, norm, crop)
+    if min(img.shape) < SSIM_WINDOW:
+        raise ValueError(f"ssim: expected an image of at least {SSIM_WINDOW} px a side (its Gaussian window), got "
+                         f"{img.shape[0]}x{img.shape[1]}" + (f" after a {crop} px border" if crop else ""))
     return float(structural_similarity(img, ref, data_range=_range(ref, norm, data_range), gaussian_weights=True,
                                        sigma=1.5, use_sample_covariance=False))
 
@@ -108,10 +118,11 @@ class FRCResult:
 
     @property
     def resolution_nm(self) -> float | None:
-        """Resolution as a period (1 / cut-off) in nm, when the pixel size is known."""
+        """Resolution as a period (1 / cut-off) in nm, when the pixel size is known; inf where nothing correlates
+        (cut-off 0)."""
         if self.cutoff is None or self.pixel_size_nm is None:
             return None
-        return self.pixel_size_nm / self.cutoff
+        return self.pixel_size_nm / self.cutoff if self.cutoff > 0 else float("inf")
 
 
 def _hann2(shape) -> np.ndarray:
@@ -124,13 +135,17 @@ def frc(image_a, image_b, *, threshold: float | str = "1/7", pixel_size_nm: floa
 
     ``threshold`` is a number or ``"1/7"`` / ``"0.5"`` (or ``"half"``). Both images are mean-subtracted
     and Hann-windowed (non-periodic fields), rings are ``ring_width`` frequency bins wide, the curve is
-    smoothed by a ``smooth``-ring running mean before the first crossing is located by linear
-    interpolation. Frequencies are in cycles per pixel of the given images.
+    smoothed by a ``smooth``-ring running mean (odd) before the first crossing is located by linear
+    interpolation. Ring 0, the zero frequency of the mean-subtracted images, is left out of the smoothing and
+    of the search: its correlation is a sign, +1 or -1 (at -1 it pulled ring 1 below 0.5, a cut-off of 0 for
+    images that correlate above 0.94 everywhere else). Frequencies are in cycles per pixel of the given images.
     """
     thr = {"1/7": 1 / 7, "0.5": 0.5, "half": 0.5}.get(threshold, threshold) if isinstance(threshold, str) \
         else float(threshold)
     if not isinstance(thr, float) or not 0 < thr < 1:
         raise ValueError(f"threshold: expected '1/7', '0.5' or a number in (0, 1), got {threshold!r}")
+    if check_int("smooth", smooth, 1) % 2 == 0:  # an even window pairs each mean with a frequency half a ring off
+        raise ValueError(f"smooth: expected an odd number of rings, got {smooth}")
     a = crop_border(np.asarray(image_a, dtype=np.float64), crop)
     b = crop_border(np.asarray(image_b, dtype=np.float64), crop)
     if a.shape != b.shape or a.ndim != 2:
@@ -150,7 +165,8 @@ def frc(image_a, image_b, *, threshold: float | str = "1/7", pixel_size_nm: floa
     with np.errstate(invalid="ignore", divide="ignore"):
         curve = np.where(da * db > 0, num / np.sqrt(da * db), 0.0)
     if smooth > 1:
-        curve = np.convolve(np.pad(curve, smooth // 2, mode="edge"), np.ones(smooth) / smooth, mode="valid")
+        rest = np.convolve(np.pad(curve[1:], smooth // 2, mode="edge"), np.ones(smooth) / smooth, mode="valid")
+        curve = np.concatenate([curve[:1], rest])
     freq = (np.arange(n_rings) + 0.5) * ring_width / n
     cutoff = None
     below = np.nonzero(curve[1:] < thr)[0]  # ring 0 (DC neighbourhood) is not a resolution
@@ -170,6 +186,8 @@ def resolution_gain(recon, widefield, reference, *, threshold: float | str = "1/
     w = frc(widefield, reference, threshold=threshold, crop=crop).cutoff
     if r is None or w is None:
         raise ValueError("resolution_gain: an FRC curve never crossed the threshold; no finite cut-off")
+    if w == 0:
+        raise ValueError("resolution_gain: the widefield image does not correlate with the reference (cut-off 0)")
     return r / w
 
 

@@ -42,6 +42,11 @@ def default_border(shape) -> int:
     return min(20, min(shape[-2:]) // 8)
 
 
+def scorable(shape, border: int) -> bool:
+    """Whether an image of ``shape`` keeps at least SSIM's window (``metrics.SSIM_WINDOW``) a side within ``border``."""
+    return min(shape[-2:]) - 2 * border >= metrics.SSIM_WINDOW
+
+
 def convention(norm: str, border: int) -> str:
     """The convention in words, as every table names it."""
     how = "least-squares fit to the min-max normalised truth" if norm == "lstsq" else f"{norm} normalised"
@@ -55,6 +60,8 @@ def image_metrics(ds: Dataset, image: np.ndarray, border: int | None = None, nor
         return None
     imgs = image if image.ndim == 3 else image[None]
     border = default_border(imgs.shape) if border is None else border
+    if not scorable(imgs.shape, border):  # smaller than SSIM's window: not scored (the CLI says so)
+        return None
     gts = ds.ground_truth if ds.ground_truth.ndim == 3 else np.broadcast_to(ds.ground_truth, imgs.shape)
     rows = []
     for img, gt in zip(imgs, gts):

@@ -127,3 +127,17 @@ def test_import_stack_takes_a_measured_radial_otf_as_the_psf(shared_data, tmp_pa
         lines = [ln for ln in text.splitlines() if ln.strip()]
         assert res.exit_code == 1 and len(lines) == 1 and message in lines[0], (extra, text)
         assert not out.exists()
+
+
+def test_a_field_too_small_to_score_is_reconstructed_and_stored_unscored(tmp_path):
+    # SSIM's 11 px window did not fit a 12 x 12 image less its border: scikit-image's error after the whole run,
+    # and the result was not stored.
+    path = tmp_path / "tiny.h5"
+    assert cli("simulate", "-o", path, "--size", 12, "--threads", 1)[0].exit_code == 0
+    res, text = cli("run", path, "--method", "wiener")
+    assert res.exit_code == 0, text
+    assert "note: metrics: the 12x12 image is smaller than SSIM's 11 px window once a 1 px border is left out" in text
+    assert "wiener" in io.load(path).recons and "metrics" not in io.load(path).recons["wiener"].attrs
+    res, text = cli("run", path, "--method", "wiener", "--name", "w2", "--metrics-border", 1)
+    assert res.exit_code == 1 and "--metrics-border: a 1 px border leaves less of the 12x12 image than SSIM's 11 px" \
+        in text and "expected 0 <= border <= 0" in text, text

@@ -112,3 +112,37 @@ def test_frc_of_unrelated_images_has_zero_cutoff_not_an_extrapolation():
     rng = np.random.default_rng(6)
     res = metrics.frc(rng.random((64, 64)), -_lowpass(rng.random((64, 64)), 0.05))
     assert res.cutoff is not None and 0.0 <= res.cutoff <= 0.5
+
+
+def test_the_zero_frequency_ring_does_not_decide_the_frc_cutoff():
+    # Ring 0 of mean-subtracted, windowed images is one pixel whose correlation is a sign. With -1 there (a smooth
+    # 5 % change of one image's background flips it) the 3-ring smoothing pulled ring 1 below 0.5: cut-off 0,
+    # "no correlation", for images whose rings 1.. correlate above 0.94.
+    from scipy import ndimage  # noqa: PLC0415
+
+    from cusim import phantoms  # noqa: PLC0415
+
+    a = phantoms.make("filaments", (128, 128), 0).astype(float)
+    b = ndimage.gaussian_filter(a, 1.0) + 0.02 * np.random.default_rng(1).standard_normal(a.shape)
+    win = np.outer(np.hanning(128), np.hanning(128))
+    dc = lambda x: float(((x - x.mean()) * win).sum())  # noqa: E731
+    bump = ndimage.gaussian_filter(np.pad([[1.0]], ((64, 63), (64, 63))), 20)
+    flipped = b - 2 * dc(b) / dc(bump) * bump
+    assert np.sign(dc(flipped)) != np.sign(dc(b)) and np.sign(dc(b)) == np.sign(dc(a))
+    before, after = metrics.frc(b, a, threshold="0.5"), metrics.frc(flipped, a, threshold="0.5")
+    assert after.frc[0] == pytest.approx(-1) and after.cutoff == pytest.approx(before.cutoff, abs=0.01)
+    assert 0.25 < before.cutoff < 0.4
+
+
+def test_frc_odd_smoothing_and_a_zero_cutoff_in_its_derived_numbers():
+    rng = np.random.default_rng(5)
+    a, b = rng.random((32, 32)), rng.random((32, 32))
+    for smooth in (2, 4, 0):
+        with pytest.raises(ValueError, match="smooth: expected"):
+            metrics.frc(a, a, smooth=smooth)
+    res = metrics.FRCResult(np.zeros(1), np.zeros(1), 0.5, 0.0, pixel_size_nm=50.0)
+    assert res.resolution_nm == float("inf")  # it divided by zero
+    with pytest.raises(ValueError, match="the widefield image does not correlate"):
+        metrics.resolution_gain(b, 1 - a, a, threshold="0.5")
+    with pytest.raises(ValueError, match="ssim: expected an image of at least 11 px a side .* got 10x10 after a 1 px"):
+        metrics.ssim(a[:12, :12], b[:12, :12], crop=1)
