@@ -365,8 +365,10 @@ def _estimate_angle(d, T: _Transfer, var: float, order: int, k_guess, min_peak_s
     if psi is not None:
         off = _wrap(psi - nominal)
         if np.abs(_wrap(off - np.angle(np.exp(1j * off).mean()))).max() >= tol:
-            W, s0, b, corr = separate(psi)
-            k = corr.refine(k, step)
+            again = separate(psi)
+            k2 = again[3].refine(k, step)
+            if again[3].zscore(k2) >= min_peak_snr:  # kept only where the carrier stays as significant as asked
+                (W, s0, b, corr), k = again, k2  # (it fell to 3.4 against a threshold of 10: stored all the same)
     snr = corr.zscore(k)
     a = _frame_factors(d - s0, b)
     c1 = corr.factor(k)
@@ -566,7 +568,8 @@ def estimate_params(frames, *, upsample: int, n_angles: int | None = None, n_pha
     kw = dict(upsample=upsample, n_angles=n_angles, n_phases=n_phases, psf=psf, order=order, k_guess=k_guess,
               min_peak_snr=min_peak_snr, lattice=lattice)
     result = _estimate(frames, **kw)
-    _check_frame_order(frames, result, **kw)
+    if not _check_frame_order(frames, result, **kw):  # frames of the other order are said so first
+        _check_distinct_angles(result)
     return result
 
 
@@ -619,8 +622,8 @@ def _estimate(frames, *, upsample: int, n_angles: int | None = None, n_phases: i
     if n_angles is None and n_phases is None and K not in ANGLE_PHASE_DEFAULTS:
         if K == HEX_PHASES:  # the linear estimate of hexagonal frames (estimate_dataset would have chosen it)
             raise EstimationError(f"frames: {K} frames are hexagonal SIM's layout, not a linear one ({_LAYOUTS}); "
-                                  "estimate them with estimate_hexagonal (cusim estimate of a dataset imported "
-                                  "with --family hexagonal), or give n_angles and n_phases for a linear layout")
+                                  "estimate them as hexagonal SIM (estimate_hexagonal; cusim estimate --family "
+                                  "hexagonal), or give n_angles and n_phases for a linear layout")
         raise EstimationError(f"frames: {K} frames fit neither the linear SIM layouts ({_LAYOUTS}) nor hexagonal SIM "
                               f"({HEX_PHASES} frames); give n_angles and n_phases (--angles, --phases) for another "
                               "linear layout")
@@ -684,6 +687,24 @@ def _estimate(frames, *, upsample: int, n_angles: int | None = None, n_phases: i
                           n_phases=nP, upsample=s, harmonic=harm, otf_source=source,
                           maps=[(r.corr_map, r.band_map) for r in angles], lattice=tuple(sorted(failed)),
                           lattice_z=threshold, lattice_alone=not single)
+
+
+DISTINCT_ANGLE_DEG = 5.0  # linear SIM's angles are 180 / n_angles apart (36 deg at 5): two within this are one
+
+
+def _check_distinct_angles(result: EstimateResult) -> None:
+    """Refuse carriers of two angles in one direction (mod 180 deg): the frames are not angles of sinusoidal SIM
+    (lattice or speckle patterns gave 5 "angles" within 1 deg, each significant), or not in angle-major order
+    (checked after :func:`_check_frame_order`, which says so for frames of the other order)."""
+    theta = np.asarray(result.angle_deg, dtype=np.float64) % 180
+    for i in range(len(theta)):
+        for j in range(i):
+            gap = abs((theta[i] - theta[j] + 90) % 180 - 90)
+            if gap < DISTINCT_ANGLE_DEG:
+                raise EstimationError(
+                    f"angles {j + 1} and {i + 1} of {len(theta)}: carriers in one direction ({theta[j]:.1f} and "
+                    f"{theta[i]:.1f} deg); expected sinusoidal SIM frames in angle-major order, each angle its own "
+                    "direction (lattice or speckle illumination is not estimated: give its patterns)")
 
 
 def _lattice_pass(one, found: dict, failed: list, n_angles: int, threshold: float):
@@ -890,6 +911,9 @@ def _check_frame_order(frames, result: EstimateResult, *, source_order: str = "a
     return True
 
 
+NOT_ESTIMATED = ("lattice", "speckle")  # simulated families (cusim.simulate) that are not sinusoids
+
+
 def pattern_family(ds, family: str | None = None) -> str:
     """The illumination family of a dataset's frames: ``family`` if given, else the attribute
     ``pattern_family`` (``cusim import stack --family``), else "linear" for a stack imported with angles and
@@ -910,6 +934,10 @@ def estimate_dataset(ds, t: int = 0, *, family: str | None = None, **kw) -> Esti
     knows the order the frames were imported in (attribute ``source_order``).
     """
     check_int("t", t, 0, ds.T - 1, error=EstimationError)
+    if ds.attrs.get("sim_family") in NOT_ESTIMATED:
+        raise EstimationError(f"frames: simulated with {ds.attrs['sim_family']} illumination, which is not sinusoidal; "
+                              "estimate fits sinusoidal SIM only (linear, nonlinear, hexagonal): use the file's "
+                              "/patterns")
     family = pattern_family(ds, family)
     kw.setdefault("upsample", ds.upsample)
     if "psf" not in kw:
@@ -923,7 +951,8 @@ def estimate_dataset(ds, t: int = 0, *, family: str | None = None, **kw) -> Esti
         kw["n_angles"], kw["n_phases"] = int(ds.attrs["angles"]), int(ds.attrs["phases"])
     frames = ds.frames(t)
     result = _estimate(frames, **kw)
-    _check_frame_order(frames, result, source_order=ds.attrs.get("source_order", "angle-major"), **kw)
+    if not _check_frame_order(frames, result, source_order=ds.attrs.get("source_order", "angle-major"), **kw):
+        _check_distinct_angles(result)
     return result
 
 
@@ -932,7 +961,9 @@ def _hexagonal_options(kw: dict) -> dict:
     1 x 7 (what ``cusim import stack --family hexagonal`` records), order 1."""
     kw = dict(kw)
     n_angles, n_phases, order = kw.pop("n_angles", None), kw.pop("n_phases", None), kw.pop("order", 1)
-    kw.pop("lattice", None)  # the linear layout's second pass; a hexagonal estimate finds its three carriers jointly
+    if kw.pop("lattice", True) is False:  # the linear layout's second pass: not silently ignored
+        raise EstimationError("lattice=False (--no-lattice): the lattice pass is linear SIM's; a hexagonal estimate "
+                              "finds its three carriers jointly")
     if n_angles not in (None, 1) or n_phases not in (None, HEX_PHASES):
         raise EstimationError(f"n_angles, n_phases: hexagonal SIM is 1 x {HEX_PHASES} frames (three carriers in "
                               f"every frame), got {n_angles} x {n_phases}")

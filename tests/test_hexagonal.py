@@ -207,3 +207,17 @@ def test_stacks_that_fit_no_layout_or_hold_no_carrier_get_one_line(tmp_path):
     assert noise.read_bytes() == before
     text = _one_line(*_cli("estimate", noise, "--family", "hexagonal", "--angles", 3, "--phases", 3))
     assert "hexagonal SIM is 1 x 7" in text
+
+
+def test_estimate_refuses_what_it_would_ignore_or_fit_wrongly(tmp_path):
+    # --no-lattice was dropped silently for hexagonal frames; lattice or speckle frames were "estimated" (5
+    # significant angles in one direction) and the parameters stored, which Wiener then used.
+    hexa = tmp_path / "hex.h5"
+    assert _cli("simulate", "-o", hexa, "--size", 64, "--family", "hexagonal", "--threads", 1)[0].exit_code == 0
+    before = hexa.read_bytes()
+    assert "lattice=False (--no-lattice): the lattice pass is linear SIM's" in _one_line(
+        *_cli("estimate", hexa, "--no-lattice", "--force"))
+    lattice = tmp_path / "lattice.h5"
+    assert _cli("simulate", "-o", lattice, "--size", 64, "--family", "lattice", "--threads", 1)[0].exit_code == 0
+    assert "simulated with lattice illumination, which is not sinusoidal" in _one_line(*_cli("estimate", lattice))
+    assert io.load(lattice).pattern_kind != "estimated" and hexa.read_bytes() == before
