@@ -913,8 +913,9 @@ def estimate(
         fail(str(e))
     console.print(f"-> {file}:/pattern_params")
     if ds.patterns is not None:
-        console.print("note: the file also has /patterns, which reconstructions use first; "
-                      "to reconstruct with the estimate, run with --estimate-patterns")
+        console.print("note: the file also has /patterns: iterative and pinn reconstruct with those arrays, wiener "
+                      "with this estimate (it used a fit to the arrays before); to reconstruct with the estimate "
+                      "everywhere, run with --estimate-patterns")
 
 
 import_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Import raw SIM data into a cusim-sim HDF5 file.")
@@ -1032,7 +1033,7 @@ def simulate(
     read_noise: float = typer.Option(1.0, help="Camera read noise, electrons rms."),
     offset: float = typer.Option(100.0, help="Camera offset added to every pixel."),
     noise: bool = typer.Option(True, "--noise/--no-noise", help="Add shot and read noise."),
-    time_points: int = typer.Option(1, "--time-points", "-T", help="Frames of a drifting time series."),
+    time_points: int = typer.Option(1, "--time-points", "-T", help="Time points of a drifting time series (each of angles x phases frames)."),
     dtype: str = typer.Option("float32", help="float32 | uint16"),
     seed: int = typer.Option(0, help="Seed of phantom, patterns and noise."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output file."),

@@ -17,6 +17,7 @@ from . import metrics
 from ._files import atomic_target
 from ._outputs import figure_kind
 from .io import OPTICS_ATTRS, Dataset
+from .patterns import HexagonalParams
 
 
 def _atomic_write(path: Path, write) -> Path:
@@ -120,14 +121,22 @@ def dataset_summary(ds: Dataset) -> Table:
     if ds.pattern_params is not None:
         p = ds.pattern_params
         kmag = np.hypot(p.k[:, 0], p.k[:, 1])
-        pat = (f"parametric ({ds.pattern_kind}), |k| {kmag.min():.4f}..{kmag.max():.4f} cyc/px, "
+        s = ds.upsample
+        kind = ds.pattern_kind or "given"
+        if isinstance(p, HexagonalParams) and "hexagonal" not in kind:
+            kind += ", hexagonal"  # an estimate of hexagonal frames read like linear SIM's
+        harmonics = getattr(p, "harmonics", None)
+        pat = (f"parametric ({kind}), |k| {kmag.min():.4f}..{kmag.max():.4f} cycles/fine px "
+               f"({kmag.min() * s:.4f}..{kmag.max() * s:.4f} cycles/camera px), "
                f"modulation {p.modulation.min():.2f}..{p.modulation.max():.2f}"
-               + (f", {p.harmonics.shape[1]} harmonics" if p.harmonics is not None else ""))
+               + (f", {harmonics.shape[1]} harmonics" if harmonics is not None else ""))
     elif ds.patterns is not None:
         pat = f"array {ds.patterns.shape}"
     else:
         pat = "none (estimate them: cusim estimate)"
     t.add_row("patterns", pat)
+    if ds.pattern_params is not None and ds.patterns is not None:  # both: which method uses which
+        t.add_row("pattern arrays", f"{ds.patterns.shape} (iterative and pinn use these; wiener the parameters above)")
     t.add_row("ground truth", "yes" if ds.ground_truth is not None else "no")
     if ds.camera:
         units = {"offset": "counts", "gain": "counts/e-", "read_sigma": "counts"}

@@ -30,7 +30,7 @@ from scipy import ndimage
 from . import patterns, phantoms
 from ._syserrors import check_allocation
 from ._validate import check_int, check_number, check_positive
-from ._warnings import warn_saturated
+from ._warnings import SATURATED_FRACTION, warn, warn_saturated
 from ._version import __version__
 from .backend import to_numpy, xp_for
 from .io import Dataset
@@ -191,6 +191,11 @@ def _camera(clean_e: np.ndarray, *, noise: bool, read_noise: float, offset: floa
     if dtype == "uint16":
         attrs["sim_clipped_fraction"] = float(np.mean((raw < -0.5) | (raw > _UINT16_MAX + 0.5)))
         attrs["sim_quantization"] = f"rounded to integers and clipped to 0..{_UINT16_MAX}"
+        below = float(np.mean(raw < -0.5))  # read noise below a small offset: the noise model no longer holds
+        if below > SATURATED_FRACTION:
+            warn(f"raw: {100 * below:.3g} % of the pixels clipped at 0 (uint16): the read noise reaches below the "
+                 f"offset {offset:g}; raise --offset (a camera's is some 100 counts) or use --dtype float32",
+                 stacklevel=3)
         return np.clip(np.round(raw), 0, _UINT16_MAX).astype(np.uint16), attrs
     if noise:
         return raw.astype(np.float32), attrs

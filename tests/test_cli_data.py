@@ -141,3 +141,24 @@ def test_a_field_too_small_to_score_is_reconstructed_and_stored_unscored(tmp_pat
     res, text = cli("run", path, "--method", "wiener", "--name", "w2", "--metrics-border", 1)
     assert res.exit_code == 1 and "--metrics-border: a 1 px border leaves less of the 12x12 image than SSIM's 11 px" \
         in text and "expected 0 <= border <= 0" in text, text
+
+
+def test_info_names_both_pattern_sources_the_family_and_the_units_of_k():
+    # An estimate of hexagonal frames read like linear SIM's; pattern arrays beside parameters were not shown;
+    # |k| was labelled cyc/px where it meant fine pixels (cusim estimate prints camera pixels).
+    import dataclasses  # noqa: PLC0415
+
+    from rich.console import Console  # noqa: PLC0415
+
+    from cusim import simulate  # noqa: PLC0415
+    from cusim.report import dataset_summary  # noqa: PLC0415
+
+    ds = simulate(shape=(64, 64), family="hexagonal", seed=0, device="cpu")
+    ds = dataclasses.replace(ds, pattern_kind="estimated", patterns=ds.pattern_params.render(ds.fine_shape))
+    console = Console(record=True, width=200)
+    console.print(dataset_summary(ds))
+    text = console.export_text()
+    k = np.hypot(*ds.pattern_params.k.T)
+    assert "parametric (estimated, hexagonal)" in text and f"{k.min():.4f}..{k.max():.4f} cycles/fine px" in text
+    assert f"({2 * k.min():.4f}..{2 * k.max():.4f} cycles/camera px)" in text
+    assert "pattern arrays" in text and "(7, 64, 64) (iterative and pinn use these; wiener the parameters" in text

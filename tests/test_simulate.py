@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -127,3 +129,16 @@ def test_bad_arguments_are_named(kwargs, name):
     args = {**SMALL, **kwargs}
     with pytest.raises(ValueError, match=f"^{name}"):
         simulate(**args)
+
+
+def test_uint16_frames_clipped_at_zero_say_so():
+    # Read noise below a zero offset: 45 % of the pixels clipped at 0, recorded only in an attribute, while the
+    # file's noise model (Poisson + Gaussian read noise) no longer described its frames.
+    import cusim  # noqa: PLC0415
+
+    with pytest.warns(cusim.CusimWarning, match=r"^raw: \d+\.?\d* % of the pixels clipped at 0 \(uint16\)"):
+        ds = simulate(shape=(64, 64), dtype="uint16", offset=0, photons=1, read_noise=3, seed=0, device="cpu")
+    assert ds.attrs["sim_clipped_fraction"] > 0.3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same frames above a camera's usual offset: nothing to say
+        simulate(shape=(64, 64), dtype="uint16", offset=100, photons=1, read_noise=3, seed=0, device="cpu")
