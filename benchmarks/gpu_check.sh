@@ -21,9 +21,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results}
 mkdir -p "$OUT"
-PY=${PYTHON:-python}
-[ -x .venv/bin/python ] && PY=.venv/bin/python
-command -v "$PY" >/dev/null || PY=python3
+PY=${PYTHON:-}  # PYTHON wins; else the checkout's .venv; else python, python3
+if [ -z "$PY" ]; then
+  PY=python
+  [ -x .venv/bin/python ] && PY=.venv/bin/python
+  command -v "$PY" >/dev/null || PY=python3
+fi
 PARTS=" ${*:-tests pinn runtime operators hexagonal more} "
 BUDGET=${GPU_CHECK_BUDGET:-450}
 for p in $PARTS; do
@@ -88,7 +91,7 @@ want operators && part bench_operators "$(cap 90)" $PY -m benchmarks.bench_opera
 # PINN with the estimated patterns; on the CPU the PINN alone took 2.3 hours on 2 cores: docs/quality.md)
 if want hexagonal; then
   part bench_hexagonal "$(cap 150)" $PY -m benchmarks.hexagonal --size 1024 --seeds 0 --device cuda --out hexagonal_1024
-  cp benchmarks/results/hexagonal_1024-cuda.* "$OUT"/ 2>/dev/null || true
+  cp benchmarks/results/hexagonal_1024-cuda*.json benchmarks/results/hexagonal_1024-cuda*.md "$OUT"/ 2>/dev/null || true  # -cuda-<device>
 fi
 # issue 19's held-out table on the whole 480x480 samples (HELDOUT_SAMPLES, default 6-10, all six sets) in ONE process,
 # sample-major: the captured step is GPU-bound, and processes sharing the GPU time-slice it (12 protocol processes
@@ -139,7 +142,7 @@ if want quality; then  # issue 6's fast-path quality bar on the whole samples, t
   [ "$left" -ge 30 ] && part quality "$left" $PY -m benchmarks.quality --device cuda --crop 480 \
     --sets SIM/microtubules --samples 1 2 3 --methods widefield paper cusim --out "$OUT/quality-cuda.json" \
     --markdown "$OUT/quality-cuda.md"
-  cp benchmarks/results/fast_quality-cuda.* "$OUT"/ 2>/dev/null || true
+  cp benchmarks/results/fast_quality-cuda*.json benchmarks/results/fast_quality-cuda*.md "$OUT"/ 2>/dev/null || true
 fi
 cp benchmarks/results/bench_operators-cuda-*.json "$OUT"/ 2>/dev/null || true
 echo "== targets"

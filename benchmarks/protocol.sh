@@ -19,9 +19,12 @@ cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { echo "usage: bash benchmarks/protocol.sh OUTDIR SECONDS [benchmarks.quality args ...]"; exit 1; }
 dir=$1 limit=$2; shift 2
 [[ $limit =~ ^[0-9]+$ ]] && [ "$limit" -ge 1 ] || { echo "protocol: SECONDS must be a positive integer, got '$limit'"; exit 1; }
-PY=${PYTHON:-python}
-[ -x .venv/bin/python ] && PY=.venv/bin/python
-command -v "$PY" >/dev/null || PY=python3
+PY=${PYTHON:-}  # PYTHON wins; else the checkout's .venv; else python, python3
+if [ -z "$PY" ]; then
+  PY=python
+  [ -x .venv/bin/python ] && PY=.venv/bin/python
+  command -v "$PY" >/dev/null || PY=python3
+fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
 SETS=${PROTOCOL_SETS:-SIM/microtubules NL_SIM/ccp NL_SIM/er NL_SIM/factin NL_SIM/microtubules LPSIM/microtubules}
 VARIANTS=${PROTOCOL_VARIANTS:-}
@@ -32,38 +35,62 @@ left() { local l=$((limit - (SECONDS - start))); echo $((l > 1 ? l : 1)); }  # n
 variant_args() { local kv; for kv in ${1//,/ }; do printf -- '--pinn-param\n%s\n' "$kv"; done; }
 tag_of() { local t=${1//\//-}; echo "${t//[^A-Za-z0-9._-]/_}"; }  # a file name from a set or a variant
 
+ran() {  # ran RC NAME: a piece's exit code; the deadline (timeout's 124) is how pieces end, anything else failed
+  [ "$1" -eq 0 ] || [ "$1" -eq 124 ] && return 0
+  echo "protocol: $2 failed (exit $1); see its log"; return 1
+}
 cusim_piece() {  # widefield + cusim, then each variant (cusim only) with what is left of the time
-  local set=$1 tag; tag=$(tag_of "$1"); shift
+  local set=$1 tag rc=0; tag=$(tag_of "$1"); shift
   timeout "$(left)" "$PY" -m benchmarks.quality "$@" --threads 1 --sets "$set" --methods widefield cusim \
     --out "$dir/$tag-cusim.json" >"$dir/$tag-cusim.log" 2>&1
+  ran $? "$dir/$tag-cusim" || rc=1
   local v; for v in $VARIANTS; do
     [ "$(left)" -ge 10 ] || break
     mapfile -t extra < <(variant_args "$v")
     timeout "$(left)" "$PY" -m benchmarks.quality "$@" "${extra[@]}" --threads 1 --sets "$set" --methods cusim \
       --out "$dir/$tag-$(tag_of "$v").json" >"$dir/$tag-$(tag_of "$v").log" 2>&1
+    ran $? "$dir/$tag-$(tag_of "$v")" || rc=1
   done
+  return $rc
+}
+other_piece() {  # other_piece SET PIECE ARGS...: one more method (or methods) of the set
+  local set=$1 piece=$2 name; shift 2; name="$dir/$(tag_of "$set")-$(tag_of "$piece")"
+  # shellcheck disable=SC2086  # a piece may name several methods, comma-separated
+  timeout "$(left)" "$PY" -m benchmarks.quality "$@" --threads 1 --sets "$set" --methods ${piece//,/ } \
+    --out "$name.json" >"$name.log" 2>&1
+  ran $? "$name"
 }
 
-echo "protocol: $(wc -w <<<"$SETS") sets x (widefield+cusim, ${PIECES// /, }) at once, ${limit} s, args: $*"
+# this run's files, named exactly (a glob would merge what another run left in OUTDIR); any from before go first,
+# so a piece that fails now cannot pass off an old JSON as its own
+mine=() variant_files=()
 for set in $SETS; do
-  cusim_piece "$set" "$@" &
-  for piece in $PIECES; do
-    timeout "$(left)" "$PY" -m benchmarks.quality "$@" --threads 1 --sets "$set" --methods ${piece//,/ } \
-      --out "$dir/$(tag_of "$set")-$(tag_of "$piece").json" >"$dir/$(tag_of "$set")-$(tag_of "$piece").log" 2>&1 &
-  done
+  mine+=("$dir/$(tag_of "$set")-cusim")
+  for piece in $PIECES; do mine+=("$dir/$(tag_of "$set")-$(tag_of "$piece")"); done
+  for v in $VARIANTS; do variant_files+=("$dir/$(tag_of "$set")-$(tag_of "$v")"); done
 done
-wait
-echo "protocol: pieces done after $((SECONDS - start)) s"
+for f in "${mine[@]}" "${variant_files[@]}"; do rm -f "$f.json" "$f.log"; done
+rm -f "$dir/protocol.json" "$dir/protocol.md"
+for v in $VARIANTS; do rm -f "$dir/variant-$(tag_of "$v").json" "$dir/variant-$(tag_of "$v").md"; done
+
+echo "protocol: $(wc -w <<<"$SETS") sets x (widefield+cusim, ${PIECES// /, }) at once, ${limit} s, args: $*"
+pids=()
+for set in $SETS; do
+  cusim_piece "$set" "$@" & pids+=($!)
+  for piece in $PIECES; do other_piece "$set" "$piece" "$@" & pids+=($!); done
+done
 status=0
-shopt -s nullglob
-pieces=("$dir"/*-cusim.json)
-for piece in $PIECES; do pieces+=("$dir"/*-"$(tag_of "$piece")".json); done
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done  # a bare wait forgot every piece's exit code
+echo "protocol: pieces done after $((SECONDS - start)) s"
+pieces=()
+for f in "${mine[@]}"; do [ -f "$f.json" ] && pieces+=("$f.json"); done
 if [ ${#pieces[@]} -eq 0 ]; then
   echo "protocol: no piece wrote a JSON; see $dir/*.log"; tail -n 5 "$dir"/*.log; exit 1
 fi
 "$PY" -m benchmarks.quality --merge "${pieces[@]}" --out "$dir/protocol.json" --markdown "$dir/protocol.md" || status=1
 for v in $VARIANTS; do
-  vp=("$dir"/*-"$(tag_of "$v")".json)
+  vp=()
+  for set in $SETS; do f="$dir/$(tag_of "$set")-$(tag_of "$v").json"; [ -f "$f" ] && vp+=("$f"); done
   [ ${#vp[@]} -gt 0 ] || { echo "protocol: variant $v: no sample finished"; continue; }
   echo "== variant $v (cusim only)"
   "$PY" -m benchmarks.quality --merge "${vp[@]}" --out "$dir/variant-$(tag_of "$v").json" \
