@@ -40,6 +40,30 @@ def test_gpu_check_fails_fast_with_one_clear_line_without_a_gpu(tmp_path):
     assert (tmp_path / "gpu_check.log").exists()
 
 
+def test_gpu_check_hands_back_the_device_tagged_tables(tmp_path):
+    # The hexagonal and fast_quality parts write <name>-cuda-<gpu>.json/.md; the script copied <name>-cuda.* into
+    # $OUT, which matched nothing (|| true), so a lent GPU's tables were lost with the machine. Dry run: a stub
+    # nvidia-smi and a stand-in Python that writes what those benchmarks write.
+    repo, bin_dir, out = tmp_path / "repo", tmp_path / "bin", tmp_path / "out"
+    (repo / "benchmarks").mkdir(parents=True)
+    shutil.copy(ROOT / "benchmarks" / "gpu_check.sh", repo / "benchmarks")
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text("#!/bin/sh\necho 'Fake GPU, 80 GiB, 1.0'\n")
+    (bin_dir / "fakepy").write_text(
+        '#!/bin/bash\nfor name in hexagonal_1024 fast_quality; do case "$*" in *"benchmarks.${name%_1024}"*)\n'
+        '  mkdir -p benchmarks/results; echo {} > benchmarks/results/$name-cuda-fake-gpu.json\n'
+        '  echo table > benchmarks/results/$name-cuda-fake-gpu.md;; esac; done\nexit 0\n')
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    res = subprocess.run(["bash", str(repo / "benchmarks" / "gpu_check.sh"), "hexagonal", "quality"], text=True,
+                         capture_output=True, stdin=subprocess.DEVNULL, timeout=120,
+                         env={"PATH": f"{bin_dir}:/usr/bin:/bin", "OUT": str(out), "PYTHON": str(bin_dir / "fakepy"),
+                              "GPU_CHECK_BUDGET": "100"})
+    assert "status 0" in res.stdout, res.stdout + res.stderr
+    for name in ("hexagonal_1024", "fast_quality"):
+        assert {p.name for p in out.glob(f"{name}-*")} == {f"{name}-cuda-fake-gpu.json", f"{name}-cuda-fake-gpu.md"}
+
+
 def test_pinn_curve_replays_the_discrepancy_stop_of_a_real_run(shared_data, tmp_path):
     """The curve benchmark's replayed `default` rule (the discrepancy stop at cusim's settings) stops where
     `cusim.reconstruct` with that stop stops, with the same image quality (same seed, same trajectory); a
