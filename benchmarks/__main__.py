@@ -149,7 +149,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
     p.add_argument("--only", nargs="+", choices=NAMES + EXTRA, default=None, metavar="NAME",
                    help=f"run only these ({', '.join(NAMES + EXTRA)}; batch and resolution only when named)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the cores usable)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads of cusim and of the torch peers (default: the cores usable)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats (defaults per benchmark)")
     p.add_argument("--warmup", type=int, default=None, help="untimed calls first (defaults per benchmark)")
     p.add_argument("--steps", type=int, default=None, help="pinn_full steps (default 1000 GPU, 20 CPU, 3 --quick)")
@@ -175,10 +175,14 @@ def main(argv=None) -> int:
     from benchmarks.bench_pinn import DATA  # noqa: PLC0415
 
     args.device, args.data = device, args.data or DATA
-    results, threads = C.RESULTS, torch.get_num_threads()
+    from cusim._threads import set_threads, threads as cusim_threads  # noqa: PLC0415
+
+    results, threads = C.RESULTS, cusim_threads()
     if args.results is not None:
         C.RESULTS = Path(args.results)
-    torch.set_num_threads(args.threads or C.cpu_count())
+    # cusim's count (its FFT pools and torch, which recon.pinn resets to it), so --threads N holds for cusim and for
+    # the torch peers alike (it set torch's alone: cusim's FFTs took every core, and pinn_full undid it for the rest)
+    set_threads(args.threads or C.cpu_count())
     print(f"device {device} ({C.gpu_name() if device == 'cuda' else C.cpu_name()}), torch threads "
           f"{torch.get_num_threads()}, float32", flush=True)
     status, targets = 0, []
@@ -192,7 +196,7 @@ def main(argv=None) -> int:
                 rc, lines = run_one(name, args)
             status, targets = max(status, rc), targets + lines
     finally:
-        torch.set_num_threads(threads)
+        set_threads(threads)
         C.RESULTS = results
     print("\n".join(targets))
     return status

@@ -186,7 +186,7 @@ def environment(device: str, dtype: str) -> dict:
         pass
     try:
         env["git_commit"] = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=RESULTS.parent, capture_output=True, text=True,
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True,
             timeout=10).stdout.strip() or None
     except Exception:  # noqa: BLE001
         env["git_commit"] = None

@@ -73,10 +73,16 @@ def test_entry_point_times_the_pinn_step_of_cusim_and_both_peers(tmp_path):
     ("scaling", 32, ("cusim", "torch_fft_pinn")),
 ])
 def test_each_benchmark_runs_on_a_tiny_size_and_writes_results(tmp_path, name, size, impls):
+    from cusim._threads import threads  # noqa: PLC0415
+
+    before = threads()
     args = [*TINY, "--size", str(size), "--only", name, "--results", str(tmp_path), "--steps", "2"]
     assert suite.main(args) == 0
+    assert threads() == before  # --threads 1 held for cusim too while it ran, and is undone after
     data = _payload(tmp_path, name)
-    assert data["cases"]
+    assert data["cases"] and data["environment"]["torch_threads"] == 1
+    if (ROOT / ".git").exists():  # the commit of the checkout, also with --results outside it (it was null)
+        assert len(data["environment"]["git_commit"] or "") == 40
     for case in data["cases"]:
         for impl in impls:
             _ok(case["results"][impl])
