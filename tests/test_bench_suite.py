@@ -66,6 +66,12 @@ def test_entry_point_times_the_pinn_step_of_cusim_and_both_peers(tmp_path):
             case["breakdown"]["cusim"])
 
 
+def test_the_pinn_step_runs_without_the_papers_peer(tmp_path):
+    # --no-paper: the CPU target looked up the paper peer's ratio and a KeyError ended the run after K = 9
+    assert suite.main([*TINY, "--size", "32", "--only", "pinn_step", "--no-paper", "--results", str(tmp_path)]) == 0
+    assert [c["K"] for c in _payload(tmp_path, "pinn_step")["cases"]] == [9, 25]
+
+
 @pytest.mark.parametrize("name, size, impls", [
     ("pinn_full", 32, ("cusim", "cusim_fast", "paper_pinn")),
     ("iterative", 32, ("cusim", "torch_fft_autograd")),
