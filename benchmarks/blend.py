@@ -144,7 +144,8 @@ def images(name: str, sample: int, args) -> dict:
 
     sim = name.startswith("sim/")
     stem = f"sim_{name[4:]}_snr{sample}" if sim else f"{name.replace('/', '_')}_{sample}_crop{args.crop}"
-    path = args.cache / f"{stem}_{_tag(args.pinn_params)}.npz"
+    # --steps is part of the key: a cap of 5 steps cached was reused for --steps 60 (the JSON said 60)
+    path = args.cache / f"{stem}_{_tag(args.pinn_params)}{f'_steps{args.steps}' if args.steps else ''}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as z:
             out = {k: z[k] for k in z.files}

@@ -668,3 +668,17 @@ def test_tiled_stitches_tiles_back_into_the_field(monkeypatch):
     skewed = run_item(ds, args, "sim")
     assert skewed["tiled_raw"]["psnr_db"] < 30
     assert skewed["tiled"]["psnr_db"] == pytest.approx(rec["tiled"]["psnr_db"], abs=1e-6)
+
+
+def test_blend_caches_a_step_cap_apart(tmp_path):
+    # The cache key left out --steps: the images of a 5-step cap were reused for --steps 60.
+    import argparse  # noqa: PLC0415
+
+    from benchmarks.blend import images  # noqa: PLC0415
+
+    cached = {k: np.full((4, 4), v, np.float32) for v, k in enumerate(("pinn", "iterative", "widefield", "truth"))}
+    np.savez(tmp_path / "sim_linear_snr10_default.npz", **cached)
+    args = argparse.Namespace(cache=tmp_path, crop=240, pinn_params={}, no_run=True, steps=None)
+    assert images("sim/linear", 10, args)["pinn"][0, 0] == 0  # the default cap: this cache
+    with pytest.raises(FileNotFoundError, match="sim_linear_snr10_default_steps60.npz: not cached"):
+        images("sim/linear", 10, argparse.Namespace(**{**vars(args), "steps": 60}))
