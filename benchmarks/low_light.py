@@ -323,22 +323,40 @@ def merge(paths: list[Path]) -> dict:
     import json  # noqa: PLC0415
 
     data: dict = {}
+
+    def same(what: str, have: dict, new: dict, path) -> None:
+        """The settings two pieces share must be equal (it checked the simulated seed only: a SNR 1 piece was
+        merged under the SNR 4 heading)."""
+        differ = sorted(k for k in set(have) & set(new) if have[k] != new[k])
+        if differ:
+            raise SystemExit(f"low_light: --merge: {path}: {what} {', '.join(f'{k} {new[k]!r}' for k in differ)}, the "
+                             f"files before it {', '.join(f'{k} {have[k]!r}' for k in differ)}; merge pieces of one "
+                             "setting at a time")
+
     for path in paths:
         part = json.loads(Path(path).read_text())
         data.setdefault("environment", part["environment"])
+        same("device", {"device": data["environment"].get("device")}, {"device": part["environment"].get("device")},
+             path)
         data.setdefault("merged_from", []).append(str(path))
         if "real" in part:
-            r = data.setdefault("real", {k: v for k, v in part["real"].items() if k != "levels"})
+            top = {k: v for k, v in part["real"].items() if k != "levels"}
+            if "real" in data:
+                same("thinned frames:", {k: v for k, v in data["real"].items() if k != "levels"}, top, path)
+            r = data.setdefault("real", top)
             r.setdefault("levels", {})
             for frac, lv in part["real"]["levels"].items():
                 have = r["levels"].setdefault(frac, {k: v for k, v in lv.items() if k != "methods"})
+                same(f"level {frac}:", {k: v for k, v in have.items() if k == "photons"},
+                     {k: v for k, v in lv.items() if k == "photons"}, path)
                 have.setdefault("methods", {}).update(lv["methods"])
         if "sim" in part:
-            seed, seed_before = part["sim"].get("seed", SIM_SEED), data.get("sim", {}).get("seed", SIM_SEED)
-            if "sim" in data and seed != seed_before:
-                raise SystemExit(f"low_light: --merge: {path} holds simulated seed {seed}, the files before it seed "
-                                 f"{seed_before}; merge one field at a time")
-            sim = data.setdefault("sim", {k: v for k, v in part["sim"].items() if k not in ("methods", "pinn_curves")})
+            field = {k: v for k, v in part["sim"].items() if k not in ("methods", "pinn_curves")}
+            field.setdefault("seed", SIM_SEED)
+            if "sim" in data:
+                same("simulated field:", {k: v for k, v in data["sim"].items() if k not in ("methods", "pinn_curves")},
+                     field, path)
+            sim = data.setdefault("sim", field)
             sim.setdefault("methods", {}).update(part["sim"]["methods"])
             sim.setdefault("pinn_curves", {}).update(part["sim"].get("pinn_curves", {}))
     order = list(METHODS)
