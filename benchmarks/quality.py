@@ -357,6 +357,22 @@ def print_set_table(name: str, records: list[dict], summary: dict, methods: list
                   f"(lstsq fit, {BORDER} px border)", cols, rows)
 
 
+RAN_ON = ("device_name", "git_commit")  # what each result records of where it was measured (a resume mixes runs)
+
+
+def _ran_on_lines(payload: dict) -> list[str]:
+    """A line naming every machine and commit the results were measured on, where a resume mixed several."""
+    seen: dict[tuple, int] = {}
+    for r in payload.get("samples", []):
+        for d in r["methods"].values():
+            key = tuple((d.get("ran_on") or {}).get(k) for k in RAN_ON)
+            seen[key] = seen.get(key, 0) + 1
+    if len(seen) < 2:
+        return []
+    return ["- measured on (resumed runs): " + "; ".join(f"{dev} at {(commit or '?')[:7]} ({n} results)"
+                                                         for (dev, commit), n in seen.items())]
+
+
 def markdown(payload: dict) -> str:
     s, env, summary = payload["settings"], payload["environment"], payload["sets"]
     methods = payload["methods"]
@@ -380,6 +396,7 @@ def markdown(payload: dict) -> str:
         f"{env.get('cpu_count')} CPU cores",
         f"- date: {env.get('date')}, commit {env.get('git_commit')}",
         f"- command: `{payload['command']}`",
+        *_ran_on_lines(payload),
         f"- settings: central {s['crop']} x {s['crop']} fine-pixel crop, "
         + ("the paper's steps (1000, LPSIM 1500)" if s["steps"] == "paper" else f"{s['steps']} steps")
         + f", seed {s['seed']}, cusim PINN params {json.dumps(s['pinn_params'])} (otherwise defaults); paper peer: "
@@ -522,11 +539,20 @@ def main(argv=None) -> int:
                   "with another --out", file=sys.stderr)
             return 2
         records = old.get("samples", [])  # all of them, also sets and samples not asked for this time
-        print(f"resuming from {out}: {len(records)} sample(s) already there")
+        before = {k: old.get("environment", {}).get(k) for k in RAN_ON}
+        for r in records:  # each result keeps where it was measured (the header names this run's machine)
+            for d in r["methods"].values():
+                d.setdefault("ran_on", before)
+        print(f"resuming from {out}: {len(records)} sample(s) already there, measured on {before['device_name']} "
+              f"at {(before['git_commit'] or '?')[:7]}")
     command = "python -m benchmarks.quality " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None
                                                                                   else argv))
     payload = {"benchmark": NAME, "command": command, "settings": settings, "methods": methods,
                "environment": C.environment(device, "float32"), "notes": notes}
+    here = {k: payload["environment"].get(k) for k in RAN_ON}
+    if args.resume and out.exists():
+        payload["resumed_from"] = [*old.get("resumed_from", []),
+                                   {"command": old.get("command"), "environment": old.get("environment")}]
 
     def save():
         present = {m for r in records for m in r["methods"]} | set(methods)
@@ -555,6 +581,7 @@ def main(argv=None) -> int:
                     rec["methods"][m] = run_method(m, ds, args, device, steps_for(name, args))
                 except Exception as exc:  # noqa: BLE001 -- record and go on; a long run keeps the rest
                     rec["methods"][m] = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+                rec["methods"][m]["ran_on"] = here
                 d = rec["methods"][m]
                 msg = (f"{d['psnr_db']:.2f} dB, SSIM {d['ssim']:.3f}, FRC {d['frc05']:.3f}, {d['runtime_s']:.1f} s"
                        + (" (NEGATIVE lstsq scale: an inverted image was scored)" if d.get("lstsq_scale_sign", 1) < 0

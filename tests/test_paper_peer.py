@@ -136,10 +136,21 @@ def test_quality_runs_sample_major_on_request_and_resumes_what_is_missing(tmp_pa
     assert [(r["set"], r["sample"]) for r in data["samples"]] == [
         ("SIM/microtubules", 1), ("NL_SIM/ccp", 1), ("SIM/microtubules", 2), ("NL_SIM/ccp", 2)]
     first = data["samples"][0]["methods"]["widefield"]
-    assert Q.main([*base, "--methods", "widefield", "iterative", "--resume"]) == 0  # the default order: sets
+    assert first["ran_on"]["git_commit"] == data["environment"]["git_commit"]
+    # another machine's results: a resume keeps where each was measured (the header named only the new machine)
+    data["environment"]["device_name"], data["environment"]["git_commit"] = "OTHER MACHINE", "0ld0000"
+    for r in data["samples"]:
+        r["methods"]["widefield"]["ran_on"] = {"device_name": "OTHER MACHINE", "git_commit": "0ld0000"}
+    out.write_text(json.dumps(data))
+    assert Q.main([*base, "--methods", "widefield", "iterative", "--resume",
+                   "--markdown", str(tmp_path / "q.md")]) == 0  # the default order: sets
     data = json.loads(out.read_text())
     assert all(sorted(r["methods"]) == ["iterative", "widefield"] for r in data["samples"])
-    assert data["samples"][0]["methods"]["widefield"] == first  # kept, not run again
+    kept = data["samples"][0]["methods"]["widefield"]
+    assert {k: v for k, v in kept.items() if k != "ran_on"} == {k: v for k, v in first.items() if k != "ran_on"}
+    assert kept["ran_on"]["device_name"] == "OTHER MACHINE"  # kept, not run again, nor credited to this machine
+    assert data["resumed_from"][0]["environment"]["device_name"] == "OTHER MACHINE"
+    assert "measured on (resumed runs): OTHER MACHINE at 0ld0000 (4 results)" in (tmp_path / "q.md").read_text()
 
 
 def test_quality_protocol_gives_both_pinns_the_papers_steps_per_set():
