@@ -67,7 +67,8 @@ def run(args) -> dict:
                     walls = [_pass(paths, client, dev, threads, steps) for _ in range(repeats)]
                 wall = statistics.median(walls)
                 rate = n_inputs / wall * 60
-                base = base or rate
+                if w == 1:  # the column's base: 1 worker's rate, or none (a failed 1-worker pass made 2 the base)
+                    base = rate
                 out = {"status": "ok", "median_s": wall, "times_s": walls, "inputs_per_min": rate,
                        "clock": "time.perf_counter (whole pass)"}
             except Exception as e:  # noqa: BLE001  (reported in the table and the JSON)
