@@ -569,7 +569,8 @@ def main(argv=None) -> int:
              else [(n, s) for s in args.samples for n in args.sets])
     for i, (name, sample) in enumerate(pairs):
         rec = next((r for r in records if r["set"] == name and r["sample"] == sample), None)
-        todo = [m for m in methods if rec is None or m not in rec["methods"]]
+        todo = [m for m in methods  # what the sample lacks, and what failed before (a resume retries it)
+                if rec is None or m not in rec["methods"] or rec["methods"][m].get("status") == "failed"]
         if todo:
             ds = import_paper(args.data / name, sample).crop_center(args.crop)
             if rec is None:

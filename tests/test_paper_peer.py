@@ -141,6 +141,7 @@ def test_quality_runs_sample_major_on_request_and_resumes_what_is_missing(tmp_pa
     data["environment"]["device_name"], data["environment"]["git_commit"] = "OTHER MACHINE", "0ld0000"
     for r in data["samples"]:
         r["methods"]["widefield"]["ran_on"] = {"device_name": "OTHER MACHINE", "git_commit": "0ld0000"}
+    data["samples"][-1]["methods"]["widefield"] = {"status": "failed", "reason": "killed"}  # retried by a resume
     out.write_text(json.dumps(data))
     assert Q.main([*base, "--methods", "widefield", "iterative", "--resume",
                    "--markdown", str(tmp_path / "q.md")]) == 0  # the default order: sets
@@ -150,7 +151,8 @@ def test_quality_runs_sample_major_on_request_and_resumes_what_is_missing(tmp_pa
     assert {k: v for k, v in kept.items() if k != "ran_on"} == {k: v for k, v in first.items() if k != "ran_on"}
     assert kept["ran_on"]["device_name"] == "OTHER MACHINE"  # kept, not run again, nor credited to this machine
     assert data["resumed_from"][0]["environment"]["device_name"] == "OTHER MACHINE"
-    assert "measured on (resumed runs): OTHER MACHINE at 0ld0000 (4 results)" in (tmp_path / "q.md").read_text()
+    assert "psnr_db" in data["samples"][-1]["methods"]["widefield"]  # run again, scored
+    assert "measured on (resumed runs): OTHER MACHINE at 0ld0000 (3 results)" in (tmp_path / "q.md").read_text()
 
 
 def test_quality_protocol_gives_both_pinns_the_papers_steps_per_set():
