@@ -101,6 +101,7 @@ fi
 # record holds cusim's default as at b088433: once a default changes, HELDOUT_FROM=none starts the table afresh.
 if want heldout; then
   from=${HELDOUT_FROM:-benchmarks/results/heldout_whole-cuda-h100.json}
+  [ "$from" = none ] && rm -f "$OUT/heldout.json"  # afresh: not even a table an earlier run left in $OUT
   [ -f "$from" ] && cp "$from" "$OUT/heldout.json"
   for methods in "widefield iterative cusim" "paper"; do
     # shellcheck disable=SC2086  # HELDOUT_SAMPLES and methods are lists
