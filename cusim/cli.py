@@ -404,6 +404,9 @@ _OPTIONS = {
     "--time-limit": ("time_limit", ("pinn",)),
 }
 _FLAG_OF = {setting: flag for flag, (setting, _) in _OPTIONS.items() if setting}
+# cusim.estimate's settings as `cusim estimate` spells them
+_ESTIMATE_FLAGS = {"n_angles": "--angles", "n_phases": "--phases", "k_guess": "--guess", "t": "--t", "order": "--order",
+                   "min_peak_snr": "--min-peak-snr", "family": "--family"}
 # Options that only a stopping rule reads: given with another rule they are refused, not ignored
 _STOP_OPTIONS = {"--holdout": ("validation",), "--keep-within": ("validation",), "--keep-jitter": ("validation",),
                  "--tau": ("discrepancy",), "--min-iterations": ("discrepancy",)}
@@ -894,8 +897,12 @@ def estimate(
         kw["psf"] = Widefield(ds.na, ds.wavelength_nm, ds.pixel_size_nm)
     try:
         est = estimate_dataset(ds, t=t, **kw)
-    except ValueError as e:  # EstimationError: no carrier, bad counts, ...
-        fail(f"{file}: {e}")
+    except ValueError as e:  # EstimationError: no carrier, bad counts, ... (a setting named as its option)
+        head, sep, rest = str(e).partition(":")
+        names = [n.strip() for n in head.split(",")]
+        if sep and all(n in _ESTIMATE_FLAGS for n in names):
+            head = ", ".join(_ESTIMATE_FLAGS[n] for n in names)
+        fail(f"{file}: {head}{sep}{rest}")
     console.print(est.summary(), highlight=False)
     if figure is not None:
         console.print(f"figure: {est.figure(figure)}")
