@@ -126,8 +126,9 @@ def reconstruct(dataset: Dataset, method: str = "widefield", *, device: str = "a
     fn = _method_module(method).reconstruct
     t0 = time.perf_counter()
     estimated = None
-    if estimate_patterns is not False and estimate_patterns is not None:
-        dataset, est = with_estimated_patterns(dataset, None if estimate_patterns is True else estimate_patterns)
+    if estimate_patterns:  # True (estimate here) or an EstimateResult made before (its .params)
+        made = estimate_patterns if hasattr(estimate_patterns, "params") else None
+        dataset, est = with_estimated_patterns(dataset, made)
         estimated = params_record(est.params)
         if est.lattice:  # angles found near the others' lattice (1-based), as cusim estimate records them
             estimated["lattice_angles"] = [a + 1 for a in est.lattice]
