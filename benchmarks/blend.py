@@ -145,7 +145,8 @@ def images(name: str, sample: int, args) -> dict:
     sim = name.startswith("sim/")
     stem = f"sim_{name[4:]}_snr{sample}" if sim else f"{name.replace('/', '_')}_{sample}_crop{args.crop}"
     # --steps is part of the key: a cap of 5 steps cached was reused for --steps 60 (the JSON said 60)
-    path = args.cache / f"{stem}_{_tag(args.pinn_params)}{f'_steps{args.steps}' if args.steps else ''}.npz"
+    cap = getattr(args, "steps", None)  # callers of other benchmarks (second_member) pass no --steps
+    path = args.cache / f"{stem}_{_tag(args.pinn_params)}{f'_steps{cap}' if cap else ''}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as z:
             out = {k: z[k] for k in z.files}
@@ -157,7 +158,7 @@ def images(name: str, sample: int, args) -> dict:
     if args.no_run:
         raise FileNotFoundError(f"{path}: not cached (run without --no-run)")
     ds = _dataset(name, sample, args)
-    steps = args.steps or (PINNConfig.steps if sim else steps_for(name, argparse.Namespace(steps=None)))
+    steps = cap or (PINNConfig.steps if sim else steps_for(name, argparse.Namespace(steps=None)))
     t0 = time.perf_counter()
     pinn = cusim.reconstruct(ds, "pinn", device="cpu", steps=steps, **args.pinn_params)
     t1 = time.perf_counter()

@@ -329,14 +329,15 @@ def merge(paths: list[Path]) -> dict:
         merged under the SNR 4 heading)."""
         differ = sorted(k for k in set(have) & set(new) if have[k] != new[k])
         if differ:
-            raise SystemExit(f"low_light: --merge: {path}: {what} {', '.join(f'{k} {new[k]!r}' for k in differ)}, the "
+            raise SystemExit(f"low_light: --merge: {path}: {what + ' ' if what else ''}"
+                             f"{', '.join(f'{k} {new[k]!r}' for k in differ)}, the "
                              f"files before it {', '.join(f'{k} {have[k]!r}' for k in differ)}; merge pieces of one "
                              "setting at a time")
 
     for path in paths:
         part = json.loads(Path(path).read_text())
         data.setdefault("environment", part["environment"])
-        same("device", {"device": data["environment"].get("device")}, {"device": part["environment"].get("device")},
+        same("", {"device": data["environment"].get("device")}, {"device": part["environment"].get("device")},
              path)
         data.setdefault("merged_from", []).append(str(path))
         if "real" in part:

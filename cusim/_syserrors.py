@@ -105,8 +105,9 @@ def out_of_memory(exc: BaseException) -> str | None:
     text = str(exc)
     gpu = gpu or "CUDA" in text or "device" in text.lower()
     size = re.search(r"allocate (\d+) bytes", text)
-    size = f"{int(size.group(1)) / GiB:.2f} GiB" if size else \
-        (m.group(1) if (m := re.search(r"allocate ([\d.]+ [KMGT]iB)", text, re.IGNORECASE)) else None)
+    unit = re.search(r"allocate (\d+(?:\.\d*)?) ?([KMGTPE]iB)", text, re.IGNORECASE)  # numpy: "711. PiB"
+    size = f"{int(size.group(1)) / GiB:.2f} GiB" if size else (f"{unit.group(1).rstrip('.')} {unit.group(2)}"
+                                                                if unit else None)
     where = "GPU memory" if gpu else "memory"
     return f"out of {where}" + (f" (a further {size} was asked for)" if size else "")
 

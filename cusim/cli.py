@@ -734,9 +734,12 @@ def _metrics_border(ds, border):
         if not scorable(ds.fine_shape, border):  # a tiny field: the run goes on, unscored
             note(f"metrics: the {H}x{W} image is smaller than SSIM's {SSIM_WINDOW} px window once a {border} px "
                  "border is left out; the result is not scored against /ground_truth")
+    elif min(H, W) < SSIM_WINDOW:
+        fail(f"--metrics-border: the {H}x{W} image is smaller than SSIM's {SSIM_WINDOW} px window with any border; it "
+             "cannot be scored against /ground_truth: leave --metrics-border out")
     elif border < 0 or not scorable(ds.fine_shape, border):
         fail(f"--metrics-border: a {border} px border leaves less of the {H}x{W} image than SSIM's {SSIM_WINDOW} px "
-             f"window to compare with /ground_truth; expected 0 <= border <= {max((min(H, W) - SSIM_WINDOW) // 2, 0)}")
+             f"window to compare with /ground_truth; expected 0 <= border <= {(min(H, W) - SSIM_WINDOW) // 2}")
     return border
 
 
@@ -902,6 +905,8 @@ def estimate(
         names = [n.strip() for n in head.split(",")]
         if sep and all(n in _ESTIMATE_FLAGS for n in names):
             head = ", ".join(_ESTIMATE_FLAGS[n] for n in names)
+            if names == ["k_guess"]:  # the PERIOD@ANGLE pairs as the library saw them
+                head = "--guess (as carriers in cycles per fine pixel)"
         fail(f"{file}: {head}{sep}{rest}")
     console.print(est.summary(), highlight=False)
     if figure is not None:
@@ -920,9 +925,9 @@ def estimate(
         fail(str(e))
     console.print(f"-> {file}:/pattern_params")
     if ds.patterns is not None:
-        console.print("note: the file also has /patterns: iterative and pinn reconstruct with those arrays, wiener "
-                      "with this estimate (it used a fit to the arrays before); to reconstruct with the estimate "
-                      "everywhere, run with --estimate-patterns")
+        console.print("note: the file also has /patterns: iterative and pinn reconstruct with those arrays; wiener "
+                      "takes its carriers from this estimate and phases and modulation from the arrays; to "
+                      "reconstruct with the estimate alone, run with --estimate-patterns")
 
 
 import_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Import raw SIM data into a cusim-sim HDF5 file.")

@@ -136,7 +136,8 @@ def dataset_summary(ds: Dataset) -> Table:
         pat = "none (estimate them: cusim estimate)"
     t.add_row("patterns", pat)
     if ds.pattern_params is not None and ds.patterns is not None:  # both: which method uses which
-        t.add_row("pattern arrays", f"{ds.patterns.shape} (iterative and pinn use these; wiener the parameters above)")
+        t.add_row("pattern arrays", f"{ds.patterns.shape} (iterative and pinn use these; wiener its carriers from the "
+                                    "parameters above, phases and modulation from these)")
     t.add_row("ground truth", "yes" if ds.ground_truth is not None else "no")
     if ds.camera:
         units = {"offset": "counts", "gain": "counts/e-", "read_sigma": "counts"}

@@ -161,4 +161,5 @@ def test_info_names_both_pattern_sources_the_family_and_the_units_of_k():
     k = np.hypot(*ds.pattern_params.k.T)
     assert "parametric (estimated, hexagonal)" in text and f"{k.min():.4f}..{k.max():.4f} cycles/fine px" in text
     assert f"({2 * k.min():.4f}..{2 * k.max():.4f} cycles/camera px)" in text
-    assert "pattern arrays" in text and "(7, 64, 64) (iterative and pinn use these; wiener the parameters" in text
+    assert "pattern arrays" in text and "(7, 64, 64) (iterative and pinn use these; wiener its carriers from the " \
+        "parameters above, phases and modulation from these)" in text

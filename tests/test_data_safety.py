@@ -403,16 +403,20 @@ def test_running_out_of_memory_in_torch_is_one_line_and_any_other_runtime_error_
 
     path = io.save(dataset(), tmp_path / "a.h5")
     before = digest(path)
-    monkeypatch.setattr(recon_module, "reconstruct", lambda *a, **k: torch.empty(10**13))  # 40 TB: refused at once
+    # 4 EiB, beyond any address space: refused at once, whatever the kernel's overcommit setting
+    monkeypatch.setattr(recon_module, "reconstruct", lambda *a, **k: torch.empty(2**60))
     res = CliRunner().invoke(app, ["run", str(path), "--method", "wiener"])
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert res.exit_code == 1 and len(lines) == 1, res.output
-    assert lines[0].startswith("error: out of memory (a further 37252.90 GiB was asked for): the data or the "
+    assert lines[0].startswith("error: out of memory (a further 4294967296.00 GiB was asked for): the data or the "
                                "reconstruction does not fit; try a smaller region (--roi)"), res.output
     assert digest(path) == before and sorted(os.listdir(tmp_path)) == ["a.h5"]
     gpu = type("OutOfMemoryError", (RuntimeError,), {})("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has ...")
     assert out_of_memory(gpu) == "out of GPU memory (a further 2.00 GiB was asked for)"
     assert out_of_memory(MemoryError()) == "out of memory"
+    with pytest.raises(MemoryError) as numpy_oom:  # numpy's own words: "Unable to allocate 2.00 EiB for an array ..."
+        np.empty(2**58)
+    assert out_of_memory(numpy_oom.value) == "out of memory (a further 2.00 EiB was asked for)"
     from cusim import batch  # noqa: PLC0415  (a batch input's failure line: the same words, naming the input)
 
     assert batch._message(path, gpu) == f"{path}: out of GPU memory (a further 2.00 GiB was asked for)"

@@ -50,7 +50,7 @@ def test_saturated_series_reproduces_the_saturating_response(a):
     exact = (1 - np.exp(-a * (1 + np.cos(t)) / 2)) / (1 - special.ive(0, a / 2))
     np.testing.assert_allclose(series, exact, atol=1e-6)
     assert len(rel) >= 3  # strong saturation has real harmonics
-    with pytest.raises(ValueError, match="saturation: 1e\+06 needs more than 256 orders"):
+    with pytest.raises(ValueError, match=r"saturation: 1e\+06 needs more than 256 orders"):
         patterns.saturated_harmonics(1e6)
 
 
