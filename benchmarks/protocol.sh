@@ -69,7 +69,7 @@ for set in $SETS; do
   for piece in $PIECES; do mine+=("$dir/$(tag_of "$set")-$(tag_of "$piece")"); done
   for v in $VARIANTS; do variant_files+=("$dir/$(tag_of "$set")-$(tag_of "$v")"); done
 done
-for f in "${mine[@]}" "${variant_files[@]}"; do rm -f "$f.json" "$f.log"; done
+for f in "${mine[@]}" ${variant_files[@]+"${variant_files[@]}"}; do rm -f "$f.json" "$f.log"; done  # (bash < 4.4: set -u)
 rm -f "$dir/protocol.json" "$dir/protocol.md"
 for v in $VARIANTS; do rm -f "$dir/variant-$(tag_of "$v").json" "$dir/variant-$(tag_of "$v").md"; done
 
