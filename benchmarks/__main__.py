@@ -149,7 +149,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
     p.add_argument("--only", nargs="+", choices=NAMES + EXTRA, default=None, metavar="NAME",
                    help=f"run only these ({', '.join(NAMES + EXTRA)}; batch and resolution only when named)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads of cusim and of the torch peers (default: the cores usable)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads of cusim and of the torch peers (default: the cores usable)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats (defaults per benchmark)")
     p.add_argument("--warmup", type=int, default=None, help="untimed calls first (defaults per benchmark)")
     p.add_argument("--steps", type=int, default=None, help="pinn_full steps (default 1000 GPU, 20 CPU, 3 --quick)")

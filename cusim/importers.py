@@ -61,7 +61,7 @@ def read_array(path, what: str = "array", suffixes=IMAGE_SUFFIXES, *, real: bool
         raise _fail(path, f"{what} file holds no image data (empty or unreadable)")
     if real and not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
         raise _fail(path, f"{what}: expected real numbers, got dtype {a.dtype}")
-    if not a.dtype.isnative:  # big-endian MRC or TIFF: this machine's byte order (a '>u2' stack is uint16, kept as such)
+    if not a.dtype.isnative:  # big-endian MRC or TIFF: this machine's byte order ('>u2' is uint16, kept as such)
         a = a.astype(a.dtype.newbyteorder("="))
     return a
 

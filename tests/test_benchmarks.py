@@ -423,7 +423,8 @@ def test_low_light_merge_refuses_two_simulated_fields(tmp_path, monkeypatch):
     for seed in (1, 2):
         assert low_light.main(["--only", "sim", "--no-pinn", "--methods", "widefield", "--sim-size", "32",
                                "--sim-seed", str(seed), "--device", "cpu", "--out", f"s{seed}"]) == 0
-    with pytest.raises(SystemExit, match=r"simulated field: seed 2, snr .*, the files before it seed 1, snr .*; merge pieces of one"):
+    with pytest.raises(SystemExit,
+                       match=r"simulated field: seed 2, snr .*, the files before it seed 1, snr .*; merge pieces of one"):
         low_light.main(["--merge", str(tmp_path / "s1-cpu.json"), str(tmp_path / "s2-cpu.json"), "--out", "m"])
     # the same seed at another SNR: it merged both under the first one's heading
     assert low_light.main(["--only", "sim", "--no-pinn", "--methods", "Wiener", "--sim-size", "32", "--sim-seed", "1",

@@ -160,7 +160,8 @@ def test_ideal_otf_needs_the_optics_attributes(shared_data, tmp_path):
     (("--guess", "16.4@14,16.4"), "--guess: expected PERIOD@ANGLE pairs"),
     (("--guess", "0@14"), "--guess: expected PERIOD@ANGLE pairs (a period > 0"),
     (("--guess", "16@nan,16@60,16@120"), "--guess: expected PERIOD@ANGLE pairs"),
-    (("--guess", "16@0,16@60"), "--guess (as carriers in cycles per fine pixel): expected one carrier (2,) or one per angle (3, 2)"),
+    (("--guess", "16@0,16@60"),
+     "--guess (as carriers in cycles per fine pixel): expected one carrier (2,) or one per angle (3, 2)"),
     (("--angles", 2), "--angles, --phases: 9 frames, expected"),  # the options' names, not the library's
     (("--t", 3), "--t: expected an integer"),
     (("--min-peak-snr", 0), "--min-peak-snr: expected a finite number > 0"),
