@@ -141,6 +141,10 @@ def test_a_field_too_small_to_score_is_reconstructed_and_stored_unscored(tmp_pat
     res, text = cli("run", path, "--method", "wiener", "--name", "w2", "--metrics-border", 1)
     assert res.exit_code == 1 and "--metrics-border: a 1 px border leaves less of the 12x12 image than SSIM's 11 px" \
         in text and "expected 0 <= border <= 0" in text, text
+    smaller = tmp_path / "smaller.h5"  # below the window with any border: said so, not "expected 0 <= border <= 0"
+    assert cli("simulate", "-o", smaller, "--size", 8, "--threads", 1)[0].exit_code == 0
+    res, text = cli("run", smaller, "--method", "wiener", "--metrics-border", 0)
+    assert res.exit_code == 1 and "the 8x8 image is smaller than SSIM's 11 px window with any border" in text, text
 
 
 def test_info_names_both_pattern_sources_the_family_and_the_units_of_k():
