@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._files import same_file
+from ._files import resolve, same_file
 
 # leading bytes of the kinds of file cusim writes
 _SIGNATURES = {
@@ -76,6 +76,15 @@ def check_suffix(option: str, path, kind: str) -> None:
         what = "an OME-Zarr folder" if kind == "zarr" else kind.upper()
         raise OutputError(f"{option}: {path}: cusim writes {what} here, not {path.suffix}; expected a name "
                           f"that does not promise another format")
+
+
+def check_distinct(*named) -> None:
+    """Refuse (OutputError) two outputs ``(option, path)`` of one command that name one file, symlinks followed,
+    also where neither exists yet (None paths: not asked for)."""
+    for j, (option, path) in enumerate(named):
+        for other, before in named[:j]:
+            if path is not None and before is not None and resolve(path) == resolve(before):
+                raise OutputError(f"{option}: {path} is also the {other}; expected two paths")
 
 
 def figure_kind(option: str, path) -> str:

@@ -693,8 +693,7 @@ def _run_many(files, method, given, name, device, out, force, resume, threads, s
 def _check_run_outputs(file: Path, out, tiff, figure, name: str, ds, region: bool, force: bool) -> Path:
     """Refuse, before any work, every output that would destroy data or could not be written; returns
     the HDF5 file the result goes to."""
-    from ._files import resolve  # noqa: PLC0415
-    from ._outputs import check_output, figure_kind  # noqa: PLC0415
+    from ._outputs import OutputError, check_distinct, check_output, figure_kind  # noqa: PLC0415
     from .io import DatasetError, check_recon_name, check_writable  # noqa: PLC0415
 
     target = file if out is None else out
@@ -702,11 +701,10 @@ def _check_run_outputs(file: Path, out, tiff, figure, name: str, ds, region: boo
         check_recon_name(target, name)
     except DatasetError as e:
         fail(f"--name: {e}")
-    named = [("--out", out), ("--tiff", tiff), ("--figure", figure)]  # none may be another (none exists yet, maybe)
-    for j, (option, path) in enumerate(named):
-        for other, before in named[:j]:
-            if path is not None and before is not None and resolve(path) == resolve(before):
-                fail(f"{option}: {path} is also the {other}; expected two files")
+    try:
+        check_distinct(("--out", out), ("--tiff", tiff), ("--figure", figure))
+    except OutputError as e:
+        fail(str(e))
     if out is not None:  # an existing dataset of the same raw data takes the result beside its own
         check_output("--out", out, "hdf5", inputs=[file], force=force or not region)
     existing = ds if out is None else (_load(out) if out.exists() and not region else None)

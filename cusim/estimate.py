@@ -568,8 +568,7 @@ def estimate_params(frames, *, upsample: int, n_angles: int | None = None, n_pha
     kw = dict(upsample=upsample, n_angles=n_angles, n_phases=n_phases, psf=psf, order=order, k_guess=k_guess,
               min_peak_snr=min_peak_snr, lattice=lattice)
     result = _estimate(frames, **kw)
-    if not _check_frame_order(frames, result, **kw):  # frames of the other order are said so first
-        _check_distinct_angles(result)
+    _check_result(frames, result, **kw)
     return result
 
 
@@ -907,8 +906,15 @@ def _check_frame_order(frames, result: EstimateResult, *, source_order: str = "a
 
     warn(f"frames look {other}, not {source_order}: the estimate with that order has evenly spaced angles "
          f"({angles(alt)} deg; as given: {angles(result)} deg) and least peak SNR {alt.peak_snr.min():.0f} "
-         f"(as given: {result.peak_snr.min():.0f}); re-import with --order {other}", stacklevel=3)
+         f"(as given: {result.peak_snr.min():.0f}); re-import with --order {other}", stacklevel=4)
     return True
+
+
+def _check_result(frames, result: EstimateResult, **kw) -> None:
+    """The checks of a linear estimate: the frame order (a warning), then, unless the frames look of the other
+    order (which that warning says), carriers of distinct directions (:func:`_check_distinct_angles`)."""
+    if not _check_frame_order(frames, result, **kw):
+        _check_distinct_angles(result)
 
 
 NOT_ESTIMATED = ("lattice", "speckle")  # simulated families (cusim.simulate) that are not sinusoids
@@ -951,8 +957,7 @@ def estimate_dataset(ds, t: int = 0, *, family: str | None = None, **kw) -> Esti
         kw["n_angles"], kw["n_phases"] = int(ds.attrs["angles"]), int(ds.attrs["phases"])
     frames = ds.frames(t)
     result = _estimate(frames, **kw)
-    if not _check_frame_order(frames, result, source_order=ds.attrs.get("source_order", "angle-major"), **kw):
-        _check_distinct_angles(result)
+    _check_result(frames, result, source_order=ds.attrs.get("source_order", "angle-major"), **kw)
     return result
 
 

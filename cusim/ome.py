@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ._files import atomic_target, make_temporary, remove_stale_temporaries, resolve, same_file
-from ._outputs import OutputError, check_output, check_suffix
+from ._outputs import OutputError, check_distinct, check_output, check_suffix
 from ._syserrors import describe_os_error
 from ._warnings import warn
 
@@ -185,8 +185,7 @@ def export(ds, name: str | None, *, ome_zarr=None, ome_tiff=None, force: bool = 
         check_zarr_output("--ome-zarr", ome_zarr, inputs=inputs, force=force)
     if ome_tiff is not None:
         check_output("--ome-tiff", ome_tiff, "tiff", inputs=inputs, force=force)
-    if ome_zarr is not None and ome_tiff is not None and resolve(ome_zarr) == resolve(ome_tiff):
-        raise OutputError(f"--ome-tiff: {ome_tiff} is also the --ome-zarr; expected two paths")
+    check_distinct(("--ome-zarr", ome_zarr), ("--ome-tiff", ome_tiff))
     for option, path in (("--ome-zarr", ome_zarr), ("--ome-tiff", ome_tiff)):  # each folder takes a new file
         if path is not None:
             try:
