@@ -176,9 +176,14 @@ def _plan(params: SinusoidParams | HexagonalParams, psf, s: int, cam_shape, cfg:
         n_phases = mix.shape[0]
         # in padded coordinates the origin moves by -off fine pixels
         mix = mix * np.exp(-2j * np.pi * off * shift.sum(axis=1))
-        if np.linalg.cond(mix) > 1e6:
-            raise ValueError(f"params: the {n_phases} phases of angle {a} cannot separate {len(shift)} bands; need "
-                             "distinct phases and non-zero modulation")
+        # every band needs its own singular value: with fewer frames than bands (a hexagonal stack of 5 frames)
+        # np.linalg.cond would see only the frames' and pass, and the pseudo-inverse would unmix a wrong image
+        sv = np.linalg.svd(mix, compute_uv=False)
+        if len(sv) < len(shift) or not sv[-1] > 1e-6 * sv[0]:
+            group = "hexagonal pattern" if isinstance(params, HexagonalParams) else f"angle {a}"
+            raise ValueError(f"params: the {n_phases} frames of the {group} cannot separate its {len(shift)} "
+                             f"bands; need at least {len(shift)} frames with distinct phases and non-zero "
+                             "modulation")
         pinv = np.linalg.pinv(mix)
         amp = 1.0 / (np.sqrt(n_phases) * np.linalg.norm(pinv, axis=1))  # equal noise in every a_m band
         o = np.stack([amp[i] * shifted_transfer(optics, s, (Hp, Wp), q, camera_band=True)
