@@ -113,7 +113,15 @@ def _alpha(threshold: float, transfer: str = "ideal") -> float:
         peak = img(d / 2, d)
         return (peak - img(0.0, d)) / peak - threshold
 
-    return float(optimize.brentq(contrast, 0.3, 3.0, xtol=1e-6))
+    # the smallest root: through "flat" the contrast is not monotonic in d (it peaks near 1.5 and dips to 0.745
+    # near 2.5), so a threshold above 0.745 has three roots in [0.3, 3] and brentq on the whole range found the
+    # largest (2.70 for 0.8, against 0.916); bracket the first sign change of a scan instead
+    grid = np.linspace(0.3, 3.0, 271)
+    above = np.nonzero([contrast(d) >= 0 for d in grid])[0]
+    if above.size == 0 or above[0] == 0:
+        raise ValueError(f"threshold: no spacing in [0.3, 3] / cut-off first reaches contrast {threshold}")
+    i = above[0]
+    return float(optimize.brentq(contrast, grid[i - 1], grid[i], xtol=1e-6))
 
 
 def theory_spacing(f_max: float, threshold: float = RAYLEIGH, transfer: str = "ideal") -> float:

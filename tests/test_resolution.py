@@ -92,6 +92,19 @@ def test_theory_spacing_reaches_the_rayleigh_contrast_through_its_transfer(trans
     assert 0.7 < d * fc < 1.2  # between a perfect deconvolution and none, around Abbe's 1 / fc
 
 
+@pytest.mark.parametrize("threshold", [0.5, 0.76, 0.8, 0.9])
+def test_theory_spacing_is_the_smallest_spacing_that_reaches_the_threshold(threshold):
+    """Through the flat transfer the contrast of two lines rises to 1.42 near d fc = 1.5 and dips to 0.745 near
+    2.5, so a threshold above 0.745 is reached at three spacings; the first is the resolution (it returned the
+    last, 2.70 / fc for 0.8). Independent: the sinc line-spread function on a fine scan of spacings."""
+    fc = 0.25
+    line = lambda u: np.sinc(2 * fc * u)  # noqa: E731  (the flat transfer's line image, up to a scale)
+    d = np.linspace(0.3 / fc, 3.0 / fc, 27001)
+    peak = line(0.0) + line(d)
+    first = d[np.argmax((peak - 2 * line(d / 2)) / peak >= threshold)]
+    assert resolution.theory_spacing(fc, threshold, "flat") == pytest.approx(first, abs=2e-3 / fc)
+
+
 def test_pattern_max_frequency_counts_harmonics_and_lattice_orders():
     k = 0.1
     lin = patterns.linear_params(period_px=1 / k, angle_offset_deg=10)
