@@ -394,6 +394,8 @@ def beads(shape: tuple[int, int], n: int | None = None, *, min_gap_px: float = 6
     ``min_gap_px`` apart and 3 px from the border, Gaussian of FWHM ``width_px``, brightness 0.5..1.
     Points that do not fit after many tries are left out. Float32, max 1."""
     H, W = _check_shape(shape)
+    if min(H, W) < 7:  # the beads keep 3 px from the border
+        raise ValueError(f"shape: beads keep 3 px from the border; expected at least 7 x 7 pixels, got {shape!r}")
     n = max(1, round(H * W / 400)) if n is None else check_int("n", n, 1)
     _check_positive(min_gap_px=min_gap_px, width_px=width_px)
     rng = np.random.default_rng(seed)

@@ -31,7 +31,7 @@ import functools
 import numpy as np
 from scipy import ndimage, optimize, signal
 
-from ._validate import check_choice, check_number, check_positive
+from ._validate import check_choice, check_int, check_number, check_positive
 from .optics import ideal_otf
 
 __all__ = ["RAYLEIGH", "SPARROW", "profile", "pair_contrast", "gaussian_pair_contrast", "resolved_spacing",
@@ -177,6 +177,9 @@ def energy_beyond(image: np.ndarray, f_cut: float, border_px: int = 0) -> float:
     """Fraction of the spectral energy of ``image`` (mean removed, ``border_px`` cropped, Hann window)
     at radial frequencies above ``f_cut`` cycles per pixel."""
     img = np.asarray(image, dtype=np.float64)
+    if img.ndim != 2:
+        raise ValueError(f"image: expected a 2-D image, got shape {img.shape}")
+    check_int("border_px", border_px, 0, (min(img.shape) - 1) // 2)
     if border_px:
         img = img[border_px:-border_px, border_px:-border_px]
     H, W = img.shape

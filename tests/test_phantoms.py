@@ -35,6 +35,14 @@ def test_bad_shape(kwargs, name):
             fn(**kwargs)
 
 
+def test_beads_refuse_a_field_with_no_room_inside_their_border():
+    # they keep 3 px from the border: (5, 3) was numpy's "high - low < 0", (6, 6) put 1 of 3 beads on one pixel
+    for shape in ((5, 3), (6, 6), (6, 40)):
+        with pytest.raises(ValueError, match="shape: beads keep 3 px from the border; expected at least 7 x 7"):
+            phantoms.beads(shape, n=3)
+    assert phantoms.beads((7, 7), n=1).max() == pytest.approx(1.0)
+
+
 def test_bad_parameters_are_named():
     with pytest.raises(ValueError, match="radius_px"):
         phantoms.ccp((32, 32), radius_px=(5, 2))

@@ -124,6 +124,10 @@ def test_energy_beyond_a_band_on_two_cosines():
     frac = resolution.energy_beyond(5 + low + high, 0.15)  # 8/128 = 0.06 below, 40/128 = 0.31 above
     assert frac == pytest.approx(0.09 / 1.09, rel=1e-3)
     assert resolution.energy_beyond(5 + low, 0.15) < 1e-6
+    assert resolution.energy_beyond(5 + low + high, 0.15, border_px=63) >= 0  # a 2 x 2 centre is left
+    for border in (-1, 64):  # numpy's "Invalid number of FFT data points (0)" before
+        with pytest.raises(ValueError, match="border_px: expected an integer 0..63"):
+            resolution.energy_beyond(5 + low, 0.15, border_px=border)
 
 
 def test_simulate_keeps_the_harmonics_asked_for_and_passes_phantom_settings():
