@@ -620,7 +620,7 @@ def run(
         fail(f"{file}: no /patterns and no /pattern_params; estimate them first: cusim estimate {file} "
              f"(or add --estimate-patterns)")
     border = _metrics_border(ds, metrics_border)
-    res = _reconstruct(recon, ds, method, cfg, params, file, name, device, estimate_patterns, resume)
+    res = _reconstruct(recon, ds, method, cfg, params, file, target, name, device, estimate_patterns, resume)
     _store(res, ds, file, out, roi is not None, target, name, border, norm, force, tiff, figure)
 
 
@@ -741,12 +741,15 @@ def _metrics_border(ds, border):
     return border
 
 
-def _reconstruct(recon, ds, method, cfg, params, file, name, device, estimate_patterns, resume):
-    """The reconstruction with a progress bar; a PINN interrupted (Ctrl-C, SIGTERM) says what was kept."""
+def _reconstruct(recon, ds, method, cfg, params, file, target, name, device, estimate_patterns, resume):
+    """The reconstruction with a progress bar; a PINN interrupted (Ctrl-C, SIGTERM) says what was kept. A PINN's
+    checkpoint lies beside the file its result goes to (``target``, checked writable), not beside the input,
+    which may be read-only."""
     if method == "pinn":
-        ckpt = file.with_name(f".{file.name}.{name}.ckpt")
+        target = Path(target)
+        ckpt = target.with_name(f".{target.name}.{name}.ckpt")
         if resume and not ckpt.exists():
-            note(f"--resume: no checkpoint of /recon/{name} beside {file} (a finished run removes its own); "
+            note(f"--resume: no checkpoint of /recon/{name} beside {target} (a finished run removes its own); "
                  f"starting from step 0")
         reached = [0]
         with _pinn_progress(f"pinn {file.name}", cfg.steps) as progress:

@@ -287,6 +287,54 @@ def test_resume_with_other_settings_is_refused_naming_both_values(small, tmp_pat
                       resume=True)
 
 
+def test_an_interrupt_after_the_fit_keeps_the_fitted_network_for_a_resume(small, tmp_path, monkeypatch):
+    """The fit's checkpoint is kept until reconstruct returns: it was removed when the fit ended, so a Ctrl-C during
+    the FISTA + TV blend, or a time series' later frames, lost every step and the CLI said "nothing was kept"."""
+    ts = cusim.simulate(shape=(32, 32), snr=20, T=2, seed=2)
+    kw = dict(steps=12, stop="max", width=4, warm_start_steps=4, checkpoint_every=5, device="cpu")
+    for ds, blend in ((small, "iterative"), (ts, "none")):
+        ref, _ = pinn.reconstruct(ds, blend=blend, **kw)
+        ckpt = tmp_path / f"{ds.T}.ckpt"
+        cut = {"at": 12 + 2 if ds.is_series else None}  # a series: at its second frame; one frame: in the blend
+
+        def interrupt(step, total, loss, mse):
+            if step == cut["at"]:
+                raise KeyboardInterrupt
+
+        if cut["at"] is None:
+            def blend_interrupted(*a, **k):
+                raise KeyboardInterrupt
+            monkeypatch.setattr(pinn, "_blend_iterative", blend_interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            pinn.reconstruct(ds, blend=blend, checkpoint=ckpt, callback=interrupt, **kw)
+        monkeypatch.undo()
+        assert ckpt.exists()
+        steps = []
+        image, info = pinn.reconstruct(ds, blend=blend, checkpoint=ckpt, resume=True,
+                                       callback=lambda step, *a: steps.append(step), **kw)
+        np.testing.assert_allclose(image, ref, rtol=0, atol=1e-5 * float(ref.max()))
+        assert not ckpt.exists()  # removed once the result is returned
+        assert steps == ([13, 14, 15, 16] if ds.is_series else [])  # the first frame's fit is not stepped again
+
+
+def test_a_checkpoint_that_cannot_be_written_is_refused_before_the_first_step(small, tmp_path):
+    steps = []
+    with pytest.raises(ValueError, match=r"^checkpoint: .*folder .*nowhere does not exist"):
+        pinn.reconstruct(small, steps=6, stop="max", width=4, checkpoint=tmp_path / "nowhere" / "c.ckpt",
+                         checkpoint_every=5, callback=lambda step, *a: steps.append(step), device="cpu")
+    assert steps == []  # it failed at the first save, after 5 steps (50 by default)
+
+
+def test_a_resume_may_change_what_happens_after_the_fit(small, tmp_path):
+    op, cfg = small.operator(device="cpu"), pinn.PINNConfig(steps=10, stop="max", width=4, blend="none")
+    ckpt = tmp_path / "run.ckpt"
+    _interrupted_run(small.frames(), op, cfg, ckpt)
+    after = dataclasses.replace(cfg, blend="iterative", blend_weight=0.3, warm_start_steps=7, graph=False)
+    ref = pinn.optimise(small.frames(), op, cfg)
+    run = pinn.optimise(small.frames(), op, after, checkpoint=ckpt, resume=True)  # it was refused
+    np.testing.assert_allclose(run.loss, ref.loss, rtol=1e-5)
+
+
 def test_an_ensemble_checkpoint_is_not_taken_for_other_data(small, tmp_path):
     kw = dict(steps=4, stop="max", width=4, ensemble=2)
     ckpt = tmp_path / "run.ckpt"
@@ -322,6 +370,21 @@ def test_cli_resume_without_a_checkpoint_says_it_starts_from_step_0(tmp_path):
     res, text = _cli("run", path, "--method", "pinn", "--steps", "2", "--stop", "max", "--resume", "--blend", "none")
     assert res.exit_code == 0, text
     assert "note: --resume: no checkpoint of /recon/pinn beside" in text and "starting from step 0" in text
+
+
+def test_cli_keeps_the_checkpoint_beside_the_output_not_the_input(tmp_path, monkeypatch):
+    """The input's folder may be read-only (--out is for that); the output's is checked writable before the run."""
+    path = io.save(cusim.simulate(shape=(32, 32), seed=5), tmp_path / "data.h5")
+    (tmp_path / "out").mkdir()
+    out = tmp_path / "out" / "o.h5"
+    seen = []
+    real = pinn.optimise
+    monkeypatch.setattr(pinn, "optimise", lambda *a, **k: seen.append(k["checkpoint"]) or real(*a, **k))
+    res, text = _cli("run", path, "--method", "pinn", "--steps", "2", "--stop", "max", "--blend", "none", "--out", out,
+                     "--resume")
+    assert res.exit_code == 0, text
+    assert seen == [out.with_name(".o.h5.pinn.ckpt")] and f"beside {out}" in text.replace("\n", "")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["data.h5", "o.h5", "out"]
 
 
 def test_a_run_cut_off_by_the_step_cap_says_how_far_its_residual_still_was(small):

@@ -489,7 +489,8 @@ def _network(channels: list[int], cfg: PINNConfig):
 
 def optimise(frames: np.ndarray, op, cfg: PINNConfig, *, steps: int | None = None, init_state: dict | None = None,
              checkpoint: Path | None = None, checkpoint_every: int = 100, resume: bool = False,
-             callback=None, pattern_params=None, blur=None, watch_inset: int | None = None) -> PINNRun:
+             callback=None, pattern_params=None, blur=None, watch_inset: int | None = None,
+             keep_checkpoint: bool = False) -> PINNRun:
     """Fit the U-Net (``cfg.ensemble`` of them, stepped together) to ``frames`` (K, h, w) through ``op``;
     ``steps`` overrides ``cfg.steps``.
 
@@ -502,9 +503,11 @@ def optimise(frames: np.ndarray, op, cfg: PINNConfig, *, steps: int | None = Non
     one-frame operator of ones (PSF and binning only, same grid and pad as ``op``).
 
     ``init_state`` warm-starts the weights. With ``checkpoint`` the full optimiser state is written
-    there every ``checkpoint_every`` steps; ``resume`` continues from it (same settings and data required,
-    :func:`fingerprint`; else one ValueError naming what differs) and ends with the result of an
-    uninterrupted run. ``callback(step, total, loss, mse)`` reports progress (for an ensemble, the means
+    there every ``checkpoint_every`` steps (its folder is checked before the first step); ``resume`` continues
+    from it (same settings and data required, :func:`fingerprint`; else one ValueError naming what differs) and
+    ends with the result of an uninterrupted run. A finished run removes it, or with ``keep_checkpoint`` writes
+    its final state there (for a caller with more work after the fit, which removes it when that is done; a
+    resume from it returns the finished run without stepping). ``callback(step, total, loss, mse)`` reports progress (for an ensemble, the means
     over the members still running).
 
     The losses and residuals of every step are kept on the device and read back once per block of
@@ -521,12 +524,13 @@ def optimise(frames: np.ndarray, op, cfg: PINNConfig, *, steps: int | None = Non
     steps = cfg.steps if steps is None else check_int("steps", steps, 1)
     if checkpoint is not None:
         check_int("checkpoint_every", checkpoint_every, 1)
+        _check_checkpoint_target(checkpoint)
     check_frames_vary(frames)  # a constant frame has no noise level and nothing to fit
     data = None if checkpoint is None else fingerprint(frames, op, pattern_params)
     fit = PINNStep(frames, op, cfg, init_state=init_state, pattern_params=pattern_params, blur=blur,
                    watch_inset=watch_inset)
     try:
-        return _optimise(fit, steps, checkpoint, checkpoint_every, resume, callback, data)
+        return _optimise(fit, steps, checkpoint, checkpoint_every, resume, callback, data, keep_checkpoint)
     finally:
         fit.close()
 
@@ -553,10 +557,16 @@ def fingerprint(frames, op, pattern_params=None) -> dict:
     return out
 
 
+# settings that do not change the fit a checkpoint holds (what reconstruct does with its image afterwards, the later
+# time points' steps, and the CUDA graph, whose steps equal the eager ones): a resume may change them
+AFTER_FIT = ("blend", "blend_weight", "blend_sigma", "warm_start_steps", "graph")
+
+
 def _settings(cfg: PINNConfig, steps: int, margin_px: int, inset: int, data: dict | None = None) -> dict:
-    """What a checkpoint must have been made with to be resumed: the settings, and the :func:`fingerprint`
-    of the data (``data``)."""
-    return {**dataclasses.asdict(cfg), "steps": steps, "margin_px": margin_px, "watch_inset": inset, "data": data}
+    """What a checkpoint must have been made with to be resumed: the settings (except :data:`AFTER_FIT`), and
+    the :func:`fingerprint` of the data (``data``)."""
+    fit = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in AFTER_FIT}
+    return {**fit, "steps": steps, "margin_px": margin_px, "watch_inset": inset, "data": data}
 
 
 def _refuse_other(path, made: dict, now: dict, what: str = "checkpoint") -> None:
@@ -591,8 +601,19 @@ def _cap_reason(cfg, steps: int, history) -> str:
     return reason
 
 
+def _check_checkpoint_target(checkpoint) -> None:
+    """Refuse, before any step, a checkpoint that could not be written (its first save would end the run after
+    ``checkpoint_every`` steps)."""
+    from ..io import check_writable  # noqa: PLC0415
+
+    try:
+        check_writable(checkpoint)
+    except ValueError as e:
+        raise ValueError(f"checkpoint: {e}") from None
+
+
 def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resume: bool, callback,
-              data: dict | None = None) -> PINNRun:
+              data: dict | None = None, keep_checkpoint: bool = False) -> PINNRun:
     cfg, n = fit.cfg, fit.members
     stoppers = [_Stopper(cfg, fit.data_loss.n_held) for _ in range(n)]
     history = [[] for _ in range(n)]  # per member: (loss, residual) of every step its rule looked at
@@ -606,7 +627,7 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
     settings = _settings(cfg, steps, fit.margin_px, fit.watch_inset, data)
     if resume and checkpoint is not None and Path(checkpoint).exists():
         ck = torch.load(checkpoint, map_location=fit.device, weights_only=False)
-        _refuse_other(checkpoint, ck["settings"], settings)
+        _refuse_other(checkpoint, {k: v for k, v in ck["settings"].items() if k not in AFTER_FIT}, settings)
         fit.load(ck)
         history, finished, step = ck["history"], ck["finished"], ck["step"]
         best_images = ck.get("best_images", best_images)
@@ -615,6 +636,13 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
         for st, state in zip(stoppers, ck["stoppers"]):  # settings equal: keep_within and keep_jitter too
             st.load(state)
         torch.set_rng_state(ck["rng"])
+
+    def save():  # the state as it is when called
+        _save_checkpoint(Path(checkpoint), {
+            "settings": settings, **fit.state(), "history": history, "finished": finished, "step": step,
+            "stoppers": [st.state() for st in stoppers], "rng": torch.get_rng_state(),
+            **({"best_images": best_images} if validation else {}), **({"frozen": frozen} if n > 1 else {})})
+
     began, timed_out = time.perf_counter(), False
     while step < steps and any(f is None for f in finished) and not timed_out:
         size = min(fit.block, steps - step)
@@ -641,10 +669,7 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
                     frozen[j] = _member_state(fit, j)
         timed_out = cfg.time_limit is not None and time.perf_counter() - began >= cfg.time_limit
         if checkpoint is not None and step % checkpoint_every == 0 and step < steps and running:
-            _save_checkpoint(Path(checkpoint), {
-                "settings": settings, **fit.state(), "history": history, "finished": finished, "step": step,
-                "stoppers": [st.state() for st in stoppers], "rng": torch.get_rng_state(),
-                **({"best_images": best_images} if validation else {}), **({"frozen": frozen} if n > 1 else {})})
+            save()
     if any(f is None for f in finished):
         with torch.no_grad():  # the images after the last update
             last = fit.image().cpu().numpy()
@@ -654,7 +679,9 @@ def _optimise(fit: PINNStep, steps: int, checkpoint, checkpoint_every: int, resu
             finished = [f or (best_images[j], f"{cap}; {stoppers[j].kept()}") for j, f in enumerate(finished)]
         finished = [f or (last[j], cap if limited else _cap_reason(cfg, steps, history[j]))
                     for j, f in enumerate(finished)]
-    if checkpoint is not None:
+    if checkpoint is not None and keep_checkpoint:  # every member finished: a resume returns this run
+        save()
+    elif checkpoint is not None:
         Path(checkpoint).unlink(missing_ok=True)
     e = fit.margin_px
     members = []
@@ -751,7 +778,9 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
     ``ensemble = N`` fits N networks (seeds ``seed`` to ``seed + N - 1``) stepped together as one batched
     network, each its own chain of warm starts through a time series, and returns the mean of their
     images; the losses and stop reasons are those of every member in order, refined patterns those of
-    the first. The checkpoint (of the first time point) holds every member.
+    the first. The checkpoint (of the first time point) holds every member; it is written every
+    ``checkpoint_every`` steps and, once that fit has finished, kept until the reconstruction returns (a resume
+    then skips the fit), so an interrupt during later time points or the blend keeps the fitted networks.
 
     With ``blend="iterative"`` (the default) the image is :func:`blend_images` of the network's and FISTA + TV's;
     ``info["blend_parts"]`` holds those two images (``"pinn"``, ``"iterative"``; not stored with a result).
@@ -771,10 +800,14 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
     for t in range(dataset.T):
         steps = cfg.steps if t == 0 else cfg.warm_start_steps
         cb = None if callback is None else (lambda s, _n, l, m, d=done: callback(d + s, total, l, m))
+        # the first time point's checkpoint outlives its fit (keep_checkpoint) until the whole reconstruction,
+        # later time points and the blend included, is done: an interrupt there keeps the fitted network
         run = optimise(dataset.frames(t), op, cfg, steps=steps, checkpoint=checkpoint if t == 0 else None,
                        resume=resume and t == 0, init_state=state, callback=cb, checkpoint_every=checkpoint_every,
-                       pattern_params=pparams, blur=blur, watch_inset=inset)
+                       pattern_params=pparams, blur=blur, watch_inset=inset, keep_checkpoint=True)
         if not np.isfinite(run.image).all():
+            if checkpoint is not None:  # a diverged fit is nothing to resume
+                checkpoint.unlink(missing_ok=True)
             where = f" at time point {t}" if dataset.is_series else ""
             raise ValueError(f"lr: the network's fit diverged{where} (its image is not finite, NaN or inf) at lr "
                              f"{cfg.lr:g}; expected a smaller lr (the default is {PINNConfig.lr:g})")
@@ -801,6 +834,8 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
         info["camera"] = {**run.camera, **({"from_file": from_file} if from_file else {})}
     if run.background is not None:
         info["background"] = run.background
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
     return image, info
 
 
