@@ -83,6 +83,11 @@ def period_to_k(period_px: float | None = None, *, period_nm: float | None = Non
     return 1.0 / period_px
 
 
+def _wrap(phase: np.ndarray) -> np.ndarray:
+    """Phases wrapped to (-pi, pi] (the same patterns)."""
+    return np.angle(np.exp(1j * np.asarray(phase, dtype=np.float64)))
+
+
 def _check_values(arrays, k: np.ndarray, mod: np.ndarray) -> None:
     """Every parameter finite, modulations in 0..1, carriers below the fine grid's Nyquist limit."""
     if not all(np.all(np.isfinite(a)) for a in arrays):
@@ -144,9 +149,9 @@ class SinusoidParams:
 
     def moved(self, top: float, left: float) -> "SinusoidParams":
         """The same patterns on a grid whose origin is fine pixel (``top``, ``left``) of this one's
-        (negative: a grid that starts before this one, e.g. extended by a margin)."""
+        (negative: a grid that starts before this one, e.g. extended by a margin); phases wrapped to (-pi, pi]."""
         shift = 2 * np.pi * (self.k[:, 0] * top + self.k[:, 1] * left)
-        return SinusoidParams(self.k, self.phase + shift, self.modulation, self.harmonics)
+        return SinusoidParams(self.k, _wrap(self.phase + shift), self.modulation, self.harmonics)
 
     def render(self, shape: tuple[int, int], dtype=np.float32) -> np.ndarray:
         """The patterns (K, H, W) on a fine grid of ``shape`` (the formula in the module docstring)."""
@@ -300,7 +305,7 @@ class HexagonalParams:
     def moved(self, top: float, left: float) -> "HexagonalParams":
         """The same patterns on a grid whose origin is fine pixel (``top``, ``left``) of this one's."""
         shift = 2 * np.pi * (self.k[:, 0] * top + self.k[:, 1] * left)
-        return HexagonalParams(self.k, self.phase + shift[None, :], self.modulation)
+        return HexagonalParams(self.k, _wrap(self.phase + shift[None, :]), self.modulation)
 
     def render(self, shape: tuple[int, int], dtype=np.float32) -> np.ndarray:
         """The patterns (K, H, W) on a fine grid of ``shape`` (the formula in the class docstring)."""

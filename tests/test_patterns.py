@@ -42,6 +42,15 @@ def test_normalised_flips_k_and_phase_together_and_keeps_the_pattern():
     np.testing.assert_allclose(p.render((16, 16)), q.render((16, 16)), atol=1e-5)
 
 
+def test_moved_keeps_the_patterns_and_wraps_the_phases():
+    """A PINN run with a margin recorded its refined phases moved back onto the field unwrapped (6.29, 8.35, ...)."""
+    for p in (patterns.linear_params(period_px=5.3), patterns.hexagonal_params(period_px=5.3)):
+        m = p.moved(17, 23)
+        assert np.all(np.abs(m.phase) <= np.pi)
+        np.testing.assert_allclose(m.render((12, 14), np.float64), p.render((30, 40), np.float64)[:, 17:29, 23:37],
+                                   atol=1e-9)
+
+
 @pytest.mark.parametrize("a", [5.0, 50.0, 100.0])  # 16 orders, the cap before, left 1e-3 at 50 and 2e-2 at 100
 def test_saturated_series_reproduces_the_saturating_response(a):
     t = np.linspace(0, 2 * np.pi, 257)

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -493,6 +494,28 @@ def test_a_holdout_of_no_watched_pixel_and_impossible_step_counts_are_refused(sm
     assert not list(tmp_path.iterdir())
     with pytest.raises(ValueError, match=r"depth: 6 halvings of the 64 x 64 object grid leave 1 x 1 .* depth <= 5"):
         pinn.optimise(frames, op, pinn.PINNConfig(steps=2, width=4, depth=6, stop="max"))
+    # without batch norm one pixel is enough, none is not (torch's "Output size is too small" before)
+    with pytest.raises(ValueError, match=r"depth: 7 halvings of the 64 x 64 object grid leave 0 x 0 .*network needs "
+                                         r"at least one; expected depth <= 6"):
+        pinn.optimise(frames, op, pinn.PINNConfig(steps=2, width=4, depth=7, stop="max", norm="none"))
+
+
+def test_settings_that_would_change_nothing_are_refused_or_named(small):
+    """A prior without a weight, a weight without a prior, and 'mixed' inputs for one network each gave the default
+    image bit for bit without a word; a loss that is not a string ended in AttributeError."""
+    for kw in (dict(prior="tv"), dict(prior="hessian", prior_weight=0.0), dict(prior_weight=5.0)):
+        with pytest.raises(ValueError, match=r"^prior_weight: the PINN's prior .* changes nothing"):
+            pinn.PINNConfig(**kw)
+    assert pinn.PINNConfig(prior="tv", prior_weight=1e-3).prior_weight == 1e-3
+    for loss in (None, ["mse"], 5):
+        with pytest.raises(ValueError, match=r"^loss: expected terms from"):
+            pinn.PINNConfig(loss=loss)
+    with pytest.warns(cusim.CusimWarning, match="input 'mixed' alternates the inputs of an ensemble's networks; one "):
+        pinn.optimise(small.frames(), small.operator(device="cpu"), pinn.PINNConfig(steps=1, width=4, input="mixed"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pinn.optimise(small.frames(), small.operator(device="cpu"),
+                      pinn.PINNConfig(steps=1, width=4, input="mixed", ensemble=2))
 
 
 def test_time_series_warm_starts_each_frame_from_the_previous():

@@ -84,6 +84,9 @@ def with_file_camera(cfg, camera: dict | None):
 def parse_loss(spec: str) -> dict[str, float]:
     """``"mse"``, ``"ssim"``, ``"pg"`` or a weighted sum such as ``"mse+0.5*ssim"`` -> {name: weight}."""
     terms = {}
+    if not isinstance(spec, str):
+        raise ValueError(f"loss: expected terms from {DATA_LOSSES} as 'mse', 'ssim', 'pg' or a weighted sum "
+                         f"like 'mse+0.5*ssim', got {spec!r}")
     for part in spec.replace(" ", "").split("+"):
         m = re.fullmatch(r"(?:([0-9.eE-]+)\*)?([a-z]+)", part)
         try:
@@ -209,6 +212,11 @@ class PINNConfig(_Config):
         for name in ("lr", "lr_decay", "tau", "stall", "pattern_lr"):
             check_positive(name, getattr(self, name))
         check_number("prior_weight", self.prior_weight, lo=0.0)
+        check_choice("prior", self.prior, PRIORS)
+        if (self.prior == "none") != (self.prior_weight == 0):  # either alone changes nothing
+            raise ValueError(f"prior_weight: the PINN's prior {self.prior!r} with weight {self.prior_weight:g} "
+                             "changes nothing; expected a prior ('tv', 'hessian') with a weight > 0 (absolute), or "
+                             "neither")
         check_number("min_delta", self.min_delta, lo=0.0)
         check_choice("background", self.background, BACKGROUNDS)
         check_number("holdout", self.holdout, lo=0.0, hi=0.5, strict=True)

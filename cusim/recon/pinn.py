@@ -193,6 +193,9 @@ class PINNStep:
         t0 = time.perf_counter()
         self.device = dev = _torch_device(op)
         cfg = with_ensemble(cfg, dev.type)  # an ensemble size left to the device
+        if cfg.input == "mixed" and cfg.ensemble == 1:
+            warn("PINN: input 'mixed' alternates the inputs of an ensemble's networks; one network takes the "
+                 "upsampled frames, as input 'upsampled' does (ask for an ensemble of 2 or more)", stacklevel=3)
         self.cfg, self.op = cfg, op
         self.members = n = cfg.ensemble
         self.sigma, _ = estimate_sigma(frames, op)
@@ -215,11 +218,13 @@ class PINNStep:
                                   for kind in kinds])
         self.inp = torch.from_numpy(inp)[None].to(dev).contiguous(memory_format=self.memory_format)
         H, W = inp.shape[-2:]
-        if cfg.norm == "batch" and (H >> cfg.depth) * (W >> cfg.depth) < 2:  # batch norm needs two values there
-            deepest = max(d for d in range(cfg.depth + 1) if (H >> d) * (W >> d) >= 2)
+        least = 2 if cfg.norm == "batch" else 1  # batch norm needs two values at the deepest level, a pool one
+        if min(H >> cfg.depth, W >> cfg.depth) < 1 or (H >> cfg.depth) * (W >> cfg.depth) < least:
+            deepest = max(d for d in range(cfg.depth + 1) if min(H >> d, W >> d) >= 1 and (H >> d) * (W >> d) >= least)
+            need = "where batch norm needs at least two" if least == 2 else "where the network needs at least one"
             raise ValueError(f"depth: {cfg.depth} halvings of the {H} x {W} object grid leave "
-                             f"{H >> cfg.depth} x {W >> cfg.depth} pixels at the U-Net's deepest level, where batch "
-                             f"norm needs at least two; expected depth <= {deepest} for this field")
+                             f"{H >> cfg.depth} x {W >> cfg.depth} pixels at the U-Net's deepest level, {need}; "
+                             f"expected depth <= {deepest} for this field")
         y = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).to(dev)
         self.net = _network(channels, cfg).to(dev)
         if init_state:
@@ -507,8 +512,8 @@ def optimise(frames: np.ndarray, op, cfg: PINNConfig, *, steps: int | None = Non
     from it (same settings and data required, :func:`fingerprint`; else one ValueError naming what differs) and
     ends with the result of an uninterrupted run. A finished run removes it, or with ``keep_checkpoint`` writes
     its final state there (for a caller with more work after the fit, which removes it when that is done; a
-    resume from it returns the finished run without stepping). ``callback(step, total, loss, mse)`` reports progress (for an ensemble, the means
-    over the members still running).
+    resume from it returns the finished run without stepping). ``callback(step, total, loss, mse)`` reports
+    progress (for an ensemble, the means over the members still running).
 
     The losses and residuals of every step are kept on the device and read back once per block of
     ``PINNStep.block`` steps (and at checkpoints and the last step), together with the block's images;
