@@ -694,7 +694,8 @@ def _check_run_outputs(file: Path, out, tiff, figure, name: str, ds, region: boo
     """Refuse, before any work, every output that would destroy data or could not be written; returns
     the HDF5 file the result goes to."""
     from ._outputs import OutputError, check_distinct, check_output, figure_kind  # noqa: PLC0415
-    from .io import DatasetError, check_recon_name, check_writable  # noqa: PLC0415
+    from .io import (DatasetError, check_recon_name, check_same_acquisition, check_writable,  # noqa: PLC0415
+                     stored_bytes)
 
     target = file if out is None else out
     try:
@@ -708,14 +709,27 @@ def _check_run_outputs(file: Path, out, tiff, figure, name: str, ds, region: boo
     if out is not None:  # an existing dataset of the same raw data takes the result beside its own
         check_output("--out", out, "hdf5", inputs=[file], force=force or not region)
     existing = ds if out is None else (_load(out) if out.exists() and not region else None)
+    if existing is not None and existing is not ds:  # the result of this file's data goes into another's
+        try:
+            check_same_acquisition(out, existing, file, ds)
+        except DatasetError as e:
+            fail(str(e))
     if existing is not None and name in existing.recons and not force:
         fail(f"{target}: /recon/{name}: exists already; use --force to overwrite it (or --name)")
     outputs = [file] + ([out] if out is not None else [])
     if tiff is not None:
-        check_writable(check_output("--tiff", tiff, "tiff", inputs=outputs, force=force))
+        check_writable(check_output("--tiff", tiff, "tiff", inputs=outputs, force=force), copy=False)
     if figure is not None:
-        check_writable(check_output("--figure", figure, figure_kind("--figure", figure), inputs=outputs, force=force))
-    check_writable(target, extra_bytes=4 * ds.T * ds.fine_shape[0] * ds.fine_shape[1])
+        check_writable(check_output("--figure", figure, figure_kind("--figure", figure), inputs=outputs, force=force),
+                       copy=False)
+    image = stored_bytes() + 4 * ds.T * ds.fine_shape[0] * ds.fine_shape[1]  # float32 result, HDF5's structures
+    if region:  # a new file of the region's dataset
+        check_writable(target, extra_bytes=image + stored_bytes(ds.raw, ds.patterns, ds.psf, ds.ground_truth),
+                       copy=False)
+    elif out is not None and not out.exists():  # a new file that starts as a copy of the input
+        check_writable(target, extra_bytes=image + file.stat().st_size)
+    else:  # added to the file: a copy of it
+        check_writable(target, extra_bytes=image)
     return target
 
 

@@ -557,11 +557,12 @@ def _write(f, ds: Dataset) -> None:
             _write_recon(g, name, rec)
 
 
-def _atomic(path: Path, fill, *, prepare=None, extra_bytes: int = 0) -> None:
+def _atomic(path: Path, fill, *, prepare=None, extra_bytes: int = 0, copies: bool = True) -> None:
     """Write ``path`` through a temporary file beside it, holding the writers' lock of ``path`` throughout.
 
     First :func:`check_writable` with the ``extra_bytes`` the write adds (HDF5 itself can crash the process
-    on a full disk, so that is refused before it is asked). Under the lock, ``prepare()`` (if given)
+    on a full disk, so that is refused before it is asked), and with room for a copy of the existing file
+    unless ``copies`` is False (a new file that does not start from it). Under the lock, ``prepare()`` (if given)
     re-reads what it must check, raises to refuse, and returns the file whose bytes the new file starts
     from (None: an empty file); then ``fill(h5file)`` completes the temporary file and it is renamed over
     ``path`` (its target, when ``path`` is a symlink). System errors become one DatasetError line; waiting
@@ -570,7 +571,7 @@ def _atomic(path: Path, fill, *, prepare=None, extra_bytes: int = 0) -> None:
     import h5py  # noqa: PLC0415
 
     target = resolve(path)
-    check_writable(path, extra_bytes)
+    check_writable(path, extra_bytes, copy=copies)
     try:
         with file_lock(path):
             source = prepare() if prepare is not None else None
@@ -586,10 +587,10 @@ def _atomic(path: Path, fill, *, prepare=None, extra_bytes: int = 0) -> None:
         raise DatasetError(describe_os_error(e, path)) from e
 
 
-def check_writable(path, extra_bytes: int = 0) -> None:
+def check_writable(path, extra_bytes: int = 0, *, copy: bool = True) -> None:
     """Raise one DatasetError line unless ``path`` could be written now: its folder exists and takes a new
-    file, the file (if any) is not write-protected, and the folder's file system has room for a copy of it
-    plus ``extra_bytes``. Meant for before a long computation whose result goes there; the write itself
+    file, the file (if any) is not write-protected, and the folder's file system has room for ``extra_bytes``
+    plus, with ``copy``, a copy of the file (a write that starts from the existing file: adding to it). Meant for before a long computation whose result goes there; the write itself
     checks everything again."""
     target = resolve(path)
     if not target.parent.is_dir():
@@ -601,7 +602,7 @@ def check_writable(path, extra_bytes: int = 0) -> None:
     try:
         make_temporary(target).unlink()
         st = os.statvfs(target.parent)
-        need = (target.stat().st_size if target.exists() else 0) + int(extra_bytes)
+        need = (target.stat().st_size if copy and target.exists() else 0) + int(extra_bytes)
     except OSError as e:
         raise DatasetError(describe_os_error(e, path)) from e
     free = st.f_bavail * st.f_frsize
@@ -611,7 +612,9 @@ def check_writable(path, extra_bytes: int = 0) -> None:
 
 
 def _size(nbytes: int) -> str:
-    return f"{nbytes / GiB:.2f} GiB" if nbytes >= GiB else f"{nbytes / 2**20:.1f} MiB"
+    if nbytes >= GiB:
+        return f"{nbytes / GiB:.2f} GiB"
+    return f"{nbytes / 2**20:.2f} MiB" if nbytes >= 2**20 else f"{nbytes / 2**10:.0f} KiB"
 
 
 def save(ds: Dataset, path) -> Path:
@@ -619,11 +622,11 @@ def save(ds: Dataset, path) -> Path:
     path = Path(path)
     ds.validate()
     arrays = [ds.raw, ds.patterns, ds.psf, ds.ground_truth, *(a for r in ds.recons.values() for a in (r.image, r.loss))]
-    _atomic(path, lambda f: _write(f, ds), extra_bytes=_nbytes(*arrays))
+    _atomic(path, lambda f: _write(f, ds), extra_bytes=stored_bytes(*arrays), copies=False)  # a new file, no copy
     return path
 
 
-def _nbytes(*arrays) -> int:
+def stored_bytes(*arrays) -> int:
     """Bytes the arrays take in a file (None entries count nothing), plus 64 KiB for HDF5's own structures."""
     return sum(int(np.asarray(a).nbytes) for a in arrays if a is not None) + 2**16
 
@@ -667,7 +670,7 @@ def add_recon(path, name: str, rec: Recon, *, force: bool = False) -> None:
         _check_recon_fits(path, name, load(path), rec, force)
         return resolve(path)
 
-    _atomic(path, _recon_filler(name, rec), prepare=prepare, extra_bytes=_nbytes(rec.image, rec.loss))
+    _atomic(path, _recon_filler(name, rec), prepare=prepare, extra_bytes=stored_bytes(rec.image, rec.loss))
 
 
 def save_recon_as(source_path, out_path, name: str, rec: Recon, *, force: bool = False) -> Path:
@@ -706,16 +709,49 @@ def save_recon_as(source_path, out_path, name: str, rec: Recon, *, force: bool =
             raise
         except DatasetError as e:
             raise DatasetError(f"{e} (the output file exists already and is not a dataset to add to)") from None
-        if dest.upsample != src.upsample or dest.raw.dtype != src.raw.dtype or dest.raw.shape != src.raw.shape \
-                or not np.array_equal(dest.raw, src.raw):
-            raise DatasetError(f"{out}: exists already and holds other raw data than {source}; "
-                               "choose another output file")
+        check_same_acquisition(out, dest, source, src)
         _check_recon_fits(out, name, dest, rec, force)
         return target
 
     copied = 0 if resolve(out).exists() else source.stat().st_size  # a new output starts as a copy of the input
-    _atomic(out, _recon_filler(name, rec), prepare=prepare, extra_bytes=copied + _nbytes(rec.image, rec.loss))
+    _atomic(out, _recon_filler(name, rec), prepare=prepare, extra_bytes=copied + stored_bytes(rec.image, rec.loss))
     return out
+
+
+def _params_arrays(p) -> tuple:
+    if p is None:
+        return ()
+    return (type(p).__name__, p.k, p.phase, p.modulation, getattr(p, "harmonics", None))
+
+
+def check_same_acquisition(out, dest: Dataset, source, src: Dataset) -> None:
+    """Refuse (one DatasetError line naming the first difference) to add a result computed from ``src`` (the
+    file ``source``) to ``dest`` (the existing file ``out``): the result was made from ``src``'s raw frames,
+    patterns, PSF, optics and camera, and a file that records others would claim it for them."""
+    def same(a, b) -> bool:
+        if isinstance(a, tuple) or isinstance(b, tuple):
+            return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        if a is None or b is None:
+            return a is b
+        if isinstance(a, str) or isinstance(b, str):
+            return a == b
+        a, b = np.asarray(a), np.asarray(b)
+        if a.ndim == 0 and b.ndim == 0:  # a number: its value (an attribute may be stored as 520 or 520.0)
+            return bool(a == b)
+        return a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b))
+
+    parts = (("raw data", (dest.upsample, dest.raw), (src.upsample, src.raw)),
+             ("patterns (/patterns)", dest.patterns, src.patterns),
+             ("pattern parameters (/pattern_params)", _params_arrays(dest.pattern_params),
+              _params_arrays(src.pattern_params)),
+             ("PSF (/psf)", dest.psf, src.psf),
+             ("optics (na, wavelength_nm, pixel_size_nm)", (dest.na, dest.wavelength_nm, dest.pixel_size_nm),
+              (src.na, src.wavelength_nm, src.pixel_size_nm)),
+             ("camera (/camera)", dest.camera or {}, src.camera or {}))
+    for what, a, b in parts:
+        if not (a == b if isinstance(a, dict) else same(a, b)):
+            raise DatasetError(f"{out}: exists already and holds other {what} than {source}; choose another "
+                               "output file")
 
 
 def set_pattern_params(path, params: SinusoidParams | HexagonalParams, *, kind: str = "estimated",

@@ -6,6 +6,7 @@ convention, a region of interest, thread control."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import signal
@@ -288,6 +289,45 @@ def full_disk(tmp_path):
         yield small
     finally:
         subprocess.run(["umount", str(small)], capture_output=True)
+
+
+def test_the_room_for_a_result_is_counted_as_the_write_will_take_it(full_disk, tmp_path, monkeypatch):
+    """A new --out starts as a copy of the input, so its room is the input's size and the image's (only the image's
+    was counted: the run went on and its result was refused after it); a file replaced whole (--force) needs no room
+    for a copy of itself (its size was counted twice)."""
+    src = io.save(cusim.simulate(shape=(64, 64), seed=0), tmp_path / "s.h5")
+    size = src.stat().st_size
+    (full_disk / "filler").write_bytes(b"\0" * (1024 * 1024 - size - 16 * 1024))  # room for the copy, not the image
+    computed = []
+    monkeypatch.setattr(cusim.recon, "reconstruct", lambda *a, **k: computed.append(1) / 0)
+    code, text = cli("run", src, "--method", "widefield", "--out", full_disk / "r.h5")
+    one_line_error(code, text, "no space left on device", "KiB are free")
+    assert computed == [] and sorted(p.name for p in full_disk.iterdir()) == ["filler"]
+    (full_disk / "filler").unlink()
+    ds = cusim.simulate(shape=(128, 128), seed=0)
+    big = io.save(ds, full_disk / "big.h5")
+    need, size = io.stored_bytes(ds.raw, ds.patterns, ds.psf, ds.ground_truth), big.stat().st_size
+    (full_disk / "filler").write_bytes(b"\0" * (1024 * 1024 - size - need - size // 2))  # room for one, not two
+    code, text = cli("simulate", "-o", big, "--size", 128, "--force")  # needs its own size again, not twice
+    assert code == 0, text
+
+
+@pytest.mark.parametrize("differs", ["raw", "optics", "psf", "patterns"])
+def test_an_out_file_of_another_acquisition_is_refused_before_the_run(tmp_path, monkeypatch, differs):
+    """The result of s.h5's data must not be filed under another acquisition's optics or patterns (the optics,
+    PSF and patterns were not compared), and other raw data were refused only after the whole run."""
+    ds = cusim.simulate(shape=(64, 64), seed=0)
+    src = io.save(ds, tmp_path / "s.h5")
+    other = {"raw": dict(raw=ds.raw + np.float32(1)), "optics": dict(na=ds.na - 0.1),
+             "psf": dict(psf=np.ones((5, 5), np.float32) / 25),
+             "patterns": dict(pattern_params=ds.pattern_params.moved(0, 1))}[differs]
+    out = io.save(dataclasses.replace(ds, **other), tmp_path / "o.h5")
+    before = digests(tmp_path)
+    monkeypatch.setattr(cusim.recon, "reconstruct", lambda *a, **k: 1 / 0)
+    code, text = cli("run", src, "--method", "wiener", "--out", out)
+    what = {"raw": "raw data", "optics": "optics", "psf": "PSF", "patterns": "pattern parameters"}[differs]
+    one_line_error(code, text, f"{out}: exists already and holds other {what}", f"than {src}")
+    assert digests(tmp_path) == before
 
 
 def test_a_full_disk_is_one_line_before_writing_and_leaves_nothing(full_disk, sim):
