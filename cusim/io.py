@@ -60,6 +60,9 @@ class Dataset:
     patterns: np.ndarray | None = None
     pattern_params: SinusoidParams | HexagonalParams | None = None
     pattern_kind: str | None = None
+    # the other attributes of /pattern_params (the provenance `cusim estimate` records: source, peak_snr, ...), kept
+    # through a load and save (a region's file, --roi)
+    pattern_attrs: dict = field(default_factory=dict)
     psf: np.ndarray | None = None
     na: float | None = None
     wavelength_nm: float | None = None
@@ -217,7 +220,9 @@ class Dataset:
         pattern parameters (the phase moves with the origin) and ground truth follow; reconstructions
         are dropped. The result is no longer periodic: use the operator's ``pad_fine``, and its
         ``margin_camera`` (the crop keeps a reference to the whole field's patterns for that, in memory); nor isolated
-        (the attribute ``field_isolated`` is dropped: structure outside a crop blurs into it).
+        (the attribute ``field_isolated`` is dropped: structure outside a crop blurs into it). The attribute
+        ``crop`` records the region as [top, left, height, width] in the fine pixels of the first uncropped
+        field (a crop of a crop adds its origin to the one recorded).
         """
         s = self.upsample
         H, W = self.fine_shape
@@ -236,8 +241,18 @@ class Dataset:
             self, raw=np.ascontiguousarray(self.raw[cam]), pattern_params=params, recons={},
             patterns=None if self.patterns is None else np.ascontiguousarray(self.patterns[fine]),
             ground_truth=None if self.ground_truth is None else np.ascontiguousarray(self.ground_truth[fine]),
-            attrs={**{k: v for k, v in self.attrs.items() if k != "field_isolated"}, "crop": [top, left, height, width]},
+            attrs={**{k: v for k, v in self.attrs.items() if k != "field_isolated"},
+                   "crop": [*self._crop_origin(top, left), height, width]},
             pattern_context=context)
+
+    def _crop_origin(self, top: int, left: int) -> tuple[int, int]:
+        """(top, left) of a crop at (top, left) of this field, in the fine pixels of the field it was cut from."""
+        prev = self.attrs.get("crop")
+        try:
+            t0, l0 = (int(v) for v in np.asarray(prev).reshape(-1)[:2]) if np.size(prev) == 4 else (0, 0)
+        except (TypeError, ValueError):  # a hand-edited record: this crop alone
+            t0, l0 = 0, 0
+        return t0 + top, l0 + left
 
     def crop_center(self, size: int) -> "Dataset":
         """The central ``size`` x ``size`` fine-pixel crop (``size`` a multiple of ``upsample``)."""
@@ -285,6 +300,11 @@ class Dataset:
                 raise DatasetError(f"{n}: /ground_truth: expected shape {want}, got {self.ground_truth.shape}")
         if self.camera is not None:
             check_camera(self.camera, error=lambda msg: DatasetError(f"{n}: /camera attribute {msg}"))
+        isolated = self.attrs.get("field_isolated")
+        if isolated is not None and not (isinstance(isolated, (bool, np.bool_))
+                                         or (isinstance(isolated, (int, np.integer)) and isolated in (0, 1))):
+            # bool("False") is True: a hand-edited text value would switch the margin off
+            raise DatasetError(f"{n}: attribute field_isolated: expected true or false, got {isolated!r}")
         for name, rec in self.recons.items():
             _check_array(n, f"/recon/{name}", rec.image, finite=False)
             if rec.image.shape[-2:] != (H, W):
@@ -397,9 +417,9 @@ def load(path) -> Dataset:
     try:
         with _open(path) as f:
             fmt, ver = _attr(f, "format"), _attr(f, "format_version")
-            if fmt != FORMAT:
+            if not isinstance(fmt, str) or fmt != FORMAT:  # an array attribute would not compare to one value
                 raise DatasetError(f"{n}: attribute format: expected {FORMAT!r}, got {fmt!r}")
-            if ver != FORMAT_VERSION:
+            if isinstance(ver, bool) or not isinstance(ver, int) or ver != FORMAT_VERSION:
                 raise DatasetError(f"{n}: attribute format_version: expected {FORMAT_VERSION}, got {ver!r}")
             if "upsample" not in f.attrs:
                 raise DatasetError(f"{n}: attribute upsample: missing (required)")
@@ -410,6 +430,8 @@ def load(path) -> Dataset:
                          **{a: _attr(f, a) for a in OPTICS_ATTRS})
             if "pattern_params" in f:
                 ds.pattern_params, ds.pattern_kind = _read_params(f, n)
+                ds.pattern_attrs = {k: _json_or_value(_attr(f["pattern_params"], k)) for k in f["pattern_params"].attrs
+                                    if k not in ("kind", "family")}
             if "camera" in f:
                 ds.camera = {k: _attr(f["camera"], k) for k in f["camera"].attrs}
             ds.attrs = {k: _attr(f, k) for k in f.attrs
@@ -434,7 +456,7 @@ def peek(path, recon: str | None = None) -> tuple[tuple, dict | None]:
     try:
         with _open(path) as f:
             fmt, ver = _attr(f, "format"), _attr(f, "format_version")
-            if fmt != FORMAT or ver != FORMAT_VERSION:
+            if not (isinstance(fmt, str) and fmt == FORMAT and isinstance(ver, int) and ver == FORMAT_VERSION):
                 raise DatasetError(f"{n}: attribute format/format_version: expected {FORMAT!r} version "
                                    f"{FORMAT_VERSION}, got {fmt!r} version {ver!r}")
             raw = f.get("raw")
@@ -452,21 +474,30 @@ def peek(path, recon: str | None = None) -> tuple[tuple, dict | None]:
 
 
 def _read_params(f, n: str):
+    import h5py  # noqa: PLC0415
+
     g = f["pattern_params"]
-    family = _attr(g, "family") or "sinusoidal"
-    if family not in ("sinusoidal", HexagonalParams.family):
+    if not isinstance(g, h5py.Group):
+        raise DatasetError(f"{n}: /pattern_params: expected a group (k, phase, modulation), found an array")
+    family = _attr(g, "family")
+    family = "sinusoidal" if family is None else family
+    if not isinstance(family, str) or family not in ("sinusoidal", HexagonalParams.family):
         raise DatasetError(f"{n}: /pattern_params: attribute family: expected 'sinusoidal' or "
                            f"{HexagonalParams.family!r}, got {family!r}")
+    kind = _attr(g, "kind")
+    if kind is not None and not isinstance(kind, str):
+        raise DatasetError(f"{n}: /pattern_params: attribute kind: expected text (e.g. 'estimated'), got {kind!r}")
     hexagonal = family == HexagonalParams.family
     names = ("k", "phase", "modulation") if hexagonal else ("k", "phase", "modulation", "harmonics")
-    arrays = {k: _read(g, n, k, required=k != "harmonics") for k in names}
-    for k in ("k", "phase", "modulation"):
-        arrays[k] = _numeric(n, f"/pattern_params/{k}", arrays[k])
+    arrays = {k: _read(f, n, f"/pattern_params/{k}", required=k != "harmonics") for k in names}
+    for k in names:
+        if arrays[k] is not None and (k != "harmonics" or np.size(arrays[k])):  # (K, 0) harmonics: none
+            arrays[k] = _numeric(n, f"/pattern_params/{k}", arrays[k])
     try:
         params = (HexagonalParams if hexagonal else SinusoidParams)(**arrays)
     except ValueError as e:
-        raise DatasetError(f"{n}: /pattern_params/{e}") from None
-    return params, _attr(g, "kind")
+        raise DatasetError(f"{n}: /pattern_params: {e}") from None
+    return params, kind
 
 
 def _numeric(n, where, a):
@@ -496,9 +527,9 @@ def _read_recons(f, n: str) -> dict[str, Recon]:
     for name in g:
         if name.endswith("_loss"):
             continue
-        img = _read(g, n, name)
+        img = _read(f, n, f"/recon/{name}")
         attrs = {k: _json_or_value(_attr(g[name], k)) for k in g[name].attrs}
-        out[name] = Recon(np.asarray(img), attrs, _read(g, n, f"{name}_loss"))
+        out[name] = Recon(np.asarray(img), attrs, _read(f, n, f"/recon/{name}_loss"))
     return out
 
 
@@ -542,7 +573,7 @@ def _write(f, ds: Dataset) -> None:
         f.create_dataset("patterns", data=np.asarray(ds.patterns, dtype=np.float32), chunks=True,
                          compression="gzip", compression_opts=1)
     if ds.pattern_params is not None:
-        _write_params(f, ds.pattern_params, ds.pattern_kind or "sinusoidal")
+        _write_params(f, ds.pattern_params, ds.pattern_kind or "sinusoidal", ds.pattern_attrs)
     if ds.camera:
         g = f.create_group("camera")
         for k, v in ds.camera.items():

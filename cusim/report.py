@@ -7,6 +7,7 @@ half-written image.
 
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 
@@ -147,9 +148,16 @@ def dataset_summary(ds: Dataset) -> Table:
         t.add_row(key, str(v))
     for name, rec in ds.recons.items():
         a = rec.attrs
-        line = f"{a.get('method', '?')} on {a.get('device', '?')}, {a.get('runtime_s', float('nan')):.2f} s, " \
-               f"{a.get('created', '?')}"
-        m = image_metrics(ds, rec.image)
+        runtime = a.get("runtime_s")
+        if runtime is None or isinstance(runtime, numbers.Real):
+            runtime = f"{float('nan') if runtime is None else runtime:.2f} s"
+        else:  # a hand-edited value is shown as it is
+            runtime = f"runtime {runtime!r}"
+        line = f"{a.get('method', '?')} on {a.get('device', '?')}, {runtime}, {a.get('created', '?')}"
+        finite = bool(np.all(np.isfinite(rec.image)))  # a file may hold a diverged run's image; it is not scored
+        m = image_metrics(ds, rec.image) if finite else None
+        if not finite:
+            line += "; not finite (NaN or Inf), not scored"
         if m is not None:
             line += (f"; PSNR {m['psnr_db']:.2f} dB, SSIM {m['ssim']:.3f} "
                      f"({convention(m['norm'], m['border_px'])})")

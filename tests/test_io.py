@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 import sys
 import textwrap
@@ -94,6 +95,33 @@ def test_patterns_past_the_field_come_from_parameters_or_the_field_a_crop_was_cu
     assert back.margin_available() == 0 and back.pattern_context is None
 
 
+def test_a_crop_records_its_region_in_the_first_field_and_keeps_the_estimates_provenance(tmp_path):
+    """A crop of a crop recorded its origin in its parent's pixels ([8, 8, ...] for a region at 16, 16), and the
+    attributes `cusim estimate` puts on /pattern_params were dropped by a load and save (a --roi result's file)."""
+    p = patterns.linear_params(period_px=5.3)
+    ds = io.Dataset(raw=np.ones((9, 32, 32), np.float32), upsample=2, pattern_params=p, pattern_kind="estimated",
+                    pattern_attrs={"source": "estimated from /raw", "peak_snr": [12.5, 13.0, 11.0]})
+    first = io.load(io.save(ds.crop(8, 8, 48, 48), tmp_path / "a.h5"))
+    assert list(first.attrs["crop"]) == [8, 8, 48, 48]
+    assert first.pattern_attrs == {"source": "estimated from /raw", "peak_snr": [12.5, 13.0, 11.0]}
+    second = first.crop(8, 4, 32, 32)
+    assert second.attrs["crop"] == [16, 12, 32, 32]
+    assert io.load(io.save(second, tmp_path / "b.h5")).pattern_attrs == first.pattern_attrs
+
+
+def test_info_shows_a_file_whose_reconstruction_is_not_finite_or_whose_attributes_were_edited(tmp_path):
+    """A NaN reconstruction (which load accepts: a diverged run's image) made info print LAPACK's DLASCL lines and
+    'SVD did not converge'; a runtime stored as text ended in 'Unknown format code'."""
+    import cusim  # noqa: PLC0415
+
+    path = io.save(cusim.simulate(shape=(32, 32), seed=0), tmp_path / "a.h5")
+    io.add_recon(path, "x", io.Recon(np.full((32, 32), np.nan, np.float32), {"method": "pinn", "runtime_s": "fast"}))
+    res, text = _invoke(["info", str(path)])
+    assert res.exit_code == 0, text
+    flat = " ".join(re.sub(r"[│┌┐└┘─┬┴├┤┼]", " ", text).split())  # the table's cells, unwrapped
+    assert "not finite (NaN or Inf), not scored" in flat and "runtime 'fast'" in flat, text
+
+
 def test_add_recon_keeps_an_existing_one_unless_forced(tmp_path):
     path = io.save(full_dataset(), tmp_path / "a.h5")
     new = io.Recon(np.zeros((16, 20), np.float32), {"method": "widefield"})
@@ -171,7 +199,32 @@ MALFORMED = {
                                   r"micrometres\?\)"),
     "recon an array": (lambda p: _write(p, lambda f: f.create_dataset("recon", data=np.ones((16, 16)))),
                        "/recon: expected a group of reconstructions, found an array"),
+    # hand-edited attributes and groups: each message names the file and the path inside it (they named neither,
+    # the wrong one, or ended in numpy's "truth value of an array ... is ambiguous")
+    "format an array": (lambda p: _write(p, lambda f: f.attrs.__setitem__("format", np.array([b"cusim-sim", b"x"]))),
+                        r"attribute format: expected 'cusim-sim', got array"),
+    "family an array": (lambda p: _write(p, lambda f: (_params(f), f["pattern_params"].attrs.__setitem__(
+        "family", np.array([b"hexagonal", b"x"])))), r"/pattern_params: attribute family: expected"),
+    "kind a number": (lambda p: _write(p, lambda f: (_params(f), f["pattern_params"].attrs.__setitem__("kind", 5))),
+                      r"/pattern_params: attribute kind: expected text .* got 5"),
+    "pattern params k missing": (lambda p: _write(p, lambda f: (_params(f), f["pattern_params"].__delitem__("k"))),
+                                 r"/pattern_params/k: missing \(required\)"),
+    "pattern params an array": (lambda p: _write(p, lambda f: f.create_dataset("pattern_params", data=np.ones(3))),
+                                r"/pattern_params: expected a group"),
+    "harmonics text": (lambda p: _write(p, lambda f: (_params(f), f["pattern_params"].create_dataset(
+        "harmonics", data=np.array([[b"a"]] * 9)))), r"/pattern_params/harmonics: expected a numeric"),
+    "harmonics NaN": (lambda p: _write(p, lambda f: (_params(f), f["pattern_params"].create_dataset(
+        "harmonics", data=np.full((9, 1), np.nan)))), r"/pattern_params/harmonics: contains NaN or Inf"),
+    "recon a group": (lambda p: _write(p, lambda f: f.create_group("recon/x")), r"/recon/x: expected an array"),
+    "field_isolated as text": (lambda p: _write(p, lambda f: f.attrs.__setitem__("field_isolated", "False")),
+                               r"attribute field_isolated: expected true or false, got 'False'"),
 }
+
+
+def _params(f):
+    g = f.create_group("pattern_params")
+    g.attrs["kind"] = "linear"
+    g["k"], g["phase"], g["modulation"] = np.full((9, 2), 0.1), np.zeros(9), np.ones(9)
 
 
 def _invoke(args):

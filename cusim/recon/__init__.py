@@ -87,7 +87,7 @@ def with_estimated_patterns(dataset: Dataset, estimate=None, **options) -> tuple
 
     est = estimate_dataset(dataset, **options) if estimate is None else estimate
     return dataclasses.replace(dataset, patterns=None, pattern_params=est.params, pattern_kind="estimated",
-                               pattern_context=None), est
+                               pattern_attrs={}, pattern_context=None), est
 
 
 def recorded_params(method: str, params: dict, estimate_patterns: bool = False) -> dict:
