@@ -563,7 +563,8 @@ def estimate_params(frames, *, upsample: int, n_angles: int | None = None, n_pha
     -----
     CusimWarning
         The frames look phase-major: the angles are far from evenly spaced over 180 degrees or the phase
-        steps far from 2 pi / n_phases, and the frames reordered fit clearly better (:func:`_check_frame_order`).
+        steps far from 2 pi / n_phases, and the frames reordered fit clearly better (:func:`_frame_order_advice`;
+        refused instead where the carriers as given share a direction).
     """
     kw = dict(upsample=upsample, n_angles=n_angles, n_phases=n_phases, psf=psf, order=order, k_guess=k_guess,
               min_peak_snr=min_peak_snr, lattice=lattice)
@@ -694,7 +695,7 @@ DISTINCT_ANGLE_DEG = 5.0  # linear SIM's angles are 180 / n_angles apart (36 deg
 def _check_distinct_angles(result: EstimateResult) -> None:
     """Refuse carriers of two angles in one direction (mod 180 deg): the frames are not angles of sinusoidal SIM
     (lattice or speckle patterns gave 5 "angles" within 1 deg, each significant), or not in angle-major order
-    (checked after :func:`_check_frame_order`, which says so for frames of the other order)."""
+    (:func:`_check_result` names the order where the frames look of the other)."""
     theta = np.asarray(result.angle_deg, dtype=np.float64) % 180
     for i in range(len(theta)):
         for j in range(i):
@@ -879,42 +880,50 @@ def _uneven(res: EstimateResult) -> bool:
     return bool(off.max() > ORDER_STEP_TOL)
 
 
-def _check_frame_order(frames, result: EstimateResult, *, source_order: str = "angle-major", **kw) -> bool:
-    """Warn (:class:`~cusim.CusimWarning`) when ``frames``, estimated as angle-major into ``result``, look
-    like frames of the other order: ``result`` has uneven angles or phase steps (:func:`_uneven`) and the
-    estimate (same keywords ``kw``) from the frames reordered has neither, with a higher least peak SNR.
+def _frame_order_advice(frames, result: EstimateResult, *, source_order: str = "angle-major", **kw) -> str | None:
+    """The advice to re-import ``frames`` in the other order, when, estimated as angle-major into ``result``,
+    they look like frames of that order: ``result`` has uneven angles or phase steps (:func:`_uneven`) and the
+    estimate (same keywords ``kw``) from the frames reordered has neither, with a higher least peak SNR; else None.
 
     ``source_order`` is how the frames were imported (the dataset attribute ``source_order``; stored
     frames are angle-major either way): frames imported as angle-major are tried as phase-major and vice
-    versa. Returns whether it warned. Costs one more estimate, only when ``result`` looks wrong."""
+    versa. Costs one more estimate, only when ``result`` looks wrong."""
     from .importers import to_angle_major, to_phase_major  # noqa: PLC0415
 
     nA, nP = result.n_angles, result.n_phases
     if nA < 2 or not _uneven(result):
-        return False
+        return None
     other = "phase-major" if source_order == "angle-major" else "angle-major"
     reorder = to_angle_major if source_order == "angle-major" else to_phase_major
     try:
         alt = _estimate(reorder(np.asarray(frames), nA, nP), **{**kw, "n_angles": nA, "n_phases": nP})
     except EstimationError:
-        return False
+        return None
     if _uneven(alt) or alt.peak_snr.min() <= result.peak_snr.min():
-        return False
+        return None
 
     def angles(r):
         return ", ".join(f"{a:.0f}" for a in np.sort(r.angle_deg % 180))
 
-    warn(f"frames look {other}, not {source_order}: the estimate with that order has evenly spaced angles "
-         f"({angles(alt)} deg; as given: {angles(result)} deg) and least peak SNR {alt.peak_snr.min():.0f} "
-         f"(as given: {result.peak_snr.min():.0f}); re-import with --order {other}", stacklevel=4)
-    return True
+    return (f"frames look {other}, not {source_order}: the estimate with that order has evenly spaced angles "
+            f"({angles(alt)} deg; as given: {angles(result)} deg) and least peak SNR {alt.peak_snr.min():.0f} "
+            f"(as given: {result.peak_snr.min():.0f}); re-import with --order {other}")
 
 
 def _check_result(frames, result: EstimateResult, **kw) -> None:
-    """The checks of a linear estimate: the frame order (a warning), then, unless the frames look of the other
-    order (which that warning says), carriers of distinct directions (:func:`_check_distinct_angles`)."""
-    if not _check_frame_order(frames, result, **kw):
+    """The checks of a linear estimate: carriers of distinct directions (:func:`_check_distinct_angles`) and the
+    frame order (:func:`_frame_order_advice`). Frames that look of the other order are refused with that advice
+    where their carriers as given share a direction (nothing usable to store: 3 x 3 phase-major frames gave
+    three "angles" at 130 deg), and warned about otherwise (uneven, but distinct, angles may be meant)."""
+    advice = _frame_order_advice(frames, result, **kw)
+    try:
         _check_distinct_angles(result)
+    except EstimationError:
+        if advice is not None:
+            raise EstimationError(advice) from None
+        raise
+    if advice is not None:
+        warn(advice, stacklevel=3)
 
 
 NOT_ESTIMATED = ("lattice", "speckle")  # simulated families (cusim.simulate) that are not sinusoids

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 import cusim
 from cusim import _syserrors, io
 from cusim.cli import app
-from cusim.estimate import estimate_dataset, estimate_params
+from cusim.estimate import EstimationError, estimate_dataset, estimate_params
 from cusim.importers import import_stack, to_angle_major, to_phase_major
 from cusim.optics import Widefield
 
@@ -189,14 +189,21 @@ def linear():
     return cusim.simulate(shape=(128, 128), seed=0, device="cpu")
 
 
-def test_phase_major_frames_read_as_angle_major_give_a_warning(linear):
+def test_phase_major_frames_read_as_angle_major_are_refused_with_the_order_to_import(linear):
+    """As given, their three "angles" share a direction (70, 70, 131 deg): that estimate was stored, with a warning,
+    and the reconstructions used it."""
     frames = to_phase_major(linear.raw, 3, 3)  # the file's order was phase-major, imported as angle-major
-    with pytest.warns(cusim.CusimWarning, match=r"^frames look phase-major, not angle-major: the estimate with that "
-                                                r"order has evenly spaced angles \(10, 70, 130 deg; .*re-import "
-                                                r"with --order phase-major$"):
-        res = estimate_params(frames, upsample=2, psf=linear.optics())
-    spacing = np.diff(np.sort(res.angle_deg % 180))
-    assert np.abs(spacing - 60).max() > 15  # the estimate returned is that of the frames as given
+    with pytest.raises(EstimationError, match=r"^frames look phase-major, not angle-major: the estimate with that "
+                                              r"order has evenly spaced angles \(10, 70, 130 deg; .*re-import "
+                                              r"with --order phase-major$"):
+        estimate_params(frames, upsample=2, psf=linear.optics())
+
+
+def test_frames_of_the_other_order_with_distinct_angles_as_given_get_a_warning():
+    ds = cusim.simulate(shape=(128, 128), n_angles=2, n_phases=3, seed=0, device="cpu")
+    with pytest.warns(cusim.CusimWarning, match=r"^frames look phase-major, not angle-major: .*--order phase-major$"):
+        res = estimate_params(to_phase_major(ds.raw, 2, 3), upsample=2, psf=ds.optics(), n_angles=2, n_phases=3)
+    assert res.n_angles == 2  # the frames as given: their uneven phase steps are the warning's reason
 
 
 def test_angle_major_frames_imported_as_phase_major_get_the_opposite_advice(tmp_path):
@@ -207,7 +214,7 @@ def test_angle_major_frames_imported_as_phase_major_get_the_opposite_advice(tmp_
     tifffile.imwrite(path, ds.raw)
     wrong = import_stack(path, angles=3, phases=5, order="phase-major", upsample=2, na=1.2, wavelength_nm=520,
                          pixel_size_nm=100)
-    with pytest.warns(cusim.CusimWarning, match="frames look angle-major, not phase-major.*--order angle-major$"):
+    with pytest.raises(EstimationError, match="frames look angle-major, not phase-major.*--order angle-major$"):
         estimate_dataset(wrong)
 
 
@@ -256,13 +263,21 @@ def test_importing_saturated_integer_frames_warns(tmp_path, saturated, warns):
 
 
 def test_cli_prints_each_warning_as_one_note_line(linear, tmp_path):
-    ds = dataclasses.replace(linear, raw=to_phase_major(linear.raw, 3, 3), pattern_params=None)
+    two = cusim.simulate(shape=(128, 128), n_angles=2, n_phases=3, seed=0, device="cpu")
+    ds = dataclasses.replace(two, raw=to_phase_major(two.raw, 2, 3), pattern_params=None, attrs={})
     path = io.save(ds, tmp_path / "phase_major.h5")
-    res, text = _cli("estimate", path, "--no-write")
+    res, text = _cli("estimate", path, "--no-write", "--angles", "2", "--phases", "3")
     assert res.exit_code == 0, text
     notes = [line for line in text.splitlines() if line.startswith("note:")]
     assert len(notes) == 1 and notes[0].startswith("note: frames look phase-major, not angle-major: ")
     assert notes[0].endswith("re-import with --order phase-major")
+    three = io.save(dataclasses.replace(linear, raw=to_phase_major(linear.raw, 3, 3), pattern_params=None),
+                    tmp_path / "three.h5")
+    res, text = _cli("estimate", three)  # its carriers as given share a direction: refused, nothing stored
+    lines = text.strip().splitlines()
+    assert res.exit_code == 1 and len(lines) == 1, text
+    assert lines[0].startswith(f"error: {three}: frames look phase-major") and lines[0].endswith("--order phase-major")
+    assert io.load(three).pattern_params is None
     res, text = _cli("simulate", "-o", tmp_path / "bright.h5", "--size", "64", "--photons", "1e12", "--dtype", "uint16")
     assert res.exit_code == 0, text
     assert "note: raw: 100 % of the pixels clipped at 65535 (uint16); lower --photons" in text.splitlines()
