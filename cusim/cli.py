@@ -217,6 +217,8 @@ def demo(
                               "U-Net's inner levels in bfloat16). Default: on a CPU with native bfloat16 "
                               "(AVX-512 BF16 or AMX), not elsewhere."),
     threads: int = typer.Option(None, "--threads", help=THREADS_HELP),
+    force: bool = typer.Option(False, "--force", help="Replace demo.h5 and demo.png in --out although an earlier "
+                               "demo did not write them (a demo's own are replaced without it)."),
 ) -> None:
     """Simulate linear SIM of filaments (SNR 20), reconstruct it with the untrained PINN, and compare
     with the widefield image and the ground truth.
@@ -243,11 +245,16 @@ def demo(
         device = resolve_device(device)
         if out.exists() and not out.is_dir():
             fail(f"--out: {out} exists and is not a folder")
-        if out.is_dir():  # a demo's own outputs are replaced, never a file of another kind under their names
+        if out.is_dir():  # an earlier demo's outputs are replaced; other files of those names only with --force
             from ._outputs import check_output  # noqa: PLC0415
+            from .demo import is_demo_output  # noqa: PLC0415
 
-            check_output("--out", out / "demo.h5", "hdf5", force=True)
-            check_output("--out", out / "demo.png", "png", force=True)
+            own = is_demo_output(out / "demo.h5")
+            for name, kind in (("demo.h5", "hdf5"), ("demo.png", "png")):
+                if (out / name).exists() and not (own or force) and (out / name).is_file():
+                    fail(f"--out: {out / name} exists and no earlier cusim demo wrote it; use --force to replace it, "
+                         "or another --out folder")
+                check_output("--out", out / name, kind, force=True)
         with _pinn_progress("pinn", steps) as callback:
             res = pinn_demo(out, size=size, seed=seed, device=device, steps=steps, fast=fast, callback=callback,
                             time_limit=DEMO_TIME_LIMIT if time_limit is None else (time_limit or None))

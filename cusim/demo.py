@@ -12,6 +12,21 @@ from .report import image_metrics, save_figure
 from .simulate import simulate
 
 
+MADE_BY = "cusim demo"  # the attribute made_by of demo.h5: a later demo replaces that file (and demo.png) alone
+
+
+def is_demo_output(path) -> bool:
+    """Whether ``path`` is a dataset a demo wrote (attribute ``made_by``), which the next demo may replace."""
+    import h5py  # noqa: PLC0415
+
+    try:
+        with h5py.File(path, "r") as f:
+            made = f.attrs.get("made_by")
+    except (OSError, ValueError):
+        return False
+    return (made.decode() if isinstance(made, bytes) else made) == MADE_BY
+
+
 def native_bfloat16_cpu() -> bool:
     """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX), where the PINN's fast step
     (``cusim.recon.config.FAST``) takes about 0.6x the float32 step's time (docs/performance.md); elsewhere
@@ -45,6 +60,7 @@ def pinn_demo(out: Path, *, size: int = 160, seed: int = 0, device: str = "auto"
     out.mkdir(parents=True, exist_ok=True)
     ds = simulate(phantom="filaments", shape=(size, size), upsample=2, family="linear", snr=20.0, seed=seed,
                   device=device)
+    ds.attrs["made_by"] = MADE_BY
     path = save(ds, out / "demo.h5")
     pixel_nm = ds.pixel_size_nm / ds.upsample
     results = {}  # scored by the one convention of cusim.report (as `cusim run` and `cusim info` score)

@@ -41,6 +41,25 @@ def test_demo_runs_the_fast_step_where_asked_and_says_which_step_ran(tmp_path, m
         assert load(res["file"]).recons["pinn"].attrs["params"]["precision"] == precision
 
 
+def test_demo_replaces_only_what_an_earlier_demo_wrote_unless_forced(tmp_path):
+    """A user's own dataset named demo.h5 in --out was replaced without --force (the demo had no --force)."""
+    import hashlib  # noqa: PLC0415
+
+    import cusim  # noqa: PLC0415
+
+    mine = cusim.io.save(cusim.simulate(shape=(32, 32), seed=3), tmp_path / "demo.h5")
+    digest = hashlib.sha256(mine.read_bytes()).hexdigest()
+    args = ["demo", "--out", str(tmp_path), "--size", "32", "--steps", "2", "--device", "cpu"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 1 and res.output.strip().count("\n") == 0, res.output
+    assert "demo.h5 exists and no earlier cusim demo wrote it; use --force" in " ".join(res.output.split())
+    assert hashlib.sha256(mine.read_bytes()).hexdigest() == digest and not (tmp_path / "demo.png").exists()
+    for extra in (["--force"], []):  # forced once; then the file is a demo's own, replaced without it
+        res = CliRunner().invoke(app, args + extra)
+        assert res.exit_code == 0, res.output
+        assert load(tmp_path / "demo.h5").attrs["made_by"] == "cusim demo"
+
+
 def test_demo_bad_options_exit_1_with_one_line(tmp_path):
     res = CliRunner().invoke(app, ["demo", "--size", "17", "--out", str(tmp_path)])
     assert res.exit_code == 1
