@@ -117,8 +117,14 @@ def note(message: str) -> None:
 _INTERRUPTED = threading.Event()
 
 
+# what to try when a command's data does not fit the memory
+_OOM_ADVICE = {"run": "the data or the reconstruction does not fit; try a smaller region (--roi), fewer --ensemble "
+                      "networks, or another machine",
+               "demo": "the demo does not fit; try a smaller --size or another machine"}
+
+
 @contextlib.contextmanager
-def _boundary():
+def _boundary(name: str = ""):
     """The one error boundary of every command: bad input (ValueError) and system errors (permission,
     disk full, a folder where a file belongs, out of memory) become one line and exit 1; SIGTERM is
     handled like Ctrl-C (one line, exit 130, no temporary file left: the writers clean up on the way out);
@@ -156,8 +162,7 @@ def _boundary():
     except (MemoryError, RuntimeError) as e:  # RuntimeError: torch's out-of-memory; any other is a bug, re-raised
         if (text := out_of_memory(e)) is None:
             raise
-        fail(f"{text}: the data or the reconstruction does not fit; try a smaller region (--roi), fewer --ensemble "
-             "networks, or another machine")
+        fail(f"{text}: {_OOM_ADVICE.get(name, 'the data do not fit; try a smaller input or another machine')}")
     except ValueError as e:
         fail(_as_option(str(e)))
     finally:
@@ -172,7 +177,7 @@ def command(fn):
 
     @functools.wraps(fn)
     def guarded(*args, **kwargs):
-        with _boundary():
+        with _boundary(fn.__name__):
             return fn(*args, **kwargs)
 
     return guarded

@@ -383,6 +383,10 @@ def import_stack(path, *, angles: int | None = None, phases: int | None = None, 
     if otf is not None:
         try:
             ds.psf = psf_from_radial_otf(otf, otf_step_per_um, pixel_size_nm, upsample)
+            if ds.psf.shape[0] > max(ds.fine_shape):
+                raise ValueError(f"otf_step_per_um: the PSF of that OTF ({ds.psf.shape[0]} fine pixels across, four "
+                                 f"first-zero radii) is larger than the {ds.fine_shape[0]}x{ds.fine_shape[1]} fine "
+                                 f"field; expected the step between its samples in cycles per micrometre")
         except DatasetError:
             raise
         except ValueError as e:
@@ -420,13 +424,18 @@ def _checked_otf(otf, step_per_um, psf, pixel_size_nm) -> str | None:
 
 
 # -- a measured radial OTF -----------------------------------------------------------------------------
+OTF_EXTENT_PER_UM = (0.02, 34.0)  # where a radial OTF may end (cycles/um): psf_from_radial_otf
+
+
 def psf_from_radial_otf(otf_radial, step_per_um: float, pixel_size_nm: float, upsample: int,
                         size: int | None = None) -> np.ndarray:
     """An odd (size, size) float32 PSF on the fine grid from a radially sampled OTF.
 
     ``otf_radial`` (array or ``.npy`` path): sample j at spatial frequency ``j * step_per_um`` cycles/um
     (its real part is used, normalised to 1 at zero). The fine pixel is ``pixel_size_nm / upsample``.
-    ``size`` defaults to four first-zero radii across; negative ringing is clipped, the sum is 1.
+    ``size`` defaults to four first-zero radii across; negative ringing is clipped, the sum is 1. A profile
+    that would end outside :data:`OTF_EXTENT_PER_UM` (a step in other units) or beyond the fine grid's sampling
+    frequency is refused (ValueError).
     """
     otf = otf_radial if not isinstance(otf_radial, (str, Path)) else read_array(otf_radial, "OTF", (".npy",), real=False)
     otf = np.real(np.asarray(otf)).astype(np.float64)
@@ -438,8 +447,19 @@ def psf_from_radial_otf(otf_radial, step_per_um: float, pixel_size_nm: float, up
         raise ValueError("otf_radial: expected a finite 1-D profile with a positive zero-frequency value")
     otf = otf / otf[0]
     fine_um = pixel_size_nm / upsample / 1000.0
+    support = step_per_um * max(1, np.nonzero(np.abs(otf) >= 0.01)[0].max())  # cycles/um: the OTF's extent
+    # a microscope's OTF ends at 2 NA / wavelength: NA 0.02-1.7 and 100-2000 nm (cusim.optics' ranges) give
+    # 0.02-34 cycles/um. A step in other units (cycles per mm, per nm, per pixel) lands far outside.
+    if not OTF_EXTENT_PER_UM[0] <= support <= OTF_EXTENT_PER_UM[1]:
+        raise ValueError(f"step_per_um: with {step_per_um:g} cycles/um per sample the OTF reaches {support:.3g} "
+                         f"cycles/um (its last value >= 1 % of the zero frequency's), where a microscope's OTF ends "
+                         f"at 2 NA / wavelength, {OTF_EXTENT_PER_UM[0]:g} to {OTF_EXTENT_PER_UM[1]:g} cycles/um; "
+                         f"expected the step between its samples in cycles per micrometre")
+    if support > 1 / fine_um:  # beyond the fine grid's sampling frequency: the PSF would be one pixel
+        raise ValueError(f"step_per_um: the OTF reaches {support:.3g} cycles/um, beyond the fine grid's sampling "
+                         f"frequency {1 / fine_um:.3g} cycles/um (pixel {pixel_size_nm:g} nm / upsample {upsample}); "
+                         "expected the step between its samples in cycles per micrometre, and the camera pixel in nm")
     if size is None:
-        support = step_per_um * max(1, np.nonzero(np.abs(otf) >= 0.01)[0].max())  # cycles/um
         size = 2 * int(np.ceil(4 * 1.22 / support / fine_um)) + 1
     if size % 2 == 0 or size < 3:
         raise ValueError(f"size: expected an odd PSF side >= 3, got {size}")

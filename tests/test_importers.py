@@ -153,6 +153,27 @@ def test_psf_from_the_measured_radial_otf(shared_data):
     assert np.corrcoef(mine.ravel(), airy.ravel())[0, 1] > 0.995
 
 
+def test_an_otf_step_in_other_units_is_refused(shared_data, tmp_path):
+    """1000 times the step (cycles per mm read as per um) gave a 3 x 3 PSF, nearly a delta; a tenth, a PSF of 623 px
+    on a 512 px field; a millionth ended in an out-of-memory line about --roi and --ensemble."""
+    otf = shared_data / "real" / "rdlsim-tirf-microtubules" / "otf_radial_488.npy"
+    for step in (31.2, 0.0000312):
+        with pytest.raises(ValueError, match=r"^step_per_um: with .* cycles/um per sample the OTF reaches .* where a "
+                                             r"microscope's OTF ends at 2 NA / wavelength, 0.02 to 34 cycles/um"):
+            psf_from_radial_otf(otf, step, 62.6, 2)
+    with pytest.raises(ValueError, match=r"^step_per_um: the OTF reaches 5.02 cycles/um, beyond the fine grid's "
+                                         r"sampling frequency 3.19 cycles/um \(pixel 626 nm / upsample 2\)"):
+        psf_from_radial_otf(otf, 0.0312, 626, 2)  # the pixel in the wrong unit
+    kw = dict(angles=3, phases=3, upsample=2, pixel_size_nm=62.6, otf=otf, otf_step_per_um=0.0312)
+    tifffile.imwrite(tmp_path / "raw.tif", np.random.default_rng(0).random((9, 16, 16), np.float32))
+    with pytest.raises(ValueError) as e:
+        import_stack(tmp_path / "raw.tif", **kw)
+    assert "the PSF of that OTF (65 fine pixels across, four first-zero radii) is larger than the 32x32 fine field" \
+        in _one_line_naming(e, "otf_radial_488.npy")
+    tifffile.imwrite(tmp_path / "raw.tif", np.random.default_rng(0).random((9, 40, 40), np.float32))
+    assert import_stack(tmp_path / "raw.tif", **kw).psf.shape == (65, 65)
+
+
 def _radial_ideal(f_per_px, na, wavelength_nm, pixel_nm):
     q = np.minimum(f_per_px / (2 * na * pixel_nm / wavelength_nm), 1)
     return (2 / np.pi) * (np.arccos(q) - q * np.sqrt(1 - q**2))
