@@ -254,7 +254,7 @@ def _candidates(band, s0, T: _Transfer, var_b: float, k_guess, n: int = 20):
 
 
 def _choose(corr: _Correlator, cands, min_peak_snr: float, label: str,
-            hint: str = "are these structured-illumination frames in angle-major order?"):
+            hint: str = "are these structured-illumination frames, imported in the file's order (--order)?"):
     """The candidate that fits a carrier best: of those significant above the noise (z >= min_peak_snr),
     the best band fit if any fits at least MIN_FIT; else, in the noise-dominated regime where the fit
     is itself noise, the most significant one, unless it is so significant that its poor fit means
@@ -271,11 +271,17 @@ def _choose(corr: _Correlator, cands, min_peak_snr: float, label: str,
                 f"dark frames: min_peak_snr below "
                 f"{z[i]:.1f} (cusim estimate --min-peak-snr) takes it, and k_guess (--guess) narrows the search; "
                 "check the result with --figure" if NOISE_Z <= z[i] < min_peak_snr and fit[i] >= MIN_FIT else "")
-        err = EstimationError(
-            f"{label}: no carrier peak stands out of the noise (the best candidate, at "
-            f"{np.hypot(*cands[i]) * corr.T.s:.3f} cycles per camera pixel, has significance {z[i]:.1f} and "
-            f"band fit {fit[i]:.2f}; expected significance >= {min_peak_snr:g}, and a fit >= {MIN_FIT:g} when "
-            f"it is >= {3 * min_peak_snr:g}); {hint}{weak}")
+        at = f"at {np.hypot(*cands[i]) * corr.T.s:.3f} cycles per camera pixel"
+        # enough digits that a value just below the threshold does not print as the threshold
+        zs = f"{z[i]:.1f}" if abs(z[i] - min_peak_snr) >= 0.05 else f"{z[i]:.4f}"
+        if ok[i]:  # significant, but no carrier: its side band does not repeat the centre band's structure
+            head = (f"{label}: the strongest peak ({at}, significance {zs}) is not a carrier: its band fit "
+                    f"{fit[i]:.2f} is below {MIN_FIT:g} (expected of a peak that significant, >= {3 * min_peak_snr:g}; "
+                    "a change of brightness or position between frames gives such a peak)")
+        else:
+            head = (f"{label}: no carrier peak stands out of the noise (the best candidate, {at}, has significance "
+                    f"{zs} and band fit {fit[i]:.2f}; expected significance >= {min_peak_snr:g})")
+        err = EstimationError(f"{head}; {hint}{weak}")
         err.significance = float(z[i])  # read by the lattice pass
         raise err
     return cands[i]

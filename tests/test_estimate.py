@@ -268,13 +268,33 @@ def test_pure_noise_and_widefield_frames_are_refused(shared_data):
              "widefield": widefield + rng.normal(0, 3, (9, 120, 120)),
              "flickering widefield": widefield * flicker + rng.normal(0, 3, (9, 120, 120)),
              "drifting widefield": np.stack([np.roll(widefield, i, axis=1) for i in range(9)])}
+    says = {"noise": "no carrier peak stands out of the noise", "widefield": "no carrier peak stands out of the noise",
+            "flickering widefield": "no carrier peak stands out of the noise",
+            # a drift between frames is significant, but no carrier: named as such (the line had said "no carrier
+            # peak stands out of the noise" beside a significance of 89)
+            "drifting widefield": r"the strongest peak \(at .*, significance .*\) is not a carrier: its band fit"}
     for name, frames in cases.items():
-        with pytest.raises(EstimationError, match="no carrier peak stands out of the noise"):
+        with pytest.raises(EstimationError, match=says[name]):
             estimate_params(frames, upsample=4, psf=ds.psf)
             pytest.fail(f"{name}: accepted")
     flat = simulate(snr=20, modulation=0.0, seed=0, device="cpu")  # widefield through the real forward model
     with pytest.raises(EstimationError, match="angle 1 of 3"):
         estimate_dataset(flat)
+
+
+def test_a_significance_just_below_the_threshold_is_not_printed_as_the_threshold():
+    """'has significance 4.0 ...; expected significance >= 4' hid why a guided estimate was refused."""
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from cusim.estimate import _choose  # noqa: PLC0415
+
+    corr = SimpleNamespace(zscore=lambda c: 3.9996, score=lambda c: 0.5, T=SimpleNamespace(s=2))
+    with pytest.raises(EstimationError, match=r"has significance 3\.9996 and band fit 0\.50; expected significance "
+                                              r">= 4\)"):
+        _choose(corr, [np.array([0.1, 0.0])], 4.0, "angle 1 of 3")
+    corr.zscore = lambda c: 3.2
+    with pytest.raises(EstimationError, match=r"has significance 3\.2 and"):
+        _choose(corr, [np.array([0.1, 0.0])], 4.0, "angle 1 of 3")
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
