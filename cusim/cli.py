@@ -187,7 +187,10 @@ def _threads_option(n):
     """Apply ``--threads`` (None: the cores this process may use)."""
     from ._threads import set_threads  # noqa: PLC0415
 
-    return set_threads(n)
+    try:
+        return set_threads(n)
+    except ValueError as e:  # "threads: expected ...": the option's name
+        fail(f"--{e}")
 
 
 THREADS_HELP = ("CPU threads for every pool (FFT workers, BLAS, torch); default: the cores this process may use "
@@ -256,10 +259,10 @@ def demo(
 
             own = is_demo_output(out / "demo.h5")
             for name, kind in (("demo.h5", "hdf5"), ("demo.png", "png")):
-                if (out / name).exists() and not (own or force) and (out / name).is_file():
+                check_output("--out", out / name, kind, force=True)  # never a file of another kind
+                if (out / name).exists() and not (own or force):
                     fail(f"--out: {out / name} exists and no earlier cusim demo wrote it; use --force to replace it, "
                          "or another --out folder")
-                check_output("--out", out / name, kind, force=True)
         with _pinn_progress("pinn", steps) as callback:
             res = pinn_demo(out, size=size, seed=seed, device=device, steps=steps, fast=fast, callback=callback,
                             time_limit=DEMO_TIME_LIMIT if time_limit is None else (time_limit or None))
@@ -632,7 +635,13 @@ def run(
         fail(f"{file}: no /patterns and no /pattern_params; estimate them first: cusim estimate {file} "
              f"(or add --estimate-patterns)")
     border = _metrics_border(ds, metrics_border)
-    res = _reconstruct(recon, ds, method, cfg, params, file, target, name, device, estimate_patterns, resume)
+    try:
+        res = _reconstruct(recon, ds, method, cfg, params, file, target, name, device, estimate_patterns, resume)
+    except ValueError as e:  # the settings were checked before: what is left is about this file's data
+        text = _as_option(str(e))
+        head = text.partition(":")[0]
+        named = head.startswith("--") or (" " not in head and ("/" in head or "." in head))  # an option or a path
+        fail(text if named else f"{file}: {text}")
     _store(res, ds, file, out, roi is not None, target, name, border, norm, force, tiff, figure)
 
 

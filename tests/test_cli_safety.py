@@ -330,6 +330,20 @@ def test_an_out_file_of_another_acquisition_is_refused_before_the_run(tmp_path, 
     assert digests(tmp_path) == before
 
 
+def test_a_run_refused_for_its_data_names_the_file(tmp_path):
+    """Errors found while reconstructing (no carrier for --estimate-patterns, patterns Wiener cannot use) named no
+    file, and --threads 0 was called 'threads'."""
+    lattice = io.save(cusim.simulate(shape=(64, 64), family="lattice", seed=0), tmp_path / "y.h5")
+    code, text = cli("run", lattice, "--method", "wiener")
+    one_line_error(code, text, f"error: {lattice}: patterns: not 5 angles x 5 phases of sinusoids")
+    flat = io.save(cusim.simulate(shape=(64, 64), modulation=0.0, seed=0), tmp_path / "flat.h5")
+    code, text = cli("run", flat, "--method", "wiener", "--estimate-patterns")
+    one_line_error(code, text, f"error: {flat}: angle 1 of 3: no carrier peak")
+    code, text = cli("run", flat, "--method", "widefield", "--threads", "0")
+    one_line_error(code, text, "error: --threads: expected an integer >= 1, got 0")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flat.h5", "y.h5"]
+
+
 def test_a_full_disk_is_one_line_before_writing_and_leaves_nothing(full_disk, sim):
     # without the check, HDF5 crashed the process (exit 139) and left a temporary file the size of the disk
     code, text = cli("simulate", "-o", full_disk / "big.h5", "--size", 512)
