@@ -13,7 +13,10 @@ Every problem is a :class:`~cusim.io.DatasetError` (a ValueError) with one line 
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +54,8 @@ def read_array(path, what: str = "array", suffixes=IMAGE_SUFFIXES, *, real: bool
     if not path.is_file():
         raise _fail(path, f"no such {what} file" if not path.exists() else f"is not a file ({what} expected)")
     try:
-        a = _READERS[suffix](path)
+        with _quiet_readers():
+            a = _READERS[suffix](path)
     except _Unusable as e:  # readable, but not one array of this role
         raise _fail(path, f"{what} file {e}") from None
     except Exception as e:  # noqa: BLE001 -- any reader failure is one clear line
@@ -64,6 +68,21 @@ def read_array(path, what: str = "array", suffixes=IMAGE_SUFFIXES, *, real: bool
     if not a.dtype.isnative:  # big-endian MRC or TIFF: this machine's byte order ('>u2' is uint16, kept as such)
         a = a.astype(a.dtype.newbyteorder("="))
     return a
+
+
+@contextlib.contextmanager
+def _quiet_readers():
+    """The file readers' own complaints (mrcfile's RuntimeWarnings about a header, tifffile's logged 'invalid
+    offset to first page') silenced: a damaged file is one line of ours, not eight of theirs before it."""
+    log = logging.getLogger("tifffile")
+    level = log.level
+    log.setLevel(logging.CRITICAL + 1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        log.setLevel(level)
 
 
 class _Unusable(ValueError):
@@ -255,7 +274,7 @@ def _refuse_colour(path: Path) -> None:
     import tifffile  # noqa: PLC0415
 
     try:
-        with tifffile.TiffFile(path) as t:
+        with _quiet_readers(), tifffile.TiffFile(path) as t:
             series = t.series[0]
             axes, shape = series.axes, series.shape
     except Exception:  # noqa: BLE001 -- an unreadable file is read_array's to report

@@ -298,6 +298,23 @@ def test_colour_stacks_and_2d_otf_images_are_refused_not_scrambled(tmp_path):
     assert psf.ndim == 2 and psf.shape[0] % 2 == 1
 
 
+def test_a_damaged_file_is_one_line_without_the_readers_own_complaints(tmp_path):
+    """mrcfile printed eight RuntimeWarning lines about a header, tifffile logged 'invalid offset to first page'
+    twice, before our one line."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    (tmp_path / "bad.mrc").write_bytes(np.random.default_rng(0).integers(0, 256, 3000, np.uint8).tobytes())
+    (tmp_path / "broken.tif").write_bytes(b"II*\x00\xff\xff\xff\x0f")
+    for name in ("bad.mrc", "broken.tif"):
+        res = subprocess.run([sys.executable, "-m", "cusim.cli", "import", "stack", str(tmp_path / name), "--angles",
+                              "3", "--phases", "3", "--upsample", "2", "-o", str(tmp_path / "x.h5")],
+                             capture_output=True, text=True, timeout=120)
+        lines = (res.stdout + res.stderr).strip().splitlines()
+        assert res.returncode == 1 and len(lines) == 1 and lines[0].startswith(f"error: {tmp_path / name}"), lines
+    assert not (tmp_path / "x.h5").exists()
+
+
 def test_bad_stacks_fail_with_one_line_naming_the_file(tmp_path):
     tifffile.imwrite(tmp_path / "raw.tif", np.zeros((14, 4, 4), np.uint16), photometric="minisblack")
     cases = [
