@@ -421,7 +421,7 @@ _OPTIONS = {
 _FLAG_OF = {setting: flag for flag, (setting, _) in _OPTIONS.items() if setting}
 # cusim.estimate's settings as `cusim estimate` spells them
 _ESTIMATE_FLAGS = {"n_angles": "--angles", "n_phases": "--phases", "k_guess": "--guess", "t": "--t", "order": "--order",
-                   "min_peak_snr": "--min-peak-snr", "family": "--family"}
+                   "min_peak_snr": "--min-peak-snr", "family": "--family", "lattice": "--no-lattice"}
 # Options that only a stopping rule reads: given with another rule they are refused, not ignored
 _STOP_OPTIONS = {"--holdout": ("validation",), "--keep-within": ("validation",), "--keep-jitter": ("validation",),
                  "--tau": ("discrepancy",), "--min-iterations": ("discrepancy",)}

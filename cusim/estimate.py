@@ -643,6 +643,9 @@ def _estimate(frames, *, upsample: int, n_angles: int | None = None, n_phases: i
     if k_guess is not None:
         checked = _checked_guess(k_guess, (nA, 2), f"one carrier (2,) or one per angle ({nA}, 2)", one_for_all=True)
         single = nA > 1 and np.shape(k_guess) == (2,)  # (a ragged guess is refused above, in our words)
+        if single and not lattice:  # the other angles would have been searched on the lattice regardless
+            raise EstimationError(f"lattice: one carrier guessed (angle 1's) stands for {nA} angles through their "
+                                  "lattice, which is off; expected a carrier per angle, or the lattice on")
         k_guess = checked
     T, source, var = _prepare(d, s, psf)
 

@@ -190,6 +190,11 @@ def test_the_lattice_pass_is_on_by_default_recorded_and_can_be_turned_off(tmp_pa
     assert res.exit_code == 0 and "angle 2: not found alone; found near the lattice" in " ".join(text.split()), text
     with h5py.File(h5, "r") as f:
         assert json.loads(f["pattern_params"].attrs["lattice_angles"]) == [2]
+    # one guessed carrier stands for every angle through the lattice: --no-lattice with it was dropped silently
+    res, text = _cli("estimate", h5, "--no-lattice", "--no-write", "--guess", "8@10")
+    assert res.exit_code == 1 and len(text.strip().splitlines()) == 1, text
+    assert "--no-lattice: one carrier guessed (angle 1's) stands for 3 angles through their lattice, which is off" \
+        in " ".join(text.split())
 
 
 def test_the_lattice_help_names_the_librarys_threshold():
