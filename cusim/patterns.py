@@ -57,12 +57,20 @@ def angle_phase_counts(K: int, n_angles: int | None = None, n_phases: int | None
         n_angles = check_int("n_angles", n_angles, 1, error=error)
     if n_phases is not None:
         n_phases = check_int("n_phases", n_phases, 1, error=error)
+    divisors = ", ".join(str(d) for d in range(1, K + 1) if K % d == 0)
+    for name, given, other in (("n_angles", n_angles, n_phases), ("n_phases", n_phases, n_angles)):
+        if other is None and K % given:  # the other count from K: it must divide K ("4 * 3 to make 15" before)
+            what = "angles" if name == "n_angles" else "phases"
+            raise error(f"{name}: {K} frames do not split into {given} {what}; expected a divisor of {K} "
+                        f"({divisors})")
     n_angles = K // n_phases if n_angles is None else n_angles
     n_phases = K // n_angles if n_phases is None else n_phases
-    if n_angles * n_phases != K or n_phases < min_phases:
-        least = f" with at least {min_phases} phases per angle" if min_phases > 1 else ""
-        raise error(f"n_angles, n_phases: {K} frames, expected n_angles * n_phases = {n_angles} * {n_phases} "
-                    f"to make {K}{least}")
+    if n_angles * n_phases != K:
+        raise error(f"n_angles, n_phases: {K} frames are not {n_angles} angles x {n_phases} phases "
+                    f"({n_angles * n_phases} frames)")
+    if n_phases < min_phases:
+        raise error(f"n_angles, n_phases: {n_angles} angles x {n_phases} phases of {K} frames; expected at least "
+                    f"{min_phases} phases per angle")
     return n_angles, n_phases
 
 

@@ -162,7 +162,8 @@ def test_ideal_otf_needs_the_optics_attributes(shared_data, tmp_path):
     (("--guess", "16@nan,16@60,16@120"), "--guess: expected PERIOD@ANGLE pairs"),
     (("--guess", "16@0,16@60"),
      "--guess (as carriers in cycles per fine pixel): expected one carrier (2,) or one per angle (3, 2)"),
-    (("--angles", 2), "--angles, --phases: 9 frames, expected"),  # the options' names, not the library's
+    # the option's name, not the library's, and no "expected n_angles * n_phases = 2 * 4 to make 9"
+    (("--angles", 2), "--angles: 9 frames do not split into 2 angles; expected a divisor of 9 (1, 3, 9)"),
     (("--t", 3), "--t: expected an integer"),
     (("--min-peak-snr", 0), "--min-peak-snr: expected a finite number > 0"),
     (("--min-peak-snr", "nan"), "--min-peak-snr: expected a finite number > 0"),

@@ -298,7 +298,7 @@ def test_a_significance_just_below_the_threshold_is_not_printed_as_the_threshold
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
-    ({"upsample": 2, "n_angles": 3, "n_phases": 4}, r"9 frames, expected n_angles \* n_phases = 3 \* 4"),
+    ({"upsample": 2, "n_angles": 3, "n_phases": 4}, r"9 frames are not 3 angles x 4 phases"),
     ({"upsample": 2, "order": 2}, "cannot separate the orders up to 2; expected at least 5"),
     ({"upsample": 0}, "upsample: expected an integer 1..8"),
     ({"upsample": 2, "min_peak_snr": 0}, "min_peak_snr: expected a finite number > 0"),
@@ -344,7 +344,7 @@ def test_pattern_fitting_is_reexported_with_the_same_error_type():
 
     assert params_from_patterns is pattern_fit.params_from_patterns
     assert EstimationError is pattern_fit.EstimationError and issubclass(EstimationError, ValueError)
-    with pytest.raises(EstimationError, match=r"n_angles, n_phases: 9 frames, expected n_angles \* n_phases = 2 \* 4"):
+    with pytest.raises(EstimationError, match=r"n_angles, n_phases: 9 frames are not 2 angles x 4 phases \(8 frames\)"):
         params_from_patterns(np.ones((9, 16, 16)), n_angles=2, n_phases=4)
 
 

@@ -125,8 +125,9 @@ class _MyError(ValueError):
 
 @pytest.mark.parametrize(("args", "kwargs", "match"), [
     ((10,), {}, r"no default for K = 10 frames; give n_angles and n_phases"),
-    ((9, 3, 4), {}, r"9 frames, expected n_angles \* n_phases = 3 \* 4"),
-    ((9,), {"n_phases": 2}, r"n_angles \* n_phases = 4 \* 2"),
+    ((9, 3, 4), {}, r"n_angles, n_phases: 9 frames are not 3 angles x 4 phases \(12 frames\)"),
+    ((9,), {"n_phases": 2}, r"n_phases: 9 frames do not split into 2 phases; expected a divisor of 9 \(1, 3, 9\)"),
+    ((15, 4), {}, r"n_angles: 15 frames do not split into 4 angles; expected a divisor of 15 \(1, 3, 5, 15\)"),
     ((8, 4, 2), {"min_phases": 3}, "at least 3 phases per angle"),
     ((9, 0), {}, r"n_angles: expected an integer >= 1, got 0"),
     ((9, None, 1.5), {}, r"n_phases: expected an integer >= 1, got 1.5"),
