@@ -1024,11 +1024,11 @@ def import_stack_cmd(
     wavelength_nm: float = typer.Option(None, help="Emission wavelength in nm."),
     pixel_size_nm: float = typer.Option(None, help="Camera pixel size at the sample in nm (after --binning)."),
     patterns: Path = typer.Option(None, help="Pattern stack (K, H, W) in the raw's frame order (TIFF/MRC/NPY)."),
-    psf: Path = typer.Option(None, help="PSF on the fine grid, odd size (TIFF/NPY/PNG)."),
+    psf: Path = typer.Option(None, help="PSF on the fine grid, odd size (TIFF/MRC/NPY/PNG)."),
     otf: Path = typer.Option(None, "--otf", help="Instead of --psf: a measured radial OTF profile (1-D .npy, "
                              "sample j at j x --otf-step-per-um cycles/um; needs --pixel-size-nm), made into the PSF."),
     otf_step_per_um: float = typer.Option(None, "--otf-step-per-um", help="--otf: cycles/um between its samples."),
-    ground_truth: Path = typer.Option(None, help="Ground truth on the fine grid (TIFF/NPY/PNG)."),
+    ground_truth: Path = typer.Option(None, help="Ground truth on the fine grid (TIFF/MRC/NPY/PNG)."),
     time_points: int = typer.Option(None, help="Number of time points T (default: frames / (angles*phases))."),
     binning: int = typer.Option(1, help="Mean-bin the raw frames by this factor first (for interpolated stacks)."),
     camera_offset: float = typer.Option(None, "--camera-offset", help="The camera offset (counts at zero light) of "

@@ -48,7 +48,7 @@ from scipy import ndimage, optimize
 from scipy.signal import windows
 
 from ._files import atomic_target
-from ._validate import check_choice, check_int, check_number, check_positive
+from ._validate import check_choice, check_frames_vary, check_int, check_number, check_positive
 from ._warnings import warn
 from .io import DatasetError
 from .noise import immerkaer_sigma, spectral_sigma
@@ -623,6 +623,7 @@ def _estimate(frames, *, upsample: int, n_angles: int | None = None, n_phases: i
               order: int = 1, k_guess=None, min_peak_snr: float = MIN_PEAK_SNR, lattice: bool = True) -> EstimateResult:
     """:func:`estimate_params` without the check of the frame order."""
     d = _stack(frames)
+    check_frames_vary(d, error=EstimationError)  # all-zero frames: "nothing to take for a carrier" before
     K, h, w = d.shape
     s = check_int("upsample", upsample, 1, 8, error=EstimationError)
     if n_angles is None and n_phases is None and K not in ANGLE_PHASE_DEFAULTS:
@@ -781,6 +782,7 @@ def estimate_hexagonal(frames, *, upsample: int, psf=None, k_guess=None,
     the result as :func:`estimate_params` (see :class:`EstimateResult` for the hexagonal fields).
     """
     d = _stack(frames)
+    check_frames_vary(d, error=EstimationError)
     K = d.shape[0]
     s = check_int("upsample", upsample, 1, 8, error=EstimationError)
     check_positive("min_peak_snr", min_peak_snr, error=EstimationError)

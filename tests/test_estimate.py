@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from cusim import SIMOperator, simulate
+from cusim import SIMOperator, io, simulate
 from cusim.estimate import (
     EstimationError,
     carrier_guess,
@@ -280,6 +280,13 @@ def test_pure_noise_and_widefield_frames_are_refused(shared_data):
     flat = simulate(snr=20, modulation=0.0, seed=0, device="cpu")  # widefield through the real forward model
     with pytest.raises(EstimationError, match="angle 1 of 3"):
         estimate_dataset(flat)
+
+
+def test_constant_frames_are_named_as_such():
+    """All-zero frames got "nothing to take for a carrier in the frames", where cusim run says what is wrong."""
+    for K in (9, 7):
+        with pytest.raises(EstimationError, match=rf"^frames: all {K} frames are constant \(every pixel 0: no signal\)"):
+            estimate_dataset(io.Dataset(raw=np.zeros((K, 16, 16), np.uint16), upsample=2))
 
 
 def test_a_significance_just_below_the_threshold_is_not_printed_as_the_threshold():
