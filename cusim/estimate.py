@@ -623,7 +623,6 @@ def _estimate(frames, *, upsample: int, n_angles: int | None = None, n_phases: i
               order: int = 1, k_guess=None, min_peak_snr: float = MIN_PEAK_SNR, lattice: bool = True) -> EstimateResult:
     """:func:`estimate_params` without the check of the frame order."""
     d = _stack(frames)
-    check_frames_vary(d, error=EstimationError)  # all-zero frames: "nothing to take for a carrier" before
     K, h, w = d.shape
     s = check_int("upsample", upsample, 1, 8, error=EstimationError)
     if n_angles is None and n_phases is None and K not in ANGLE_PHASE_DEFAULTS:
@@ -649,6 +648,7 @@ def _estimate(frames, *, upsample: int, n_angles: int | None = None, n_phases: i
                                   "lattice, which is off; expected a carrier per angle, or the lattice on")
         k_guess = checked
     T, source, var = _prepare(d, s, psf)
+    check_frames_vary(d, error=EstimationError)  # all-zero frames: "nothing to take for a carrier" before
 
     def one(a, guess, threshold, doubt=False):
         return _estimate_angle(d[a * nP:(a + 1) * nP], T, var, order, guess, threshold, f"angle {a + 1} of {nA}",
@@ -782,7 +782,6 @@ def estimate_hexagonal(frames, *, upsample: int, psf=None, k_guess=None,
     the result as :func:`estimate_params` (see :class:`EstimateResult` for the hexagonal fields).
     """
     d = _stack(frames)
-    check_frames_vary(d, error=EstimationError)
     K = d.shape[0]
     s = check_int("upsample", upsample, 1, 8, error=EstimationError)
     check_positive("min_peak_snr", min_peak_snr, error=EstimationError)
@@ -791,6 +790,7 @@ def estimate_hexagonal(frames, *, upsample: int, psf=None, k_guess=None,
     if k_guess is not None:
         k_guess = _checked_guess(k_guess, (3, 2), "shape (3, 2) for hexagonal SIM")
     T, source, var = _prepare(d, s, psf)
+    check_frames_vary(d, error=EstimationError)
     mean = d.mean(axis=(1, 2), keepdims=True)
     if np.all(mean > 0):  # equal frame intensities (as in _estimate_angle)
         d = d * (mean.mean() / mean)
