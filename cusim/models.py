@@ -66,6 +66,12 @@ class _Up(nn.Module):
         return self.conv(_cat(self.n, skip, x))
 
 
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 where it is in a reduced precision; float32 and float64 as they are (a float64 network
+    computes in float64: ``x.float()`` made its head's input float32 against float64 weights)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 class UNet(nn.Module):
     """U-Net mapping (B, in_channels, H, W) to a non-negative (B, 1, H, W) image.
 
@@ -137,7 +143,7 @@ class UNet(nn.Module):
         """``fn(*xs)``; under autocast, in float32 on the outer ``float32_levels`` levels."""
         if level < self.float32_levels and torch.is_autocast_enabled(xs[0].device.type):
             with torch.autocast(xs[0].device.type, enabled=False):
-                return fn(*(x.float() for x in xs))
+                return fn(*(_wide(x) for x in xs))
         return fn(*xs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,5 +158,5 @@ class UNet(nn.Module):
         for j, (up, skip) in enumerate(zip(self.ups, reversed(skips[:-1]))):
             x = self._at(self.depth - 1 - j, up, x, skip)
         with torch.autocast(x.device.type, enabled=False):  # the head always in float32: the image is
-            x = self.head(x.float())  # not rounded to bfloat16's 8-bit mantissa
+            x = self.head(_wide(x))  # not rounded to bfloat16's 8-bit mantissa
             return F.softplus(x) if self.output == "softplus" else F.relu(x)

@@ -169,6 +169,8 @@ def test_background_is_smooth_non_negative_and_learnt_with_the_network():
     bg(p).sum().backward()
     assert bg.theta.grad is not None and float(bg.theta.grad.abs().min()) > 0
     assert Background(1, 9, (32, 40), "shared").field().shape == (1, 1, 32, 40)
+    # recorded as asked: with one frame a per-frame background has a shared one's shape (it was recorded "shared")
+    assert Background(1, 1, (8, 8), "frame").record()["kind"] == "frame"
 
 
 @pytest.mark.slow  # PINN steps: minutes on a loaded 2-core CPU

@@ -43,6 +43,16 @@ def test_a_batched_unet_computes_what_its_members_compute():
         UNet.stack([UNet(3, width=4), UNet(3, width=8)])
 
 
+def test_a_float64_unet_computes_in_float64():
+    """The head cast its input with .float() whatever its dtype: a float64 network failed ("Input type (float) and
+    bias type (double) should be the same"), so it could not be gradchecked."""
+    torch.manual_seed(0)
+    net = UNet(2, width=4, depth=1).double()
+    x = torch.rand(1, 2, 8, 8, dtype=torch.float64, requires_grad=True)
+    assert net(x).dtype == torch.float64
+    assert torch.autograd.gradcheck(lambda t: net.eval()(t), (x,), eps=1e-6, atol=1e-5)
+
+
 def test_a_batched_unet_gives_members_of_different_inputs_their_own():
     # A member of 1 input channel beside one of 5: the input is each member's channels in turn, the narrower
     # zero-padded; the stacked network computes what each computes alone on its own input.

@@ -28,6 +28,7 @@ class Background(torch.nn.Module):
         if kind not in BACKGROUNDS[1:]:
             raise ValueError(f"background: expected one of {BACKGROUNDS[1:]}, got {kind!r}")
         k = frames if kind == "frame" else 1
+        self.kind = kind  # recorded as asked: with one frame, "frame" and "shared" have the same shape
         self.camera_shape = tuple(camera_shape)
         self.theta = torch.nn.Parameter(torch.full((members, k, CELLS, CELLS), _START, device=device))
 
@@ -42,5 +43,5 @@ class Background(torch.nn.Module):
         """Provenance: the kind and the background's mean and max relative to the frames' mean (per member)."""
         with torch.no_grad():
             b = self.field()
-        return {"kind": "frame" if b.shape[1] > 1 else "shared", "cells": CELLS,
+        return {"kind": self.kind, "cells": CELLS,
                 "mean_rel": [float(v) for v in b.mean((1, 2, 3))], "max_rel": [float(v) for v in b.amax((1, 2, 3))]}
