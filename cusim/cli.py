@@ -529,7 +529,8 @@ def run(
                                          "none for rl and the pinn)."),
     prior_weight: float = typer.Option(None, "--prior-weight",
                                        help="pinn/iterative: weight of --prior (iterative: relative to sigma * K "
-                                            f"(default {_I.prior_weight}); pinn: relative to the loss (default {_D.prior_weight}))."),
+                                            f"(default {_I.prior_weight}); pinn: an absolute weight added to the loss (default "
+                                            f"{_D.prior_weight}))."),
     reg: float = typer.Option(None, "--reg", hidden=True, help="Deprecated spelling of --prior-weight."),
     seed: int = typer.Option(None, help=f"pinn: seed of the network's weights (default {_D.seed})."),
     ensemble: int = typer.Option(None, help="pinn: average the images of this many networks (seeds seed, seed+1, "
@@ -547,9 +548,10 @@ def run(
                                       f"pixels; the PINN's image alone above it; 0: every scale (default {_D.blend_sigma})."),
     warm_start_steps: int = typer.Option(None, help=f"pinn: steps for each later time point (warm start) "
                                                     f"(default {_D.warm_start_steps})."),
-    fast: bool = typer.Option(False, "--fast", help="pinn: the fast step: the U-Net in bfloat16 (autocast) with "
-                              "channels-last tensors, the loss read back every 10 steps (about 2x on a CPU with "
-                              "AVX-512 bf16; see docs/performance.md)."),
+    fast: bool = typer.Option(False, "--fast", help="pinn: the fast step: the U-Net's inner levels in bfloat16 "
+                              "(autocast; its full-resolution level and head in float32) with channels-last "
+                              "tensors, the loss read back every 10 steps (1.6-1.7x per step on a CPU with AVX-512 "
+                              "bf16; see docs/performance.md)."),
     no_graph: bool = typer.Option(False, "--no-graph", help="pinn, CUDA: run the eager step instead of the step "
                                   "captured once as a CUDA graph and replayed (the same computation; see "
                                   "docs/performance.md)."),
