@@ -63,6 +63,29 @@ def test_constant_frames_are_refused_by_every_method_before_any_work(small, meth
 
 
 @pytest.mark.parametrize("method", list(METHODS))
+def test_nan_frames_are_refused_by_every_method_before_any_work(small, method):
+    """widefield said 'these settings made the reconstruction diverge', the PINN blamed its learning rate."""
+    if method == "pinn":
+        pytest.importorskip("torch")
+    raw = small.raw.astype(np.float32)
+    raw[0, 3, 3] = np.nan
+    with pytest.raises(ValueError, match=r"^raw: contains NaN or Inf; expected finite frames$"):
+        cusim.reconstruct(dataclasses.replace(small, raw=raw), method, device="cpu", **METHODS[method])
+
+
+def test_reconstruct_refuses_what_it_cannot_use_naming_the_argument(small):
+    """A bare array got AttributeError, widefield a TypeError for a setting, estimate_patterns="no" estimated."""
+    with pytest.raises(ValueError, match=r"^dataset: expected a cusim Dataset .*got ndarray$"):
+        cusim.reconstruct(small.raw, "widefield")
+    with pytest.raises(ValueError, match=r"^widefield: unknown parameter\(s\) \['w'\]; it takes none$"):
+        cusim.reconstruct(small, "widefield", w=0.1)
+    for bad in ("no", 1):
+        with pytest.raises(ValueError, match=r"^estimate_patterns: expected True, False or an EstimateResult"):
+            cusim.reconstruct(small, "wiener", estimate_patterns=bad)
+    assert cusim.reconstruct(small, "wiener", device="cpu", estimate_patterns=np.False_).image.shape == (32, 32)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
 def test_one_constant_frame_is_named_with_its_time_point(small, method):
     if method == "pinn":
         pytest.importorskip("torch")

@@ -528,6 +528,14 @@ def test_settings_that_would_change_nothing_are_refused_or_named(small):
                       pinn.PINNConfig(steps=1, width=4, input="mixed", ensemble=2))
 
 
+def test_an_ensembles_final_loss_is_its_members_mean(small):
+    """Its loss holds the members' histories one after another: final_loss was the last member's last loss."""
+    res = cusim.reconstruct(small, "pinn", device="cpu", steps=3, width=4, ensemble=2, blend="none", stop="max")
+    assert res.loss.shape == (6,)
+    assert res.final_loss == pytest.approx((res.loss[2] + res.loss[5]) / 2, rel=1e-6)
+    assert res.to_recon().attrs["final_loss"] == res.final_loss
+
+
 def test_time_series_warm_starts_each_frame_from_the_previous():
     ds = cusim.simulate(shape=(32, 32), snr=20, T=2, seed=2)
     res = cusim.reconstruct(ds, "pinn", device="cpu", steps=6, warm_start_steps=2, stop="max", width=4)

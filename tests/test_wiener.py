@@ -204,3 +204,16 @@ def test_camera_frames_reach_a_fine_grid_of_upsample_1_unchanged():
     f = np.random.default_rng(0).normal(size=(2, 8, 8))
     plan = SimpleNamespace(s=1, pad_camera=0, padded=(8, 8), taper=np.ones((8, 8)))
     np.testing.assert_allclose(_to_fine(f, plan, np), f, atol=1e-12)
+
+
+def test_a_run_given_pattern_parameters_records_them_and_can_be_stored(tmp_path):
+    """params= held a SinusoidParams object in the record: json failed after the run ('not JSON serializable')."""
+    from cusim import io, reconstruct  # noqa: PLC0415
+    from cusim.patterns import params_record  # noqa: PLC0415
+
+    ds = simulate(shape=(32, 32), seed=0, device="cpu")
+    res = reconstruct(ds, "wiener", device="cpu", params=ds.pattern_params)
+    assert res.params["params"] == params_record(ds.pattern_params)
+    path = io.save(ds, tmp_path / "a.h5")
+    io.add_recon(path, "w", res.to_recon(**res.recorded_extra()))
+    assert io.load(path).recons["w"].attrs["params"]["params"]["k"] == params_record(ds.pattern_params)["k"]

@@ -21,7 +21,7 @@ from .._validate import check_frames_vary
 from .._version import __version__
 from ..backend import device_name, resolve_device
 from ..io import Dataset, Recon
-from ..patterns import params_record
+from ..patterns import HexagonalParams, SinusoidParams, params_record
 from .config import CONFIGS
 
 if TYPE_CHECKING:
@@ -56,6 +56,10 @@ class Result:
 
     @property
     def final_loss(self) -> float | None:
+        """The last loss; for a PINN ensemble, whose ``loss`` holds the members' histories one after another, the
+        mean of the members' last losses (``extra["final_loss"]``), not the last member's."""
+        if "final_loss" in self.extra:
+            return float(self.extra["final_loss"])
         return None if self.loss is None or len(self.loss) == 0 else float(self.loss[-1])
 
     def to_recon(self, **more_attrs) -> Recon:
@@ -94,7 +98,9 @@ def recorded_params(method: str, params: dict, estimate_patterns: bool = False) 
     """The ``params`` a reconstruction records (``/recon/<name>`` attribute ``params``): every setting of
     the method as resolved (defaults included) and the others given, less the operational ones (which do
     not change the result). Two runs with equal records ran with the same settings (``cusim.batch``'s resume)."""
-    recorded = {k: v for k, v in params.items() if k not in _OPERATIONAL}
+    # pattern parameters given as an argument (wiener's params=) as their record: the object is no attribute
+    recorded = {k: params_record(v) if isinstance(v, (SinusoidParams, HexagonalParams)) else v
+                for k, v in params.items() if k not in _OPERATIONAL}
     if method in CONFIGS:
         fields = {f.name for f in dataclasses.fields(CONFIGS[method])}
         cfg = CONFIGS[method].from_params({k: v for k, v in recorded.items() if k in fields})
@@ -117,11 +123,21 @@ def reconstruct(dataset: Dataset, method: str = "widefield", *, device: str = "a
     """
     if method not in METHODS:
         raise ValueError(f"method: expected one of {list(METHODS)}, got {method!r}")
+    if not isinstance(dataset, Dataset):
+        raise ValueError(f"dataset: expected a cusim Dataset (cusim.load(path), cusim.simulate(...)), got "
+                         f"{type(dataset).__name__}")
+    if not (isinstance(estimate_patterns, (bool, np.bool_)) or hasattr(estimate_patterns, "params")):
+        # a truthy "no" or 1 estimated too
+        raise ValueError(f"estimate_patterns: expected True, False or an EstimateResult, got {estimate_patterns!r}")
     if estimate_patterns and method not in PATTERN_METHODS:
         raise ValueError(f"estimate_patterns: method {method!r} uses no patterns")
+    if method not in CONFIGS and params:  # widefield takes no settings (the others' configs check theirs)
+        raise ValueError(f"{method}: unknown parameter(s) {sorted(params)}; it takes none")
     raw = np.asarray(dataset.raw)  # constant frames (empty, saturated) fail here, not in a method's arithmetic
-    check_frames_vary(raw if dataset.is_series else raw[None],
-                      "raw" if dataset.path is None else f"{dataset.path}: /raw")
+    where = "raw" if dataset.path is None else f"{dataset.path}: /raw"
+    if np.issubdtype(raw.dtype, np.floating) and not np.isfinite(raw).all():  # a method blamed its settings
+        raise ValueError(f"{where}: contains NaN or Inf; expected finite frames")
+    check_frames_vary(raw if dataset.is_series else raw[None], where)
     dev = resolve_device(device)
     fn = _method_module(method).reconstruct
     t0 = time.perf_counter()

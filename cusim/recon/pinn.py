@@ -824,6 +824,7 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
             pparams = [m["pattern_params"] for m in run.members]
     info = {"loss": np.concatenate(losses), "stop_reason": "; ".join(reasons), "sigma": run.sigma, "tau": run.tau,
             "margin_camera": margin, "watch_inset": inset, "ensemble": len(run.members),
+            "final_loss": float(np.mean([m["loss"][-1] for m in run.members])),  # the last time point's members
             "steps_run": int(sum(len(v) for v in losses)),
             "network_s": time.perf_counter() - t0}  # the networks' set-up, capture and steps, images on the host
     if cfg.input == "mixed":  # which network saw which input
