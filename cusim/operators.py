@@ -82,6 +82,8 @@ def _box_factor(n: int, s: int) -> np.ndarray:
 
 def _validate_patterns(patterns, s: int) -> np.ndarray:
     xp = get_xp(patterns)
+    if xp is np and not isinstance(patterns, np.ndarray):  # a nested list, as the PSF may be
+        patterns = np.asarray(patterns)
     shape = tuple(getattr(patterns, "shape", ()))
     if len(shape) != 3 or 0 in shape:
         raise ValueError(f"patterns: expected a non-empty array of shape (K, H, W), got shape {shape}")
@@ -141,9 +143,13 @@ class SIMOperator:
         s = check_int("upsample", upsample, 1, 8)
         pad_fine = check_int("pad_fine", pad_fine, 0)
         margin = check_int("margin_camera", margin_camera, 0)
-        rdt, cdt = _DTYPES[check_choice("dtype", str(dtype), tuple(_DTYPES))]
+        try:  # "float32", np.float32 or np.dtype("float32")
+            name = np.dtype(dtype).name
+        except TypeError:
+            name = str(dtype)
+        rdt, cdt = _DTYPES[check_choice("dtype", name, tuple(_DTYPES))]
         self.dtype = np.dtype(rdt)
-        _validate_patterns(patterns, s)
+        patterns = _validate_patterns(patterns, s)
         K, H, W = patterns.shape
         if 2 * margin >= min(H, W) // s:
             raise ValueError(f"margin_camera: {margin} camera pixels on each side leaves no field of the "
@@ -172,7 +178,9 @@ class SIMOperator:
         self.output_shape = (K, geo.fh, geo.fw)
         self._xp = xp
         self._rdt, self._cdt = rdt, cdt
-        self.patterns = xp.ascontiguousarray(xp.asarray(patterns, dtype=rdt))
+        # its own copy: the operator is immutable, and a view of the caller's array followed the caller's edits
+        # (its cached norm_estimate going stale)
+        self.patterns = xp.array(patterns, dtype=rdt, order="C", copy=True)
         # Forward: fold with T / s^2 (the decimation); adjoint: unfold with s^2 conj(T) / s^2.
         self._T = xp.asarray(transfer / s**2, dtype=cdt)
         self._Tadj = xp.asarray(np.conj(transfer), dtype=cdt)
@@ -185,9 +193,15 @@ class SIMOperator:
             have = "a CuPy" if get_xp(a) is not np else "a NumPy"
             want = "cupy arrays (cupy.asarray)" if self.device == "cuda" else "NumPy arrays (.get())"
             raise ValueError(f"{name}: is {have} array but the operator lives on {self.device}; pass {want}")
+        if self._xp is np and not isinstance(a, np.ndarray):  # a list or a number
+            a = np.asarray(a)
         shape = tuple(a.shape)
         if shape[-len(tail):] != tail or a.ndim not in (len(tail), len(tail) + 1):
             raise ValueError(f"{name}: expected shape {tail} or (B, *{tail}), got {shape}")
+        if a.ndim == len(tail) + 1 and shape[0] == 0:
+            raise ValueError(f"{name}: an empty batch (B = 0, shape {shape}); expected at least one")
+        if self._xp.iscomplexobj(a) or not self._xp.issubdtype(a.dtype, self._xp.number):
+            raise ValueError(f"{name}: expected real numbers, got dtype {a.dtype}")
         a = self._xp.ascontiguousarray(a, dtype=self._rdt)
         return a if a.ndim == len(tail) + 1 else a[None], a.ndim == len(tail)
 
@@ -307,7 +321,9 @@ def dottest(op, *, rtol: float | None = None, raise_error: bool = False, batch: 
         Anything with ``forward``, ``adjoint`` and ``input_shape``. Arrays are CuPy when ``op.device``
         is ``"cuda"``, else NumPy.
     rtol : float, optional
-        Tolerance of ``raise_error``; default that of DESIGN section 1, 1e-12 in float64 and 1e-5 otherwise.
+        Tolerance of ``raise_error``; default that of DESIGN section 1, 1e-12 in float64 and 1e-5 otherwise, for
+        the lower of the vectors' and the operator's precisions (a float32 operator computes in float32
+        whatever the vectors).
     raise_error : bool
         Raise :class:`AssertionError` (naming the error and ``rtol``) when the error exceeds ``rtol``.
     batch : int, optional
@@ -325,7 +341,8 @@ def dottest(op, *, rtol: float | None = None, raise_error: bool = False, batch: 
     seed = check_int("seed", seed, 0)
     lead = () if batch is None else (check_int("batch", batch, 1),)
     dt = np.dtype(dtype if dtype is not None else getattr(op, "dtype", np.float64))
-    rtol = (1e-12 if dt == np.float64 else 1e-5) if rtol is None else check_positive("rtol", rtol)
+    exact = dt == np.float64 and np.dtype(getattr(op, "dtype", np.float64)) == np.float64
+    rtol = (1e-12 if exact else 1e-5) if rtol is None else check_positive("rtol", rtol)
     xp, rng = _array_module(op), np.random.default_rng(seed)
     x = _random(xp, rng, lead + tuple(op.input_shape), dt, "normal")
     Ax = op.forward(x)

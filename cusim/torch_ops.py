@@ -65,10 +65,14 @@ def _torch_stream(t: torch.Tensor):
 
 
 def _check(t: torch.Tensor, op, name: str) -> None:
+    if not isinstance(t, torch.Tensor):  # the NumPy array's message was a dtype "mismatch" of float32 and float32
+        raise ValueError(f"{name}: expected a torch tensor, got {type(t).__name__} (torch.from_numpy makes one; "
+                         "NumPy arrays go to op.forward and op.adjoint)")
     want = _TORCH_DTYPE[op.dtype]
     if t.dtype != want:
+        other = f" or build the operator with dtype='{t.dtype}'" if t.dtype in _TORCH_DTYPE.values() else ""
         raise ValueError(f"{name}: dtype {t.dtype} does not match the operator's {op.dtype.name}; "
-                         f"cast with .to({want}) or build the operator with dtype='{t.dtype}'".replace("torch.", ""))
+                         f"cast with .to({want}){other}".replace("torch.", ""))
     on_gpu = op.device == "cuda"
     if t.is_cuda != on_gpu:
         raise ValueError(f"{name}: tensor is on {t.device} but the operator lives on {op.device}")

@@ -315,3 +315,29 @@ def test_power_norm_is_the_one_power_iteration_of_norm_estimate():
     assert power_norm(DenseOp(A), (4, 5), n_iter=500, rtol=1e-14) == pytest.approx(np.linalg.norm(A, 2), rel=1e-6)
     with pytest.raises(ValueError, match="n_iter: expected an integer >= 1"):
         power_norm(op, op.input_shape, n_iter=0)
+
+
+def test_the_operator_keeps_its_own_patterns_and_checks_what_it_is_given():
+    """It held a view of the caller's patterns, so it followed the caller's edits (its cached norm went stale);
+    a list, a number, an empty batch or complex input failed deep inside or lost the imaginary part silently."""
+    pats = patterns.linear((16, 16), period_px=4)
+    op = SIMOperator(pats, optics.gaussian_psf(1.0), 2, device="cpu", dtype=np.float32)  # a NumPy type too
+    x = np.ones((16, 16), np.float32)
+    y = op.forward(x).copy()
+    pats[:] = 0
+    np.testing.assert_array_equal(op.forward(x), y)
+    np.testing.assert_array_equal(op.forward(x.tolist()), y)  # a nested list is an array
+    assert SIMOperator(patterns.linear((16, 16), period_px=4).tolist(), optics.gaussian_psf(1.0), 2,
+                       device="cpu").K == 9
+    for bad, says in ((3.0, r"x: expected shape \(16, 16\) or \(B, \*\(16, 16\)\), got \(\)"),
+                      (np.zeros((0, 16, 16)), r"x: an empty batch \(B = 0"),
+                      (x + 1j * x, r"x: expected real numbers, got dtype complex64")):
+        with pytest.raises(ValueError, match=says):
+            op.forward(bad)
+    with pytest.raises(ValueError, match=r"y: an empty batch"):
+        op.adjoint(np.zeros((0, 9, 8, 8)))
+
+
+def test_dottest_holds_a_float32_operator_to_float32s_tolerance_with_float64_vectors():
+    op = SIMOperator(patterns.linear((16, 16), period_px=4), optics.gaussian_psf(1.0), 2, device="cpu")
+    assert dottest(op, dtype=np.float64, raise_error=True) < 1e-5  # it was held to 1e-12 and failed

@@ -78,8 +78,15 @@ def test_forward_output_tensor_is_a_view_of_the_operator_result(monkeypatch):
 
 def test_dtype_and_device_mismatches_are_clear_errors():
     op = _op(dtype="float32")
-    with pytest.raises(ValueError, match=r"x: dtype float64 does not match the operator's float32"):
+    with pytest.raises(ValueError, match=r"x: dtype float64 does not match the operator's float32; cast with "
+                                         r"\.to\(float32\) or build the operator with dtype='float64'$"):
         sim_forward(torch.rand(24, 20, dtype=torch.float64), op)
+    # no operator of int64 or float16 exists to build; a NumPy array was "float32 does not match float32"
+    for bad in (torch.ones(24, 20, dtype=torch.int64), torch.ones(24, 20, dtype=torch.float16)):
+        with pytest.raises(ValueError, match=r"does not match the operator's float32; cast with \.to\(float32\)$"):
+            sim_forward(bad, op)
+    with pytest.raises(ValueError, match=r"^x: expected a torch tensor, got ndarray"):
+        sim_forward(np.zeros((24, 20), np.float32), op)
 
 
 @pytest.mark.gpu
