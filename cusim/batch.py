@@ -33,6 +33,7 @@ import dataclasses
 import glob
 import json
 import math
+import re
 import socket
 import warnings
 from dataclasses import dataclass, field
@@ -199,14 +200,29 @@ def _run_task(path: str, chunk, method: str, device: str, estimate_patterns: boo
         gt = ds.ground_truth
         ds = dataclasses.replace(ds, raw=ds.raw[t0:t1], recons={},
                                  ground_truth=gt[t0:t1] if gt is not None and gt.ndim == 3 else gt)
-    res = recon.reconstruct(ds, method, device=device, estimate_patterns=estimate, **params)
+    try:
+        res = recon.reconstruct(ds, method, device=device, estimate_patterns=estimate, **params)
+    except ValueError as e:  # "time point 0" of a chunk that starts at t0 is the series' time point t0
+        if chunk is None or not chunk[0]:
+            raise
+        text = re.sub(r"\btime point (\d+)", lambda m: f"time point {int(m.group(1)) + chunk[0]}", str(e))
+        try:
+            again = type(e)(text)
+        except TypeError:
+            again = ValueError(text)
+        raise again from None
+    from .report import image_metrics  # noqa: PLC0415
+
+    # scored as cusim run scores one file (default border and normalisation), per chunk: _assemble averages them
+    metrics = image_metrics(ds, res.image)
     try:
         from distributed import get_worker  # noqa: PLC0415
 
         worker = get_worker().address
     except (ImportError, ValueError):
         worker = "local"
-    return {"result": res, "worker": worker, "host": socket.gethostname()}
+    T = ds.T if ds.is_series else 1
+    return {"result": res, "worker": worker, "host": socket.gethostname(), "metrics": metrics, "T": T}
 
 
 def _assemble(parts: list[dict]):
@@ -217,7 +233,7 @@ def _assemble(parts: list[dict]):
     if len(rs) == 1:
         return rs[0]
     losses = [r.loss for r in rs if r.loss is not None]
-    extra = dict(rs[0].extra)
+    extra = dict(rs[-1].extra)  # what a result records "of the last time point" (sigma, camera, ...): the last chunk's
     if "steps_run" in extra:
         extra["steps_run"] = int(sum(r.extra.get("steps_run", 0) for r in rs))
     if "stop_reason" in extra:
@@ -232,6 +248,9 @@ def _write(job: InputResult, parts: list[dict], name: str, out_dir, force: bool)
 
     res = _assemble(parts)
     extra = res.recorded_extra()  # as `cusim run` on one file records it
+    metrics = _combined_metrics(parts)
+    if metrics is not None:
+        extra["metrics"] = metrics
     where = {"worker": ", ".join(dict.fromkeys(p["worker"] for p in parts)),
              "host": ", ".join(dict.fromkeys(p["host"] for p in parts))}
     if len(parts) > 1:
@@ -243,6 +262,21 @@ def _write(job: InputResult, parts: list[dict], name: str, out_dir, force: bool)
         save_recon_as(job.path, job.target, name, rec, force=force)
     job.status, job.runtime_s, job.worker = "done", res.runtime_s, where["worker"]
     job.steps, job.stop = res.extra.get("steps_run"), res.extra.get("stop_reason")
+
+
+def _combined_metrics(parts: list[dict]) -> dict | None:
+    """The chunks' metrics as one run over the whole series scores it: each a mean over its time points, so the
+    whole's is their mean weighted by time points (an FRC cut-off of None, beyond Nyquist, in any: None)."""
+    ms = [p.get("metrics") for p in parts]
+    if not ms or any(m is None for m in ms):
+        return None
+    w = np.array([p.get("T", 1) for p in parts], dtype=np.float64)
+    out = dict(ms[-1])
+    for key in ("psnr_db", "ssim", "nrmse"):
+        out[key] = float(np.average([m[key] for m in ms], weights=w))
+    cut = [m["frc_cutoff_cycles_per_px"] for m in ms]
+    out["frc_cutoff_cycles_per_px"] = None if None in cut else float(np.average(cut, weights=w))
+    return out
 
 
 # -- planning ----------------------------------------------------------------------------------------
@@ -259,7 +293,10 @@ def _message(path: Path, exc: BaseException) -> str:
     else:
         text = f"{type(exc).__name__}: {exc}"
     text = " ".join(text.split())
-    return text if text.startswith(str(path)) else f"{path}: {text}"
+    for named in dict.fromkeys((str(path), str(Path(path).resolve()))):  # a worker names the resolved path
+        if text.startswith(named):
+            return f"{path}{text[len(named):]}"
+    return f"{path}: {text}"
 
 
 def _canonical(value):
@@ -295,18 +332,29 @@ def _plan(job: InputResult, name: str, expected: dict, resume: bool, force: bool
         job.time_chunks = [None]
     if attrs is not None:
         same = attrs.get("method") == job.method and _canonical(attrs.get("params")) == _canonical(expected)
+        other_split = None
         if job.method == "pinn":  # its time points warm-start within a chunk: another split, another result
             split = [list(c) for c in job.time_chunks] if len(job.time_chunks) > 1 else None
-            same = same and _canonical(attrs.get("time_chunks")) == _canonical(split)
+            if same and _canonical(attrs.get("time_chunks")) != _canonical(split):
+                other_split = (attrs.get("time_chunks"), split)
+            same = same and other_split is None
         if resume and same:
             job.status = "skipped"
             job.worker, job.runtime_s = str(attrs.get("worker", "")), attrs.get("runtime_s")
             return
         if not force:
-            why = "with the same settings; " if same else "with other settings; "
+            if other_split is not None:  # the same settings; the number of workers set another split
+                def chunks(c):
+                    return "the whole series" if c is None else f"time points {c}"
+                why = (f"with the same settings fitted over {chunks(other_split[0])}, now {chunks(other_split[1])} "
+                       "(the PINN's warm starts restart at each chunk, which --workers sets); run with that run's "
+                       "--workers to skip it, ")
+            else:
+                why = ("with the same settings; " if same else "with other settings; ")
             job.status, job.error = "failed", (
                 f"{job.target}: /recon/{name}: exists already {why}use --force to replace it"
-                + ("" if same else " (--resume skips only results of the same settings)") + " or another --name")
+                + ("" if same or other_split is not None else " (--resume skips only results of the same settings)")
+                + " or another --name")
             return
 
 

@@ -617,7 +617,8 @@ def run(
     if len(files) > 1 or scheduler is not None or workers is not None or _pattern_or_folder(files[0]):
         return _run_many(files, method, given, name, device, out, force, resume, threads, scheduler, workers,
                          estimate_patterns, {"--roi": roi, "--tiff": tiff, "--figure": figure,
-                                             "--metrics-border": metrics_border})
+                                             "--metrics-border": metrics_border,
+                                             "--checkpoint-every": checkpoint_every})
     file = files[0]
     params, cfg = _method_settings(method, given)
     device = resolve_device(device)

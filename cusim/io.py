@@ -115,7 +115,8 @@ class Dataset:
         if self.pattern_params is not None:
             return self._render(self.pattern_params, self.fine_shape)
         raise DatasetError(f"{self._name()}: no /patterns and no /pattern_params; estimate them first "
-                           "(cusim estimate) or import the file with a pattern stack")
+                           "(cusim estimate, or cusim run --estimate-patterns) or import the file with a pattern "
+                           "stack")
 
     def _render(self, params: SinusoidParams, shape, margin_camera: int = 0) -> np.ndarray:
         """``params`` rendered on a fine grid of ``shape`` and clipped at 0, float32; NotEnoughMemory first

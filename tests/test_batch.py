@@ -7,6 +7,7 @@ chunks whose first points start cold exactly as a single process does."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import socket
@@ -117,7 +118,9 @@ def test_time_series_chunks_start_cold_like_a_single_process(tmp_path, client):
     same = batch.reconstruct_many([path], "pinn", client, time_chunk=3, resume=True, device="cpu", **kw)
     other = batch.reconstruct_many([path], "pinn", client, time_chunk=2, resume=True, device="cpu", **kw)
     assert same[0].status == "skipped" and other[0].status == "failed", (same, other)
-    assert "exists already with other settings" in other[0].error
+    # the settings are the same, the split is not: said so, with what sets it (it said "with other settings")
+    assert ("exists already with the same settings fitted over time points [[0, 3], [3, 6]], now time points "
+            "[[0, 2], [2, 4], [4, 6]]") in other[0].error and "--workers" in other[0].error, other[0].error
 
 
 def free_port() -> int:
@@ -156,6 +159,29 @@ def test_cli_runs_on_a_scheduler_and_worker_started_as_processes(tmp_path):
         assert io.load(p).recons["widefield"].attrs["worker"] == worker
 
 
+def test_a_chunked_series_is_recorded_and_refused_as_one_run_of_it(tmp_path, client):
+    """A chunk's failure named the time point within its chunk (0 for the series' 2) after the file's path twice;
+    the stored result had no metrics and the first chunk's sigma ("of the last time point")."""
+    ds = cusim.simulate(shape=(32, 32), seed=2, T=3)
+    whole = cusim.reconstruct(ds, "iterative", device="cpu")
+    path = io.save(ds, tmp_path / "series.h5")
+    res = batch.reconstruct_many([path], "iterative", client, time_chunk=2, threads=1, device="cpu")
+    assert [r.status for r in res] == ["done"] and res[0].time_chunks == [(0, 2), (2, 3)], res
+    attrs = io.load(path).recons["iterative"].attrs
+    assert attrs["sigma"] == pytest.approx(whole.extra["sigma"], rel=1e-6)
+    from cusim.report import image_metrics  # noqa: PLC0415
+
+    want = image_metrics(ds, whole.image)
+    for key in ("psnr_db", "ssim", "nrmse"):
+        assert attrs["metrics"][key] == pytest.approx(want[key], rel=1e-5), key
+    raw = ds.raw.copy()
+    raw[2, 4] = 0  # time point 2, frame 4: in the second chunk, its first point
+    zero = io.save(dataclasses.replace(ds, raw=raw), tmp_path / "zero.h5")
+    res = batch.reconstruct_many([zero], "wiener", client, time_chunk=2, threads=1, device="cpu")
+    assert res[0].status == "failed" and res[0].error.startswith(f"{zero}: /raw: time point 2, frame 4 is constant")
+    assert res[0].error.count(str(zero)) == 1, res[0].error
+
+
 def test_bad_batch_requests_are_one_line_before_any_work(tmp_path):
     import dask  # noqa: PLC0415
 
@@ -164,6 +190,7 @@ def test_bad_batch_requests_are_one_line_before_any_work(tmp_path):
                          (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "--workers: the workers of an existing"),
                          (["--workers", "0"], "--workers: expected an integer >= 1, got 0"),
                          (["--steps", "5"], "--steps: only for --method pinn"),
+                         (["--method", "pinn", "--checkpoint-every", "5"], "--checkpoint-every: for one input only"),
                          (["--scheduler", "tcp://127.0.0.1:1"], "--scheduler tcp://127.0.0.1:1: no Dask scheduler")):
         with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):  # the unreachable scheduler
             code, text = cli("run", *good, *args)

@@ -217,3 +217,15 @@ def test_a_run_given_pattern_parameters_records_them_and_can_be_stored(tmp_path)
     path = io.save(ds, tmp_path / "a.h5")
     io.add_recon(path, "w", res.to_recon(**res.recorded_extra()))
     assert io.load(path).recons["w"].attrs["params"]["params"]["k"] == params_record(ds.pattern_params)["k"]
+
+
+def test_a_dataset_without_patterns_is_told_both_ways_to_estimate_them():
+    """The batch path said "params: the dataset has no /pattern_params ...; run `cusim estimate` first", naming an
+    argument and not --estimate-patterns, where a single run named the file and both ways."""
+    from cusim import reconstruct  # noqa: PLC0415
+
+    ds = simulate(shape=(32, 32), seed=0, device="cpu")
+    ds.pattern_params, ds.patterns = None, None
+    with pytest.raises(ValueError, match=r"^dataset: no /patterns and no /pattern_params; estimate them first "
+                                         r"\(cusim estimate, or cusim run --estimate-patterns\)"):
+        reconstruct(ds, "wiener", device="cpu")

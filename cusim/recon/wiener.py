@@ -342,8 +342,8 @@ def params_for(dataset, params=None, *, n_angles=None, n_phases=None) -> tuple[S
     if dataset.pattern_params is not None:
         return dataset.pattern_params, {"params_source": "dataset"}
     if dataset.patterns is None:
-        raise ValueError("params: the dataset has no /pattern_params and no /patterns; run `cusim estimate` "
-                         "first to fit sinusoidal pattern parameters")
+        raise ValueError(f"{dataset._name()}: no /patterns and no /pattern_params; estimate them first (cusim "
+                         "estimate, or cusim run --estimate-patterns)")
     n_a, n_p = angle_phase_counts(dataset.K, n_angles, n_phases, min_phases=MIN_PHASES)
     try:
         p, worst = fit_sinusoids(dataset.patterns, n_angles=n_a, n_phases=n_p)
