@@ -18,14 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import check_int
+from ._validate import check_int, check_number
 
 NORMS = ("minmax", "lstsq", "none")
 
 
 def crop_border(img: np.ndarray, crop: int) -> np.ndarray:
-    if crop < 0:
-        raise ValueError(f"crop: expected >= 0, got {crop}")
+    crop = check_int("crop", crop, 0)
     if crop == 0:
         return img
     if 2 * crop >= min(img.shape[-2:]):
@@ -56,6 +55,7 @@ def normalise(image, reference, norm: str = "minmax", crop: int = 0) -> tuple[np
     ref = np.asarray(reference, dtype=np.float64)
     if img.shape != ref.shape:
         raise ValueError(f"image: shape {img.shape} does not match the reference {ref.shape}")
+    _check_finite(image=img, reference=ref)
     if norm not in NORMS:
         raise ValueError(f"norm: expected one of {NORMS}, got {norm!r}")
     if norm == "none":
@@ -68,9 +68,16 @@ def normalise(image, reference, norm: str = "minmax", crop: int = 0) -> tuple[np
     return scale * img + offset, ref
 
 
+def _check_finite(**arrays) -> None:
+    """A NaN image was min-max normalised to zeros and scored like a black one (PSNR 4.7 dB, FRC 0)."""
+    for name, a in arrays.items():
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name}: contains NaN or Inf; expected a finite image")
+
+
 def _range(ref: np.ndarray, norm: str, data_range: float | None) -> float:
     if data_range is not None:
-        return float(data_range)
+        return check_number("data_range", data_range, lo=0.0, strict=True)
     return 1.0 if norm != "none" else float(ref.max() - ref.min())
 
 
@@ -97,6 +104,8 @@ def ssim(image, reference, *, norm: str = "minmax", crop: int = 0, data_range: f
     from skimage.metrics import structural_similarity  # noqa: PLC0415
 
     img, ref = normalise(image, reference, norm, crop)
+    if img.ndim != 2:  # (a stack was refused as "at least 11 px a side, got 2x32")
+        raise ValueError(f"image: expected a 2-D image for ssim, got shape {img.shape}")
     if min(img.shape) < SSIM_WINDOW:
         raise ValueError(f"ssim: expected an image of at least {SSIM_WINDOW} px a side (its Gaussian window), got "
                          f"{img.shape[0]}x{img.shape[1]}" + (f" after a {crop} px border" if crop else ""))
@@ -141,15 +150,22 @@ def frc(image_a, image_b, *, threshold: float | str = "1/7", pixel_size_nm: floa
     images that correlate above 0.94 everywhere else). Frequencies are in cycles per pixel of the given images.
     """
     thr = {"1/7": 1 / 7, "0.5": 0.5, "half": 0.5}.get(threshold, threshold) if isinstance(threshold, str) \
-        else float(threshold)
-    if not isinstance(thr, float) or not 0 < thr < 1:
+        else threshold
+    if isinstance(thr, bool) or not isinstance(thr, (int, float, np.integer, np.floating)) or not 0 < thr < 1:
         raise ValueError(f"threshold: expected '1/7', '0.5' or a number in (0, 1), got {threshold!r}")
     if check_int("smooth", smooth, 1) % 2 == 0:  # an even window pairs each mean with a frequency half a ring off
         raise ValueError(f"smooth: expected an odd number of rings, got {smooth}")
+    check_number("ring_width", ring_width, lo=0.0, strict=True)
     a = crop_border(np.asarray(image_a, dtype=np.float64), crop)
     b = crop_border(np.asarray(image_b, dtype=np.float64), crop)
-    if a.shape != b.shape or a.ndim != 2:
-        raise ValueError(f"image_b: expected the 2-D shape of image_a {a.shape}, got {b.shape}")
+    if a.ndim != 2:
+        raise ValueError(f"image_a: expected a 2-D image, got shape {a.shape}")
+    if a.shape != b.shape:
+        raise ValueError(f"image_b: expected the shape of image_a {a.shape}, got {b.shape}")
+    _check_finite(image_a=a, image_b=b)
+    if int(min(a.shape) / 2 / ring_width) < 2:
+        raise ValueError(f"image_a: a {a.shape[0]}x{a.shape[1]} image has fewer than 2 rings of width {ring_width:g}; "
+                         "expected a larger image (or narrower rings)")
     win = _hann2(a.shape)
     Fa = np.fft.fft2((a - a.mean()) * win)
     Fb = np.fft.fft2((b - b.mean()) * win)

@@ -146,3 +146,25 @@ def test_frc_odd_smoothing_and_a_zero_cutoff_in_its_derived_numbers():
         metrics.resolution_gain(b, 1 - a, a, threshold="0.5")
     with pytest.raises(ValueError, match="ssim: expected an image of at least 11 px a side .* got 10x10 after a 1 px"):
         metrics.ssim(a[:12, :12], b[:12, :12], crop=1)
+
+
+def test_a_nan_image_and_impossible_settings_are_refused_naming_the_argument():
+    """A NaN image was min-max normalised to zeros and scored like a black one (PSNR 4.7 dB, FRC 0); ring_width 0,
+    a 3 x 3 image, threshold None, a fractional crop, a negative data_range and stacks failed deep or were taken."""
+    rng = np.random.default_rng(0)
+    ref = rng.random((32, 40))
+    img = ref + 0.1 * rng.standard_normal(ref.shape)
+    cases = [(metrics.psnr, (img * np.nan, ref), {}, r"^image: contains NaN or Inf"),
+             (metrics.ssim, (img, ref * np.inf), {}, r"^reference: contains NaN or Inf"),
+             (metrics.frc, (img * np.nan, ref), {}, r"^image_a: contains NaN or Inf"),
+             (metrics.frc, (img, ref), {"ring_width": 0}, r"^ring_width: expected a finite number > 0, got 0"),
+             (metrics.frc, (img[:3, :3], ref[:3, :3]), {}, r"^image_a: a 3x3 image has fewer than 2 rings"),
+             (metrics.frc, (img, ref), {"threshold": None}, r"^threshold: expected '1/7', '0.5' or a number"),
+             (metrics.frc, (np.stack([img, img]), np.stack([ref, ref])), {}, r"^image_a: expected a 2-D image"),
+             (metrics.psnr, (img, ref), {"crop": 2.5}, r"^crop: expected an integer >= 0, got 2.5"),
+             (metrics.psnr, (img, ref), {"data_range": -1}, r"^data_range: expected a finite number > 0"),
+             (metrics.ssim, (np.stack([img, img]), np.stack([ref, ref])), {}, r"^image: expected a 2-D image for ssim")]
+    for fn, args, kw, says in cases:
+        with pytest.raises(ValueError, match=says):
+            fn(*args, **kw)
+    assert metrics.frc(img, ref, threshold=1 / 7).threshold == pytest.approx(1 / 7)
