@@ -90,3 +90,15 @@ def _pixel_value(v, dtype) -> str:
     if np.issubdtype(dtype, np.integer) and v == np.iinfo(dtype).max:
         return f"every pixel {v}: saturated"
     return f"every pixel {v:g}" + (": no signal" if v == 0 else "")
+
+
+def check_shape(shape, name: str = "shape") -> tuple[int, int]:
+    """A 2-D grid ``(H, W)`` of positive integers (ValueError naming ``name`` otherwise)."""
+    try:
+        H, W = (int(v) for v in shape)
+        ok = all(int(v) == v for v in shape) and H >= 1 and W >= 1 and not any(isinstance(v, bool) for v in shape)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name}: expected two positive integers (H, W), got {shape!r}")
+    return H, W

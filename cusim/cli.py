@@ -529,8 +529,8 @@ def run(
                                          "none for rl and the pinn)."),
     prior_weight: float = typer.Option(None, "--prior-weight",
                                        help="pinn/iterative: weight of --prior (iterative: relative to sigma * K "
-                                            f"(default {_I.prior_weight}); pinn: an absolute weight added to the loss (default "
-                                            f"{_D.prior_weight}))."),
+                                            f"(default {_I.prior_weight}); pinn: an absolute weight added to the "
+                                            f"loss (default {_D.prior_weight}))."),
     reg: float = typer.Option(None, "--reg", hidden=True, help="Deprecated spelling of --prior-weight."),
     seed: int = typer.Option(None, help=f"pinn: seed of the network's weights (default {_D.seed})."),
     ensemble: int = typer.Option(None, help="pinn: average the images of this many networks (seeds seed, seed+1, "

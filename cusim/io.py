@@ -622,8 +622,8 @@ def _atomic(path: Path, fill, *, prepare=None, extra_bytes: int = 0, copies: boo
 def check_writable(path, extra_bytes: int = 0, *, copy: bool = True) -> None:
     """Raise one DatasetError line unless ``path`` could be written now: its folder exists and takes a new
     file, the file (if any) is not write-protected, and the folder's file system has room for ``extra_bytes``
-    plus, with ``copy``, a copy of the file (a write that starts from the existing file: adding to it). Meant for before a long computation whose result goes there; the write itself
-    checks everything again."""
+    plus, with ``copy``, a copy of the file (a write that starts from the existing file: adding to it). Meant for
+    before a long computation whose result goes there; the write itself checks everything again."""
     target = resolve(path)
     if not target.parent.is_dir():
         raise DatasetError(f"{path}: folder {target.parent} does not exist")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from ._validate import check_int, check_number, check_positive
+from ._validate import check_int, check_number, check_positive, check_shape
 
 
 def validate_psf(psf, name: str = "psf") -> np.ndarray:
@@ -87,8 +87,9 @@ def widefield_otf(shape: tuple[int, int], na: float, wavelength_nm: float, pixel
     ``(2/pi) (acos q - q sqrt(1 - q^2))`` with ``q = |f| / (2 NA / lambda)``; zero beyond the cut-off.
     """
     _check_optics(na, wavelength_nm, pixel_size_nm)
-    fy = np.fft.fftfreq(shape[0])[:, None]
-    fx = np.fft.fftfreq(shape[1])[None, :]
+    H, W = check_shape(shape)
+    fy = np.fft.fftfreq(H)[:, None]
+    fx = np.fft.fftfreq(W)[None, :]
     return ideal_otf(np.sqrt(fy**2 + fx**2), otf_cutoff(na, wavelength_nm, pixel_size_nm))
 
 
@@ -177,15 +178,16 @@ class Widefield:
 
     def cutoff(self, upsample: int = 1) -> float:
         """OTF cut-off in cycles per fine pixel (camera pixel / ``upsample``)."""
-        return otf_cutoff(self.na, self.wavelength_nm, self.pixel_size_nm / upsample)
+        return otf_cutoff(self.na, self.wavelength_nm, self.pixel_size_nm / check_int("upsample", upsample, 1))
 
     def otf(self, shape: tuple[int, int], upsample: int = 1) -> np.ndarray:
         """Full-plane OTF on a fine grid of ``shape`` (pixel = camera pixel / ``upsample``)."""
-        return widefield_otf(shape, self.na, self.wavelength_nm, self.pixel_size_nm / upsample)
+        fine_nm = self.pixel_size_nm / check_int("upsample", upsample, 1)
+        return widefield_otf(shape, self.na, self.wavelength_nm, fine_nm)
 
     def psf(self, upsample: int = 1, size: int | None = None) -> np.ndarray:
         """Airy PSF on the fine grid (camera pixel / ``upsample``)."""
-        return airy_psf(self.na, self.wavelength_nm, self.pixel_size_nm / upsample, size)
+        return airy_psf(self.na, self.wavelength_nm, self.pixel_size_nm / check_int("upsample", upsample, 1), size)
 
 
 # -- the transfer of OTF and camera pixel together (estimation, Wiener) ----------------------------------

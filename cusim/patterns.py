@@ -25,7 +25,7 @@ from typing import ClassVar
 import numpy as np
 from scipy import special
 
-from ._validate import check_int, check_number, check_positive
+from ._validate import check_int, check_number, check_positive, check_shape
 
 __all__ = [
     "ANGLE_PHASE_DEFAULTS", "HEX_PHASES", "HexagonalParams", "SinusoidParams", "angle_phase_counts", "hexagonal",
@@ -83,9 +83,13 @@ def period_to_k(period_px: float | None = None, *, period_nm: float | None = Non
     if (period_px is None) == (period_nm is None):
         raise ValueError("period: give exactly one of period_px or period_nm")
     if period_nm is not None:
-        if pixel_size_nm is None or not pixel_size_nm > 0:
+        if pixel_size_nm is None:
             raise ValueError("pixel_size_nm: required (camera pixel, > 0) when the period is given in nm")
-        period_px = period_nm / (pixel_size_nm / upsample)
+        check_positive("pixel_size_nm", pixel_size_nm)
+        check_int("upsample", upsample, 1)
+        period_px = check_number("period_nm", period_nm) / (pixel_size_nm / upsample)
+    else:
+        period_px = check_number("period_px", period_px)
     if not (np.isfinite(period_px) and period_px >= 2):
         raise ValueError(f"period: expected at least 2 fine pixels (the Nyquist limit), got {period_px:.4g}")
     return 1.0 / period_px
@@ -163,7 +167,7 @@ class SinusoidParams:
 
     def render(self, shape: tuple[int, int], dtype=np.float32) -> np.ndarray:
         """The patterns (K, H, W) on a fine grid of ``shape`` (the formula in the module docstring)."""
-        H, W = shape
+        H, W = check_shape(shape)
         rows = np.arange(H, dtype=np.float64)[:, None]
         cols = np.arange(W, dtype=np.float64)[None, :]
         out = np.empty((self.K, H, W), dtype=dtype)
@@ -317,7 +321,7 @@ class HexagonalParams:
 
     def render(self, shape: tuple[int, int], dtype=np.float32) -> np.ndarray:
         """The patterns (K, H, W) on a fine grid of ``shape`` (the formula in the class docstring)."""
-        H, W = shape
+        H, W = check_shape(shape)
         rows = np.arange(H, dtype=np.float64)[:, None]
         cols = np.arange(W, dtype=np.float64)[None, :]
         theta = [2 * np.pi * (kj[0] * rows + kj[1] * cols) for kj in self.k]
@@ -361,7 +365,7 @@ def lattice(shape: tuple[int, int], *, period_px: float, n_shifts: int = 5, shar
     check_number("period_px", period_px, lo=2.0)  # the Nyquist limit
     check_int("n_shifts", n_shifts, 1)
     check_positive("sharpness", sharpness)
-    H, W = shape
+    H, W = check_shape(shape)
     rows = np.arange(H, dtype=np.float64)[:, None]
     cols = np.arange(W, dtype=np.float64)[None, :]
     # Lattice vectors a1, a2 (spot spacing = period); the waves' differences are the reciprocal vectors.
@@ -388,7 +392,8 @@ def speckle(shape: tuple[int, int], n_frames: int, *, grain_px: float = 4.0, see
     random complex field, mean 1 per frame. ``grain_px`` is the speckle size (1 / pupil cut-off)."""
     check_int("n_frames", n_frames, 1)
     check_number("grain_px", grain_px, lo=2.0)  # the Nyquist limit
-    H, W = shape
+    H, W = check_shape(shape)
+    check_int("seed", seed, 0)
     rng = np.random.default_rng(seed)
     fy = np.fft.fftfreq(H)[:, None]
     fx = np.fft.fftfreq(W)[None, :]

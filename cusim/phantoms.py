@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, spatial
 
-from ._validate import check_int, check_number, check_positive
+from ._validate import check_int, check_number, check_positive, check_shape
 
 __all__ = ["filaments", "ccp", "er", "actin", "LinePair", "line_pair_layout", "line_pairs", "beads", "PHANTOMS",
            "make"]
@@ -33,17 +33,6 @@ _STEP = 0.5  # sampling of drawn curves along their length, in pixels
 
 
 # -- shared helpers ----------------------------------------------------------------------------
-def _check_shape(shape) -> tuple[int, int]:
-    try:
-        H, W = (int(v) for v in shape)
-        ok = all(int(v) == v for v in shape) and H >= 1 and W >= 1
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"shape: expected two positive integers (H, W), got {shape!r}")
-    return H, W
-
-
 def _check_positive(**values) -> None:
     for name, v in values.items():
         check_positive(name, v)
@@ -107,7 +96,7 @@ def filaments(shape: tuple[int, int], n: int = 20, *, width_px: float = 1.0, sti
     """
     n = check_int("n", n, 1)
     check_positive("width_px", width_px)
-    H, W = _check_shape(shape)
+    H, W = check_shape(shape)
     rng = np.random.default_rng(seed)
     img = np.zeros((H, W), dtype=np.float64)
     n_steps = int(2 * np.hypot(H, W) / _STEP)
@@ -139,7 +128,7 @@ def ccp(shape: tuple[int, int], n: int | None = None, *, radius_px: tuple[float,
     dimmer than its rim; brightness varies from pit to pit (0.3..1). ``n`` defaults to one per
     ~1500 pixels. Pits that do not fit without overlap after many tries are left out.
     """
-    H, W = _check_shape(shape)
+    H, W = check_shape(shape)
     n = max(1, round(H * W / 1500)) if n is None else check_int("n", n, 1)
     lo, hi = _check_range("radius_px", radius_px, 0.5)
     _check_positive(thickness_px=thickness_px)
@@ -203,7 +192,7 @@ def er(shape: tuple[int, int], *, mesh_px: float = 20.0, width_px: float = 1.5, 
     each bent smoothly (a quadratic curve whose control point is offset by ~``bend`` x its length),
     of brightness 0.6..1, plus ``n_sheets`` small flat sheets at junctions (default one per ~25000 px).
     """
-    H, W = _check_shape(shape)
+    H, W = check_shape(shape)
     _check_positive(mesh_px=mesh_px, width_px=width_px)
     if not 0 <= prune < 1:
         raise ValueError(f"prune: expected a fraction in [0, 1), got {prune!r}")
@@ -251,7 +240,7 @@ def actin(shape: tuple[int, int], n: int | None = None, *, angle_deg: float | No
     varies 0.25..1; a fraction ``pair_fraction`` are pairs of parallel lines ``pair_gap_px`` apart
     (below the widefield resolution at the usual sampling). ``n`` defaults to one per ~20 px of side.
     """
-    H, W = _check_shape(shape)
+    H, W = check_shape(shape)
     n = max(3, round(np.sqrt(H * W) / 20)) if n is None else check_int("n", n, 1)
     for name, f in (("cross_fraction", cross_fraction), ("pair_fraction", pair_fraction)):
         if not 0 <= f <= 1:
@@ -329,7 +318,7 @@ def line_pair_layout(shape: tuple[int, int], spacings_px=None, *, n_orientations
     Raises ValueError when a cell is too small for the largest spacing (side < 2 x spacing + 6 px) or
     for lines at least 8 px long.
     """
-    H, W = _check_shape(shape)
+    H, W = check_shape(shape)
     n_orientations = check_int("n_orientations", n_orientations, 1)
     check_number("angle_offset_deg", angle_offset_deg)
     if spacings_px is None:
@@ -384,7 +373,7 @@ def line_pairs(shape: tuple[int, int], spacings_px=None, *, n_orientations: int 
     check_positive("width_px", width_px)
     pairs = line_pair_layout(shape, spacings_px, n_orientations=n_orientations, angle_offset_deg=angle_offset_deg,
                              seed=seed)
-    img = _draw_pairs(_check_shape(shape), pairs, width_px)
+    img = _draw_pairs(check_shape(shape), pairs, width_px)
     return (img / img.max()).astype(np.float32)
 
 
@@ -393,7 +382,7 @@ def beads(shape: tuple[int, int], n: int | None = None, *, min_gap_px: float = 6
     """Sparse beads: ``n`` points (default one per ~400 pixels) at seeded positions at least
     ``min_gap_px`` apart and 3 px from the border, Gaussian of FWHM ``width_px``, brightness 0.5..1.
     Points that do not fit after many tries are left out. Float32, max 1."""
-    H, W = _check_shape(shape)
+    H, W = check_shape(shape)
     if min(H, W) < 7:  # the beads keep 3 px from the border
         raise ValueError(f"shape: beads keep 3 px from the border; expected at least 7 x 7 pixels, got {shape!r}")
     n = max(1, round(H * W / 400)) if n is None else check_int("n", n, 1)

@@ -170,3 +170,26 @@ def test_fit_sinusoids_refuses_lattices_and_speckle():
     with pytest.raises(ValueError, match=r"patterns: not 7 sinusoids \(worst relative fit residual [0-9.]+ > 0.25"):
         pattern_fit.fit_sinusoids(patterns.speckle((64, 64), 7, seed=2))
     assert pattern_fit.MAX_FIT_RESIDUAL == 0.25
+
+
+def test_generators_name_a_bad_grid_seed_period_or_upsample():
+    """An int shape, an empty or negative grid, a negative seed, a period given as text and upsample 0 failed in
+    numpy (TypeError, ZeroDivisionError, "negative dimensions") or returned an empty stack."""
+    from cusim import optics  # noqa: PLC0415
+
+    cases = [(lambda: patterns.linear(16, period_px=6), r"^shape: expected two positive integers \(H, W\), got 16$"),
+             (lambda: patterns.linear((0, 24), period_px=6), r"^shape: expected two positive integers"),
+             (lambda: patterns.linear((-4, 24), period_px=6), r"^shape: expected two positive integers"),
+             (lambda: patterns.speckle((0, 24), 2), r"^shape: expected two positive integers"),
+             (lambda: patterns.lattice(16, period_px=6), r"^shape: expected two positive integers"),
+             (lambda: patterns.speckle((16, 24), 2, seed=-1), r"^seed: expected an integer >= 0, got -1$"),
+             (lambda: patterns.linear((16, 24), period_px="6"), r"^period_px: expected a finite number, got '6'$"),
+             (lambda: patterns.linear((16, 24), period_nm=300, pixel_size_nm=100, upsample=0),
+              r"^upsample: expected an integer >= 1, got 0$"),
+             (lambda: optics.Widefield(1.2, 520, 100).psf(0), r"^upsample: expected an integer >= 1, got 0$"),
+             (lambda: optics.Widefield(1.2, 520, 100).otf((8, 8), 0), r"^upsample: expected an integer >= 1"),
+             (lambda: optics.widefield_otf(8, 1.2, 520, 50), r"^shape: expected two positive integers")]
+    for make, says in cases:
+        with pytest.raises(ValueError, match=says):
+            make()
+    assert patterns.linear((16.0, 24), period_px=6).shape == (9, 16, 24)  # a whole number given as a float
