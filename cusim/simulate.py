@@ -41,6 +41,7 @@ __all__ = ["simulate", "FAMILIES", "photon_level"]
 FAMILIES = ("linear", "nonlinear", "hexagonal", "lattice", "speckle")
 DTYPES = ("float32", "uint16")
 _UINT16_MAX = 65535
+SATURATION = 3.0  # the nonlinear family's peak excitation / saturation intensity when none is given
 # frames per family: (n_angles, n_phases) for sinusoids, shifts per lattice axis, speckle frames; hexagonal
 # SIM has its fixed 7 frames (patterns.HEX_PHASES)
 _DEFAULTS = {"linear": (3, 3), "nonlinear": (5, 5), "hexagonal": patterns.HEX_PHASES, "lattice": 5, "speckle": 25}
@@ -93,7 +94,8 @@ def _counts(family: str, n_angles, n_phases, n_frames):
     given = {"n_angles": n_angles, "n_phases": n_phases, "n_frames": n_frames}
     for name, v in given.items():
         if v is not None and name not in used:
-            raise ValueError(f"{name}: not used by family {family!r} (it takes {', '.join(used)})")
+            takes = f"it takes {', '.join(used)}" if used else "its frame count is fixed"
+            raise ValueError(f"{name}: not used by family {family!r} ({takes})")
     d = _DEFAULTS[family]
     if family in ("linear", "nonlinear"):
         return (check_int("n_angles", d[0] if n_angles is None else n_angles, 1),
@@ -205,7 +207,7 @@ def _camera(clean_e: np.ndarray, *, noise: bool, read_noise: float, offset: floa
 def simulate(*, phantom: str = "filaments", shape: tuple[int, int] = (256, 256), upsample: int = 2,
              family: str = "linear", na: float = 1.2, wavelength_nm: float = 520.0, pixel_size_nm: float = 100.0,
              pattern_freq: float = 0.9, n_angles: int | None = None, n_phases: int | None = None,
-             n_frames: int | None = None, modulation: float = 1.0, saturation: float = 3.0,
+             n_frames: int | None = None, modulation: float = 1.0, saturation: float | None = None,
              angle_offset_deg: float = 10.0, snr: float | None = None, photons: float | None = None,
              read_noise: float = 1.0, offset: float = 100.0, noise: bool = True, T: int = 1,
              drift_px: float = 0.5, seed: int = 0, dtype: str = "float32", device: str = "auto",
@@ -219,7 +221,8 @@ def simulate(*, phantom: str = "filaments", shape: tuple[int, int] = (256, 256),
     ``pattern_freq``), lattice ``n_phases`` shifts per lattice axis (5, K = 25), speckle ``n_frames`` (25). ``photons`` is the mean photon count per camera pixel of the noise-free frames;
     ``snr`` the mean signal / noise sigma (default 20 when neither is given). With ``noise=False``,
     ``raw = gain * A x + offset`` exactly (float32). ``modulation`` < 1 mixes in uniform light (every
-    family); ``saturation`` is the nonlinear family's peak excitation / saturation intensity;
+    family); ``saturation`` is the nonlinear family's peak excitation / saturation intensity (default
+    :data:`SATURATION`; refused for the other families);
     ``angle_offset_deg`` turns sinusoids, hexagonal carriers and lattice off the pixel axes. ``T`` > 1 gives a drifting time
     series (``drift_px`` fine pixels per time point). ``dtype="uint16"`` rounds and clips to 0..65535
     (a :class:`~cusim.CusimWarning` when more than 1 % of the pixels clip at 65535).
@@ -236,7 +239,9 @@ def simulate(*, phantom: str = "filaments", shape: tuple[int, int] = (256, 256),
     counts = _counts(family, n_angles, n_phases, n_frames)
     k = _carrier(Widefield(na, wavelength_nm, pixel_size_nm), s, pattern_freq)
     check_number("modulation", modulation, lo=0.0, hi=1.0)
-    check_positive("saturation", saturation)
+    if saturation is not None and family != "nonlinear":  # it was ignored
+        raise ValueError(f"saturation: only the nonlinear family saturates, got family {family!r}")
+    saturation = SATURATION if saturation is None else check_positive("saturation", saturation)
     if n_harmonics is not None:
         check_int("n_harmonics", n_harmonics, 0)
         if family != "nonlinear":

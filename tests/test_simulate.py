@@ -142,3 +142,14 @@ def test_uint16_frames_clipped_at_zero_say_so():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the same frames above a camera's usual offset: nothing to say
         simulate(shape=(64, 64), dtype="uint16", offset=100, photons=1, read_noise=3, seed=0, device="cpu")
+
+
+def test_settings_a_family_does_not_use_are_refused_naming_why():
+    """saturation was ignored for every family but the nonlinear one; the hexagonal family's refusal of n_angles
+    ended in "(it takes )"."""
+    with pytest.raises(ValueError, match=r"^saturation: only the nonlinear family saturates, got family 'linear'$"):
+        simulate(shape=(32, 32), family="linear", saturation=10)
+    with pytest.raises(ValueError, match=r"^n_angles: not used by family 'hexagonal' \(its frame count is fixed\)$"):
+        simulate(shape=(32, 32), family="hexagonal", n_angles=3)
+    assert simulate(shape=(32, 32), family="nonlinear", noise=False).attrs["sim_saturation"] == 3.0
+    assert simulate(shape=(32, 32), family="nonlinear", saturation=5, noise=False).attrs["sim_saturation"] == 5.0
