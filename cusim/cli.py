@@ -441,9 +441,13 @@ def _as_option(message: str, own: tuple[str, ...] = ()) -> str:
     """A library message ``setting: ...`` about a setting that an option gives, as ``--option: ...``; ``own``:
     the command's further settings, each given by the option of its name (``binning`` by ``--binning``)."""
     head, sep, rest = message.partition(":")
-    if sep and head in own:
-        return f"--{head.replace('_', '-')}:{rest}"
-    return f"{_FLAG_OF[head]}:{rest}" if sep and head in _FLAG_OF else message
+    names = [n.strip() for n in head.split(",")]  # "angles, phases: ..." names two
+
+    def flag(n):
+        return f"--{n.replace('_', '-')}" if n in own else _FLAG_OF.get(n)
+    if sep and all(flag(n) for n in names):
+        return f"{', '.join(flag(n) for n in names)}:{rest}"
+    return message
 
 
 def _method_settings(method: str, given: dict):

@@ -960,6 +960,9 @@ def estimate_dataset(ds, t: int = 0, *, family: str | None = None, **kw) -> Esti
     knows the order the frames were imported in (attribute ``source_order``).
     """
     check_int("t", t, 0, ds.T - 1, error=EstimationError)
+    known = ("upsample", "n_angles", "n_phases", "psf", "order", "k_guess", "min_peak_snr", "lattice")
+    if unknown := sorted(set(kw) - set(known)):  # a typo reached a private function as a TypeError
+        raise EstimationError(f"{', '.join(unknown)}: unknown setting; expected some of {', '.join(known)}")
     if ds.attrs.get("sim_family") in NOT_ESTIMATED:
         raise EstimationError(f"frames: simulated with {ds.attrs['sim_family']} illumination, which is not sinusoidal; "
                               "estimate fits sinusoidal SIM only (linear, nonlinear, hexagonal): use the file's "

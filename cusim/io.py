@@ -269,6 +269,9 @@ class Dataset:
         """Check every field against the format; raises DatasetError naming the path."""
         n = self._name()
         raw = self.raw
+        if not isinstance(raw, np.ndarray):  # a list reached raw.ndim as an AttributeError
+            raise DatasetError(f"{n}: /raw: expected a NumPy array (K, h, w) or (T, K, h, w), got "
+                               f"{type(raw).__name__}")
         _check_array(n, "/raw", raw)
         if raw.ndim not in (3, 4):
             raise DatasetError(f"{n}: /raw: expected shape (K, h, w) or (T, K, h, w), got {raw.shape}")

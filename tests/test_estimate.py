@@ -282,6 +282,11 @@ def test_pure_noise_and_widefield_frames_are_refused(shared_data):
         estimate_dataset(flat)
 
 
+def test_an_unknown_setting_is_named_not_a_private_functions_type_error():
+    with pytest.raises(EstimationError, match=r"^n_angle: unknown setting; expected some of upsample, n_angles"):
+        estimate_dataset(simulate(shape=(32, 32), seed=0, device="cpu"), n_angle=3)  # TypeError from _estimate
+
+
 def test_constant_frames_are_named_as_such():
     """All-zero frames got "nothing to take for a carrier in the frames", where cusim run says what is wrong."""
     for K in (9, 7):

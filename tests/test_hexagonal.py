@@ -205,7 +205,11 @@ def test_stacks_that_fit_no_layout_or_hold_no_carrier_get_one_line(tmp_path):
                            "-o", tmp_path / "a.h5"))
     assert "8 frames, expected a multiple of 7 (hexagonal SIM)" in text
     text = _one_line(*_cli("import", "stack", tmp_path / "eight.tif", "--upsample", 2, "-o", tmp_path / "a.h5"))
-    assert "--angles, --phases: required" in text or "angles, phases: required" in text
+    assert "--angles, --phases: required" in text  # the options, not the library's names ("angles, phases")
+    tifffile.imwrite(tmp_path / "seven.tif", frames[:7])
+    text = _one_line(*_cli("import", "stack", tmp_path / "seven.tif", "--family", "hexagonal", "--angles", 3,
+                           "--phases", 3, "--upsample", 2, "-o", tmp_path / "a.h5"))
+    assert "error: --angles, --phases: a hexagonal SIM stack is 1 angle x 7 phases" in text
     assert not (tmp_path / "a.h5").exists()
     eight = io.save(io.Dataset(raw=frames, upsample=2, na=1.2, wavelength_nm=520.0, pixel_size_nm=100.0),
                     tmp_path / "eight.h5")

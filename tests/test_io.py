@@ -122,6 +122,11 @@ def test_info_shows_a_file_whose_reconstruction_is_not_finite_or_whose_attribute
     assert "not finite (NaN or Inf), not scored" in flat and "runtime 'fast'" in flat, text
 
 
+def test_raw_frames_given_as_a_list_are_named():
+    with pytest.raises(io.DatasetError, match=r"^dataset: /raw: expected a NumPy array .* got list$"):
+        io.Dataset(raw=np.ones((9, 8, 8)).tolist(), upsample=2).validate()  # AttributeError before
+
+
 def test_add_recon_keeps_an_existing_one_unless_forced(tmp_path):
     path = io.save(full_dataset(), tmp_path / "a.h5")
     new = io.Recon(np.zeros((16, 20), np.float32), {"method": "widefield"})
