@@ -99,7 +99,8 @@ def metrics_table(ds: Dataset, image: np.ndarray, name: str, border: int | None 
     wf = np.stack([widefield(ds, t) for t in range(ds.T)]) if ds.is_series else widefield(ds)
     rows = [(name, mine)] if name == "widefield" else [(name, mine), ("widefield", image_metrics(ds, wf, border, norm))]
     px = _fine_pixel_nm(ds)
-    table = Table(title=f"against /ground_truth ({convention(norm, mine['border_px'])})")
+    over = f", mean over the {ds.T} time points" if ds.is_series else ""
+    table = Table(title=f"against /ground_truth ({convention(norm, mine['border_px'])}{over})")
     for col in ("image", "PSNR dB", "SSIM", "NRMSE", f"FRC {FRC_THRESHOLD} cut-off"):
         table.add_column(col, justify="right" if col != "image" else "left")
     for label, m in rows:
@@ -171,7 +172,8 @@ def _logspec(img: np.ndarray) -> np.ndarray:
 
 def save_figure(path: Path, ds: Dataset, image: np.ndarray, name: str, loss=None) -> Path:
     """Mean raw frame | reconstruction | ground truth (if any) | log spectra | loss curve (if any), in the
-    format of ``path``'s suffix (.png, .pdf, .svg, .jpg; :data:`cusim._outputs.FIGURE_FORMATS`)."""
+    format of ``path``'s suffix (.png, .pdf, .svg, .jpg; :data:`cusim._outputs.FIGURE_FORMATS`). A time series
+    shows its time point 0, and its figure says so."""
     kind = figure_kind("figure", path)
     os.environ.setdefault("MPLBACKEND", "Agg")
     import matplotlib  # noqa: PLC0415
@@ -197,7 +199,9 @@ def save_figure(path: Path, ds: Dataset, image: np.ndarray, name: str, loss=None
         axes[-1].semilogy(np.asarray(loss))
         axes[-1].set_title("loss", fontsize=9)
         axes[-1].set_xlabel("step")
-    fig.tight_layout()
+    if ds.is_series:
+        fig.suptitle(f"time point 0 of {ds.T}", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.94) if ds.is_series else None)
 
     def write(tmp):
         fig.savefig(tmp, dpi=80, format=kind)

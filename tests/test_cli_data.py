@@ -167,3 +167,23 @@ def test_info_names_both_pattern_sources_the_family_and_the_units_of_k():
     assert f"({2 * k.min():.4f}..{2 * k.max():.4f} cycles/camera px)" in text
     assert "pattern arrays" in text and "(7, 64, 64) (iterative and pinn use these; wiener its carriers from the " \
         "parameters above, phases and modulation from these)" in text
+
+
+def test_a_series_table_and_figure_say_what_they_show(tmp_path, monkeypatch):
+    """The table is the mean over the time points and the figure time point 0; neither said so."""
+    import cusim  # noqa: PLC0415
+
+    path = io.save(cusim.simulate(shape=(32, 32), T=2, seed=0), tmp_path / "ts.h5")
+    res, text = cli("run", path, "--method", "wiener", "--figure", tmp_path / "f.pdf")
+    assert res.exit_code == 0, text
+    assert "mean over the 2 time points)" in " ".join(text.split())
+    from cusim.report import save_figure  # noqa: PLC0415
+
+    ds = io.load(path)
+    seen = []
+    import matplotlib.figure  # noqa: PLC0415
+
+    real = matplotlib.figure.Figure.suptitle  # the figure's title as drawn (a PDF or SVG holds glyphs, not text)
+    monkeypatch.setattr(matplotlib.figure.Figure, "suptitle", lambda self, t, **kw: seen.append(t) or real(self, t, **kw))
+    save_figure(tmp_path / "g.png", ds, ds.recons["wiener"].image, "wiener")
+    assert seen == ["time point 0 of 2"]
