@@ -347,8 +347,8 @@ def _plan(job: InputResult, name: str, expected: dict, resume: bool, force: bool
                 def chunks(c):
                     return "the whole series" if c is None else f"time points {c}"
                 why = (f"with the same settings fitted over {chunks(other_split[0])}, now {chunks(other_split[1])} "
-                       "(the PINN's warm starts restart at each chunk, which --workers sets); run with that run's "
-                       "--workers to skip it, ")
+                       "(the PINN's warm starts restart at each chunk, which --workers or time_chunk sets); "
+                       f"{'run with' if resume else 'add --resume and'} that run's --workers to skip it, ")
             else:
                 why = ("with the same settings; " if same else "with other settings; ")
             job.status, job.error = "failed", (

@@ -646,10 +646,12 @@ def run(
         res = _reconstruct(recon, ds, method, cfg, params, file, target, name, device, estimate_patterns, resume)
     except ValueError as e:  # the settings were checked before: what is left is about this file's data
         text = _as_option(str(e))
-        head = text.partition(":")[0]
-        named = head.startswith("--") or (" " not in head and ("/" in head or "." in head))  # an option or a path
+        # an option, or a file of this run: the input, the output, the PINN's checkpoint
+        named = text.startswith(("--", str(file), str(file.resolve()), str(target), str(_checkpoint(target, name))))
         fail(text if named else f"{file}: {text}")
     _store(res, ds, file, out, roi is not None, target, name, border, norm, force, tiff, figure)
+    if method == "pinn":  # the result is stored: its checkpoint has served
+        _checkpoint(target, name).unlink(missing_ok=True)
 
 
 def _pattern_or_folder(path: Path) -> bool:
@@ -783,13 +785,19 @@ def _metrics_border(ds, border):
     return border
 
 
+def _checkpoint(target, name: str) -> Path:
+    """Where ``cusim run`` keeps a PINN's checkpoint: a hidden file beside the file its result goes to."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.{name}.ckpt")
+
+
 def _reconstruct(recon, ds, method, cfg, params, file, target, name, device, estimate_patterns, resume):
     """The reconstruction with a progress bar; a PINN interrupted (Ctrl-C, SIGTERM) says what was kept. A PINN's
     checkpoint lies beside the file its result goes to (``target``, checked writable), not beside the input,
     which may be read-only."""
     if method == "pinn":
         target = Path(target)
-        ckpt = target.with_name(f".{target.name}.{name}.ckpt")
+        ckpt = _checkpoint(target, name)
         if resume and not ckpt.exists():
             note(f"--resume: no checkpoint of /recon/{name} beside {target} (a finished run removes its own); "
                  f"starting from step 0")
@@ -803,7 +811,8 @@ def _reconstruct(recon, ds, method, cfg, params, file, target, name, device, est
 
             try:
                 return recon.reconstruct(ds, method, device=device, estimate_patterns=estimate_patterns,
-                                         checkpoint=ckpt, resume=resume, callback=callback, **params)
+                                         checkpoint=ckpt, resume=resume, callback=callback, keep_checkpoint=True,
+                                         **params)  # removed once the result is stored (run)
             except KeyboardInterrupt:
                 every = params.get("checkpoint_every", 50)
                 kept = [p for p in ckpt.parent.glob(f"{ckpt.name}*") if p.is_file()]

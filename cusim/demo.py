@@ -16,15 +16,23 @@ MADE_BY = "cusim demo"  # the attribute made_by of demo.h5: a later demo replace
 
 
 def is_demo_output(path) -> bool:
-    """Whether ``path`` is a dataset a demo wrote (attribute ``made_by``), which the next demo may replace."""
+    """Whether ``path`` is a dataset a demo wrote, which the next demo may replace: its attribute ``made_by``, or,
+    written before there was one, the demo's simulation (filaments, linear SIM, SNR 20) holding the demo's two
+    reconstructions and no other."""
     import h5py  # noqa: PLC0415
 
+    def text(v):
+        return v.decode() if isinstance(v, bytes) else v
     try:
         with h5py.File(path, "r") as f:
-            made = f.attrs.get("made_by")
-    except (OSError, ValueError):
+            a = f.attrs
+            if text(a.get("made_by")) == MADE_BY:
+                return True
+            recons = set(f["recon"]) if "recon" in f else set()
+            return (text(a.get("sim_phantom")) == "filaments" and text(a.get("sim_family")) == "linear"
+                    and a.get("sim_snr_requested") == 20 and recons - {"pinn_loss"} == {"widefield", "pinn"})
+    except (OSError, ValueError, KeyError, TypeError):
         return False
-    return (made.decode() if isinstance(made, bytes) else made) == MADE_BY
 
 
 def native_bfloat16_cpu() -> bool:

@@ -401,11 +401,9 @@ def import_stack(path, *, angles: int | None = None, phases: int | None = None, 
         ds.psf = _plane(psf, "psf")
     if otf is not None:
         try:
-            ds.psf = psf_from_radial_otf(otf, otf_step_per_um, pixel_size_nm, upsample)
-            if ds.psf.shape[0] > max(ds.fine_shape):
-                raise ValueError(f"otf_step_per_um: the PSF of that OTF ({ds.psf.shape[0]} fine pixels across, four "
-                                 f"first-zero radii) is larger than the {ds.fine_shape[0]}x{ds.fine_shape[1]} fine "
-                                 f"field; expected the step between its samples in cycles per micrometre")
+            ds.psf = psf_from_radial_otf(otf, otf_step_per_um, pixel_size_nm, upsample,
+                                         cutoff_per_um=None if na is None or wavelength_nm is None
+                                         else 2 * na / (wavelength_nm / 1000))
         except DatasetError:
             raise
         except ValueError as e:
@@ -447,14 +445,15 @@ OTF_EXTENT_PER_UM = (0.02, 34.0)  # where a radial OTF may end (cycles/um): psf_
 
 
 def psf_from_radial_otf(otf_radial, step_per_um: float, pixel_size_nm: float, upsample: int,
-                        size: int | None = None) -> np.ndarray:
+                        size: int | None = None, *, cutoff_per_um: float | None = None) -> np.ndarray:
     """An odd (size, size) float32 PSF on the fine grid from a radially sampled OTF.
 
     ``otf_radial`` (array or ``.npy`` path): sample j at spatial frequency ``j * step_per_um`` cycles/um
     (its real part is used, normalised to 1 at zero). The fine pixel is ``pixel_size_nm / upsample``.
     ``size`` defaults to four first-zero radii across; negative ringing is clipped, the sum is 1. A profile
     that would end outside :data:`OTF_EXTENT_PER_UM` (a step in other units) or beyond the fine grid's sampling
-    frequency is refused (ValueError).
+    frequency is refused (ValueError), and so, where the optics give the cut-off ``cutoff_per_um`` (2 NA /
+    wavelength), a profile that ends more than a factor 2 from it.
     """
     otf = otf_radial if not isinstance(otf_radial, (str, Path)) else read_array(otf_radial, "OTF", (".npy",), real=False)
     otf = np.real(np.asarray(otf)).astype(np.float64)
@@ -474,6 +473,10 @@ def psf_from_radial_otf(otf_radial, step_per_um: float, pixel_size_nm: float, up
                          f"cycles/um (its last value >= 1 % of the zero frequency's), where a microscope's OTF ends "
                          f"at 2 NA / wavelength, {OTF_EXTENT_PER_UM[0]:g} to {OTF_EXTENT_PER_UM[1]:g} cycles/um; "
                          f"expected the step between its samples in cycles per micrometre")
+    if cutoff_per_um is not None and not 0.5 <= support / cutoff_per_um <= 2:  # a measured OTF ends near it
+        raise ValueError(f"step_per_um: with {step_per_um:g} cycles/um per sample the OTF reaches {support:.3g} "
+                         f"cycles/um, where NA and wavelength put its cut-off at {cutoff_per_um:.3g}; expected the "
+                         "step between its samples in cycles per micrometre")
     if support > 1 / fine_um:  # beyond the fine grid's sampling frequency: the PSF would be one pixel
         raise ValueError(f"step_per_um: the OTF reaches {support:.3g} cycles/um, beyond the fine grid's sampling "
                          f"frequency {1 / fine_um:.3g} cycles/um (pixel {pixel_size_nm:g} nm / upsample {upsample}); "

@@ -143,8 +143,8 @@ class SIMOperator:
         s = check_int("upsample", upsample, 1, 8)
         pad_fine = check_int("pad_fine", pad_fine, 0)
         margin = check_int("margin_camera", margin_camera, 0)
-        try:  # "float32", np.float32 or np.dtype("float32")
-            name = np.dtype(dtype).name
+        try:  # "float32", np.float32 or np.dtype("float32"); None is no dtype (np.dtype(None) is float64)
+            name = np.dtype(dtype).name if dtype is not None else "None"
         except TypeError:
             name = str(dtype)
         rdt, cdt = _DTYPES[check_choice("dtype", name, tuple(_DTYPES))]
@@ -200,7 +200,7 @@ class SIMOperator:
             raise ValueError(f"{name}: expected shape {tail} or (B, *{tail}), got {shape}")
         if a.ndim == len(tail) + 1 and shape[0] == 0:
             raise ValueError(f"{name}: an empty batch (B = 0, shape {shape}); expected at least one")
-        if self._xp.iscomplexobj(a) or not self._xp.issubdtype(a.dtype, self._xp.number):
+        if self._xp.iscomplexobj(a) or not (self._xp.issubdtype(a.dtype, self._xp.number) or a.dtype == bool):
             raise ValueError(f"{name}: expected real numbers, got dtype {a.dtype}")
         a = self._xp.ascontiguousarray(a, dtype=self._rdt)
         return a if a.ndim == len(tail) + 1 else a[None], a.ndim == len(tail)

@@ -120,7 +120,9 @@ def test_time_series_chunks_start_cold_like_a_single_process(tmp_path, client):
     assert same[0].status == "skipped" and other[0].status == "failed", (same, other)
     # the settings are the same, the split is not: said so, with what sets it (it said "with other settings")
     assert ("exists already with the same settings fitted over time points [[0, 3], [3, 6]], now time points "
-            "[[0, 2], [2, 4], [4, 6]]") in other[0].error and "--workers" in other[0].error, other[0].error
+            "[[0, 2], [2, 4], [4, 6]]") in other[0].error and "run with that run's --workers" in other[0].error
+    plain = batch.reconstruct_many([path], "pinn", client, time_chunk=2, device="cpu", **kw)  # no --resume
+    assert "add --resume and that run's --workers to skip it" in plain[0].error, plain[0].error
 
 
 def free_port() -> int:

@@ -58,6 +58,13 @@ def test_demo_replaces_only_what_an_earlier_demo_wrote_unless_forced(tmp_path):
         res = CliRunner().invoke(app, args + extra)
         assert res.exit_code == 0, res.output
         assert load(tmp_path / "demo.h5").attrs["made_by"] == "cusim demo"
+    # a demo of an older cusim (no made_by) is still a demo's own
+    import h5py  # noqa: PLC0415
+
+    with h5py.File(tmp_path / "demo.h5", "a") as f:
+        del f.attrs["made_by"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
 
 
 def test_demo_bad_options_exit_1_with_one_line(tmp_path):

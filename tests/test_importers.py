@@ -155,7 +155,7 @@ def test_psf_from_the_measured_radial_otf(shared_data):
 
 def test_an_otf_step_in_other_units_is_refused(shared_data, tmp_path):
     """1000 times the step (cycles per mm read as per um) gave a 3 x 3 PSF, nearly a delta; a tenth, a PSF of 623 px
-    on a 512 px field; a millionth ended in an out-of-memory line about --roi and --ensemble."""
+    (refused where the optics say where the OTF ends); a millionth ended in an out-of-memory line."""
     otf = shared_data / "real" / "rdlsim-tirf-microtubules" / "otf_radial_488.npy"
     for step in (31.2, 0.0000312):
         with pytest.raises(ValueError, match=r"^step_per_um: with .* cycles/um per sample the OTF reaches .* where a "
@@ -164,14 +164,15 @@ def test_an_otf_step_in_other_units_is_refused(shared_data, tmp_path):
     with pytest.raises(ValueError, match=r"^step_per_um: the OTF reaches 5.02 cycles/um, beyond the fine grid's "
                                          r"sampling frequency 3.19 cycles/um \(pixel 626 nm / upsample 2\)"):
         psf_from_radial_otf(otf, 0.0312, 626, 2)  # the pixel in the wrong unit
-    kw = dict(angles=3, phases=3, upsample=2, pixel_size_nm=62.6, otf=otf, otf_step_per_um=0.0312)
+    # with the optics given, a step a tenth of the true one (a plausible extent, 0.5 cycles/um) is off their cut-off
+    kw = dict(angles=3, phases=3, upsample=2, pixel_size_nm=62.6, otf=otf, na=1.3, wavelength_nm=488)
     tifffile.imwrite(tmp_path / "raw.tif", np.random.default_rng(0).random((9, 16, 16), np.float32))
     with pytest.raises(ValueError) as e:
-        import_stack(tmp_path / "raw.tif", **kw)
-    assert "the PSF of that OTF (65 fine pixels across, four first-zero radii) is larger than the 32x32 fine field" \
+        import_stack(tmp_path / "raw.tif", otf_step_per_um=0.00312, **kw)
+    assert "the OTF reaches 0.502 cycles/um, where NA and wavelength put its cut-off at 5.33" \
         in _one_line_naming(e, "otf_radial_488.npy")
-    tifffile.imwrite(tmp_path / "raw.tif", np.random.default_rng(0).random((9, 40, 40), np.float32))
-    assert import_stack(tmp_path / "raw.tif", **kw).psf.shape == (65, 65)
+    # the true step: a 65 px PSF, larger than this 32 x 32 fine field, which the operator's padding takes
+    assert import_stack(tmp_path / "raw.tif", otf_step_per_um=0.0312, **kw).psf.shape == (65, 65)
 
 
 def _radial_ideal(f_per_px, na, wavelength_nm, pixel_nm):

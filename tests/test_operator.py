@@ -336,6 +336,9 @@ def test_the_operator_keeps_its_own_patterns_and_checks_what_it_is_given():
             op.forward(bad)
     with pytest.raises(ValueError, match=r"y: an empty batch"):
         op.adjoint(np.zeros((0, 9, 8, 8)))
+    np.testing.assert_array_equal(op.forward(np.ones((16, 16), bool)), y)  # a mask is an image of 0 and 1
+    with pytest.raises(ValueError, match=r"dtype: expected one of \['float32', 'float64'\], got 'None'"):
+        SIMOperator(patterns.linear((16, 16), period_px=4), optics.gaussian_psf(1.0), 2, device="cpu", dtype=None)
 
 
 def test_dottest_holds_a_float32_operator_to_float32s_tolerance_with_float64_vectors():

@@ -383,6 +383,24 @@ def test_cli_resume_without_a_checkpoint_says_it_starts_from_step_0(tmp_path):
     assert "note: --resume: no checkpoint of /recon/pinn beside" in text and "starting from step 0" in text
 
 
+def test_cli_keeps_the_checkpoint_until_the_result_is_stored(tmp_path, monkeypatch):
+    """It was removed when reconstruct returned, so a failed or interrupted store (metrics, HDF5, TIFF, figure) lost
+    the fit; a resume now finishes without stepping and removes it."""
+    import cusim.cli as cli_module  # noqa: PLC0415
+
+    path = io.save(cusim.simulate(shape=(32, 32), seed=5), tmp_path / "data.h5")
+    ckpt = path.with_name(".data.h5.pinn.ckpt")
+    args = ["run", path, "--method", "pinn", "--steps", "4", "--stop", "max", "--blend", "none"]
+    real = cli_module._store
+    monkeypatch.setattr(cli_module, "_store", lambda *a: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    res, text = _cli(*args)
+    assert res.exit_code == 1 and ckpt.exists() and "pinn" not in io.load(path).recons, text
+    monkeypatch.setattr(cli_module, "_store", real)
+    res, text = _cli(*args, "--resume")
+    assert res.exit_code == 0 and io.load(path).recons["pinn"].attrs["steps_run"] == 4, text
+    assert not ckpt.exists()
+
+
 def test_cli_keeps_the_checkpoint_beside_the_output_not_the_input(tmp_path, monkeypatch):
     """The input's folder may be read-only (--out is for that); the output's is checked writable before the run."""
     path = io.save(cusim.simulate(shape=(32, 32), seed=5), tmp_path / "data.h5")

@@ -31,7 +31,7 @@ METHODS = ("widefield", "wiener", "iterative", "pinn")
 # methods that use the illumination patterns (and can have them estimated first)
 PATTERN_METHODS = ("wiener", "iterative", "pinn")
 # keyword arguments that steer a run but do not change its result: not recorded as parameters
-_OPERATIONAL = ("callback", "checkpoint", "checkpoint_every", "resume")
+_OPERATIONAL = ("callback", "checkpoint", "checkpoint_every", "resume", "keep_checkpoint")
 # extras that are records (dicts) and belong to the stored result: the patterns used, the camera noise model
 # and the learnt background (cusim.recon.pinn)
 RECORDED_EXTRA = ("pattern_params", "camera", "background")

@@ -772,7 +772,7 @@ def auto_margin(dataset) -> int:
 
 def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, margin_camera: int | None = None,
                 checkpoint: Path | None = None, checkpoint_every: int = 50, resume: bool = False, callback=None,
-                **params):
+                keep_checkpoint: bool = False, **params):
     """PINN reconstruction of every time point of ``dataset``; later frames warm-start from the
     previous one's weights (and refined patterns) with ``warm_start_steps`` steps. Returns ``(image, info)``.
 
@@ -785,7 +785,8 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
     images; the losses and stop reasons are those of every member in order, refined patterns those of
     the first. The checkpoint (of the first time point) holds every member; it is written every
     ``checkpoint_every`` steps and, once that fit has finished, kept until the reconstruction returns (a resume
-    then skips the fit), so an interrupt during later time points or the blend keeps the fitted networks.
+    then skips the fit), so an interrupt during later time points or the blend keeps the fitted networks;
+    with ``keep_checkpoint`` it is left for the caller to remove once it has stored the result (``cusim run``).
 
     With ``blend="iterative"`` (the default) the image is :func:`blend_images` of the network's and FISTA + TV's;
     ``info["blend_parts"]`` holds those two images (``"pinn"``, ``"iterative"``; not stored with a result).
@@ -840,7 +841,7 @@ def reconstruct(dataset, *, device: str = "auto", pad_fine: int | None = None, m
         info["camera"] = {**run.camera, **({"from_file": from_file} if from_file else {})}
     if run.background is not None:
         info["background"] = run.background
-    if checkpoint is not None:
+    if checkpoint is not None and not keep_checkpoint:
         checkpoint.unlink(missing_ok=True)
     return image, info
 
