@@ -307,13 +307,20 @@ def _plan(job: InputResult, name: str, expected: dict, resume: bool, force: bool
           time_chunk: int | None) -> None:
     """Decide, from the files' headers only, whether ``job`` runs (and in which chunks), is skipped
     (``resume``, same settings) or fails now (unreadable, or a result of other settings without ``force``)."""
-    from .io import DatasetError, peek  # noqa: PLC0415
+    from .io import DatasetError, acquisition, peek  # noqa: PLC0415
 
     try:
         shape, attrs = peek(job.path, name)
         if job.target != job.path:
             if job.target.exists():
                 attrs = peek(job.target, name)[1]
+                mine, theirs = acquisition(job.path), acquisition(job.target)
+                if mine != theirs:  # another acquisition's file: its write would refuse it after the compute
+                    differ = ", ".join(f"{k} {theirs[k]} against {mine[k]}" for k in mine if mine[k] != theirs[k])
+                    job.status, job.error = "failed", (
+                        f"{job.target}: exists already and holds another acquisition than {job.path} ({differ}); "
+                        "choose another --out folder")
+                    return
             elif attrs is not None and not force:  # the new file starts as a copy of the input, this result too
                 job.status, job.error = "failed", (
                     f"{job.target}: /recon/{name}: exists already in the input {job.path}, which the new file "

@@ -477,6 +477,17 @@ def peek(path, recon: str | None = None) -> tuple[tuple, dict | None]:
         raise DatasetError(f"{n}: unreadable HDF5 content: {str(e).splitlines()[0]}") from None
 
 
+def acquisition(path) -> dict:
+    """What a file's headers say of its acquisition, read without loading an array: the raw frames' shape and
+    dtype, ``upsample`` and the optics attributes. Two files that differ here hold other acquisitions (the
+    converse needs the data: :func:`check_same_acquisition`). A file that is no dataset: DatasetError."""
+    path = Path(path)
+    shape = peek(path)[0]
+    with _open(path) as f:
+        return {"raw": f"{shape} {f['raw'].dtype}", "upsample": _attr(f, "upsample"),
+                **{a: _attr(f, a) for a in OPTICS_ATTRS}}
+
+
 def _read_params(f, n: str):
     import h5py  # noqa: PLC0415
 

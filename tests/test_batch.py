@@ -184,6 +184,18 @@ def test_a_chunked_series_is_recorded_and_refused_as_one_run_of_it(tmp_path, cli
     assert res[0].error.count(str(zero)) == 1, res[0].error
 
 
+def test_an_out_file_of_another_acquisition_fails_before_the_compute(tmp_path, client, monkeypatch):
+    """Its write refused it, but only after the reconstruction had run."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    src = io.save(cusim.simulate(shape=(32, 32), seed=0), tmp_path / "in" / "s.h5")
+    io.save(cusim.simulate(shape=(48, 48), seed=0), tmp_path / "out" / "s.h5")  # another field, same name
+    res = batch.reconstruct_many([src], "wiener", client, out_dir=tmp_path / "out", device="cpu")
+    assert res[0].status == "failed" and res[0].runtime_s is None, res
+    assert res[0].error.startswith(f"{tmp_path / 'out' / 's.h5'}: exists already and holds another acquisition than")
+    assert "raw (9, 24, 24) float32 against (9, 16, 16) float32" in res[0].error, res[0].error
+
+
 def test_bad_batch_requests_are_one_line_before_any_work(tmp_path):
     import dask  # noqa: PLC0415
 
