@@ -54,7 +54,7 @@ from .io import DatasetError
 from .noise import immerkaer_sigma, spectral_sigma
 from .optics import Widefield, transfer, transfer_cutoff, validate_psf
 from .pattern_fit import EstimationError, _stack, params_from_patterns
-from .patterns import ANGLE_PHASE_DEFAULTS, HEX_PHASES, HexagonalParams, SinusoidParams, angle_phase_counts
+from .patterns import ANGLE_PHASE_DEFAULTS, HEX_PHASES, HexagonalParams, SinusoidParams, _wrap, angle_phase_counts
 
 __all__ = ["FAMILIES", "EstimateResult", "EstimationError", "carrier_guess", "estimate_dataset", "estimate_hexagonal",
            "estimate_params", "params_from_patterns", "pattern_family"]
@@ -95,10 +95,6 @@ def _abs2(z: np.ndarray) -> np.ndarray:
 def _dot(x: np.ndarray, y: np.ndarray) -> complex:
     """``sum(conj(x) y)`` (np.vdot goes through BLAS, which is needlessly slow on small arrays)."""
     return complex((np.conj(x) * y).sum())
-
-
-def _wrap(a):
-    return np.angle(np.exp(1j * np.asarray(a)))
 
 
 class _Transfer:

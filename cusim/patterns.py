@@ -156,8 +156,7 @@ class SinusoidParams:
         """
         flip = (self.k[:, 1] < 0) | ((self.k[:, 1] == 0) & (self.k[:, 0] < 0))
         sign = np.where(flip, -1.0, 1.0)
-        phase = np.angle(np.exp(1j * sign * self.phase))
-        return SinusoidParams(self.k * sign[:, None], phase, self.modulation, self.harmonics)
+        return SinusoidParams(self.k * sign[:, None], _wrap(sign * self.phase), self.modulation, self.harmonics)
 
     def moved(self, top: float, left: float) -> "SinusoidParams":
         """The same patterns on a grid whose origin is fine pixel (``top``, ``left``) of this one's
@@ -312,7 +311,7 @@ class HexagonalParams:
         section 2); phases wrapped to (-pi, pi]."""
         flip = (self.k[:, 1] < 0) | ((self.k[:, 1] == 0) & (self.k[:, 0] < 0))
         sign = np.where(flip, -1.0, 1.0)
-        return HexagonalParams(self.k * sign[:, None], np.angle(np.exp(1j * sign * self.phase)), self.modulation)
+        return HexagonalParams(self.k * sign[:, None], _wrap(sign * self.phase), self.modulation)
 
     def moved(self, top: float, left: float) -> "HexagonalParams":
         """The same patterns on a grid whose origin is fine pixel (``top``, ``left``) of this one's."""
