@@ -276,6 +276,9 @@ def _combined_metrics(parts: list[dict]) -> dict | None:
         out[key] = float(np.average([m[key] for m in ms], weights=w))
     cut = [m["frc_cutoff_cycles_per_px"] for m in ms]
     out["frc_cutoff_cycles_per_px"] = None if None in cut else float(np.average(cut, weights=w))
+    out.pop("time_points", None)
+    if w.sum() > 1:  # as report.image_metrics records a series' mean
+        out["time_points"] = int(w.sum())
     return out
 
 

@@ -276,7 +276,7 @@ def demo(
     for name, sc in res["scores"].items():
         c = sc["frc_cutoff_cycles_per_px"]
         table.add_row(name, f"{sc['psnr_db']:.2f}", f"{sc['ssim']:.3f}",
-                      frc_text(c, res["pixel_nm"], nyquist="beyond Nyquist (0.5 cyc/px)"))
+                      frc_text(c, res["pixel_nm"], nyquist="beyond Nyquist (0.5 cyc/fine px)"))
     console.print(table)
     gain = res["scores"]["pinn"]["psnr_db"] - res["scores"]["widefield"]["psnr_db"]
     step = ("the fast step (U-Net's inner levels in bfloat16; --no-fast: float32)" if res["fast"]

@@ -56,7 +56,7 @@ def json_safe(attrs: dict) -> dict:
 def _warn_no_size(path, pixel_um) -> None:
     if pixel_um is None:
         warn(f"{path}: the dataset records no pixel_size_nm, so no physical pixel size is written (viewers show "
-             "pixels); re-import with --pixel-size-nm to have one")
+             "pixels); a stack imported with --pixel-size-nm (cusim import stack) has one, the paper sets give none")
 
 
 # -- OME-TIFF --------------------------------------------------------------------------------------------

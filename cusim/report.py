@@ -49,10 +49,11 @@ def scorable(shape, border: int) -> bool:
     return min(shape[-2:]) - 2 * border >= metrics.SSIM_WINDOW
 
 
-def convention(norm: str, border: int) -> str:
-    """The convention in words, as every table names it."""
+def convention(norm: str, border: int, time_points: int = 1) -> str:
+    """The convention in words, as every table names it (a series' scores: the mean over its time points)."""
     how = "least-squares fit to the min-max normalised truth" if norm == "lstsq" else f"{norm} normalised"
-    return f"{how}, {border} px border left out, FRC at {FRC_THRESHOLD}"
+    over = f", mean over the {time_points} time points" if time_points > 1 else ""
+    return f"{how}, {border} px border left out, FRC at {FRC_THRESHOLD}{over}"
 
 
 def image_metrics(ds: Dataset, image: np.ndarray, border: int | None = None, norm: str = NORM) -> dict | None:
@@ -73,8 +74,10 @@ def image_metrics(ds: Dataset, image: np.ndarray, border: int | None = None, nor
         rows.append(m)
     out = {k: float(np.mean([r[k] for r in rows])) for k in ("psnr_db", "ssim", "nrmse")}
     cut = [r["frc_cutoff"] for r in rows]
-    out["frc_cutoff_cycles_per_px"] = None if None in cut else float(np.mean(cut))
+    out["frc_cutoff_cycles_per_px"] = None if None in cut else float(np.mean(cut))  # cycles per fine pixel
     out.update(norm=norm, border_px=border, frc_threshold=FRC_THRESHOLD)
+    if len(rows) > 1:  # the record says what it is: the mean over the time points
+        out["time_points"] = len(rows)
     return out
 
 
@@ -85,7 +88,7 @@ def frc_text(cutoff: float | None, pixel_nm: float | None = None, nyquist: str =
         return nyquist
     if cutoff <= 0:
         return "none (no correlation)"
-    return f"{cutoff:.3f} cyc/px" + (f" ({pixel_nm / cutoff:.0f} nm)" if pixel_nm else "")
+    return f"{cutoff:.3f} cyc/fine px" + (f" ({pixel_nm / cutoff:.0f} nm)" if pixel_nm else "")
 
 
 def metrics_table(ds: Dataset, image: np.ndarray, name: str, border: int | None = None, norm: str = NORM):
@@ -99,8 +102,7 @@ def metrics_table(ds: Dataset, image: np.ndarray, name: str, border: int | None 
     wf = np.stack([widefield(ds, t) for t in range(ds.T)]) if ds.is_series else widefield(ds)
     rows = [(name, mine)] if name == "widefield" else [(name, mine), ("widefield", image_metrics(ds, wf, border, norm))]
     px = _fine_pixel_nm(ds)
-    over = f", mean over the {ds.T} time points" if ds.is_series else ""
-    table = Table(title=f"against /ground_truth ({convention(norm, mine['border_px'])}{over})")
+    table = Table(title=f"against /ground_truth ({convention(norm, mine['border_px'], ds.T)})")
     for col in ("image", "PSNR dB", "SSIM", "NRMSE", f"FRC {FRC_THRESHOLD} cut-off"):
         table.add_column(col, justify="right" if col != "image" else "left")
     for label, m in rows:
@@ -161,7 +163,7 @@ def dataset_summary(ds: Dataset) -> Table:
             line += "; not finite (NaN or Inf), not scored"
         if m is not None:
             line += (f"; PSNR {m['psnr_db']:.2f} dB, SSIM {m['ssim']:.3f} "
-                     f"({convention(m['norm'], m['border_px'])})")
+                     f"({convention(m['norm'], m['border_px'], ds.T)})")
         t.add_row(f"/recon/{name}", line)
     return t
 

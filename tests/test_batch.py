@@ -176,6 +176,7 @@ def test_a_chunked_series_is_recorded_and_refused_as_one_run_of_it(tmp_path, cli
     want = image_metrics(ds, whole.image)
     for key in ("psnr_db", "ssim", "nrmse"):
         assert attrs["metrics"][key] == pytest.approx(want[key], rel=1e-5), key
+    assert attrs["metrics"]["time_points"] == want["time_points"] == 3
     raw = ds.raw.copy()
     raw[2, 4] = 0  # time point 2, frame 4: in the second chunk, its first point
     zero = io.save(dataclasses.replace(ds, raw=raw), tmp_path / "zero.h5")

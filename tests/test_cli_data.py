@@ -187,3 +187,7 @@ def test_a_series_table_and_figure_say_what_they_show(tmp_path, monkeypatch):
     monkeypatch.setattr(matplotlib.figure.Figure, "suptitle", lambda self, t, **kw: seen.append(t) or real(self, t, **kw))
     save_figure(tmp_path / "g.png", ds, ds.recons["wiener"].image, "wiener")
     assert seen == ["time point 0 of 2"]
+    # info and the stored record say so too (info's line read like one image's score)
+    assert ds.recons["wiener"].attrs["metrics"]["time_points"] == 2
+    res, text = cli("info", path)
+    assert res.exit_code == 0 and "mean over the 2 time points" in " ".join(text.replace("│", " ").split()), text

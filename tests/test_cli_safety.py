@@ -135,7 +135,8 @@ def test_an_frc_below_the_threshold_from_the_start_prints_as_no_correlation():
     from cusim.report import frc_text  # noqa: PLC0415
 
     assert frc_text(0.0, 30.0) == "none (no correlation)" and frc_text(None) == "beyond Nyquist"
-    assert frc_text(0.25, 30.0) == "0.250 cyc/px (120 nm)" and frc_text(0.25) == "0.250 cyc/px"
+    # which pixel: the fine grid's (a paper set's file has no pixel size to give nm beside it)
+    assert frc_text(0.25, 30.0) == "0.250 cyc/fine px (120 nm)" and frc_text(0.25) == "0.250 cyc/fine px"
 
 
 def test_force_replaces_an_output_of_the_same_kind_and_the_figure_follows_its_suffix(tmp_path, sim):
