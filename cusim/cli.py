@@ -459,8 +459,9 @@ def _method_settings(method: str, given: dict):
         if method not in methods:
             raise ValueError(f"{flag}: only for --method {' or '.join(methods)}, not {method}")
     settings = {_OPTIONS[f][0]: v for f, v in given.items() if _OPTIONS[f][0]}
-    if "--blend-weight" in given and settings.get("blend", _D.blend) != "iterative":
-        raise ValueError("--blend-weight: only with --blend iterative")
+    for flag in ("--blend-weight", "--blend-sigma"):  # they shape the blend, which --blend none turns off
+        if flag in given and settings.get("blend", _D.blend) != "iterative":
+            raise ValueError(f"{flag}: only with --blend iterative")
     if "--fast" in given:
         settings.update(FAST)
     if "--no-graph" in given:
@@ -634,8 +635,17 @@ def run(
     ds = _load(file)
     if roi is not None:
         ds = ds.crop(*roi)
-    name = name or method
+    name = method if name is None else name  # an empty --name is refused below, not the method's name
     target = _check_run_outputs(file, out, tiff, figure, name, ds, roi is not None, force)
+    if warm_start_steps is not None and not ds.is_series:
+        fail(f"--warm-start-steps: {file} holds one time point; the warm starts are those of a series' later ones")
+    if no_graph and device != "cuda":
+        fail(f"--no-graph: the CUDA graph is captured on CUDA only; this run is on {device}")
+    if margin_camera is not None:
+        try:
+            check_int("--margin-camera", margin_camera, 0)
+        except ValueError as e:
+            fail(f"{e} (camera pixels)")
     if estimate_patterns and method not in recon.PATTERN_METHODS:
         fail(f"--estimate-patterns: method {method!r} uses no patterns")
     if method in recon.PATTERN_METHODS and not ds.has_patterns() and not estimate_patterns:

@@ -168,3 +168,23 @@ def test_the_command_list_gives_each_command_its_first_paragraph_on_one_line():
     for name, cmd in group.commands.items():
         first = " ".join(inspect.cleandoc(cmd.help).split("\n\n")[0].split())
         assert f"{name} {first}" in rows, (name, first)
+
+
+def test_options_that_would_change_nothing_in_this_run_are_refused(tmp_path):
+    """Each ran, changed nothing and was recorded as applied: --blend-sigma with --blend none, --warm-start-steps on
+    one time point, --no-graph on the CPU; --name "" fell back to /recon/pinn; --margin-camera -1 named
+    margin_camera after the file."""
+    import cusim  # noqa: PLC0415
+
+    path = cusim.io.save(cusim.simulate(shape=(32, 32), seed=0), tmp_path / "a.h5")
+    pinn = ["run", str(path), "--method", "pinn", "--steps", "2", "--device", "cpu"]
+    for extra, says in ((["--blend", "none", "--blend-sigma", "2"], "--blend-sigma: only with --blend iterative"),
+                        (["--warm-start-steps", "3"], "--warm-start-steps: " + str(path) + " holds one time point"),
+                        (["--no-graph"], "--no-graph: the CUDA graph is captured on CUDA only; this run is on cpu"),
+                        (["--name", ""], "/recon/: invalid name"),
+                        (["--margin-camera", "-1"], "error: --margin-camera: expected an integer >= 0, got -1"),
+                        (["--refine-patterns"], "--refine-patterns: the patterns are refined from step 100 on")):
+        res = CliRunner().invoke(app, pinn + extra)
+        lines = res.output.strip().splitlines()
+        assert res.exit_code == 1 and len(lines) == 1 and says in lines[0], (extra, res.output)
+    assert not load(path).recons

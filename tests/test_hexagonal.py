@@ -177,7 +177,7 @@ def test_pinn_reconstructs_hexagonal_sim():
 def test_pinn_refuses_to_refine_hexagonal_patterns():
     ds = cusim.simulate(family="hexagonal", shape=(64, 64), snr=10, seed=0)
     with pytest.raises(ValueError, match="refine_patterns: .*hexagonal"):
-        cusim.reconstruct(ds, "pinn", device="cpu", steps=2, refine_patterns=True)
+        cusim.reconstruct(ds, "pinn", device="cpu", steps=2, refine_patterns=True, refine_start=0)
 
 
 # -- the command line ------------------------------------------------------------------------------------------

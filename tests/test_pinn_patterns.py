@@ -68,4 +68,13 @@ def test_refinement_needs_sinusoidal_patterns():
     ds = cusim.simulate(shape=(32, 32), family="speckle", seed=0)  # K = 25: 5 x 5 by default
     with pytest.raises(ValueError, match=r"refine_patterns: patterns: not 5 angles x 5 phases of sinusoids "
                                          r"\(worst relative fit residual [0-9.]+ > 0.25"):
-        pinn.reconstruct(ds, steps=2, refine_patterns=True)
+        pinn.reconstruct(ds, steps=2, refine_patterns=True, refine_start=0)
+
+
+def test_refinement_that_would_never_start_is_refused():
+    """It starts at step refine_start (100): --refine-patterns with --steps 5 ran, changed nothing, and was recorded
+    as applied."""
+    with pytest.raises(ValueError, match=r"^refine_patterns: the patterns are refined from step 100 on, which 5 steps "
+                                         r"never reach"):
+        pinn.PINNConfig(steps=5, refine_patterns=True)
+    assert pinn.PINNConfig(steps=5, refine_patterns=True, refine_start=2).refine_patterns

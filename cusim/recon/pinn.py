@@ -722,7 +722,7 @@ def _refine_setup(dataset, op):
     params = dataset.pattern_params
     if getattr(params, "family", None) == "hexagonal":
         raise ValueError("refine_patterns: learns sinusoidal patterns (one carrier per frame); hexagonal SIM's "
-                         "patterns are used as estimated (run without refine_patterns)")
+                         "patterns are used as estimated (run without refine_patterns, --refine-patterns)")
     if params is None:
         from ..pattern_fit import fit_sinusoids  # noqa: PLC0415
 
