@@ -267,7 +267,7 @@ def demo(
             res = pinn_demo(out, size=size, seed=seed, device=device, steps=steps, fast=fast, callback=callback,
                             time_limit=DEMO_TIME_LIMIT if time_limit is None else (time_limit or None))
     except ValueError as e:
-        fail(str(e))
+        fail(_as_option(str(e)))
     first = next(iter(res["scores"].values()))
     table = Table(title=f"{size}x{size} filaments, linear SIM 3x3, SNR 20, against the ground truth "
                         f"({convention(first['norm'], first['border_px'])})")
@@ -418,7 +418,7 @@ _OPTIONS = {
     "--keep-within": ("keep_within", ("pinn",)), "--keep-jitter": ("keep_jitter", ("pinn",)),
     "--time-limit": ("time_limit", ("pinn",)),
 }
-_FLAG_OF = {setting: flag for flag, (setting, _) in _OPTIONS.items() if setting}
+_FLAG_OF = {setting: flag for flag, (setting, _) in _OPTIONS.items() if setting} | {"device": "--device"}
 # cusim.estimate's settings as `cusim estimate` spells them
 _ESTIMATE_FLAGS = {"n_angles": "--angles", "n_phases": "--phases", "k_guess": "--guess", "t": "--t", "order": "--order",
                    "min_peak_snr": "--min-peak-snr", "family": "--family", "lattice": "--no-lattice"}

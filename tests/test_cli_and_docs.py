@@ -72,7 +72,7 @@ def test_demo_bad_options_exit_1_with_one_line(tmp_path):
     assert res.exit_code == 1
     assert res.output.strip().count("\n") == 0 and "--size" in res.output
     res = CliRunner().invoke(app, ["demo", "--device", "tpu", "--out", str(tmp_path)])
-    assert res.exit_code == 1 and "device: expected one of" in res.output
+    assert res.exit_code == 1 and "error: --device: expected one of" in res.output  # the option, not "device"
     res = CliRunner().invoke(app, ["demo", "--time-limit", "-1", "--out", str(tmp_path)])
     assert res.exit_code == 1 and res.output.strip().count("\n") == 0 and "--time-limit: expected" in res.output
 
