@@ -402,7 +402,7 @@ def reconstruct_many(paths, method: str = "widefield", client=None, *, name: str
     check_choice("device", device, DEVICES)  # its spelling (whether a worker has a GPU is the worker's to say)
     params = {k: v for k, v in params.items() if k not in ("checkpoint", "resume", "callback")}
     expected = recon.recorded_params(method, params, estimate_patterns)  # validates the settings
-    name = name or method
+    name = method if name is None else name  # "" is refused below, not the method's name
     out_dir = None if out_dir is None else Path(out_dir)
     if out_dir is not None and not out_dir.is_dir():
         raise ValueError(f"{out_dir}: expected an existing folder for the results of several inputs")

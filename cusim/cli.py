@@ -619,6 +619,8 @@ def run(
              "--camera-offset": camera_offset, "--camera-gain": camera_gain, "--camera-read-sigma": camera_read_sigma,
              "--background": background, "--holdout": holdout, "--keep-within": keep_within, "--keep-jitter": keep_jitter,
              "--time-limit": time_limit}
+    if no_graph and device == "cpu":  # (with --device auto it may be a GPU: the option then applies there)
+        fail("--no-graph: the CUDA graph is captured on CUDA only; this run is on the CPU (--device cpu)")
     if len(files) > 1 or scheduler is not None or workers is not None or _pattern_or_folder(files[0]):
         return _run_many(files, method, given, name, device, out, force, resume, threads, scheduler, workers,
                          estimate_patterns, {"--roi": roi, "--tiff": tiff, "--figure": figure,
@@ -639,8 +641,6 @@ def run(
     target = _check_run_outputs(file, out, tiff, figure, name, ds, roi is not None, force)
     if warm_start_steps is not None and not ds.is_series:
         fail(f"--warm-start-steps: {file} holds one time point; the warm starts are those of a series' later ones")
-    if no_graph and device != "cuda":
-        fail(f"--no-graph: the CUDA graph is captured on CUDA only; this run is on {device}")
     if margin_camera is not None:
         try:
             check_int("--margin-camera", margin_camera, 0)
@@ -692,6 +692,13 @@ def _run_many(files, method, given, name, device, out, force, resume, threads, s
         if value is not None:
             check_int(flag, value, 1)  # ValueError: one line, exit 1
     params, _ = _method_settings(method, {**given, "--resume": None})
+    if name is not None:  # one name for every input: refused before the cluster and the progress bar
+        from .io import DatasetError, check_recon_name  # noqa: PLC0415
+
+        try:
+            check_recon_name(Path(files[0]), name)
+        except DatasetError as e:
+            fail(f"--name: {e}")
     if out is not None and not out.is_dir():
         fail(f"--out: {out}: with several inputs, expected an existing folder for the result files")
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

@@ -465,20 +465,23 @@ def psf_from_radial_otf(otf_radial, step_per_um: float, pixel_size_nm: float, up
         raise ValueError("otf_radial: expected a finite 1-D profile with a positive zero-frequency value")
     otf = otf / otf[0]
     fine_um = pixel_size_nm / upsample / 1000.0
-    support = step_per_um * max(1, np.nonzero(np.abs(otf) >= 0.01)[0].max())  # cycles/um: the OTF's extent
+    support = step_per_um * max(1, np.nonzero(np.abs(otf) >= 0.01)[0].max())  # cycles/um: the PSF's size from it
+    # where the profile first falls below 1 %: its cut-off, whatever noise floor a measured profile keeps past it
+    below = np.nonzero(np.abs(otf) < 0.01)[0]
+    end = step_per_um * (below[0] if below.size else otf.size - 1)
     # a microscope's OTF ends at 2 NA / wavelength: NA 0.02-1.7 and 100-2000 nm (cusim.optics' ranges) give
     # 0.02-34 cycles/um. A step in other units (cycles per mm, per nm, per pixel) lands far outside.
-    if not OTF_EXTENT_PER_UM[0] <= support <= OTF_EXTENT_PER_UM[1]:
-        raise ValueError(f"step_per_um: with {step_per_um:g} cycles/um per sample the OTF reaches {support:.3g} "
-                         f"cycles/um (its last value >= 1 % of the zero frequency's), where a microscope's OTF ends "
-                         f"at 2 NA / wavelength, {OTF_EXTENT_PER_UM[0]:g} to {OTF_EXTENT_PER_UM[1]:g} cycles/um; "
+    if not OTF_EXTENT_PER_UM[0] <= end <= OTF_EXTENT_PER_UM[1]:
+        raise ValueError(f"step_per_um: with {step_per_um:g} cycles/um per sample the OTF reaches {end:.3g} "
+                         f"cycles/um (where it first falls below 1 % of the zero frequency's), where a microscope's "
+                         f"OTF ends at 2 NA / wavelength, {OTF_EXTENT_PER_UM[0]:g} to {OTF_EXTENT_PER_UM[1]:g} cycles/um; "
                          f"expected the step between its samples in cycles per micrometre")
-    if cutoff_per_um is not None and not 0.5 <= support / cutoff_per_um <= 2:  # a measured OTF ends near it
-        raise ValueError(f"step_per_um: with {step_per_um:g} cycles/um per sample the OTF reaches {support:.3g} "
+    if cutoff_per_um is not None and not 0.5 <= end / cutoff_per_um <= 2:  # a measured OTF ends near it
+        raise ValueError(f"step_per_um: with {step_per_um:g} cycles/um per sample the OTF reaches {end:.3g} "
                          f"cycles/um, where NA and wavelength put its cut-off at {cutoff_per_um:.3g}; expected the "
                          "step between its samples in cycles per micrometre")
-    if support > 1 / fine_um:  # beyond the fine grid's sampling frequency: the PSF would be one pixel
-        raise ValueError(f"step_per_um: the OTF reaches {support:.3g} cycles/um, beyond the fine grid's sampling "
+    if end > 1 / fine_um:  # beyond the fine grid's sampling frequency: the PSF would be one pixel
+        raise ValueError(f"step_per_um: the OTF reaches {end:.3g} cycles/um, beyond the fine grid's sampling "
                          f"frequency {1 / fine_um:.3g} cycles/um (pixel {pixel_size_nm:g} nm / upsample {upsample}); "
                          "expected the step between its samples in cycles per micrometre, and the camera pixel in nm")
     if size is None:

@@ -206,6 +206,7 @@ def test_bad_batch_requests_are_one_line_before_any_work(tmp_path):
                          (["--workers", "0"], "--workers: expected an integer >= 1, got 0"),
                          (["--steps", "5"], "--steps: only for --method pinn"),
                          (["--method", "pinn", "--checkpoint-every", "5"], "--checkpoint-every: for one input only"),
+                         (["--name", ""], "/recon/: invalid name"),  # it became the method's name
                          (["--scheduler", "tcp://127.0.0.1:1"], "--scheduler tcp://127.0.0.1:1: no Dask scheduler")):
         with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):  # the unreachable scheduler
             code, text = cli("run", *good, *args)

@@ -65,6 +65,10 @@ def test_demo_replaces_only_what_an_earlier_demo_wrote_unless_forced(tmp_path):
         del f.attrs["made_by"]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
+    with h5py.File(tmp_path / "demo.h5", "a") as f:  # one interrupted before its PINN finished: widefield alone
+        del f.attrs["made_by"], f["recon/pinn"], f["recon/pinn_loss"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
 
 
 def test_demo_bad_options_exit_1_with_one_line(tmp_path):
@@ -180,7 +184,7 @@ def test_options_that_would_change_nothing_in_this_run_are_refused(tmp_path):
     pinn = ["run", str(path), "--method", "pinn", "--steps", "2", "--device", "cpu"]
     for extra, says in ((["--blend", "none", "--blend-sigma", "2"], "--blend-sigma: only with --blend iterative"),
                         (["--warm-start-steps", "3"], "--warm-start-steps: " + str(path) + " holds one time point"),
-                        (["--no-graph"], "--no-graph: the CUDA graph is captured on CUDA only; this run is on cpu"),
+                        (["--no-graph"], "--no-graph: the CUDA graph is captured on CUDA only; this run is on the CPU"),
                         (["--name", ""], "/recon/: invalid name"),
                         (["--margin-camera", "-1"], "error: --margin-camera: expected an integer >= 0, got -1"),
                         (["--refine-patterns"], "--refine-patterns: the patterns are refined from step 100 on")):
@@ -188,3 +192,7 @@ def test_options_that_would_change_nothing_in_this_run_are_refused(tmp_path):
         lines = res.output.strip().splitlines()
         assert res.exit_code == 1 and len(lines) == 1 and says in lines[0], (extra, res.output)
     assert not load(path).recons
+    # with --device auto the run may be on a GPU: --no-graph is not refused there (here: the CPU, where it is moot)
+    res = CliRunner().invoke(app, ["run", str(path), "--method", "pinn", "--steps", "2", "--device", "auto",
+                                   "--no-graph", "--blend", "none"])
+    assert res.exit_code == 0, res.output

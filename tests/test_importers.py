@@ -161,7 +161,7 @@ def test_an_otf_step_in_other_units_is_refused(shared_data, tmp_path):
         with pytest.raises(ValueError, match=r"^step_per_um: with .* cycles/um per sample the OTF reaches .* where a "
                                              r"microscope's OTF ends at 2 NA / wavelength, 0.02 to 34 cycles/um"):
             psf_from_radial_otf(otf, step, 62.6, 2)
-    with pytest.raises(ValueError, match=r"^step_per_um: the OTF reaches 5.02 cycles/um, beyond the fine grid's "
+    with pytest.raises(ValueError, match=r"^step_per_um: the OTF reaches 4.99 cycles/um, beyond the fine grid's "
                                          r"sampling frequency 3.19 cycles/um \(pixel 626 nm / upsample 2\)"):
         psf_from_radial_otf(otf, 0.0312, 626, 2)  # the pixel in the wrong unit
     # with the optics given, a step a tenth of the true one (a plausible extent, 0.5 cycles/um) is off their cut-off
@@ -169,10 +169,15 @@ def test_an_otf_step_in_other_units_is_refused(shared_data, tmp_path):
     tifffile.imwrite(tmp_path / "raw.tif", np.random.default_rng(0).random((9, 16, 16), np.float32))
     with pytest.raises(ValueError) as e:
         import_stack(tmp_path / "raw.tif", otf_step_per_um=0.00312, **kw)
-    assert "the OTF reaches 0.502 cycles/um, where NA and wavelength put its cut-off at 5.33" \
+    assert "the OTF reaches 0.499 cycles/um, where NA and wavelength put its cut-off at 5.33" \
         in _one_line_naming(e, "otf_radial_488.npy")
     # the true step: a 65 px PSF, larger than this 32 x 32 fine field, which the operator's padding takes
     assert import_stack(tmp_path / "raw.tif", otf_step_per_um=0.0312, **kw).psf.shape == (65, 65)
+    # a measured profile's noise floor (2 %) out to 2.5 x its cut-off: where it first falls below 1 % decides
+    fc = 2 * 1.4 / 0.52
+    f = np.linspace(0, 2.5 * fc, 128)
+    noisy = _radial_ideal(f, 1.4, 520, 1000.0) + np.abs(np.random.default_rng(0).normal(0, 0.02, f.size))
+    assert psf_from_radial_otf(noisy, f[1], 65, 2, cutoff_per_um=fc).ndim == 2
 
 
 def _radial_ideal(f_per_px, na, wavelength_nm, pixel_nm):

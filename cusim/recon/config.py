@@ -229,7 +229,7 @@ class PINNConfig(_Config):
             check_number("blend_sigma", self.blend_sigma, lo=0.0, hi=64.0)
         if self.refine_patterns and self.steps <= self.refine_start:  # refinement would never start
             raise ValueError(f"refine_patterns: the patterns are refined from step {self.refine_start} on, which "
-                             f"{self.steps} steps never reach; expected more steps (or refine_start < steps)")
+                             f"{self.steps} steps never reach; expected steps > {self.refine_start}")
         if self.stop == "validation" and "ssim" in parse_loss(self.loss):
             raise ValueError(f"loss: stop 'validation' holds pixels out of 'mse' and 'pg' only, got {self.loss!r}")
         _check_camera(self)
