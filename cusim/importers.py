@@ -474,8 +474,8 @@ def psf_from_radial_otf(otf_radial, step_per_um: float, pixel_size_nm: float, up
     if not OTF_EXTENT_PER_UM[0] <= end <= OTF_EXTENT_PER_UM[1]:
         raise ValueError(f"step_per_um: with {step_per_um:g} cycles/um per sample the OTF reaches {end:.3g} "
                          f"cycles/um (where it first falls below 1 % of the zero frequency's), where a microscope's "
-                         f"OTF ends at 2 NA / wavelength, {OTF_EXTENT_PER_UM[0]:g} to {OTF_EXTENT_PER_UM[1]:g} cycles/um; "
-                         f"expected the step between its samples in cycles per micrometre")
+                         f"OTF ends at 2 NA / wavelength, {OTF_EXTENT_PER_UM[0]:g} to {OTF_EXTENT_PER_UM[1]:g} "
+                         "cycles/um; expected the step between its samples in cycles per micrometre")
     if cutoff_per_um is not None and not 0.5 <= end / cutoff_per_um <= 2:  # a measured OTF ends near it
         raise ValueError(f"step_per_um: with {step_per_um:g} cycles/um per sample the OTF reaches {end:.3g} "
                          f"cycles/um, where NA and wavelength put its cut-off at {cutoff_per_um:.3g}; expected the "
