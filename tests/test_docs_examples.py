@@ -3,7 +3,8 @@ beside a link to ../shared (as a user who copies them would); and the README's A
 it says it prints.
 
 The one liberty taken: the PINN's step budget is capped at 2 steps (through PINNConfig), so that the
-README's 1000-step examples finish in seconds; every option is still parsed, validated and used.
+README's 1000-step examples finish in seconds, and a pattern refinement starts at step 0 within them; every option
+is still parsed, validated and used.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def two_step_pinn(monkeypatch):
     original = PINNConfig.from_params.__func__
 
     def capped(cls, params):
-        return original(cls, {**params, "steps": min(int(params.get("steps", 2)), 2)})
+        refine = {"refine_start": 0} if params.get("refine_patterns") else {}  # it starts at 100 otherwise
+        return original(cls, {**params, "steps": min(int(params.get("steps", 2)), 2), **refine})
 
     monkeypatch.setattr(PINNConfig, "from_params", classmethod(capped))
 
