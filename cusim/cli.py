@@ -641,11 +641,6 @@ def run(
     target = _check_run_outputs(file, out, tiff, figure, name, ds, roi is not None, force)
     if warm_start_steps is not None and not ds.is_series:
         fail(f"--warm-start-steps: {file} holds one time point; the warm starts are those of a series' later ones")
-    if margin_camera is not None:
-        try:
-            check_int("--margin-camera", margin_camera, 0)
-        except ValueError as e:
-            fail(f"{e} (camera pixels)")
     if estimate_patterns and method not in recon.PATTERN_METHODS:
         fail(f"--estimate-patterns: method {method!r} uses no patterns")
     if method in recon.PATTERN_METHODS and not ds.has_patterns() and not estimate_patterns:
@@ -656,6 +651,9 @@ def run(
         res = _reconstruct(recon, ds, method, cfg, params, file, target, name, device, estimate_patterns, resume)
     except ValueError as e:  # the settings were checked before: what is left is about this file's data
         text = _as_option(str(e))
+        for prefix in (f"{file}: ", f"{file.resolve()}: "):  # "a.h5: margin_camera: ..." is about an option
+            if text.startswith(prefix) and (inner := _as_option(text[len(prefix):])).startswith("--"):
+                text = inner
         # an option, or a file of this run: the input, the output, the PINN's checkpoint
         named = text.startswith(("--", str(file), str(file.resolve()), str(target), str(_checkpoint(target, name))))
         fail(text if named else f"{file}: {text}")
