@@ -40,6 +40,7 @@ known pattern arrays instead.
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass, field
 
@@ -921,7 +922,7 @@ def _check_result(frames, result: EstimateResult, **kw) -> None:
     """The checks of a linear estimate: carriers of distinct directions (:func:`_check_distinct_angles`) and the
     frame order (:func:`_frame_order_advice`). Frames that look of the other order are refused with that advice
     where their carriers as given share a direction (nothing usable to store: 3 x 3 phase-major frames gave
-    three "angles" at 130 deg), and warned about otherwise (uneven, but distinct, angles may be meant)."""
+    "angles" at 70, 70 and 131 deg), and warned about otherwise (uneven, but distinct, angles may be meant)."""
     advice = _frame_order_advice(frames, result, **kw)
     try:
         _check_distinct_angles(result)
@@ -956,7 +957,7 @@ def estimate_dataset(ds, t: int = 0, *, family: str | None = None, **kw) -> Esti
     knows the order the frames were imported in (attribute ``source_order``).
     """
     check_int("t", t, 0, ds.T - 1, error=EstimationError)
-    known = ("upsample", "n_angles", "n_phases", "psf", "order", "k_guess", "min_peak_snr", "lattice")
+    known = [p for p in inspect.signature(_estimate).parameters if p != "frames"]  # estimate_params' settings
     if unknown := sorted(set(kw) - set(known)):  # a typo reached a private function as a TypeError
         raise EstimationError(f"{', '.join(unknown)}: unknown setting; expected some of {', '.join(known)}")
     if ds.attrs.get("sim_family") in NOT_ESTIMATED:
